@@ -1,0 +1,32 @@
+# Two commands do all the set-up on a fresh clone:
+#   make demo   installs bptt into .venv and runs `bptt demo`
+#   make test   installs bptt with every extra and runs the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
+
+.PHONY: demo test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.core: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.all: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) -e '.[all,test]'
+	touch $@
+
+demo: $(VENV)/.core
+	$(BIN)/bptt demo
+
+test: $(VENV)/.all
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.all
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV)

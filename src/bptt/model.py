@@ -1,0 +1,228 @@
+"""The Elman RNN of the notebook, its initialisers, and the checks on inputs and targets.
+
+The notebook's names, kept everywhere in bptt (N batch, T time, D input, H hidden, O output):
+
+    z_t = U x_t + W s_{t-1} + b        U (H, D), W (H, H), b (H,) optional
+    s_t = f(z_t)                       f in tanh, relu, sigmoid, identity; s_{-1} = h0 (zeros by default)
+    q_t = V s_t + c                    V (O, H), c (O,) optional
+    o_t = softmax(q_t)
+    E   = sum_t E_t                    E_t = -log o_t[y_t]    (head "softmax", targets are ids)
+                                       E_t = ||q_t - y_t||^2  (head "mse", real-valued targets)
+
+The same weights under other names:
+    min-char-rnn      Wxh = U, Whh = W, Why = V, bh = b, by = c (column vectors)
+    PyTorch nn.RNN    weight_ih_l0 = U, weight_hh_l0 = W, bias_ih_l0 + bias_hh_l0 = b;
+                      nn.Linear head: weight = V, bias = c
+    Keras SimpleRNN   kernel = U.T, recurrent_kernel = W.T, bias = b; Dense head: kernel = V.T, bias = c
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from . import activations
+
+HEADS = ("softmax", "mse")
+PARAMS = ("U", "W", "V", "b", "c")
+
+
+def _finite(name: str, a: np.ndarray) -> None:
+    if not np.all(np.isfinite(a)):
+        bad = np.argwhere(~np.isfinite(a))[0]
+        where = f" at index {tuple(int(i) for i in bad)}" if a.ndim else ""
+        raise ValueError(f"{name} must be finite, but it holds {a[tuple(bad)]}{where}")
+
+
+@dataclass(frozen=True, eq=False)
+class RNN:
+    """An Elman RNN: U (H, D), W (H, H), V (O, H), optional biases b (H,) and c (O,).
+
+    The dtype follows the arrays (float32 stays float32; integers become float64).
+    Arrays are copied and made read-only, so a model never changes under a caller.
+    """
+
+    U: np.ndarray
+    W: np.ndarray
+    V: np.ndarray
+    b: np.ndarray | None = None
+    c: np.ndarray | None = None
+    activation: str = "tanh"
+    head: str = "softmax"
+
+    def __post_init__(self):
+        activations.get(self.activation)
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}: expected one of {', '.join(HEADS)}")
+        given = {k: getattr(self, k) for k in PARAMS if getattr(self, k) is not None}
+        arrays = {}
+        for k, v in given.items():
+            a = np.asarray(v)
+            if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+                raise ValueError(f"{k} must be an array of numbers, got {a.dtype}")
+            arrays[k] = a
+        dtype = np.result_type(*[a.dtype for a in arrays.values()])
+        if not np.issubdtype(dtype, np.floating) or dtype == np.float16:
+            dtype = np.dtype(np.float64)
+        want = {"U": 2, "W": 2, "V": 2, "b": 1, "c": 1}
+        for k, a in arrays.items():
+            if a.ndim != want[k]:
+                raise ValueError(f"{k} must have {want[k]} dimension(s), got shape {a.shape}")
+        H, D = arrays["U"].shape
+        O = arrays["V"].shape[0]
+        shapes = {"U": (H, D), "W": (H, H), "V": (O, H), "b": (H,), "c": (O,)}
+        if arrays["W"].shape != (H, H):
+            raise ValueError(f"W must be (H, H) = ({H}, {H}) because U is (H, D) = {(H, D)}, got {arrays['W'].shape}")
+        if arrays["V"].shape[1] != H:
+            raise ValueError(f"V must be (O, H) with H = {H} (from U), got {arrays['V'].shape}")
+        for k, a in arrays.items():
+            if a.shape != shapes[k]:
+                raise ValueError(f"{k} must have shape {shapes[k]}, got {a.shape}")
+            if H == 0 or D == 0 or O == 0:
+                raise ValueError(f"every dimension must be at least 1, got H={H}, D={D}, O={O}")
+            a = np.array(a, dtype=dtype, copy=True)
+            a.flags.writeable = False
+            object.__setattr__(self, k, a)
+
+    # sizes ---------------------------------------------------------------------------
+    @property
+    def H(self) -> int:
+        return self.W.shape[0]
+
+    @property
+    def D(self) -> int:
+        return self.U.shape[1]
+
+    @property
+    def O(self) -> int:  # noqa: E743 (the notebook's letter)
+        return self.V.shape[0]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.W.dtype
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """The parameters this model has, by name (U, W, V, then b and c when present)."""
+        return {k: getattr(self, k) for k in PARAMS if getattr(self, k) is not None}
+
+    def check_finite(self) -> None:
+        """Raise a ValueError naming the first NaN or Inf weight (forward calls this on every run)."""
+        for k, a in self.params.items():
+            _finite(k, a)
+
+    def replace(self, **changes) -> "RNN":
+        """A new model with some fields changed: model.replace(W=2 * model.W)."""
+        return dataclasses.replace(self, **changes)
+
+    def astype(self, dtype) -> "RNN":
+        return self.replace(**{k: v.astype(dtype) for k, v in self.params.items()})
+
+    def __repr__(self):
+        bias = "+".join(k for k in "bc" if getattr(self, k) is not None) or "none"
+        return (f"RNN(H={self.H}, D={self.D}, O={self.O}, activation={self.activation!r}, "
+                f"head={self.head!r}, biases={bias}, dtype={self.dtype})")
+
+    # files ---------------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Write the model to an .npz file (arrays + JSON metadata, no pickles)."""
+        meta = json.dumps({"activation": self.activation, "head": self.head, "format": "bptt.RNN/1"})
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, meta=np.array(meta), **self.params)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path) -> "RNN":
+        """Read a model written by `save` (loaded with allow_pickle=False)."""
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                if "meta" not in f or "U" not in f:
+                    raise ValueError(f"{path} is not a bptt model file: it lacks the arrays 'meta' and 'U'")
+                meta = json.loads(str(f["meta"]))
+                arrays = {k: f[k] for k in PARAMS if k in f}
+        except (OSError, EOFError) as e:
+            raise ValueError(f"cannot read a model from {path}: {e}") from None
+        return cls(**arrays, activation=meta.get("activation", "tanh"), head=meta.get("head", "softmax"))
+
+
+# --- initialisers ----------------------------------------------------------------------
+def uniform(shape, *, seed) -> np.ndarray:
+    """Uniform on [-1/sqrt(n), 1/sqrt(n)], n = shape[-1] (the fan-in; the notebook's source)."""
+    n = shape[-1]
+    return np.random.default_rng(seed).uniform(-1 / np.sqrt(n), 1 / np.sqrt(n), shape)
+
+
+def normal(shape, std, *, seed) -> np.ndarray:
+    """Gaussian with mean 0 and standard deviation std (min-char-rnn uses std = 0.01)."""
+    return np.random.default_rng(seed).normal(0.0, std, shape)
+
+
+def orthogonal(n, *, seed, gain=1.0) -> np.ndarray:
+    """A random (n, n) orthogonal matrix (QR of a Gaussian, signs fixed so it is Haar-distributed)."""
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(n, n)))
+    return gain * q * np.sign(np.diag(r))
+
+
+def identity(n, gain=1.0) -> np.ndarray:
+    """gain * I: the IRNN initialisation of Le, Jaitly & Hinton (2015), used with relu."""
+    return gain * np.eye(n)
+
+
+def spectral_radius(W) -> float:
+    """rho(W) = max |eigenvalue of W|."""
+    return float(np.max(np.abs(np.linalg.eigvals(np.asarray(W, dtype=np.float64)))))
+
+
+def with_spectral_radius(W, rho) -> np.ndarray:
+    """W rescaled so that its spectral radius is rho."""
+    r = spectral_radius(W)
+    if r == 0:
+        raise ValueError("cannot rescale W to a spectral radius: all its eigenvalues are 0")
+    return np.asarray(W) * (rho / r)
+
+
+INITS = ("uniform", "normal", "orthogonal", "identity")
+
+
+def random_rnn(hidden, inputs, outputs, *, seed, init="uniform", std=None, radius=None,
+               bias=False, activation="tanh", head="softmax", dtype=np.float64) -> RNN:
+    """A random model H=hidden, D=inputs, O=outputs.
+
+    init picks W: "uniform" (+-1/sqrt(H)), "normal" (std), "orthogonal", or "identity" (IRNN).
+    U and V are Gaussian with `std` when std is given, else uniform +-1/sqrt(fan-in).
+    radius rescales W to that spectral radius. Biases, when asked for, start at zero.
+    seed: an int or an np.random.Generator (required: randomness is never global).
+    """
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}: expected one of {', '.join(INITS)}")
+    if init == "normal" and std is None:
+        raise ValueError("init='normal' needs std, the standard deviation of the weights")
+    for name, n in (("hidden", hidden), ("inputs", inputs), ("outputs", outputs)):
+        if int(n) != n or n < 1:
+            raise ValueError(f"{name} must be a positive integer, got {n!r}")
+    rng = np.random.default_rng(seed)
+    H, D, O = int(hidden), int(inputs), int(outputs)
+    side = (lambda shape: normal(shape, std, seed=rng)) if std is not None else (lambda shape: uniform(shape, seed=rng))
+    U, V = side((H, D)), side((O, H))
+    W = {"uniform": lambda: uniform((H, H), seed=rng), "normal": lambda: normal((H, H), std, seed=rng),
+         "orthogonal": lambda: orthogonal(H, seed=rng), "identity": lambda: identity(H)}[init]()
+    if radius is not None:
+        W = with_spectral_radius(W, radius)
+    b, c = (np.zeros(H), np.zeros(O)) if bias else (None, None)
+    return RNN(U=U, W=W, V=V, b=b, c=c, activation=activation, head=head).astype(dtype)
+
+
+def seed_example():
+    """The notebook's model and sequence: (model, x, y) with x = ids [1, 0, 2], y = ids [0, 2, 1].
+
+    U, V, W are the notebook's arrays (in float64); H = 2 hidden units, D = O = 3 words.
+    """
+    U = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])
+    V = np.array([[0.2, 0.3], [0.5, 0.6], [0.7, 0.8]])
+    W = np.array([[0.4, 0.5], [0.1, 0.2]])
+    return RNN(U=U, W=W, V=V), np.array([1, 0, 2]), np.array([0, 2, 1])

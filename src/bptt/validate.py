@@ -1,0 +1,152 @@
+"""Turning what a caller passes as x, y and h0 into checked arrays, or a ValueError in words.
+
+Inputs x:   token ids, integers, (T,) or (N, T)          -> ids (N, T)
+            dense vectors, floats, (T, D) or (N, T, D)    -> X (N, T, D) in the model's dtype
+            One-hot rows are dense vectors and give exactly the ids result. Integer rows that are
+            all one-hot are refused: (3, 3) integers could be 3 sequences of ids or 3 one-hot
+            steps, and guessing wrong gives a silent wrong number (the notebook's first error).
+Targets y:  head "softmax": ids (T,) / (N, T), -1 = no loss at this step; or one-hot rows
+            (T, O) / (N, T, O). Head "mse": values (T, O) / (N, T, O); a row of NaN = no loss.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Inputs(NamedTuple):
+    ids: np.ndarray | None  # (N, T) int64, or None for dense inputs
+    X: np.ndarray | None    # (N, T, D), or None for ids
+    N: int
+    T: int
+    batched: bool
+
+
+class Targets(NamedTuple):
+    ids: np.ndarray | None     # (N, T) int64, -1 where unscored (softmax head)
+    values: np.ndarray | None  # (N, T, O) (mse head), 0 where unscored
+    mask: np.ndarray           # (N, T) bool, True where the step is scored
+
+
+def _array(a, what):
+    try:
+        arr = np.asarray(a)
+    except ValueError as e:
+        raise ValueError(f"{what} is ragged: every sequence must have the same length and every "
+                         f"step the same size ({e})") from None
+    if arr.dtype == object:
+        raise ValueError(f"{what} is ragged or holds non-numbers: every sequence must have the "
+                         "same length, every step the same size")
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{what} must hold numbers, got dtype {arr.dtype}")
+    if arr.size == 0:
+        raise ValueError(f"{what} is empty (shape {arr.shape}): a sequence needs at least one step")
+    return arr
+
+
+def _first_bad(mask):
+    return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def _is_one_hot(a):
+    return bool(np.all((a == 0) | (a == 1)) and np.all(a.sum(-1) == 1))
+
+
+def inputs(model, x) -> Inputs:
+    D = model.D
+    x = _array(x, "x")
+    if x.dtype.kind == "b":
+        raise ValueError("x is boolean: pass token ids as integers or dense vectors as floats")
+    if x.dtype.kind in "iu":
+        if x.ndim == 2 and x.shape[-1] == D and _is_one_hot(x):
+            raise ValueError(
+                f"x is an integer array of shape {x.shape} whose rows are all one-hot: it could be "
+                f"{x.shape[0]} sequences of token ids or one sequence of one-hot steps. Pass token ids "
+                f"(x.argmax(-1) = {x.argmax(-1).tolist()}) or one-hot rows as floats (np.asarray(x, float))")
+        if x.ndim not in (1, 2):
+            raise ValueError(f"token ids must have shape (T,) or (N, T), got shape {x.shape}")
+        bad = (x < 0) | (x >= D)
+        if bad.any():
+            pos = _first_bad(bad)
+            raise ValueError(f"token id {int(x[pos])} at position {pos if len(pos) > 1 else pos[0]} is out of "
+                             f"range: the model has D = {D} inputs, so ids must lie in 0..{D - 1}")
+        ids = np.asarray(x, dtype=np.int64).reshape(-1, x.shape[-1])
+        return Inputs(ids, None, ids.shape[0], ids.shape[1], x.ndim == 2)
+    # floats: dense vectors
+    if x.ndim == 1 or x.shape[-1] != D or x.ndim > 3:
+        integral = np.all(np.isfinite(x)) and np.all(x == np.round(x))
+        if x.ndim in (1, 2) and not integral:
+            pos = _first_bad(x != np.round(x))
+            raise ValueError(f"x holds the non-integer value {x[pos]} at position {pos if len(pos) > 1 else pos[0]}: "
+                             f"token ids must be integers, and dense inputs must have shape (T, {D}) or (N, T, {D})")
+        if x.ndim in (1, 2) and integral:
+            raise ValueError(f"x is a float array of shape {x.shape}: token ids must be integers "
+                             f"(np.asarray(x, dtype=int)); dense inputs must have shape (T, {D}) or (N, T, {D})")
+        raise ValueError(f"dense inputs must have shape (T, D) or (N, T, D) with D = {D} (from U), got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"x must be finite, but it holds {x[_first_bad(~np.isfinite(x))]} at {_first_bad(~np.isfinite(x))}")
+    X = np.asarray(x, dtype=model.dtype).reshape(-1, x.shape[-2], D)
+    return Inputs(None, X, X.shape[0], X.shape[1], x.ndim == 3)
+
+
+def targets(model, y, xin: Inputs) -> Targets:
+    N, T, O, batched = xin.N, xin.T, model.O, xin.batched
+    y = _array(y, "y")
+    lead = (N, T) if batched else (T,)
+    shape_words = f"(N, T) = {lead}" if batched else f"(T,) = {lead}"
+    if model.head == "mse":
+        if y.shape != lead + (O,):
+            raise ValueError(f"targets for the mse head must have shape {lead + (O,)} (x has "
+                             f"{'N = %d sequences of ' % N if batched else ''}T = {T} steps, O = {O}), got {y.shape}")
+        v = np.asarray(y, dtype=model.dtype).reshape(N, T, O)
+        nan = np.isnan(v)
+        partial = nan.any(-1) & ~nan.all(-1)
+        if partial.any():
+            raise ValueError(f"target row {_first_bad(partial)} is partly NaN: a row is either all NaN (no loss) or finite")
+        if np.isinf(v).any():
+            raise ValueError(f"targets must be finite (NaN rows mean no loss), got inf at {_first_bad(np.isinf(v))}")
+        mask = ~nan.all(-1)
+        return Targets(None, np.where(nan, 0, v), mask)
+    if y.shape == lead + (O,):  # one-hot rows, the notebook's form
+        if not _is_one_hot(y):
+            raise ValueError(f"targets of shape {y.shape} are read as one-hot rows, but not every row is "
+                             "one 1 and zeros elsewhere; pass target ids instead")
+        return _ids(np.asarray(y).argmax(-1).reshape(N, T), O)
+    if y.shape != lead:
+        if y.shape[:len(lead)] == lead or y.ndim == len(lead):
+            raise ValueError(f"targets must be ids of shape {shape_words} or one-hot rows of shape "
+                             f"{lead + (O,)}, got {y.shape}")
+        raise ValueError(f"x and y have different lengths: x has {T} steps, y has shape {y.shape}")
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            bad = ~np.isfinite(y) | (y != np.round(y))
+            raise ValueError(f"target ids must be integers, got {y[_first_bad(bad)]} at {_first_bad(bad)}")
+    elif y.dtype.kind not in "iu":
+        raise ValueError(f"target ids must be integers, got dtype {y.dtype}")
+    return _ids(np.asarray(y, dtype=np.int64).reshape(N, T), O)
+
+
+def _ids(ids, O):
+    bad = (ids < -1) | (ids >= O)
+    if bad.any():
+        pos = _first_bad(bad)
+        raise ValueError(f"target id {int(ids[pos])} at position {pos} is out of range: the model has O = {O} "
+                         f"outputs, so targets lie in 0..{O - 1} (or -1 for no loss at that step)")
+    return Targets(ids, None, ids >= 0)
+
+
+def initial_state(model, h0, xin: Inputs) -> np.ndarray:
+    """h0 as (N, H) in the model's dtype; zeros when h0 is None."""
+    N, H = xin.N, model.H
+    if h0 is None:
+        return np.zeros((N, H), dtype=model.dtype)
+    h = np.asarray(h0)
+    want = (N, H) if xin.batched else (H,)
+    if h.shape == (H,) and xin.batched:
+        h = np.broadcast_to(h, (N, H))
+    elif h.shape != want:
+        raise ValueError(f"h0 must have shape {want} (H = {H}{', N = %d' % N if xin.batched else ''}), got {h.shape}")
+    if h.dtype.kind not in "biuf" or not np.all(np.isfinite(h)):
+        raise ValueError("h0 must be a finite array of numbers")
+    return np.array(h, dtype=model.dtype).reshape(N, H)
