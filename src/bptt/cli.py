@@ -1,0 +1,50 @@
+"""The `bptt` command: one sub-command per module in bptt.commands.
+
+Each command module defines HELP (one line), add_arguments(parser) and run(args) -> exit code,
+and imports anything heavy inside run(), so `bptt --help` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "demo": "bptt.commands.demo",
+    "check": "bptt.commands.check",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="bptt", description="Exact backpropagation through time for Elman RNNs, term by term, verified.")
+    parser.add_argument("--version", action="version", version=f"bptt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except ValueError as e:  # bad input: a sentence, not a traceback
+        print(f"bptt {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"bptt {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the `bptt` command line (see bptt.cli)."""
