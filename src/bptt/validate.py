@@ -2,7 +2,7 @@
 
 Inputs x:   token ids, integers, (T,) or (N, T)          -> ids (N, T)
             dense vectors, floats, (T, D) or (N, T, D)    -> X (N, T, D) in the model's dtype
-            One-hot rows are dense vectors and give exactly the ids result. Integer rows that are
+            Float one-hot rows are read as the ids they encode, so they give exactly the ids result. Integer rows that are
             all one-hot are refused: (3, 3) integers could be 3 sequences of ids or 3 one-hot
             steps, and guessing wrong gives a silent wrong number (the notebook's first error).
 Targets y:  head "softmax": ids (T,) / (N, T), -1 = no loss at this step; or one-hot rows
@@ -87,6 +87,8 @@ def inputs(model, x) -> Inputs:
     if not np.all(np.isfinite(x)):
         raise ValueError(f"x must be finite, but it holds {x[_first_bad(~np.isfinite(x))]} at {_first_bad(~np.isfinite(x))}")
     X = np.asarray(x, dtype=model.dtype).reshape(-1, x.shape[-2], D)
+    if _is_one_hot(X):  # one-hot rows take the ids path, so both forms give bit-identical numbers
+        return Inputs(X.argmax(-1), None, X.shape[0], X.shape[1], x.ndim == 3)
     return Inputs(None, X, X.shape[0], X.shape[1], x.ndim == 3)
 
 

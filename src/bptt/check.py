@@ -1,0 +1,168 @@
+"""Gradient checking by central finite differences, in float64, with a floored relative error.
+
+For every parameter (and h0) the analytic gradient of bptt.gradients is compared with the
+five-point central difference
+
+    dE/dθ ≈ (-E(θ + 2h) + 8 E(θ + h) - 8 E(θ - h) + E(θ - 2h)) / 12h,   h = step·max(1, |θ|)
+
+whose truncation error is O(h^4): h = 1e-4 keeps it below the rounding error, about |E|·1e-12,
+even for the steep losses of exploding linear RNNs. The relative error of an entry is |a - n| / max(|a|, |n|, floor):
+the floor (a small fraction of the largest gradient entry of that parameter) means two tiny
+numbers can never look equal by 0/0 the way NaN passed in the notebook's source. An entry passes
+when its relative error is at most tol, or when its absolute error is below the rounding noise
+of the difference quotient itself, 100·max(1, |E|)·eps/h. With relu, a perturbation that moves a
+pre-activation across 0 (a kink) makes the quotient meaningless: such an entry is retried with a
+ten times smaller step, twice, and is otherwise counted as skipped, never as passed. Small parameters
+are checked on every entry; large ones on a stratified sample: the largest analytic entries
+(so the non-zero ones are always in) plus a uniform random draw of the rest.
+
+This is the same checker the tests use; call it on your own model.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import core
+
+
+@dataclass(frozen=True)
+class ParamCheck:
+    name: str
+    checked: int      # entries compared
+    total: int        # entries in the parameter
+    max_abs: float    # max |analytic - numeric|
+    max_rel: float    # max floored relative error
+    step: float       # h used (relative to max(1, |θ|))
+    passed: bool
+    kinks: int = 0    # entries skipped because every step crossed a relu kink
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    loss: float
+    tol: float
+    rows: tuple
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.rows)
+
+    def __getitem__(self, name) -> ParamCheck:
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def to_dict(self):
+        return {"loss": self.loss, "tol": self.tol, "passed": self.passed,
+                "params": [asdict(r) for r in self.rows]}
+
+    def __str__(self):
+        head = f"{'param':<6} {'checked':>11} {'max abs err':>12} {'max rel err':>12} {'step':>7}  result"
+        kinks = sum(r.kinks for r in self.rows)
+        lines = [f"finite differences (five-point, float64), loss = {self.loss:.10g}, tol = {self.tol:g}", head]
+        for r in self.rows:
+            lines.append(f"{r.name:<6} {f'{r.checked}/{r.total}':>11} {r.max_abs:>12.2e} {r.max_rel:>12.2e} "
+                         f"{r.step:>7.0e}  {'pass' if r.passed else 'FAIL'}"
+                         + (f"  ({r.kinks} at a relu kink, skipped)" if r.kinks else ""))
+        return "\n".join(lines)
+
+
+def rel_error(a, b, floor):
+    """|a - b| / max(|a|, |b|, floor), element-wise; never 0/0."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), floor)
+
+
+def _sample(g, max_entries, rng):
+    flat = np.abs(g).ravel()
+    if flat.size <= max_entries:
+        return np.arange(flat.size)
+    top = np.argsort(-flat, kind="stable")[: max_entries // 2]
+    rest = np.setdiff1d(np.arange(flat.size), top)
+    return np.concatenate([top, rng.choice(rest, max_entries - top.size, replace=False)])
+
+
+def numeric_gradient(fun, theta, index, step, retries=2):
+    """Five-point central differences of fun at theta (float64 array) along the flat entries index.
+
+    fun() -> (loss, pattern): pattern is None, or the relu on/off pattern, which must not change
+    across the four evaluations. Returns (values, kink mask); kink entries hold NaN.
+    """
+    out = np.full(len(index), np.nan)
+    kink = np.zeros(len(index), dtype=bool)
+    flat = theta.reshape(-1)
+    base = fun()[1]
+    for n, i in enumerate(index):
+        old = flat[i]
+        for attempt in range(retries + 1):
+            h = step * 10.0 ** -attempt * max(1.0, abs(old))
+            vals, same = [], True
+            for d in (2, 1, -1, -2):
+                flat[i] = old + d * h
+                v, pattern = fun()
+                vals.append(v)
+                same &= base is None or np.array_equal(pattern, base)
+            flat[i] = old
+            if same:
+                out[n] = (-vals[0] + 8 * vals[1] - 8 * vals[2] + vals[3]) / (12 * h)
+                break
+        else:
+            kink[n] = True
+    return out, kink
+
+
+def check(model, x, y, *, grads=None, h0=None, reduction="sum", step=1e-4, tol=1e-6, floor=1e-6,
+          max_entries=60, seed=0) -> CheckReport:
+    """Compare a gradient with finite differences of the loss, in float64.
+
+    grads: the gradient to check (anything with .U, .W, .V, .b, .c, .h0); by default the full-BPTT
+    gradient of bptt.gradients. A truncated gradient is not the gradient of any loss, so it is
+    checked against the frameworks instead (bptt.frameworks.compare).
+    floor: relative to the largest |entry| of each gradient (so 1e-6 means entries smaller than a
+    millionth of the largest one are compared in absolute terms).
+    Returns a CheckReport: per-parameter max abs error, max rel error, pass/fail, the step used.
+    """
+    m = model.astype(np.float64)
+    m.check_finite()
+    rng = np.random.default_rng(seed)
+    xin = core.validate.inputs(m, x)
+    h = core.validate.initial_state(m, h0, xin)
+    h = h if xin.batched else h[0]
+    loss, g = core.gradients(m, x, y, h0=h, reduction=reduction)
+    g = g if grads is None else grads
+    params = {k: np.array(v) for k, v in m.params.items()}
+    params["h0"] = np.array(h, dtype=np.float64)
+    relu = m.activation == "relu"
+
+    def fun():
+        mm = m.replace(**{k: v for k, v in params.items() if k != "h0"})
+        trace = core.forward(mm, x, params["h0"])
+        tg = core.validate.targets(mm, y, trace.inputs)
+        return core.output_error(trace, tg, reduction)[0], (trace.Z > 0) if relu else None
+
+    noise = 100 * max(1.0, abs(loss)) * np.finfo(np.float64).eps / step
+    rows = []
+    for name, theta in params.items():
+        a = getattr(g, name)
+        if a is None:
+            raise ValueError(f"the gradient to check has no {name}, but the model has that parameter")
+        a = np.asarray(a, dtype=np.float64)
+        if a.shape != theta.shape:
+            raise ValueError(f"the gradient of {name} has shape {a.shape}, expected {theta.shape}")
+        idx = _sample(a, max_entries, rng)
+        n, kink = numeric_gradient(fun, theta, idx, step)
+        av = a.ravel()[idx][~kink]
+        n = n[~kink]
+        if av.size == 0:
+            rows.append(ParamCheck(name, 0, a.size, np.nan, np.nan, step, False, int(kink.sum())))
+            continue
+        scale = max(np.max(np.abs(a)), np.max(np.abs(n)), np.finfo(np.float64).tiny)
+        abs_err = np.abs(av - n)
+        err = rel_error(av, n, floor * scale)
+        ok = bool(np.all(np.isfinite(n)) and np.all(np.isfinite(av)) and np.all((err <= tol) | (abs_err <= noise)))
+        rows.append(ParamCheck(name, len(av), a.size, float(np.max(abs_err)), float(np.max(err)), step, ok,
+                               int(kink.sum())))
+    return CheckReport(float(loss), tol, tuple(rows))
