@@ -74,16 +74,17 @@ def inputs(model, x) -> Inputs:
         ids = np.asarray(x, dtype=np.int64).reshape(-1, x.shape[-1])
         return Inputs(ids, None, ids.shape[0], ids.shape[1], x.ndim == 2)
     # floats: dense vectors
+    dense_shape = f"dense inputs must have shape (T, D) or (N, T, D) with D = {D} (from U)"
     if x.ndim == 1 or x.shape[-1] != D or x.ndim > 3:
         integral = np.all(np.isfinite(x)) and np.all(x == np.round(x))
         if x.ndim in (1, 2) and not integral:
             pos = _first_bad(x != np.round(x))
             raise ValueError(f"x holds the non-integer value {x[pos]} at position {pos if len(pos) > 1 else pos[0]}: "
-                             f"token ids must be integers, and dense inputs must have shape (T, {D}) or (N, T, {D})")
+                             f"token ids must be integers, and {dense_shape}")
         if x.ndim in (1, 2) and integral:
             raise ValueError(f"x is a float array of shape {x.shape}: token ids must be integers "
-                             f"(np.asarray(x, dtype=int)); dense inputs must have shape (T, {D}) or (N, T, {D})")
-        raise ValueError(f"dense inputs must have shape (T, D) or (N, T, D) with D = {D} (from U), got {x.shape}")
+                             f"(np.asarray(x, dtype=int)), and {dense_shape}")
+        raise ValueError(f"{dense_shape}, got {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError(f"x must be finite, but it holds {x[_first_bad(~np.isfinite(x))]} at {_first_bad(~np.isfinite(x))}")
     X = np.asarray(x, dtype=model.dtype).reshape(-1, x.shape[-2], D)
@@ -116,6 +117,8 @@ def targets(model, y, xin: Inputs) -> Targets:
                              "one 1 and zeros elsewhere; pass target ids instead")
         return _ids(np.asarray(y).argmax(-1).reshape(N, T), O)
     if y.shape != lead:
+        if y.ndim == len(lead) and y.shape[:-1] == lead[:-1]:
+            raise ValueError(f"x and y have different lengths: x has {T} steps, y has {y.shape[-1]}")
         if y.shape[:len(lead)] == lead or y.ndim == len(lead):
             raise ValueError(f"targets must be ids of shape {shape_words} or one-hot rows of shape "
                              f"{lead + (O,)}, got {y.shape}")
