@@ -1,0 +1,164 @@
+"""Cross-checks against PyTorch, JAX and TensorFlow, and import/export of their layers.
+
+Each reference module (bptt.frameworks.torch, .jax, .tensorflow) rebuilds the same model from the
+model's arrays in float64 and lets the framework's own autodiff differentiate it:
+
+    gradients(model, x, y, *, truncate=None, h0=None, reduction="sum") -> (loss, dict)
+        dict keys: U, W, V, b, c (those the model has) and h0, the same meaning as bptt.gradients;
+        truncate=K is built with the framework's stop-gradient, never with bptt's backward pass.
+    terms(model, x, y, name, t, *, h0=None) -> (T, *shape)
+        step k's term of dE_t/d(name) for "W", "U", "b", by untying the parameter into one copy
+        per step (the gradient of copy k is step k's term).
+
+compare() runs them next to bptt.gradients (float64) and reports, loss first and then each
+gradient by name, the largest absolute and relative differences. The relative error of an entry
+is |ours - theirs| / max(|ours|, |theirs|, floor) with floor = 1e-6 x the largest magnitude of that
+quantity (and never below the smallest positive float64): entries that are zero or tiny next to
+the rest are held to an absolute standard, and 0/0 or NaN can never pass.
+
+Weight layouts (PyTorch nn.RNN: weight_ih = U, weight_hh = W, bias_ih + bias_hh = b, Linear
+weight = V, bias = c; Keras SimpleRNN: kernel = U.T, recurrent_kernel = W.T, bias = b, Dense
+kernel = V.T, bias = c) are documented in bptt.frameworks.torch and bptt.frameworks.tensorflow.
+Every framework is imported inside the functions that use it, so importing this package is cheap.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from .tensorflow import from_keras, to_keras
+from .torch import from_torch, to_torch
+
+FRAMEWORKS = ("torch", "jax", "tensorflow")
+_NEEDS = {"torch": ("torch",), "jax": ("jax", "jaxlib"), "tensorflow": ("tensorflow",)}
+_EXTRA = {"torch": "bptt[torch]", "jax": "bptt[jax]", "tensorflow": "bptt[tensorflow]"}
+FLOOR = 1e-6  # relative-error floor, as a fraction of the quantity's largest magnitude
+
+__all__ = ["available", "compare", "Comparison", "Row", "reference", "relative_error",
+           "to_torch", "from_torch", "to_keras", "from_keras", "FRAMEWORKS"]
+
+
+def available() -> list[str]:
+    """The frameworks that are installed, in the order torch, jax, tensorflow (none is imported)."""
+    return [name for name in FRAMEWORKS
+            if all(importlib.util.find_spec(m) is not None for m in _NEEDS[name])]
+
+
+def reference(name: str):
+    """The reference module for a framework: bptt.frameworks.torch, .jax or .tensorflow."""
+    if name not in FRAMEWORKS:
+        raise ValueError(f"unknown framework {name!r}: expected one of {', '.join(FRAMEWORKS)}")
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+class Row(NamedTuple):
+    framework: str
+    quantity: str        # "loss", then "U", "W", "V", "b", "c", "h0"
+    max_abs_err: float
+    max_rel_err: float
+    passed: bool
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The result of compare(): one Row per framework and quantity, loss first."""
+
+    rows: tuple
+    rtol: float
+    truncate: int | None
+    reduction: str
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.rows) and all(r.passed for r in self.rows)
+
+    @property
+    def frameworks(self) -> list[str]:
+        return list(dict.fromkeys(r.framework for r in self.rows))
+
+    def failures(self) -> list[Row]:
+        return [r for r in self.rows if not r.passed]
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready data (non-finite errors become the strings "nan" / "inf")."""
+        def num(v):
+            return v if np.isfinite(v) else str(v)
+        return {"passed": self.passed, "rtol": self.rtol, "truncate": self.truncate,
+                "reduction": self.reduction,
+                "rows": [{"framework": r.framework, "quantity": r.quantity, "max_abs_err": num(r.max_abs_err),
+                          "max_rel_err": num(r.max_rel_err), "passed": r.passed} for r in self.rows]}
+
+    def to_json(self, **kw) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    def __str__(self) -> str:
+        head = ("framework", "quantity", "max abs err", "max rel err", "")
+        body = [(r.framework, r.quantity, f"{r.max_abs_err:.2e}", f"{r.max_rel_err:.2e}",
+                 "ok" if r.passed else "FAIL") for r in self.rows]
+        widths = [max(len(row[i]) for row in [head] + body) for i in range(len(head))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [head] + body]
+        trunc = "full BPTT" if self.truncate is None else f"truncate={self.truncate}"
+        verdict = "passed" if self.passed else f"FAILED ({len(self.failures())} of {len(self.rows)})"
+        lines.append(f"{verdict}: float64, {trunc}, reduction={self.reduction}, rtol={self.rtol:g}")
+        return "\n".join(lines)
+
+
+def relative_error(ours, theirs) -> tuple[float, float]:
+    """(max |a - b|, max |a - b| / max(|a|, |b|, floor)); floor = FLOOR x the largest |a|, |b|.
+
+    Shapes that differ, NaN or Inf give inf/nan, which never pass a tolerance.
+    """
+    a, b = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
+    if a.shape != b.shape:
+        return float("inf"), float("inf")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return float("nan"), float("nan")
+    diff = np.abs(a - b)
+    mag = np.maximum(np.abs(a), np.abs(b))
+    floor = max(FLOOR * float(mag.max(initial=0.0)), np.finfo(np.float64).tiny)
+    return float(diff.max(initial=0.0)), float((diff / np.maximum(mag, floor)).max(initial=0.0))
+
+
+def compare(model, x, y, *, frameworks=None, truncate=None, h0=None, reduction="sum",
+            rtol=1e-10) -> Comparison:
+    """bptt.gradients (in float64) against each framework's autodiff of the same model.
+
+    frameworks: names from FRAMEWORKS, or None for every installed one (at least one is needed).
+    x, y, truncate, h0, reduction: as in bptt.gradients. Each quantity passes when its largest
+    relative error (see relative_error) is at most rtol. Returns a Comparison: .passed, .rows,
+    print() for a table, .to_dict() for JSON.
+    """
+    from ..core import gradients
+
+    names = available() if frameworks is None else list(frameworks)
+    if isinstance(frameworks, str):
+        names = [frameworks]
+    for name in names:
+        if name not in FRAMEWORKS:
+            raise ValueError(f"unknown framework {name!r}: expected some of {', '.join(FRAMEWORKS)}")
+    if not names:
+        raise ValueError("no reference framework is installed: pip install 'bptt[all]' "
+                         "(or bptt[torch], bptt[jax], bptt[tensorflow])")
+    missing = [n for n in names if n not in available()]
+    if missing:
+        raise ValueError(f"{', '.join(missing)} is not installed: pip install "
+                         + " ".join(f"'{_EXTRA[n]}'" for n in missing))
+    if not (rtol > 0):
+        raise ValueError(f"rtol must be a positive number, got {rtol!r}")
+    model64 = model.astype(np.float64)
+    loss, g = gradients(model64, x, y, truncate=truncate, h0=h0, reduction=reduction)
+    ours = {"loss": loss, **g.params, "h0": g.h0}
+    rows = []
+    for name in names:
+        their_loss, theirs = reference(name).gradients(model64, x, y, truncate=truncate, h0=h0,
+                                                       reduction=reduction)
+        theirs = {"loss": their_loss, **theirs}
+        for q, value in ours.items():
+            abs_err, rel_err = relative_error(value, theirs[q]) if q in theirs else (float("nan"),) * 2
+            rows.append(Row(name, q, abs_err, rel_err, bool(rel_err <= rtol)))
+    return Comparison(tuple(rows), float(rtol), truncate, reduction)
