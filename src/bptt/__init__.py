@@ -1,10 +1,12 @@
 """bptt: exact backpropagation through time for Elman RNNs, term by term, verified."""
-from .flow import Flow, flow
+from .check import CheckReport, check
 from .core import Grads, Trace, backward, forward, gradients, loss
+from .flow import Flow, flow
 from .model import (RNN, identity, normal, orthogonal, random_rnn, seed_example, spectral_radius,
                     uniform, with_spectral_radius)
 
 __version__ = "0.1.0"
-__all__ = ["RNN", "Trace", "Grads", "flow", "Flow", "forward", "backward", "gradients", "loss", "random_rnn",
+__all__ = ["RNN", "Trace", "Grads", "flow", "Flow", "forward", "backward", "gradients", "loss", "check",
+           "CheckReport", "random_rnn",
            "seed_example", "uniform", "normal", "orthogonal", "identity", "spectral_radius",
            "with_spectral_radius"]

@@ -1,0 +1,97 @@
+"""`bptt check`: verify the engine's gradients for a random model or a model file."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+HELP = "check gradients against finite differences and every installed framework"
+
+
+def add_arguments(p):
+    p.add_argument("--model", metavar="FILE", help="a model saved with RNN.save (.npz); default: a random model")
+    p.add_argument("--hidden", type=int, default=8, help="H for a random model (default 8)")
+    p.add_argument("--inputs", type=int, default=5, help="D for a random model (default 5)")
+    p.add_argument("--outputs", type=int, default=5, help="O for a random model (default 5)")
+    p.add_argument("--activation", default="tanh", help="tanh, relu, sigmoid or identity (default tanh)")
+    p.add_argument("--bias", action="store_true", help="give the random model biases b and c")
+    p.add_argument("--radius", type=float, help="rescale W to this spectral radius")
+    p.add_argument("--length", type=int, default=10, help="T, steps of the random sequence (default 10)")
+    p.add_argument("--batch", type=int, default=1, help="N, sequences (default 1)")
+    p.add_argument("--truncate", type=int, help="the notebook's truncation K (checked against frameworks)")
+    p.add_argument("--frameworks", default="installed",
+                   help="comma-separated torch,jax,tensorflow; 'installed' (default) or 'none'")
+    p.add_argument("--seed", type=int, default=0, help="seed for the model and the sequence (default 0)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def _frameworks(spec):
+    from bptt import frameworks
+
+    if spec == "none":
+        return [], []
+    if spec == "installed":
+        return frameworks.available(), [f for f in frameworks.NAMES if f not in frameworks.available()]
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    unknown = [n for n in names if n not in frameworks.NAMES]
+    if unknown:
+        raise ValueError(f"unknown framework {unknown[0]!r}: expected {', '.join(frameworks.NAMES)}, 'installed' or 'none'")
+    missing = [n for n in names if n not in frameworks.available()]
+    if missing:
+        raise ValueError(f"{missing[0]} is not installed: pip install 'bptt[{missing[0]}]'")
+    return names, []
+
+
+def verify(model, x, y, *, truncate=None, frameworks="installed", h0=None):
+    """(ok, text, data): finite differences (full BPTT) and the frameworks (under `truncate`)."""
+    from bptt import frameworks as fw
+    from bptt.check import check
+
+    names, absent = _frameworks(frameworks)
+    T = np.asarray(x).shape[-1] if np.asarray(x).dtype.kind in "iu" else np.asarray(x).shape[-2]
+    full = truncate is None or truncate >= T
+    parts, data, ok = [], {}, True
+    if full:
+        rep = check(model, x, y, h0=h0)
+        parts.append(str(rep))
+        data["finite_differences"] = rep.to_dict()
+        ok &= rep.passed
+    else:
+        parts.append(f"finite differences: not applicable (truncate={truncate} < T={T} is not the gradient of the loss)")
+    if names:
+        cmp = fw.compare(model, x, y, frameworks=names, truncate=truncate, h0=h0)
+        parts.append(str(cmp))
+        data["frameworks"] = cmp.to_dict()
+        ok &= cmp.passed
+    for a in absent:
+        parts.append(f"{a}: not installed, not compared (pip install 'bptt[{a}]')")
+    data["passed"] = bool(ok)
+    return bool(ok), "\n\n".join(parts), data
+
+
+def run(args) -> int:
+    import bptt
+
+    rng = np.random.default_rng(args.seed)
+    if args.model:
+        model = bptt.RNN.load(args.model)
+    else:
+        model = bptt.random_rnn(args.hidden, args.inputs, args.outputs, seed=rng, activation=args.activation,
+                                bias=args.bias, radius=args.radius)
+        if args.bias:
+            model = model.replace(b=rng.normal(0, 0.1, model.H), c=rng.normal(0, 0.1, model.O))
+    for name in ("length", "batch"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    lead = (args.length,) if args.batch == 1 else (args.batch, args.length)
+    x = rng.integers(0, model.D, lead)
+    y = rng.normal(size=lead + (model.O,)) if model.head == "mse" else rng.integers(0, model.O, lead)
+    ok, text, data = verify(model, x, y, truncate=args.truncate, frameworks=args.frameworks)
+    if args.json:
+        print(json.dumps({"model": repr(model), "T": args.length, "N": args.batch, "truncate": args.truncate, **data},
+                         indent=2))
+    else:
+        print(f"{model!r}, T = {args.length}, N = {args.batch}, truncate = {args.truncate}\n")
+        print(text)
+        print("\nall checks passed" if ok else "\nSOME CHECKS FAILED")
+    return 0 if ok else 1
