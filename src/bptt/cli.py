@@ -12,6 +12,9 @@ import sys
 COMMANDS = {
     "demo": "bptt.commands.demo",
     "check": "bptt.commands.check",
+    "train": "bptt.commands.train",
+    "sample": "bptt.commands.sample",
+    "evaluate": "bptt.commands.evaluate",
 }
 
 

@@ -1,0 +1,39 @@
+"""bptt evaluate: a trained model on its task's held-out set, next to the baseline and the criterion."""
+from __future__ import annotations
+
+HELP = "evaluate a trained run (or its checkpoint) on the task's held-out set"
+
+
+def add_arguments(p):
+    p.add_argument("run", help="the folder `bptt train --out` wrote")
+    p.add_argument("--checkpoint", action="store_true", help="use checkpoint.npz instead of model.npz")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args) -> int:
+    import json
+    from pathlib import Path
+
+    from ..model import RNN
+    from ..train import TrainConfig, checkpoint
+    from ..train.loop import build_task
+
+    run_dir = Path(args.run)
+    if not (run_dir / "config.json").is_file():
+        raise ValueError(f"{run_dir} has no config.json: give a folder written by `bptt train --out`")
+    cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text())).validate()
+    if args.checkpoint:
+        model = checkpoint.load(run_dir / "checkpoint.npz")[0]
+    else:
+        if not (run_dir / "model.npz").is_file():
+            raise ValueError(f"{run_dir} has no model.npz (the run did not finish): use --checkpoint")
+        model = RNN.load(run_dir / "model.npz")
+    task = build_task(cfg)
+    res = {**task.evaluate(model), "baseline": float(task.baseline)}
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(task.describe())
+        for k, v in res.items():
+            print(f"  {k}: {v}")
+    return 0

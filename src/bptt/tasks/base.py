@@ -1,0 +1,68 @@
+"""What every task provides to the training loop.
+
+A task is either a set of independent sequences (adding, copy, temporal order: a fresh batch each
+step, kind "sequences") or one long token stream (character language models, the Reber grammar:
+truncated BPTT with the state carried, kind "stream"). Each has:
+
+- D, O, head: the model's input size, output size and head ("softmax" or "mse");
+- a fixed held-out test set generated from its own seed, never from the training generator;
+- baseline: the loss of the best memoryless predictor, in the units of `evaluate`'s "loss"
+  (mean loss per scored step), with `baseline_text` saying what it is;
+- criterion: the published success criterion, in words, and `evaluate(model)` -> dict with "loss",
+  task-specific measures and "success" (bool);
+- defaults: the settings of the paper the task comes from, used where the command line is silent.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core import forward, log_softmax
+
+
+class Task:
+    name = "task"
+    kind = "sequences"  # or "stream"
+    head = "softmax"
+    reduction = "mean"  # the training objective: mean over scored steps, or "sum" over time / N
+    D = O = 0
+    criterion = ""
+    baseline_text = ""
+    defaults: dict = {}
+
+    @property
+    def baseline(self) -> float:
+        raise NotImplementedError
+
+    def batch(self, rng, N):
+        """(x, y) for N fresh training sequences (kind "sequences")."""
+        raise NotImplementedError
+
+    def test_set(self):
+        """(x, y): the fixed held-out set."""
+        raise NotImplementedError
+
+    def probe(self):
+        """(x, y): one test sequence, for the lag analysis (bptt.flow)."""
+        x, y = self.test_set()
+        return x[0], y[0]
+
+    def evaluate(self, model) -> dict:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return (f"{self.name}: D = {self.D}, O = {self.O}, head {self.head}\n"
+                f"  memoryless baseline: {self.baseline:.6g} ({self.baseline_text})\n"
+                f"  success criterion: {self.criterion}")
+
+
+def scored_logprobs(model, x, y, h0=None):
+    """Forward over (x, y) ids; returns (log-probabilities (N, T, O), mask (N, T)) for the softmax head."""
+    tr = forward(model, x, h0)
+    logp = np.swapaxes(log_softmax(tr.Q), 0, 1)
+    return logp, np.asarray(y) >= 0
+
+
+def check_length(name, T, minimum):
+    if isinstance(T, bool) or int(T) != T or T < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {T!r}")
+    return int(T)

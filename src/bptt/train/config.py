@@ -1,0 +1,151 @@
+"""Training settings: one validated dataclass, filled from task defaults, a TOML file and the command line.
+
+A clipping threshold of 0 turns that rule off (the tasks' paper defaults clip).
+Precedence: command-line flags > TOML file ([train] table or top level) > the task's paper defaults >
+the general defaults below. TOML is parsed with tomllib (tomli before Python 3.11); nothing is
+executed. Unknown keys and wrong types are errors that name the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field, fields
+
+from ..activations import ACTIVATIONS
+from ..model import INITS
+from .optim import OPTIMIZERS
+
+
+@dataclass
+class TrainConfig:
+    task: str = "reber"
+    text: str | None = None
+    variant: str = "hochreiter"
+    length: int | None = None
+    hidden: int = 50
+    activation: str = "tanh"
+    init: str = "uniform"
+    std: float | None = None
+    radius: float | None = None
+    bias: bool = True
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    clip_norm: float | None = None
+    clip_value: float | None = None
+    clip_per_param: float | None = None
+    fallback: str = "stop"
+    omega: float = 0.0
+    truncate: int | None = None
+    chunk: int = 25
+    backprop: int | None = None
+    batch: int = 20
+    steps: int = 1000
+    seed: int = 0
+    dtype: str = "float32"
+    eval_every: int = 100
+    checkpoint_every: int = 100
+    lag_threshold: int = 10
+    snapshots: list = field(default_factory=list)
+
+    def validate(self) -> "TrainConfig":
+        from ..tasks import TASKS
+        _choice("task", self.task, TASKS)
+        _choice("variant", self.variant, ("hochreiter", "le"))
+        _choice("activation", self.activation, tuple(ACTIVATIONS))
+        _choice("init", self.init, INITS)
+        _choice("optimizer", self.optimizer, tuple(OPTIMIZERS))
+        _choice("fallback", self.fallback, ("stop", "shrink", "skip"))
+        _choice("dtype", self.dtype, ("float32", "float64"))
+        for name in ("hidden", "chunk", "batch", "eval_every", "checkpoint_every"):
+            _int(name, getattr(self, name), 1)
+        _int("steps", self.steps, 0)
+        _int("seed", self.seed, 0)
+        _int("lag_threshold", self.lag_threshold, 0)
+        for name in ("length", "truncate", "backprop"):
+            if getattr(self, name) is not None:
+                _int(name, getattr(self, name), 0 if name == "truncate" else 1)
+        if self.backprop is not None and self.backprop < self.chunk:
+            raise ValueError(f"backprop (k2 = {self.backprop}) must be at least chunk (k1 = {self.chunk})")
+        _pos("lr", self.lr)
+        for name in ("clip_norm", "clip_value", "clip_per_param", "std", "radius"):
+            if getattr(self, name) is not None:
+                _pos(name, getattr(self, name))
+        if not isinstance(self.omega, (int, float)) or isinstance(self.omega, bool) or self.omega < 0:
+            raise ValueError(f"omega (the strength alpha of Pascanu's regulariser) must be a number >= 0, got {self.omega!r}")
+        if self.init == "normal" and self.std is None:
+            raise ValueError("init 'normal' needs std")
+        if not isinstance(self.bias, bool):
+            raise ValueError(f"bias must be true or false, got {self.bias!r}")
+        if not isinstance(self.snapshots, list) or not all(isinstance(s, int) and s >= 0 for s in self.snapshots):
+            raise ValueError(f"snapshots must be a list of step numbers >= 0, got {self.snapshots!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+KEYS = {f.name for f in fields(TrainConfig)}
+
+
+def _choice(name, v, options):
+    if v not in options:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, options))}, got {v!r}")
+
+
+def _int(name, v, lo):
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+
+
+def _pos(name, v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or v != v or v == float("inf"):
+        raise ValueError(f"{name} must be a positive number, got {v!r}")
+
+
+def read_toml(path) -> dict:
+    """The settings in a TOML file: its [train] table if it has one, else its top level."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ValueError(f"cannot read the config file {path}: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path} is not valid TOML: {e}") from None
+    data = data.get("train", data)
+    unknown = sorted(set(data) - KEYS)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {', '.join(unknown)} in {path}; known: {', '.join(sorted(KEYS))}")
+    for k, v in data.items():  # TOML integers where floats are expected are fine
+        if k in ("lr", "clip_norm", "clip_value", "clip_per_param", "omega", "std", "radius") and isinstance(v, int) \
+                and not isinstance(v, bool):
+            data[k] = float(v)
+    return data
+
+
+def resolve(cli: dict, toml: dict | None = None) -> TrainConfig:
+    """A validated TrainConfig: CLI values (None = not given) over TOML over task defaults."""
+    from ..tasks.base import Task
+    unknown = sorted(set(cli) - KEYS)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {', '.join(unknown)}")
+    given = {**(toml or {}), **{k: v for k, v in cli.items() if v is not None}}
+    task = given.get("task", TrainConfig.task)
+    from .. import tasks
+    _choice("task", task, tasks.TASKS)
+    cls = {"adding": tasks.Adding, "copy": tasks.Copy, "temporal": tasks.TemporalOrder, "reber": tasks.Reber,
+           "char": tasks.CharLM}[task]
+    defaults = dict(getattr(cls, "defaults", {}) or Task.defaults)
+    if given.get("init") not in (None, "normal") and "std" not in given:
+        defaults.pop("std", None)  # the paper's std goes with its normal init
+    if given.get("clip_norm") is not None or given.get("clip_value") is not None:
+        defaults.pop("clip_norm", None)
+        defaults.pop("clip_value", None)
+    merged = {**defaults, **given}
+    for k in ("clip_norm", "clip_value", "clip_per_param"):
+        if merged.get(k) == 0:  # 0 turns a clipping rule off
+            merged[k] = None
+    return TrainConfig(**merged).validate()

@@ -1,0 +1,256 @@
+"""The training loop: batched, deterministic per seed, logged, checkpointed, resumable.
+
+One step: a batch (a fresh set of sequences, or the next TBPTT window of the stream with the
+carried state), forward, BPTT (full, or the notebook's per-output window with truncate=K),
+the objective's scaling (the task's: a mean over scored steps, or min-char-rnn's sum over time
+divided by N), + alpha * Omega and its gradient, then the global norm, Pascanu's guard, clipping,
+and the optimiser's update. Clipping and Omega live here, never in the gradient code they modify.
+
+Files in the run's folder:
+    config.json       the resolved settings
+    metrics.jsonl     one JSON line per step: step (updates done), loss (per sequence, before the
+                      update), smooth_loss (min-char-rnn's: 0.999 s + 0.001 loss, started at the chance
+                      loss), grad_norm and grad_norm_clipped (global 2-norms before and after clipping),
+                      omega, fallback; every eval_every steps also rho (spectral radius of W), lambda1
+                      (largest singular value of W, Pascanu's lambda_1), lag_fraction (share of the
+                      W-gradient's term norms ||dE_t/dz_k|| ||s_{k-1}|| with lag t - k >= lag_threshold,
+                      from bptt.flow on one held-out sequence) and test metrics (test_loss, ...).
+    snapshots/dE_ds_step<S>.npy   bptt.flow's (T, T) table ||dE_t/ds_k|| at the chosen steps
+    checkpoint.npz/.json          model + optimiser + RNG + loop state (bptt.train.checkpoint)
+    model.npz, vocab.json         the final model (RNN.load) and, for character tasks, its vocabulary
+    summary.json      final test metrics, baseline, criterion, success, wall time
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import tasks as tasks_mod
+from ..core import backward, forward
+from ..flow import flow
+from ..model import random_rnn, spectral_radius
+from . import checkpoint, clip as clipping, optim
+from .config import TrainConfig
+from .omega import omega as omega_fn
+from .tbptt import Stream
+
+
+class Diverged(RuntimeError):
+    """Training met a NaN/Inf loss, gradient or weight; the message says where and how to go on."""
+
+
+def build_task(cfg: TrainConfig):
+    return tasks_mod.make(cfg.task, length=cfg.length, variant=cfg.variant, text=cfg.text, seed=cfg.seed)
+
+
+def initial_model(cfg: TrainConfig, task):
+    rng = np.random.default_rng([cfg.seed, 0])
+    return random_rnn(cfg.hidden, task.D, task.O, seed=rng, init=cfg.init, std=cfg.std, radius=cfg.radius,
+                      bias=cfg.bias, activation=cfg.activation, head=task.head,
+                      dtype=np.dtype(cfg.dtype))
+
+
+def lag_fraction(fl, threshold) -> float:
+    """Share of the W-gradient's term norms with lag t - k >= threshold (see the module's notes)."""
+    T = fl.T
+    snorm = np.linalg.norm(fl.trace.S[:-1, 0], axis=1)  # ||s_{k-1}|| for k = 0..T-1
+    terms = fl.dE_dz * snorm[None, :]
+    t, k = np.indices((T, T))
+    total = terms.sum()
+    return float(terms[(t - k) >= threshold].sum() / total) if total > 0 else 0.0
+
+
+@dataclass
+class _Loop:
+    step: int
+    smooth: float | None
+    last_norm: float | None
+    last_norm_step: int | None
+
+
+def train(cfg: TrainConfig, out, *, resume=False, progress=True, log=print):
+    """Train per cfg, writing into the folder out; returns the summary dict.
+
+    resume=True continues from out/checkpoint.npz and produces the same metrics as an uninterrupted run.
+    Raises Diverged when the loss, gradient or weights stop being finite (cfg.fallback "stop").
+    """
+    cfg = cfg.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.npz"
+    task = build_task(cfg)
+    dtype = np.dtype(cfg.dtype)
+    opt = optim.get(cfg.optimizer, cfg.lr)
+    k2 = cfg.backprop or cfg.chunk
+    stream = Stream(task.stream(cfg.batch), cfg.chunk, k2) if task.kind == "stream" else None
+    rng = np.random.default_rng([cfg.seed, 1])
+    metrics_path = out / "metrics.jsonl"
+    if resume:
+        model, opt_state, meta, extra = checkpoint.load(ckpt_path)
+        if meta["config"] != cfg.to_dict():
+            diff = sorted(k for k in cfg.to_dict() if meta["config"].get(k) != cfg.to_dict()[k])
+            raise ValueError(f"the checkpoint in {out} was made with other settings ({', '.join(diff)}); "
+                             "resume with the same settings")
+        rng.bit_generator.state = meta["rng"]
+        if stream is not None:
+            stream.restore(meta["stream"], extra.get("h"))
+        st = _Loop(meta["step"], meta["smooth"], meta["last_norm"], meta["last_norm_step"])
+        _truncate_metrics(metrics_path, st.step)
+    else:
+        model = initial_model(cfg, task)
+        opt_state = opt.init(model.params)
+        st = _Loop(0, None, None, None)
+        metrics_path.write_text("")
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    if progress:
+        log(task.describe())
+    probe_x, probe_y = task.probe()
+    snap_dir = out / "snapshots"
+    t0 = time.perf_counter()
+    bar = _bar(cfg, st.step, progress)
+    with open(metrics_path, "a") as mf:
+        if st.step == 0 and 0 in cfg.snapshots:
+            _snapshot(snap_dir, 0, model, probe_x, probe_y)
+        while st.step < cfg.steps:
+            model, opt_state, rec = _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path)
+            st.step += 1
+            rec = {"step": st.step, **rec}
+            if st.step % cfg.eval_every == 0 or st.step == cfg.steps:
+                rec.update(_analysis(cfg, task, model, probe_x, probe_y))
+            if st.step in cfg.snapshots:
+                _snapshot(snap_dir, st.step, model, probe_x, probe_y)
+            mf.write(json.dumps(rec) + "\n")
+            mf.flush()
+            if st.step % cfg.checkpoint_every == 0 or st.step == cfg.steps:
+                _save(ckpt_path, cfg, model, opt_state, rng, stream, st)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{rec['loss']:.4g}", smooth=f"{rec['smooth_loss']:.4g}",
+                                gnorm=f"{rec['grad_norm']:.3g}", refresh=False)
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - t0
+    final = task.evaluate(model)
+    model.save(out / "model.npz")
+    if hasattr(task, "vocab"):
+        (out / "vocab.json").write_text(json.dumps({"chars": task.vocab.chars}))
+    summary = {"task": task.name, "steps": st.step, "wall_s": wall, "baseline": float(task.baseline),
+               "baseline_text": task.baseline_text, "criterion": task.criterion,
+               **{f"test_{k}": v for k, v in final.items()}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    if progress:
+        log(f"test loss {final['loss']:.5g} (memoryless baseline {task.baseline:.5g}); "
+            f"success: {final['success']} ({task.criterion})")
+    return summary
+
+
+def _bar(cfg, start, progress):
+    if not progress:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.task}", unit="step", dynamic_ncols=True,
+                mininterval=0.5)
+
+
+def _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path):
+    N = cfg.batch
+    if stream is not None:
+        x, y, h0 = stream.window(model.H, model.dtype)
+    else:
+        x, y = task.batch(rng, N)
+        h0 = None
+    trace = forward(model, x, h0)
+    if task.reduction == "mean":
+        loss, grads = backward(trace, y, truncate=cfg.truncate, reduction="mean")
+        per_seq = loss
+        scale = 1.0
+    else:
+        loss, grads = backward(trace, y, truncate=cfg.truncate, reduction="sum")
+        scale = 1.0 / N
+        per_seq = loss * scale
+    g = {k: v * scale for k, v in grads.params.items()}
+    rec = {"loss": per_seq}
+    if cfg.omega > 0:
+        om, og = omega_fn(trace, y, reduction=task.reduction)
+        rec["omega"] = om
+        g = {k: v + cfg.omega * og[k].astype(v.dtype) for k, v in g.items()}
+    norm = clipping.global_norm(g)
+    rec["grad_norm"] = norm
+    bad = not np.isfinite(per_seq) or clipping.untrustworthy(norm)
+    if bad:
+        if cfg.fallback == "stop":
+            raise Diverged(_diverged(st, norm, per_seq, ckpt_path))
+        g = clipping.fallback(g, model.params, mode=cfg.fallback)
+        rec["fallback"] = True
+    else:
+        st.last_norm, st.last_norm_step = norm, st.step + 1
+        if cfg.clip_value is not None:
+            g = clipping.clip_by_value(g, cfg.clip_value)
+        if cfg.clip_per_param is not None:
+            g = clipping.clip_per_param_norm(g, cfg.clip_per_param)
+        if cfg.clip_norm is not None:
+            g, _ = clipping.clip_by_global_norm(g, cfg.clip_norm)
+    rec["grad_norm_clipped"] = clipping.global_norm(g)
+    params, opt_state = opt.update(g, opt_state, model.params)
+    if not all(np.all(np.isfinite(p)) for p in params.values()):
+        raise Diverged(_diverged(st, norm, per_seq, ckpt_path, weights=True))
+    model = model.replace(**{k: v.astype(model.dtype, copy=False) for k, v in params.items()})
+    if stream is not None:
+        stream.advance(trace)
+    if st.smooth is None:
+        st.smooth = _chance(task, y, N) if task.head == "softmax" else per_seq
+    if np.isfinite(per_seq):
+        st.smooth = st.smooth * 0.999 + per_seq * 0.001
+    rec["smooth_loss"] = st.smooth
+    return model, opt_state, rec
+
+
+def _chance(task, y, N):
+    """min-char-rnn's starting smoothed loss: -ln(1/O) per scored step, per sequence."""
+    return float(np.log(task.O) * (np.asarray(y) >= 0).sum() / N)
+
+
+def _diverged(st, norm, loss, ckpt_path, weights=False):
+    what = "the updated weights are not finite" if weights else f"the loss is {loss} and the gradient norm is {norm}"
+    last = (f"the last finite gradient norm was {st.last_norm:.6g} at step {st.last_norm_step}"
+            if st.last_norm is not None else "no finite gradient norm was seen")
+    where = (f"resume from {ckpt_path} with --resume (and a smaller --lr, or --clip-norm, or --fallback shrink)"
+             if ckpt_path.exists() else "no checkpoint was written yet; start again with a smaller --lr or --clip-norm")
+    return f"training diverged at step {st.step + 1}: {what}; {last}; {where}"
+
+
+def _analysis(cfg, task, model, px, py):
+    W = model.W.astype(np.float64)
+    rec = {"rho": spectral_radius(W), "lambda1": float(np.linalg.norm(W, 2))}
+    fl = flow(model.astype(np.float64), px, py)
+    rec["lag_fraction"] = lag_fraction(fl, cfg.lag_threshold)
+    rec.update({f"test_{k}": (float(v) if not isinstance(v, bool) else v) for k, v in task.evaluate(model).items()})
+    return rec
+
+
+def _snapshot(snap_dir, step, model, px, py):
+    snap_dir.mkdir(exist_ok=True)
+    np.save(snap_dir / f"dE_ds_step{step}.npy", flow(model.astype(np.float64), px, py).dE_ds)
+
+
+def _save(path, cfg, model, opt_state, rng, stream, st):
+    meta = {"step": st.step, "smooth": st.smooth, "last_norm": st.last_norm, "last_norm_step": st.last_norm_step,
+            "rng": rng.bit_generator.state, "config": cfg.to_dict()}
+    extra = {}
+    if stream is not None:
+        scalars, h = stream.state()
+        meta["stream"] = scalars
+        extra["h"] = h
+    checkpoint.save(path, model, opt_state, meta, extra)
+
+
+def _truncate_metrics(path, step):
+    """Keep the metric lines of steps <= step (the checkpoint's); later ones are recomputed."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    path.write_text("".join(ln + "\n" for ln in keep))

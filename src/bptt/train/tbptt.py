@@ -1,0 +1,169 @@
+"""Which terms of the gradient each training rule keeps, and truncated BPTT over a stream.
+
+Term (t, k) is step k's part of the error of output t (bptt.flow's convention; lag t - k).
+
+    rule                      keeps term (t, k) when                       where
+    full BPTT                 0 <= k <= t                                  bptt.gradients(truncate=None)
+    per-output window K       t - K <= k <= t                              bptt.gradients(truncate=K)
+    (the notebook's bptt_truncate)
+    TBPTT(k1, k2)             tau(t) - k2 < k <= t, tau(t) the end of      tbptt_gradients, Stream
+    (Williams & Peng 1990)    t's block of k1 outputs; every k1 steps one
+                              update backpropagates k2 steps
+    min-char-rnn chunks       TBPTT(k1, k1) with the state carried          Stream(k1=25, k2=25)
+
+For T = 6, k1 = 2, k2 = 3 (rows: output t, columns: step k; x = kept):
+
+    t\\k  0 1 2 3 4 5
+    0     x . . . . .        block 1 ends at tau = 1: window k = 0..1
+    1     x x . . . .
+    2     . x x . . .        block 2 ends at tau = 3: window k = 1..3
+    3     . x x x . .
+    4     . . . x x .        block 3 ends at tau = 5: window k = 3..5
+    5     . . . x x x
+
+kept_terms(T, ...) returns that table; tbptt_gradients sums exactly those terms, one update per block,
+and Stream runs the rule over a long text while the model changes: each update re-runs the forward
+pass over its k2-step window from the carried state at the window's start (min-char-rnn's hprev
+when k1 = k2) and backpropagates through the whole window, scoring only the window's last k1 outputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import activations, validate
+from ..core import Grads, forward
+from .omega import _output_error
+
+
+def _check_k(k1, k2):
+    for name, k in (("k1", k1), ("k2", k2)):
+        if isinstance(k, bool) or int(k) != k or k < 1:
+            raise ValueError(f"{name} must be a positive integer, got {k!r}")
+    if k2 < k1:
+        raise ValueError(f"TBPTT(k1, k2) needs k2 >= k1 (every output's error must reach its own step), "
+                         f"got k1 = {k1}, k2 = {k2}")
+    return int(k1), int(k2)
+
+
+def blocks(T, k1):
+    """The updates of TBPTT over T steps: list of (first output, last output tau) of each block."""
+    return [(s, min(s + k1, T) - 1) for s in range(0, T, k1)]
+
+
+def kept_terms(T, *, truncate=None, k1=None, k2=None) -> np.ndarray:
+    """(T, T) bool: True where term (t, k) is kept. truncate=K: the per-output window; k1, k2: TBPTT."""
+    t, k = np.indices((T, T))
+    keep = k <= t
+    if truncate is not None:
+        keep &= k >= t - int(truncate)
+    if k1 is not None:
+        k1, k2 = _check_k(k1, k2 if k2 is not None else k1)
+        tau = np.minimum((t // k1 + 1) * k1, T) - 1
+        keep &= k > tau - k2
+    return keep
+
+
+def tbptt_gradients(model, x, y, k1, k2=None, *, h0=None):
+    """TBPTT(k1, k2) over one stream with the parameters held fixed: a list of (loss, Grads), one per
+    block of k1 outputs. Grads.h0 is dE_block/d s_{ws-1}, the error at the carried state before the
+    block's window. Summing the list gives the sum of the terms kept_terms(T, k1=k1, k2=k2) marks.
+
+    x: ids (T,) / (N, T) or dense (T, D) / (N, T, D); y: targets as for bptt.backward.
+    """
+    k1, k2 = _check_k(k1, k2 if k2 is not None else k1)
+    trace = forward(model, x, h0)
+    xin = trace.inputs
+    tg = validate.targets(model, y, xin)
+    dQ, _, _, mask = _output_error(trace, tg, "sum")
+    T, H = xin.T, model.H
+    S, W, V = trace.S, model.W, model.V
+    fp = activations.get(model.activation).df_from_output(S[1:])
+    e = dQ @ V  # (T, N, H)
+    losses = _losses(trace, tg, mask)
+    out = []
+    for first, tau in blocks(T, k1):
+        ws = max(0, tau - k2 + 1)
+        dZ = np.zeros((tau - ws + 1, xin.N, H), dtype=model.dtype)
+        dh = np.zeros((xin.N, H), dtype=model.dtype)
+        for t in range(tau, ws - 1, -1):
+            inject = e[t] if t >= first else 0.0
+            dZ[t - ws] = (inject + dh) * fp[t]
+            dh = dZ[t - ws] @ W
+        dW = np.einsum("tnh,tnk->hk", dZ, S[ws:tau + 1])
+        if xin.ids is not None:
+            dUT = np.zeros((model.D, H), dtype=model.dtype)
+            np.add.at(dUT, xin.ids[:, ws:tau + 1].T.reshape(-1), dZ.reshape(-1, H))
+            dU = dUT.T
+        else:
+            dU = np.einsum("tnh,ntd->hd", dZ, xin.X[:, ws:tau + 1])
+        dQb = dQ[first:tau + 1]
+        dV = np.einsum("tno,tnh->oh", dQb, S[first + 1:tau + 2])
+        db = dZ.sum(axis=(0, 1)) if model.b is not None else None
+        dc = dQb.sum(axis=(0, 1)) if model.c is not None else None
+        g = Grads(U=dU, W=dW, V=dV, b=db, c=dc, h0=dh if xin.batched else dh[0])
+        out.append((float(losses[first:tau + 1].sum()), g))
+    return out
+
+
+def _losses(trace, tg, mask):
+    """Per-step loss summed over the batch: (T,)."""
+    from ..core import log_softmax
+    if trace.model.head == "mse":
+        err = (trace.Q - np.swapaxes(tg.values, 0, 1)) * mask[..., None]
+        return (err * err).sum(axis=(1, 2))
+    logp = log_softmax(trace.Q)
+    picked = np.take_along_axis(logp, np.maximum(tg.ids.T, 0)[..., None], axis=-1)[..., 0]
+    return -(picked * mask).sum(axis=1)
+
+
+@dataclass
+class Stream:
+    """TBPTT(k1, k2) over N parallel token streams data (N, L), with the state carried between updates.
+
+    Position p is the first output of the next block; ws the first step of its window; h the state
+    s_{ws-1} (zeros at the start). Like min-char-rnn, the stream goes back to its start (and the state
+    to zeros) when the next block would run past the end: when p + k1 + 1 >= L.
+    """
+
+    data: np.ndarray
+    k1: int
+    k2: int
+    p: int = 0
+    ws: int = 0
+    h: np.ndarray | None = None
+    epoch: int = 0
+
+    def __post_init__(self):
+        self.k1, self.k2 = _check_k(self.k1, self.k2)
+        self.data = np.asarray(self.data, dtype=np.int64)
+        if self.data.ndim != 2 or self.data.shape[1] < self.k1 + 2:
+            raise ValueError(f"a stream needs data of shape (N, L) with L >= k1 + 2 = {self.k1 + 2}, "
+                             f"got {self.data.shape}")
+
+    def window(self, H, dtype):
+        """(x (N, n), y (N, n) with -1 before the block, h0 (N, H)) for the next update."""
+        L = self.data.shape[1]
+        if self.p + self.k1 + 1 >= L or self.h is None:
+            if self.h is not None:
+                self.epoch += 1
+            self.p, self.ws, self.h = 0, 0, np.zeros((self.data.shape[0], H), dtype=dtype)
+        end = self.p + self.k1
+        x = self.data[:, self.ws:end]
+        y = self.data[:, self.ws + 1:end + 1].copy()
+        y[:, :self.p - self.ws] = -1
+        return x, y, self.h
+
+    def advance(self, trace):
+        """Move to the next block, keeping the state at the next window's start from this trace."""
+        nws = max(0, self.p + 2 * self.k1 - self.k2)
+        self.h = np.array(trace.S[nws - self.ws])
+        self.ws, self.p = nws, self.p + self.k1
+
+    def state(self):
+        return {"p": self.p, "ws": self.ws, "epoch": self.epoch}, self.h
+
+    def restore(self, scalars, h):
+        self.p, self.ws, self.epoch = int(scalars["p"]), int(scalars["ws"]), int(scalars["epoch"])
+        self.h = None if h is None else np.array(h)
