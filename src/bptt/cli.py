@@ -15,6 +15,7 @@ COMMANDS = {
     "train": "bptt.commands.train",
     "sample": "bptt.commands.sample",
     "evaluate": "bptt.commands.evaluate",
+    "sweep": "bptt.commands.sweep",
 }
 
 

@@ -1,0 +1,141 @@
+"""Figures of a sweep folder (matplotlib, imported here only).
+
+- flow points: phase diagrams over (spectral radius, sequence length), one column per activation:
+  the decay rate of the error per step of lag (1 = neither vanishing nor exploding) and the share
+  of the gradient that comes from lags beyond `long_lag`. Each cell is the mean over the points
+  that share its (activation, radius, length): the seeds, and any other parameter that varies.
+- train points: success rate vs sequence length, one line per method, one panel per task, with
+  error bars of one standard error over the seeds.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .report import results
+
+FLOW_AXES = ("activation", "radius", "length")
+
+
+def plot(out, *, to=None, fmt="png") -> list[Path]:
+    """Write every figure the sweep in `out` supports to `to` (default out/plots); returns the paths."""
+    df = results(out, status="ok")
+    to = Path(out) / "plots" if to is None else Path(to)
+    written = []
+    if (df["kind"] == "flow").any():
+        written.append(_save(phase_diagram(df[df["kind"] == "flow"]), to / f"flow-phase.{fmt}"))
+    if (df["kind"] == "train").any():
+        written.append(_save(success_vs_length(df[df["kind"] == "train"]), to / f"success-vs-length.{fmt}"))
+    if not written:
+        kinds = sorted(set(df["kind"])) or ["none"]
+        raise ValueError(f"nothing to plot in {out}: figures exist for flow and train points, and the "
+                         f"finished points here are of kind(s) {', '.join(kinds)}")
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _others(df, axes) -> str:
+    """The parameters that vary besides `axes` and the seed (averaged over in each cell)."""
+    params = [c for c in df.attrs.get("params", []) if c not in axes]
+    return ", ".join(c for c in params if df[c].nunique(dropna=False) > 1)
+
+
+def phase_diagram(df, metrics=("decay_rate", "long_lag_fraction")):
+    """A figure: rows = metrics, columns = activations; cells = (radius, length) means over the rest."""
+    import matplotlib.pyplot as plt
+    from matplotlib import colors
+
+    acts = sorted(df["activation"].unique())
+    fig, axs = plt.subplots(len(metrics), len(acts), figsize=(4.6 * len(acts) + 0.6, 3.8 * len(metrics)),
+                            squeeze=False, constrained_layout=True)
+    others = _others(df, FLOW_AXES)
+    seeds = df["seed"].nunique()
+    lag = sorted(df["long_lag"].unique()) if "long_lag" in df else []
+    for i, m in enumerate(metrics):
+        g = df.groupby(["activation", "length", "radius"])[m]
+        mean, count = g.mean(), g.count()  # NaN (overflow) values are left out of the mean
+        vals = mean.to_numpy()
+        if m == "decay_rate":
+            finite = vals[np.isfinite(vals) & (vals > 0)]
+            lo, hi = (min(finite.min(), 0.99), max(finite.max(), 1.01)) if finite.size else (0.5, 2)
+            norm, cmap, label = colors.TwoSlopeNorm(vcenter=1.0, vmin=lo, vmax=hi), "RdBu_r", "decay rate r per step"
+        else:
+            norm, cmap = colors.LogNorm(vmin=1e-6, vmax=1.0, clip=True), "viridis"
+            label = f"share of gradient from lags > {', '.join(str(v) for v in lag)}"
+        cm = plt.get_cmap(cmap).copy()
+        cm.set_bad("0.85")
+        for j, act in enumerate(acts):
+            ax = axs[i, j]
+            sub = df[df["activation"] == act]
+            radii, lengths = np.sort(sub["radius"].unique()), np.sort(sub["length"].unique())
+            grid = np.full((len(lengths), len(radii)), np.nan)
+            n = np.zeros_like(grid)
+            for (a, T, r), v in mean.items():
+                if a == act:
+                    grid[np.searchsorted(lengths, T), np.searchsorted(radii, r)] = v
+                    n[np.searchsorted(lengths, T), np.searchsorted(radii, r)] = count[(a, T, r)]
+            if len(radii) <= 40 and len(lengths) <= 40:
+                im = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", cmap=cm, norm=norm)
+                ax.set_xticks(range(len(radii)), [f"{r:g}" for r in radii], rotation=45 if len(radii) > 8 else 0)
+                ax.set_yticks(range(len(lengths)), [str(T) for T in lengths])
+                for (y, x), v in np.ndenumerate(grid):
+                    txt = _cell_text(sub, lengths[y], radii[x], v, m)
+                    ax.text(x, y, txt, ha="center", va="center", fontsize=6.5,
+                            color="black" if m == "decay_rate" or (np.isfinite(v) and v > 1e-2) else "white")
+            else:  # drawn radii / lengths: one dot per cell
+                pts = mean[act].reset_index()
+                im = ax.scatter(pts["radius"], pts["length"], c=pts[m], cmap=cm, norm=norm, s=18)
+                ax.set_yscale("log")
+            ax.set_xlabel("spectral radius rho(W)")
+            ax.set_ylabel("sequence length T")
+            ax.set_title(f"{act}: {m.replace('_', ' ')}")
+        fig.colorbar(im, ax=axs[i, :].tolist(), label=label, shrink=0.9)
+    note = f"mean over {seeds} seed(s)" + (f" and over {others}" if others else "")
+    fig.suptitle(f"gradient flow phase diagram ({note}; grey: overflow in float32 or no point)", fontsize=10)
+    return fig
+
+
+def _cell_text(sub, T, r, v, metric) -> str:
+    if np.isfinite(v):
+        return f"{v:.2f}" if metric == "decay_rate" else f"{v:.0e}"
+    cell = sub[(sub["length"] == T) & (sub["radius"] == r)]
+    if cell.empty:
+        return ""
+    return "overflow" if "finite" in cell and not cell["finite"].any() else "n/a"
+
+
+def success_vs_length(df, metric="success", x="length", line="method", panel="task"):
+    """A figure: one panel per task, success rate vs length per method, error bars = standard error over seeds."""
+    import matplotlib.pyplot as plt
+
+    panels = sorted(df[panel].unique()) if panel in df else [None]
+    fig, axs = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False, constrained_layout=True)
+    others = _others(df, (x, line, panel))
+    for ax, name in zip(axs[0], panels):
+        sub = df if name is None else df[df[panel] == name]
+        for method, g in sub.groupby(line):
+            stats = g.groupby(x)[metric].agg(["mean", "std", "count"]).sort_index()
+            err = (stats["std"].fillna(0) / np.sqrt(stats["count"])).to_numpy()
+            ax.errorbar(stats.index, stats["mean"], yerr=err, marker="o", capsize=3, label=str(method))
+        ax.set_xlabel("sequence length T")
+        ax.set_ylabel("success rate")
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title(f"{name}" if name is not None else metric)
+        ax.legend(fontsize=8)
+    n = df.groupby([panel, line, x] if panel in df else [line, x])[metric].count()
+    runs = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
+    fig.suptitle(f"success rate vs length ({runs} seeds per point; bars: one standard error"
+                 + (f"; averaged over {others}" if others else "") + ")", fontsize=10)
+    return fig
+
+
+__all__ = ["plot", "phase_diagram", "success_vs_length"]

@@ -1,0 +1,213 @@
+"""Point runners: what one point of a sweep computes, inside a Dask worker.
+
+A kind is a set of parameters (with defaults and allowed values, checked when a spec loads) and a
+function run(params, seed) -> metrics (a flat dict of numbers, booleans or strings). `run_point`
+wraps it for the worker: it limits BLAS/OpenMP to one thread for the duration of the point (a
+worker runs one point per thread, so more BLAS threads would only oversubscribe the cores),
+records timings and where it ran, and turns an exception into a failed result with its
+traceback instead of raising, so the sweep goes on and the driver stores the failure.
+
+Kinds:
+  flow      the gradient flow of a random model on a random sequence (bptt.flow): decay rate of
+            the error with lag, share of the gradient from lags beyond `long_lag`, ...
+  train     one training run (bptt.train); see its parameters below.
+  selftest  internal, for the test-suite only: sleeps, returns, raises or kills its own worker
+            process on request, to exercise the failure handling of the sweep machinery.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass
+
+import numpy as np
+
+from .spec import Param
+
+ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    params: dict          # name -> Param
+    run: str              # "module:function", imported in the worker
+    public: bool = True
+    check: object = None  # optional check(params, where) of a whole point
+
+    def check_point(self, params, where):
+        if self.check is not None:
+            self.check(params, where)
+
+
+# --- flow ---------------------------------------------------------------------------------
+FLOW_PARAMS = {
+    "hidden": Param(int, 32, "H, hidden units", low=1),
+    "inputs": Param(int, 8, "D, input size (ids in 0..D-1 for head softmax)", low=1),
+    "outputs": Param(int, 8, "O, output size", low=1),
+    "length": Param(int, 100, "T, steps of the sequence", low=2),
+    "radius": Param(float, 1.0, "spectral radius of W (W is rescaled to it)", above=0),
+    "activation": Param(str, "tanh", "f", choices=ACTIVATIONS),
+    "init": Param(str, "normal", "W before rescaling: normal (std 1/sqrt(H)), uniform, orthogonal, identity",
+                  choices=("normal", "uniform", "orthogonal", "identity")),
+    "head": Param(str, "softmax", "softmax (random ids in and out) or mse (Gaussian inputs and targets)",
+                  choices=("softmax", "mse")),
+    "bias": Param(bool, False, "biases b and c (zero)"),
+    "long_lag": Param(int, 50, "the lag beyond which gradient counts as long-range", low=1),
+    "dtype": Param(str, "float32", "the model's and the computation's dtype", choices=DTYPES),
+}
+
+
+def _check_flow(p, where):
+    if p["long_lag"] >= p["length"]:
+        raise ValueError(f"{where}: long_lag = {p['long_lag']} must be < length = {p['length']} "
+                         "(no term has a lag of length or more)")
+
+
+def run_flow(p, seed) -> dict:
+    """The lag analysis of a random model (H, D, O, W at spectral radius `radius`) on a random sequence."""
+    import bptt
+
+    dtype = np.dtype(p["dtype"])
+    rng = np.random.default_rng(seed)
+    H, D, O, T = p["hidden"], p["inputs"], p["outputs"], p["length"]
+    std = 1 / math.sqrt(H) if p["init"] == "normal" else None
+    model = bptt.random_rnn(H, D, O, seed=rng, init=p["init"], std=std, radius=p["radius"], bias=p["bias"],
+                            activation=p["activation"], head=p["head"], dtype=dtype)
+    if p["head"] == "softmax":
+        x, y = rng.integers(0, D, T), rng.integers(0, O, T)  # (T,), (T,)
+    else:
+        x, y = rng.standard_normal((T, D)).astype(dtype), rng.standard_normal((T, O)).astype(dtype)
+    with np.errstate(all="ignore"):
+        fl = bptt.flow(model, x, y)
+        finite = bool(np.all(np.isfinite(fl.trace.S)) and np.all(np.isfinite(fl.dE_ds)))
+        lag = _interim_lag_metrics(fl, p["long_lag"]) if finite else {}
+    W64 = model.W.astype(np.float64)
+    return {
+        "loss": float(fl.loss),
+        "decay_rate": lag.get("decay_rate", math.nan),
+        "long_lag_fraction": lag.get("long_lag_fraction", math.nan),
+        "grad_lag0": lag.get("grad_lag0", math.nan),
+        "rho": bptt.spectral_radius(W64),
+        "lambda1": float(np.linalg.norm(W64, 2)),
+        "finite": finite,
+    }
+
+
+def _interim_lag_metrics(fl, long_lag) -> dict:
+    """Decay rate, share of the gradient beyond `long_lag`, mean ||dE_t/ds_t||, from Flow's tables.
+
+    Interim: the same estimators as the lag analysis (ratio[t, l] = ||dE_t/ds_{t-l}|| / ||dE_t/ds_t||,
+    log r fitted through the origin over every (t, l >= 1) with ratio > 0; the share is the
+    sum of ||term_{t,k}||_F = ||dE_t/dz_k|| ||s_{k-1}|| over lags t - k > long_lag over the total).
+    """
+    T = fl.T
+    t, l = np.arange(T)[:, None], np.arange(T)[None, :]
+    k = np.clip(t - l, 0, None)
+    start = np.diagonal(fl.dE_ds).astype(np.float64)  # (T,): ||dE_t/ds_t||
+    valid = (t - l >= 0) & (start[:, None] > 0)
+    ratio = np.where(valid, fl.dE_ds[t, k] / np.where(start > 0, start, 1)[:, None], np.nan)
+    sel = valid & (l >= 1) & (ratio > 0) & np.isfinite(ratio)
+    ll = np.broadcast_to(l, ratio.shape)[sel].astype(np.float64)
+    decay = float(np.exp((ll * np.log(ratio[sel])).sum() / (ll * ll).sum())) if sel.any() else math.nan
+    s_prev = np.linalg.norm(fl.trace.S[:-1, 0].astype(np.float64), axis=1)  # (T,): ||s_{k-1}||
+    term = np.where(valid, fl.dE_dz[t, k] * s_prev[k], 0.0)
+    total = term.sum()
+    beyond = term[:, long_lag + 1:].sum() / total if total > 0 else math.nan
+    return {"decay_rate": decay, "long_lag_fraction": float(beyond), "grad_lag0": float(start[start > 0].mean()) if (start > 0).any() else math.nan}
+
+
+# --- selftest (internal) ------------------------------------------------------------------
+SELFTEST_PARAMS = {
+    "mode": Param(str, "ok", "ok, raise, exit (kills its worker every time), exit_once (kills its worker "
+                  "once: the first run creates `marker`)", choices=("ok", "raise", "exit", "exit_once")),
+    "seconds": Param(float, 0.0, "sleep this long first", low=0),
+    "value": Param(float, 0.0, "returned as value * 2 + seed"),
+    "marker": Param(str, "", "a file path, for exit_once"),
+}
+
+
+def _check_selftest(p, where):
+    if p["mode"] == "exit_once" and not p["marker"]:
+        raise ValueError(f"{where}: mode 'exit_once' needs marker, a file path")
+
+
+def run_selftest(p, seed) -> dict:
+    """Internal: sleep, then return, raise or SIGKILL this worker process (see SELFTEST_PARAMS)."""
+    import signal
+
+    time.sleep(p["seconds"])
+    if p["mode"] == "raise":
+        raise RuntimeError(f"selftest point raised on purpose (value {p['value']})")
+    if p["mode"] == "exit" or (p["mode"] == "exit_once" and not os.path.exists(p["marker"])):
+        if p["mode"] == "exit_once":
+            with open(p["marker"], "w") as f:
+                f.write(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    blas = _blas_threads()
+    return {"value": p["value"] * 2 + seed, "pid": os.getpid(), "blas_threads_seen": blas}
+
+
+KINDS = {
+    "flow": Kind("flow", FLOW_PARAMS, "bptt.sweep.points:run_flow", check=_check_flow),
+    "selftest": Kind("selftest", SELFTEST_PARAMS, "bptt.sweep.points:run_selftest", public=False,
+                     check=_check_selftest),
+}
+
+
+# --- the worker side ----------------------------------------------------------------------
+def _blas_threads():
+    """The largest thread count among the loaded BLAS libraries (None when threadpoolctl sees none)."""
+    from threadpoolctl import threadpool_info
+
+    n = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+    return max(n) if n else None
+
+
+def _json_number(v):
+    """Metrics go to JSON: numpy scalars become Python numbers, non-finite floats become None."""
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(v) else None
+    if v is None or isinstance(v, str):
+        return v
+    raise TypeError(f"a metric must be a number, a boolean, a string or None, got {type(v).__name__}")
+
+
+def run_point(config: dict) -> dict:
+    """Run one point {"kind", "params", "seed"} and return its result (never raises for the point's errors).
+
+    Result: status ("ok" or "failed"), metrics (dict or None), error (one line) and traceback
+    (text) when it failed, started_at/finished_at (Unix seconds), seconds (duration), worker
+    ("host:pid"), blas_threads (the BLAS thread count seen inside the point), version.
+    """
+    from threadpoolctl import threadpool_limits
+
+    import bptt
+
+    started = time.time()
+    t0 = time.perf_counter()
+    out = {"status": "failed", "metrics": None, "error": None, "traceback": None, "blas_threads": None}
+    try:
+        kind = KINDS[config["kind"]]
+        module, func = kind.run.split(":")
+        fn = getattr(importlib.import_module(module), func)  # import first: its libraries get limited too
+        with threadpool_limits(limits=1):
+            out["blas_threads"] = _blas_threads()
+            metrics = fn(config["params"], config["seed"])
+        out["metrics"] = {k: _json_number(v) for k, v in metrics.items()}
+        out["status"] = "ok"
+    except Exception as e:  # the point failed: record it, the sweep goes on
+        out["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+        out["traceback"] = traceback.format_exc()
+    out.update(started_at=started, finished_at=time.time(), seconds=time.perf_counter() - t0,
+               worker=f"{socket.gethostname()}:{os.getpid()}", version=bptt.__version__)
+    return out

@@ -1,0 +1,185 @@
+"""The results store: one SQLite file, DIR/results.sqlite, in WAL mode.
+
+Table `points`, one row per point (key = the hash of its canonical config, see spec.py):
+    key, spec (name of the spec that added it), kind, params (JSON), seed, config (canonical JSON),
+    status ('pending' | 'ok' | 'failed'), metrics (JSON), error (one line), traceback,
+    attempts (results recorded for it), started_at / finished_at (Unix seconds, worker clock),
+    seconds (duration inside the worker), worker ("host:pid"), blas_threads, version (bptt on the
+    worker), run_id (the run that recorded it), added_at.
+Table `runs`, one row per `bptt sweep` invocation: when it started, when its cluster was ready,
+when it ended and how (done / interrupted / running if the driver died), where it ran, how many
+threads, how many points it had to do and how many came back ok or failed.
+
+Every result is its own transaction, committed (and synced) before the next is read, so a driver
+killed at any moment loses at most the points still running; a reader (`bptt sweep status`) can
+look at the file while a sweep writes to it.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import time
+from pathlib import Path
+
+FILENAME = "results.sqlite"
+SCHEMA_VERSION = "1"
+STATUSES = ("pending", "ok", "failed")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS points (
+    key TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    params TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'ok', 'failed')),
+    metrics TEXT,
+    error TEXT,
+    traceback TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started_at REAL,
+    finished_at REAL,
+    seconds REAL,
+    worker TEXT,
+    blas_threads INTEGER,
+    version TEXT,
+    run_id INTEGER,
+    added_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS points_status ON points (status);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    spec TEXT NOT NULL,
+    spec_text TEXT NOT NULL,
+    state TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    ready_at REAL,
+    finished_at REAL,
+    scheduler TEXT,
+    threads INTEGER,
+    todo INTEGER NOT NULL,
+    ok INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    host TEXT,
+    version TEXT
+);
+"""
+
+
+def store_path(out) -> Path:
+    return Path(out) / FILENAME
+
+
+class Store:
+    """A results.sqlite, opened for reading and writing (see the module's notes)."""
+
+    def __init__(self, path, *, create=True):
+        path = Path(path)
+        if not create and not path.exists():
+            raise ValueError(f"no sweep results at {str(path)!r}: run `bptt sweep SPEC.toml --out DIR` first")
+        self.path = path
+        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=60)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA busy_timeout = 60000")
+        mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise ValueError(f"{path}: cannot switch SQLite to WAL mode (got {mode!r}); is it on a network file system?")
+        self.db.execute("PRAGMA synchronous = FULL")
+        self.db.executescript(SCHEMA)
+        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        found = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        if found != SCHEMA_VERSION:
+            raise ValueError(f"{path} has schema version {found}; this bptt reads version {SCHEMA_VERSION}")
+
+    @classmethod
+    def open(cls, out) -> "Store":
+        """The store of an existing sweep folder (ValueError when it has none)."""
+        return cls(store_path(out), create=False)
+
+    def close(self):
+        self.db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- points -------------------------------------------------------------------------
+    def add_points(self, spec_name: str, points) -> int:
+        """Insert the points not yet in the store as 'pending'; returns how many were new."""
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            before = self.db.total_changes
+            self.db.executemany(
+                "INSERT OR IGNORE INTO points (key, spec, kind, params, seed, config, status, added_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
+                [(p.key, spec_name, p.config["kind"], json.dumps(p.params, sort_keys=True), p.seed,
+                  json.dumps(p.config, sort_keys=True, separators=(",", ":")), now) for p in points])
+            return self.db.total_changes - before
+
+    def statuses(self, keys) -> dict:
+        """key -> status for the given keys that are in the store."""
+        keys = list(keys)
+        out = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            q = f"SELECT key, status FROM points WHERE key IN ({','.join('?' * len(chunk))})"
+            out.update(dict(self.db.execute(q, chunk).fetchall()))
+        return out
+
+    def record(self, key: str, result: dict, run_id: int | None = None) -> None:
+        """Store one point's result and commit it before returning."""
+        metrics = result.get("metrics")
+        cur = self.db.execute(
+            "UPDATE points SET status = ?, metrics = ?, error = ?, traceback = ?, attempts = attempts + 1, "
+            "started_at = ?, finished_at = ?, seconds = ?, worker = ?, blas_threads = ?, version = ?, run_id = ? "
+            "WHERE key = ?",
+            (result["status"], None if metrics is None else json.dumps(metrics, allow_nan=False),
+             result.get("error"), result.get("traceback"), result.get("started_at"), result.get("finished_at"),
+             result.get("seconds"), result.get("worker"), result.get("blas_threads"), result.get("version"),
+             run_id, key))
+        if cur.rowcount != 1:
+            raise KeyError(f"point {key} is not in {self.path}")
+
+    def rows(self, status=None) -> list[dict]:
+        """Every point as a dict, params and metrics decoded from JSON (optionally one status only)."""
+        q, args = "SELECT * FROM points", ()
+        if status is not None:
+            q, args = q + " WHERE status = ?", (status,)
+        out = []
+        for r in self.db.execute(q + " ORDER BY added_at, rowid", args):
+            d = dict(r)
+            d["params"] = json.loads(d["params"])
+            d["metrics"] = json.loads(d["metrics"]) if d["metrics"] is not None else None
+            out.append(d)
+        return out
+
+    def counts(self) -> dict:
+        """status -> number of points (every status present, 0 where none)."""
+        got = dict(self.db.execute("SELECT status, COUNT(*) FROM points GROUP BY status").fetchall())
+        return {s: got.get(s, 0) for s in STATUSES}
+
+    # --- runs ---------------------------------------------------------------------------
+    def begin_run(self, spec, todo: int) -> int:
+        from .. import __version__
+
+        cur = self.db.execute(
+            "INSERT INTO runs (spec, spec_text, state, started_at, todo, host, version) VALUES (?, ?, 'running', ?, ?, ?, ?)",
+            (spec.name, spec.text, time.time(), todo, socket.gethostname(), __version__))
+        return cur.lastrowid
+
+    def run_ready(self, run_id: int, scheduler: str, threads: int) -> None:
+        self.db.execute("UPDATE runs SET ready_at = ?, scheduler = ?, threads = ? WHERE id = ?",
+                        (time.time(), scheduler, threads, run_id))
+
+    def end_run(self, run_id: int, state: str, ok: int, failed: int) -> None:
+        self.db.execute("UPDATE runs SET state = ?, finished_at = ?, ok = ?, failed = ? WHERE id = ?",
+                        (state, time.time(), ok, failed, run_id))
+
+    def runs(self) -> list[dict]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM runs ORDER BY id")]

@@ -1,0 +1,232 @@
+"""Sweep specs, point runners, the results store and the command's arguments (no cluster here)."""
+import json
+import sqlite3
+import textwrap
+
+import numpy as np
+import pytest
+
+import bptt
+from bptt.cli import main
+from bptt.sweep import Store, load_spec, parse_spec
+from bptt.sweep.points import run_point
+
+FLOW = """
+kind = "flow"
+seeds = 2
+[fixed]
+hidden = 8
+long_lag = 5
+[grid]
+radius = [0.5, 1.5]
+length = [20, 40]
+activation = ["tanh", "relu"]
+"""
+
+
+def spec_of(text, name="t"):
+    return parse_spec(textwrap.dedent(text), default_name=name)
+
+
+def test_points_are_the_grid_times_the_seeds_with_defaults_filled_in():
+    pts = spec_of(FLOW).points()
+    assert len(pts) == 2 * 2 * 2 * 2 == len({p.key for p in pts})
+    p = pts[0]
+    assert p.params["hidden"] == 8 and p.params["dtype"] == "float32" and p.params["init"] == "normal"
+    assert {q.seed for q in pts} == {0, 1}
+    assert {(q.params["radius"], q.params["length"], q.params["activation"]) for q in pts} == {
+        (r, T, a) for r in (0.5, 1.5) for T in (20, 40) for a in ("tanh", "relu")}
+
+
+def test_keys_do_not_depend_on_spelling_order_or_explicit_defaults():
+    a = spec_of(FLOW).points()
+    b = spec_of("""
+        seeds = [1, 0]
+        kind = "flow"
+        [grid]
+        activation = ["relu", "tanh"]
+        length = [40, 20]
+        radius = [1.5, 0.5]
+        [fixed]
+        long_lag = 5
+        hidden = 8
+        dtype = "float32"
+        init = "normal"
+        """).points()
+    assert {p.key for p in a} == {p.key for p in b}
+    c = spec_of(FLOW.replace("hidden = 8", "hidden = 9")).points()
+    assert not {p.key for p in a} & {p.key for p in c}
+
+
+def test_random_draws_are_reproducible_and_inside_their_ranges():
+    text = """
+        kind = "flow"
+        [fixed]
+        length = 30
+        long_lag = 4
+        [random]
+        samples = 40
+        seed = 3
+        radius = { log_uniform = [0.25, 4.0] }
+        hidden = { int = [2, 5] }
+        activation = { choice = ["tanh", "relu"] }
+        """
+    a, b = spec_of(text).points(), spec_of(text).points()
+    assert [p.key for p in a] == [p.key for p in b]
+    r = np.array([p.params["radius"] for p in a])
+    assert r.min() >= 0.25 and r.max() <= 4.0 and (r < 1).any() and (r > 1).any()
+    assert {p.params["hidden"] for p in a} == {2, 3, 4, 5}
+    assert {p.params["activation"] for p in a} == {"tanh", "relu"}
+    other = spec_of(text.replace("seed = 3", "seed = 4")).points()
+    assert [p.key for p in a] != [p.key for p in other]
+
+
+BAD = [
+    ('kind = "flow"\nsamples = 3', ["unknown key 'samples'", "allowed top-level keys", "grid"]),
+    ("seeds = 2", ["missing key 'kind'", "'flow'"]),
+    ('kind = "flw"', ["kind", "expected one of", "'flow'", "'flw'"]),
+    ('kind = "flow"\n[grid]\nradiuss = [1.0]', ["[grid] unknown parameter 'radiuss'", "allowed:", "radius"]),
+    ('kind = "flow"\n[grid]\nactivation = ["tanh", "softplus"]',
+     ["[grid] activation[1]", "one of 'tanh', 'relu', 'sigmoid', 'identity'", "'softplus'"]),
+    ('kind = "flow"\n[grid]\nradius = [1.0, -0.5]', ["[grid] radius[1]", "a number > 0", "-0.5"]),
+    ('kind = "flow"\n[grid]\nradius = []', ["[grid] radius", "non-empty list"]),
+    ('kind = "flow"\n[grid]\nradius = 1.0', ["[grid] radius", "non-empty list", "1.0"]),
+    ('kind = "flow"\n[fixed]\nhidden = 2.5', ["[fixed] hidden", "an integer >= 1", "2.5"]),
+    ('kind = "flow"\n[fixed]\nhidden = true', ["[fixed] hidden", "an integer", "True"]),
+    ('kind = "flow"\n[fixed]\nbias = 1', ["[fixed] bias", "true or false"]),
+    ('kind = "flow"\n[fixed]\nradius = 1.0\n[grid]\nradius = [0.5]', ["'radius'", "set in both [fixed] and [grid]"]),
+    ('kind = "flow"\n[grid]\nseed = [1, 2]', ["seed", "top-level key 'seeds'"]),
+    ('kind = "flow"\nseeds = 0', ["seeds", "a count >= 1", "got 0"]),
+    ('kind = "flow"\nseeds = [1, 1]', ["seeds", "repeats"]),
+    ('kind = "flow"\n[random]\nradius = { uniform = [0.5, 2.0] }', ["[random] needs 'samples'"]),
+    ('kind = "flow"\n[random]\nsamples = 2\nradius = { gauss = [0, 1] }', ["[random] radius", "log_uniform", "gauss"]),
+    ('kind = "flow"\n[random]\nsamples = 2\nradius = { log_uniform = [0.0, 2.0] }', ["[random] radius", "> 0", "0.0"]),
+    ('kind = "flow"\n[random]\nsamples = 2\nradius = { uniform = [2.0, 1.0] }', ["[random] radius", "lo < hi"]),
+    ('kind = "flow"\n[random]\nsamples = 2\nhidden = { uniform = [2, 9] }', ["[random] hidden", "int = [lo, hi]"]),
+    ('kind = "flow"\n[random]\nsamples = 2\nactivation = { uniform = [0, 1] }', ["[random] activation", "choice"]),
+    ('kind = "flow"\n[fixed]\nlength = 40\nlong_lag = 40', ["long_lag = 40 must be < length = 40"]),
+    ('kind = "flow"\n[grid]\nlength = [60, 30]', ["the point {'length': 30}", "long_lag = 50 must be < length = 30"]),
+    ('kind = "flow"\n[grid', ["not valid TOML"]),
+]
+
+
+@pytest.mark.parametrize("text,expected", BAD)
+def test_bad_specs_say_which_key_is_wrong_and_what_is_allowed(text, expected):
+    with pytest.raises(ValueError) as e:
+        parse_spec(text, source="bad.toml")
+    msg = str(e.value)
+    assert msg.startswith("bad.toml"), msg
+    for frag in expected:
+        assert frag in msg, (frag, msg)
+
+
+def test_the_command_reports_a_bad_spec_and_exits_2(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text('kind = "flow"\n[grid]\nactivation = ["tanh", "softplus"]\n')
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "bptt sweep: error:" in err and "softplus" in err and "'relu'" in err
+    assert not (tmp_path / "out").exists()
+    assert main(["sweep", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "out")]) == 2
+    assert "cannot read the sweep spec" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["sweep", "status"], "needs the sweep folder"),
+    (["sweep", "spec.toml"], "needs --out DIR"),
+    (["sweep", "status", "d", "--workers", "2"], "--workers do(es) not apply to `bptt sweep status`"),
+    (["sweep", "spec.toml", "--out", "d", "--json"], "--json do(es) not apply to running a spec"),
+    (["sweep", "status", "nowhere"], "no sweep results at"),
+])
+def test_command_line_misuse_is_explained(argv, expected, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert expected in capsys.readouterr().err
+
+
+def flow_config(**params):
+    base = {"hidden": 6, "inputs": 4, "outputs": 3, "length": 30, "radius": 0.9, "activation": "identity",
+            "init": "orthogonal", "head": "softmax", "bias": False, "long_lag": 7, "dtype": "float64"}
+    base.update(params)
+    return {"kind": "flow", "params": base, "seed": 5}
+
+
+def test_flow_point_measures_rho_as_the_decay_rate_of_a_linear_orthogonal_rnn():
+    res = run_point(flow_config())
+    assert res["status"] == "ok", res["traceback"]
+    m = res["metrics"]
+    assert m["decay_rate"] == pytest.approx(0.9, abs=1e-6)
+    assert m["rho"] == pytest.approx(0.9, abs=1e-12) and m["lambda1"] == pytest.approx(0.9, abs=1e-12)
+    assert m["finite"] is True and res["version"] == bptt.__version__
+
+
+def test_flow_point_long_lag_fraction_matches_the_terms_rebuilt_one_output_at_a_time():
+    cfg = flow_config(activation="tanh", init="normal", radius=1.2, length=25, long_lag=6)
+    m = run_point(cfg)["metrics"]
+    # the same model and sequence, decomposed with Flow.terms (a separate backward pass per output)
+    p, rng = cfg["params"], np.random.default_rng(cfg["seed"])
+    model = bptt.random_rnn(6, 4, 3, seed=rng, init="normal", std=1 / np.sqrt(6), radius=1.2,
+                            activation="tanh", dtype=np.float64)
+    x, y = rng.integers(0, 4, 25), rng.integers(0, 3, 25)
+    fl = bptt.flow(model, x, y)
+    norms = np.array([[np.linalg.norm(term) for term in fl.terms("W", t)] for t in range(25)])  # [t, k]
+    lag = np.arange(25)[:, None] - np.arange(25)[None, :]
+    want = norms[lag > p["long_lag"]].sum() / norms[lag >= 0].sum()
+    assert m["long_lag_fraction"] == pytest.approx(want, rel=1e-9)
+    assert m["loss"] == pytest.approx(bptt.loss(model, x, y), rel=1e-12)
+
+
+def test_a_point_runs_with_one_blas_thread_whatever_the_process_had():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+        assert before and min(before) == 2
+        res = run_point(flow_config(dtype="float32"))
+        after = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    assert res["status"] == "ok" and res["blas_threads"] == 1
+    assert after == before  # restored for the rest of the process
+
+
+def test_a_point_that_raises_comes_back_failed_with_its_traceback():
+    res = run_point({"kind": "selftest", "params": {"mode": "raise", "seconds": 0.0, "value": 3.0, "marker": ""},
+                     "seed": 0})
+    assert res["status"] == "failed" and res["metrics"] is None
+    assert res["error"] == "RuntimeError: selftest point raised on purpose (value 3.0)"
+    assert "Traceback (most recent call last)" in res["traceback"] and "run_selftest" in res["traceback"]
+    assert res["seconds"] >= 0 and res["finished_at"] >= res["started_at"]
+
+
+def test_the_store_commits_each_result_where_another_connection_sees_it(tmp_path):
+    spec = spec_of(FLOW)
+    pts = spec.points()
+    with Store(tmp_path / "results.sqlite") as st:
+        assert st.add_points("t", pts) == len(pts)
+        assert st.add_points("t", pts) == 0  # idempotent
+        st.record(pts[0].key, {"status": "ok", "metrics": {"a": 1.5}, "seconds": 0.25, "version": "x"}, run_id=1)
+        other = sqlite3.connect(tmp_path / "results.sqlite")
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        row = other.execute("SELECT status, metrics, attempts, params FROM points WHERE key = ?", (pts[0].key,)).fetchone()
+        assert row[:3] == ("ok", '{"a": 1.5}', 1) and json.loads(row[3]) == pts[0].params
+        assert st.counts() == {"pending": len(pts) - 1, "ok": 1, "failed": 0}
+        with pytest.raises(KeyError):
+            st.record("nope", {"status": "ok"})
+
+
+def test_results_frame_has_a_column_per_parameter_and_metric(tmp_path):
+    pd = pytest.importorskip("pandas")
+    from bptt.sweep import results
+
+    pts = spec_of(FLOW).points()
+    with Store(tmp_path / "results.sqlite") as st:
+        st.add_points("t", pts)
+        st.record(pts[1].key, {"status": "ok", "metrics": {"decay_rate": 0.5, "seed": 7.0, "finite": True},
+                               "started_at": 1e9, "finished_at": 1e9 + 2, "seconds": 2.0}, run_id=1)
+    df = results(tmp_path)
+    assert len(df) == len(pts) and list(df["key"]) == [p.key for p in pts]
+    row = df[df["key"] == pts[1].key].iloc[0]
+    assert row["decay_rate"] == 0.5 and row["metric_seed"] == 7.0 and row["seed"] == pts[1].seed
+    assert row["radius"] == pts[1].params["radius"] and row["status"] == "ok"
+    assert row["finished_at"] - row["started_at"] == pd.Timedelta(seconds=2)
+    assert np.isnan(df[df["key"] == pts[0].key].iloc[0]["decay_rate"])
+    assert "radius" in df.attrs["params"] and "decay_rate" in df.attrs["metrics"]
+    assert len(results(tmp_path, status="ok")) == 1
