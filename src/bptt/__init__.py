@@ -2,11 +2,12 @@
 from .check import CheckReport, check
 from .core import Grads, Trace, backward, forward, gradients, loss
 from .flow import Flow, flow
+from .frameworks import compare
 from .model import (RNN, identity, normal, orthogonal, random_rnn, seed_example, spectral_radius,
                     uniform, with_spectral_radius)
 
 __version__ = "0.1.0"
 __all__ = ["RNN", "Trace", "Grads", "flow", "Flow", "forward", "backward", "gradients", "loss", "check",
-           "CheckReport", "random_rnn",
+           "CheckReport", "compare", "random_rnn",
            "seed_example", "uniform", "normal", "orthogonal", "identity", "spectral_radius",
            "with_spectral_radius"]

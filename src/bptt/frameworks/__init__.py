@@ -35,12 +35,13 @@ from .tensorflow import from_keras, to_keras
 from .torch import from_torch, to_torch
 
 FRAMEWORKS = ("torch", "jax", "tensorflow")
+NAMES = FRAMEWORKS
 _NEEDS = {"torch": ("torch",), "jax": ("jax", "jaxlib"), "tensorflow": ("tensorflow",)}
 _EXTRA = {"torch": "bptt[torch]", "jax": "bptt[jax]", "tensorflow": "bptt[tensorflow]"}
 FLOOR = 1e-6  # relative-error floor, as a fraction of the quantity's largest magnitude
 
 __all__ = ["available", "compare", "Comparison", "Row", "reference", "relative_error",
-           "to_torch", "from_torch", "to_keras", "from_keras", "FRAMEWORKS"]
+           "to_torch", "from_torch", "to_keras", "from_keras", "FRAMEWORKS", "NAMES"]
 
 
 def available() -> list[str]:
@@ -118,10 +119,11 @@ def relative_error(ours, theirs) -> tuple[float, float]:
         return float("inf"), float("inf")
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         return float("nan"), float("nan")
-    diff = np.abs(a - b)
-    mag = np.maximum(np.abs(a), np.abs(b))
-    floor = max(FLOOR * float(mag.max(initial=0.0)), np.finfo(np.float64).tiny)
-    return float(diff.max(initial=0.0)), float((diff / np.maximum(mag, floor)).max(initial=0.0))
+    from ..check import rel_error
+
+    scale = float(np.maximum(np.abs(a), np.abs(b)).max(initial=0.0))
+    floor = max(FLOOR * scale, np.finfo(np.float64).tiny)
+    return float(np.abs(a - b).max(initial=0.0)), float(rel_error(a, b, floor).max(initial=0.0))
 
 
 def compare(model, x, y, *, frameworks=None, truncate=None, h0=None, reduction="sum",
@@ -135,6 +137,8 @@ def compare(model, x, y, *, frameworks=None, truncate=None, h0=None, reduction="
     """
     from ..core import gradients
 
+    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not rtol > 0:
+        raise ValueError(f"rtol must be a positive number, got {rtol!r}")
     names = available() if frameworks is None else list(frameworks)
     if isinstance(frameworks, str):
         names = [frameworks]
@@ -148,8 +152,6 @@ def compare(model, x, y, *, frameworks=None, truncate=None, h0=None, reduction="
     if missing:
         raise ValueError(f"{', '.join(missing)} is not installed: pip install "
                          + " ".join(f"'{_EXTRA[n]}'" for n in missing))
-    if not (rtol > 0):
-        raise ValueError(f"rtol must be a positive number, got {rtol!r}")
     model64 = model.astype(np.float64)
     loss, g = gradients(model64, x, y, truncate=truncate, h0=h0, reduction=reduction)
     ours = {"loss": loss, **g.params, "h0": g.h0}
