@@ -33,6 +33,8 @@ def add_arguments(p):
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     p.add_argument("--lag-threshold", type=int, help="lag from which gradient terms count as long-range")
     p.add_argument("--snapshots", help="steps at which to save the lag table, e.g. 0,500,1000")
+    p.add_argument("--stop-on-success", action="store_true", default=None,
+                   help="end the run when the held-out set meets the task's success criterion")
     p.add_argument("--out", required=True, help="folder for metrics.jsonl, checkpoints, the model")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -40,7 +42,7 @@ def add_arguments(p):
 
 KEYS = ("task", "text", "variant", "length", "hidden", "activation", "init", "std", "radius", "optimizer", "lr",
         "clip_norm", "clip_value", "clip_per_param", "fallback", "omega", "truncate", "chunk", "backprop", "batch",
-        "steps", "seed", "dtype", "eval_every", "checkpoint_every", "lag_threshold")
+        "steps", "seed", "dtype", "eval_every", "checkpoint_every", "lag_threshold", "stop_on_success")
 
 
 def run(args) -> int:

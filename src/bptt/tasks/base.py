@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import forward, log_softmax
+from ..core import forward
 
 
 class Task:
@@ -46,20 +46,20 @@ class Task:
         x, y = self.test_set()
         return x[0], y[0]
 
-    def evaluate(self, model) -> dict:
+    def score(self, Q) -> dict:
+        """Measures from outputs Q (N, T, O) (q_t, logits for softmax) on the test set: "loss",
+        task-specific measures, "success" (the criterion)."""
         raise NotImplementedError
+
+    def evaluate(self, model) -> dict:
+        """score() of the model's outputs on the held-out set."""
+        x, _ = self.test_set()
+        return self.score(forward(model, x).q.reshape(len(x), -1, model.O))
 
     def describe(self) -> str:
         return (f"{self.name}: D = {self.D}, O = {self.O}, head {self.head}\n"
                 f"  memoryless baseline: {self.baseline:.6g} ({self.baseline_text})\n"
                 f"  success criterion: {self.criterion}")
-
-
-def scored_logprobs(model, x, y, h0=None):
-    """Forward over (x, y) ids; returns (log-probabilities (N, T, O), mask (N, T)) for the softmax head."""
-    tr = forward(model, x, h0)
-    logp = np.swapaxes(log_softmax(tr.Q), 0, 1)
-    return logp, np.asarray(y) >= 0
 
 
 def check_length(name, T, minimum):

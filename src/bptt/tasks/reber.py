@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Task, scored_logprobs
+from .base import Task
+from ..core import log_softmax
 from .text import Vocab
 
 SYMBOLS = "BTPSXVE"
@@ -97,10 +98,9 @@ class Reber(Task):
         n = int(self.test_starts[min(5, len(self.test_starts) - 1)])
         return self.test_ids[:n], self.test_ids[1:n + 1]
 
-    def evaluate(self, model):
+    def score(self, Q):
         x, y = self.test_set()
-        logp, _ = scored_logprobs(model, x, y)
-        logp = logp[0]
+        logp = log_softmax(Q[0])
         loss = float(-np.take_along_axis(logp, y[0][:, None], axis=-1).mean())
         order = np.argsort(-logp, axis=-1)
         ok = np.empty(len(logp), dtype=bool)

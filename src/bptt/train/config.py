@@ -46,6 +46,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     lag_threshold: int = 10
     snapshots: list = field(default_factory=list)
+    stop_on_success: bool = False
 
     def validate(self) -> "TrainConfig":
         from ..tasks import TASKS
@@ -74,6 +75,8 @@ class TrainConfig:
             raise ValueError(f"omega (the strength alpha of Pascanu's regulariser) must be a number >= 0, got {self.omega!r}")
         if self.init == "normal" and self.std is None:
             raise ValueError("init 'normal' needs std")
+        if not isinstance(self.stop_on_success, bool):
+            raise ValueError(f"stop_on_success must be true or false, got {self.stop_on_success!r}")
         if not isinstance(self.bias, bool):
             raise ValueError(f"bias must be true or false, got {self.bias!r}")
         if not isinstance(self.snapshots, list) or not all(isinstance(s, int) and s >= 0 for s in self.snapshots):

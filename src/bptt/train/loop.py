@@ -14,7 +14,9 @@ Files in the run's folder:
                       omega, fallback; every eval_every steps also rho (spectral radius of W), lambda1
                       (largest singular value of W, Pascanu's lambda_1), lag_fraction (share of the
                       W-gradient's term norms ||dE_t/dz_k|| ||s_{k-1}|| with lag t - k >= lag_threshold,
-                      from bptt.flow on one held-out sequence) and test metrics (test_loss, ...).
+                      from bptt.flow on one held-out sequence) and test metrics (test_loss, ...);
+                      with stop_on_success the run ends at the first evaluation that meets the
+                      task's success criterion (as Pascanu et al.'s code does).
     snapshots/dE_ds_step<S>.npy   bptt.flow's (T, T) table ||dE_t/ds_k|| at the chosen steps
     checkpoint.npz/.json          model + optimiser + RNG + loop state (bptt.train.checkpoint)
     model.npz, vocab.json         the final model (RNN.load) and, for character tasks, its vocabulary
@@ -116,7 +118,8 @@ def train(cfg: TrainConfig, out, *, resume=False, progress=True, log=print):
         if st.step == 0 and 0 in cfg.snapshots:
             _snapshot(snap_dir, 0, model, probe_x, probe_y)
         while st.step < cfg.steps:
-            model, opt_state, rec = _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path)
+            with np.errstate(over="ignore", invalid="ignore"):  # non-finite numbers are checked and reported
+                model, opt_state, rec = _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path)
             st.step += 1
             rec = {"step": st.step, **rec}
             if st.step % cfg.eval_every == 0 or st.step == cfg.steps:
@@ -127,6 +130,9 @@ def train(cfg: TrainConfig, out, *, resume=False, progress=True, log=print):
             mf.flush()
             if st.step % cfg.checkpoint_every == 0 or st.step == cfg.steps:
                 _save(ckpt_path, cfg, model, opt_state, rng, stream, st)
+            if cfg.stop_on_success and rec.get("test_success"):
+                _save(ckpt_path, cfg, model, opt_state, rng, stream, st)
+                break
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{rec['loss']:.4g}", smooth=f"{rec['smooth_loss']:.4g}",
@@ -138,7 +144,7 @@ def train(cfg: TrainConfig, out, *, resume=False, progress=True, log=print):
     model.save(out / "model.npz")
     if hasattr(task, "vocab"):
         (out / "vocab.json").write_text(json.dumps({"chars": task.vocab.chars}))
-    summary = {"task": task.name, "steps": st.step, "wall_s": wall, "baseline": float(task.baseline),
+    summary = {"task": task.name, "steps": st.step, "solved_at": st.step if final["success"] else None, "wall_s": wall, "baseline": float(task.baseline),
                "baseline_text": task.baseline_text, "criterion": task.criterion,
                **{f"test_{k}": v for k, v in final.items()}}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
