@@ -71,8 +71,7 @@ def phase_diagram(df, metrics=("decay_rate", "long_lag_fraction")):
         else:
             norm, cmap = colors.LogNorm(vmin=1e-6, vmax=1.0, clip=True), "viridis"
             label = f"share of gradient from lags > {', '.join(str(v) for v in lag)}"
-        cm = plt.get_cmap(cmap).copy()
-        cm.set_bad("0.85")
+        cm = plt.get_cmap(cmap).with_extremes(bad="0.85")
         for j, act in enumerate(acts):
             ax = axs[i, j]
             sub = df[df["activation"] == act]

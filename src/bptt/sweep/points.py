@@ -122,6 +122,86 @@ def _interim_lag_metrics(fl, long_lag) -> dict:
     return {"decay_rate": decay, "long_lag_fraction": float(beyond), "grad_lag0": float(start[start > 0].mean()) if (start > 0).any() else math.nan}
 
 
+# --- train --------------------------------------------------------------------------------
+METHODS = ("vanilla", "clip", "clip_omega", "irnn")
+TRAIN_PARAMS = {
+    "task": Param(str, "temporal", "adding, temporal (order) or copy", choices=("adding", "temporal", "copy")),
+    "variant": Param(str, "hochreiter", "the adding problem's variant", choices=("hochreiter", "le")),
+    "length": Param(int, 50, "T, the task's sequence length", low=2),
+    "method": Param(str, "clip", "vanilla: tanh, Gaussian W (std), no clipping; clip: + global-norm clipping at "
+                    "`clip`; clip_omega: + Pascanu's Omega with strength `omega`; irnn: relu, W = I, clipping",
+                    choices=METHODS),
+    "hidden": Param(int, 50, "H", low=1),
+    "optimizer": Param(str, "sgd", "sgd, momentum, nesterov, adagrad, rmsprop or adam",
+                       choices=("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")),
+    "lr": Param(float, 0.01, "learning rate", above=0),
+    "batch": Param(int, 20, "N, sequences per step", low=1),
+    "steps": Param(int, 2000, "at most this many updates", low=1),
+    "eval_every": Param(int, 100, "test-set evaluation interval (steps)", low=1),
+    "stop_on_success": Param(bool, True, "end the run at the first evaluation that meets the task's criterion"),
+    "clip": Param(float, 1.0, "the global-norm clipping threshold (clip, clip_omega, irnn)", above=0),
+    "omega": Param(float, 2.0, "alpha, the strength of Omega (clip_omega)", above=0),
+    "std": Param(float, 0.1, "standard deviation of the Gaussian init (all methods but irnn)", above=0),
+    "dtype": Param(str, "float32", "the training dtype", choices=DTYPES),
+}
+
+
+def train_settings(p, seed) -> dict:
+    """The point's parameters as bptt.train settings (the method spelled out)."""
+    m = p["method"]
+    s = {"task": p["task"], "variant": p["variant"], "length": p["length"], "hidden": p["hidden"],
+         "optimizer": p["optimizer"], "lr": p["lr"], "batch": p["batch"], "steps": p["steps"],
+         "eval_every": p["eval_every"], "checkpoint_every": p["steps"], "dtype": p["dtype"], "seed": seed,
+         "clip_norm": 0.0 if m == "vanilla" else p["clip"], "clip_value": 0.0,
+         "omega": p["omega"] if m == "clip_omega" else 0.0, "stop_on_success": p["stop_on_success"]}
+    if m == "irnn":
+        s.update(activation="relu", init="identity")
+    else:
+        s.update(activation="tanh", init="normal", std=p["std"])
+    return s
+
+
+def _check_train(p, where):
+    from bptt import tasks
+    from bptt.train import resolve
+
+    try:
+        resolve(train_settings(p, 0))
+        tasks.make(p["task"], length=p["length"], variant=p["variant"])
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+def run_train(p, seed) -> dict:
+    """One training run (bptt.train.train) in a temporary folder; its summary and last evaluation as metrics.
+
+    A run that diverges (NaN/Inf, the loop's stop) is a result, not a failure: success False, diverged True.
+    """
+    import json
+    import tempfile
+
+    from bptt.train import Diverged, resolve, train
+
+    cfg = resolve(train_settings(p, seed))
+    with tempfile.TemporaryDirectory(prefix="bptt-sweep-") as d:
+        try:
+            summary = train(cfg, d, progress=False, log=lambda *a, **k: None)
+            diverged = None
+        except Diverged as e:
+            summary, diverged = {"test_success": False}, str(e)
+        lines = [json.loads(ln) for ln in open(os.path.join(d, "metrics.jsonl")) if ln.strip()]
+    evals = [r for r in lines if "rho" in r]
+    last = evals[-1] if evals else {}
+    out = {"success": bool(summary.get("test_success")), "diverged": diverged is not None,
+           "steps_done": lines[-1]["step"] if lines else 0, "solved_at": summary.get("solved_at"),
+           "baseline": summary.get("baseline"), "train_seconds": summary.get("wall_s"),
+           "grad_norm": lines[-1]["grad_norm"] if lines else None,
+           "rho": last.get("rho"), "lambda1": last.get("lambda1"), "lag_fraction": last.get("lag_fraction")}
+    out.update({k: v for k, v in summary.items()
+                if k.startswith("test_") and k != "test_success" and isinstance(v, (int, float))})
+    return out
+
+
 # --- selftest (internal) ------------------------------------------------------------------
 SELFTEST_PARAMS = {
     "mode": Param(str, "ok", "ok, raise, exit (kills its worker every time), exit_once (kills its worker "
@@ -155,6 +235,7 @@ def run_selftest(p, seed) -> dict:
 
 KINDS = {
     "flow": Kind("flow", FLOW_PARAMS, "bptt.sweep.points:run_flow", check=_check_flow),
+    "train": Kind("train", TRAIN_PARAMS, "bptt.sweep.points:run_train", check=_check_train),
     "selftest": Kind("selftest", SELFTEST_PARAMS, "bptt.sweep.points:run_selftest", public=False,
                      check=_check_selftest),
 }

@@ -1,19 +1,20 @@
 """Reading a sweep folder: a pandas DataFrame of its points, and the text of `bptt sweep status`."""
 from __future__ import annotations
 
+import json
 import time
 
 from .store import Store, store_path
 
 BASE_COLUMNS = ("key", "spec", "kind", "status", "seed")
-TAIL_COLUMNS = ("error", "attempts", "started_at", "finished_at", "seconds", "worker", "blas_threads", "version")
+TAIL_COLUMNS = ("error", "traceback", "attempts", "started_at", "finished_at", "seconds", "worker", "blas_threads", "version")
 
 
 def results(out, *, status=None):
     """The points of the sweep in `out` as a pandas DataFrame, one row per point.
 
     Columns: key, spec, kind, status, seed, one column per parameter, one per metric (named
-    "metric_NAME" only where a metric's name is already taken), then error, attempts,
+    "metric_NAME" only where a metric's name is already taken), then error, traceback, attempts,
     started_at / finished_at (UTC timestamps), seconds, worker, blas_threads, version.
     status: keep only the points with this status ("ok", "failed" or "pending").
     df.attrs["params"] and df.attrs["metrics"] list the parameter and metric columns.
@@ -56,8 +57,8 @@ def _when(t):
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t)) if t is not None else "?"
 
 
-def _params(p: dict, seed) -> str:
-    return " ".join(f"{k}={v}" for k, v in p.items()) + f" seed={seed}"
+def _params(p: dict, seed, varying=None) -> str:
+    return " ".join(f"{k}={v}" for k, v in p.items() if varying is None or k in varying) + f" seed={seed}"
 
 
 def status_summary(out, *, slowest=5, failures=10) -> dict:
@@ -78,6 +79,8 @@ def status_summary(out, *, slowest=5, failures=10) -> dict:
         "slowest": [{k: r[k] for k in pick} for r in done[:slowest]],
         "failures": [{k: r[k] for k in (*pick, "error", "attempts")} for r in failed[:failures]],
         "failed_total": len(failed),
+        "varying": sorted(k for k in {k for r in rows for k in r["params"]}
+                          if len({json.dumps(r["params"].get(k)) for r in rows}) > 1),
     }
 
 
@@ -86,6 +89,8 @@ def status_text(out, *, slowest=5, failures=10) -> str:
     s = status_summary(out, slowest=slowest, failures=failures)
     c = s["counts"]
     lines = [f"{s['store']}: {s['points']} points: {c['ok']} ok, {c['failed']} failed, {c['pending']} pending", ""]
+    if s["varying"]:
+        lines.append(f"(points listed by the parameters that vary: {', '.join(s['varying'])})")
     lines.append("runs:")
     for r in s["runs"]:
         end = r["finished_at"]
@@ -97,13 +102,13 @@ def status_text(out, *, slowest=5, failures=10) -> str:
     if s["slowest"]:
         lines += ["", "slowest points:"]
         for r in s["slowest"]:
-            lines.append(f"  {r['seconds']:9.3f} s  {r['key']}  {_params(r['params'], r['seed'])}")
+            lines.append(f"  {r['seconds']:9.3f} s  {r['key']}  {_params(r['params'], r['seed'], s['varying'])}")
     if s["failures"]:
         shown = len(s["failures"])
         note = f", first {shown} shown" if s["failed_total"] > shown else ""
         lines += ["", f"failures ({s['failed_total']}{note}):"]
         for r in s["failures"]:
-            lines.append(f"  {r['key']}  {_params(r['params'], r['seed'])}")
+            lines.append(f"  {r['key']}  {_params(r['params'], r['seed'], s['varying'])}")
             lines.append(f"      {r['error']}")
         lines.append("  (tracebacks: the `traceback` column of results(), or the points table of the store)")
     return "\n".join(lines)
