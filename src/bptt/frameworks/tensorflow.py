@@ -139,11 +139,11 @@ def to_keras(model: RNN):
     SimpleRNN(H, return_sequences=True) in the model's dtype: kernel = U.T, recurrent_kernel = W.T,
     bias = b; Dense(O): kernel = V.T, bias = c. Call rnn(x, initial_state=[h0]) for a given h0.
     """
-    import keras
-
     if not isinstance(model, RNN):
         raise ValueError(f"to_keras expects a bptt.RNN, got {type(model).__name__}")
     dtype = _keras_dtype(model)
+    import keras
+
     rnn = keras.layers.SimpleRNN(model.H, activation=KERAS_ACTIVATIONS[model.activation],
                                  use_bias=model.b is not None, return_sequences=True, dtype=dtype)
     rnn.build((None, None, model.D))
@@ -190,7 +190,10 @@ def from_keras(simple_rnn, dense, *, head="softmax") -> RNN:
         raise ValueError(f"the Dense head's activation is {dact!r}: bptt needs its pre-activations, so it "
                          "must be 'linear' (or 'softmax' with head='softmax')")
     cell = simple_rnn.cell
-    arr = keras.ops.convert_to_numpy
+
+    def arr(v):  # a keras Variable as a NumPy copy
+        return np.array(v.numpy())
+
     U, W = arr(cell.kernel).T, arr(cell.recurrent_kernel).T
     b = arr(cell.bias) if cell.use_bias else None
     if dense.kernel.shape[0] != U.shape[0]:

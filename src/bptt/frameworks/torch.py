@@ -43,9 +43,9 @@ def _setup(p, requires_grad=True):
 def _inputs(torch, p, U, b=None):
     """U x_t (+ b) for every step: (T, N, H). Ids index U's columns; autograd scatters back."""
     if p.ids is not None:
-        UX = U.T[torch.as_tensor(p.ids.T)]  # (T, N, H)
+        UX = U.T[torch.tensor(p.ids.T)]  # (T, N, H)
     else:
-        UX = torch.as_tensor(np.swapaxes(p.X, 0, 1)) @ U.T  # (T, N, H)
+        UX = torch.tensor(np.swapaxes(p.X, 0, 1)) @ U.T  # (T, N, H)
     return UX + b if b is not None else UX
 
 
@@ -53,21 +53,21 @@ def _step_loss(torch, p, q, t):
     """E_t summed over the batch (times the reduction's scale): q (N, O) at step t."""
     F = torch.nn.functional
     if p.head == "mse":
-        y = torch.as_tensor(p.y_values[:, t])
-        m = torch.as_tensor(p.mask[:, t])
+        y = torch.tensor(p.y_values[:, t])
+        m = torch.tensor(p.mask[:, t])
         return (((q - y) ** 2).sum(-1) * m).sum() * p.scale
-    return F.cross_entropy(q, torch.as_tensor(p.y_ids[:, t]), ignore_index=-1, reduction="sum") * p.scale
+    return F.cross_entropy(q, torch.tensor(p.y_ids[:, t]), ignore_index=-1, reduction="sum") * p.scale
 
 
 def _loss(torch, p, Q):
     """E over all steps: Q (T, N, O)."""
     F = torch.nn.functional
     if p.head == "mse":
-        y = torch.as_tensor(np.swapaxes(p.y_values, 0, 1))
-        m = torch.as_tensor(p.mask.T)
+        y = torch.tensor(np.swapaxes(p.y_values, 0, 1))
+        m = torch.tensor(p.mask.T)
         return (((Q - y) ** 2).sum(-1) * m).sum() * p.scale
     O = Q.shape[-1]
-    return F.cross_entropy(Q.reshape(-1, O), torch.as_tensor(p.y_ids.T.reshape(-1)), ignore_index=-1,
+    return F.cross_entropy(Q.reshape(-1, O), torch.tensor(p.y_ids.T.reshape(-1)), ignore_index=-1,
                            reduction="sum") * p.scale
 
 
@@ -137,13 +137,13 @@ def to_torch(model: RNN):
     The RNN is single-layer, batch_first=True; bias_ih = b and bias_hh = 0 when the model has b.
     Only tanh and relu exist in nn.RNN: other activations raise a ValueError.
     """
-    import torch
-
     if not isinstance(model, RNN):
         raise ValueError(f"to_torch expects a bptt.RNN, got {type(model).__name__}")
     if model.activation not in ("tanh", "relu"):
         raise ValueError(f"torch.nn.RNN supports the nonlinearities 'tanh' and 'relu' only; this model "
                          f"uses {model.activation!r}, which it cannot express")
+    import torch
+
     dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}.get(model.dtype)
     if dtype is None:
         raise ValueError(f"to_torch needs a float32 or float64 model, got {model.dtype}")
@@ -151,14 +151,14 @@ def to_torch(model: RNN):
                        bias=model.b is not None, batch_first=True, dtype=dtype)
     linear = torch.nn.Linear(model.H, model.O, bias=model.c is not None, dtype=dtype)
     with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.as_tensor(model.U))
-        rnn.weight_hh_l0.copy_(torch.as_tensor(model.W))
+        rnn.weight_ih_l0.copy_(torch.tensor(model.U))
+        rnn.weight_hh_l0.copy_(torch.tensor(model.W))
         if model.b is not None:
-            rnn.bias_ih_l0.copy_(torch.as_tensor(model.b))
+            rnn.bias_ih_l0.copy_(torch.tensor(model.b))
             rnn.bias_hh_l0.zero_()
-        linear.weight.copy_(torch.as_tensor(model.V))
+        linear.weight.copy_(torch.tensor(model.V))
         if model.c is not None:
-            linear.bias.copy_(torch.as_tensor(model.c))
+            linear.bias.copy_(torch.tensor(model.c))
     return rnn, linear
 
 
