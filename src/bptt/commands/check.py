@@ -63,8 +63,8 @@ def verify(model, x, y, *, truncate=None, frameworks="installed", h0=None):
         parts.append(str(cmp))
         data["frameworks"] = cmp.to_dict()
         ok &= cmp.passed
-    for a in absent:
-        parts.append(f"{a}: not installed, not compared (pip install 'bptt[{a}]')")
+    if absent:
+        parts.append("\n".join(f"{a}: not installed, not compared (pip install 'bptt[{a}]')" for a in absent))
     data["passed"] = bool(ok)
     return bool(ok), "\n\n".join(parts), data
 
