@@ -163,3 +163,12 @@ def test_resume_refuses_other_settings(tmp_path):
     train(_cfg(steps=4), tmp_path, progress=False)
     with pytest.raises(ValueError, match="other settings.*lr"):
         train(_cfg(steps=4, lr=0.5), tmp_path, resume=True, progress=False)
+
+
+def test_settings_that_do_not_apply_are_refused():
+    with pytest.raises(ValueError, match="length applies to adding"):
+        resolve({"task": "reber", "length": 50})
+    with pytest.raises(ValueError, match="text applies to task 'char'"):
+        resolve({"task": "copy", "text": "x.txt"})
+    with pytest.raises(ValueError, match="init 'normal' needs std"):
+        resolve({"task": "copy", "init": "normal"})

@@ -65,6 +65,11 @@ class TrainConfig:
         for name in ("length", "truncate", "backprop"):
             if getattr(self, name) is not None:
                 _int(name, getattr(self, name), 0 if name == "truncate" else 1)
+        if self.task in ("reber", "char") and self.length is not None:
+            raise ValueError(f"length applies to adding, copy and temporal; task {self.task!r} is a stream "
+                             "(use chunk and backprop)")
+        if self.text is not None and self.task != "char":
+            raise ValueError(f"text applies to task 'char', not {self.task!r}")
         if self.backprop is not None and self.backprop < self.chunk:
             raise ValueError(f"backprop (k2 = {self.backprop}) must be at least chunk (k1 = {self.chunk})")
         _pos("lr", self.lr)

@@ -8,8 +8,10 @@ and the optimiser's update. Clipping and Omega live here, never in the gradient 
 
 Files in the run's folder:
     config.json       the resolved settings
-    metrics.jsonl     one JSON line per step: step (updates done), loss (per sequence, before the
-                      update), smooth_loss (min-char-rnn's: 0.999 s + 0.001 loss, started at the chance
+    metrics.jsonl     one JSON line per step: step (updates done), loss (the objective before the
+                      update: the mean loss per scored step for adding, copy and temporal order; the
+                      loss summed over a sequence's steps, averaged over the batch, for streams, as
+                      min-char-rnn reports it), smooth_loss (min-char-rnn's: 0.999 s + 0.001 loss, started at the chance
                       loss), grad_norm and grad_norm_clipped (global 2-norms before and after clipping),
                       omega, fallback; every eval_every steps also rho (spectral radius of W), lambda1
                       (largest singular value of W, Pascanu's lambda_1), lag_fraction (share of the
