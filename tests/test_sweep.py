@@ -230,3 +230,28 @@ def test_results_frame_has_a_column_per_parameter_and_metric(tmp_path):
     assert np.isnan(df[df["key"] == pts[0].key].iloc[0]["decay_rate"])
     assert "radius" in df.attrs["params"] and "decay_rate" in df.attrs["metrics"]
     assert len(results(tmp_path, status="ok")) == 1
+
+
+def test_a_train_point_trains_and_reports_the_task_criterion():
+    cfg = spec_of("""
+        kind = "train"
+        [fixed]
+        task = "temporal"
+        length = 10
+        hidden = 4
+        steps = 3
+        eval_every = 3
+        batch = 2
+        method = "clip_omega"
+        """).points()[0].config
+    res = run_point(cfg)
+    assert res["status"] == "ok", res["traceback"]
+    m = res["metrics"]
+    assert m["steps_done"] == 3 and m["success"] in (True, False) and m["diverged"] is False
+    assert m["baseline"] == pytest.approx(np.log(4)) and np.isfinite(m["test_loss"]) and 0 <= m["test_error"] <= 1
+    assert np.isfinite(m["rho"]) and 0 <= m["lag_fraction"] <= 1
+
+
+def test_train_points_are_checked_against_the_task_when_the_spec_loads():
+    with pytest.raises(ValueError, match=r"bad.toml: the point \{'length': 10\}: length must be an integer >= 20"):
+        parse_spec('kind = "train"\n[fixed]\ntask = "adding"\n[grid]\nlength = [40, 10]', source="bad.toml")
