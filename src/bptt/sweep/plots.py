@@ -99,17 +99,20 @@ def phase_diagram(df, metrics=("decay_rate", "long_lag_fraction")):
             ax.set_title(f"{act}: {m.replace('_', ' ')}")
         fig.colorbar(im, ax=axs[i, :].tolist(), label=label, shrink=0.9)
     note = f"mean over {seeds} seed(s)" + (f" and over {others}" if others else "")
-    fig.suptitle(f"gradient flow phase diagram ({note}; grey: overflow in float32 or no point)", fontsize=10)
+    fig.suptitle(f"gradient flow phase diagram ({note}; grey: every point overflowed in float32 or none ran; "
+                 "*: some overflowed, mean of the others)", fontsize=9)
     return fig
 
 
 def _cell_text(sub, T, r, v, metric) -> str:
-    if np.isfinite(v):
-        return f"{v:.2f}" if metric == "decay_rate" else f"{v:.0e}"
+    """The value of a cell; "*" when some of its points overflowed (the mean is over the others)."""
     cell = sub[(sub["length"] == T) & (sub["radius"] == r)]
+    some = "finite" in cell and not cell["finite"].astype(bool).all()
+    if np.isfinite(v):
+        return (f"{v:.2f}" if metric == "decay_rate" else f"{v:.0e}") + ("*" if some else "")
     if cell.empty:
         return ""
-    return "overflow" if "finite" in cell and not cell["finite"].any() else "n/a"
+    return "overflow" if "finite" in cell and not cell["finite"].astype(bool).any() else "n/a"
 
 
 def success_vs_length(df, metric="success", x="length", line="method", panel="task"):
