@@ -13,6 +13,7 @@ Conventions (N batch, T time, H hidden; arrays are time-major inside, (T, N, ...
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,7 +91,8 @@ def input_projection(model: RNN, xin: validate.Inputs) -> np.ndarray:
     if xin.ids is not None:
         UX = model.U.T[xin.ids.T]  # (T, N, H)
     else:
-        UX = np.swapaxes(xin.X, 0, 1) @ model.U.T  # (T, N, H)
+        UX = (xin.X.reshape(-1, model.D) @ model.U.T).reshape(xin.N, xin.T, model.H).swapaxes(0, 1)
+        UX = np.ascontiguousarray(UX)  # (T, N, H): one large product, then time-major
     if model.b is not None:
         UX += model.b
     return UX
@@ -106,17 +108,68 @@ def forward(model: RNN, x, h0=None) -> Trace:
     return _forward(model, xin, validate.initial_state(model, h0, xin))
 
 
+# Speed: at small N * H the time goes into NumPy's per-call overhead (about a microsecond a call),
+# so the loops below make three calls per step, allocate nothing and write into preallocated
+# buffers with out=. Where Numba is installed (the `fast` extra) and the per-step products are
+# small, the same loops run compiled (kernels.py, written step for step like the loops here),
+# which removes the per-call overhead altogether; results agree to rounding.
+ACT_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}  # kernels.py's activation codes
+COMPILED_MAX_WORK = 1 << 17  # N * H * H multiply-adds per step up to which the compiled loop wins
+_compiled = {"enabled": os.environ.get("BPTT_COMPILED", "1") != "0", "kernels": None}
+
+
+def set_compiled(enabled: bool) -> bool:
+    """Use the compiled inner loops (Numba, `pip install 'bptt[fast]'`) where they are faster.
+
+    Returns the previous setting. Off, or without Numba, everything runs in NumPy; the two agree
+    to rounding. The environment variable BPTT_COMPILED=0 turns them off at start-up.
+    """
+    previous = _compiled["enabled"]
+    _compiled["enabled"] = bool(enabled)
+    return previous
+
+
+def _kernels(N, H):
+    """kernels.py when it is enabled, importable and faster for this size, else None."""
+    if not _compiled["enabled"] or N * H * H > COMPILED_MAX_WORK:
+        return None
+    if _compiled["kernels"] is None:
+        try:
+            from . import kernels  # imports Numba: lazily, on the first call that can use it
+        except ImportError:
+            kernels = False
+        _compiled["kernels"] = kernels
+    return _compiled["kernels"] or None
+
+
+_F_INTO = {
+    "tanh": np.tanh,
+    "relu": lambda z, out: np.maximum(z, 0, out=out),
+    "identity": lambda z, out: np.copyto(out, z),
+}
+
+
 def _forward(model, xin, h0):
-    f = activations.get(model.activation).f
     T, N, H = xin.T, xin.N, model.H
+    f = activations.get(model.activation).f
+    f_into = _F_INTO.get(model.activation)
     Z = input_projection(model, xin)  # (T, N, H), becomes z_t in place
     S = np.empty((T + 1, N, H), dtype=model.dtype)
     S[0] = h0
     WT = model.W.T
-    for t in range(T):
-        Z[t] += S[t] @ WT  # z_t = U x_t + b + W s_{t-1}
-        S[t + 1] = f(Z[t])  # s_t = f(z_t)
-    Q = S[1:] @ model.V.T  # (T, N, O)
+    kernels = _kernels(N, H)
+    if kernels is not None:  # the loop below, compiled
+        kernels.forward_steps(Z, S, np.ascontiguousarray(WT), ACT_CODES[model.activation])
+    else:
+        for t in range(T):
+            s_prev, s, z = S[t], S[t + 1], Z[t]  # (N, H) views
+            np.matmul(s_prev, WT, out=s)  # W s_{t-1}, parked in s_t's row until f(z_t) overwrites it
+            z += s  # z_t = U x_t + b + W s_{t-1}
+            if f_into is not None:
+                f_into(z, out=s)  # s_t = f(z_t)
+            else:
+                s[...] = f(z)
+    Q = (S[1:].reshape(T * N, H) @ model.V.T).reshape(T, N, model.O)  # one product for all steps
     if model.c is not None:
         Q += model.c
     return Trace(model, xin, S, Z, Q)
@@ -133,15 +186,27 @@ def output_error(trace: Trace, tg: validate.Targets, reduction="sum"):
     if trace.model.head == "mse":
         err = (trace.Q - np.swapaxes(tg.values, 0, 1)) * mask[..., None]  # (T, N, O)
         return float((err * err).sum() * scale), (2 * scale) * err
-    logp = log_softmax(trace.Q)  # (T, N, O), stable: log-sum-exp
-    ids = tg.ids.T  # (T, N)
-    picked = np.take_along_axis(logp, np.maximum(ids, 0)[..., None], axis=-1)[..., 0]
-    loss = -float((picked * mask).sum() * scale)
-    dQ = np.exp(logp)  # a new array: the probabilities are never changed in place
-    np.put_along_axis(dQ, np.maximum(ids, 0)[..., None],
-                      np.take_along_axis(dQ, np.maximum(ids, 0)[..., None], axis=-1) - 1, axis=-1)
-    dQ *= mask[..., None] * scale  # o_t - onehot(y_t) on scored steps
-    return loss, dQ
+    # softmax, stable: o_t = exp(q_t - m_t) / sum exp(q_t - m_t) with m_t = max q_t. Rows are
+    # flattened to (T*N, O) and the targets picked by flat index: take_along_axis/put_along_axis
+    # cost tens of microseconds of Python each, which is the whole budget at small sizes.
+    O = trace.model.O
+    Q = trace.Q.reshape(-1, O)  # (T*N, O)
+    m = Q.max(axis=1, keepdims=True)  # (T*N, 1)
+    P = np.subtract(Q, m)  # a new array: becomes the probabilities, then dQ
+    np.exp(P, out=P)
+    total = P.sum(axis=1, keepdims=True)  # (T*N, 1)
+    scored = mask.all()
+    rows = slice(None) if scored else np.flatnonzero(mask)  # rows with a loss
+    r = np.arange(Q.shape[0]) if scored else rows
+    ids = tg.ids.T.reshape(-1)[rows]
+    loss = -float((Q[r, ids] - m[rows, 0] - np.log(total[rows, 0])).sum() * scale)  # -log o_t[y_t]
+    P /= total  # o_t
+    P[r, ids] -= 1  # o_t - onehot(y_t)
+    if not scored:
+        P[~mask.reshape(-1)] = 0
+    if scale != 1.0:
+        P *= scale
+    return loss, P.reshape(trace.Q.shape)
 
 
 def backward(trace: Trace, y, *, truncate=None, reduction="sum"):
@@ -161,29 +226,57 @@ def _truncation(truncate):
     return int(truncate)
 
 
+def _df(model, S):
+    """f'(z_t) from s_t for every step, (T, N, H), a new array (the backward pass overwrites it)."""
+    if model.activation == "tanh":  # 1 - s^2 in two passes and one allocation instead of three
+        d = np.multiply(S[1:], S[1:])
+        return np.subtract(1.0, d, out=d)
+    return np.array(activations.get(model.activation).df_from_output(S[1:]), dtype=model.dtype)
+
+
 def _backward(trace: Trace, dQ, K):
     model, xin = trace.model, trace.inputs
     S, T, N, H = trace.S, xin.T, xin.N, model.H
-    df = activations.get(model.activation).df_from_output(S[1:])  # (T, N, H): ds_t/dz_t
-    dS = dQ @ model.V  # (T, N, H): dE_t/ds_t from output t itself
-    dZ = np.empty_like(dS)  # (T, N, H): delta_t = dE/dz_t
+    dS = (dQ.reshape(T * N, -1) @ model.V).reshape(T, N, H)  # dE_t/ds_t from output t itself
+    dZ = _df(model, S)  # (T, N, H): ds_t/dz_t, turned into delta_t = dE/dz_t in place
     W = model.W
-    if K is None or K >= T:
+    kernels = _kernels(N, H)
+    if (K is None or K >= T) and kernels is not None:  # the loop below, compiled
+        dh0 = np.zeros((N, H), dtype=model.dtype)
+        kernels.backward_steps(dS, dZ, W, dh0)
+    elif K is None or K >= T:
         dh = np.zeros((N, H), dtype=model.dtype)  # dE/ds_t from the steps after t
         for t in range(T - 1, -1, -1):
-            dZ[t] = (dS[t] + dh) * df[t]  # delta_t
-            dh = dZ[t] @ W  # dE/ds_{t-1}
+            ds, dz = dS[t], dZ[t]  # (N, H) views
+            ds += dh  # dE/ds_t: from output t, and from step t + 1 through W
+            dz *= ds  # delta_t = dE/ds_t * f'(z_t)
+            np.matmul(dz, W, out=dh)  # dE/ds_{t-1} from step t
         dh0 = dh
     else:
+        df = dZ.copy()
         # G[j] is dE_{t+j}/ds_t, the error of output t + j at step t, for j = 0..K (the window)
         G = np.zeros((K + 1, N, H), dtype=model.dtype)
         for t in range(T - 1, -1, -1):
             G[1:] = G[:-1] @ W if t < T - 1 else 0  # outputs t+1..t+K reach s_t; t+K+1 stops at t+1
             G[0] = dS[t]
             G *= df[t]  # now dE_{t+j}/dz_t
-            dZ[t] = G.sum(axis=0)
+            G.sum(axis=0, out=dZ[t])
         dh0 = G[:-1].sum(axis=0) @ W  # outputs 0..K-1 reach s_{-1}
     return _weight_grads(trace, dQ, dZ, dh0)
+
+
+def _scatter_rows(ids, rows, D):
+    """sum of rows[i] over the i with ids[i] = d, for d = 0..D-1: (D, H).
+
+    np.add.at does this one element at a time; sorting the ids once and summing each run of equal
+    ids with np.add.reduceat is several times faster and independent of D.
+    """
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    out = np.zeros((D, rows.shape[1]), dtype=rows.dtype)
+    out[sorted_ids[starts]] = np.add.reduceat(rows[order], starts, axis=0)
+    return out
 
 
 def _weight_grads(trace, dQ, dZ, dh0):
@@ -194,9 +287,14 @@ def _weight_grads(trace, dQ, dZ, dh0):
     dW = dZ2.T @ trace.S[:-1].reshape(-1, H)  # sum_t delta_t s_{t-1}^T
     dV = dQ.reshape(-1, O).T @ trace.S[1:].reshape(-1, H)  # sum_t dq_t s_t^T
     if xin.ids is not None:
-        dU = np.zeros((model.D, H), dtype=model.dtype)  # built transposed: rows are U's columns
-        np.add.at(dU, xin.ids.T.reshape(-1), dZ2)
-        dU = dU.T
+        kernels = _kernels(1, 1)
+        ids = xin.ids.T.reshape(-1)  # (T*N,)
+        if kernels is not None:
+            dUT = np.zeros((model.D, H), dtype=model.dtype)
+            kernels.scatter_rows(ids, dZ2, dUT)  # np.add.at, compiled
+        else:
+            dUT = _scatter_rows(ids, dZ2, model.D)
+        dU = dUT.T  # column d sums delta_t over the steps with x_t = d
     else:
         dU = dZ2.T @ np.swapaxes(xin.X, 0, 1).reshape(-1, model.D)
     db = dZ2.sum(axis=0) if model.b is not None else None

@@ -1,0 +1,147 @@
+"""The fast paths give the same numbers: compiled loops (Numba) = NumPy loops = PyTorch autograd.
+
+core.py runs its time loops either in NumPy or, with the `fast` extra, compiled (kernels.py).
+Both must give the same gradients: to 1e-12 relative in float64 (they differ only in the order of
+additions inside the products), and each must match PyTorch autograd, an independent computation.
+No timings here: those are in benchmarks/.
+"""
+import tracemalloc
+
+import numpy as np
+import pytest
+from conftest import need
+
+import bptt
+from bptt import core
+
+ACTS = ["tanh", "relu", "sigmoid", "identity"]
+
+
+@pytest.fixture
+def compiled(monkeypatch):
+    """Run with the compiled loops forced on at every size, or off: compiled(True/False)."""
+    need("numba")
+    monkeypatch.setattr(core, "COMPILED_MAX_WORK", 1 << 62)
+    previous = core.set_compiled(True)
+    yield core.set_compiled
+    core.set_compiled(previous)
+
+
+def case(rng, *, N, T, H, D, O, act, dense, bias, dtype=np.float64):
+    model = bptt.random_rnn(H, D, O, seed=rng, activation=act, bias=bias, dtype=dtype)
+    if bias:
+        model = model.replace(b=rng.normal(0, 0.3, H), c=rng.normal(0, 0.3, O)).astype(dtype)
+    lead = (N, T) if N else (T,)
+    x = rng.normal(size=lead + (D,)) if dense else rng.integers(0, D, lead)
+    y = rng.integers(-1, O, lead)
+    h0 = rng.normal(0, 0.5, lead[:-1] + (H,))
+    return model, x, y, h0
+
+
+def both(compiled, fn):
+    compiled(True)
+    a = fn()
+    compiled(False)
+    b = fn()
+    return a, b
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("N,dense,bias", [(0, False, False), (3, False, True), (2, True, False), (4, True, True)])
+def test_compiled_equals_numpy_float64(compiled, act, N, dense, bias):
+    rng = np.random.default_rng([N, dense, bias, ACTS.index(act)])
+    model, x, y, h0 = case(rng, N=N, T=23, H=9, D=6, O=5, act=act, dense=dense, bias=bias)
+    (la, ga), (lb, gb) = both(compiled, lambda: bptt.gradients(model, x, y, h0=h0))
+    assert la == pytest.approx(lb, rel=1e-13)
+    for k in ("U", "W", "V", "b", "c", "h0"):
+        a, b = getattr(ga, k), getattr(gb, k)
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a.dtype == np.float64
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14 * np.abs(b).max(), err_msg=k)
+    ta, tb = both(compiled, lambda: bptt.forward(model, x, h0))
+    np.testing.assert_allclose(ta.states, tb.states, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(ta.z, tb.z, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_compiled_keeps_float32(compiled, act):
+    rng = np.random.default_rng(7)
+    model, x, y, h0 = case(rng, N=3, T=30, H=12, D=7, O=6, act=act, dense=False, bias=True, dtype=np.float32)
+    (la, ga), (lb, gb) = both(compiled, lambda: bptt.gradients(model, x, y, h0=h0.astype(np.float32)))
+    assert la == pytest.approx(lb, rel=1e-5)
+    for k, a in ga.params.items():
+        assert a.dtype == np.float32, k
+        b = gb.params[k]
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(b).max(), err_msg=k)
+
+
+def test_compiled_nonfinite_like_numpy(compiled):
+    # a NaN in the inputs travels the same way through both loops (no silent cleaning)
+    model = bptt.random_rnn(4, 3, 2, seed=0, activation="relu").replace(W=np.full((4, 4), 3.0))
+    x = np.ones((6, 3))
+    x[2] = 1e308  # finite inputs whose states overflow to inf two steps later
+    with np.errstate(all="ignore"):
+        a, b = both(compiled, lambda: bptt.forward(model, x).states)
+    assert np.isinf(a).sum() >= 8
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+    np.testing.assert_array_equal(np.isinf(a), np.isinf(b))
+    np.testing.assert_allclose(a[np.isfinite(a)], b[np.isfinite(b)], rtol=1e-12)
+
+
+@pytest.mark.parametrize("use_compiled", [True, False])
+def test_both_paths_match_torch_autograd(compiled, use_compiled):
+    torch = need("torch")
+    rng = np.random.default_rng(3)
+    N, T, H, D, O = 3, 40, 10, 6, 5
+    model, x, y, h0 = case(rng, N=N, T=T, H=H, D=D, O=O, act="tanh", dense=False, bias=False)
+    y = rng.integers(0, O, (N, T))
+    compiled(use_compiled)
+    loss, g = bptt.gradients(model, x, y, h0=h0)
+    rnn = torch.nn.RNN(D, H, bias=False, batch_first=True).double()
+    lin = torch.nn.Linear(H, O, bias=False).double()
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(torch.tensor(model.U))
+        rnn.weight_hh_l0.copy_(torch.tensor(model.W))
+        lin.weight.copy_(torch.tensor(model.V))
+    h = torch.tensor(h0[None], requires_grad=True)
+    xs = torch.nn.functional.one_hot(torch.tensor(x), D).double()
+    out, _ = rnn(xs, h)
+    ref = torch.nn.functional.cross_entropy(lin(out).reshape(-1, O), torch.tensor(y).reshape(-1), reduction="sum")
+    ref.backward()
+    assert loss == pytest.approx(ref.item(), rel=1e-12)
+    for mine, theirs in ((g.U, rnn.weight_ih_l0.grad), (g.W, rnn.weight_hh_l0.grad), (g.V, lin.weight.grad),
+                         (g.h0, h.grad[0])):
+        np.testing.assert_allclose(mine, theirs.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_scatter_rows_equals_add_at(compiled):
+    from bptt import kernels
+    rng = np.random.default_rng(5)
+    ids = rng.integers(0, 11, 300)
+    rows = rng.normal(size=(300, 4))
+    want = np.zeros((11, 4))
+    np.add.at(want, ids, rows)
+    got = np.zeros((11, 4))
+    kernels.scatter_rows(ids, rows, got)
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+    np.testing.assert_allclose(core._scatter_rows(ids, rows, 11), want, rtol=1e-13)
+
+
+def test_flow_memory_stays_quadratic_in_T():
+    # the decomposition keeps two (T, T) tables of norms and (T, H) working arrays; a (T, T, H)
+    # array (every dE_t/ds_k kept) would be 128 times larger than the budget asserted here
+    T, H = 512, 64
+    model = bptt.random_rnn(H, 8, 8, seed=0)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 8, T), rng.integers(0, 8, T)
+    tracemalloc.start()
+    try:
+        fl = bptt.flow(model, x, y)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    tables = 2 * T * T * 8  # dE_ds and dE_dz, float64
+    assert fl.dE_ds.shape == (T, T)
+    assert peak < tables + 40 * T * H * 8, (peak, tables)
+    assert peak < T * T * H * 8 / 16
