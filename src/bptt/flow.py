@@ -81,6 +81,44 @@ class Flow:
         t = self.T - 1 if t is None else self._check_t(t)
         return _explain(self, name, t, precision)
 
+    # lag analysis (analysis.py, spectra.py, theory.py hold the details) -----------------------
+    def by_lag(self):
+        """Mean and spread over t of ||dE_t/ds_{t-l}||, of its ratio to ||dE_t/ds_t||, of the term
+        norms ||term_{t,t-l}||_F, and the share of the gradient from lags beyond l: a LagProfile."""
+        from .analysis import by_lag
+        return by_lag(self)
+
+    def decay_rate(self, *, min_lag=1, max_lag=None) -> float:
+        """The per-step factor of the error's norm with the lag, fitted on a log scale through the
+        origin over every (t, l) (see analysis.decay_rate for the estimator and its properties)."""
+        from .analysis import decay_rate
+        return decay_rate(self, min_lag=min_lag, max_lag=max_lag)
+
+    def jacobian_spectrum(self, t, k) -> np.ndarray:
+        """ln of the singular values of ds_t/ds_k, descending: (H,), finite however long the product."""
+        from .spectra import jacobian_spectrum
+        return jacobian_spectrum(self.trace, t, k)
+
+    def lyapunov(self, *, burn_in=0):
+        """The Lyapunov spectrum of the hidden dynamics along this sequence (QR method)."""
+        from .spectra import lyapunov
+        return lyapunov(self.trace, burn_in=burn_in)
+
+    def saturation(self):
+        """The distribution of f'(z_t) over the sequence: a Saturation."""
+        from .analysis import saturation
+        return saturation(self)
+
+    def theory(self):
+        """gamma, lambda_1, rho, the conditions and the verdict for this model: a Theory."""
+        from .theory import theory
+        return theory(self.trace.model)
+
+    def bound(self) -> np.ndarray:
+        """||dE_t/ds_t|| (lambda_1 gamma)^(t-k) for every (t, k): (T, T), the bound on dE_ds."""
+        from .theory import bound_table
+        return bound_table(self)
+
 
 def flow(model, x, y, *, h0=None) -> Flow:
     """Decompose the gradient of one sequence x (T,) ids or (T, D) dense, targets y (T,) or (T, O)."""

@@ -1,0 +1,130 @@
+"""Spectra of the state-to-state Jacobians: singular values of ds_t/ds_k and Lyapunov exponents.
+
+Conventions: A_j = ds_j/ds_{j-1} = diag(f'(z_j)) W (H, H), the one-step Jacobian of the hidden
+state, for j = 0..T-1 (A_0 maps s_{-1} = h0 to s_0). The Jacobian across several steps is the
+product ds_t/ds_k = A_t A_{t-1} ... A_{k+1} (the identity when k = t), and the error of output t
+at step k is dE_t/ds_k = dE_t/ds_t . ds_t/ds_k, so its singular values bound how much that error
+can shrink or grow: sigma_min ||dE_t/ds_t|| <= ||dE_t/ds_k|| <= sigma_max ||dE_t/ds_t||.
+
+A product of hundreds of such factors overflows or underflows in floating point (0.5^1000 and
+3^1000 are out of range), so nothing here forms it. Both computations carry an orthonormal basis
+through the factors, re-orthonormalising with a QR decomposition at every step, and add up the
+logarithms of R's diagonal:
+- singular values (`jacobian_spectrum`): subspace iteration on the product, one forward sweep
+  through the factors and one backward sweep through their transposes per round, until the
+  log singular values stop changing (Stewart, "On graded QR decompositions of products of
+  matrices", 1995). The results are natural logarithms, finite however long the product.
+- Lyapunov exponents (`lyapunov`): one forward sweep along the whole sequence (Benettin et al.,
+  1980; the QR method); exponent i is the average per step of log |R_ii|.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import activations
+
+
+def step_jacobians(trace, seq=0) -> np.ndarray:
+    """A_j = ds_j/ds_{j-1} = diag(f'(z_j)) W for j = 0..T-1: (T, H, H), for sequence `seq` of a trace."""
+    model = trace.model
+    df = activations.get(model.activation).df_from_output(trace.S[1:, seq])  # (T, H)
+    return df[:, :, None] * model.W[None, :, :]
+
+
+def _logabs_diag(R):
+    with np.errstate(divide="ignore"):
+        return np.log(np.abs(np.diagonal(R)))
+
+
+def _sweep(mats, Q, transpose=False):
+    """Carry the basis Q through mats in order (each A, or A^T): returns (new Q, sum of log|diag R|)."""
+    acc = np.zeros(Q.shape[1])
+    for A in mats:
+        Q, R = np.linalg.qr((A.T if transpose else A) @ Q)
+        acc += _logabs_diag(R)
+    return Q, acc
+
+
+def _close(a, b, tol):
+    same_inf = (a == b)
+    both = np.isfinite(a) & np.isfinite(b)
+    return bool(np.all(same_inf | (both & (np.abs(a - b) <= tol * np.maximum(1.0, np.abs(a))))))
+
+
+def product_log_singular_values(mats, *, tol=1e-12, max_rounds=100) -> np.ndarray:
+    """ln of the singular values of M = mats[-1] @ ... @ mats[0], descending: (H,). -inf for exact zeros.
+
+    mats: (n, H, H), the factors in the order they act. Each round sweeps forward (M Q) and back
+    (M^T Q); the sums of log |R_ii| of the two sweeps agree once Q spans M's right singular
+    vectors, and that is the stopping rule (relative tolerance tol, at most max_rounds rounds).
+    Well separated singular values, the usual case for long products, converge in one or two rounds.
+    """
+    mats = np.asarray(mats)
+    if mats.ndim != 3 or mats.shape[1] != mats.shape[2]:
+        raise ValueError(f"mats must be (n, H, H) square factors, got shape {mats.shape}")
+    H = mats.shape[1]
+    if mats.shape[0] == 0:
+        return np.zeros(H)
+    Q = np.eye(H)
+    prev = None
+    for _ in range(max_rounds):
+        U, fwd = _sweep(mats, Q)
+        Q, bwd = _sweep(mats[::-1], U, transpose=True)
+        if _close(fwd, bwd, tol) or (prev is not None and _close(fwd, prev, tol)):
+            break
+        prev = fwd
+    return np.sort(fwd)[::-1]
+
+
+def jacobian_spectrum(trace, t, k, *, seq=0, tol=1e-12, max_rounds=100) -> np.ndarray:
+    """ln sigma_i(ds_t/ds_k), descending: (H,). Needs 0 <= k <= t <= T-1 (k = t gives zeros: the identity)."""
+    T = trace.S.shape[0] - 1
+    for name, v in (("t", t), ("k", k)):
+        if isinstance(v, bool) or int(v) != v:
+            raise ValueError(f"{name} must be an integer step, got {v!r}")
+    t, k = int(t), int(k)
+    if not 0 <= k <= t <= T - 1:
+        raise ValueError(f"need 0 <= k <= t <= T - 1 = {T - 1} for ds_t/ds_k, got t={t}, k={k}")
+    A = step_jacobians(trace, seq)[k + 1:t + 1]  # A_{k+1} .. A_t, in the order they act
+    return product_log_singular_values(A, tol=tol, max_rounds=max_rounds)
+
+
+def lag_spectrum(trace, t, lags, *, seq=0) -> np.ndarray:
+    """ln sigma_i(ds_t/ds_{t-l}) for each lag l in lags: (len(lags), H), each row descending."""
+    return np.stack([jacobian_spectrum(trace, t, t - int(l), seq=seq) for l in lags])
+
+
+@dataclass(frozen=True, eq=False)
+class Lyapunov:
+    """Lyapunov exponents of the hidden-state dynamics along one input sequence (natural log per step).
+
+    exponents: (H,) descending; steps: how many Jacobians were averaged (after burn_in).
+    exp(max) is the asymptotic per-step growth factor of a generic perturbation of the state, and
+    of a generic error travelling back (the transposed product has the same exponents), so it is
+    what a gradient's decay rate tends to on long sequences.
+    """
+
+    exponents: np.ndarray
+    steps: int
+    burn_in: int
+
+    @property
+    def max(self) -> float:
+        return float(self.exponents[0])
+
+
+def lyapunov(trace, *, seq=0, burn_in=0) -> Lyapunov:
+    """The QR method: carry an orthonormal basis through A_0, A_1, ..., A_{T-1}, re-orthonormalising
+    each step, and average log |R_ii| over the steps after the first burn_in (which only align the
+    basis)."""
+    A = step_jacobians(trace, seq)
+    T = A.shape[0]
+    if isinstance(burn_in, bool) or int(burn_in) != burn_in or not 0 <= burn_in < T:
+        raise ValueError(f"burn_in must be an integer in 0..T-1 = {T - 1}, got {burn_in!r}")
+    burn_in = int(burn_in)
+    Q, _ = _sweep(A[:burn_in], np.eye(A.shape[1]))
+    _, acc = _sweep(A[burn_in:], Q)
+    steps = T - burn_in
+    return Lyapunov(np.sort(acc / steps)[::-1], steps, burn_in)

@@ -1,0 +1,181 @@
+"""What theory promises about vanishing and exploding gradients, from the weights alone.
+
+Every backward step multiplies the error by ds_j/ds_{j-1} = diag(f'(z_j)) W, so with
+gamma = max |f'| (1 for tanh, relu and identity, 1/4 for sigmoid) and lambda_1 = ||W||_2, the
+largest singular value of W,
+
+    ||dE_t/ds_k|| <= ||dE_t/ds_t|| (lambda_1 gamma)^(t-k)                       (the bound)
+
+(Bengio, Simard & Frasconi 1994; Pascanu, Mikolov & Bengio 2013, section 3.1). Hence:
+- lambda_1 < 1/gamma is sufficient for vanishing: every error shrinks geometrically with the lag;
+- lambda_1 > 1/gamma is necessary for exploding, but not sufficient: saturated units
+  (f' near 0) can still kill the error.
+For the identity activation the product is W^(t-k) itself, so the spectral radius rho(W) decides:
+rho > 1 makes almost every error explode like rho^(t-k), rho < 1 makes it vanish (after a
+transient when lambda_1 > 1 > rho).
+
+`cliff` is the one-unit network of Pascanu et al. (2013, figure 6), x_t = w sigma(x_{t-1}) + b,
+whose loss surface over (w, b) has a wall where the gradient jumps by orders of magnitude.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import activations
+
+
+@dataclass(frozen=True)
+class Theory:
+    """The theory's numbers for one model; see the module's notes."""
+
+    activation: str
+    gamma: float    # max |f'|
+    lambda1: float  # ||W||_2, the largest singular value of W
+    rho: float      # spectral radius of W
+    verdict: str    # "vanishing", "exploding" or "neither is guaranteed"
+    reason: str     # the verdict's reason, in words
+
+    @property
+    def growth(self) -> float:
+        """lambda_1 gamma: the most one backward step can multiply an error's norm by."""
+        return self.lambda1 * self.gamma
+
+    @property
+    def vanishing_sufficient(self) -> bool:
+        """lambda_1 < 1/gamma: the sufficient condition for vanishing holds."""
+        return self.lambda1 * self.gamma < 1
+
+    @property
+    def exploding_necessary(self) -> bool:
+        """lambda_1 > 1/gamma: the necessary condition for exploding holds."""
+        return self.lambda1 * self.gamma > 1
+
+    def bound(self, lags) -> np.ndarray:
+        """(lambda_1 gamma)^l for each lag l: the bound on ||dE_t/ds_{t-l}|| / ||dE_t/ds_t||."""
+        with np.errstate(over="ignore"):
+            return self.growth ** np.asarray(lags, dtype=float)
+
+    def log10_bound(self, lags) -> np.ndarray:
+        """log10 of bound(lags), finite for any lag (for plots of long sequences)."""
+        with np.errstate(divide="ignore"):
+            return np.asarray(lags, dtype=float) * np.log10(self.growth)
+
+    def as_dict(self) -> dict:
+        return {"activation": self.activation, "gamma": self.gamma, "lambda1": self.lambda1,
+                "rho": self.rho, "lambda1_gamma": self.growth,
+                "vanishing_sufficient": self.vanishing_sufficient,
+                "exploding_necessary": self.exploding_necessary,
+                "verdict": self.verdict, "reason": self.reason}
+
+
+def theory(model) -> Theory:
+    """gamma, lambda_1, rho, the two conditions and a verdict with its reason, for a model's W and f."""
+    act = activations.get(model.activation)
+    W = np.asarray(model.W, dtype=np.float64)
+    lam = float(np.linalg.norm(W, 2))
+    rho = float(np.max(np.abs(np.linalg.eigvals(W))))
+    g = act.gamma
+    c = lam * g
+    head = f"lambda_1 gamma = {lam:.4g} x {g:g} = {c:.4g}"
+    if c < 1:
+        verdict = "vanishing"
+        reason = (f"{head} < 1: the sufficient condition for vanishing holds, so every error shrinks "
+                  f"at least as fast as {c:.4g}^(t-k) on its way back, whatever the inputs")
+    elif act.name == "identity" and rho > 1:
+        verdict = "exploding"
+        reason = (f"the activation is the identity, so ds_t/ds_k = W^(t-k), and rho(W) = {rho:.4g} > 1: "
+                  f"every error with a component along W's leading eigenvector grows like {rho:.4g}^(t-k)")
+    elif act.name == "identity" and rho < 1:
+        verdict = "vanishing"
+        reason = (f"the activation is the identity, so ds_t/ds_k = W^(t-k), and rho(W) = {rho:.4g} < 1: "
+                  f"every error shrinks like {rho:.4g}^(t-k) in the long run (it may grow for a few steps "
+                  f"first, since {head} >= 1)")
+    elif c == 1 and act.name == "identity":
+        verdict = "neither is guaranteed"
+        reason = (f"{head} and rho(W) = {rho:.4g}: the largest error keeps its size, "
+                  "neither vanishing nor exploding")
+    else:
+        verdict = "neither is guaranteed"
+        reason = (f"{head} >= 1: the sufficient condition for vanishing fails and the necessary condition "
+                  f"for exploding {'holds' if c > 1 else 'just fails'}, but {act.name} units with f'(z) "
+                  "near 0 can still shrink the error; whether it vanishes or explodes depends on the "
+                  "states the inputs drive the network to, so measure it (decay rate, saturation)")
+    return Theory(act.name, g, lam, rho, verdict, reason)
+
+
+def bound_table(flow) -> np.ndarray:
+    """The bound ||dE_t/ds_t|| (lambda_1 gamma)^(t-k) for every (t, k): (T, T), zero above the diagonal."""
+    th = theory(flow.trace.model)
+    T = flow.T
+    lag = np.arange(T)[:, None] - np.arange(T)[None, :]
+    out = np.diagonal(flow.dE_ds)[:, None] * th.bound(np.maximum(lag, 0))
+    return np.where(lag >= 0, out, 0.0)
+
+
+# --- the cliff -----------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Cliff:
+    """Loss and gradient of the one-unit network on a grid: w (NW,), b (NB,), loss, dw, db (NB, NW)."""
+
+    w: np.ndarray
+    b: np.ndarray
+    loss: np.ndarray
+    dw: np.ndarray
+    db: np.ndarray
+    steps: int
+    x0: float
+    target: float
+
+    @property
+    def grad_norm(self) -> np.ndarray:
+        """||(dE/dw, dE/db)||: (NB, NW)."""
+        return np.hypot(self.dw, self.db)
+
+
+def _sigmoid(x):
+    return activations.get("sigmoid").f(np.asarray(x, dtype=np.float64))
+
+
+def cliff(w, b, *, steps=50, x0=0.5, target=0.7) -> Cliff:
+    """The loss E = (sigma(x_steps) - target)^2 of x_t = w sigma(x_{t-1}) + b, x_0 = x0, over a grid.
+
+    w: (NW,) and b: (NB,) values; the derivatives dE/dw and dE/db are carried forward exactly
+    alongside x_t (dx_t/dw = sigma(x_{t-1}) + w sigma'(x_{t-1}) dx_{t-1}/dw), for every grid point at once.
+    """
+    w = np.atleast_1d(np.asarray(w, dtype=np.float64))
+    b = np.atleast_1d(np.asarray(b, dtype=np.float64))
+    if w.ndim != 1 or b.ndim != 1 or not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
+        raise ValueError(f"w and b must be finite 1-D grids, got shapes {w.shape} and {b.shape}")
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    W, B = np.meshgrid(w, b)  # (NB, NW)
+    x = np.full_like(W, float(x0))
+    dxw = np.zeros_like(W)
+    dxb = np.zeros_like(W)
+    for _ in range(int(steps)):
+        s = _sigmoid(x)
+        ds = s * (1 - s)
+        dxw, dxb = s + W * ds * dxw, 1 + W * ds * dxb
+        x = W * s + B
+    s = _sigmoid(x)
+    e = s - target
+    g = 2 * e * s * (1 - s)  # dE/dx_steps
+    return Cliff(w, b, e * e, g * dxw, g * dxb, int(steps), float(x0), float(target))
+
+
+def cliff_model(w, b, *, steps=50, x0=0.5, target=0.7):
+    """The same one-unit network as a bptt RNN: (model, x, y, h0) for bptt.gradients.
+
+    z_t = W s_{t-1} + b with W = [[w]], s = sigmoid(z), no input (U = 0, x = zeros), h0 = sigma(x0),
+    head "mse" with V = [[1]] and a target only at the last step: z_t is x_t, q = sigma(x_steps).
+    """
+    from .model import RNN
+
+    model = RNN(U=np.zeros((1, 1)), W=np.array([[float(w)]]), V=np.ones((1, 1)), b=np.array([float(b)]),
+                activation="sigmoid", head="mse")
+    x = np.zeros((int(steps), 1))
+    y = np.full((int(steps), 1), np.nan)
+    y[-1] = target
+    return model, x, y, _sigmoid(np.array([float(x0)]))

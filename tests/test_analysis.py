@@ -1,0 +1,231 @@
+"""The lag analysis against the theory it measures: bounds, exact decay, Jacobian spectra, Lyapunov."""
+import functools
+
+import mpmath
+import numpy as np
+import pytest
+
+import bptt
+from bptt import analysis, spectra
+from bptt.theory import cliff, cliff_model, theory
+
+
+def _tanh_model(H, norm, seed, D=4, O=4):
+    m = bptt.random_rnn(H, D, O, seed=seed, activation="tanh")
+    return m.replace(W=m.W * (norm / np.linalg.norm(m.W, 2)))
+
+
+def _linear_model(H, rho, seed, D=4, O=4):
+    # the mse head: a softmax saturated by exploding states would give some outputs no error at all
+    m = bptt.random_rnn(H, D, O, seed=seed, init="orthogonal", activation="identity", head="mse")
+    return m.replace(W=rho * bptt.orthogonal(H, seed=seed + 100))
+
+
+def _ids(T, D, seed):
+    return np.random.default_rng(seed).integers(0, D, T)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tanh_with_norm_08_stays_within_the_bound(seed):
+    m = _tanh_model(12, 0.8, seed)
+    fl = bptt.flow(m, _ids(80, 4, seed), _ids(80, 4, seed + 7))
+    th = fl.theory()
+    assert th.lambda1 == pytest.approx(0.8, rel=1e-12) and th.gamma == 1.0
+    assert th.vanishing_sufficient and th.verdict == "vanishing"
+    T = fl.T
+    lag = np.arange(T)[:, None] - np.arange(T)[None, :]
+    start = np.diagonal(fl.dE_ds)[:, None]
+    bound = start * 0.8 ** np.maximum(lag, 0)  # computed here, not by the library
+    low = lag >= 0
+    assert np.all(fl.dE_ds[low] <= bound[low] * (1 + 1e-12))
+    assert np.allclose(fl.bound()[low], bound[low], rtol=1e-13)
+    assert (fl.dE_ds[low] > 0).all()
+    rate = fl.decay_rate()
+    assert 0 < rate <= 0.8
+    # tanh shrinks the error further than the bound: f' < 1 wherever z != 0
+    assert fl.by_lag().ratio_mean[20] < 0.8 ** 20
+
+
+@pytest.mark.parametrize("rho", [0.5, 0.9, 1.0, 1.1, 1.5])
+def test_linear_orthogonal_curve_is_exactly_rho_to_the_lag(rho):
+    m = _linear_model(10, rho, seed=3)
+    T = 60
+    fl = bptt.flow(m, _ids(T, 4, 1), np.random.default_rng(2).normal(size=(T, 4)))
+    norm, ratio, _ = analysis.by_lag_tables(fl)
+    l = np.broadcast_to(np.arange(T), ratio.shape)
+    ok = ~np.isnan(ratio)
+    assert np.allclose(ratio[ok], rho ** l[ok], rtol=1e-11, atol=0)
+    prof = fl.by_lag()
+    assert np.allclose(prof.ratio_mean, rho ** np.arange(T), rtol=1e-11)
+    assert np.allclose(prof.ratio_geomean, rho ** np.arange(T), rtol=1e-11)
+    assert fl.decay_rate() == pytest.approx(rho, abs=1e-6)
+    # the largest Lyapunov exponent of x -> rho Q x is log rho, and so is log(decay rate)
+    assert fl.lyapunov().max == pytest.approx(np.log(rho), abs=1e-9)
+    assert np.log(fl.decay_rate()) == pytest.approx(fl.lyapunov().max, abs=1e-6)
+
+
+def test_by_lag_statistics_match_the_terms_rebuilt_one_output_at_a_time():
+    m = bptt.random_rnn(5, 3, 3, seed=4, activation="tanh", radius=1.2)
+    x, y = _ids(9, 3, 5), _ids(9, 3, 6)
+    y[3] = -1  # an unscored output starts no error and is left out
+    fl = bptt.flow(m, x, y)
+    T = fl.T
+    terms = {t: np.linalg.norm(fl.terms("W", t), axis=(1, 2)) for t in range(T) if t != 3}
+    prof = fl.by_lag()
+    for l in range(T):
+        ts = [t for t in terms if t >= l]
+        assert prof.count[l] == len(ts)
+        assert prof.term_mean[l] == pytest.approx(np.mean([terms[t][t - l] for t in ts]), rel=1e-12)
+        norms = [fl.dE_ds[t, t - l] for t in ts]
+        assert prof.norm_mean[l] == pytest.approx(np.mean(norms), rel=1e-12)
+        assert prof.norm_max[l] == pytest.approx(max(norms), rel=1e-12)
+    total = sum(v.sum() for v in terms.values())
+    beyond2 = sum(terms[t][k] for t in terms for k in range(t + 1) if t - k > 2) / total
+    assert prof.beyond[2] == pytest.approx(beyond2, rel=1e-12)
+    assert prof.beyond[-1] == 0 and np.all(np.diff(prof.beyond) <= 0)
+    assert prof.ratio_mean[0] == 1.0
+
+
+def test_decay_rate_rejects_what_it_cannot_fit():
+    m = bptt.random_rnn(3, 3, 3, seed=0)
+    with pytest.raises(ValueError, match="at least 2 steps"):
+        bptt.flow(m, [1], [2]).decay_rate()
+    with pytest.raises(ValueError, match="min_lag"):
+        bptt.flow(m, [1, 2, 0], [2, 1, 0]).decay_rate(min_lag=3)
+
+
+def _mp_log_singular_values(A, k, t, dps=60):
+    mpmath.mp.dps = dps
+    M = mpmath.eye(A.shape[1])
+    for j in range(k + 1, t + 1):
+        M = mpmath.matrix(A[j].tolist()) * M
+    return np.array(sorted((float(mpmath.log(v)) for v in mpmath.svd_r(M, compute_uv=False)), reverse=True))
+
+
+def test_jacobian_singular_values_agree_with_mpmath():
+    m = bptt.random_rnn(6, 4, 4, seed=3, activation="tanh", radius=1.3)
+    tr = bptt.forward(m, _ids(40, 4, 1))
+    A = spectra.step_jacobians(tr)
+    for t, k in [(5, 4), (10, 2), (30, 20), (39, 0)]:
+        ours = spectra.jacobian_spectrum(tr, t, k)
+        ref = _mp_log_singular_values(A, k, t)
+        assert np.allclose(ours, ref, rtol=1e-9, atol=1e-9), (t, k)
+    assert np.all(spectra.jacobian_spectrum(tr, 7, 7) == 0)  # ds_t/ds_t = I
+
+
+def test_jacobian_singular_values_of_a_1000_step_product_are_finite_and_right():
+    m = _tanh_model(8, 3.0, seed=2)  # saturates: the product spans hundreds of orders of magnitude
+    T = 1000
+    fl = bptt.flow(m, _ids(T, 4, 3), _ids(T, 4, 4))
+    ls = fl.jacobian_spectrum(T - 1, 0)
+    assert np.all(np.isfinite(ls)) and np.all(np.diff(ls) <= 0)
+    assert ls[-1] < np.log(np.finfo(float).tiny)  # far below what a float64 product could hold
+    A = spectra.step_jacobians(fl.trace)[1:]
+    # the sum of log singular values is log |det| of the product = sum of log |det A_j|
+    assert ls.sum() == pytest.approx(sum(np.linalg.slogdet(a)[1] for a in A), rel=1e-10)
+    # a product of 300 factors whose singular values span hundreds of orders of magnitude, in
+    # mpmath with enough digits to hold the smallest beside the largest
+    ours = fl.jacobian_spectrum(699, 399)
+    dps = int((ours[0] - ours[-1]) / np.log(10)) + 40
+    assert dps > 300
+    ref = _mp_log_singular_values(spectra.step_jacobians(fl.trace), 399, 699, dps=dps)
+    assert np.allclose(ours, ref, rtol=1e-10)
+    # the raw product keeps the largest singular value, but every other one drowns in its rounding
+    raw = functools.reduce(lambda P, a: a @ P, A)
+    sv = np.log(np.linalg.svd(raw, compute_uv=False))
+    assert sv[0] == pytest.approx(ls[0], rel=1e-6)
+    assert sv[-1] > ls[-1] + 1000
+
+
+def test_lyapunov_exponents_of_a_linear_rnn_are_log_abs_eigenvalues():
+    rng = np.random.default_rng(0)
+    H = 5
+    W = rng.normal(size=(H, H)) / np.sqrt(H)  # complex pairs included
+    m = bptt.RNN(U=rng.normal(size=(H, 3)), W=W, V=rng.normal(size=(2, H)), activation="identity")
+    ly = spectra.lyapunov(bptt.forward(m, rng.normal(size=(4000, 3))), burn_in=400)
+    ev = np.sort(np.log(np.abs(np.linalg.eigvals(W))))[::-1]
+    assert np.allclose(ly.exponents, ev, atol=1e-3)
+    assert ly.steps == 3600
+
+
+def test_lyapunov_max_bounds_the_singular_values_of_long_products():
+    m = _tanh_model(6, 2.0, seed=5)
+    fl = bptt.flow(m, _ids(600, 4, 8), _ids(600, 4, 9))
+    ly = fl.lyapunov(burn_in=100)
+    ls = fl.jacobian_spectrum(599, 99) / 500
+    assert np.allclose(ls, ly.exponents, atol=0.02)
+
+
+def test_saturation_of_tanh_grows_with_the_weights():
+    x, y = _ids(50, 4, 1), _ids(50, 4, 2)
+    small = bptt.flow(_tanh_model(8, 0.5, 1), x, y).saturation()
+    big = _tanh_model(8, 0.5, 1)
+    big = bptt.flow(big.replace(W=big.W * 20, U=big.U * 20), x, y).saturation()
+    assert small.values.shape == (50, 8) and small.gamma == 1
+    assert small.fraction_saturated() < 0.05 < 0.5 < big.fraction_saturated()
+    assert np.all((big.values >= 0) & (big.values <= 1))
+    counts, edges = big.histogram(10)
+    assert counts.sum() == 400 and edges[-1] == 1.0
+    lin = bptt.flow(_linear_model(4, 0.9, 0), x, np.zeros((50, 4))).saturation()
+    assert np.all(lin.values == 1) and lin.fraction_saturated() == 0
+
+
+def test_batch_analysis_equals_the_sequences_one_at_a_time():
+    m = _tanh_model(6, 1.5, seed=1)
+    X = np.random.default_rng(0).integers(0, 4, (5, 30))
+    Y = np.random.default_rng(1).integers(0, 4, (5, 30))
+    ba = analysis.analyse_batch(m, X, Y, progress=False)
+    one = [bptt.flow(m, X[i], Y[i]) for i in range(5)]
+    assert np.allclose(ba.decay, [f.decay_rate() for f in one], rtol=1e-12)
+    assert np.allclose(ba.ratio_mean, [f.by_lag().ratio_mean for f in one], rtol=1e-12)
+    mean, std = ba.curve("ratio_mean")
+    assert np.allclose(mean, np.mean(ba.ratio_mean, 0)) and np.allclose(std, np.std(ba.ratio_mean, 0))
+    s = ba.summary()
+    assert s["N"] == 5 and s["decay"]["mean"] == pytest.approx(np.mean(ba.decay))
+    with pytest.raises(ValueError, match="x holds 5 sequences but y holds 4"):
+        analysis.flows(m, X, Y[:4])
+    with pytest.raises(ValueError, match=r"\(N, T\) ids"):
+        analysis.flows(m, X[0], Y[0])
+
+
+def test_theory_verdicts_and_reasons():
+    rng = np.random.default_rng(0)
+    U, V = rng.normal(size=(4, 2)), rng.normal(size=(2, 4))
+    Q = bptt.orthogonal(4, seed=1)
+    sig = theory(bptt.RNN(U=U, W=3.0 * Q, V=V, activation="sigmoid"))
+    assert sig.gamma == 0.25 and sig.verdict == "vanishing" and "0.75 < 1" in sig.reason
+    up = theory(bptt.RNN(U=U, W=1.5 * Q, V=V, activation="identity"))
+    assert up.verdict == "exploding" and up.rho == pytest.approx(1.5) and "rho(W) = 1.5 > 1" in up.reason
+    tanh = theory(bptt.RNN(U=U, W=2.0 * Q, V=V, activation="tanh"))
+    assert tanh.verdict == "neither is guaranteed" and tanh.exploding_necessary
+    assert not tanh.vanishing_sufficient and "saturat" not in tanh.reason or "f'(z)" in tanh.reason
+    # a non-normal W: rho < 1 < lambda_1, so the linear error vanishes only in the long run
+    nn = theory(bptt.RNN(U=U[:2], W=np.array([[0.5, 3.0], [0.0, 0.5]]), V=V[:, :2], activation="identity"))
+    assert nn.verdict == "vanishing" and nn.lambda1 > 1 > nn.rho and "first" in nn.reason
+
+
+def test_cliff_gradient_matches_bptt_on_the_same_network():
+    w, b = np.array([1.0, 4.0, 4.8193, 6.0]), np.array([-2.5, -1.0])
+    c = cliff(w, b)
+    for i, bi in enumerate(b):
+        for j, wj in enumerate(w):
+            model, x, y, h0 = cliff_model(wj, bi)
+            loss, g = bptt.gradients(model, x, y, h0=h0)
+            assert c.loss[i, j] == pytest.approx(loss, rel=1e-10)
+            assert c.dw[i, j] == pytest.approx(g.W[0, 0], rel=1e-7, abs=1e-14)
+            assert c.db[i, j] == pytest.approx(g.b[0], rel=1e-7, abs=1e-14)
+
+
+def test_cliff_has_a_wall_along_w():
+    w = np.linspace(3.0, 7.0, 4001)
+    c = cliff(w, [-2.5])
+    loss, gn = c.loss[0], c.grad_norm[0]
+    i = int(np.argmax(gn))
+    assert 4.5 < w[i] < 5.2
+    away = np.abs(w - w[i]) > 0.1
+    assert gn[i] > 1e3 * np.median(gn[away])  # the gradient jumps by orders of magnitude
+    near = np.abs(w - w[i]) <= 0.02
+    left, right = loss[near & (w < w[i])], loss[near & (w > w[i])]
+    assert left.mean() - right.mean() > 0.2  # the loss falls off a wall 0.04 wide
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        cliff([1.0], [0.0], steps=0)
