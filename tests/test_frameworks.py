@@ -20,37 +20,13 @@ from hypothesis import strategies as st
 
 import bptt
 from bptt import frameworks as fw
+from bptt.frameworks.stress import ambiguous
+from bptt.frameworks.stress import random_case as make_case
 
 pytestmark = pytest.mark.frameworks
 
 ACTS = ["tanh", "relu", "sigmoid", "identity"]
 JAX_SIZES = [(1, 3, 4, 3), (2, 3, 4, 3), (3, 2, 2, 4)]  # (N, D, H, O); the fixed cases below reuse them
-
-
-def make_case(rng, N, T, D, H, O, *, batched, activation, head, b, c, dense, h0, mask):
-    """A random model and sequence; weights small enough that no unit saturates to 1.0 exactly."""
-    m = bptt.RNN(U=rng.normal(0, 0.7, (H, D)), W=rng.normal(0, 0.8 / np.sqrt(H), (H, H)),
-                 V=rng.normal(0, 0.7, (O, H)), b=rng.normal(0, 0.3, H) if b else None,
-                 c=rng.normal(0, 0.3, O) if c else None, activation=activation, head=head)
-    lead = (N, T) if batched else (T,)
-    x = rng.normal(size=lead + (D,)) if dense else rng.integers(0, D, lead)
-    if head == "mse":
-        y = rng.normal(size=lead + (O,))
-        if mask:
-            y[rng.random(lead) < 0.4] = np.nan
-    else:
-        y = rng.integers(0, O, lead)
-        if mask:
-            y[rng.random(lead) < 0.4] = -1
-    hh = rng.normal(0, 0.5, (N, H) if batched else (H,)) if h0 else None
-    return m, x, y, hh
-
-
-def ambiguous(x, D):
-    """Integer (N, T) ids with T = D whose rows are all one-hot: bptt refuses them, rightly."""
-    x = np.asarray(x)
-    return x.dtype.kind == "i" and x.ndim == 2 and x.shape[1] == D and bool(
-        np.all((x == 0) | (x == 1)) and np.all(x.sum(-1) == 1))
 
 
 @st.composite
@@ -277,3 +253,13 @@ def test_compare_is_exported_and_import_bptt_stays_light():
     code = "import sys, bptt, bptt.frameworks; print(sorted({'torch', 'jax', 'tensorflow', 'keras'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_stress_command_runs_random_cross_checks(capsys):
+    need("torch")
+    from bptt.frameworks.stress import main, stress
+
+    r = stress(4, seed=1, frameworks=["torch"])
+    assert r["torch"]["cases"] == 4 and r["torch"]["passed"] == 4 and 0 <= r["torch"]["worst_rel_err"] <= 1e-10
+    assert main(["--cases", "2", "--frameworks", "torch"]) == 0
+    assert re.match(r"torch +2/2 passed, worst relative error \d\.\d\de-\d\d", capsys.readouterr().out)
