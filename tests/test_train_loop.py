@@ -12,7 +12,7 @@ import pytest
 
 import bptt
 from bptt.cli import main
-from bptt.train import Diverged, TrainConfig, lag_fraction, read_toml, resolve, train
+from bptt.train import Diverged, lag_fraction, read_toml, resolve, train
 
 
 def _metrics(d):

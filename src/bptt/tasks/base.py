@@ -14,7 +14,6 @@ truncated BPTT with the state carried, kind "stream"). Each has:
 """
 from __future__ import annotations
 
-import numpy as np
 
 from ..core import forward
 

@@ -87,7 +87,6 @@ def train(cfg: TrainConfig, out, *, resume=False, progress=True, log=print):
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.npz"
     task = build_task(cfg)
-    dtype = np.dtype(cfg.dtype)
     opt = optim.get(cfg.optimizer, cfg.lr)
     k2 = cfg.backprop or cfg.chunk
     stream = Stream(task.stream(cfg.batch), cfg.chunk, k2) if task.kind == "stream" else None
@@ -146,8 +145,8 @@ def train(cfg: TrainConfig, out, *, resume=False, progress=True, log=print):
     model.save(out / "model.npz")
     if hasattr(task, "vocab"):
         (out / "vocab.json").write_text(json.dumps({"chars": task.vocab.chars}))
-    summary = {"task": task.name, "steps": st.step, "solved_at": st.step if final["success"] else None, "wall_s": wall, "baseline": float(task.baseline),
-               "baseline_text": task.baseline_text, "criterion": task.criterion,
+    summary = {"task": task.name, "steps": st.step, "solved_at": st.step if final["success"] else None,
+               "wall_s": wall, "baseline": float(task.baseline), "baseline_text": task.baseline_text, "criterion": task.criterion,
                **{f"test_{k}": v for k, v in final.items()}}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     if progress:
