@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import bptt
+from conftest import need
 from bptt.cli import main
 from bptt.sweep import Store, load_spec, parse_spec
 from bptt.sweep.points import run_point
@@ -255,3 +256,34 @@ def test_a_train_point_trains_and_reports_the_task_criterion():
 def test_train_points_are_checked_against_the_task_when_the_spec_loads():
     with pytest.raises(ValueError, match=r"bad.toml: the point \{'length': 10\}: length must be an integer >= 20"):
         parse_spec('kind = "train"\n[fixed]\ntask = "adding"\n[grid]\nlength = [40, 10]', source="bad.toml")
+
+
+def test_success_plot_shows_the_rate_over_seeds_for_each_method_and_length(tmp_path):
+    need("matplotlib")
+    need("pandas")
+    from bptt.sweep import plot, results
+    from bptt.sweep.plots import success_vs_length
+
+    pts = spec_of("""
+        kind = "train"
+        seeds = 4
+        [fixed]
+        task = "temporal"
+        [grid]
+        length = [10, 20]
+        method = ["clip", "irnn"]
+        """).points()
+    rng = np.random.default_rng(0)
+    with Store(tmp_path / "results.sqlite") as st:
+        st.add_points("t", pts)
+        for p in pts:
+            st.record(p.key, {"status": "ok", "metrics": {"success": bool(rng.integers(0, 2))}}, run_id=1)
+    df = results(tmp_path)
+    fig = success_vs_length(df)
+    lines = {c.get_label(): c.lines[0] for c in fig.axes[0].containers}  # errorbar: (data line, caps, bars)
+    assert set(lines) == {"clip", "irnn"}
+    for method, ln in lines.items():
+        want = [df[(df.method == method) & (df.length == T)]["success"].astype(float).mean() for T in (10, 20)]
+        assert list(ln.get_ydata()) == pytest.approx(want)
+    (path,) = plot(tmp_path, fmt="svg")
+    assert path.name == "success-vs-length.svg" and path.read_text().lstrip().startswith("<?xml")

@@ -10,7 +10,7 @@ HELP = "run a grid of experiments on Dask (resumable, results in SQLite); status
 USAGE = """
   bptt sweep SPEC.toml --out DIR [--workers N | --scheduler tcp://HOST:PORT] [--retry-failed] [--quiet]
   bptt sweep status DIR [--json] [--slowest N] [--failures N]
-  bptt sweep plot DIR [--to FOLDER] [--format png|svg]"""
+  bptt sweep plot DIR [--to FOLDER] [--format png|svg|pdf]"""
 
 EPILOG = """\
 SPEC.toml names a kind of run (flow or train), fixed parameters, a [grid] and/or [random] draws and

@@ -122,16 +122,26 @@ def success_vs_length(df, metric="success", x="length", line="method", panel="ta
     panels = sorted(df[panel].unique()) if panel in df else [None]
     fig, axs = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False, constrained_layout=True)
     others = _others(df, (x, line, panel))
+    styles = list(zip("osD^vP*X", ("-", "--", "-.", ":") * 2))
     for ax, name in zip(axs[0], panels):
         sub = df if name is None else df[df[panel] == name]
-        for method, g in sub.groupby(line):
-            stats = g.groupby(x)[metric].agg(["mean", "std", "count"]).sort_index()
+        xs = np.sort(sub[x].unique())
+        groups = list(sub.groupby(line))
+        dodge = 0.012 * (xs[-1] - xs[0] if len(xs) > 1 else 1)  # side by side, so equal lines stay visible
+        for i, (method, g) in enumerate(groups):
+            stats = g.groupby(x)[metric].agg(lambda v: v.astype(float).mean()).to_frame("mean")
+            stats["std"] = g.groupby(x)[metric].agg(lambda v: v.astype(float).std())
+            stats["count"] = g.groupby(x)[metric].count()
+            stats = stats.sort_index()
             err = (stats["std"].fillna(0) / np.sqrt(stats["count"])).to_numpy()
-            ax.errorbar(stats.index, stats["mean"], yerr=err, marker="o", capsize=3, label=str(method))
+            marker, ls = styles[i % len(styles)]
+            ax.errorbar(stats.index + (i - (len(groups) - 1) / 2) * dodge, stats["mean"], yerr=err, marker=marker,
+                        linestyle=ls, capsize=3, label=str(method))
+        ax.set_xticks(xs, [str(v) for v in xs])
         ax.set_xlabel("sequence length T")
         ax.set_ylabel("success rate")
         ax.set_ylim(-0.05, 1.05)
-        ax.set_title(f"{name}" if name is not None else metric)
+        ax.set_title(f"{panel}: {name}" if name is not None else metric)
         ax.legend(fontsize=8)
     n = df.groupby([panel, line, x] if panel in df else [line, x])[metric].count()
     runs = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
