@@ -86,40 +86,24 @@ def run_flow(p, seed) -> dict:
     with np.errstate(all="ignore"):
         fl = bptt.flow(model, x, y)
         finite = bool(np.all(np.isfinite(fl.trace.S)) and np.all(np.isfinite(fl.dE_ds)))
-        lag = _interim_lag_metrics(fl, p["long_lag"]) if finite else {}
+        decay = share = lag0 = math.nan  # an overflow (float32) leaves them undefined
+        if finite:
+            prof = fl.by_lag()
+            share, lag0 = float(prof.beyond[p["long_lag"]]), float(prof.norm_mean[0])
+            try:
+                decay = fl.decay_rate()
+            except ValueError:  # no error reaches a lag >= 1 with a non-zero size
+                pass
     W64 = model.W.astype(np.float64)
     return {
         "loss": float(fl.loss),
-        "decay_rate": lag.get("decay_rate", math.nan),
-        "long_lag_fraction": lag.get("long_lag_fraction", math.nan),
-        "grad_lag0": lag.get("grad_lag0", math.nan),
+        "decay_rate": decay,                 # Flow.decay_rate(): per-step factor of ||dE_t/ds_k|| with the lag
+        "long_lag_fraction": share,          # Flow.by_lag().beyond[long_lag]: share of lags > long_lag
+        "grad_lag0": lag0,                   # mean ||dE_t/ds_t||
         "rho": bptt.spectral_radius(W64),
         "lambda1": float(np.linalg.norm(W64, 2)),
         "finite": finite,
     }
-
-
-def _interim_lag_metrics(fl, long_lag) -> dict:
-    """Decay rate, share of the gradient beyond `long_lag`, mean ||dE_t/ds_t||, from Flow's tables.
-
-    Interim: the same estimators as the lag analysis (ratio[t, l] = ||dE_t/ds_{t-l}|| / ||dE_t/ds_t||,
-    log r fitted through the origin over every (t, l >= 1) with ratio > 0; the share is the
-    sum of ||term_{t,k}||_F = ||dE_t/dz_k|| ||s_{k-1}|| over lags t - k > long_lag over the total).
-    """
-    T = fl.T
-    t, l = np.arange(T)[:, None], np.arange(T)[None, :]
-    k = np.clip(t - l, 0, None)
-    start = np.diagonal(fl.dE_ds).astype(np.float64)  # (T,): ||dE_t/ds_t||
-    valid = (t - l >= 0) & (start[:, None] > 0)
-    ratio = np.where(valid, fl.dE_ds[t, k] / np.where(start > 0, start, 1)[:, None], np.nan)
-    sel = valid & (l >= 1) & (ratio > 0) & np.isfinite(ratio)
-    ll = np.broadcast_to(l, ratio.shape)[sel].astype(np.float64)
-    decay = float(np.exp((ll * np.log(ratio[sel])).sum() / (ll * ll).sum())) if sel.any() else math.nan
-    s_prev = np.linalg.norm(fl.trace.S[:-1, 0].astype(np.float64), axis=1)  # (T,): ||s_{k-1}||
-    term = np.where(valid, fl.dE_dz[t, k] * s_prev[k], 0.0)
-    total = term.sum()
-    beyond = term[:, long_lag + 1:].sum() / total if total > 0 else math.nan
-    return {"decay_rate": decay, "long_lag_fraction": float(beyond), "grad_lag0": float(start[start > 0].mean()) if (start > 0).any() else math.nan}
 
 
 # --- train --------------------------------------------------------------------------------
