@@ -98,6 +98,3 @@ def check_terms_args(p: Problem, name: str, t) -> int:
         raise ValueError(f"output step t must be an integer in 0..{p.T - 1}, got {t!r}")
     return int(t)
 
-
-def zeros_like_params(p: Problem) -> dict:
-    return {k: np.zeros_like(v) for k, v in p.params.items()}

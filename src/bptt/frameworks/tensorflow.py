@@ -154,7 +154,7 @@ def to_keras(model: RNN):
     return rnn, dense
 
 
-def _activation_name(keras, fn, what):
+def _activation_name(keras, fn):
     try:
         name = keras.activations.serialize(fn)
     except Exception:  # a custom callable keras cannot name
@@ -180,12 +180,12 @@ def from_keras(simple_rnn, dense, *, head="softmax") -> RNN:
         raise ValueError("from_keras needs built layers (call them once, or layer.build(input_shape))")
     if simple_rnn.go_backwards:
         raise ValueError("this SimpleRNN reads its input backwards (go_backwards=True); bptt runs forward in time")
-    act = _activation_name(keras, simple_rnn.activation, "SimpleRNN")
+    act = _activation_name(keras, simple_rnn.activation)
     ours = {v: k for k, v in KERAS_ACTIVATIONS.items()}
     if act not in ours:
         raise ValueError(f"the SimpleRNN's activation {act!r} is not one bptt models: expected one of "
                          f"{', '.join(sorted(ours))}")
-    dact = _activation_name(keras, dense.activation, "Dense")
+    dact = _activation_name(keras, dense.activation)
     if dact not in ("linear", "softmax") or (dact == "softmax" and head != "softmax"):
         raise ValueError(f"the Dense head's activation is {dact!r}: bptt needs its pre-activations, so it "
                          "must be 'linear' (or 'softmax' with head='softmax')")
