@@ -10,7 +10,7 @@ import bptt
 from conftest import need
 from bptt.cli import main
 from bptt.sweep import Store, load_spec, parse_spec
-from bptt.sweep.points import run_point
+from bptt.sweep.points import run_point as _run_point
 
 FLOW = """
 kind = "flow"
@@ -23,6 +23,11 @@ radius = [0.5, 1.5]
 length = [20, 40]
 activation = ["tanh", "relu"]
 """
+
+
+def run_point(config):
+    need("threadpoolctl")  # part of the sweep extra, like dask
+    return _run_point(config)
 
 
 def spec_of(text, name="t"):
@@ -178,7 +183,7 @@ def test_flow_point_long_lag_fraction_matches_the_terms_rebuilt_one_output_at_a_
 
 
 def test_a_point_runs_with_one_blas_thread_whatever_the_process_had():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    threadpoolctl = need("threadpoolctl")
     with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
         before = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
         assert before and min(before) == 2
@@ -214,7 +219,7 @@ def test_the_store_commits_each_result_where_another_connection_sees_it(tmp_path
 
 
 def test_results_frame_has_a_column_per_parameter_and_metric(tmp_path):
-    pd = pytest.importorskip("pandas")
+    pd = need("pandas")
     from bptt.sweep import results
 
     pts = spec_of(FLOW).points()
