@@ -111,6 +111,12 @@ def test_jacobian_singular_values_agree_with_mpmath():
         ref = _mp_log_singular_values(A, k, t)
         assert np.allclose(ours, ref, rtol=1e-9, atol=1e-9), (t, k)
     assert np.all(spectra.jacobian_spectrum(tr, 7, 7) == 0)  # ds_t/ds_t = I
+    # near-orthogonal W: singular values in tight groups, finished group by group
+    m = bptt.random_rnn(8, 8, 8, seed=1, init="orthogonal", radius=1.1, activation="tanh")
+    tr = bptt.forward(m, _ids(80, 8, 0))
+    ours = spectra.jacobian_spectrum(tr, 79, 0)
+    ref = _mp_log_singular_values(spectra.step_jacobians(tr), 0, 79, dps=int((ours[0] - ours[-1]) / 2.3) + 40)
+    assert np.allclose(ours, ref, rtol=1e-9, atol=1e-9)
 
 
 def test_jacobian_singular_values_of_a_1000_step_product_are_finite_and_right():

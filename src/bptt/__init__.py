@@ -5,7 +5,7 @@ from .core import Grads, Trace, backward, forward, gradients, loss
 from .flow import Flow, flow
 from .frameworks import compare
 from .spectra import jacobian_spectrum, lyapunov
-from .theory import Theory, cliff, theory
+from .theory import Theory, cliff
 from .model import (RNN, identity, normal, orthogonal, random_rnn, seed_example, spectral_radius,
                     uniform, with_spectral_radius)
 
@@ -13,5 +13,5 @@ __version__ = "0.1.0"
 __all__ = ["RNN", "Trace", "Grads", "flow", "Flow", "forward", "backward", "gradients", "loss", "check",
            "CheckReport", "compare", "random_rnn",
            "seed_example", "uniform", "normal", "orthogonal", "identity", "spectral_radius",
-           "with_spectral_radius", "analyse_batch", "jacobian_spectrum", "lyapunov", "theory", "Theory",
+           "with_spectral_radius", "analyse_batch", "jacobian_spectrum", "lyapunov", "Theory",
            "cliff"]

@@ -53,13 +53,16 @@ def _close(a, b, tol):
     return bool(np.all(same_inf | (both & (np.abs(a - b) <= tol * np.maximum(1.0, np.abs(a))))))
 
 
-def product_log_singular_values(mats, *, tol=1e-12, max_rounds=100) -> np.ndarray:
+def product_log_singular_values(mats, *, tol=1e-12, max_rounds=20, cluster=3.0) -> np.ndarray:
     """ln of the singular values of M = mats[-1] @ ... @ mats[0], descending: (H,). -inf for exact zeros.
 
     mats: (n, H, H), the factors in the order they act. Each round sweeps forward (M Q) and back
     (M^T Q); the sums of log |R_ii| of the two sweeps agree once Q spans M's right singular
-    vectors, and that is the stopping rule (relative tolerance tol, at most max_rounds rounds).
-    Well separated singular values, the usual case for long products, converge in one or two rounds.
+    vectors, and that is the stopping rule (relative tolerance tol). Well separated singular
+    values, the usual case for long products, converge in one or two rounds. Values closer than
+    e^cluster to each other converge slowly one by one but fast as a group, so after max_rounds
+    each such group is finished exactly: the group's diagonal block of the triangular factor
+    R_n ... R_1 is the product of the R_j's diagonal blocks (kept rescaled), and its SVD gives them.
     """
     mats = np.asarray(mats)
     if mats.ndim != 3 or mats.shape[1] != mats.shape[2]:
@@ -71,14 +74,42 @@ def product_log_singular_values(mats, *, tol=1e-12, max_rounds=100) -> np.ndarra
     prev = None
     for _ in range(max_rounds):
         U, fwd = _sweep(mats, Q)
+        if prev is not None and _close(fwd, prev, tol):
+            return np.sort(fwd)[::-1]
         Q, bwd = _sweep(mats[::-1], U, transpose=True)
-        if _close(fwd, bwd, tol) or (prev is not None and _close(fwd, prev, tol)):
-            break
+        if _close(fwd, bwd, tol):
+            return np.sort(fwd)[::-1]
         prev = fwd
-    return np.sort(fwd)[::-1]
+    return np.sort(_clustered_sweep(mats, Q, _clusters(fwd, cluster)))[::-1]
 
 
-def jacobian_spectrum(trace, t, k, *, seq=0, tol=1e-12, max_rounds=100) -> np.ndarray:
+def _clusters(logsv, gap):
+    """Contiguous groups of columns whose neighbouring log values differ by less than gap."""
+    cuts = [0] + [i + 1 for i in range(len(logsv) - 1)
+                  if not (np.isfinite(logsv[i]) and np.isfinite(logsv[i + 1]))
+                  or abs(logsv[i] - logsv[i + 1]) >= gap] + [len(logsv)]
+    return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def _clustered_sweep(mats, Q, groups):
+    """One forward sweep keeping each group's diagonal block of the R product; their SVDs."""
+    blocks = [np.eye(g.stop - g.start) for g in groups]
+    scale = np.zeros(len(groups))
+    for A in mats:
+        Q, R = np.linalg.qr(A @ Q)
+        for i, g in enumerate(groups):
+            P = R[g, g] @ blocks[i]
+            m = np.abs(P).max()
+            if m == 0:
+                scale[i] = -np.inf
+                m = 1.0
+            blocks[i] = P / m
+            scale[i] += np.log(m)
+    with np.errstate(divide="ignore"):
+        return np.concatenate([np.log(np.linalg.svd(P, compute_uv=False)) + c for P, c in zip(blocks, scale)])
+
+
+def jacobian_spectrum(trace, t, k, *, seq=0, tol=1e-12, max_rounds=20) -> np.ndarray:
     """ln sigma_i(ds_t/ds_k), descending: (H,). Needs 0 <= k <= t <= T-1 (k = t gives zeros: the identity)."""
     T = trace.S.shape[0] - 1
     for name, v in (("t", t), ("k", k)):
