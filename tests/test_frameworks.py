@@ -263,3 +263,26 @@ def test_stress_command_runs_random_cross_checks(capsys):
     assert r["torch"]["cases"] == 4 and r["torch"]["passed"] == 4 and 0 <= r["torch"]["worst_rel_err"] <= 1e-10
     assert main(["--cases", "2", "--frameworks", "torch"]) == 0
     assert re.match(r"torch +2/2 passed, worst relative error \d\.\d\de-\d\d", capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("name", fw.FRAMEWORKS)
+def test_references_never_call_the_engine(name, monkeypatch):
+    """The frameworks' numbers are their own: with bptt's forward, backward and flow disabled,
+    gradients and terms still work."""
+    need(name)
+    import importlib
+
+    core, flow = importlib.import_module("bptt.core"), importlib.import_module("bptt.flow")
+
+    def refuse(*a, **kw):
+        raise AssertionError("a reference framework called the engine")
+
+    for mod, attr in [(core, "forward"), (core, "_forward"), (core, "backward"), (core, "_backward"),
+                      (core, "gradients"), (core, "output_error"), (flow, "flow"), (bptt, "forward"),
+                      (bptt, "gradients"), (bptt, "flow")]:
+        monkeypatch.setattr(mod, attr, refuse, raising=not attr.startswith("_"))
+    m, x, y = bptt.seed_example()
+    ref = fw.reference(name)
+    loss, g = ref.gradients(m, x, y, truncate=1)
+    assert np.isfinite(loss) and set(g) == {"U", "W", "V", "h0"}
+    assert ref.terms(m, x, y, "W", 2).shape == (3, 2, 2)
