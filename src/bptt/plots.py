@@ -166,10 +166,11 @@ def notebook_terms(flow, name="W", t=None, title=None):
 
 def cliff(c, b_cut=None, title=None):
     """The loss surface of the one-unit network (theory.cliff) and a cut along w with its gradient norm."""
-    fig, (a1, a2) = _figure(10.0, 4.0, ncols=2)
+    fig, (a1, a2) = _figure(10.5, 4.0, ncols=2)
+    fig.get_layout_engine().set(wspace=0.12)
     im = a1.imshow(c.loss, origin="lower", aspect="auto", cmap="magma",
                    extent=(c.w[0], c.w[-1], c.b[0], c.b[-1]))
-    fig.colorbar(im, ax=a1, label="loss E")
+    fig.colorbar(im, ax=a1, label="E")
     a1.set_xlabel("w")
     a1.set_ylabel("b")
     a1.set_title(rf"$E = (\sigma(x_{{{c.steps}}}) - {c.target:g})^2$, $x_t = w\,\sigma(x_{{t-1}}) + b$")

@@ -25,6 +25,8 @@ import numpy as np
 
 from . import activations
 
+EQUAL_TOL = 1e-9  # |x - 1| below this counts as x = 1 in the verdicts
+
 
 @dataclass(frozen=True)
 class Theory:
@@ -45,12 +47,12 @@ class Theory:
     @property
     def vanishing_sufficient(self) -> bool:
         """lambda_1 < 1/gamma: the sufficient condition for vanishing holds."""
-        return self.lambda1 * self.gamma < 1
+        return self.lambda1 * self.gamma < 1 - EQUAL_TOL
 
     @property
     def exploding_necessary(self) -> bool:
         """lambda_1 > 1/gamma: the necessary condition for exploding holds."""
-        return self.lambda1 * self.gamma > 1
+        return self.lambda1 * self.gamma > 1 + EQUAL_TOL
 
     def bound(self, lags) -> np.ndarray:
         """(lambda_1 gamma)^l for each lag l: the bound on ||dE_t/ds_{t-l}|| / ||dE_t/ds_t||."""
@@ -79,27 +81,29 @@ def theory(model) -> Theory:
     g = act.gamma
     c = lam * g
     head = f"lambda_1 gamma = {lam:.4g} x {g:g} = {c:.4g}"
-    if c < 1:
+    one = abs(c - 1) <= EQUAL_TOL  # rounding of W = 1.0 * orthogonal must not decide the verdict
+    if c < 1 and not one:
         verdict = "vanishing"
         reason = (f"{head} < 1: the sufficient condition for vanishing holds, so every error shrinks "
                   f"at least as fast as {c:.4g}^(t-k) on its way back, whatever the inputs")
+    elif act.name == "identity" and abs(rho - 1) <= EQUAL_TOL:
+        verdict = "neither is guaranteed"
+        reason = (f"the activation is the identity, so ds_t/ds_k = W^(t-k), and rho(W) = 1: "
+                  "the error along W's leading eigenvectors keeps its size, neither vanishing nor exploding")
     elif act.name == "identity" and rho > 1:
         verdict = "exploding"
         reason = (f"the activation is the identity, so ds_t/ds_k = W^(t-k), and rho(W) = {rho:.4g} > 1: "
                   f"every error with a component along W's leading eigenvector grows like {rho:.4g}^(t-k)")
-    elif act.name == "identity" and rho < 1:
+    elif act.name == "identity":
         verdict = "vanishing"
         reason = (f"the activation is the identity, so ds_t/ds_k = W^(t-k), and rho(W) = {rho:.4g} < 1: "
                   f"every error shrinks like {rho:.4g}^(t-k) in the long run (it may grow for a few steps "
                   f"first, since {head} >= 1)")
-    elif c == 1 and act.name == "identity":
-        verdict = "neither is guaranteed"
-        reason = (f"{head} and rho(W) = {rho:.4g}: the largest error keeps its size, "
-                  "neither vanishing nor exploding")
     else:
         verdict = "neither is guaranteed"
+        cond = "holds" if c > 1 and not one else "is on its edge"
         reason = (f"{head} >= 1: the sufficient condition for vanishing fails and the necessary condition "
-                  f"for exploding {'holds' if c > 1 else 'just fails'}, but {act.name} units with f'(z) "
+                  f"for exploding {cond}, but {act.name} units with f'(z) "
                   "near 0 can still shrink the error; whether it vanishes or explodes depends on the "
                   "states the inputs drive the network to, so measure it (decay rate, saturation)")
     return Theory(act.name, g, lam, rho, verdict, reason)

@@ -1,0 +1,83 @@
+"""The HTML report: self-contained, and rendered without errors by a real browser (headless Chromium)."""
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import need
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="module")
+def report_file(tmp_path_factory):
+    need("matplotlib")
+    from bptt.report import write_report
+    return write_report(tmp_path_factory.mktemp("report") / "report.html", quick=True, progress=False)
+
+
+def test_report_is_self_contained_and_tells_the_story(report_file):
+    html = report_file.read_text()
+    # nothing to fetch: no remote URL in any src, href or CSS url()
+    assert not re.search(r"""(src|href)\s*=\s*["'](?!data:|#)""", html)
+    assert "url(" not in html and "<script" not in html
+    imgs = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(imgs) == html.count("<img") >= 7
+    for heading in ("The model", "The derivation, term by term", "Verification", "How far back",
+                    "Theory's verdicts", "The cliff", "What to conclude"):
+        assert heading in html
+    assert "FAIL" not in html and html.count('class="ok">pass') >= 3  # U, W, V checked by finite differences
+    assert "bound holds" in html and '<span class="bad">NO</span>' not in html
+
+
+def _chromium():
+    """Paths of chromium and chromedriver, installing them with scripts/ensure-chromium when missing."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+    if not all(found) and os.environ.get("CI", "").lower() == "true":
+        subprocess.run([str(ROOT / "scripts" / "ensure-chromium")], check=False, timeout=900)
+        found = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+    if not all(found):
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("chromium and chromedriver are required when CI=true (scripts/ensure-chromium installs them)")
+        pytest.skip("chromium/chromedriver not installed (run scripts/ensure-chromium)")
+    return found
+
+
+def test_report_renders_in_headless_chromium(report_file):
+    webdriver = need("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver_path = _chromium()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = browser
+    profile = tempfile.mkdtemp(prefix="bptt-chromium-")
+    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}", "--window-size=1200,900"]:
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=opts)
+    try:
+        driver.set_page_load_timeout(60)
+        driver.get(report_file.resolve().as_uri())
+        assert "Vanishing and exploding gradients" in driver.title
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight, i.alt]);")
+        assert len(images) >= 7
+        for complete, width, height, alt in images:
+            assert complete and width > 300 and height > 200, f"image {alt!r} did not decode"
+        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+        assert errors == [], errors
+        height = driver.execute_script("return document.documentElement.scrollHeight;")
+        assert height > 3000  # the whole story is laid out, not an empty page
+        driver.set_window_size(1200, min(int(height) + 100, 16000))
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "report.png"
+        assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
