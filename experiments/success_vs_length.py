@@ -77,15 +77,19 @@ def plot(results, path):
     tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        for method, marker in zip(METHODS, "osD^"):
+        allT = sorted({r["T"] for r in rows if r["task"] == task})
+        for i, (method, marker) in enumerate(zip(METHODS, "osD^")):
             rs = [r for r in rows if r["task"] == task and r["method"] == method]
             Ts = sorted({r["T"] for r in rs})
             if not Ts:
                 continue
             rate = [sum(r["success"] for r in rs if r["T"] == T) / sum(1 for r in rs if r["T"] == T) for T in Ts]
             n = sum(1 for r in rs if r["T"] == Ts[0])
-            ax.plot(Ts, rate, marker=marker, label=f"{method} ({n} seeds)")
+            off = (i - 1.5) * 0.015  # a small vertical offset so that equal rates stay visible
+            ax.plot(Ts, [v + off for v in rate], marker=marker, label=f"{method} ({n} seeds)")
         ax.set_xscale("log", base=2)
+        ax.set_xticks(allT, [str(T) for T in allT])
+        ax.minorticks_off()
         ax.set_ylim(-0.05, 1.05)
         ax.set_xlabel("sequence length T")
         ax.set_ylabel("success rate")

@@ -72,39 +72,40 @@ def omega(trace: Trace, y, *, reduction="sum", exact=True, bound=BOUND):
     zeros["h0"] = np.zeros((xin.N, model.H), dtype=model.dtype)
     if count == 0:
         return 0.0, zeros
-    gn = np.sqrt(np.where(keep, gn2, 1.0))
+    dt = model.dtype
+    gn = np.sqrt(np.where(keep, gn2, 1.0)).astype(dt)
     an = np.sqrt(np.einsum("tnh,tnh->tn", a, a))
     r = an / gn
     value = float(np.sum(np.where(keep, (r - 1) ** 2, 0.0)) / count)
-    rbar = np.where(keep, 2 * (r - 1) / count, 0.0)  # dOmega/dr_t (T-1, N)
+    rbar = np.where(keep, 2 * (r - 1) / count, 0.0).astype(dt)  # dOmega/dr_t (T-1, N)
     safe_an = np.where(an > 0, an, 1.0)
     abar = (rbar / (safe_an * gn))[..., None] * a  # dOmega/da_t
     gdir = -(rbar * r / gn ** 2)[..., None] * g[1:]  # dOmega/dg_t, direct
+    H = model.H
     grads = zeros
-    grads["W"] = np.einsum("tnh,tnk->hk", d[1:], abar)  # a_t = delta_t W
+    grads["W"] = _tdot(d[1:], abar)  # a_t = delta_t W
     if not exact:
         return value, grads
     # adjoint of the backward pass, forward in time
-    H = model.H
     gbar = np.zeros_like(g)
     fpbar = np.zeros_like(g)
     gbar[1:] = gdir
+    WT = W.T
     for t in range(T):
-        dbar = np.zeros((xin.N, H), dtype=model.dtype)
         if t > 0:
-            dbar += (abar[t - 1] + gbar[t - 1]) @ W.T  # a_t = delta_t W and g_{t-1} = e_{t-1} + delta_t W
-            grads["W"] += d[t].T @ gbar[t - 1]
-        gbar[t] += fp[t] * dbar
-        fpbar[t] = g[t] * dbar
+            dbar = (abar[t - 1] + gbar[t - 1]) @ WT  # a_t = delta_t W and g_{t-1} = e_{t-1} + delta_t W
+            gbar[t] += fp[t] * dbar
+            fpbar[t] = g[t] * dbar
+    grads["W"] += _tdot(d[1:], gbar[:-1])
     # e_t = dQ_t V
     dQbar = gbar @ V.T  # (T, N, O)
-    grads["V"] += np.einsum("tno,tnh->oh", dQ, gbar)
+    grads["V"] += _tdot(dQ, gbar)
     if P is None:
         Qbar = 2 * scale * mask[..., None] * dQbar
     else:
         Qbar = scale * mask[..., None] * (P * dQbar - P * np.sum(P * dQbar, axis=-1, keepdims=True))
     # Q = S V^T + c
-    grads["V"] += np.einsum("tno,tnh->oh", Qbar, S[1:])
+    grads["V"] += _tdot(Qbar, S[1:])
     if "c" in grads:
         grads["c"] += Qbar.sum(axis=(0, 1))
     sbar = Qbar @ V  # (T, N, H)
@@ -115,21 +116,24 @@ def omega(trace: Trace, y, *, reduction="sum", exact=True, bound=BOUND):
     # relu and identity: f' is piecewise constant in s, no term
     # ordinary BPTT of sbar through the forward recursion
     dZ = np.empty_like(sbar)
-    dh = np.zeros((xin.N, H), dtype=model.dtype)
+    dh = np.zeros((xin.N, H), dtype=dt)
     for t in range(T - 1, -1, -1):
         dZ[t] = (sbar[t] + dh) * fp[t]
         dh = dZ[t] @ W
     grads["h0"] = dh
-    grads["W"] += np.einsum("tnh,tnk->hk", dZ, S[:-1])
+    grads["W"] += _tdot(dZ, S[:-1])
     if "b" in grads:
         grads["b"] += dZ.sum(axis=(0, 1))
     if xin.ids is not None:
-        dUT = np.zeros((model.D, H), dtype=model.dtype)
-        np.add.at(dUT, xin.ids.T.reshape(-1), dZ.reshape(-1, H))
-        grads["U"] += dUT.T
+        grads["U"] += _tdot(dZ, np.eye(model.D, dtype=dt)[xin.ids.T])  # x_t one-hot
     else:
-        grads["U"] += np.einsum("tnh,ntd->hd", dZ, xin.X)
+        grads["U"] += _tdot(dZ, np.swapaxes(xin.X, 0, 1))
     return value, grads
+
+
+def _tdot(A, B):
+    """sum over t and n of A[t, n]^T B[t, n]: (T, N, I), (T, N, J) -> (I, J)."""
+    return A.reshape(-1, A.shape[-1]).T @ B.reshape(-1, B.shape[-1])
 
 
 def omega_value(model, x, y, *, h0=None, reduction="sum") -> float:
