@@ -150,6 +150,23 @@ def test_command_line_misuse_is_explained(argv, expected, capsys, tmp_path, monk
     assert expected in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("kind", ["flow", "train"])
+def test_sweep_params_lists_every_parameter_with_a_default_that_toml_reads_back(kind, capsys):
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    from bptt.sweep.points import KINDS
+
+    assert main(["sweep", "params", kind]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert [ln.split()[0] for ln in lines] == list(KINDS[kind].params)
+    for ln in lines:
+        name, _, default = ln.split()[:3]
+        assert tomllib.loads(f"v = {default}")["v"] == KINDS[kind].params[name].default
+    assert main(["sweep", "params", "selftest"]) == 2
+
+
 def flow_config(**params):
     base = {"hidden": 6, "inputs": 4, "outputs": 3, "length": 30, "radius": 0.9, "activation": "identity",
             "init": "orthogonal", "head": "softmax", "bias": False, "long_lag": 7, "dtype": "float64"}

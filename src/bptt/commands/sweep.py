@@ -10,7 +10,8 @@ HELP = "run a grid of experiments on Dask (resumable, results in SQLite); status
 USAGE = """
   bptt sweep SPEC.toml --out DIR [--workers N | --scheduler tcp://HOST:PORT] [--retry-failed] [--quiet]
   bptt sweep status DIR [--json] [--slowest N] [--failures N]
-  bptt sweep plot DIR [--to FOLDER] [--format png|svg|pdf]"""
+  bptt sweep plot DIR [--to FOLDER] [--format png|svg|pdf]
+  bptt sweep params KIND            (the parameters of a kind of point: flow, train)"""
 
 EPILOG = """\
 SPEC.toml names a kind of run (flow or train), fixed parameters, a [grid] and/or [random] draws and
@@ -28,15 +29,15 @@ examples:
   bptt sweep plot runs/phase            # figures in runs/phase/plots/
 """
 
-ACTIONS = ("status", "plot")
+ACTIONS = ("status", "plot", "params")
 
 
 def add_arguments(p):
     p.usage = USAGE
     p.epilog = EPILOG
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("target", metavar="SPEC.toml|status|plot", help="a spec file to run, or status / plot")
-    p.add_argument("dir", nargs="?", metavar="DIR", help="the sweep folder (for status and plot)")
+    p.add_argument("target", metavar="SPEC.toml|status|plot|params", help="a spec file to run, or status / plot / params")
+    p.add_argument("dir", nargs="?", metavar="DIR", help="the sweep folder (for status and plot); the kind (for params)")
     run = p.add_argument_group("running a spec")
     run.add_argument("--out", metavar="DIR", help="the sweep folder: results.sqlite goes there (required)")
     run.add_argument("--workers", type=int, metavar="N",
@@ -62,10 +63,11 @@ def _given(args, names):
 
 def run(args) -> int:
     groups = {"run": ("out", "workers", "scheduler", "retry_failed", "quiet"),
-              "status": ("json", "slowest", "failures"), "plot": ("to", "format")}
+              "status": ("json", "slowest", "failures"), "plot": ("to", "format"), "params": ()}
     action = args.target if args.target in ACTIONS and args.dir is not None else "run"
     if args.target in ACTIONS and args.dir is None:
-        raise ValueError(f"`bptt sweep {args.target}` needs the sweep folder: bptt sweep {args.target} DIR")
+        what = "KIND (flow or train)" if args.target == "params" else "DIR"
+        raise ValueError(f"`bptt sweep {args.target}` needs {what}: bptt sweep {args.target} {what.split()[0]}")
     wrong = [o for g, names in groups.items() if g != action for o in _given(args, names)]
     if wrong:
         what = "running a spec" if action == "run" else f"`bptt sweep {action}`"
@@ -78,6 +80,9 @@ def run(args) -> int:
             print(json.dumps(status_summary(args.dir, slowest=args.slowest, failures=args.failures), indent=2))
         else:
             print(status_text(args.dir, slowest=args.slowest, failures=args.failures))
+        return 0
+    if action == "params":
+        print(params_text(args.dir))
         return 0
     if action == "plot":
         from bptt.sweep.plots import plot
@@ -100,3 +105,17 @@ def run(args) -> int:
     if summary.failed_total:
         print(f"{summary.failed_total} point(s) failed: bptt sweep status {args.out}", file=sys.stderr)
     return 0 if summary.failed_total == 0 and summary.pending == 0 else 1
+
+
+def params_text(kind: str) -> str:
+    """The parameters of a point kind: name, default, allowed values, meaning."""
+    from bptt.sweep.points import KINDS
+
+    if kind not in KINDS or not KINDS[kind].public:
+        public = [k for k, v in KINDS.items() if v.public]
+        raise ValueError(f"unknown kind {kind!r}: expected one of {', '.join(public)}")
+    rows = [(n, json.dumps(p.default), p.allowed(), p.help)
+            for n, p in KINDS[kind].params.items()]
+    w = [max(len(r[i]) for r in rows) for i in range(3)]
+    head = f"parameters of kind {kind!r} (set in [fixed], [grid] or [random]; the seed comes from seeds):"
+    return "\n".join([head] + [f"  {n:<{w[0]}}  default {d:<{w[1]}}  {a:<{w[2]}}  {h}" for n, d, a, h in rows])
