@@ -66,8 +66,8 @@ def run(args) -> int:
               "status": ("json", "slowest", "failures"), "plot": ("to", "format"), "params": ()}
     action = args.target if args.target in ACTIONS and args.dir is not None else "run"
     if args.target in ACTIONS and args.dir is None:
-        what = "KIND (flow or train)" if args.target == "params" else "DIR"
-        raise ValueError(f"`bptt sweep {args.target}` needs {what}: bptt sweep {args.target} {what.split()[0]}")
+        what, arg = ("the kind (flow or train)", "KIND") if args.target == "params" else ("the sweep folder", "DIR")
+        raise ValueError(f"`bptt sweep {args.target}` needs {what}: bptt sweep {args.target} {arg}")
     wrong = [o for g, names in groups.items() if g != action for o in _given(args, names)]
     if wrong:
         what = "running a spec" if action == "run" else f"`bptt sweep {action}`"
