@@ -16,6 +16,8 @@ COMMANDS = {
     "sample": "bptt.commands.sample",
     "evaluate": "bptt.commands.evaluate",
     "sweep": "bptt.commands.sweep",
+    "flow": "bptt.commands.flow",
+    "report": "bptt.commands.report",
 }
 
 

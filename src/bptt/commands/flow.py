@@ -1,0 +1,194 @@
+"""`bptt flow`: the lag analysis of a model on one or more sequences, as a table, JSON or figures."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+HELP = "how the gradient shrinks or grows with the lag: measured, bounded and explained"
+
+
+def add_arguments(p):
+    p.add_argument("--model", metavar="FILE", help="a model saved with RNN.save (.npz); default: a random model")
+    p.add_argument("--hidden", type=int, default=16, help="H for a random model (default 16)")
+    p.add_argument("--inputs", type=int, default=8, help="D for a random model (default 8)")
+    p.add_argument("--outputs", type=int, default=8, help="O for a random model (default 8)")
+    p.add_argument("--activation", default="tanh", help="tanh, relu, sigmoid or identity (default tanh)")
+    p.add_argument("--init", default="orthogonal", help="W's initialiser: uniform, normal, orthogonal (default) "
+                                                         "or identity")
+    p.add_argument("--std", type=float, help="standard deviation for --init normal")
+    p.add_argument("--radius", type=float, help="rescale W to this spectral radius")
+    p.add_argument("--length", type=int, default=50, help="T, steps of each random sequence (default 50)")
+    p.add_argument("--batch", type=int, default=1, help="N, random sequences to average over (default 1)")
+    p.add_argument("--x", metavar="FILE", help=".npy inputs: ids (T,) / (N, T) or vectors (T, D) / (N, T, D)")
+    p.add_argument("--y", metavar="FILE", help=".npy targets for --x (default: random)")
+    p.add_argument("--rows", type=int, default=12, help="lags shown in the table (default 12, spread over 0..T-1)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the model and the sequences (default 0)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--plot", metavar="DIR", help="write the figures (PNG and SVG) into DIR (needs matplotlib)")
+
+
+def _load(path, what):
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {what} from {path}: {e}") from None
+
+
+def _data(args, model, rng):
+    """x (N, T) or (N, T, D) and y, from files or random."""
+    if args.y and not args.x:
+        raise ValueError("--y needs --x: targets belong to given inputs")
+    one = False
+    if args.x:
+        x = _load(args.x, "inputs")
+        one = x.ndim == (1 if x.dtype.kind in "iu" else 2)
+        x = x[None] if one else x
+    else:
+        if args.length < 1 or args.batch < 1:
+            raise ValueError(f"--length and --batch must be at least 1, got {args.length} and {args.batch}")
+        x = rng.integers(0, model.D, (args.batch, args.length))
+    N, T = x.shape[0], x.shape[1]
+    if args.y:
+        y = _load(args.y, "targets")
+        y = y[None] if one else y
+    elif model.head == "mse":
+        y = rng.normal(size=(N, T, model.O))
+    else:
+        y = rng.integers(0, model.O, (N, T))
+    return x, y
+
+
+def _lags(T, rows):
+    if rows < 1:
+        raise ValueError(f"--rows must be at least 1, got {rows}")
+    if T <= rows:
+        return list(range(T))
+    return sorted(set(np.unique(np.round(np.geomspace(1, T - 1, rows - 1)).astype(int)).tolist()) | {0})
+
+
+def analyse(model, x, y, progress=True) -> dict:
+    """Everything `bptt flow` reports, as plain data, plus the flows themselves under "_flows"."""
+    from bptt import analysis
+
+    fls = analysis.flows(model, x, y, progress=progress)
+    ba = analysis.analyse_batch(model, x, y, progress=False) if len(fls) > 1 else None
+    th = fls[0].theory()
+    out = {"model": repr(model), "N": len(fls), "T": fls[0].T, "theory": th.as_dict(),
+           "loss": float(np.mean([f.loss for f in fls]))}
+    decays = []
+    for f in fls:
+        try:
+            decays.append(f.decay_rate())
+        except ValueError:
+            decays.append(float("nan"))
+    lyap = [f.lyapunov() for f in fls]
+    sat = [f.saturation() for f in fls]
+    viol = sum(int(np.sum(f.dE_ds > f.bound() * (1 + 1e-9))) for f in fls)
+    out.update({
+        "decay_rate": _stat(decays), "lyapunov_max": _stat([ly.max for ly in lyap]),
+        "lyapunov": lyap[0].exponents.tolist(),
+        "saturated": _stat([s.fraction_saturated() for s in sat]), "mean_df": _stat([s.mean for s in sat]),
+        "bound_violations": viol})
+    if ba is None:
+        out["by_lag"] = fls[0].by_lag().rows()
+    else:
+        rm, rs = ba.curve("ratio_mean")
+        nm, ns = ba.curve("norm_mean")
+        bm, bs = ba.curve("beyond")
+        out["by_lag"] = [{"lag": l, "norm_mean": _f(nm[l]), "norm_std": _f(ns[l]), "ratio_mean": _f(rm[l]),
+                          "ratio_std": _f(rs[l]), "beyond": _f(bm[l]), "beyond_std": _f(bs[l])} for l in range(len(rm))]
+    out["_flows"] = fls
+    return out
+
+
+def _f(v):
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+def _stat(vals):
+    a = np.asarray(vals, dtype=float)
+    return {"mean": _f(np.nanmean(a)), "std": _f(np.nanstd(a)), "min": _f(np.nanmin(a)), "max": _f(np.nanmax(a))}
+
+
+def _g(v, fmt=".3g"):
+    return "-" if v is None else format(v, fmt)
+
+
+def table(res, lags) -> str:
+    th = res["theory"]
+    N = res["N"]
+    spread = "" if N == 1 else f" (mean +- sd over {N} sequences)"
+    d, ly, sat = res["decay_rate"], res["lyapunov_max"], res["saturated"]
+    pm = (lambda s: f"{_g(s['mean'], '.4g')} +- {_g(s['std'], '.2g')}") if N > 1 else (lambda s: _g(s["mean"], ".4g"))
+    lines = [f"{res['model']}, T = {res['T']}, N = {N}, mean loss {res['loss']:.6g}", "",
+             f"theory    gamma = {th['gamma']:g}, lambda_1 = ||W||_2 = {th['lambda1']:.4g}, rho(W) = {th['rho']:.4g}, "
+             f"lambda_1 gamma = {th['lambda1_gamma']:.4g}",
+             f"verdict   {th['verdict']}: {th['reason']}",
+             f"measured  decay rate {pm(d)} per step{spread}; largest Lyapunov exponent {pm(ly)} "
+             f"(exp = {_g(np.exp(ly['mean']) if ly['mean'] is not None and ly['mean'] < 700 else None, '.4g')})",
+             f"          saturation: {100 * sat['mean']:.1f}% of f'(z) below 0.1 gamma, mean f'(z) = {res['mean_df']['mean']:.3g}",
+             "bound     ||dE_t/ds_k|| <= ||dE_t/ds_t|| (lambda_1 gamma)^(t-k): " +
+             ("holds for every (t, k)" if res["bound_violations"] == 0 else f"VIOLATED at {res['bound_violations']} pairs"),
+             ""]
+    rows = {r["lag"]: r for r in res["by_lag"]}
+    one = N == 1
+    head = ["lag", "mean ||dE_t/ds_t-l||", "ratio to lag 0", "+- sd", "bound (l1 g)^l",
+            "mean ||term||_F" if one else "", "share beyond lag"]
+    head = [h for h in head if h]
+    out = [head]
+    for l in lags:
+        r = rows[l]
+        bound = th["lambda1_gamma"] ** l if l * np.log10(max(th["lambda1_gamma"], 1e-300)) < 300 else float("inf")
+        cells = [str(l), _g(r["norm_mean"]), _g(r["ratio_mean"]), _g(r["ratio_std"], ".2g"), _g(bound)]
+        if one:
+            cells.append(_g(r["term_mean"]))
+        cells.append(_g(None if r["beyond"] is None else 100 * r["beyond"], ".3g") + "%")
+        out.append(cells)
+    widths = [max(len(row[i]) for row in out) for i in range(len(head))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in out]
+    return "\n".join(lines)
+
+
+def plot(res, directory, progress=True) -> list:
+    from tqdm.auto import tqdm
+
+    from bptt import plots
+
+    fls = res["_flows"]
+    th = res["theory"]
+    jobs = {"heatmap": lambda: plots.heatmap(fls[0]),
+            "lags": lambda: plots.lag_curves({f"{th['activation']}, rho = {th['rho']:.3g}": fls if len(fls) > 1 else fls[0]}),
+            "singular_values": lambda: plots.singular_values(fls[0]),
+            "saturation": lambda: plots.saturation(fls[0].saturation())}
+    written = []
+    for name, make in tqdm(jobs.items(), desc="figures", delay=1.0, disable=not progress, leave=False):
+        written += plots.save(make(), f"{directory}/{name}")
+    return written
+
+
+def run(args) -> int:
+    import sys
+
+    import bptt
+
+    rng = np.random.default_rng(args.seed)
+    if args.model:
+        model = bptt.RNN.load(args.model)
+    else:
+        model = bptt.random_rnn(args.hidden, args.inputs, args.outputs, seed=rng, init=args.init, std=args.std,
+                                radius=args.radius, activation=args.activation)
+    x, y = _data(args, model, rng)
+    progress = sys.stderr.isatty()
+    res = analyse(model, x, y, progress=progress)
+    files = plot(res, args.plot, progress=progress) if args.plot else []
+    if args.json:
+        res.pop("_flows")
+        res["figures"] = [str(p) for p in files]
+        print(json.dumps(res, indent=2))
+    else:
+        print(table(res, _lags(res["T"], args.rows)))
+        if files:
+            print(f"\nfigures: {', '.join(str(p) for p in files)}")
+    return 0
