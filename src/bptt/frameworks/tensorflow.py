@@ -22,12 +22,22 @@ activation "softmax" is accepted by from_keras for the softmax head (its pre-act
 """
 from __future__ import annotations
 
+import importlib
+import os
+
 import numpy as np
 
 from ..model import RNN
 from ._common import check_terms_args, problem, windows
 
 KERAS_ACTIVATIONS = {"tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid", "identity": "linear"}
+
+
+def _load(name):
+    """Import tensorflow or keras; TensorFlow's start-up INFO lines are silenced unless the caller
+    set TF_CPP_MIN_LOG_LEVEL."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    return importlib.import_module(name)
 
 
 def _act(tf, name):
@@ -62,7 +72,7 @@ def gradients(model: RNN, x, y, *, truncate=None, h0=None, reduction="sum"):
 
     Same arguments and meaning as bptt.gradients; dE/dh0 is (H,) or (N, H) for a batch.
     """
-    import tensorflow as tf
+    tf = _load("tensorflow")
 
     p = problem(model, x, y, truncate=truncate, h0=h0, reduction=reduction)
     P, h0v = _variables(tf, p)
@@ -107,7 +117,7 @@ def terms(model: RNN, x, y, name, t, *, h0=None):
     The parameter is untied into T variables, copy k used at step k only; GradientTape's gradient
     of copy k is step k's term. E_t is summed over the batch.
     """
-    import tensorflow as tf
+    tf = _load("tensorflow")
 
     p = problem(model, x, y, h0=h0)
     t = check_terms_args(p, name, t)
@@ -142,7 +152,7 @@ def to_keras(model: RNN):
     if not isinstance(model, RNN):
         raise ValueError(f"to_keras expects a bptt.RNN, got {type(model).__name__}")
     dtype = _keras_dtype(model)
-    import keras
+    keras = _load("keras")
 
     rnn = keras.layers.SimpleRNN(model.H, activation=KERAS_ACTIVATIONS[model.activation],
                                  use_bias=model.b is not None, return_sequences=True, dtype=dtype)
@@ -170,7 +180,7 @@ def from_keras(simple_rnn, dense, *, head="softmax") -> RNN:
     U = kernel.T, W = recurrent_kernel.T, b = bias; V = dense kernel.T, c = dense bias. The dtype
     follows the weights. Activations tanh, relu, sigmoid and linear (-> "identity") are understood.
     """
-    import keras
+    keras = _load("keras")
 
     if not isinstance(simple_rnn, keras.layers.SimpleRNN):
         raise ValueError(f"from_keras expects a keras.layers.SimpleRNN, got {type(simple_rnn).__name__}")
