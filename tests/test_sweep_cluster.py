@@ -202,3 +202,14 @@ def test_workers_and_scheduler_together_are_refused(tmp_path):
     with pytest.raises(ValueError, match="leave workers out"):
         run_sweep(parse_spec(FLOW), tmp_path, scheduler="tcp://127.0.0.1:1", workers=2)
     assert not Path(tmp_path / "results.sqlite").exists()
+
+
+def test_dask_scheduler_address_from_the_environment_is_used(cluster, tmp_path, monkeypatch):
+    from bptt.sweep import run_sweep
+
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", cluster.scheduler_address)
+    spec = parse_spec(FLOW.replace("seeds = 2", "seeds = 1").replace('activation = ["tanh", "relu"]', ""))
+    s = run_sweep(spec, tmp_path / "out")
+    assert (s.total, s.ok) == (4, 4)
+    with Store.open(tmp_path / "out") as st:
+        assert st.runs()[0]["scheduler"] == cluster.scheduler_address
