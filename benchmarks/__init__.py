@@ -1,0 +1,24 @@
+"""bptt's performance suite: `python -m benchmarks` (what `make bench` runs). Not part of the tests.
+
+Four parts, each timed in one process with the implementations interleaved round by round (so a
+noisy, shared machine slows all of them alike), medians after warm-up, JAX's compilation excluded:
+
+  gradients  one full gradient, bptt vs PyTorch (nn.RNN + Linear + cross_entropy, autograd) vs JAX
+             (jit(value_and_grad) over lax.scan), float32 and float64          (gradient.py)
+  flow       flow(...).dE_ds vs one PyTorch backward pass per output step     (flowtable.py)
+  minchar    a min-char-rnn training step vs min-char-rnn's own loop         (minchar.py)
+  scaling    time and peak memory against T, H and N beside the matrix-multiply floor (scaling.py)
+
+Every library gets the same number of threads, 2 unless BENCH_THREADS says otherwise. The
+environment variables below are set here, before NumPy, PyTorch or JAX are imported, because
+OpenBLAS, OpenMP and XLA read them once at start-up; harness.limit_threads then checks and
+enforces the limit at run time (threadpoolctl for BLAS, torch.set_num_threads for PyTorch).
+"""
+import os
+
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_var] = str(THREADS)
+# XLA's CPU client: one intra-op pool of THREADS threads (its default is one per core)
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=true"
+                           f" intra_op_parallelism_threads={THREADS}").strip()

@@ -1,0 +1,122 @@
+"""Timing and reporting shared by the benchmarks: interleaved rounds, medians, ratios, targets."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import THREADS
+
+
+def limit_threads() -> str:
+    """Hold BLAS, PyTorch and Numba to THREADS threads; return a line that says what was set."""
+    said = [f"{THREADS} threads each"]
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+        threadpool_limits(THREADS)
+        pools = sorted({f"{p['internal_api']}={p['num_threads']}" for p in threadpool_info()})
+        said.append("BLAS/OpenMP pools (threadpoolctl): " + ", ".join(pools))
+    except ImportError:
+        said.append("threadpoolctl missing: BLAS limited by OPENBLAS_NUM_THREADS only")
+    try:
+        import torch
+        torch.set_num_threads(THREADS)
+        said.append(f"torch.get_num_threads()={torch.get_num_threads()}")
+    except ImportError:
+        pass
+    said.append("XLA intra_op_parallelism_threads=%d (XLA_FLAGS)" % THREADS)
+    return "; ".join(said)
+
+
+@dataclass
+class Timing:
+    samples: list = field(default_factory=list)  # seconds per call, one entry per round
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.samples))
+
+    @property
+    def spread(self) -> float:
+        """Interquartile range relative to the median."""
+        q1, q3 = np.percentile(self.samples, [25, 75])
+        return float((q3 - q1) / self.median)
+
+
+def interleaved(fns: dict, *, rounds=9, warmup=2, sample_s=0.05, max_calls=200) -> dict[str, Timing]:
+    """Time each function in fns (name -> callable, no arguments) for `rounds` rounds.
+
+    Each round times every function once, in an order that rotates from round to round, so a
+    burst of load on the shared machine lands on all of them. A sample repeats a call enough
+    times to last about sample_s (short calls are otherwise below the timer's noise), and counts
+    the time per call. Warm-up calls (JAX compiles on its first call) are not timed.
+    """
+    for f in fns.values():
+        for _ in range(warmup):
+            f()
+    calls = {}
+    for name, f in fns.items():
+        t0 = time.perf_counter()
+        f()
+        dt = time.perf_counter() - t0
+        calls[name] = int(min(max_calls, max(1, sample_s / max(dt, 1e-9))))
+    out = {name: Timing() for name in fns}
+    names = list(fns)
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            f, n = fns[name], calls[name]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                f()
+            out[name].samples.append((time.perf_counter() - t0) / n)
+    return out
+
+
+def fmt_time(s: float) -> str:
+    if s < 1e-3:
+        return f"{s * 1e6:.0f} us"
+    if s < 1:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s:.2f} s"
+
+
+@dataclass
+class Target:
+    part: str
+    what: str
+    value: float
+    limit: float
+    kind: str  # "<=" or ">="
+
+    @property
+    def holds(self) -> bool:
+        return self.value <= self.limit if self.kind == "<=" else self.value >= self.limit
+
+    def line(self) -> str:
+        return (f"[{'PASS' if self.holds else 'FAIL'}] {self.part}: {self.what} = {self.value:.3g} "
+                f"(target {self.kind} {self.limit:g})")
+
+
+class Report:
+    """Collects every ratio with its target; prints as it goes and a summary at the end."""
+
+    def __init__(self):
+        self.targets: list[Target] = []
+        self.records: list[dict] = []
+
+    def target(self, part, what, value, limit, kind="<="):
+        t = Target(part, what, float(value), float(limit), kind)
+        self.targets.append(t)
+        print("   ", t.line(), flush=True)
+        return t
+
+    def record(self, **row):
+        self.records.append(row)
+
+    def summary(self) -> str:
+        lines = ["", "== targets =="] + [t.line() for t in self.targets]
+        held = sum(t.holds for t in self.targets)
+        lines.append(f"{held} of {len(self.targets)} targets hold")
+        return "\n".join(lines)

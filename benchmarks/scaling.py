@@ -1,0 +1,127 @@
+"""Part 4: time and peak memory of bptt.gradients against T, H and N, beside the matrix-multiply floor.
+
+The floor is what this machine's BLAS needs for the same products, measured here with NumPy:
+  sequential  2 T products (N, H) @ (H, H), one after another (forward W s_{t-1}, backward W^T delta_t),
+              called in a loop with out= as cheaply as NumPy allows
+  large       the four products over all steps at once: S V^T (T*N, H)(H, O), dQ V (T*N, O)(O, H),
+              delta^T S (H, T*N)(T*N, H) for dW, dQ^T S (O, T*N)(T*N, H) for dV
+bptt does these products and everything else besides (tanh, softmax, the ids' gather and scatter,
+checks of the inputs); bptt / floor says how much that costs. Peak memory is traced with
+tracemalloc while one gradient runs (the trace, the errors and the gradients).
+"""
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+
+import bptt
+
+from .harness import fmt_time, interleaved
+
+O = 64
+SWEEPS = {
+    "T": [(32, T, 128) for T in (25, 50, 100, 200, 400, 800)],
+    "H": [(32, 100, H) for H in (32, 64, 128, 256, 512)],
+    "N": [(N, 100, 128) for N in (1, 4, 16, 64, 256)],
+}
+QUICK = {"T": [(32, T, 128) for T in (25, 100, 400)], "H": [(32, 100, H) for H in (32, 128, 512)],
+         "N": [(N, 100, 128) for N in (1, 16, 256)]}
+LARGE_TN = 10_000  # the floor target applies where T * N is at least this
+
+
+def floor_fns(N, T, H, dtype):
+    rng = np.random.default_rng(0)
+    a, W, out = (rng.standard_normal(s).astype(dtype) for s in ((N, H), (H, H), (N, H)))
+    S, dQ, dZ = (rng.standard_normal(s).astype(dtype) for s in ((T * N, H), (T * N, O), (T * N, H)))
+    V = rng.standard_normal((O, H)).astype(dtype)
+
+    def sequential():
+        for _ in range(2 * T):
+            np.matmul(a, W, out=out)
+
+    def large():
+        S @ V.T
+        dQ @ V
+        dZ.T @ S
+        dQ.T @ S
+    return sequential, large
+
+
+def peak_memory(fn):
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def measure(N, T, H, dtype, rounds):
+    rng = np.random.default_rng(1)
+    model = bptt.random_rnn(H, O, O, seed=rng, dtype=dtype)
+    x, y = rng.integers(0, O, (N, T)), rng.integers(0, O, (N, T))
+    seq, large = floor_fns(N, T, H, dtype)
+    t = interleaved({"bptt": lambda: bptt.gradients(model, x, y), "sequential": seq, "large": large},
+                    rounds=rounds)
+    m = {k: v.median for k, v in t.items()}
+    m["floor"] = m["sequential"] + m["large"]
+    m["peak_bytes"] = peak_memory(lambda: bptt.gradients(model, x, y))
+    return m
+
+
+def run(report, *, rounds, quick=False, dtype=np.float32, out_dir=None):
+    sweeps = QUICK if quick else SWEEPS
+    name = np.dtype(dtype).name
+    print(f"\n== 4. scaling of bptt.gradients ({name}, O = D = {O}) beside the matrix-multiply floor ==")
+    print("   sweep (N, T, H)          bptt        floor       (sequential  large)      bptt/floor  peak memory")
+    results = {}
+    for axis, points in sweeps.items():
+        results[axis] = []
+        for N, T, H in points:
+            m = measure(N, T, H, dtype, rounds)
+            ratio = m["bptt"] / m["floor"]
+            results[axis].append(((N, T, H), m))
+            print(f"   {axis}  {str((N, T, H)):22s} {fmt_time(m['bptt']):11s} {fmt_time(m['floor']):11s} "
+                  f"({fmt_time(m['sequential']):10s} {fmt_time(m['large']):10s}) {ratio:8.2f}   "
+                  f"{m['peak_bytes'] / 2**20:8.1f} MiB", flush=True)
+            report.record(part="scaling", axis=axis, N=N, T=T, H=H, dtype=name, **m, ratio=ratio)
+            if T * N >= LARGE_TN:
+                report.target("scaling", f"bptt / matmul floor at (N, T, H) = {(N, T, H)} {name}", ratio, 1.5)
+    if out_dir is not None:
+        plot(results, out_dir / f"scaling-{name}.png", name)
+    return results
+
+
+def plot(results, path, name):
+    """Time and peak memory against T, H and N, the floor drawn beside bptt (matplotlib, lazily)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("   (matplotlib is not installed: no plot)")
+        return
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7), constrained_layout=True)
+    for j, (axis, rows) in enumerate(results.items()):
+        i_axis = "NTH".index(axis)
+        xs = [p[i_axis] for p, _ in rows]
+        ax = axes[0, j]
+        for key, style in (("bptt", "o-"), ("floor", "k--"), ("sequential", ":"), ("large", ":")):
+            ax.loglog(xs, [m[key] for _, m in rows], style, label={"floor": "matmul floor (sum)",
+                      "sequential": "floor: sequential products", "large": "floor: large products"}.get(key, key))
+        ax.set_xlabel(axis)
+        ax.set_ylabel("seconds per gradient")
+        fixed = {"T": "N=32, H=128", "H": "N=32, T=100", "N": "T=100, H=128"}[axis]
+        ax.set_title(f"time vs {axis} ({fixed})")
+        ax.legend(fontsize=7)
+        ax = axes[1, j]
+        ax.loglog(xs, [m["peak_bytes"] / 2**20 for _, m in rows], "o-")
+        ax.set_xlabel(axis)
+        ax.set_ylabel("peak MiB (tracemalloc)")
+        ax.set_title(f"memory vs {axis}")
+    fig.suptitle(f"bptt.gradients, {name}, 2 threads")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    print(f"   plot: {path}")
