@@ -23,6 +23,7 @@ demo: $(VENV)/.core
 	$(BIN)/bptt demo
 
 test: $(VENV)/.all
+	sh scripts/ensure-chromium
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.all
