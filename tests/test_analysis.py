@@ -4,6 +4,8 @@ import functools
 import mpmath
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import bptt
 from bptt import analysis, spectra
@@ -235,3 +237,25 @@ def test_cliff_has_a_wall_along_w():
     assert left.mean() - right.mean() > 0.2  # the loss falls off a wall 0.04 wide
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         cliff([1.0], [0.0], steps=0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(H=st.integers(1, 6), T=st.integers(2, 25), act=st.sampled_from(["tanh", "sigmoid", "relu", "identity"]),
+       scale=st.floats(0.1, 3.0), seed=st.integers(0, 10_000))
+def test_bound_and_decay_rate_hold_for_any_model(H, T, act, scale, seed):
+    m = bptt.random_rnn(H, 3, 3, seed=seed, activation=act, bias=True)
+    m = m.replace(W=m.W * scale, b=np.random.default_rng(seed).normal(size=H))
+    r = np.random.default_rng(seed + 1)
+    fl = bptt.flow(m, r.integers(0, 3, T), r.integers(0, 3, T))
+    g = fl.theory().growth
+    assert g == pytest.approx(np.linalg.norm(m.W, 2) * {"sigmoid": 0.25}.get(act, 1.0), rel=1e-12)
+    low = np.tril(np.ones((T, T), bool))
+    lag = (np.arange(T)[:, None] - np.arange(T)[None, :])[low]
+    assert np.all(fl.dE_ds[low] <= np.diagonal(fl.dE_ds)[:, None].repeat(T, 1)[low] * g ** lag * (1 + 1e-9) + 1e-300)
+    prof = fl.by_lag()
+    assert np.all(np.diff(prof.beyond[~np.isnan(prof.beyond)]) <= 1e-15)
+    try:
+        rate = fl.decay_rate()
+    except ValueError:  # every error died at once (relu units all off)
+        return
+    assert 0 < rate <= g * (1 + 1e-9)
