@@ -14,11 +14,17 @@ import numpy as np
 FORMATS = ("png", "svg")
 
 
-def _figure(w=6.4, h=4.0, ncols=1):
+def require_matplotlib():
+    """Raise a ValueError that says how to install matplotlib when it is missing."""
     try:
-        from matplotlib.figure import Figure
+        import matplotlib  # noqa: F401
     except ImportError:
-        raise ImportError("bptt's figures need matplotlib: pip install 'bptt[plot]'") from None
+        raise ValueError("figures need matplotlib, which is not installed: pip install 'bptt[plot]'") from None
+
+
+def _figure(w=6.4, h=4.0, ncols=1):
+    require_matplotlib()
+    from matplotlib.figure import Figure
     fig = Figure(figsize=(w, h), layout="constrained")
     axes = fig.subplots(1, ncols)
     return fig, axes

@@ -180,6 +180,9 @@ def run(args) -> int:
         model = bptt.random_rnn(args.hidden, args.inputs, args.outputs, seed=rng, init=args.init, std=args.std,
                                 radius=args.radius, activation=args.activation)
     x, y = _data(args, model, rng)
+    if args.plot:
+        from bptt.plots import require_matplotlib
+        require_matplotlib()
     progress = sys.stderr.isatty()
     res = analyse(model, x, y, progress=progress)
     files = plot(res, args.plot, progress=progress) if args.plot else []

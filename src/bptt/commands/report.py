@@ -14,8 +14,10 @@ def run(args) -> int:
     import sys
     import time
 
+    from bptt.plots import require_matplotlib
     from bptt.report import write_report
 
+    require_matplotlib()
     t0 = time.perf_counter()
     path = write_report(args.out, quick=args.quick, seed=args.seed, progress=sys.stderr.isatty())
     size = path.stat().st_size
