@@ -113,6 +113,11 @@ def test_jacobian_singular_values_agree_with_mpmath():
         ref = _mp_log_singular_values(A, k, t)
         assert np.allclose(ours, ref, rtol=1e-9, atol=1e-9), (t, k)
     assert np.all(spectra.jacobian_spectrum(tr, 7, 7) == 0)  # ds_t/ds_t = I
+    for t, k in [(3, 5), (40, 0), (2, -1), (2.5, 1)]:
+        with pytest.raises(ValueError, match="ds_t/ds_k|integer"):
+            spectra.jacobian_spectrum(tr, t, k)
+    with pytest.raises(ValueError, match="burn_in"):
+        bptt.lyapunov(tr, burn_in=40)
     # near-orthogonal W: singular values in tight groups, finished group by group
     m = bptt.random_rnn(8, 8, 8, seed=1, init="orthogonal", radius=1.1, activation="tanh")
     tr = bptt.forward(m, _ids(80, 8, 0))

@@ -110,7 +110,11 @@ def _clustered_sweep(mats, Q, groups):
 
 
 def jacobian_spectrum(trace, t, k, *, seq=0, tol=1e-12, max_rounds=20) -> np.ndarray:
-    """ln sigma_i(ds_t/ds_k), descending: (H,). Needs 0 <= k <= t <= T-1 (k = t gives zeros: the identity)."""
+    """ln sigma_i(ds_t/ds_k), descending: (H,). Needs 0 <= k <= t <= T-1 (k = t gives zeros: the identity).
+
+    trace: a Trace (bptt.forward) or a Flow; seq picks the sequence of a batch.
+    """
+    trace = getattr(trace, "trace", trace)
     T = trace.S.shape[0] - 1
     for name, v in (("t", t), ("k", k)):
         if isinstance(v, bool) or int(v) != v:
@@ -149,7 +153,8 @@ class Lyapunov:
 def lyapunov(trace, *, seq=0, burn_in=0) -> Lyapunov:
     """The QR method: carry an orthonormal basis through A_0, A_1, ..., A_{T-1}, re-orthonormalising
     each step, and average log |R_ii| over the steps after the first burn_in (which only align the
-    basis)."""
+    basis). trace: a Trace (bptt.forward) or a Flow; seq picks the sequence of a batch."""
+    trace = getattr(trace, "trace", trace)
     A = step_jacobians(trace, seq)
     T = A.shape[0]
     if isinstance(burn_in, bool) or int(burn_in) != burn_in or not 0 <= burn_in < T:
