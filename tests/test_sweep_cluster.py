@@ -213,3 +213,27 @@ def test_dask_scheduler_address_from_the_environment_is_used(cluster, tmp_path, 
     assert (s.total, s.ok) == (4, 4)
     with Store.open(tmp_path / "out") as st:
         assert st.runs()[0]["scheduler"] == cluster.scheduler_address
+
+
+def test_a_cluster_that_goes_away_leaves_the_unfinished_points_pending_for_the_rerun(cluster, tmp_path):
+    import threading
+
+    from bptt.sweep import local_cluster, run_sweep
+
+    spec = parse_spec('kind = "selftest"\nseeds = 12\n[fixed]\nseconds = 0.5\n')
+    doomed = local_cluster(2)
+    out = tmp_path / "out"
+
+    def close_after_two_results():
+        deadline = time.monotonic() + 120
+        while _ok_count(out / "results.sqlite") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        doomed.close()
+
+    threading.Thread(target=close_after_two_results, daemon=True).start()
+    s = run_sweep(spec, out, scheduler=doomed.scheduler_address)
+    assert s.ok >= 2 and s.lost > 0 and s.ok + s.lost == 12 and s.failed == 0 and s.pending == s.lost
+    with Store.open(out) as st:
+        assert st.runs()[0]["state"] == "incomplete"
+    again = run_sweep(spec, out, scheduler=cluster.scheduler_address)
+    assert (again.skipped, again.ok, again.pending) == (12 - s.lost, s.lost, 0)

@@ -65,7 +65,7 @@ def default_workers() -> int:
 
 
 def local_cluster(workers=None, **kwargs):
-    """A LocalCluster for sweeps: `workers` processes of one thread each on 127.0.0.1, no dashboard.
+    """A LocalCluster for sweeps: `workers` processes of one thread each, on 127.0.0.1 (its HTTP port too).
 
     Its scheduler fails a point after ALLOWED_FAILURES + 1 worker deaths and queues points on
     the scheduler (worker-saturation 1.0). Extra kwargs go to LocalCluster.
@@ -76,7 +76,7 @@ def local_cluster(workers=None, **kwargs):
     n = default_workers() if workers is None else workers
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
-    opts = dict(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+    opts = dict(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0",
                 silence_logs=logging.ERROR)
     opts.update(kwargs)
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
@@ -127,8 +127,9 @@ def run_sweep(spec, out, *, scheduler=None, workers=None, retry_failed=False, pr
     retry_failed: run the points recorded as failed again (by default they count as done).
     progress: show a progress bar (None: only when stderr is a terminal).
     """
+    from concurrent.futures import CancelledError  # what a cancelled Dask future raises, in every version
+
     from distributed import Client, as_completed
-    from distributed.client import FutureCancelledError
     from distributed.scheduler import KilledWorker
     from tqdm.auto import tqdm
 
@@ -179,7 +180,7 @@ def run_sweep(spec, out, *, scheduler=None, workers=None, retry_failed=False, pr
                         p = by_key[fut.key]
                         try:
                             res = fut.result()
-                        except FutureCancelledError:
+                        except CancelledError:
                             continue  # not the point's fault: it stays pending
                         except KilledWorker as e:
                             res = _driver_failure(e, "KilledWorker: its worker process died while running it")
@@ -202,6 +203,8 @@ def run_sweep(spec, out, *, scheduler=None, workers=None, retry_failed=False, pr
             if cluster is not None:
                 with contextlib.suppress(Exception):
                     cluster.close()
+            if state == "done" and ok + failed < len(todo):
+                state = "incomplete"  # some points never came back (the cluster went away): still pending
             store.end_run(run_id, state, ok, failed)
         lost = len(todo) - ok - failed
         after = list(store.statuses(p.key for p in points).values())

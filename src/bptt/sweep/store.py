@@ -7,7 +7,8 @@ Table `points`, one row per point (key = the hash of its canonical config, see s
     seconds (duration inside the worker), worker ("host:pid"), blas_threads, version (bptt on the
     worker), run_id (the run that recorded it), added_at.
 Table `runs`, one row per `bptt sweep` invocation: when it started, when its cluster was ready,
-when it ended and how (done / interrupted / running if the driver died), where it ran, how many
+when it ended and how (done; incomplete: some points never came back from the cluster;
+interrupted; running: the driver died), where it ran, how many
 threads, how many points it had to do and how many came back ok or failed.
 
 Every result is its own transaction, committed (and synced) before the next is read, so a driver
