@@ -134,16 +134,30 @@ def flow(model, x, y, *, h0=None) -> Flow:
     S = trace.S[:, 0]  # (T+1, H)
     df = activations.get(model.activation).df_from_output(S[1:])  # (T, H)
     e = dQ @ model.V  # (T, H): row t is dE_t/ds_t
-    G = np.zeros((T, model.H), dtype=model.dtype)  # row t: dE_t/ds_k at the current step k
     dE_ds = np.zeros((T, T), dtype=model.dtype)
     dE_dz = np.zeros((T, T), dtype=model.dtype)
+    # the compiled loop (kernels.py, Numba) where per-call overhead, not the (T-k) H^2 products, is
+    # the cost of a step: T H^2 up to 2^20 (T = 256, H = 64)
+    from .core import _kernels
+    kernels = _kernels(1, 1) if T * model.H ** 2 <= 1 << 20 else None
+    if kernels is not None:  # the loop below, compiled (kernels.py): no per-call overhead
+        kernels.flow_steps(e, np.ascontiguousarray(df), np.ascontiguousarray(W), dE_ds, dE_dz)
+        return Flow(trace, dQ, dE_ds, dE_dz, loss)
+    # Speed: seven NumPy calls a step and no allocation. Squared norms go straight into the table
+    # (einsum, one pass, no temporary) and one square root of each table at the end; the product
+    # writes into a second buffer with out= and the two buffers swap.
+    G = np.zeros((T, model.H), dtype=model.dtype)  # row t: dE_t/ds_k at the current step k
+    G_next = np.empty_like(G)  # row t: dE_t/ds_{k-1}
     for k in range(T - 1, -1, -1):
         G[k] = e[k]  # output k starts at its own state
         g = G[k:]  # (T-k, H): outputs t >= k
-        dE_ds[k:, k] = np.linalg.norm(g, axis=1)
+        np.einsum("th,th->t", g, g, out=dE_ds[k:, k])  # ||dE_t/ds_k||^2
         g *= df[k]  # dE_t/dz_k
-        dE_dz[k:, k] = np.linalg.norm(g, axis=1)
-        G[k:] = g @ W  # dE_t/ds_{k-1}
+        np.einsum("th,th->t", g, g, out=dE_dz[k:, k])  # ||dE_t/dz_k||^2
+        np.matmul(g, W, out=G_next[k:])  # dE_t/ds_{k-1}
+        G, G_next = G_next, G
+    np.sqrt(dE_ds, out=dE_ds)
+    np.sqrt(dE_dz, out=dE_dz)
     return Flow(trace, dQ, dE_ds, dE_dz, loss)
 
 
