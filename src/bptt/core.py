@@ -142,6 +142,21 @@ def _kernels(N, H):
     return _compiled["kernels"] or None
 
 
+COMPILED_MAX_PRODUCT = 1 << 25  # M * K * P up to which a product over all steps runs compiled
+
+
+def _matmul(A, B, tn=False):
+    """A @ B, or A^T @ B when tn, for the products over all steps: BLAS, or for small ones the
+    compiled loop (single-threaded; see kernels.matmul for why that is faster there)."""
+    M, K = A.shape
+    kernels = _kernels(1, 1) if M * K * B.shape[1] <= COMPILED_MAX_PRODUCT else None
+    if kernels is None:
+        return A.T @ B if tn else A @ B
+    out = np.empty((K if tn else M, B.shape[1]), dtype=A.dtype)
+    (kernels.matmul_tn if tn else kernels.matmul)(np.ascontiguousarray(A), np.ascontiguousarray(B), out)
+    return out
+
+
 _F_INTO = {
     "tanh": np.tanh,
     "relu": lambda z, out: np.maximum(z, 0, out=out),
@@ -159,7 +174,10 @@ def _forward(model, xin, h0):
     WT = model.W.T
     kernels = _kernels(N, H)
     if kernels is not None:  # the loop below, compiled
-        kernels.forward_steps(Z, S, np.ascontiguousarray(WT), ACT_CODES[model.activation])
+        act = ACT_CODES[model.activation]
+        if act == 0 and model.dtype == np.float32:
+            act = 4  # tanh for float32 by exp in float64: see kernels.py
+        kernels.forward_steps(Z, S, np.ascontiguousarray(WT), act)
     else:
         for t in range(T):
             s_prev, s, z = S[t], S[t + 1], Z[t]  # (N, H) views
@@ -169,7 +187,7 @@ def _forward(model, xin, h0):
                 f_into(z, out=s)  # s_t = f(z_t)
             else:
                 s[...] = f(z)
-    Q = (S[1:].reshape(T * N, H) @ model.V.T).reshape(T, N, model.O)  # one product for all steps
+    Q = _matmul(S[1:].reshape(T * N, H), model.V.T).reshape(T, N, model.O)  # one product for all steps
     if model.c is not None:
         Q += model.c
     return Trace(model, xin, S, Z, Q)
@@ -237,7 +255,7 @@ def _df(model, S):
 def _backward(trace: Trace, dQ, K):
     model, xin = trace.model, trace.inputs
     S, T, N, H = trace.S, xin.T, xin.N, model.H
-    dS = (dQ.reshape(T * N, -1) @ model.V).reshape(T, N, H)  # dE_t/ds_t from output t itself
+    dS = _matmul(dQ.reshape(T * N, -1), model.V).reshape(T, N, H)  # dE_t/ds_t from output t itself
     dZ = _df(model, S)  # (T, N, H): ds_t/dz_t, turned into delta_t = dE/dz_t in place
     W = model.W
     kernels = _kernels(N, H)
@@ -284,8 +302,8 @@ def _weight_grads(trace, dQ, dZ, dh0):
     model, xin = trace.model, trace.inputs
     H, O = model.H, model.O
     dZ2 = dZ.reshape(-1, H)  # (T*N, H)
-    dW = dZ2.T @ trace.S[:-1].reshape(-1, H)  # sum_t delta_t s_{t-1}^T
-    dV = dQ.reshape(-1, O).T @ trace.S[1:].reshape(-1, H)  # sum_t dq_t s_t^T
+    dW = _matmul(dZ2, trace.S[:-1].reshape(-1, H), tn=True)  # sum_t delta_t s_{t-1}^T
+    dV = _matmul(dQ.reshape(-1, O), trace.S[1:].reshape(-1, H), tn=True)  # sum_t dq_t s_t^T
     if xin.ids is not None:
         kernels = _kernels(1, 1)
         ids = xin.ids.T.reshape(-1)  # (T*N,)
