@@ -41,8 +41,11 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
+    ap.add_argument("--plot-only", action="store_true", help="redraw the figure and table from the results")
     args = ap.parse_args()
     out = HERE / "results" / "success_vs_length.jsonl"
+    if args.plot_only:
+        return plot(out, HERE / "figures" / "success_vs_length.png")
     done = {(r["task"], r["method"], r["T"], r["seed"], r["max_steps"])
             for r in map(json.loads, out.read_text().splitlines())} if out.exists() else set()
     for task in args.tasks:
@@ -98,6 +101,26 @@ def plot(results, path):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"wrote {path}")
+    print(table(rows))
+
+
+def table(rows):
+    """Successes / runs for each task, method and length, as a Markdown table."""
+    lines = []
+    for task in TASKS:
+        rs = [r for r in rows if r["task"] == task]
+        Ts = sorted({r["T"] for r in rs})
+        if not Ts:
+            continue
+        lines += [f"| {task} | " + " | ".join(f"T = {T}" for T in Ts) + " |", "|---" * (len(Ts) + 1) + "|"]
+        for method in METHODS:
+            cells = []
+            for T in Ts:
+                c = [r for r in rs if r["method"] == method and r["T"] == T]
+                cells.append(f"{sum(r['success'] for r in c)}/{len(c)}" if c else "")
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
