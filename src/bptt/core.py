@@ -114,7 +114,7 @@ def forward(model: RNN, x, h0=None) -> Trace:
 # small, the same loops run compiled (kernels.py, written step for step like the loops here),
 # which removes the per-call overhead altogether; results agree to rounding.
 ACT_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}  # kernels.py's activation codes
-COMPILED_MAX_WORK = 1 << 17  # N * H * H multiply-adds per step up to which the compiled loop wins
+COMPILED_MAX_WORK = 1 << 20  # N * H * H multiply-adds per step up to which the compiled loop wins
 _compiled = {"enabled": os.environ.get("BPTT_COMPILED", "1") != "0", "kernels": None}
 
 
@@ -142,7 +142,7 @@ def _kernels(N, H):
     return _compiled["kernels"] or None
 
 
-COMPILED_MAX_PRODUCT = 1 << 25  # M * K * P up to which a product over all steps runs compiled
+COMPILED_MAX_PRODUCT = 1 << 27  # M * K * P up to which a product over all steps runs compiled
 
 
 def _matmul(A, B, tn=False):
