@@ -1,6 +1,7 @@
 """Part 4: time and peak memory of bptt.gradients against T, H and N, beside the matrix-multiply floor.
 
-The floor is what this machine's BLAS needs for the same products, measured here with NumPy:
+The floor is what this machine's BLAS needs for the same products, measured here with NumPy (the
+faster of all threads and one thread, each part timed interleaved with bptt):
   sequential  2 T products (N, H) @ (H, H), one after another (forward W s_{t-1}, backward W^T delta_t),
               called in a loop with out= as cheaply as NumPy allows
   large       the four products over all steps at once: S V^T (T*N, H)(H, O), dQ V (T*N, O)(O, H),
@@ -48,6 +49,20 @@ def floor_fns(N, T, H, dtype):
     return sequential, large
 
 
+def one_thread(fn):
+    """fn with BLAS on one thread (threadpoolctl), or fn itself when threadpoolctl is missing."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return fn
+    blas = ThreadpoolController()
+
+    def run():
+        with blas.limit(limits=1, user_api="blas"):
+            fn()
+    return run
+
+
 def peak_memory(fn):
     tracemalloc.start()
     try:
@@ -62,9 +77,13 @@ def measure(N, T, H, dtype, rounds):
     model = bptt.random_rnn(H, O, O, seed=rng, dtype=dtype)
     x, y = rng.integers(0, O, (N, T)), rng.integers(0, O, (N, T))
     seq, large = floor_fns(N, T, H, dtype)
-    t = interleaved({"bptt": lambda: bptt.gradients(model, x, y), "sequential": seq, "large": large},
-                    rounds=rounds)
+    t = interleaved({"bptt": lambda: bptt.gradients(model, x, y), "sequential": seq, "large": large,
+                     "sequential 1 thread": one_thread(seq), "large 1 thread": one_thread(large)}, rounds=rounds)
     m = {k: v.median for k, v in t.items()}
+    # the floor is the faster of BLAS on all threads and on one: small per-step products are
+    # faster on one thread (no hand-off to the other thread at every call)
+    m["sequential"] = min(m.pop("sequential"), m.pop("sequential 1 thread"))
+    m["large"] = min(m.pop("large"), m.pop("large 1 thread"))
     m["floor"] = m["sequential"] + m["large"]
     m["peak_bytes"] = peak_memory(lambda: bptt.gradients(model, x, y))
     return m

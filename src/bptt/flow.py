@@ -148,14 +148,16 @@ def flow(model, x, y, *, h0=None) -> Flow:
     # writes into a second buffer with out= and the two buffers swap.
     G = np.zeros((T, model.H), dtype=model.dtype)  # row t: dE_t/ds_k at the current step k
     G_next = np.empty_like(G)  # row t: dE_t/ds_{k-1}
-    for k in range(T - 1, -1, -1):
-        G[k] = e[k]  # output k starts at its own state
-        g = G[k:]  # (T-k, H): outputs t >= k
-        np.einsum("th,th->t", g, g, out=dE_ds[k:, k])  # ||dE_t/ds_k||^2
-        g *= df[k]  # dE_t/dz_k
-        np.einsum("th,th->t", g, g, out=dE_dz[k:, k])  # ||dE_t/dz_k||^2
-        np.matmul(g, W, out=G_next[k:])  # dE_t/ds_{k-1}
-        G, G_next = G_next, G
+    from .core import _one_blas_thread  # one BLAS thread in time loops: see core._one_blas_thread
+    with _one_blas_thread():
+        for k in range(T - 1, -1, -1):
+            G[k] = e[k]  # output k starts at its own state
+            g = G[k:]  # (T-k, H): outputs t >= k
+            np.einsum("th,th->t", g, g, out=dE_ds[k:, k])  # ||dE_t/ds_k||^2
+            g *= df[k]  # dE_t/dz_k
+            np.einsum("th,th->t", g, g, out=dE_dz[k:, k])  # ||dE_t/dz_k||^2
+            np.matmul(g, W, out=G_next[k:])  # dE_t/ds_{k-1}
+            G, G_next = G_next, G
     np.sqrt(dE_ds, out=dE_ds)
     np.sqrt(dE_dz, out=dE_dz)
     return Flow(trace, dQ, dE_ds, dE_dz, loss)
