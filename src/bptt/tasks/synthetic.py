@@ -4,8 +4,8 @@ adding, variant "hochreiter" (Hochreiter & Schmidhuber 1997, experiment 4): inpu
   in U[-1, 1], marker). One of the first 10 pairs and one of the first T/2 - 1 still unmarked pairs
   are marked 1; the first and last pairs carry marker -1 unless marked; if the first pair is marked,
   its value X1 is set to 0. Lengths vary between T and T + T/10 (drawn once per batch here, since a
-  batch shares its length; the held-out set has length T + T/20). Target at the last step: 0.5 + (X1 + X2) / 4. A sequence is "processed
-  correctly" when the final absolute error is below 0.04.
+  batch shares its length; the held-out set has length T + T/20). Target at the last step:
+  0.5 + (X1 + X2) / 4. A sequence is "processed correctly" when the final absolute error is below 0.04.
   Memoryless baseline: predicting the mean 0.5 gives MSE Var(target) = (E[X1^2] + E[X2^2]) / 16
   = (0.9 / 3 + 1 / 3) / 16 = 0.0395833 (X1 = 0 with probability 1/10).
 adding, variant "le" (Le, Jaitly & Hinton 2015): values U[0, 1], markers 0 except two 1s (one in the
