@@ -61,7 +61,6 @@ class CheckReport:
 
     def __str__(self):
         head = f"{'param':<6} {'checked':>11} {'max abs err':>12} {'max rel err':>12} {'step':>7}  result"
-        kinks = sum(r.kinks for r in self.rows)
         lines = [f"finite differences (five-point, float64), loss = {self.loss:.10g}, tol = {self.tol:g}", head]
         for r in self.rows:
             lines.append(f"{r.name:<6} {f'{r.checked}/{r.total}':>11} {r.max_abs:>12.2e} {r.max_rel:>12.2e} "

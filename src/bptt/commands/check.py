@@ -5,17 +5,13 @@ import json
 
 import numpy as np
 
+from ._model import add_model_arguments, model_from_args
+
 HELP = "check gradients against finite differences and every installed framework"
 
 
 def add_arguments(p):
-    p.add_argument("--model", metavar="FILE", help="a model saved with RNN.save (.npz); default: a random model")
-    p.add_argument("--hidden", type=int, default=8, help="H for a random model (default 8)")
-    p.add_argument("--inputs", type=int, default=5, help="D for a random model (default 5)")
-    p.add_argument("--outputs", type=int, default=5, help="O for a random model (default 5)")
-    p.add_argument("--activation", default="tanh", help="tanh, relu, sigmoid or identity (default tanh)")
-    p.add_argument("--bias", action="store_true", help="give the random model biases b and c")
-    p.add_argument("--radius", type=float, help="rescale W to this spectral radius")
+    add_model_arguments(p, hidden=8, inputs=5, outputs=5)
     p.add_argument("--length", type=int, default=10, help="T, steps of the random sequence (default 10)")
     p.add_argument("--batch", type=int, default=1, help="N, sequences (default 1)")
     p.add_argument("--truncate", type=int, help="the notebook's truncation K (checked against frameworks)")
@@ -70,16 +66,8 @@ def verify(model, x, y, *, truncate=None, frameworks="installed", h0=None):
 
 
 def run(args) -> int:
-    import bptt
-
     rng = np.random.default_rng(args.seed)
-    if args.model:
-        model = bptt.RNN.load(args.model)
-    else:
-        model = bptt.random_rnn(args.hidden, args.inputs, args.outputs, seed=rng, activation=args.activation,
-                                bias=args.bias, radius=args.radius)
-        if args.bias:
-            model = model.replace(b=rng.normal(0, 0.1, model.H), c=rng.normal(0, 0.1, model.O))
+    model = model_from_args(args, rng)
     for name in ("length", "batch"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}")

@@ -5,19 +5,13 @@ import json
 
 import numpy as np
 
+from ._model import add_model_arguments, model_from_args
+
 HELP = "how the gradient shrinks or grows with the lag: measured, bounded and explained"
 
 
 def add_arguments(p):
-    p.add_argument("--model", metavar="FILE", help="a model saved with RNN.save (.npz); default: a random model")
-    p.add_argument("--hidden", type=int, default=16, help="H for a random model (default 16)")
-    p.add_argument("--inputs", type=int, default=8, help="D for a random model (default 8)")
-    p.add_argument("--outputs", type=int, default=8, help="O for a random model (default 8)")
-    p.add_argument("--activation", default="tanh", help="tanh, relu, sigmoid or identity (default tanh)")
-    p.add_argument("--init", default="orthogonal", help="W's initialiser: uniform, normal, orthogonal (default) "
-                                                         "or identity")
-    p.add_argument("--std", type=float, help="standard deviation for --init normal")
-    p.add_argument("--radius", type=float, help="rescale W to this spectral radius")
+    add_model_arguments(p, hidden=16, inputs=8, outputs=8, init="orthogonal")
     p.add_argument("--length", type=int, default=50, help="T, steps of each random sequence (default 50)")
     p.add_argument("--batch", type=int, default=1, help="N, random sequences to average over (default 1)")
     p.add_argument("--x", metavar="FILE", help=".npy inputs: ids (T,) / (N, T) or vectors (T, D) / (N, T, D)")
@@ -171,14 +165,8 @@ def plot(res, directory, progress=True) -> list:
 def run(args) -> int:
     import sys
 
-    import bptt
-
     rng = np.random.default_rng(args.seed)
-    if args.model:
-        model = bptt.RNN.load(args.model)
-    else:
-        model = bptt.random_rnn(args.hidden, args.inputs, args.outputs, seed=rng, init=args.init, std=args.std,
-                                radius=args.radius, activation=args.activation)
+    model = model_from_args(args, rng)
     x, y = _data(args, model, rng)
     if args.plot:
         from bptt.plots import require_matplotlib
