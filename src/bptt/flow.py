@@ -136,19 +136,14 @@ def flow(model, x, y, *, h0=None) -> Flow:
     e = dQ @ model.V  # (T, H): row t is dE_t/ds_t
     dE_ds = np.zeros((T, T), dtype=model.dtype)
     dE_dz = np.zeros((T, T), dtype=model.dtype)
-    # the compiled loop (kernels.py, Numba) where per-call overhead, not the (T-k) H^2 products, is
-    # the cost of a step: T H^2 up to 2^20 (T = 256, H = 64)
-    from .core import _kernels
-    kernels = _kernels(1, 1) if T * model.H ** 2 <= 1 << 20 else None
-    if kernels is not None:  # the loop below, compiled (kernels.py): no per-call overhead
-        kernels.flow_steps(e, np.ascontiguousarray(df), np.ascontiguousarray(W), dE_ds, dE_dz)
-        return Flow(trace, dQ, dE_ds, dE_dz, loss)
     # Speed: seven NumPy calls a step and no allocation. Squared norms go straight into the table
     # (einsum, one pass, no temporary) and one square root of each table at the end; the product
     # writes into a second buffer with out= and the two buffers swap.
     G = np.zeros((T, model.H), dtype=model.dtype)  # row t: dE_t/ds_k at the current step k
     G_next = np.empty_like(G)  # row t: dE_t/ds_{k-1}
-    from .core import _one_blas_thread  # one BLAS thread in time loops: see core._one_blas_thread
+    # one BLAS thread for the per-step products (see core._one_blas_thread): 35 ms against 86 ms
+    # for a compiled loop (Numba) and about 1 s on two threads on a busy machine, at T = 256, H = 64
+    from .core import _one_blas_thread
     with _one_blas_thread():
         for k in range(T - 1, -1, -1):
             G[k] = e[k]  # output k starts at its own state

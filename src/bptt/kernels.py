@@ -96,42 +96,11 @@ def scatter_rows(ids, rows, out):
 
 
 @numba.njit(cache=True)
-def flow_steps(e, df, W, dE_ds, dE_dz):
-    """flow.py's loop, compiled. e (T, H): row t is dE_t/ds_t. df (T, H): f'(z_k). W (H, H).
-    dE_ds, dE_dz (T, T) zeros on entry; on exit [t, k] = ||dE_t/ds_k||, ||dE_t/dz_k|| for k <= t.
-    G[t] holds dE_t/ds_k at the current step k, for the outputs t >= k."""
-    T, H = e.shape
-    G = np.zeros((T, H), dtype=e.dtype)
-    row = np.empty(H, dtype=e.dtype)
-    for k in range(T - 1, -1, -1):
-        G[k] = e[k]  # output k starts at its own state
-        d = df[k]
-        for t in range(k, T):
-            g = G[t]
-            ss = 0.0
-            sz = 0.0
-            for i in range(H):
-                ss += g[i] * g[i]
-                g[i] *= d[i]  # dE_t/dz_k
-                sz += g[i] * g[i]
-            dE_ds[t, k] = math.sqrt(ss)
-            dE_dz[t, k] = math.sqrt(sz)
-            row[:] = 0
-            for i in range(H):  # dE_t/ds_{k-1} = W^T dE_t/dz_k: an axpy per row of W
-                gi = g[i]
-                w = W[i]
-                for j in range(H):
-                    row[j] += w[j] * gi
-            g[:] = row
-
-
-@numba.njit(cache=True)
 def matmul(A, B, out):
     """out = A @ B for A (M, K), B (K, P), out (M, P): row by row, an axpy per element of A.
 
-    For the products over all steps at small sizes (T * N * H * H up to core.COMPILED_MAX_PRODUCT):
-    there OpenBLAS splits each product over its threads, and on a busy machine waiting for the
-    second thread was measured to cost several times the product itself."""
+    For the tiniest products over all steps (up to core.COMPILED_MAX_PRODUCT multiply-adds), where
+    a BLAS call and the thread limit around it cost more than the product."""
     M, K = A.shape
     for m in range(M):
         o = out[m]
