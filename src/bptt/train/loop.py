@@ -59,13 +59,16 @@ def initial_model(cfg: TrainConfig, task):
 
 
 def lag_fraction(fl, threshold) -> float:
-    """Share of the W-gradient's term norms with lag t - k >= threshold (see the module's notes)."""
-    T = fl.T
-    snorm = np.linalg.norm(fl.trace.S[:-1, 0], axis=1)  # ||s_{k-1}|| for k = 0..T-1
-    terms = fl.dE_dz * snorm[None, :]
-    t, k = np.indices((T, T))
-    total = terms.sum()
-    return float(terms[(t - k) >= threshold].sum() / total) if total > 0 else 0.0
+    """Share of the W-gradient's term norms with lag t - k >= threshold (see the module's notes).
+
+    The analysis's Flow.by_lag().beyond[l] is the share at lags > l, so this is beyond[threshold - 1].
+    """
+    if threshold <= 0:
+        return 1.0
+    if threshold >= fl.T:
+        return 0.0
+    share = float(fl.by_lag().beyond[threshold - 1])
+    return 0.0 if np.isnan(share) else share
 
 
 @dataclass
