@@ -115,7 +115,7 @@ def forward(model: RNN, x, h0=None) -> Trace:
 # small, the same loops run compiled (kernels.py, written step for step like the loops here),
 # which removes the per-call overhead altogether; results agree to rounding.
 ACT_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}  # kernels.py's activation codes
-COMPILED_MAX_WORK = 1 << 20  # N * H * H multiply-adds per step up to which the compiled loop wins
+COMPILED_MAX_WORK = 1 << 17  # N * H * H multiply-adds per step up to which the compiled loop wins
 _compiled = {"enabled": os.environ.get("BPTT_COMPILED", "1") != "0", "kernels": None, "blas": None}
 
 
@@ -143,14 +143,21 @@ def _kernels(N, H):
     return _compiled["kernels"] or None
 
 
-def _one_blas_thread():
-    """A context in which BLAS runs on one thread (threadpoolctl, in the `fast` extra), else a no-op.
+ONE_THREAD_MAX_PRODUCT = 1 << 22  # multiply-adds per product below which BLAS gets one thread
 
-    For the time loops: a per-step product (N, H) @ (H, H) is small, yet OpenBLAS splits it over
-    its threads and waits for all of them at every step. On a busy 2-core machine that wait was
-    measured at 17 times the product itself (6.5 s against 0.38 s for a forward pass with N = 64,
-    T = 200, H = 256). The products over all steps keep every thread.
+
+def _one_blas_thread(work):
+    """A context in which BLAS runs on one thread when a product has fewer than
+    ONE_THREAD_MAX_PRODUCT multiply-adds (threadpoolctl, in the `fast` extra), else a no-op.
+
+    Small products are not worth splitting, yet OpenBLAS splits them over its threads and waits
+    for all of them at every call, at every time step in the loops. Measured on 2 cores: on a
+    quiet machine one thread is faster below about 2^22 multiply-adds, two above; on a busy one
+    the wait can cost many times the product (a forward pass with N = 64, T = 200, H = 256 took
+    6.5 s on two threads against 0.38 s on one).
     """
+    if work >= ONE_THREAD_MAX_PRODUCT:
+        return contextlib.nullcontext()
     if _compiled["blas"] is None:
         try:
             from threadpoolctl import ThreadpoolController
@@ -162,18 +169,16 @@ def _one_blas_thread():
 
 
 COMPILED_MAX_PRODUCT = 1 << 20  # M * K * P up to which a product over all steps runs compiled
-ONE_THREAD_MAX_PRODUCT = 1 << 27  # ... and up to which BLAS runs it on one thread
 
 
 def _matmul(A, B, tn=False):
     """A @ B, or A^T @ B when tn, for the products over all steps. The tiniest run compiled (no
-    BLAS call overhead), mid-sized ones on one BLAS thread (splitting them costs more than it
-    saves: 1.1 ms against 2.4 ms for (1000, 128) @ (128, 128), measured), large ones on all."""
+    BLAS call overhead), small ones on one BLAS thread, large ones on all (see _one_blas_thread)."""
     M, K = A.shape
     work = M * K * B.shape[1]
     kernels = _kernels(1, 1) if work <= COMPILED_MAX_PRODUCT else None
     if kernels is None:
-        with _one_blas_thread() if work <= ONE_THREAD_MAX_PRODUCT else contextlib.nullcontext():
+        with _one_blas_thread(work):
             return A.T @ B if tn else A @ B
     out = np.empty((K if tn else M, B.shape[1]), dtype=A.dtype)
     (kernels.matmul_tn if tn else kernels.matmul)(np.ascontiguousarray(A), np.ascontiguousarray(B), out)
@@ -203,7 +208,7 @@ def _forward(model, xin, h0):
             act = 4  # tanh for float32 by exp in float64: see kernels.py
         kernels.forward_steps(Z, S, np.ascontiguousarray(WT), act)
     else:
-        with _one_blas_thread():
+        with _one_blas_thread(N * H * H):
             for t in range(T):
                 s_prev, s, z = S[t], S[t + 1], Z[t]  # (N, H) views
                 np.matmul(s_prev, WT, out=s)  # W s_{t-1}, parked in s_t's row until f(z_t) overwrites it
@@ -289,7 +294,7 @@ def _backward(trace: Trace, dQ, K):
         kernels.backward_steps(dS, dZ, W, dh0)
     elif K is None or K >= T:
         dh = np.zeros((N, H), dtype=model.dtype)  # dE/ds_t from the steps after t
-        with _one_blas_thread():
+        with _one_blas_thread(N * H * H):
             for t in range(T - 1, -1, -1):
                 ds, dz = dS[t], dZ[t]  # (N, H) views
                 ds += dh  # dE/ds_t: from output t, and from step t + 1 through W

@@ -141,10 +141,10 @@ def flow(model, x, y, *, h0=None) -> Flow:
     # writes into a second buffer with out= and the two buffers swap.
     G = np.zeros((T, model.H), dtype=model.dtype)  # row t: dE_t/ds_k at the current step k
     G_next = np.empty_like(G)  # row t: dE_t/ds_{k-1}
-    # one BLAS thread for the per-step products (see core._one_blas_thread): 35 ms against 86 ms
+    # one BLAS thread for small per-step products (see core._one_blas_thread): 35 ms against 86 ms
     # for a compiled loop (Numba) and about 1 s on two threads on a busy machine, at T = 256, H = 64
     from .core import _one_blas_thread
-    with _one_blas_thread():
+    with _one_blas_thread(T * model.H ** 2 // 2):
         for k in range(T - 1, -1, -1):
             G[k] = e[k]  # output k starts at its own state
             g = G[k:]  # (T-k, H): outputs t >= k
