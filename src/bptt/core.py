@@ -156,7 +156,7 @@ def _one_blas_thread(work):
     the wait can cost many times the product (a forward pass with N = 64, T = 200, H = 256 took
     6.5 s on two threads against 0.38 s on one).
     """
-    if work >= ONE_THREAD_MAX_PRODUCT:
+    if work < 1 << 18 or work >= ONE_THREAD_MAX_PRODUCT:  # below 2^18 OpenBLAS uses one thread itself
         return contextlib.nullcontext()
     if _compiled["blas"] is None:
         try:
@@ -168,21 +168,11 @@ def _one_blas_thread(work):
     return blas.limit(limits=1, user_api="blas") if blas else contextlib.nullcontext()
 
 
-COMPILED_MAX_PRODUCT = 1 << 20  # M * K * P up to which a product over all steps runs compiled
-
-
 def _matmul(A, B, tn=False):
-    """A @ B, or A^T @ B when tn, for the products over all steps. The tiniest run compiled (no
-    BLAS call overhead), small ones on one BLAS thread, large ones on all (see _one_blas_thread)."""
-    M, K = A.shape
-    work = M * K * B.shape[1]
-    kernels = _kernels(1, 1) if work <= COMPILED_MAX_PRODUCT else None
-    if kernels is None:
-        with _one_blas_thread(work):
-            return A.T @ B if tn else A @ B
-    out = np.empty((K if tn else M, B.shape[1]), dtype=A.dtype)
-    (kernels.matmul_tn if tn else kernels.matmul)(np.ascontiguousarray(A), np.ascontiguousarray(B), out)
-    return out
+    """A @ B, or A^T @ B when tn, for the products over all steps: small ones on one BLAS thread,
+    large ones on all (see _one_blas_thread)."""
+    with _one_blas_thread(A.shape[0] * A.shape[1] * B.shape[1]):
+        return A.T @ B if tn else A @ B
 
 
 # f(z, out=s) for the activations that have such a form, so the NumPy loop allocates nothing

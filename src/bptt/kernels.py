@@ -94,36 +94,3 @@ def scatter_rows(ids, rows, out):
         for i in range(r.shape[0]):
             o[i] += r[i]
 
-
-@numba.njit(cache=True)
-def matmul(A, B, out):
-    """out = A @ B for A (M, K), B (K, P), out (M, P): row by row, an axpy per element of A.
-
-    For the tiniest products over all steps (up to core.COMPILED_MAX_PRODUCT multiply-adds), where
-    a BLAS call and the thread limit around it cost more than the product."""
-    M, K = A.shape
-    for m in range(M):
-        o = out[m]
-        o[:] = 0
-        a = A[m]
-        for k in range(K):
-            ak = a[k]
-            b = B[k]
-            for p in range(o.shape[0]):
-                o[p] += ak * b[p]
-
-
-@numba.njit(cache=True)
-def matmul_tn(A, B, out):
-    """out = A^T @ B for A (M, K), B (M, P), out (K, P): the sum over rows m of A[m]^T B[m], the
-    weight gradients' form (sum over steps of delta_t s_{t-1}^T)."""
-    out[:] = 0
-    M, K = A.shape
-    for m in range(M):
-        a = A[m]
-        b = B[m]
-        for k in range(K):
-            ak = a[k]
-            o = out[k]
-            for p in range(b.shape[0]):
-                o[p] += ak * b[p]
