@@ -44,9 +44,9 @@ def torch_fn(model, x, y):
     rnn = torch.nn.RNN(D, H, bias=False, batch_first=True).to(dt)
     lin = torch.nn.Linear(H, O, bias=False).to(dt)
     with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.from_numpy(model.U))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(model.W))
-        lin.weight.copy_(torch.from_numpy(model.V))
+        rnn.weight_ih_l0.copy_(torch.tensor(model.U))
+        rnn.weight_hh_l0.copy_(torch.tensor(model.W))
+        lin.weight.copy_(torch.tensor(model.V))
     X = torch.nn.functional.one_hot(torch.from_numpy(x), D).to(dt)  # (N, T, D)
     Y = torch.from_numpy(y).reshape(-1)
     params = [rnn.weight_ih_l0, rnn.weight_hh_l0, lin.weight]

@@ -4,11 +4,11 @@ Why: at small N * H one time step is a few thousand multiply-adds, which a compi
 about a microsecond, while NumPy spends about a microsecond on *each call* (three calls a step).
 So for short, narrow problems the per-call overhead is the whole cost, and a compiled loop over all
 T steps removes it. For large N * H the per-step products are real matrix products and BLAS wins;
-core.py picks by size (see core._compiled_for).
+core.py picks by size (core._kernels, core.COMPILED_MAX_WORK).
 
 Each kernel is the NumPy loop of core.py written out element by element, step for step:
   forward step    z_t = (U x_t + b) + W s_{t-1},  s_t = f(z_t)
-  backward step   dE/ds_t += dE/ds_{t-1}-part,  delta_t = dE/ds_t * f'(z_t),  dE/ds_{t-1} = W^T delta_t
+  backward step   dE/ds_t += W^T delta_{t+1},  delta_t = dE/ds_t * f'(z_t)
 so the results equal core.py's NumPy path up to the order of floating-point additions inside
 the products (tests/test_perf_equivalence.py checks this to 1e-12 in float64). No fastmath: the
 compiled loops keep IEEE semantics, and the inner loops vectorise without reordering sums
