@@ -85,6 +85,8 @@ class RNN:
             a = np.array(a, dtype=dtype, copy=True)
             a.flags.writeable = False
             object.__setattr__(self, k, a)
+        nonfinite = [k for k in PARAMS if k in arrays and not np.isfinite(getattr(self, k)).all()]
+        object.__setattr__(self, "_nonfinite", nonfinite[0] if nonfinite else None)
 
     # sizes ---------------------------------------------------------------------------
     @property
@@ -109,9 +111,12 @@ class RNN:
         return {k: getattr(self, k) for k in PARAMS if getattr(self, k) is not None}
 
     def check_finite(self) -> None:
-        """Raise a ValueError naming the first NaN or Inf weight (forward calls this on every run)."""
-        for k, a in self.params.items():
-            _finite(k, a)
+        """Raise a ValueError naming the first NaN or Inf weight (forward calls this on every run).
+
+        The arrays are read-only copies, so whether they are finite is found once, at construction.
+        """
+        if self._nonfinite is not None:
+            _finite(self._nonfinite, getattr(self, self._nonfinite))
 
     def replace(self, **changes) -> "RNN":
         """A new model with some fields changed: model.replace(W=2 * model.W)."""

@@ -66,9 +66,8 @@ def inputs(model, x) -> Inputs:
                 f"(x.argmax(-1) = {x.argmax(-1).tolist()}) or one-hot rows as floats (np.asarray(x, float))")
         if x.ndim not in (1, 2):
             raise ValueError(f"token ids must have shape (T,) or (N, T), got shape {x.shape}")
-        bad = (x < 0) | (x >= D)
-        if bad.any():
-            pos = _first_bad(bad)
+        if x.min() < 0 or x.max() >= D:  # two reductions; the mask only to name the culprit
+            pos = _first_bad((x < 0) | (x >= D))
             raise ValueError(f"token id {int(x[pos])} at position {pos if len(pos) > 1 else pos[0]} is out of "
                              f"range: the model has D = {D} inputs, so ids must lie in 0..{D - 1}")
         ids = np.asarray(x, dtype=np.int64).reshape(-1, x.shape[-1])
@@ -133,9 +132,8 @@ def targets(model, y, xin: Inputs) -> Targets:
 
 
 def _ids(ids, O):
-    bad = (ids < -1) | (ids >= O)
-    if bad.any():
-        pos = _first_bad(bad)
+    if ids.min() < -1 or ids.max() >= O:
+        pos = _first_bad((ids < -1) | (ids >= O))
         raise ValueError(f"target id {int(ids[pos])} at position {pos} is out of range: the model has O = {O} "
                          f"outputs, so targets lie in 0..{O - 1} (or -1 for no loss at that step)")
     return Targets(ids, None, ids >= 0)
