@@ -1,9 +1,9 @@
 """Part 3: a min-char-rnn training step, bptt vs min-char-rnn's own loop.
 
 The reference is Andrej Karpathy's min-char-rnn.py ("Minimal character-level Vanilla RNN model",
-BSD License, https://gist.github.com/karpathy/d4dee566867f8291f086): its lossFun and its Adagrad
-update below are his code, changed only as Python 3 needs (range for xrange) and to take the
-weights as arguments instead of globals. One training step = lossFun on the next chunk of 25
+BSD License, https://gist.github.com/karpathy/d4dee566867f8291f086): its lossFun (from
+experiments/min_char_rnn.py) and its Adagrad update below are his code, changed only as Python 3
+needs (range for xrange) and to take the weights as arguments instead of globals. One training step = lossFun on the next chunk of 25
 characters (forward, backward, clipping every gradient element into [-5, 5]) + the Adagrad update
 of the five parameters, hidden size 100, batch 1, the hidden state carried from chunk to chunk.
 
@@ -14,6 +14,7 @@ Before timing, 20 steps of each from the same weights are compared: same paramet
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,43 +27,9 @@ HIDDEN, SEQ, LR = 100, 25, 1e-1
 SHAKESPEARE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "tinyshakespeare.txt"
 
 
-# --- min-char-rnn (Karpathy), the reference ---------------------------------------------------
-def lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by):  # noqa: N802, N803 (his names)
-    """
-    inputs,targets are both list of integers.
-    hprev is Hx1 array of initial hidden state
-    returns the loss, gradients on model parameters, and last hidden state
-    """
-    vocab_size = Wxh.shape[1]
-    xs, hs, ys, ps = {}, {}, {}, {}
-    hs[-1] = np.copy(hprev)
-    loss = 0
-    # forward pass
-    for t in range(len(inputs)):
-        xs[t] = np.zeros((vocab_size, 1))  # encode in 1-of-k representation
-        xs[t][inputs[t]] = 1
-        hs[t] = np.tanh(np.dot(Wxh, xs[t]) + np.dot(Whh, hs[t - 1]) + bh)  # hidden state
-        ys[t] = np.dot(Why, hs[t]) + by  # unnormalized log probabilities for next chars
-        ps[t] = np.exp(ys[t]) / np.sum(np.exp(ys[t]))  # probabilities for next chars
-        loss += -np.log(ps[t][targets[t], 0])  # softmax (cross-entropy loss)
-    # backward pass: compute gradients going backwards
-    dWxh, dWhh, dWhy = np.zeros_like(Wxh), np.zeros_like(Whh), np.zeros_like(Why)
-    dbh, dby = np.zeros_like(bh), np.zeros_like(by)
-    dhnext = np.zeros_like(hs[0])
-    for t in reversed(range(len(inputs))):
-        dy = np.copy(ps[t])
-        dy[targets[t]] -= 1  # backprop into y
-        dWhy += np.dot(dy, hs[t].T)
-        dby += dy
-        dh = np.dot(Why.T, dy) + dhnext  # backprop into h
-        dhraw = (1 - hs[t] * hs[t]) * dh  # backprop through tanh nonlinearity
-        dbh += dhraw
-        dWxh += np.dot(dhraw, xs[t].T)
-        dWhh += np.dot(dhraw, hs[t - 1].T)
-        dhnext = np.dot(Whh.T, dhraw)
-    for dparam in [dWxh, dWhh, dWhy, dbh, dby]:
-        np.clip(dparam, -5, 5, out=dparam)  # clip to mitigate exploding gradients
-    return loss, dWxh, dWhh, dWhy, dbh, dby, hs[len(inputs) - 1]
+# --- min-char-rnn (Karpathy), the reference: experiments/min_char_rnn.py, line for line ----------
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+from min_char_rnn import lossFun  # noqa: E402  (the same file the parity experiment runs)
 
 
 class MinCharRNN:
@@ -80,7 +47,8 @@ class MinCharRNN:
             p = 0  # go from start of data
         inputs = data[p:p + seq_length]
         targets = data[p + 1:p + seq_length + 1]
-        loss, dWxh, dWhh, dWhy, dbh, dby, self.hprev = lossFun(inputs, targets, self.hprev, *self.params)
+        loss, dWxh, dWhh, dWhy, dbh, dby, self.hprev = lossFun(inputs, targets, self.hprev, *self.params,
+                                                                          self.params[0].shape[1])
         # perform parameter update with Adagrad
         for param, dparam, mem in zip(self.params, [dWxh, dWhh, dWhy, dbh, dby], self.mems):
             mem += dparam * dparam
