@@ -14,6 +14,7 @@ truncated BPTT with the state carried, kind "stream"). Each has:
 """
 from __future__ import annotations
 
+import numpy as np
 
 from ..core import forward
 
@@ -37,8 +38,14 @@ class Task:
         raise NotImplementedError
 
     def test_set(self):
-        """(x, y): the fixed held-out set."""
-        raise NotImplementedError
+        """(x, y): the fixed held-out set, drawn once (make_test_set) and kept."""
+        if getattr(self, "_test", None) is None:
+            self._test = self.make_test_set()
+        return self._test
+
+    def make_test_set(self):
+        """test_size sequences drawn by batch() from test_seed, for tasks that generate sequences."""
+        return self.batch(np.random.default_rng(self.test_seed), self.test_size)
 
     def probe(self):
         """(x, y): one test sequence, for the lag analysis (bptt.flow)."""

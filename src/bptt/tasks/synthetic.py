@@ -44,7 +44,6 @@ class Adding(Task):
             self.criterion = ("test MSE < 0.01, well under the 0.167 baseline (Le et al. 2015 compare "
                               "against the baseline; the 0.01 threshold is this library's)")
             self.baseline_text = "MSE of always predicting 1: Var(X1 + X2) = 1/6"
-        self._test = None
 
     @property
     def baseline(self):
@@ -82,15 +81,11 @@ class Adding(Task):
         X[n, i1, 1] = X[n, i2, 1] = 1
         return X, _last_target(X[n, i1, 0] + X[n, i2, 0], T)
 
-    def test_set(self):
-        if self._test is None:
-            rng = np.random.default_rng(self.test_seed)
-            if self.variant == "hochreiter":  # one length for the whole set: T + T/20
-                X, y = self._hochreiter(rng, self.test_size, self.T + self.T // 20)
-            else:
-                X, y = self._le(rng, self.test_size)
-            self._test = (X, y)
-        return self._test
+    def make_test_set(self):
+        rng = np.random.default_rng(self.test_seed)
+        if self.variant == "hochreiter":  # one length for the whole set: T + T/20
+            return self._hochreiter(rng, self.test_size, self.T + self.T // 20)
+        return self._le(rng, self.test_size)
 
     def score(self, Q):
         """Measures from the model's outputs Q (N, T, 1) on the test set."""
@@ -120,7 +115,6 @@ class Copy(Task):
     def __init__(self, length=100, test_size=500, test_seed=1234):
         self.T = check_length("length", length, 1)
         self.test_size, self.test_seed = int(test_size), int(test_seed)
-        self._test = None
 
     @property
     def baseline(self):
@@ -135,11 +129,6 @@ class Copy(Task):
         x[:, T + 9] = 9
         y[:, T + 10:] = seq
         return x, y
-
-    def test_set(self):
-        if self._test is None:
-            self._test = self.batch(np.random.default_rng(self.test_seed), self.test_size)
-        return self._test
 
     def score(self, Q):
         x, y = self.test_set()
@@ -162,7 +151,6 @@ class TemporalOrder(Task):
     def __init__(self, length=100, test_size=1000, test_seed=1234):
         self.T = check_length("length", length, 10)
         self.test_size, self.test_seed = int(test_size), int(test_seed)
-        self._test = None
 
     @property
     def baseline(self):
@@ -180,11 +168,6 @@ class TemporalOrder(Task):
         y = np.full((N, T), -1, dtype=np.int64)
         y[:, -1] = v0 + 2 * v1
         return x, y
-
-    def test_set(self):
-        if self._test is None:
-            self._test = self.batch(np.random.default_rng(self.test_seed), self.test_size)
-        return self._test
 
     def score(self, Q):
         x, y = self.test_set()
