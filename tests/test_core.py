@@ -1,7 +1,7 @@
 """The engine against finite differences, closed forms and its own definitions (float64)."""
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import bptt
@@ -37,6 +37,9 @@ def case(seed, T=6, N=None, H=4, D=3, O=3, activation="tanh", bias=False, dense=
        reduction=st.sampled_from(["sum", "mean"]))
 def test_full_bptt_matches_finite_differences(seed, T, N, H, act, bias, dense, head, mask, h0, reduction):
     m, x, y, hh = case(seed, T=T, N=N, H=H, activation=act, bias=bias, dense=dense, head=head, mask=mask, h0=h0)
+    # integer rows that are all one-hot are refused as ambiguous (tests/test_notebook_bugs.py)
+    one_hot_rows = x.ndim == 2 and x.shape[-1] == m.D and np.all(np.isin(x, (0, 1)) & (x.sum(-1, keepdims=True) == 1))
+    assume(dense or not one_hot_rows)
     report = check(m, x, y, h0=hh, reduction=reduction)
     assert report.passed, str(report)
     assert {r.name for r in report.rows} == set(m.params) | {"h0"}

@@ -143,6 +143,7 @@ def _kernels(N, H):
     return _compiled["kernels"] or None
 
 
+COMPILED_MAX_SOFTMAX = 1 << 14  # T*N*O up to which the compiled softmax error wins (NumPy's exp is SIMD)
 ONE_THREAD_MAX_PRODUCT = 1 << 22  # multiply-adds per product below which BLAS gets one thread
 
 
@@ -229,6 +230,11 @@ def output_error(trace: Trace, tg: validate.Targets, reduction="sum"):
     # cost tens of microseconds of Python each, which is the whole budget at small sizes.
     O = trace.model.O
     Q = trace.Q.reshape(-1, O)  # (T*N, O)
+    kernels = _kernels(1, 1) if Q.size <= COMPILED_MAX_SOFTMAX else None
+    if kernels is not None:  # the lines below, compiled: a dozen NumPy calls become one
+        P = np.empty_like(Q)
+        loss = kernels.softmax_error(Q, np.ascontiguousarray(tg.ids.T).reshape(-1), scale, P)
+        return float(loss), P.reshape(trace.Q.shape)
     m = Q.max(axis=1, keepdims=True)  # (T*N, 1)
     P = np.subtract(Q, m)  # a new array: becomes the probabilities, then dQ
     np.exp(P, out=P)

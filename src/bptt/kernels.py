@@ -94,3 +94,30 @@ def scatter_rows(ids, rows, out):
         for i in range(r.shape[0]):
             o[i] += r[i]
 
+
+
+@numba.njit(cache=True)
+def softmax_error(Q, ids, scale, P):
+    """The softmax cross-entropy of core.output_error, row by row. Q (R, O) outputs, ids (R,)
+    targets (-1 = unscored). Writes P = scale (o_r - onehot(y_r)), zero on unscored rows, and
+    returns the loss -scale sum_r log o_r[y_r], with o_r = exp(q_r - m_r) / sum exp(q_r - m_r)."""
+    R, O = Q.shape
+    loss = 0.0
+    for r in range(R):
+        p = P[r]
+        if ids[r] < 0:
+            p[:] = 0
+            continue
+        q = Q[r]
+        m = q[0]
+        for i in range(1, O):
+            m = max(m, q[i])
+        total = 0.0
+        for i in range(O):
+            p[i] = math.exp(q[i] - m)
+            total += p[i]
+        loss += q[ids[r]] - m - math.log(total)
+        for i in range(O):
+            p[i] = p[i] / total * scale
+        p[ids[r]] -= scale
+    return -loss * scale
