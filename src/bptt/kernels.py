@@ -19,6 +19,10 @@ models: Numba's scalar tanh costs as much in float32 as in float64 (about four t
 float32 tanh), so float32 tanh is computed in float64 as 1 - 2 / (exp(2z) + 1), which is 2.5 times
 faster and, rounded to float32, within one float32 unit of NumPy's np.tanh (the float64 value is
 correct to 1e-12 relative, so the float32 result is the correctly rounded tanh but for ties).
+Float64 tanh likewise avoids math.tanh (about 30 ns a value, more than the step's products at
+H = 100): expm1(2z) / (expm1(2z) + 2) for |z| < 1/2, where it has no cancellation, and
+1 - 2 / (exp(2z) + 1) beyond, where the subtraction loses at most one bit; measured on 10^5
+Gaussian values, within 6.5e-16 relative of np.tanh, at 17 ns a value.
 """
 from __future__ import annotations
 
@@ -30,8 +34,11 @@ import numpy as np
 
 @numba.njit(cache=True, inline="always")
 def _f(z, act):
-    if act == 0:
-        return math.tanh(z)
+    if act == 0:  # tanh for float64, see the module's notes
+        if abs(z) < 0.5:
+            e = math.expm1(2 * z)
+            return e / (e + 2)
+        return 1 - 2 / (math.exp(2 * z) + 1)
     if act == 1:
         return z if z >= 0 or z != z else 0.0  # as np.maximum(z, 0): NaN stays NaN
     if act == 2:  # the two branches of activations._sigmoid, each finite for every z
