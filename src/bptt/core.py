@@ -130,7 +130,7 @@ def set_compiled(enabled: bool) -> bool:
     return previous
 
 
-def _kernels(N, H):
+def _kernels(N=1, H=1):
     """kernels.py when it is enabled, importable and faster for this size, else None."""
     if not _compiled["enabled"] or N * H * H > COMPILED_MAX_WORK:
         return None
@@ -188,16 +188,15 @@ def _forward(model, xin, h0):
     T, N, H = xin.T, xin.N, model.H
     f = activations.get(model.activation).f
     f_into = _F_INTO.get(model.activation)
+    if model.activation == "tanh" and model.dtype == np.float64 and _kernels() is not None:
+        f_into = _kernels().tanh_rows  # a third of np.tanh's time (float32's np.tanh is fast): kernels.py
     Z = input_projection(model, xin)  # (T, N, H), becomes z_t in place
     S = np.empty((T + 1, N, H), dtype=model.dtype)
     S[0] = h0
     WT = model.W.T
     kernels = _kernels(N, H)
     if kernels is not None:  # the loop below, compiled
-        act = ACT_CODES[model.activation]
-        if act == 0 and model.dtype == np.float32:
-            act = 4  # tanh for float32 by exp in float64: see kernels.py
-        kernels.forward_steps(Z, S, np.ascontiguousarray(WT), act)
+        kernels.forward_steps(Z, S, np.ascontiguousarray(WT), ACT_CODES[model.activation])
     else:
         with _one_blas_thread(N * H * H):
             for t in range(T):
@@ -205,7 +204,7 @@ def _forward(model, xin, h0):
                 np.matmul(s_prev, WT, out=s)  # W s_{t-1}, parked in s_t's row until f(z_t) overwrites it
                 z += s  # z_t = U x_t + b + W s_{t-1}
                 if f_into is not None:
-                    f_into(z, out=s)  # s_t = f(z_t)
+                    f_into(z, s)  # s_t = f(z_t)
                 else:
                     s[...] = f(z)
     Q = _matmul(S[1:].reshape(T * N, H), model.V.T).reshape(T, N, model.O)  # one product for all steps
@@ -230,7 +229,7 @@ def output_error(trace: Trace, tg: validate.Targets, reduction="sum"):
     # cost tens of microseconds of Python each, which is the whole budget at small sizes.
     O = trace.model.O
     Q = trace.Q.reshape(-1, O)  # (T*N, O)
-    kernels = _kernels(1, 1) if Q.size <= COMPILED_MAX_SOFTMAX else None
+    kernels = _kernels() if Q.size <= COMPILED_MAX_SOFTMAX else None
     if kernels is not None:  # the lines below, compiled: a dozen NumPy calls become one
         P = np.empty_like(Q)
         loss = kernels.softmax_error(Q, np.ascontiguousarray(tg.ids.T).reshape(-1), scale, P)
@@ -332,7 +331,7 @@ def _weight_grads(trace, dQ, dZ, dh0):
     dW = _matmul(dZ2, trace.S[:-1].reshape(-1, H), tn=True)  # sum_t delta_t s_{t-1}^T
     dV = _matmul(dQ.reshape(-1, O), trace.S[1:].reshape(-1, H), tn=True)  # sum_t dq_t s_t^T
     if xin.ids is not None:
-        kernels = _kernels(1, 1)
+        kernels = _kernels()
         ids = xin.ids.T.reshape(-1)  # (T*N,)
         if kernels is not None:
             dUT = np.zeros((model.D, H), dtype=model.dtype)

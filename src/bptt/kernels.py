@@ -14,15 +14,22 @@ the products (tests/test_perf_equivalence.py checks this to 1e-12 in float64). N
 compiled loops keep IEEE semantics, and the inner loops vectorise without reordering sums
 because they run over the output index (an axpy per input), not over a dot product.
 
-Activation codes: 0 tanh, 1 relu, 2 sigmoid, 3 identity (core.ACT_CODES), and 4 tanh for float32
-models: Numba's scalar tanh costs as much in float32 as in float64 (about four times NumPy's
-float32 tanh), so float32 tanh is computed in float64 as 1 - 2 / (exp(2z) + 1), which is 2.5 times
-faster and, rounded to float32, within one float32 unit of NumPy's np.tanh (the float64 value is
-correct to 1e-12 relative, so the float32 result is the correctly rounded tanh but for ties).
-Float64 tanh likewise avoids math.tanh (about 30 ns a value, more than the step's products at
-H = 100): expm1(2z) / (expm1(2z) + 2) for |z| < 1/2, where it has no cancellation, and
-1 - 2 / (exp(2z) + 1) beyond, where the subtraction loses at most one bit; measured on 10^5
-Gaussian values, within 6.5e-16 relative of np.tanh, at 17 ns a value.
+Activation codes: 0 tanh, 1 relu, 2 sigmoid, 3 identity (core.ACT_CODES).
+
+tanh: np.tanh and math.tanh call the C library one value at a time, about 35 ns a float64 value
+here, which at H = 128 costs more than the step's matrix product. tanh_rows computes it in
+arithmetic the compiler turns into vector instructions (four float64 values at a time), about
+10 ns a value, and within 2 units in the last place of np.tanh (tests/test_kernels.py checks this
+over 10^6 values at five scales, and at the edges):
+  |x| < 0.625   x + x^3 P(x^2) / Q(x^2), the rational approximation of Cephes' tanh.c
+  otherwise     (1 - e) / (1 + e) with e = exp(-2|x|) <= 0.29, so no cancellation, and the sign
+                of x; exp(y) = 2^k exp(r) with k = round(y / ln 2), |r| <= ln(2)/2, exp(r) by its
+                Taylor polynomial to r^13 (the rest is below 1e-17), and 2^k by k's binary
+                digits (select and multiply vectorise; a table lookup would not)
+Both branches are computed and one selected: a branch would stop the vectorisation. Float32
+values are computed in float64 and rounded. error_model="numpy" lets divisions be IEEE divisions
+(Numba's default checks each divisor for zero, a branch); fastmath={"contract"} only fuses
+multiply-adds, which is as accurate or more.
 """
 from __future__ import annotations
 
@@ -32,27 +39,73 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, inline="always")
+# Cephes tanh.c for |x| < 0.625: tanh x = x + x^3 P(x^2) / Q(x^2)
+_P0, _P1, _P2 = -9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3
+_Q0, _Q1, _Q2 = 1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3
+_LOG2E = 1.4426950408889634
+_LN2_HI, _LN2_LO = 6.93145751953125e-1, 1.42860682030941723212e-6  # ln 2 = HI + LO, k * HI exact
+_C = [1.0 / math.factorial(i) for i in range(14)]  # exp(r) = sum r^i / i!, i = 0..13
+_C0, _C1, _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13 = _C
+_OPTS = dict(cache=True, error_model="numpy", fastmath={"contract"})
+
+
+@numba.njit(inline="always", **_OPTS)
+def _tanh(x):
+    """tanh(x) in float64 arithmetic, vectorisable: see the module's notes."""
+    a = abs(x)
+    w = x * x
+    small = x + x * w * ((_P0 * w + _P1) * w + _P2) / (((w + _Q0) * w + _Q1) * w + _Q2)
+    y = -2.0 * a
+    y = y if y > -40.0 else -40.0  # exp(-40) < 2^-57: tanh is 1 to the last bit; inf gives 1
+    k = np.floor(y * _LOG2E + 0.5)  # in [-58, -2]
+    r = (y - k * _LN2_HI) - k * _LN2_LO
+    r2 = r * r
+    r4 = r2 * r2
+    e = ((_C0 + _C1 * r) + (_C2 + _C3 * r) * r2) + ((_C4 + _C5 * r) + (_C6 + _C7 * r) * r2) * r4 \
+        + (((_C8 + _C9 * r) + (_C10 + _C11 * r) * r2) + (_C12 + _C13 * r) * r4) * (r4 * r4)
+    m = -k  # e *= 2^-m, m in [2, 58], one binary digit at a time
+    bit = m >= 32.0
+    e *= 2.0 ** -32 if bit else 1.0
+    m -= 32.0 if bit else 0.0
+    bit = m >= 16.0
+    e *= 2.0 ** -16 if bit else 1.0
+    m -= 16.0 if bit else 0.0
+    bit = m >= 8.0
+    e *= 2.0 ** -8 if bit else 1.0
+    m -= 8.0 if bit else 0.0
+    bit = m >= 4.0
+    e *= 2.0 ** -4 if bit else 1.0
+    m -= 4.0 if bit else 0.0
+    bit = m >= 2.0
+    e *= 0.25 if bit else 1.0
+    m -= 2.0 if bit else 0.0
+    e *= 0.5 if m >= 1.0 else 1.0
+    big = (1.0 - e) / (1.0 + e)
+    big = big if x >= 0 else -big
+    return big if a >= 0.625 else small  # NaN fails the test and takes small, which is NaN
+
+
+@numba.njit(nogil=True, **_OPTS)
+def tanh_rows(z, out):
+    """out = tanh(z) for 2-D arrays of the same shape (out may be z)."""
+    for n in range(z.shape[0]):
+        zn = z[n]
+        on = out[n]
+        for i in range(z.shape[1]):
+            on[i] = _tanh(zn[i])
+
+
+@numba.njit(inline="always", **_OPTS)
 def _f(z, act):
-    if act == 0:  # tanh for float64, see the module's notes
-        if abs(z) < 0.5:
-            e = math.expm1(2 * z)
-            return e / (e + 2)
-        return 1 - 2 / (math.exp(2 * z) + 1)
     if act == 1:
         return z if z >= 0 or z != z else 0.0  # as np.maximum(z, 0): NaN stays NaN
     if act == 2:  # the two branches of activations._sigmoid, each finite for every z
         e = math.exp(-abs(z))
         return 1 / (1 + e) if z >= 0 else e / (1 + e)
-    if act == 4:  # tanh for float32, see the module's notes
-        x = np.float64(z)
-        if abs(x) < 2.0 ** -12:
-            return x - x * x * x / 3  # the series: the next term is below 1e-15 of x
-        return 1 - 2 / (math.exp(2 * x) + 1)  # exp(+-inf) gives +-1, NaN stays NaN
     return z
 
 
-@numba.njit(cache=True)
+@numba.njit(nogil=True, **_OPTS)
 def forward_steps(Z, S, WT, act):
     """In place. Z (T, N, H): U x_t + b on entry, z_t on exit. S (T+1, N, H): S[0] = h0 on entry,
     s_t in S[t+1] on exit. WT (H, H) = W^T, contiguous, so row j of WT is column j of W."""
@@ -67,11 +120,15 @@ def forward_steps(Z, S, WT, act):
                 for i in range(H):
                     z[i] += w[i] * sj
             s = S[t + 1, n]
-            for i in range(H):
-                s[i] = _f(z[i], act)
+            if act == 0:
+                for i in range(H):
+                    s[i] = _tanh(z[i])
+            else:
+                for i in range(H):
+                    s[i] = _f(z[i], act)
 
 
-@numba.njit(cache=True)
+@numba.njit(nogil=True, **_OPTS)
 def backward_steps(dS, dZ, W, dh):
     """In place, t = T-1 .. 0. dS (T, N, H): dE_t/ds_t from output t (overwritten). dZ (T, N, H):
     f'(z_t) on entry, delta_t on exit. dh (N, H): zeros on entry, dE/ds_{-1} on exit."""
@@ -92,7 +149,7 @@ def backward_steps(dS, dZ, W, dh):
                     h[j] += w[j] * di
 
 
-@numba.njit(cache=True)
+@numba.njit(nogil=True, **_OPTS)
 def scatter_rows(ids, rows, out):
     """out[ids[i]] += rows[i] for every i, in order. ids (M,), rows (M, H), out (D, H)."""
     for m in range(ids.shape[0]):
@@ -103,7 +160,7 @@ def scatter_rows(ids, rows, out):
 
 
 
-@numba.njit(cache=True)
+@numba.njit(nogil=True, **_OPTS)
 def softmax_error(Q, ids, scale, P):
     """The softmax cross-entropy of core.output_error, row by row. Q (R, O) outputs, ids (R,)
     targets (-1 = unscored). Writes P = scale (o_r - onehot(y_r)), zero on unscored rows, and

@@ -1,0 +1,55 @@
+"""The compiled tanh (kernels.tanh_rows) against np.tanh, value by value, in units in the last place.
+
+np.tanh is the C library's tanh, correct to within an ulp; the compiled one is its own arithmetic
+(a rational approximation near 0, exp by a polynomial beyond), so it is checked here over a million
+values at each of five scales, across the switch between its two branches, and at the edges.
+"""
+import numpy as np
+import pytest
+from conftest import need
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    need("numba")
+    from bptt import kernels
+    return kernels
+
+
+def ulps(a, ref):
+    return np.abs(a - ref) / np.spacing(np.abs(ref).astype(ref.dtype))
+
+
+@pytest.mark.parametrize("scale", [1e-8, 0.1, 0.6, 2.0, 15.0])
+def test_tanh_within_two_ulps_of_numpy(kernels, scale):
+    z = np.random.default_rng(int(scale * 1e8) % 2**32).standard_normal((1000, 1000)) * scale
+    out = np.empty_like(z)
+    kernels.tanh_rows(z, out)
+    assert ulps(out, np.tanh(z)).max() <= 2
+
+
+def test_tanh_at_the_branch_switch_and_edges(kernels):
+    switch = 0.625 + np.arange(-2000, 2000) * 2.0 ** -40  # both sides of |x| = 0.625
+    edges = [0.0, 5e-324, 1e-300, 2.0 ** -26, 18.0, 18.7, 19.1, 20.0, 40.0, 1e300, np.inf]
+    z = np.concatenate([switch, -switch, edges, np.negative(edges)])[None, :]
+    out = np.empty_like(z)
+    kernels.tanh_rows(z, out)
+    ref = np.tanh(z)
+    assert ulps(out, ref).max() <= 2
+    assert np.all(np.abs(out) <= 1)
+
+
+def test_tanh_nan_stays_nan_and_in_place_works(kernels):
+    z = np.array([[np.nan, -np.nan, 0.3, -3.0]])
+    kernels.tanh_rows(z, z)
+    assert np.isnan(z[0, :2]).all()
+    np.testing.assert_array_max_ulp(z[0, 2:], np.tanh([0.3, -3.0]), maxulp=2)
+
+
+def test_tanh_float32_within_one_float32_unit(kernels):
+    z = (np.random.default_rng(3).standard_normal((300, 1000)) * 2).astype(np.float32)
+    out = np.empty_like(z)
+    kernels.tanh_rows(z, out)
+    exact = np.tanh(z.astype(np.float64))  # computed in float64, then rounded once
+    assert out.dtype == np.float32
+    assert np.all(np.abs(out - exact) <= np.spacing(np.abs(out)))
