@@ -53,3 +53,20 @@ def test_tanh_float32_within_one_float32_unit(kernels):
     exact = np.tanh(z.astype(np.float64))  # computed in float64, then rounded once
     assert out.dtype == np.float32
     assert np.all(np.abs(out - exact) <= np.spacing(np.abs(out)))
+
+
+def test_exp_of_softmax_within_two_ulps_and_zero_far_below(kernels):
+    # the softmax error uses the same exp: its probabilities against NumPy's, row by row
+    rng = np.random.default_rng(5)
+    Q = rng.standard_normal((2000, 50)) * 30
+    Q[0, 1] = -1e300  # far below the row's maximum: probability 0, as np.exp gives
+    ids = rng.integers(0, 50, 2000)
+    P = np.empty_like(Q)
+    loss = kernels.softmax_error(Q, ids, 1.0, P)
+    e = np.exp(Q - Q.max(axis=1, keepdims=True))
+    o = e / e.sum(axis=1, keepdims=True)
+    ref = o.copy()
+    ref[np.arange(2000), ids] -= 1
+    np.testing.assert_allclose(P, ref, rtol=1e-14, atol=1e-15)  # o - 1 for o near 1: absolute
+    assert P[0, 1] == 0.0
+    assert loss == pytest.approx(-np.log(o[np.arange(2000), ids]).sum(), rel=1e-13)

@@ -10,22 +10,23 @@ Each kernel is the NumPy loop of core.py written out element by element, step fo
   forward step    z_t = (U x_t + b) + W s_{t-1},  s_t = f(z_t)
   backward step   dE/ds_t += W^T delta_{t+1},  delta_t = dE/ds_t * f'(z_t)
 so the results equal core.py's NumPy path up to the order of floating-point additions inside
-the products (tests/test_perf_equivalence.py checks this to 1e-12 in float64). No fastmath: the
-compiled loops keep IEEE semantics, and the inner loops vectorise without reordering sums
-because they run over the output index (an axpy per input), not over a dot product.
+the products (tests/test_perf_equivalence.py checks this to 1e-12 in float64). No fastmath
+beyond fused multiply-adds: the inner loops vectorise without reordering sums because they run
+over the output index (an axpy per input), not over a dot product.
 
 Activation codes: 0 tanh, 1 relu, 2 sigmoid, 3 identity (core.ACT_CODES).
 
-tanh: np.tanh and math.tanh call the C library one value at a time, about 35 ns a float64 value
-here, which at H = 128 costs more than the step's matrix product. tanh_rows computes it in
-arithmetic the compiler turns into vector instructions (four float64 values at a time), about
-10 ns a value, and within 2 units in the last place of np.tanh (tests/test_kernels.py checks this
-over 10^6 values at five scales, and at the edges):
+tanh and exp: np.tanh and math.tanh call the C library one value at a time, about 35 ns a
+float64 value here, which at H = 128 costs more than the step's matrix product. tanh_rows computes
+it in arithmetic the compiler turns into vector instructions (four float64 values at a time),
+about 12 ns a value, and within 2 units in the last place of np.tanh (tests/test_kernels.py checks
+this over 10^6 values at five scales, and at the edges):
   |x| < 0.625   x + x^3 P(x^2) / Q(x^2), the rational approximation of Cephes' tanh.c
   otherwise     (1 - e) / (1 + e) with e = exp(-2|x|) <= 0.29, so no cancellation, and the sign
-                of x; exp(y) = 2^k exp(r) with k = round(y / ln 2), |r| <= ln(2)/2, exp(r) by its
-                Taylor polynomial to r^13 (the rest is below 1e-17), and 2^k by k's binary
-                digits (select and multiply vectorise; a table lookup would not)
+                of x.
+exp(y) for y <= 0 (_exp_neg, also the softmax's exp) is 2^-m exp(r) with m = round(-y / ln 2),
+|r| <= ln(2)/2, exp(r) by its Taylor polynomial to r^13 (the rest is below 1e-17), and 2^-m by
+m's binary digits (select and multiply vectorise; a table lookup would not); below -708 it is 0.
 Both branches are computed and one selected: a branch would stop the vectorisation. Float32
 values are computed in float64 and rounded. error_model="numpy" lets divisions be IEEE divisions
 (Numba's default checks each divisor for zero, a branch); fastmath={"contract"} only fuses
@@ -46,7 +47,26 @@ _LOG2E = 1.4426950408889634
 _LN2_HI, _LN2_LO = 6.93145751953125e-1, 1.42860682030941723212e-6  # ln 2 = HI + LO, k * HI exact
 _C = [1.0 / math.factorial(i) for i in range(14)]  # exp(r) = sum r^i / i!, i = 0..13
 _C0, _C1, _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13 = _C
+_DIGITS = tuple((2.0 ** i, 2.0 ** -2 ** i) for i in range(9, -1, -1))  # (d, 2^-d), d = 512 .. 1
 _OPTS = dict(cache=True, error_model="numpy", fastmath={"contract"})
+
+
+@numba.njit(inline="always", **_OPTS)
+def _exp_neg(y):
+    """exp(y) for y <= 0 (NaN stays NaN, below -708 gives 0), vectorisable: see the module's notes."""
+    x = y if not y < -708.0 else -708.0  # exp(-708) is still a normal number
+    k = np.floor(x * _LOG2E + 0.5)  # in [-1021, 0]
+    r = (x - k * _LN2_HI) - k * _LN2_LO  # |r| <= ln(2)/2
+    r2 = r * r
+    r4 = r2 * r2
+    e = ((_C0 + _C1 * r) + (_C2 + _C3 * r) * r2) + ((_C4 + _C5 * r) + (_C6 + _C7 * r) * r2) * r4 \
+        + (((_C8 + _C9 * r) + (_C10 + _C11 * r) * r2) + (_C12 + _C13 * r) * r4) * (r4 * r4)
+    m = -k  # e *= 2^-m, one binary digit of m at a time
+    for d, scale in _DIGITS:  # a tuple of constants
+        bit = m >= d
+        e *= scale if bit else 1.0
+        m -= d if bit else 0.0
+    return e if not y < -708.0 else 0.0
 
 
 @numba.njit(inline="always", **_OPTS)
@@ -55,31 +75,7 @@ def _tanh(x):
     a = abs(x)
     w = x * x
     small = x + x * w * ((_P0 * w + _P1) * w + _P2) / (((w + _Q0) * w + _Q1) * w + _Q2)
-    y = -2.0 * a
-    y = y if y > -40.0 else -40.0  # exp(-40) < 2^-57: tanh is 1 to the last bit; inf gives 1
-    k = np.floor(y * _LOG2E + 0.5)  # in [-58, -2]
-    r = (y - k * _LN2_HI) - k * _LN2_LO
-    r2 = r * r
-    r4 = r2 * r2
-    e = ((_C0 + _C1 * r) + (_C2 + _C3 * r) * r2) + ((_C4 + _C5 * r) + (_C6 + _C7 * r) * r2) * r4 \
-        + (((_C8 + _C9 * r) + (_C10 + _C11 * r) * r2) + (_C12 + _C13 * r) * r4) * (r4 * r4)
-    m = -k  # e *= 2^-m, m in [2, 58], one binary digit at a time
-    bit = m >= 32.0
-    e *= 2.0 ** -32 if bit else 1.0
-    m -= 32.0 if bit else 0.0
-    bit = m >= 16.0
-    e *= 2.0 ** -16 if bit else 1.0
-    m -= 16.0 if bit else 0.0
-    bit = m >= 8.0
-    e *= 2.0 ** -8 if bit else 1.0
-    m -= 8.0 if bit else 0.0
-    bit = m >= 4.0
-    e *= 2.0 ** -4 if bit else 1.0
-    m -= 4.0 if bit else 0.0
-    bit = m >= 2.0
-    e *= 0.25 if bit else 1.0
-    m -= 2.0 if bit else 0.0
-    e *= 0.5 if m >= 1.0 else 1.0
+    e = _exp_neg(-2.0 * a)  # <= exp(-1.25) where it is used
     big = (1.0 - e) / (1.0 + e)
     big = big if x >= 0 else -big
     return big if a >= 0.625 else small  # NaN fails the test and takes small, which is NaN
@@ -176,9 +172,10 @@ def softmax_error(Q, ids, scale, P):
         m = q[0]
         for i in range(1, O):
             m = max(m, q[i])
+        for i in range(O):  # vectorised: the sum is a loop of its own
+            p[i] = _exp_neg(q[i] - m)
         total = 0.0
         for i in range(O):
-            p[i] = math.exp(q[i] - m)
             total += p[i]
         loss += q[ids[r]] - m - math.log(total)
         for i in range(O):
