@@ -146,3 +146,86 @@ def test_flow_memory_stays_quadratic_in_T():
     assert fl.dE_ds.shape == (T, T)
     assert peak < tables + 40 * T * H * 8, (peak, tables)
     assert peak < T * T * H * 8 / 16
+
+
+REGIMES = ["numpy", "axpy", "blas", "pipeline", "pipeline-numpy"]
+
+
+@pytest.fixture
+def regime(monkeypatch):
+    """regime(name): NumPy's loop, the compiled loops (axpy kernels or a BLAS call per step), or
+    the two-thread pipeline (16 blocks of steps, errors and weight gradients on a helper thread)."""
+    def set_(name):
+        if name != "numpy":
+            need("numba")
+        if name.startswith("pipeline"):
+            need("threadpoolctl")
+        core.set_compiled(name not in ("numpy", "pipeline-numpy"))
+        monkeypatch.setattr(core, "COMPILED_MAX_WORK", 1 << 62 if name == "axpy" else 0)
+        threaded = name.startswith("pipeline")
+        monkeypatch.setattr(core, "PIPELINE_MIN_WORK", 0 if threaded else 1 << 62)
+        monkeypatch.setattr(core, "_blas_threads", lambda: 2)
+    previous = core.set_compiled(True)
+    yield set_
+    core.set_compiled(previous)
+
+
+@pytest.mark.parametrize("name", REGIMES[1:])
+@pytest.mark.parametrize("act,head,dense,bias,N", [("tanh", "softmax", False, False, 3), ("relu", "softmax", True, True, 2),
+                                                   ("sigmoid", "mse", True, False, 4), ("identity", "softmax", False, True, 0),
+                                                   ("tanh", "mse", False, True, 5)])
+def test_every_regime_gives_numpys_numbers(regime, name, act, head, dense, bias, N):
+    rng = np.random.default_rng([REGIMES.index(name), N])
+    T, H, D, O = 37, 9, 6, 5
+    model, x, _, h0 = case(rng, N=N, T=T, H=H, D=D, O=O, act=act, dense=dense, bias=bias)
+    model = model.replace(head=head)
+    lead = (N, T) if N else (T,)
+    y = rng.normal(size=lead + (O,)) if head == "mse" else rng.integers(-1, O, lead)  # -1: unscored steps
+    runs = {}
+    for r in ("numpy", name):
+        regime(r)
+        runs[r] = [bptt.gradients(model, x, y, h0=h0, reduction=red) for red in ("sum", "mean")]
+        trace = bptt.forward(model, x, h0)
+        runs[r].append(bptt.backward(trace, y))
+        runs[r].append((float(trace.q.sum()), trace))
+    for (la, ga), (lb, gb) in zip(runs["numpy"][:3], runs[name][:3]):
+        assert lb == pytest.approx(la, rel=1e-12)
+        for k in ("U", "W", "V", "b", "c", "h0"):
+            a, b = getattr(ga, k), getattr(gb, k)
+            assert (a is None) == (b is None), k
+            if a is not None:
+                np.testing.assert_allclose(b, a, rtol=1e-11, atol=1e-13 * np.abs(a).max(), err_msg=k)
+    ta, tb = runs["numpy"][3][1], runs[name][3][1]
+    np.testing.assert_allclose(tb.states, ta.states, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(tb.q, ta.q, rtol=1e-12, atol=1e-14)
+
+
+def test_pipeline_keeps_float32_and_matches_float64(regime):
+    rng = np.random.default_rng(11)
+    model, x, y, h0 = case(rng, N=4, T=50, H=16, D=7, O=6, act="tanh", dense=False, bias=True)
+    regime("pipeline")
+    loss32, g32 = bptt.gradients(model.astype(np.float32), x, y, h0=h0.astype(np.float32))
+    regime("numpy")
+    loss64, g64 = bptt.gradients(model, x, y, h0=h0)
+    assert loss32 == pytest.approx(loss64, rel=1e-5)
+    for k, a in g32.params.items():
+        assert a.dtype == np.float32, k
+        np.testing.assert_allclose(a, g64.params[k], rtol=1e-3, atol=1e-4 * np.abs(g64.params[k]).max(), err_msg=k)
+
+
+def test_pipeline_error_in_a_block_raises_after_every_block_stopped(regime, monkeypatch):
+    regime("pipeline")
+    rng = np.random.default_rng(2)
+    model, x, y, h0 = case(rng, N=2, T=40, H=8, D=5, O=4, act="tanh", dense=False, bias=False)
+    calls = []
+
+    def failing(*args):
+        calls.append(args[-2:])
+        if len(calls) == 3:
+            raise RuntimeError("block failed")
+        return original(*args)
+    original = core._weight_terms
+    monkeypatch.setattr(core, "_weight_terms", failing)
+    with pytest.raises(RuntimeError, match="block failed"):
+        bptt.gradients(model, x, y, h0=h0)
+    assert len(calls) == core.PIPELINE_BLOCKS  # the other blocks still ran to the end

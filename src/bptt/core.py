@@ -89,14 +89,20 @@ def log_softmax(q):
 
 def input_projection(model: RNN, xin: validate.Inputs) -> np.ndarray:
     """U x_t + b for every step at once: (T, N, H). For ids, a gather of U's columns."""
+    Z = np.empty((xin.T, xin.N, model.H), dtype=model.dtype)
+    _project(model, xin, Z, 0, xin.T)
+    return Z
+
+
+def _project(model, xin, Z, t0, t1):
+    """Z[t] = U x_t + b for t0 <= t < t1: a gather of U's columns for ids, else one product."""
     if xin.ids is not None:
-        UX = model.U.T[xin.ids.T]  # (T, N, H)
+        np.take(model.U.T, xin.ids.T[t0:t1], axis=0, out=Z[t0:t1], mode="clip")  # ids are checked: no clipping
     else:
-        UX = (xin.X.reshape(-1, model.D) @ model.U.T).reshape(xin.N, xin.T, model.H).swapaxes(0, 1)
-        UX = np.ascontiguousarray(UX)  # (T, N, H): one large product, then time-major
+        X = np.swapaxes(xin.X[:, t0:t1], 0, 1).reshape(-1, model.D)  # time-major rows (a copy)
+        Z[t0:t1] = (X @ model.U.T).reshape(t1 - t0, xin.N, model.H)
     if model.b is not None:
-        UX += model.b
-    return UX
+        Z[t0:t1] += model.b
 
 
 def forward(model: RNN, x, h0=None) -> Trace:
@@ -130,9 +136,9 @@ def set_compiled(enabled: bool) -> bool:
     return previous
 
 
-def _kernels(N=1, H=1):
-    """kernels.py when it is enabled, importable and faster for this size, else None."""
-    if not _compiled["enabled"] or N * H * H > COMPILED_MAX_WORK:
+def _kernels():
+    """kernels.py when it is enabled and importable, else None."""
+    if not _compiled["enabled"]:
         return None
     if _compiled["kernels"] is None:
         try:
@@ -143,8 +149,33 @@ def _kernels(N=1, H=1):
     return _compiled["kernels"] or None
 
 
+def _step_kernel(kind, N, H):
+    """The compiled time loop ("forward" or "backward") for this size, or None (NumPy's loop):
+    loops of axpys up to COMPILED_MAX_WORK multiply-adds per step, a BLAS call per step above."""
+    kernels = _kernels()
+    if kernels is None:
+        return None
+    return getattr(kernels, f"{kind}_steps" if N * H * H <= COMPILED_MAX_WORK else f"{kind}_steps_blas")
+
+
 COMPILED_MAX_SOFTMAX = 1 << 14  # T*N*O up to which the compiled softmax error wins (NumPy's exp is SIMD)
 ONE_THREAD_MAX_PRODUCT = 1 << 22  # multiply-adds per product below which BLAS gets one thread
+
+
+def _blas():
+    """threadpoolctl's controller of the BLAS libraries (the `fast` extra), or None without it."""
+    if _compiled["blas"] is None:
+        try:  # first SciPy's BLAS, which the compiled loops call, so that it is controlled too
+            from . import kernels  # noqa: F401
+        except ImportError:
+            pass
+        try:
+            from threadpoolctl import ThreadpoolController
+            blas = ThreadpoolController().select(user_api="blas")
+            _compiled["blas"] = blas if blas.lib_controllers else False
+        except ImportError:
+            _compiled["blas"] = False
+    return _compiled["blas"] or None
 
 
 def _one_blas_thread(work):
@@ -159,24 +190,127 @@ def _one_blas_thread(work):
     """
     if work < 1 << 18 or work >= ONE_THREAD_MAX_PRODUCT:  # below 2^18 OpenBLAS uses one thread itself
         return contextlib.nullcontext()
-    if _compiled["blas"] is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-            _compiled["blas"] = ThreadpoolController()
-        except ImportError:
-            _compiled["blas"] = False
-    blas = _compiled["blas"]
-    return blas.limit(limits=1, user_api="blas") if blas else contextlib.nullcontext()
+    blas = _blas()
+    return blas.limit(limits=1) if blas else contextlib.nullcontext()
 
 
-def _matmul(A, B, tn=False):
-    """A @ B, or A^T @ B when tn, for the products over all steps: small ones on one BLAS thread,
-    large ones on all (see _one_blas_thread)."""
+def _matmul(A, B, tn=False, threaded=False):
+    """A @ B, or A^T @ B when tn, for the products over many steps: small ones on one BLAS thread,
+    large ones on all (see _one_blas_thread); inside a pipeline (threaded), as they come, on the
+    one BLAS thread the pipeline has set."""
+    if threaded:
+        return _tn_blocks(A, B) if tn else A @ B
     with _one_blas_thread(A.shape[0] * A.shape[1] * B.shape[1]):
         return A.T @ B if tn else A @ B
 
 
-# f(z, out=s) for the activations that have such a form, so the NumPy loop allocates nothing
+def _tn_blocks(A, B, rows=128):
+    """A^T B as a sum over blocks of `rows` rows, the blocks' products in stacked matmuls of at
+    most 2^20 numbers.
+
+    Why: on one thread, OpenBLAS computes a product with a small result and a long sum, such as
+    dW (128 x 128 from thousands of rows), at a third of its float32 speed; as stacked products of
+    128-row blocks it runs at full speed (measured, float32: 14.7 ms against 39.9 ms; float64 the
+    same either way).
+    """
+    k = A.shape[0] // rows
+    out = A[k * rows:].T @ B[k * rows:]  # the rows left over, fewer than `rows`
+    step = max(1, (1 << 20) // (A.shape[1] * B.shape[1]))
+    for i in range(0, k, step):
+        j = min(k, i + step)
+        a = A[i * rows:j * rows].reshape(j - i, rows, A.shape[1])
+        b = B[i * rows:j * rows].reshape(j - i, rows, B.shape[1])
+        out += np.matmul(a.transpose(0, 2, 1), b).sum(axis=0)
+    return out
+
+
+# Speed, on two or more cores: the time loop is a chain, one step after another, but much of the
+# rest is not. The outputs and errors of steps t0..t1 need only their states, and the weight
+# gradients of those steps only their deltas. So for large problems the loops run over blocks
+# of steps, and a second thread follows: in the forward pass it computes the outputs of each
+# block the loop has finished; in the backward pass it first computes the errors dE/ds_t block by
+# block from the end (so the loop can start as soon as the last block's are there), then each
+# finished block's share of dW, dV, dU, db, dc. The loop's thread has little besides its chain.
+# NumPy and the compiled loops release the GIL while they compute, so both threads run at once.
+# BLAS runs on one thread throughout: its own threads would wait for each other at every small
+# per-step product, and after each call they spin for about 0.1 s (OpenBLAS), taking the core the
+# second thread needs. Without threadpoolctl (the `fast` extra), with BLAS set to one thread, or
+# below PIPELINE_MIN_WORK multiply-adds, everything runs in one thread, as one block.
+PIPELINE_MIN_WORK = 1 << 22  # T * N * H * H
+PIPELINE_BLOCKS = 16  # blocks of steps in a pipeline
+_helper = {"executor": None}
+
+
+class _Inline:
+    """Runs what is submitted at once, in the caller's thread: the pipeline's one-thread stand-in.
+    Like an executor's future, what it returns raises the call's exception at result()."""
+
+    class _Done:
+        def __init__(self, fn, args):
+            self.value, self.error = None, None
+            try:
+                self.value = fn(*args)
+            except Exception as e:  # noqa: BLE001 - raised again by result()
+                self.error = e
+
+        def result(self):
+            if self.error is not None:
+                raise self.error
+            return self.value
+
+        def cancel(self):
+            return False  # done already
+
+    def submit(self, fn, *args):
+        return self._Done(fn, args)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    blocks: list  # [(t0, t1)]: the blocks of steps, in time order
+    helper: object  # where the off-chain work goes: a one-thread executor, or _Inline()
+
+    @property
+    def threaded(self):
+        return not isinstance(self.helper, _Inline)
+
+    def section(self):
+        """The context the pipeline runs in: BLAS on one thread when threaded."""
+        return _blas().limit(limits=1) if self.threaded else contextlib.nullcontext()
+
+
+def _blas_threads():
+    """How many threads BLAS may use (threadpoolctl), 1 without threadpoolctl."""
+    blas = _blas()
+    return 1 if blas is None else min(lib.get_num_threads() for lib in blas.lib_controllers)
+
+
+def _plan(T, N, H):
+    """One block in this thread, or PIPELINE_BLOCKS blocks with a helper thread where it pays."""
+    if T < 2 * PIPELINE_BLOCKS or T * N * H * H < PIPELINE_MIN_WORK or _blas_threads() < 2:
+        return _Plan([(0, T)], _Inline())
+    if _helper["executor"] is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _helper["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bptt")
+    edges = [T * i // PIPELINE_BLOCKS for i in range(PIPELINE_BLOCKS + 1)]
+    return _Plan(list(zip(edges, edges[1:])), _helper["executor"])
+
+
+def _results(futures):
+    """The futures' results in order; if one raised, raises after all have finished."""
+    done = []
+    error = None
+    for f in futures:
+        try:
+            done.append(f.result())
+        except BaseException as e:  # noqa: BLE001 - re-raised below, once every block has stopped
+            error = error or e
+    if error is not None:
+        raise error
+    return done
+
+
+# f(z, out) for the activations that have such a form, so the NumPy loop allocates nothing
 _F_INTO = {
     "tanh": np.tanh,
     "relu": lambda z, out: np.maximum(z, 0, out=out),
@@ -185,71 +319,115 @@ _F_INTO = {
 
 
 def _forward(model, xin, h0):
+    """The forward pass: a Trace."""
+    return _forward_blocks(model, xin, h0, _plan(xin.T, xin.N, model.H))[0]
+
+
+def _forward_blocks(model, xin, h0, plan, then=None):
+    """The forward pass a block of steps at a time (see _plan): (trace, futures). After each block
+    the helper computes its outputs q_t and then, if given, then(trace, t0, t1), whose futures
+    come back in time order."""
     T, N, H = xin.T, xin.N, model.H
     f = activations.get(model.activation).f
     f_into = _F_INTO.get(model.activation)
-    if model.activation == "tanh" and model.dtype == np.float64 and _kernels() is not None:
-        f_into = _kernels().tanh_rows  # a third of np.tanh's time (float32's np.tanh is fast): kernels.py
-    Z = input_projection(model, xin)  # (T, N, H), becomes z_t in place
+    Z = np.empty((T, N, H), dtype=model.dtype)  # U x_t + b, then z_t in place
     S = np.empty((T + 1, N, H), dtype=model.dtype)
     S[0] = h0
+    Q = np.empty((T, N, model.O), dtype=model.dtype)
+    trace = Trace(model, xin, S, Z, Q)  # filled in below
     WT = model.W.T
-    kernels = _kernels(N, H)
-    if kernels is not None:  # the loop below, compiled
-        kernels.forward_steps(Z, S, np.ascontiguousarray(WT), ACT_CODES[model.activation])
-    else:
-        with _one_blas_thread(N * H * H):
-            for t in range(T):
-                s_prev, s, z = S[t], S[t + 1], Z[t]  # (N, H) views
-                np.matmul(s_prev, WT, out=s)  # W s_{t-1}, parked in s_t's row until f(z_t) overwrites it
-                z += s  # z_t = U x_t + b + W s_{t-1}
-                if f_into is not None:
-                    f_into(z, s)  # s_t = f(z_t)
-                else:
-                    s[...] = f(z)
-    Q = _matmul(S[1:].reshape(T * N, H), model.V.T).reshape(T, N, model.O)  # one product for all steps
-    if model.c is not None:
-        Q += model.c
-    return Trace(model, xin, S, Z, Q)
+    compiled = _step_kernel("forward", N, H)
+    act = ACT_CODES[model.activation]
+    if act == 0 and model.dtype == np.float32:
+        act = 4  # tanh in float32 arithmetic: twice as many values to a vector instruction
+
+    def steps(t0, t1):  # z_t and s_t for t0 <= t < t1
+        if compiled is not None:  # the loop below, compiled
+            compiled(Z, S, np.ascontiguousarray(WT), act, t0, t1)
+            return
+        for t in range(t0, t1):
+            s_prev, s, z = S[t], S[t + 1], Z[t]  # (N, H) views
+            np.matmul(s_prev, WT, out=s)  # W s_{t-1}, parked in s_t's row until f(z_t) overwrites it
+            z += s  # z_t = U x_t + b + W s_{t-1}
+            if f_into is not None:
+                f_into(z, s)  # s_t = f(z_t)
+            else:
+                s[...] = f(z)
+
+    def outputs(t0, t1):  # q_t = V s_t + c for t0 <= t < t1, one product for all of them
+        q = _matmul(S[t0 + 1:t1 + 1].reshape(-1, H), model.V.T, threaded=plan.threaded)
+        Q[t0:t1] = q.reshape(t1 - t0, N, model.O)
+        if model.c is not None:
+            Q[t0:t1] += model.c
+
+    outs, thens = [], []
+    with plan.section():
+        _project(model, xin, Z, *plan.blocks[0])
+        ins = [plan.helper.submit(_project, model, xin, Z, t0, t1) for t0, t1 in plan.blocks[1:]]
+        try:
+            for i, (t0, t1) in enumerate(plan.blocks):
+                if i > 0:
+                    ins[i - 1].result()
+                with _one_blas_thread(0 if plan.threaded else N * H * H):
+                    steps(t0, t1)
+                outs.append(plan.helper.submit(outputs, t0, t1))
+                if then is not None:
+                    thens.append(plan.helper.submit(then, trace, t0, t1))
+        finally:
+            _results(ins + outs)
+    return trace, thens
+
+
+def _loss_scale(tg: validate.Targets, reduction):
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    return 1.0 if reduction == "sum" else 1.0 / max(int(tg.mask.sum()), 1)
 
 
 def output_error(trace: Trace, tg: validate.Targets, reduction="sum"):
     """The loss E and dE/dq_t for every step: (loss, dQ (T, N, O)). Unscored steps get zero."""
-    if reduction not in ("sum", "mean"):
-        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
-    mask = tg.mask.T  # (T, N)
-    scale = 1.0
-    if reduction == "mean":
-        scale = 1.0 / max(int(mask.sum()), 1)
+    dQ = np.empty_like(trace.Q)
+    return _errors(trace, tg, _loss_scale(tg, reduction), dQ, 0, trace.inputs.T), dQ
+
+
+def _errors(trace, tg, scale, dQ, t0, t1) -> float:
+    """Writes dE/dq_t into dQ[t0:t1] and returns the loss of the steps t0 <= t < t1."""
+    Q = trace.Q[t0:t1]
     if trace.model.head == "mse":
-        err = (trace.Q - np.swapaxes(tg.values, 0, 1)) * mask[..., None]  # (T, N, O)
-        return float((err * err).sum() * scale), (2 * scale) * err
-    # softmax, stable: o_t = exp(q_t - m_t) / sum exp(q_t - m_t) with m_t = max q_t. Rows are
-    # flattened to (T*N, O) and the targets picked by flat index: take_along_axis/put_along_axis
-    # cost tens of microseconds of Python each, which is the whole budget at small sizes.
+        err = (Q - np.swapaxes(tg.values, 0, 1)[t0:t1]) * tg.mask.T[t0:t1, :, None]  # (t1-t0, N, O)
+        np.multiply(err, 2 * scale, out=dQ[t0:t1])
+        return float((err * err).sum() * scale)
     O = trace.model.O
-    Q = trace.Q.reshape(-1, O)  # (T*N, O)
-    kernels = _kernels() if Q.size <= COMPILED_MAX_SOFTMAX else None
-    if kernels is not None:  # the lines below, compiled: a dozen NumPy calls become one
-        P = np.empty_like(Q)
-        loss = kernels.softmax_error(Q, np.ascontiguousarray(tg.ids.T).reshape(-1), scale, P)
-        return float(loss), P.reshape(trace.Q.shape)
-    m = Q.max(axis=1, keepdims=True)  # (T*N, 1)
-    P = np.subtract(Q, m)  # a new array: becomes the probabilities, then dQ
+    rows = Q.reshape(-1, O)  # ((t1-t0)*N, O)
+    ids = np.ascontiguousarray(tg.ids.T[t0:t1]).reshape(-1)  # -1 where unscored
+    P = dQ[t0:t1].reshape(-1, O)  # a view: dQ is contiguous
+    kernels = _kernels() if rows.size <= COMPILED_MAX_SOFTMAX else None
+    if kernels is not None:  # _softmax_error, compiled: a dozen NumPy calls become one
+        return float(kernels.softmax_error(rows, ids, scale, P))
+    return _softmax_error(rows, ids, scale, P)
+
+
+def _softmax_error(Q, ids, scale, P):
+    """Writes P = scale (o_r - onehot(y_r)) for the rows r of Q (zero where ids[r] = -1) and
+    returns the loss -scale sum_r log o_r[y_r], with o_r = exp(q_r - m_r) / sum exp(q_r - m_r),
+    m_r = max q_r (stable). The targets are picked by flat index: take_along_axis and
+    put_along_axis cost tens of microseconds of Python each, the whole budget at small sizes."""
+    m = Q.max(axis=1, keepdims=True)  # (R, 1)
+    np.subtract(Q, m, out=P)
     np.exp(P, out=P)
-    total = P.sum(axis=1, keepdims=True)  # (T*N, 1)
-    scored = mask.all()
-    rows = slice(None) if scored else np.flatnonzero(mask)  # rows with a loss
-    r = np.arange(Q.shape[0]) if scored else rows
-    ids = tg.ids.T.reshape(-1)[rows]
-    loss = -float((Q[r, ids] - m[rows, 0] - np.log(total[rows, 0])).sum() * scale)  # -log o_t[y_t]
+    total = P.sum(axis=1, keepdims=True)  # (R, 1)
+    scored = ids >= 0
+    every = bool(scored.all())
+    r = np.arange(Q.shape[0]) if every else np.flatnonzero(scored)  # rows with a loss
+    y = ids[r]
+    loss = -float((Q[r, y] - m[r, 0] - np.log(total[r, 0])).sum() * scale)  # -log o_t[y_t]
     P /= total  # o_t
-    P[r, ids] -= 1  # o_t - onehot(y_t)
-    if not scored:
-        P[~mask.reshape(-1)] = 0
+    P[r, y] -= 1  # o_t - onehot(y_t)
+    if not every:
+        P[~scored] = 0
     if scale != 1.0:
         P *= scale
-    return loss, P.reshape(trace.Q.shape)
+    return loss
 
 
 def backward(trace: Trace, y, *, truncate=None, reduction="sum"):
@@ -257,8 +435,17 @@ def backward(trace: Trace, y, *, truncate=None, reduction="sum"):
     model, xin = trace.model, trace.inputs
     tg = validate.targets(model, y, xin)
     K = _truncation(truncate)
-    loss, dQ = output_error(trace, tg, reduction)
-    return loss, _backward(trace, dQ, K)
+    scale = _loss_scale(tg, reduction)
+    if K is not None and K < xin.T:
+        loss, dQ = output_error(trace, tg, reduction)
+        return loss, _backward_truncated(trace, dQ, K)
+    plan = _plan(xin.T, xin.N, model.H)
+    errors = _Errors(model, xin, tg, scale, plan)
+    with plan.section():
+        losses = [None] * len(plan.blocks)
+        for i in reversed(range(len(plan.blocks))):  # from the end: the loop starts there
+            losses[i] = plan.helper.submit(errors.block, trace, *plan.blocks[i])
+        return _backward_full(trace, plan, errors, losses)
 
 
 def _truncation(truncate):
@@ -269,44 +456,95 @@ def _truncation(truncate):
     return int(truncate)
 
 
-def _df(model, S):
-    """f'(z_t) from s_t for every step, (T, N, H), a new array (the backward pass overwrites it)."""
-    if model.activation == "tanh":  # 1 - s^2 in two passes and one allocation instead of three
-        d = np.multiply(S[1:], S[1:])
-        return np.subtract(1.0, d, out=d)
-    return np.array(activations.get(model.activation).df_from_output(S[1:]), dtype=model.dtype)
+def _df(model, s, out):
+    """f'(z_t) from s_t (any block of steps), into out."""
+    if model.activation == "tanh":  # 1 - s^2 in two passes, no allocation
+        np.multiply(s, s, out=out)
+        np.subtract(1.0, out, out=out)
+    else:
+        out[...] = activations.get(model.activation).df_from_output(s)
 
 
-def _backward(trace: Trace, dQ, K):
+class _Errors:
+    """What the backward loop starts from, a block of steps at a time: dE/dq_t (dQ), dE_t/ds_t
+    from output t itself (dS) and f'(z_t) (dZ, which the loop turns into delta_t = dE/dz_t)."""
+
+    def __init__(self, model, xin, tg, scale, plan):
+        self.tg, self.scale, self.threaded = tg, scale, plan.threaded
+        self.compiled = _step_kernel("backward", xin.N, model.H)  # which computes f'(z_t) itself
+        shape = (xin.T, xin.N)
+        self.dQ = np.empty(shape + (model.O,), dtype=model.dtype)
+        self.dS = np.empty(shape + (model.H,), dtype=model.dtype)
+        self.dZ = np.empty(shape + (model.H,), dtype=model.dtype)
+
+    def block(self, trace, t0, t1) -> float:
+        """Fills steps t0 <= t < t1 and returns their loss."""
+        model, N = trace.model, trace.inputs.N
+        loss = _errors(trace, self.tg, self.scale, self.dQ, t0, t1)
+        ds = _matmul(self.dQ[t0:t1].reshape(-1, model.O), model.V, threaded=self.threaded)
+        self.dS[t0:t1] = ds.reshape(t1 - t0, N, model.H)
+        if self.compiled is None:
+            _df(model, trace.S[t0 + 1:t1 + 1], self.dZ[t0:t1])
+        return loss
+
+
+def _backward_full(trace: Trace, plan, errors: _Errors, losses):
+    """Full BPTT, the loop from t = T-1 down to 0 a block at a time, once the block's errors are
+    there (losses: their futures, in time order); the helper sums each finished block's share of
+    the weight gradients, and at the end the loop's thread takes the shares not yet started."""
+    model, xin = trace.model, trace.inputs
+    T, N, H = xin.T, xin.N, model.H
+    dS, dZ, W = errors.dS, errors.dZ, model.W
+    dh = np.zeros((N, H), dtype=model.dtype)  # dE/ds_t from the steps after t; at the end, t = -1
+    compiled = errors.compiled
+
+    def steps(t0, t1):  # t = t1-1 down to t0
+        if compiled is not None:  # the loop below, compiled, with f'(z_t) from s_t on the way
+            compiled(dS, dZ, trace.S, W, dh, ACT_CODES[model.activation], t0, t1)
+            return
+        for t in range(t1 - 1, t0 - 1, -1):
+            ds, dz = dS[t], dZ[t]  # (N, H) views
+            ds += dh  # dE/ds_t: from output t, and from step t + 1 through W
+            dz *= ds  # delta_t = dE/ds_t * f'(z_t)
+            np.matmul(dz, W, out=dh)  # dE/ds_{t-1} from step t
+
+    terms = [None] * len(plan.blocks)
+    try:
+        for i in reversed(range(len(plan.blocks))):
+            t0, t1 = plan.blocks[i]
+            losses[i].result()
+            with _one_blas_thread(0 if plan.threaded else N * H * H):
+                steps(t0, t1)
+            terms[i] = plan.helper.submit(_weight_terms, trace, errors.dQ, dZ, t0, t1, plan.threaded)
+        for i, f in enumerate(terms):  # the helper works from the end; this thread from the start
+            if f.cancel():
+                terms[i] = _Inline().submit(_weight_terms, trace, errors.dQ, dZ, *plan.blocks[i], plan.threaded)
+    finally:
+        loss = sum(_results(losses))
+        terms = _results([f for f in terms if f is not None])
+    U, W_, V, b, c = (None if terms[0][i] is None else sum(t[i] for t in terms) for i in range(5))
+    return loss, Grads(U=U, W=W_, V=V, b=b, c=c, h0=dh if xin.batched else dh[0])
+
+
+def _backward_truncated(trace: Trace, dQ, K):
+    """The notebook's truncated BPTT, K < T: each output's error flows back K steps only."""
     model, xin = trace.model, trace.inputs
     S, T, N, H = trace.S, xin.T, xin.N, model.H
     dS = _matmul(dQ.reshape(T * N, -1), model.V).reshape(T, N, H)  # dE_t/ds_t from output t itself
-    dZ = _df(model, S)  # (T, N, H): ds_t/dz_t, turned into delta_t = dE/dz_t in place
+    df = np.empty((T, N, H), dtype=model.dtype)
+    _df(model, S[1:], df)
+    dZ = np.empty_like(df)  # delta_t
     W = model.W
-    kernels = _kernels(N, H)
-    if (K is None or K >= T) and kernels is not None:  # the loop below, compiled
-        dh0 = np.zeros((N, H), dtype=model.dtype)
-        kernels.backward_steps(dS, dZ, W, dh0)
-    elif K is None or K >= T:
-        dh = np.zeros((N, H), dtype=model.dtype)  # dE/ds_t from the steps after t
-        with _one_blas_thread(N * H * H):
-            for t in range(T - 1, -1, -1):
-                ds, dz = dS[t], dZ[t]  # (N, H) views
-                ds += dh  # dE/ds_t: from output t, and from step t + 1 through W
-                dz *= ds  # delta_t = dE/ds_t * f'(z_t)
-                np.matmul(dz, W, out=dh)  # dE/ds_{t-1} from step t
-        dh0 = dh
-    else:
-        df = dZ.copy()
-        # G[j] is dE_{t+j}/ds_t, the error of output t + j at step t, for j = 0..K (the window)
-        G = np.zeros((K + 1, N, H), dtype=model.dtype)
-        for t in range(T - 1, -1, -1):
-            G[1:] = G[:-1] @ W if t < T - 1 else 0  # outputs t+1..t+K reach s_t; t+K+1 stops at t+1
-            G[0] = dS[t]
-            G *= df[t]  # now dE_{t+j}/dz_t
-            G.sum(axis=0, out=dZ[t])
-        dh0 = G[:-1].sum(axis=0) @ W  # outputs 0..K-1 reach s_{-1}
-    return _weight_grads(trace, dQ, dZ, dh0)
+    # G[j] is dE_{t+j}/ds_t, the error of output t + j at step t, for j = 0..K (the window)
+    G = np.zeros((K + 1, N, H), dtype=model.dtype)
+    for t in range(T - 1, -1, -1):
+        G[1:] = G[:-1] @ W if t < T - 1 else 0  # outputs t+1..t+K reach s_t; t+K+1 stops at t+1
+        G[0] = dS[t]
+        G *= df[t]  # now dE_{t+j}/dz_t
+        G.sum(axis=0, out=dZ[t])
+    dh0 = G[:-1].sum(axis=0) @ W  # outputs 0..K-1 reach s_{-1}
+    U, W_, V, b, c = _weight_terms(trace, dQ, dZ, 0, T)
+    return Grads(U=U, W=W_, V=V, b=b, c=c, h0=dh0 if xin.batched else dh0[0])
 
 
 def _scatter_rows(ids, rows, D):
@@ -323,16 +561,18 @@ def _scatter_rows(ids, rows, D):
     return out
 
 
-def _weight_grads(trace, dQ, dZ, dh0):
-    """Sum every step's term at once: one matrix product per parameter instead of T."""
+def _weight_terms(trace, dQ, dZ, t0, t1, threaded=False):
+    """The steps t0 <= t < t1's share of (dU, dW, dV, db, dc), one matrix product per parameter
+    for all of them instead of one per step; db and dc are None where the model has no bias."""
     model, xin = trace.model, trace.inputs
     H, O = model.H, model.O
-    dZ2 = dZ.reshape(-1, H)  # (T*N, H)
-    dW = _matmul(dZ2, trace.S[:-1].reshape(-1, H), tn=True)  # sum_t delta_t s_{t-1}^T
-    dV = _matmul(dQ.reshape(-1, O), trace.S[1:].reshape(-1, H), tn=True)  # sum_t dq_t s_t^T
+    dZ2 = dZ[t0:t1].reshape(-1, H)  # delta_t, a row per step and sequence
+    dQ2 = dQ[t0:t1].reshape(-1, O)
+    dW = _matmul(dZ2, trace.S[t0:t1].reshape(-1, H), tn=True, threaded=threaded)  # sum_t delta_t s_{t-1}^T
+    dV = _matmul(dQ2, trace.S[t0 + 1:t1 + 1].reshape(-1, H), tn=True, threaded=threaded)  # sum_t dq_t s_t^T
     if xin.ids is not None:
         kernels = _kernels()
-        ids = xin.ids.T.reshape(-1)  # (T*N,)
+        ids = xin.ids.T[t0:t1].reshape(-1)  # x_t for each row of dZ2
         if kernels is not None:
             dUT = np.zeros((model.D, H), dtype=model.dtype)
             kernels.scatter_rows(ids, dZ2, dUT)  # np.add.at, compiled
@@ -340,10 +580,11 @@ def _weight_grads(trace, dQ, dZ, dh0):
             dUT = _scatter_rows(ids, dZ2, model.D)
         dU = dUT.T  # column d sums delta_t over the steps with x_t = d
     else:
-        dU = dZ2.T @ np.swapaxes(xin.X, 0, 1).reshape(-1, model.D)
+        X2 = np.swapaxes(xin.X, 0, 1)[t0:t1].reshape(-1, model.D)
+        dU = _matmul(dZ2, X2, tn=True, threaded=threaded)
     db = dZ2.sum(axis=0) if model.b is not None else None
-    dc = dQ.reshape(-1, O).sum(axis=0) if model.c is not None else None
-    return Grads(U=dU, W=dW, V=dV, b=db, c=dc, h0=dh0 if xin.batched else dh0[0])
+    dc = dQ2.sum(axis=0) if model.c is not None else None
+    return dU, dW, dV, db, dc
 
 
 def gradients(model: RNN, x, y, *, truncate=None, h0=None, reduction="sum"):
@@ -352,7 +593,21 @@ def gradients(model: RNN, x, y, *, truncate=None, h0=None, reduction="sum"):
     x: ids (T,) / (N, T) or dense (T, D) / (N, T, D); y: ids (-1 = no loss) or one-hot rows, or
     real values for the mse head. truncate=K: the notebook's rule (output t reaches steps t-K..t).
     """
-    return backward(forward(model, x, h0), y, truncate=truncate, reduction=reduction)
+    model.check_finite()
+    xin = validate.inputs(model, x)
+    h = validate.initial_state(model, h0, xin)
+    tg = validate.targets(model, y, xin)
+    K = _truncation(truncate)
+    scale = _loss_scale(tg, reduction)
+    if K is not None and K < xin.T:
+        trace = _forward(model, xin, h)
+        loss, dQ = output_error(trace, tg, reduction)
+        return loss, _backward_truncated(trace, dQ, K)
+    plan = _plan(xin.T, xin.N, model.H)
+    errors = _Errors(model, xin, tg, scale, plan)
+    with plan.section():  # the errors of each block are computed while the forward loop goes on
+        trace, losses = _forward_blocks(model, xin, h, plan, then=errors.block)
+        return _backward_full(trace, plan, errors, losses)
 
 
 def loss(model: RNN, x, y, *, h0=None, reduction="sum") -> float:

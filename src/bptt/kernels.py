@@ -14,21 +14,22 @@ the products (tests/test_perf_equivalence.py checks this to 1e-12 in float64). N
 beyond fused multiply-adds: the inner loops vectorise without reordering sums because they run
 over the output index (an axpy per input), not over a dot product.
 
-Activation codes: 0 tanh, 1 relu, 2 sigmoid, 3 identity (core.ACT_CODES).
+Activation codes: 0 tanh, 1 relu, 2 sigmoid, 3 identity (core.ACT_CODES), 4 tanh for float32.
 
 tanh and exp: np.tanh and math.tanh call the C library one value at a time, about 35 ns a
-float64 value here, which at H = 128 costs more than the step's matrix product. tanh_rows computes
-it in arithmetic the compiler turns into vector instructions (four float64 values at a time),
-about 12 ns a value, and within 2 units in the last place of np.tanh (tests/test_kernels.py checks
-this over 10^6 values at five scales, and at the edges):
-  |x| < 0.625   x + x^3 P(x^2) / Q(x^2), the rational approximation of Cephes' tanh.c
-  otherwise     (1 - e) / (1 + e) with e = exp(-2|x|) <= 0.29, so no cancellation, and the sign
-                of x.
-exp(y) for y <= 0 (_exp_neg, also the softmax's exp) is 2^-m exp(r) with m = round(-y / ln 2),
-|r| <= ln(2)/2, exp(r) by its Taylor polynomial to r^13 (the rest is below 1e-17), and 2^-m by
-m's binary digits (select and multiply vectorise; a table lookup would not); below -708 it is 0.
-Both branches are computed and one selected: a branch would stop the vectorisation. Float32
-values are computed in float64 and rounded. error_model="numpy" lets divisions be IEEE divisions
+float64 value here, which at H = 128 costs more than the step's matrix product. The kernels
+compute them in arithmetic the compiler turns into vector instructions (no calls, no branches:
+both sides of a choice are computed and one selected, or the vectorisation would stop):
+  exp(y), y <= 0   2^-m (1 + q), m = round(-y / ln 2) and q = exp(r) - 1 for r = y + m ln 2,
+                   |r| <= ln(2)/2, by its Taylor polynomial to r^13 (the rest is below 1e-17);
+                   2^-m by m's binary digits (select and multiply vectorise, a table lookup would
+                   not); 0 below -708; the softmax's exp.
+  tanh(x)          -E / (2 + E) with E = exp(-2|x|) - 1 = 2^-m q + (2^-m - 1), which has no
+                   cancellation (q alone for small |x|), and the sign of x: about 8 ns a value.
+  tanh, float32    the same in float32 arithmetic, eight values to an instruction, with Cephes'
+                   tanhf.c near 0 (tanh32_rows).
+tests/test_kernels.py checks them against NumPy over 10^6 values at five scales and at the edges:
+float64 within 3 units in the last place of np.tanh, float32 within 2 float32 units of tanh. error_model="numpy" lets divisions be IEEE divisions
 (Numba's default checks each divisor for zero, a branch); fastmath={"contract"} only fuses
 multiply-adds, which is as accurate or more.
 """
@@ -38,47 +39,99 @@ import math
 
 import numba
 import numpy as np
+import scipy.linalg.cython_blas  # noqa: F401 - Numba's np.dot calls this BLAS: loaded now, so threadpoolctl sees it
 
 
-# Cephes tanh.c for |x| < 0.625: tanh x = x + x^3 P(x^2) / Q(x^2)
-_P0, _P1, _P2 = -9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3
-_Q0, _Q1, _Q2 = 1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3
 _LOG2E = 1.4426950408889634
 _LN2_HI, _LN2_LO = 6.93145751953125e-1, 1.42860682030941723212e-6  # ln 2 = HI + LO, k * HI exact
 _C = [1.0 / math.factorial(i) for i in range(14)]  # exp(r) = sum r^i / i!, i = 0..13
-_C0, _C1, _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13 = _C
+_C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13 = _C[2:]
 _DIGITS = tuple((2.0 ** i, 2.0 ** -2 ** i) for i in range(9, -1, -1))  # (d, 2^-d), d = 512 .. 1
+_DIGITS_TANH = _DIGITS[4:]  # d = 32 .. 1: enough below exp(-40)
 _OPTS = dict(cache=True, error_model="numpy", fastmath={"contract"})
+
+
+@numba.njit(inline="always", **_OPTS)
+def _exp_parts(y, digits):
+    """(c, q) with exp(y) = c (1 + q) for y <= 0 (-y below 2 * the largest of digits): c = 2^-m,
+    m = round(-y / ln 2) by its binary digits, and q = exp(r) - 1 for r = y + m ln 2, |r| <= ln(2)/2,
+    by its Taylor polynomial to r^13 (the rest is below 1e-17)."""
+    k = np.floor(y * _LOG2E + 0.5)
+    r = (y - k * _LN2_HI) - k * _LN2_LO
+    r2 = r * r
+    r4 = r2 * r2
+    p = ((_C2 + _C3 * r) + (_C4 + _C5 * r) * r2) + ((_C6 + _C7 * r) + (_C8 + _C9 * r) * r2) * r4 \
+        + ((_C10 + _C11 * r) + (_C12 + _C13 * r) * r2) * (r4 * r4)
+    m = -k
+    c = 1.0
+    for d, scale in digits:  # a tuple of constants
+        bit = m >= d
+        c *= scale if bit else 1.0
+        m -= d if bit else 0.0
+    return c, r + r2 * p
 
 
 @numba.njit(inline="always", **_OPTS)
 def _exp_neg(y):
     """exp(y) for y <= 0 (NaN stays NaN, below -708 gives 0), vectorisable: see the module's notes."""
-    x = y if not y < -708.0 else -708.0  # exp(-708) is still a normal number
-    k = np.floor(x * _LOG2E + 0.5)  # in [-1021, 0]
-    r = (x - k * _LN2_HI) - k * _LN2_LO  # |r| <= ln(2)/2
-    r2 = r * r
-    r4 = r2 * r2
-    e = ((_C0 + _C1 * r) + (_C2 + _C3 * r) * r2) + ((_C4 + _C5 * r) + (_C6 + _C7 * r) * r2) * r4 \
-        + (((_C8 + _C9 * r) + (_C10 + _C11 * r) * r2) + (_C12 + _C13 * r) * r4) * (r4 * r4)
-    m = -k  # e *= 2^-m, one binary digit of m at a time
-    for d, scale in _DIGITS:  # a tuple of constants
-        bit = m >= d
-        e *= scale if bit else 1.0
-        m -= d if bit else 0.0
+    c, q = _exp_parts(y if not y < -708.0 else -708.0, _DIGITS)  # exp(-708) is still normal
+    e = c * q + c
     return e if not y < -708.0 else 0.0
 
 
 @numba.njit(inline="always", **_OPTS)
 def _tanh(x):
-    """tanh(x) in float64 arithmetic, vectorisable: see the module's notes."""
+    """tanh(x) in float64 arithmetic, vectorisable: -E / (2 + E) with E = exp(-2|x|) - 1, the sign
+    of x; see the module's notes."""
+    y = -2.0 * abs(x)
+    c, q = _exp_parts(y if not y < -40.0 else -40.0, _DIGITS_TANH)  # tanh(20) is 1 to the last bit
+    E = c * q + (c - 1.0)  # exp(y) - 1, without cancellation: q alone when c = 1
+    t = -E / (2.0 + E)
+    return t if x >= 0 else -t  # NaN stays NaN
+
+
+# float32: the same two branches in float32 arithmetic, eight values to a vector instruction;
+# Cephes' tanhf.c below 0.625 and its expf.c polynomial (|r| <= ln(2)/2) beyond. Every constant is
+# a float32, or NumPy's rules would carry the arithmetic to float64.
+_F = np.float32
+_T0, _T1, _T2, _T3, _T4 = (_F(c) for c in (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2,
+                                             1.33314422036e-1, -3.33332819422e-1))
+_E0, _E1, _E2, _E3, _E4, _E5 = (_F(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
+                                                 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
+_LOG2E_F, _LN2_HI_F, _LN2_LO_F = _F(1.44269504088896341), _F(0.693359375), _F(-2.12194440e-4)
+_DIGITS_F = tuple((_F(2.0 ** i), _F(2.0 ** -2 ** i)) for i in range(4, -1, -1))  # d = 16 .. 1
+_ZERO, _HALF, _ONE, _TWO, _SWITCH, _FLOOR_F = (_F(c) for c in (0.0, 0.5, 1.0, 2.0, 0.625, -20.0))
+
+
+@numba.njit(inline="always", **_OPTS)
+def _tanh32(x):
+    """tanh(x) for a float32 x in float32 arithmetic, vectorisable: within 2 float32 units."""
     a = abs(x)
     w = x * x
-    small = x + x * w * ((_P0 * w + _P1) * w + _P2) / (((w + _Q0) * w + _Q1) * w + _Q2)
-    e = _exp_neg(-2.0 * a)  # <= exp(-1.25) where it is used
-    big = (1.0 - e) / (1.0 + e)
-    big = big if x >= 0 else -big
-    return big if a >= 0.625 else small  # NaN fails the test and takes small, which is NaN
+    small = ((((_T0 * w + _T1) * w + _T2) * w + _T3) * w + _T4) * w * x + x
+    y = -_TWO * a
+    y = y if not y < _FLOOR_F else _FLOOR_F  # exp(-20) < 2^-28: tanh is 1 in float32; NaN stays
+    k = np.floor(y * _LOG2E_F + _HALF)  # in [-29, -2]
+    r = (y - k * _LN2_HI_F) - k * _LN2_LO_F
+    e = (((((_E0 * r + _E1) * r + _E2) * r + _E3) * r + _E4) * r + _E5) * (r * r) + r + _ONE
+    m = -k
+    for d, scale in _DIGITS_F:
+        bit = m >= d
+        e *= scale if bit else _ONE
+        m -= d if bit else _ZERO
+    big = (_ONE - e) / (_ONE + e)
+    big = big if x >= _ZERO else -big
+    return big if a >= _SWITCH else small
+
+
+@numba.njit(nogil=True, **_OPTS)
+def tanh32_rows(z, out):
+    """out = tanh(z) for 2-D float32 arrays of the same shape, in float32 arithmetic."""
+    for n in range(z.shape[0]):
+        zn = z[n]
+        on = out[n]
+        for i in range(z.shape[1]):
+            on[i] = _tanh32(zn[i])
 
 
 @numba.njit(nogil=True, **_OPTS)
@@ -101,12 +154,25 @@ def _f(z, act):
     return z
 
 
+@numba.njit(inline="always", **_OPTS)
+def _df(s, act):
+    """f'(z) from s = f(z), as activations.py's df_from_output."""
+    if act == 0 or act == 4:
+        return 1 - s * s
+    if act == 1:
+        return 1.0 if s > 0 else 0.0
+    if act == 2:
+        return s * (1 - s)
+    return 1.0
+
+
 @numba.njit(nogil=True, **_OPTS)
-def forward_steps(Z, S, WT, act):
-    """In place. Z (T, N, H): U x_t + b on entry, z_t on exit. S (T+1, N, H): S[0] = h0 on entry,
-    s_t in S[t+1] on exit. WT (H, H) = W^T, contiguous, so row j of WT is column j of W."""
+def forward_steps(Z, S, WT, act, t0, t1):
+    """In place, for the steps t0 <= t < t1. Z (T, N, H): U x_t + b on entry, z_t on exit.
+    S (T+1, N, H): s_{t0-1} in S[t0] on entry, s_t in S[t+1] on exit. WT (H, H) = W^T,
+    contiguous, so row j of WT is column j of W."""
     T, N, H = Z.shape
-    for t in range(T):
+    for t in range(t0, t1):
         for n in range(N):
             z = Z[t, n]  # (H,)
             s_prev = S[t, n]  # (H,)
@@ -119,30 +185,80 @@ def forward_steps(Z, S, WT, act):
             if act == 0:
                 for i in range(H):
                     s[i] = _tanh(z[i])
+            elif act == 4:
+                for i in range(H):
+                    s[i] = _tanh32(z[i])
             else:
                 for i in range(H):
                     s[i] = _f(z[i], act)
 
 
 @numba.njit(nogil=True, **_OPTS)
-def backward_steps(dS, dZ, W, dh):
-    """In place, t = T-1 .. 0. dS (T, N, H): dE_t/ds_t from output t (overwritten). dZ (T, N, H):
-    f'(z_t) on entry, delta_t on exit. dh (N, H): zeros on entry, dE/ds_{-1} on exit."""
+def backward_steps(dS, dZ, S, W, dh, act, t0, t1):
+    """In place, t = t1-1 down to t0. dS (T, N, H): dE_t/ds_t from output t (overwritten).
+    dZ (T, N, H): delta_t on exit, with f'(z_t) from s_t = S[t+1]. dh (N, H): dE/ds_{t1-1} from
+    the steps after t1-1 on entry (zeros for t1 = T), dE/ds_{t0-1} on exit."""
     T, N, H = dS.shape
-    for t in range(T - 1, -1, -1):
+    for t in range(t1 - 1, t0 - 1, -1):
         for n in range(N):
             ds = dS[t, n]
             dz = dZ[t, n]
+            s = S[t + 1, n]
             h = dh[n]
             for i in range(H):
                 ds[i] += h[i]  # dE/ds_t: from output t, and from step t + 1 through W
-                dz[i] *= ds[i]  # delta_t = dE/ds_t * f'(z_t)
+                dz[i] = ds[i] * _df(s[i], act)  # delta_t = dE/ds_t * f'(z_t)
                 h[i] = 0
             for i in range(H):  # dE/ds_{t-1} = W^T delta_t: row i of W times delta_t[i], an axpy
                 di = dz[i]
                 w = W[i]
                 for j in range(H):
                     h[j] += w[j] * di
+
+
+@numba.njit(nogil=True, **_OPTS)
+def forward_steps_blas(Z, S, WT, act, t0, t1):
+    """forward_steps with each step's product W s_{t-1} by BLAS (np.dot, through SciPy's BLAS),
+    for the sizes where BLAS beats the loops above; the rest of the step is one fused pass."""
+    N, H = Z.shape[1], Z.shape[2]
+    for t in range(t0, t1):
+        s = S[t + 1]
+        np.dot(S[t], WT, s)  # W s_{t-1}, parked in s_t until f(z_t) overwrites it
+        z = Z[t]
+        for n in range(N):
+            zn = z[n]
+            sn = s[n]
+            if act == 0:
+                for i in range(H):
+                    zn[i] += sn[i]  # z_t = U x_t + b + W s_{t-1}
+                    sn[i] = _tanh(zn[i])
+            elif act == 4:
+                for i in range(H):
+                    zn[i] += sn[i]
+                    sn[i] = _tanh32(zn[i])
+            else:
+                for i in range(H):
+                    zn[i] += sn[i]
+                    sn[i] = _f(zn[i], act)
+
+
+@numba.njit(nogil=True, **_OPTS)
+def backward_steps_blas(dS, dZ, S, W, dh, act, t0, t1):
+    """backward_steps with each step's product W^T delta_t by BLAS (np.dot): see forward_steps_blas."""
+    N, H = dS.shape[1], dS.shape[2]
+    for t in range(t1 - 1, t0 - 1, -1):
+        ds = dS[t]
+        dz = dZ[t]
+        s = S[t + 1]
+        for n in range(N):
+            dsn = ds[n]
+            dzn = dz[n]
+            sn = s[n]
+            h = dh[n]
+            for i in range(H):
+                dsn[i] += h[i]  # dE/ds_t: from output t, and from step t + 1 through W
+                dzn[i] = dsn[i] * _df(sn[i], act)  # delta_t = dE/ds_t * f'(z_t)
+        np.dot(dz, W, dh)  # dE/ds_{t-1} from step t
 
 
 @numba.njit(nogil=True, **_OPTS)
