@@ -56,8 +56,8 @@ def test_tanh_float32_within_one_float32_unit(kernels):
     assert np.all(np.abs(out - exact) <= np.spacing(np.abs(out)))
 
 
-def test_exp_of_softmax_within_two_ulps_and_zero_far_below(kernels):
-    # the softmax error uses the same exp: its probabilities against NumPy's, row by row
+def test_softmax_error_equals_numpy(kernels):
+    # the compiled softmax error against NumPy's, row by row, a row far below its maximum included
     rng = np.random.default_rng(5)
     Q = rng.standard_normal((2000, 50)) * 30
     Q[0, 1] = -1e300  # far below the row's maximum: probability 0, as np.exp gives

@@ -21,7 +21,7 @@ ACTS = ["tanh", "relu", "sigmoid", "identity"]
 def compiled(monkeypatch):
     """Run with the compiled loops forced on at every size, or off: compiled(True/False)."""
     need("numba")
-    monkeypatch.setattr(core, "COMPILED_MAX_WORK", 1 << 62)
+    monkeypatch.setattr(core, "COMPILED_MAX_WORK", 1 << 62)  # the axpy loops at every size
     previous = core.set_compiled(True)
     yield core.set_compiled
     core.set_compiled(previous)
@@ -161,7 +161,7 @@ def regime(monkeypatch):
         if name.startswith("pipeline"):
             need("threadpoolctl")
         core.set_compiled(name not in ("numpy", "pipeline-numpy"))
-        monkeypatch.setattr(core, "COMPILED_MAX_WORK", 1 << 62 if name == "axpy" else 0)
+        monkeypatch.setattr(core, "COMPILED_MAX_WORK", 1 << 62 if name == "axpy" else 0)  # N = 1: BLAS
         threaded = name.startswith("pipeline")
         monkeypatch.setattr(core, "PIPELINE_MIN_WORK", 0 if threaded else 1 << 62)
         monkeypatch.setattr(core, "_blas_threads", lambda: 2)

@@ -117,11 +117,16 @@ def forward(model: RNN, x, h0=None) -> Trace:
 
 # Speed: at small N * H the time goes into NumPy's per-call overhead (about a microsecond a call),
 # so the loops below make three calls per step, allocate nothing and write into preallocated
-# buffers with out=. Where Numba is installed (the `fast` extra) and the per-step products are
-# small, the same loops run compiled (kernels.py, written step for step like the loops here),
-# which removes the per-call overhead altogether; results agree to rounding.
+# buffers with out=. Where Numba is installed (the `fast` extra), the same loops run compiled
+# (kernels.py, written step for step like the loops here), which removes the per-call overhead
+# and fuses each step's element-wise work into one pass; results agree to rounding. The compiled
+# loops do each step's product themselves up to COMPILED_MAX_WORK multiply-adds, and call BLAS
+# on one thread above (see _step_kernel); from ONE_THREAD_MAX_PRODUCT, where BLAS splits a product
+# over its threads with profit, NumPy's loop runs. Measured on 2 cores (per gradient, float64/float32): N, T, H =
+# 1, 1000, 128: NumPy's loop 30/19 ms, compiled 14/9; 32, 100, 128: 57/26, 44/30 (and 34/25 with
+# the pipeline below); 64, 200, 256: 455/209, 663/519.
 ACT_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}  # kernels.py's activation codes
-COMPILED_MAX_WORK = 1 << 17  # N * H * H multiply-adds per step up to which the compiled loop wins
+COMPILED_MAX_WORK = 1 << 17  # N * H * H multiply-adds per step up to which a compiled loop does the product
 _compiled = {"enabled": os.environ.get("BPTT_COMPILED", "1") != "0", "kernels": None, "blas": None}
 
 
@@ -151,11 +156,13 @@ def _kernels():
 
 def _step_kernel(kind, N, H):
     """The compiled time loop ("forward" or "backward") for this size, or None (NumPy's loop):
-    loops of axpys up to COMPILED_MAX_WORK multiply-adds per step, a BLAS call per step above."""
+    loops of axpys up to COMPILED_MAX_WORK multiply-adds per step, a BLAS call per step above and
+    for one sequence (a matrix-vector product, which BLAS does well at every size; its matrix
+    products of a few rows are slow), NumPy's loop from ONE_THREAD_MAX_PRODUCT."""
     kernels = _kernels()
-    if kernels is None:
+    if kernels is None or N * H * H >= ONE_THREAD_MAX_PRODUCT:
         return None
-    return getattr(kernels, f"{kind}_steps" if N * H * H <= COMPILED_MAX_WORK else f"{kind}_steps_blas")
+    return getattr(kernels, f"{kind}_steps_blas" if N == 1 or N * H * H > COMPILED_MAX_WORK else f"{kind}_steps")
 
 
 COMPILED_MAX_SOFTMAX = 1 << 14  # T*N*O up to which the compiled softmax error wins (NumPy's exp is SIMD)
@@ -286,8 +293,12 @@ def _blas_threads():
 
 
 def _plan(T, N, H):
-    """One block in this thread, or PIPELINE_BLOCKS blocks with a helper thread where it pays."""
-    if T < 2 * PIPELINE_BLOCKS or T * N * H * H < PIPELINE_MIN_WORK or _blas_threads() < 2:
+    """One block in this thread, or PIPELINE_BLOCKS blocks with a helper thread where it pays:
+    from PIPELINE_MIN_WORK multiply-adds in the loop, with a batch (for one sequence the work off
+    the chain is small), and while BLAS would give each step's product one thread anyway (above
+    ONE_THREAD_MAX_PRODUCT, two BLAS threads on the chain beat the pipeline)."""
+    if T < 2 * PIPELINE_BLOCKS or N < 2 or T * N * H * H < PIPELINE_MIN_WORK \
+            or N * H * H >= ONE_THREAD_MAX_PRODUCT or _blas_threads() < 2:
         return _Plan([(0, T)], _Inline())
     if _helper["executor"] is None:
         from concurrent.futures import ThreadPoolExecutor
@@ -522,7 +533,8 @@ def _backward_full(trace: Trace, plan, errors: _Errors, losses):
     finally:
         loss = sum(_results(losses))
         terms = _results([f for f in terms if f is not None])
-    U, W_, V, b, c = (None if terms[0][i] is None else sum(t[i] for t in terms) for i in range(5))
+    U, W_, V, b, c = terms[0] if len(terms) == 1 else \
+        (None if terms[0][i] is None else sum(t[i] for t in terms) for i in range(5))
     return loss, Grads(U=U, W=W_, V=V, b=b, c=c, h0=dh if xin.batched else dh[0])
 
 

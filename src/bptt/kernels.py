@@ -3,8 +3,9 @@
 Why: at small N * H one time step is a few thousand multiply-adds, which a compiled loop does in
 about a microsecond, while NumPy spends about a microsecond on *each call* (three calls a step).
 So for short, narrow problems the per-call overhead is the whole cost, and a compiled loop over all
-T steps removes it. For large N * H the per-step products are real matrix products and BLAS wins;
-core.py picks by size (core._kernels, core.COMPILED_MAX_WORK).
+T steps removes it. For larger N * H each step's product is a real matrix product: the _blas
+loops hand it to BLAS (np.dot, which Numba sends to SciPy's BLAS) and do the rest of the step in
+one fused pass. core.py picks by size (core._step_kernel, core.COMPILED_MAX_WORK).
 
 Each kernel is the NumPy loop of core.py written out element by element, step for step:
   forward step    z_t = (U x_t + b) + W s_{t-1},  s_t = f(z_t)
@@ -23,7 +24,7 @@ both sides of a choice are computed and one selected, or the vectorisation would
   exp(y), y <= 0   2^-m (1 + q), m = round(-y / ln 2) and q = exp(r) - 1 for r = y + m ln 2,
                    |r| <= ln(2)/2, by its Taylor polynomial to r^13 (the rest is below 1e-17);
                    2^-m by m's binary digits (select and multiply vectorise, a table lookup would
-                   not); 0 below -708; the softmax's exp.
+                   not).
   tanh(x)          -E / (2 + E) with E = exp(-2|x|) - 1 = 2^-m q + (2^-m - 1), which has no
                    cancellation (q alone for small |x|), and the sign of x: about 8 ns a value.
   tanh, float32    the same in float32 arithmetic, eight values to an instruction, with Cephes'
@@ -46,14 +47,13 @@ _LOG2E = 1.4426950408889634
 _LN2_HI, _LN2_LO = 6.93145751953125e-1, 1.42860682030941723212e-6  # ln 2 = HI + LO, k * HI exact
 _C = [1.0 / math.factorial(i) for i in range(14)]  # exp(r) = sum r^i / i!, i = 0..13
 _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13 = _C[2:]
-_DIGITS = tuple((2.0 ** i, 2.0 ** -2 ** i) for i in range(9, -1, -1))  # (d, 2^-d), d = 512 .. 1
-_DIGITS_TANH = _DIGITS[4:]  # d = 32 .. 1: enough below exp(-40)
+_DIGITS_TANH = tuple((2.0 ** i, 2.0 ** -2 ** i) for i in range(5, -1, -1))  # (d, 2^-d), d = 32 .. 1
 _OPTS = dict(cache=True, error_model="numpy", fastmath={"contract"})
 
 
 @numba.njit(inline="always", **_OPTS)
 def _exp_parts(y, digits):
-    """(c, q) with exp(y) = c (1 + q) for y <= 0 (-y below 2 * the largest of digits): c = 2^-m,
+    """(c, q) with exp(y) = c (1 + q) for y <= 0 (-y below twice the largest digit): c = 2^-m,
     m = round(-y / ln 2) by its binary digits, and q = exp(r) - 1 for r = y + m ln 2, |r| <= ln(2)/2,
     by its Taylor polynomial to r^13 (the rest is below 1e-17)."""
     k = np.floor(y * _LOG2E + 0.5)
@@ -69,14 +69,6 @@ def _exp_parts(y, digits):
         c *= scale if bit else 1.0
         m -= d if bit else 0.0
     return c, r + r2 * p
-
-
-@numba.njit(inline="always", **_OPTS)
-def _exp_neg(y):
-    """exp(y) for y <= 0 (NaN stays NaN, below -708 gives 0), vectorisable: see the module's notes."""
-    c, q = _exp_parts(y if not y < -708.0 else -708.0, _DIGITS)  # exp(-708) is still normal
-    e = c * q + c
-    return e if not y < -708.0 else 0.0
 
 
 @numba.njit(inline="always", **_OPTS)
@@ -288,10 +280,9 @@ def softmax_error(Q, ids, scale, P):
         m = q[0]
         for i in range(1, O):
             m = max(m, q[i])
-        for i in range(O):  # vectorised: the sum is a loop of its own
-            p[i] = _exp_neg(q[i] - m)
         total = 0.0
         for i in range(O):
+            p[i] = math.exp(q[i] - m)
             total += p[i]
         loss += q[ids[r]] - m - math.log(total)
         for i in range(O):
