@@ -245,6 +245,7 @@ def _tn_blocks(A, B, rows=128):
 # below PIPELINE_MIN_WORK multiply-adds, everything runs in one thread, as one block.
 PIPELINE_MIN_WORK = 1 << 22  # T * N * H * H
 PIPELINE_BLOCKS = 16  # blocks of steps in a pipeline
+PIPELINE_MIN_STEPS = 16  # steps in a block at least: handing a block over costs tens of microseconds
 _helper = {"executor": None}
 
 
@@ -294,10 +295,12 @@ def _blas_threads():
 
 def _plan(T, N, H):
     """One block in this thread, or PIPELINE_BLOCKS blocks with a helper thread where it pays:
-    from PIPELINE_MIN_WORK multiply-adds in the loop, with a batch (for one sequence the work off
-    the chain is small), and while BLAS would give each step's product one thread anyway (above
-    ONE_THREAD_MAX_PRODUCT, two BLAS threads on the chain beat the pipeline)."""
-    if T < 2 * PIPELINE_BLOCKS or N < 2 or T * N * H * H < PIPELINE_MIN_WORK \
+    from PIPELINE_MIN_WORK multiply-adds in the loop and PIPELINE_MIN_STEPS steps a block, with a
+    batch (for one sequence the work off the chain is small), and while BLAS would give each
+    step's product one thread anyway (above ONE_THREAD_MAX_PRODUCT, two BLAS threads on the chain
+    beat the pipeline). Measured on 2 cores, bptt / matrix-multiply floor, float64, N, T, H = 32,
+    400, 128: 1.16 with the pipeline, 1.83 without; 32, 100, 128: 2.40 with, 1.82 without."""
+    if T < PIPELINE_MIN_STEPS * PIPELINE_BLOCKS or N < 2 or T * N * H * H < PIPELINE_MIN_WORK \
             or N * H * H >= ONE_THREAD_MAX_PRODUCT or _blas_threads() < 2:
         return _Plan([(0, T)], _Inline())
     if _helper["executor"] is None:
@@ -335,9 +338,9 @@ def _forward(model, xin, h0):
 
 
 def _forward_blocks(model, xin, h0, plan, then=None):
-    """The forward pass a block of steps at a time (see _plan): (trace, futures). After each block
-    the helper computes its outputs q_t and then, if given, then(trace, t0, t1), whose futures
-    come back in time order."""
+    """The forward pass a block of steps at a time (see _plan): (trace, futures, after). After each
+    block the helper computes after(t0, t1): its outputs q_t and then, if given, then(trace, t0, t1),
+    whose results the futures hold, in time order (outputs only: all done on return)."""
     T, N, H = xin.T, xin.N, model.H
     f = activations.get(model.activation).f
     f_into = _F_INTO.get(model.activation)
@@ -371,22 +374,37 @@ def _forward_blocks(model, xin, h0, plan, then=None):
         if model.c is not None:
             Q[t0:t1] += model.c
 
-    outs, thens = [], []
+    def after(t0, t1):  # what follows a block's steps, one task so that it is claimed whole
+        outputs(t0, t1)
+        return None if then is None else then(trace, t0, t1)
+
+    blocks = plan.blocks
+    done = []
     with plan.section():
-        _project(model, xin, Z, *plan.blocks[0])
-        ins = [plan.helper.submit(_project, model, xin, Z, t0, t1) for t0, t1 in plan.blocks[1:]]
+        _project(model, xin, Z, *blocks[0])
+        ins = [plan.helper.submit(_project, model, xin, Z, t0, t1) for t0, t1 in blocks[1:]]
         try:
-            for i, (t0, t1) in enumerate(plan.blocks):
+            for i, (t0, t1) in enumerate(blocks):
                 if i > 0:
-                    ins[i - 1].result()
+                    _claim(ins, i - 1, _project, model, xin, Z, t0, t1)
                 with _one_blas_thread(0 if plan.threaded else N * H * H):
                     steps(t0, t1)
-                outs.append(plan.helper.submit(outputs, t0, t1))
-                if then is not None:
-                    thens.append(plan.helper.submit(then, trace, t0, t1))
+                done.append(plan.helper.submit(after, t0, t1))
+            if then is None:  # the blocks the helper has not started, this thread does, from the end
+                for i in reversed(range(len(blocks))):
+                    _claim(done, i, after, *blocks[i])
         finally:
-            _results(ins + outs)
-    return trace, thens
+            _results(ins + ([] if then is not None else done))
+    return trace, done, after
+
+
+def _claim(futures, i, fn, *args):
+    """The result of futures[i], a task on the helper; if the helper has not started it yet, this
+    thread runs fn(*args) instead (the helper may be slow to come: another process, or another
+    library's threads, can have its core)."""
+    if futures[i].cancel():
+        futures[i] = _Inline().submit(fn, *args)
+    return futures[i].result()
 
 
 def _loss_scale(tg: validate.Targets, reduction):
@@ -456,7 +474,7 @@ def backward(trace: Trace, y, *, truncate=None, reduction="sum"):
         losses = [None] * len(plan.blocks)
         for i in reversed(range(len(plan.blocks))):  # from the end: the loop starts there
             losses[i] = plan.helper.submit(errors.block, trace, *plan.blocks[i])
-        return _backward_full(trace, plan, errors, losses)
+        return _backward_full(trace, plan, errors, losses, lambda t0, t1: errors.block(trace, t0, t1))
 
 
 def _truncation(truncate):
@@ -499,10 +517,11 @@ class _Errors:
         return loss
 
 
-def _backward_full(trace: Trace, plan, errors: _Errors, losses):
+def _backward_full(trace: Trace, plan, errors: _Errors, losses, block):
     """Full BPTT, the loop from t = T-1 down to 0 a block at a time, once the block's errors are
-    there (losses: their futures, in time order); the helper sums each finished block's share of
-    the weight gradients, and at the end the loop's thread takes the shares not yet started."""
+    there (losses: the futures of block(t0, t1), which fills them and returns the block's loss, in
+    time order); the helper sums each finished block's share of the weight gradients, and at the
+    end the loop's thread takes the shares not yet started."""
     model, xin = trace.model, trace.inputs
     T, N, H = xin.T, xin.N, model.H
     dS, dZ, W = errors.dS, errors.dZ, model.W
@@ -523,13 +542,12 @@ def _backward_full(trace: Trace, plan, errors: _Errors, losses):
     try:
         for i in reversed(range(len(plan.blocks))):
             t0, t1 = plan.blocks[i]
-            losses[i].result()
+            _claim(losses, i, block, t0, t1)
             with _one_blas_thread(0 if plan.threaded else N * H * H):
                 steps(t0, t1)
             terms[i] = plan.helper.submit(_weight_terms, trace, errors.dQ, dZ, t0, t1, plan.threaded)
-        for i, f in enumerate(terms):  # the helper works from the end; this thread from the start
-            if f.cancel():
-                terms[i] = _Inline().submit(_weight_terms, trace, errors.dQ, dZ, *plan.blocks[i], plan.threaded)
+        for i in range(len(terms)):  # the helper works from the end; this thread from the start
+            _claim(terms, i, _weight_terms, trace, errors.dQ, dZ, *plan.blocks[i], plan.threaded)
     finally:
         loss = sum(_results(losses))
         terms = _results([f for f in terms if f is not None])
@@ -618,8 +636,8 @@ def gradients(model: RNN, x, y, *, truncate=None, h0=None, reduction="sum"):
     plan = _plan(xin.T, xin.N, model.H)
     errors = _Errors(model, xin, tg, scale, plan)
     with plan.section():  # the errors of each block are computed while the forward loop goes on
-        trace, losses = _forward_blocks(model, xin, h, plan, then=errors.block)
-        return _backward_full(trace, plan, errors, losses)
+        trace, losses, block = _forward_blocks(model, xin, h, plan, then=errors.block)
+        return _backward_full(trace, plan, errors, losses, block)
 
 
 def loss(model: RNN, x, y, *, h0=None, reduction="sum") -> float:
