@@ -201,10 +201,13 @@ def test_every_regime_gives_numpys_numbers(regime, name, act, head, dense, bias,
     np.testing.assert_allclose(tb.q, ta.q, rtol=1e-12, atol=1e-14)
 
 
-def test_pipeline_keeps_float32_and_matches_float64(regime):
+@pytest.mark.parametrize("name,N", [("axpy", 4), ("blas", 0), ("pipeline", 4)])
+def test_float32_stays_float32_and_matches_float64(regime, monkeypatch, name, N):
     rng = np.random.default_rng(11)
-    model, x, y, h0 = case(rng, N=4, T=50, H=16, D=7, O=6, act="tanh", dense=False, bias=True)
-    regime("pipeline")
+    model, x, y, h0 = case(rng, N=N, T=50, H=16, D=7, O=6, act="tanh", dense=False, bias=True)
+    regime(name)
+    plan = core._plan
+    monkeypatch.setattr(core, "_plan", lambda T, N, H, dtype: plan(T, N, H, np.float64))  # float32 too
     loss32, g32 = bptt.gradients(model.astype(np.float32), x, y, h0=h0.astype(np.float32))
     regime("numpy")
     loss64, g64 = bptt.gradients(model, x, y, h0=h0)

@@ -138,6 +138,7 @@ def set_compiled(enabled: bool) -> bool:
     """
     previous = _compiled["enabled"]
     _compiled["enabled"] = bool(enabled)
+    _compiled["blas"] = None  # the BLAS libraries to control may change with it
     return previous
 
 
@@ -154,15 +155,18 @@ def _kernels():
     return _compiled["kernels"] or None
 
 
-def _step_kernel(kind, N, H):
+def _step_kernel(kind, N, H, dtype):
     """The compiled time loop ("forward" or "backward") for this size, or None (NumPy's loop):
-    loops of axpys up to COMPILED_MAX_WORK multiply-adds per step, a BLAS call per step above and
-    for one sequence (a matrix-vector product, which BLAS does well at every size; its matrix
-    products of a few rows are slow), NumPy's loop from ONE_THREAD_MAX_PRODUCT."""
+    loops of axpys up to COMPILED_MAX_WORK multiply-adds per step; a BLAS call per step for one
+    sequence (a matrix-vector product, which BLAS does well at every size; its matrix products of
+    a few rows are slow) and, in float64, above COMPILED_MAX_WORK; NumPy's loop from
+    ONE_THREAD_MAX_PRODUCT, and in float32 above COMPILED_MAX_WORK (measured: with SciPy's BLAS
+    inside the compiled loop, N, T, H = 32, 100, 256 took 104 ms against 54 ms in NumPy's loop)."""
     kernels = _kernels()
-    if kernels is None or N * H * H >= ONE_THREAD_MAX_PRODUCT:
+    w = N * H * H
+    if kernels is None or w >= ONE_THREAD_MAX_PRODUCT or (w > COMPILED_MAX_WORK and dtype == np.float32 and N > 1):
         return None
-    return getattr(kernels, f"{kind}_steps_blas" if N == 1 or N * H * H > COMPILED_MAX_WORK else f"{kind}_steps")
+    return getattr(kernels, f"{kind}_steps_blas" if N == 1 or w > COMPILED_MAX_WORK else f"{kind}_steps")
 
 
 COMPILED_MAX_SOFTMAX = 1 << 14  # T*N*O up to which the compiled softmax error wins (NumPy's exp is SIMD)
@@ -172,10 +176,7 @@ ONE_THREAD_MAX_PRODUCT = 1 << 22  # multiply-adds per product below which BLAS g
 def _blas():
     """threadpoolctl's controller of the BLAS libraries (the `fast` extra), or None without it."""
     if _compiled["blas"] is None:
-        try:  # first SciPy's BLAS, which the compiled loops call, so that it is controlled too
-            from . import kernels  # noqa: F401
-        except ImportError:
-            pass
+        _kernels()  # first SciPy's BLAS, which the compiled loops call, so that it is controlled too
         try:
             from threadpoolctl import ThreadpoolController
             blas = ThreadpoolController().select(user_api="blas")
@@ -293,15 +294,17 @@ def _blas_threads():
     return 1 if blas is None else min(lib.get_num_threads() for lib in blas.lib_controllers)
 
 
-def _plan(T, N, H):
+def _plan(T, N, H, dtype):
     """One block in this thread, or PIPELINE_BLOCKS blocks with a helper thread where it pays:
     from PIPELINE_MIN_WORK multiply-adds in the loop and PIPELINE_MIN_STEPS steps a block, with a
     batch (for one sequence the work off the chain is small), and while BLAS would give each
     step's product one thread anyway (above ONE_THREAD_MAX_PRODUCT, two BLAS threads on the chain
-    beat the pipeline). Measured on 2 cores, bptt / matrix-multiply floor, float64, N, T, H = 32,
-    400, 128: 1.16 with the pipeline, 1.83 without; 32, 100, 128: 2.40 with, 1.82 without."""
+    beat the pipeline), in float64: in float32 the per-step products on one BLAS thread run at half
+    the speed of two, and the pipeline lost (N, T, H = 32, 400, 128: 94.7 ms against 87.1 ms).
+    Measured on 2 cores, bptt / matrix-multiply floor, float64, N, T, H = 32, 400, 128: 1.16 with
+    the pipeline, 1.83 without; 32, 100, 128: 2.40 with, 1.82 without."""
     if T < PIPELINE_MIN_STEPS * PIPELINE_BLOCKS or N < 2 or T * N * H * H < PIPELINE_MIN_WORK \
-            or N * H * H >= ONE_THREAD_MAX_PRODUCT or _blas_threads() < 2:
+            or N * H * H >= ONE_THREAD_MAX_PRODUCT or dtype != np.float64 or _blas_threads() < 2:
         return _Plan([(0, T)], _Inline())
     if _helper["executor"] is None:
         from concurrent.futures import ThreadPoolExecutor
@@ -334,7 +337,7 @@ _F_INTO = {
 
 def _forward(model, xin, h0):
     """The forward pass: a Trace."""
-    return _forward_blocks(model, xin, h0, _plan(xin.T, xin.N, model.H))[0]
+    return _forward_blocks(model, xin, h0, _plan(xin.T, xin.N, model.H, model.dtype))[0]
 
 
 def _forward_blocks(model, xin, h0, plan, then=None):
@@ -350,7 +353,7 @@ def _forward_blocks(model, xin, h0, plan, then=None):
     Q = np.empty((T, N, model.O), dtype=model.dtype)
     trace = Trace(model, xin, S, Z, Q)  # filled in below
     WT = model.W.T
-    compiled = _step_kernel("forward", N, H)
+    compiled = _step_kernel("forward", N, H, model.dtype)
     act = ACT_CODES[model.activation]
     if act == 0 and model.dtype == np.float32:
         act = 4  # tanh in float32 arithmetic: twice as many values to a vector instruction
@@ -468,7 +471,7 @@ def backward(trace: Trace, y, *, truncate=None, reduction="sum"):
     if K is not None and K < xin.T:
         loss, dQ = output_error(trace, tg, reduction)
         return loss, _backward_truncated(trace, dQ, K)
-    plan = _plan(xin.T, xin.N, model.H)
+    plan = _plan(xin.T, xin.N, model.H, model.dtype)
     errors = _Errors(model, xin, tg, scale, plan)
     with plan.section():
         losses = [None] * len(plan.blocks)
@@ -500,7 +503,7 @@ class _Errors:
 
     def __init__(self, model, xin, tg, scale, plan):
         self.tg, self.scale, self.threaded = tg, scale, plan.threaded
-        self.compiled = _step_kernel("backward", xin.N, model.H)  # which computes f'(z_t) itself
+        self.compiled = _step_kernel("backward", xin.N, model.H, model.dtype)  # which computes f'(z_t) itself
         shape = (xin.T, xin.N)
         self.dQ = np.empty(shape + (model.O,), dtype=model.dtype)
         self.dS = np.empty(shape + (model.H,), dtype=model.dtype)
@@ -633,7 +636,7 @@ def gradients(model: RNN, x, y, *, truncate=None, h0=None, reduction="sum"):
         trace = _forward(model, xin, h)
         loss, dQ = output_error(trace, tg, reduction)
         return loss, _backward_truncated(trace, dQ, K)
-    plan = _plan(xin.T, xin.N, model.H)
+    plan = _plan(xin.T, xin.N, model.H, model.dtype)
     errors = _Errors(model, xin, tg, scale, plan)
     with plan.section():  # the errors of each block are computed while the forward loop goes on
         trace, losses, block = _forward_blocks(model, xin, h, plan, then=errors.block)
