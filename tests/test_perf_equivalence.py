@@ -163,8 +163,7 @@ def regime(monkeypatch):
         core.set_compiled(name not in ("numpy", "pipeline-numpy"))
         monkeypatch.setattr(core, "COMPILED_MAX_WORK", 1 << 62 if name == "axpy" else 0)  # N = 1: BLAS
         threaded = name.startswith("pipeline")
-        monkeypatch.setattr(core, "PIPELINE_MIN_WORK", 0 if threaded else 1 << 62)
-        monkeypatch.setattr(core, "PIPELINE_MIN_STEPS", 2)
+        monkeypatch.setattr(core, "PIPELINE_MIN_BLOCK_WORK", 0 if threaded else 1 << 62)
         monkeypatch.setattr(core, "_blas_threads", lambda: 2)
     previous = core.set_compiled(True)
     yield set_

@@ -155,16 +155,19 @@ def _kernels():
     return _compiled["kernels"] or None
 
 
-def _step_kernel(kind, N, H, dtype):
+def _step_kernel(kind, N, H, dtype, threaded=False):
     """The compiled time loop ("forward" or "backward") for this size, or None (NumPy's loop):
     loops of axpys up to COMPILED_MAX_WORK multiply-adds per step; a BLAS call per step for one
     sequence (a matrix-vector product, which BLAS does well at every size; its matrix products of
-    a few rows are slow) and, in float64, above COMPILED_MAX_WORK; NumPy's loop from
-    ONE_THREAD_MAX_PRODUCT, and in float32 above COMPILED_MAX_WORK (measured: with SciPy's BLAS
-    inside the compiled loop, N, T, H = 32, 100, 256 took 104 ms against 54 ms in NumPy's loop)."""
+    a few rows are slow) and above COMPILED_MAX_WORK. Outside a pipeline (threaded), NumPy's loop
+    from ONE_THREAD_MAX_PRODUCT, where BLAS gets both threads for each step's product, and in
+    float32 above COMPILED_MAX_WORK (measured: with SciPy's BLAS inside the compiled loop,
+    N, T, H = 32, 100, 256 took 104 ms against 54 ms in NumPy's loop)."""
     kernels = _kernels()
+    if kernels is None:
+        return None
     w = N * H * H
-    if kernels is None or w >= ONE_THREAD_MAX_PRODUCT or (w > COMPILED_MAX_WORK and dtype == np.float32 and N > 1):
+    if not threaded and (w >= ONE_THREAD_MAX_PRODUCT or (w > COMPILED_MAX_WORK and dtype == np.float32 and N > 1)):
         return None
     return getattr(kernels, f"{kind}_steps_blas" if N == 1 or w > COMPILED_MAX_WORK else f"{kind}_steps")
 
@@ -236,17 +239,18 @@ def _tn_blocks(A, B, rows=128):
 # rest is not. The outputs and errors of steps t0..t1 need only their states, and the weight
 # gradients of those steps only their deltas. So for large problems the loops run over blocks
 # of steps, and a second thread follows: in the forward pass it computes the outputs of each
-# block the loop has finished; in the backward pass it first computes the errors dE/ds_t block by
-# block from the end (so the loop can start as soon as the last block's are there), then each
-# finished block's share of dW, dV, dU, db, dc. The loop's thread has little besides its chain.
-# NumPy and the compiled loops release the GIL while they compute, so both threads run at once.
+# block the loop has finished (and, within gradients, its errors dE/dq_t and dE_t/ds_t); for
+# backward(trace, y) it computes the errors block by block from the end, where the loop starts;
+# then each finished block's share of dW, dV, dU, db, dc. The loop's thread has little besides its
+# chain, and takes over any block the helper has not started when it needs it (_claim), so a
+# helper slowed by other work on the machine costs no more than doing without it. NumPy and the
+# compiled loops release the GIL while they compute, so both threads run at once.
 # BLAS runs on one thread throughout: its own threads would wait for each other at every small
 # per-step product, and after each call they spin for about 0.1 s (OpenBLAS), taking the core the
 # second thread needs. Without threadpoolctl (the `fast` extra), with BLAS set to one thread, or
-# below PIPELINE_MIN_WORK multiply-adds, everything runs in one thread, as one block.
-PIPELINE_MIN_WORK = 1 << 22  # T * N * H * H
+# where _plan finds it does not pay, everything runs in one thread, as one block.
 PIPELINE_BLOCKS = 16  # blocks of steps in a pipeline
-PIPELINE_MIN_STEPS = 16  # steps in a block at least: handing a block over costs tens of microseconds
+PIPELINE_MIN_BLOCK_WORK = 1 << 23  # N * H * H multiply-adds times the steps of a block, at least
 _helper = {"executor": None}
 
 
@@ -296,15 +300,15 @@ def _blas_threads():
 
 def _plan(T, N, H, dtype):
     """One block in this thread, or PIPELINE_BLOCKS blocks with a helper thread where it pays:
-    from PIPELINE_MIN_WORK multiply-adds in the loop and PIPELINE_MIN_STEPS steps a block, with a
-    batch (for one sequence the work off the chain is small), and while BLAS would give each
-    step's product one thread anyway (above ONE_THREAD_MAX_PRODUCT, two BLAS threads on the chain
-    beat the pipeline), in float64: in float32 the per-step products on one BLAS thread run at half
-    the speed of two, and the pipeline lost (N, T, H = 32, 400, 128: 94.7 ms against 87.1 ms).
-    Measured on 2 cores, bptt / matrix-multiply floor, float64, N, T, H = 32, 400, 128: 1.16 with
-    the pipeline, 1.83 without; 32, 100, 128: 2.40 with, 1.82 without."""
-    if T < PIPELINE_MIN_STEPS * PIPELINE_BLOCKS or N < 2 or T * N * H * H < PIPELINE_MIN_WORK \
-            or N * H * H >= ONE_THREAD_MAX_PRODUCT or dtype != np.float64 or _blas_threads() < 2:
+    in float64, with a batch (for one sequence the work off the chain is small), and blocks of at
+    least PIPELINE_MIN_BLOCK_WORK multiply-adds in the loop (handing a block over costs tens of
+    microseconds). In float32 the per-step products on one BLAS thread run at half the speed of
+    two, and the pipeline lost (N, T, H = 32, 400, 128: 94.7 ms against 87.1 ms). Measured on 2
+    cores, bptt / matrix-multiply floor, float64: N, T, H = 32, 400, 128: 1.16 with the pipeline,
+    1.83 without; 256, 100, 128: 1.56 with, 2.49 without; 32, 100, 128 (blocks of 6 steps of
+    32 x 128 x 128, below the threshold): 2.40 with, 1.82 without."""
+    if N < 2 or dtype != np.float64 or T < 2 * PIPELINE_BLOCKS \
+            or T * N * H * H < PIPELINE_BLOCKS * PIPELINE_MIN_BLOCK_WORK or _blas_threads() < 2:
         return _Plan([(0, T)], _Inline())
     if _helper["executor"] is None:
         from concurrent.futures import ThreadPoolExecutor
@@ -353,7 +357,7 @@ def _forward_blocks(model, xin, h0, plan, then=None):
     Q = np.empty((T, N, model.O), dtype=model.dtype)
     trace = Trace(model, xin, S, Z, Q)  # filled in below
     WT = model.W.T
-    compiled = _step_kernel("forward", N, H, model.dtype)
+    compiled = _step_kernel("forward", N, H, model.dtype, plan.threaded)
     act = ACT_CODES[model.activation]
     if act == 0 and model.dtype == np.float32:
         act = 4  # tanh in float32 arithmetic: twice as many values to a vector instruction
@@ -503,7 +507,7 @@ class _Errors:
 
     def __init__(self, model, xin, tg, scale, plan):
         self.tg, self.scale, self.threaded = tg, scale, plan.threaded
-        self.compiled = _step_kernel("backward", xin.N, model.H, model.dtype)  # which computes f'(z_t) itself
+        self.compiled = _step_kernel("backward", xin.N, model.H, model.dtype, plan.threaded)  # which computes f'(z_t) itself
         shape = (xin.T, xin.N)
         self.dQ = np.empty(shape + (model.O,), dtype=model.dtype)
         self.dS = np.empty(shape + (model.H,), dtype=model.dtype)
