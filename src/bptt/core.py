@@ -87,13 +87,6 @@ def log_softmax(q):
     return q - m - np.log(np.exp(q - m).sum(axis=-1, keepdims=True))
 
 
-def input_projection(model: RNN, xin: validate.Inputs) -> np.ndarray:
-    """U x_t + b for every step at once: (T, N, H). For ids, a gather of U's columns."""
-    Z = np.empty((xin.T, xin.N, model.H), dtype=model.dtype)
-    _project(model, xin, Z, 0, xin.T)
-    return Z
-
-
 def _project(model, xin, Z, t0, t1):
     """Z[t] = U x_t + b for t0 <= t < t1: a gather of U's columns for ids, else one product."""
     if xin.ids is not None:
