@@ -351,13 +351,15 @@ def _forward_blocks(model, xin, h0, plan, then=None):
     trace = Trace(model, xin, S, Z, Q)  # filled in below
     WT = model.W.T
     compiled = _step_kernel("forward", N, H, model.dtype, plan.threaded)
+    if compiled is not None:
+        WT = np.ascontiguousarray(WT)  # row j is column j of W, as the compiled loops read it
     act = ACT_CODES[model.activation]
     if act == 0 and model.dtype == np.float32:
         act = 4  # tanh in float32 arithmetic: twice as many values to a vector instruction
 
     def steps(t0, t1):  # z_t and s_t for t0 <= t < t1
         if compiled is not None:  # the loop below, compiled
-            compiled(Z, S, np.ascontiguousarray(WT), act, t0, t1)
+            compiled(Z, S, WT, act, t0, t1)
             return
         for t in range(t0, t1):
             s_prev, s, z = S[t], S[t + 1], Z[t]  # (N, H) views
