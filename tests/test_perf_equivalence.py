@@ -232,3 +232,35 @@ def test_pipeline_error_in_a_block_raises_after_every_block_stopped(regime, monk
     with pytest.raises(RuntimeError, match="block failed"):
         bptt.gradients(model, x, y, h0=h0)
     assert len(calls) == core.PIPELINE_BLOCKS  # the other blocks still ran to the end
+
+
+def test_pipeline_without_a_running_helper_claims_every_block(regime, monkeypatch):
+    # a helper that never starts anything (its thread gone, say after a fork): the loop's thread
+    # claims every block itself and the numbers are the same
+    from concurrent.futures import Future
+
+    class Pending(Future):  # never started; cancel() succeeds, waiting on it fails at once
+        def result(self, timeout=None):
+            if not self.cancelled():
+                raise AssertionError("waited for a block the helper never started")
+            return super().result(timeout)
+
+        def exception(self, timeout=None):
+            return self.result(timeout)
+
+    class Stalled:
+        def submit(self, fn, *args):
+            return Pending()
+
+    rng = np.random.default_rng(9)
+    model, x, y, h0 = case(rng, N=3, T=40, H=8, D=5, O=4, act="tanh", dense=False, bias=True)
+    regime("numpy")
+    want = bptt.gradients(model, x, y, h0=h0)
+    regime("pipeline")
+    plan = core._plan
+    monkeypatch.setattr(core, "_plan", lambda *a: core._Plan(plan(*a).blocks, Stalled()))
+    assert len(core._plan(40, 3, 8, np.float64).blocks) == core.PIPELINE_BLOCKS
+    for got in (bptt.gradients(model, x, y, h0=h0), bptt.backward(bptt.forward(model, x, h0), y)):
+        assert got[0] == pytest.approx(want[0], rel=1e-12)
+        for k, a in want[1].params.items():
+            np.testing.assert_allclose(got[1].params[k], a, rtol=1e-11, atol=1e-13 * np.abs(a).max(), err_msg=k)
