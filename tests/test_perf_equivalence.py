@@ -171,9 +171,9 @@ def regime(monkeypatch):
 
 
 @pytest.mark.parametrize("name", REGIMES[1:])
-@pytest.mark.parametrize("act,head,dense,bias,N", [("tanh", "softmax", False, False, 3), ("relu", "softmax", True, True, 2),
-                                                   ("sigmoid", "mse", True, False, 4), ("identity", "softmax", False, True, 0),
-                                                   ("tanh", "mse", False, True, 5)])
+@pytest.mark.parametrize("act,head,dense,bias,N", [
+    ("tanh", "softmax", False, False, 3), ("relu", "softmax", True, True, 2), ("sigmoid", "mse", True, False, 4),
+    ("identity", "softmax", False, True, 0), ("tanh", "mse", False, True, 5)])
 def test_every_regime_gives_numpys_numbers(regime, name, act, head, dense, bias, N):
     rng = np.random.default_rng([REGIMES.index(name), N])
     T, H, D, O = 37, 9, 6, 5

@@ -90,7 +90,8 @@ def log_softmax(q):
 def _project(model, xin, Z, t0, t1):
     """Z[t] = U x_t + b for t0 <= t < t1: a gather of U's columns for ids, else one product."""
     if xin.ids is not None:
-        np.take(model.U.T, xin.ids.T[t0:t1], axis=0, out=Z[t0:t1], mode="clip")  # ids are checked: no clipping
+        # mode="clip" writes straight into out (the ids are checked already: nothing is clipped)
+        np.take(model.U.T, xin.ids.T[t0:t1], axis=0, out=Z[t0:t1], mode="clip")
     else:
         X = np.swapaxes(xin.X[:, t0:t1], 0, 1).reshape(-1, model.D)  # time-major rows (a copy)
         Z[t0:t1] = (X @ model.U.T).reshape(t1 - t0, xin.N, model.H)
@@ -115,11 +116,11 @@ def forward(model: RNN, x, h0=None) -> Trace:
 # and fuses each step's element-wise work into one pass; results agree to rounding. The compiled
 # loops do each step's product themselves up to COMPILED_MAX_WORK multiply-adds, and call BLAS
 # on one thread above (see _step_kernel); from ONE_THREAD_MAX_PRODUCT, where BLAS splits a product
-# over its threads with profit, NumPy's loop runs. Measured on 2 cores (per gradient, float64/float32): N, T, H =
-# 1, 1000, 128: NumPy's loop 30/19 ms, compiled 14/9; 32, 100, 128: 57/26, 44/30 (and 34/25 with
-# the pipeline below); 64, 200, 256: 455/209, 663/519.
+# over its threads with profit, NumPy's loop runs. Measured on 2 cores, one gradient, float64 and
+# float32: N, T, H = 1, 1000, 128: NumPy's loop 30 and 19 ms, compiled 14 and 9; 32, 100, 128
+# (float64): 57 and 44; 64, 200, 256: NumPy's loop 455 and 209, compiled 663 and 519.
 ACT_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}  # kernels.py's activation codes
-COMPILED_MAX_WORK = 1 << 17  # N * H * H multiply-adds per step up to which a compiled loop does the product
+COMPILED_MAX_WORK = 1 << 17  # N * H * H multiply-adds a step up to which a compiled loop does the product
 _compiled = {"enabled": os.environ.get("BPTT_COMPILED", "1") != "0", "kernels": None, "blas": None}
 
 
@@ -160,7 +161,8 @@ def _step_kernel(kind, N, H, dtype, threaded=False):
     if kernels is None:
         return None
     w = N * H * H
-    if not threaded and (w >= ONE_THREAD_MAX_PRODUCT or (w > COMPILED_MAX_WORK and dtype == np.float32 and N > 1)):
+    float32_batch = dtype == np.float32 and N > 1
+    if not threaded and (w >= ONE_THREAD_MAX_PRODUCT or (w > COMPILED_MAX_WORK and float32_batch)):
         return None
     return getattr(kernels, f"{kind}_steps_blas" if N == 1 or w > COMPILED_MAX_WORK else f"{kind}_steps")
 
@@ -502,7 +504,8 @@ class _Errors:
 
     def __init__(self, model, xin, tg, scale, plan):
         self.tg, self.scale, self.threaded = tg, scale, plan.threaded
-        self.compiled = _step_kernel("backward", xin.N, model.H, model.dtype, plan.threaded)  # which computes f'(z_t) itself
+        # the compiled loop computes f'(z_t) itself; NumPy's loop finds it in dZ
+        self.compiled = _step_kernel("backward", xin.N, model.H, model.dtype, plan.threaded)
         shape = (xin.T, xin.N)
         self.dQ = np.empty(shape + (model.O,), dtype=model.dtype)
         self.dS = np.empty(shape + (model.H,), dtype=model.dtype)

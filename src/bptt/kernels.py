@@ -40,7 +40,8 @@ import math
 
 import numba
 import numpy as np
-import scipy.linalg.cython_blas  # noqa: F401 - Numba's np.dot calls this BLAS: loaded now, so threadpoolctl sees it
+# Numba's np.dot calls SciPy's BLAS: loaded now, so that threadpoolctl sees and controls it
+import scipy.linalg.cython_blas  # noqa: F401
 
 
 _LOG2E = 1.4426950408889634
