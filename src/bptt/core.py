@@ -154,15 +154,12 @@ def _step_kernel(kind, N, H, dtype, threaded=False):
     loops of axpys up to COMPILED_MAX_WORK multiply-adds per step; a BLAS call per step for one
     sequence (a matrix-vector product, which BLAS does well at every size; its matrix products of
     a few rows are slow) and above COMPILED_MAX_WORK. Outside a pipeline (threaded), NumPy's loop
-    from ONE_THREAD_MAX_PRODUCT, where BLAS gets both threads for each step's product, and in
-    float32 above COMPILED_MAX_WORK (measured: with SciPy's BLAS inside the compiled loop,
-    N, T, H = 32, 100, 256 took 104 ms against 54 ms in NumPy's loop)."""
+    from ONE_THREAD_MAX_PRODUCT, where BLAS gets both threads for each step's product."""
     kernels = _kernels()
     if kernels is None:
         return None
     w = N * H * H
-    float32_batch = dtype == np.float32 and N > 1
-    if not threaded and (w >= ONE_THREAD_MAX_PRODUCT or (w > COMPILED_MAX_WORK and float32_batch)):
+    if not threaded and w >= ONE_THREAD_MAX_PRODUCT:
         return None
     return getattr(kernels, f"{kind}_steps_blas" if N == 1 or w > COMPILED_MAX_WORK else f"{kind}_steps")
 
@@ -181,7 +178,30 @@ def _blas():
             _compiled["blas"] = blas if blas.lib_controllers else False
         except ImportError:
             _compiled["blas"] = False
+        if _compiled["blas"]:
+            with _compiled["blas"].limit(limits=1):
+                _page_in_blas()
     return _compiled["blas"] or None
+
+
+def _page_in_blas(n=256):
+    """One n x n product in float32 and float64 through NumPy's BLAS and, where the compiled
+    loops call it, SciPy's: a few milliseconds, once per process.
+
+    Why: OpenBLAS maps its packing buffer untouched, and a product of a few rows writes only its
+    first pages, yet runs at half speed on one thread until a larger product has written more of
+    them (measured, (32, 128) @ (128, 128) on one thread: float32 64 us before, 34 us after; the
+    buffer's resident size goes from 72 to 200 KiB; a float64 product does not help float32).
+    The per-step products are such products, thousands of them.
+    """
+    libraries = [np.matmul]
+    if _kernels() is not None:
+        from scipy.linalg import blas
+        libraries.append(lambda a, b: blas.get_blas_funcs("gemm", (a,))(1.0, a, b))
+    for dtype in (np.float32, np.float64):
+        a = np.zeros((n, n), dtype=dtype)
+        for product in libraries:
+            product(a, a)
 
 
 def _one_blas_thread(work):
@@ -204,30 +224,9 @@ def _matmul(A, B, tn=False, threaded=False):
     """A @ B, or A^T @ B when tn, for the products over many steps: small ones on one BLAS thread,
     large ones on all (see _one_blas_thread); inside a pipeline (threaded), as they come, on the
     one BLAS thread the pipeline has set."""
-    if threaded:
-        return _tn_blocks(A, B) if tn else A @ B
-    with _one_blas_thread(A.shape[0] * A.shape[1] * B.shape[1]):
+    context = contextlib.nullcontext() if threaded else _one_blas_thread(A.shape[0] * A.shape[1] * B.shape[1])
+    with context:
         return A.T @ B if tn else A @ B
-
-
-def _tn_blocks(A, B, rows=128):
-    """A^T B as a sum over blocks of `rows` rows, the blocks' products in stacked matmuls of at
-    most 2^20 numbers.
-
-    Why: on one thread, OpenBLAS computes a product with a small result and a long sum, such as
-    dW (128 x 128 from thousands of rows), at a third of its float32 speed; as stacked products of
-    128-row blocks it runs at full speed (measured, float32: 14.7 ms against 39.9 ms; float64 the
-    same either way).
-    """
-    k = A.shape[0] // rows
-    out = A[k * rows:].T @ B[k * rows:]  # the rows left over, fewer than `rows`
-    step = max(1, (1 << 20) // (A.shape[1] * B.shape[1]))
-    for i in range(0, k, step):
-        j = min(k, i + step)
-        a = A[i * rows:j * rows].reshape(j - i, rows, A.shape[1])
-        b = B[i * rows:j * rows].reshape(j - i, rows, B.shape[1])
-        out += np.matmul(a.transpose(0, 2, 1), b).sum(axis=0)
-    return out
 
 
 # Speed, on two or more cores: the time loop is a chain, one step after another, but much of the
@@ -295,14 +294,14 @@ def _blas_threads():
 
 def _plan(T, N, H, dtype):
     """One block in this thread, or PIPELINE_BLOCKS blocks with a helper thread where it pays:
-    in float64, with a batch (for one sequence the work off the chain is small), and blocks of at
-    least PIPELINE_MIN_BLOCK_WORK multiply-adds in the loop (handing a block over costs tens of
-    microseconds). In float32 the per-step products on one BLAS thread run at half the speed of
-    two, and the pipeline lost (N, T, H = 32, 400, 128: 94.7 ms against 87.1 ms). Measured on 2
-    cores, bptt / matrix-multiply floor, float64: N, T, H = 32, 400, 128: 1.16 with the pipeline,
-    1.83 without; 256, 100, 128: 1.56 with, 2.49 without; 32, 100, 128 (blocks of 6 steps of
-    32 x 128 x 128, below the threshold): 2.40 with, 1.82 without."""
-    if N < 2 or dtype != np.float64 or T < 2 * PIPELINE_BLOCKS \
+    with a batch (for one sequence the work off the chain is small), and blocks of at least
+    PIPELINE_MIN_BLOCK_WORK multiply-adds in the loop (handing a block over costs tens of
+    microseconds). Measured on 2 cores, bptt / matrix-multiply floor, float64: N, T, H = 32, 400,
+    128: 1.16 with the pipeline, 1.83 without; 256, 100, 128: 1.56 with, 2.49 without; 32, 100,
+    128 (blocks of 6 steps of 32 x 128 x 128, below the threshold): 2.40 with, 1.82 without.
+    float32, with OpenBLAS's buffer paged in (_page_in_blas): 32, 400, 128: 1.98 with, 2.20
+    without; 256, 100, 128: 1.51 with, 1.98 without."""
+    if N < 2 or T < 2 * PIPELINE_BLOCKS \
             or T * N * H * H < PIPELINE_BLOCKS * PIPELINE_MIN_BLOCK_WORK or _blas_threads() < 2:
         return _Plan([(0, T)], _Inline())
     if _helper["executor"] is None:
