@@ -44,13 +44,19 @@ class Timing:
         return float((q3 - q1) / self.median)
 
 
-def interleaved(fns: dict, *, rounds=9, warmup=2, sample_s=0.05, max_calls=200) -> dict[str, Timing]:
+def interleaved(fns: dict, *, rounds=9, warmup=2, sample_s=0.05, max_calls=200,
+                pause_s=0.15) -> dict[str, Timing]:
     """Time each function in fns (name -> callable, no arguments) for `rounds` rounds.
 
     Each round times every function once, in an order that rotates from round to round, so a
     burst of load on the shared machine lands on all of them. A sample repeats a call enough
     times to last about sample_s (short calls are otherwise below the timer's noise), and counts
     the time per call. Warm-up calls (JAX compiles on its first call) are not timed.
+
+    Each sample starts pause_s after the previous one ended, so that no function is timed on a
+    core the previous one's threads still hold: after a call on two threads, OpenBLAS's worker
+    thread spins for about 0.1 s before it sleeps (measured here: a gradient at (N, T, H) =
+    (32, 400, 128) float32 took 77 ms right after a two-thread product, 51 ms 0.13 s after it).
     """
     for f in fns.values():
         for _ in range(warmup):
@@ -67,6 +73,7 @@ def interleaved(fns: dict, *, rounds=9, warmup=2, sample_s=0.05, max_calls=200) 
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
             f, n = fns[name], calls[name]
+            time.sleep(pause_s)
             t0 = time.perf_counter()
             for _ in range(n):
                 f()
