@@ -220,13 +220,13 @@ def _one_blas_thread(work):
     return blas.limit(limits=1) if blas else contextlib.nullcontext()
 
 
-def _matmul(A, B, tn=False, threaded=False):
-    """A @ B, or A^T @ B when tn, for the products over many steps: small ones on one BLAS thread,
-    large ones on all (see _one_blas_thread); inside a pipeline (threaded), as they come, on the
-    one BLAS thread the pipeline has set."""
+def _matmul(A, B, tn=False, threaded=False, out=None):
+    """A @ B, or A^T @ B when tn, for the products over many steps (into out if given): small ones
+    on one BLAS thread, large ones on all (see _one_blas_thread); inside a pipeline (threaded), as
+    they come, on the one BLAS thread the pipeline has set."""
     context = contextlib.nullcontext() if threaded else _one_blas_thread(A.shape[0] * A.shape[1] * B.shape[1])
     with context:
-        return A.T @ B if tn else A @ B
+        return np.matmul(A.T if tn else A, B, out=out)
 
 
 # Speed, on two or more cores: the time loop is a chain, one step after another, but much of the
@@ -372,8 +372,8 @@ def _forward_blocks(model, xin, h0, plan, then=None):
                 s[...] = f(z)
 
     def outputs(t0, t1):  # q_t = V s_t + c for t0 <= t < t1, one product for all of them
-        q = _matmul(S[t0 + 1:t1 + 1].reshape(-1, H), model.V.T, threaded=plan.threaded)
-        Q[t0:t1] = q.reshape(t1 - t0, N, model.O)
+        _matmul(S[t0 + 1:t1 + 1].reshape(-1, H), model.V.T, threaded=plan.threaded,
+                out=Q[t0:t1].reshape(-1, model.O))  # a view: Q is contiguous
         if model.c is not None:
             Q[t0:t1] += model.c
 
@@ -512,10 +512,10 @@ class _Errors:
 
     def block(self, trace, t0, t1) -> float:
         """Fills steps t0 <= t < t1 and returns their loss."""
-        model, N = trace.model, trace.inputs.N
+        model = trace.model
         loss = _errors(trace, self.tg, self.scale, self.dQ, t0, t1)
-        ds = _matmul(self.dQ[t0:t1].reshape(-1, model.O), model.V, threaded=self.threaded)
-        self.dS[t0:t1] = ds.reshape(t1 - t0, N, model.H)
+        _matmul(self.dQ[t0:t1].reshape(-1, model.O), model.V, threaded=self.threaded,
+                out=self.dS[t0:t1].reshape(-1, model.H))  # a view: dS is contiguous
         if self.compiled is None:
             _df(model, trace.S[t0 + 1:t1 + 1], self.dZ[t0:t1])
         return loss
@@ -527,7 +527,7 @@ def _backward_full(trace: Trace, plan, errors: _Errors, losses, block):
     time order); the helper sums each finished block's share of the weight gradients, and at the
     end the loop's thread takes the shares not yet started."""
     model, xin = trace.model, trace.inputs
-    T, N, H = xin.T, xin.N, model.H
+    N, H = xin.N, model.H
     dS, dZ, W = errors.dS, errors.dZ, model.W
     dh = np.zeros((N, H), dtype=model.dtype)  # dE/ds_t from the steps after t; at the end, t = -1
     compiled = errors.compiled
