@@ -206,7 +206,7 @@ def test_float32_stays_float32_and_matches_float64(regime, name, N):
     model, x, y, h0 = case(rng, N=N, T=50, H=16, D=7, O=6, act="tanh", dense=False, bias=True)
     regime(name)
     if name == "pipeline":
-        assert len(core._plan(50, N, 16, np.float32).blocks) == core.PIPELINE_BLOCKS
+        assert len(core._plan(50, N, 16).blocks) == core.PIPELINE_BLOCKS
     loss32, g32 = bptt.gradients(model.astype(np.float32), x, y, h0=h0.astype(np.float32))
     regime("numpy")
     loss64, g64 = bptt.gradients(model, x, y, h0=h0)
@@ -259,7 +259,7 @@ def test_pipeline_without_a_running_helper_claims_every_block(regime, monkeypatc
     regime("pipeline")
     plan = core._plan
     monkeypatch.setattr(core, "_plan", lambda *a: core._Plan(plan(*a).blocks, Stalled()))
-    assert len(core._plan(40, 3, 8, np.float64).blocks) == core.PIPELINE_BLOCKS
+    assert len(core._plan(40, 3, 8).blocks) == core.PIPELINE_BLOCKS
     for got in (bptt.gradients(model, x, y, h0=h0), bptt.backward(bptt.forward(model, x, h0), y)):
         assert got[0] == pytest.approx(want[0], rel=1e-12)
         for k, a in want[1].params.items():

@@ -292,7 +292,7 @@ def _blas_threads():
     return 1 if blas is None else min(lib.get_num_threads() for lib in blas.lib_controllers)
 
 
-def _plan(T, N, H, dtype):
+def _plan(T, N, H):
     """One block in this thread, or PIPELINE_BLOCKS blocks with a helper thread where it pays:
     with a batch (for one sequence the work off the chain is small), and blocks of at least
     PIPELINE_MIN_BLOCK_WORK multiply-adds in the loop (handing a block over costs tens of
@@ -335,7 +335,7 @@ _F_INTO = {
 
 def _forward(model, xin, h0):
     """The forward pass: a Trace."""
-    return _forward_blocks(model, xin, h0, _plan(xin.T, xin.N, model.H, model.dtype))[0]
+    return _forward_blocks(model, xin, h0, _plan(xin.T, xin.N, model.H))[0]
 
 
 def _forward_blocks(model, xin, h0, plan, then=None):
@@ -471,7 +471,7 @@ def backward(trace: Trace, y, *, truncate=None, reduction="sum"):
     if K is not None and K < xin.T:
         loss, dQ = output_error(trace, tg, reduction)
         return loss, _backward_truncated(trace, dQ, K)
-    plan = _plan(xin.T, xin.N, model.H, model.dtype)
+    plan = _plan(xin.T, xin.N, model.H)
     errors = _Errors(model, xin, tg, scale, plan)
     with plan.section():
         losses = [None] * len(plan.blocks)
@@ -637,7 +637,7 @@ def gradients(model: RNN, x, y, *, truncate=None, h0=None, reduction="sum"):
         trace = _forward(model, xin, h)
         loss, dQ = output_error(trace, tg, reduction)
         return loss, _backward_truncated(trace, dQ, K)
-    plan = _plan(xin.T, xin.N, model.H, model.dtype)
+    plan = _plan(xin.T, xin.N, model.H)
     errors = _Errors(model, xin, tg, scale, plan)
     with plan.section():  # the errors of each block are computed while the forward loop goes on
         trace, losses, block = _forward_blocks(model, xin, h, plan, then=errors.block)
