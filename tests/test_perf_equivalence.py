@@ -264,3 +264,25 @@ def test_pipeline_without_a_running_helper_claims_every_block(regime, monkeypatc
         assert got[0] == pytest.approx(want[0], rel=1e-12)
         for k, a in want[1].params.items():
             np.testing.assert_allclose(got[1].params[k], a, rtol=1e-11, atol=1e-13 * np.abs(a).max(), err_msg=k)
+
+
+def test_blas_buffer_paged_in_once_on_one_thread_and_the_thread_counts_restored(monkeypatch):
+    need("numba")
+    threadpoolctl = need("threadpoolctl")
+
+    def blas_threads():
+        return sorted(p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas")
+
+    seen = []
+    page_in = core._page_in_blas
+    monkeypatch.setattr(core, "_page_in_blas", lambda: (seen.append(blas_threads()), page_in()))
+    previous = core.set_compiled(True)
+    try:
+        before = blas_threads()
+        monkeypatch.setitem(core._compiled, "blas", None)  # as in a fresh process
+        core._blas()
+        core._blas()
+        assert len(seen) == 1 and set(seen[0]) == {1}  # once, with every BLAS library on one thread
+        assert set(blas_threads()) == set(before)  # SciPy's BLAS may have loaded meanwhile
+    finally:
+        core.set_compiled(previous)
