@@ -149,7 +149,7 @@ def _kernels():
     return _compiled["kernels"] or None
 
 
-def _step_kernel(kind, N, H, dtype, threaded=False):
+def _step_kernel(kind, N, H, threaded=False):
     """The compiled time loop ("forward" or "backward") for this size, or None (NumPy's loop):
     loops of axpys up to COMPILED_MAX_WORK multiply-adds per step; a BLAS call per step for one
     sequence (a matrix-vector product, which BLAS does well at every size; its matrix products of
@@ -351,7 +351,7 @@ def _forward_blocks(model, xin, h0, plan, then=None):
     Q = np.empty((T, N, model.O), dtype=model.dtype)
     trace = Trace(model, xin, S, Z, Q)  # filled in below
     WT = model.W.T
-    compiled = _step_kernel("forward", N, H, model.dtype, plan.threaded)
+    compiled = _step_kernel("forward", N, H, plan.threaded)
     if compiled is not None:
         WT = np.ascontiguousarray(WT)  # row j is column j of W, as the compiled loops read it
     act = ACT_CODES[model.activation]
@@ -504,7 +504,7 @@ class _Errors:
     def __init__(self, model, xin, tg, scale, plan):
         self.tg, self.scale, self.threaded = tg, scale, plan.threaded
         # the compiled loop computes f'(z_t) itself; NumPy's loop finds it in dZ
-        self.compiled = _step_kernel("backward", xin.N, model.H, model.dtype, plan.threaded)
+        self.compiled = _step_kernel("backward", xin.N, model.H, plan.threaded)
         shape = (xin.T, xin.N)
         self.dQ = np.empty(shape + (model.O,), dtype=model.dtype)
         self.dS = np.empty(shape + (model.H,), dtype=model.dtype)
