@@ -1,7 +1,8 @@
 """bptt: exact backpropagation through time for Elman RNNs, term by term, verified."""
 from .analysis import analyse_batch
 from .check import CheckReport, check
-from .core import Grads, Trace, backward, forward, gradients, loss
+from .backend import backward, forward, gradients, loss
+from .core import Grads, Trace
 from .flow import Flow, flow
 from .frameworks import compare
 from .spectra import jacobian_spectrum, lyapunov

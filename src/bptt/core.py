@@ -1,61 +1,61 @@
-"""Forward propagation and backpropagation through time (BPTT), full or truncated.
+"""The reference engine: forward pass and backpropagation through time over any cell, plain NumPy.
 
-Conventions (N batch, T time, H hidden; arrays are time-major inside, (T, N, ...)):
-- states hold s_{-1} = h0, s_0, ..., s_{T-1}; the step-t quantities are z_t, s_t, q_t, E_t.
-- dX means dE/dX. delta_t = dE/dz_t is the error at step t; a step's weight-gradient term is
-  delta_t s_{t-1}^T for W, delta_t x_t^T for U, delta_t for b.
+This is the definition every other path (bptt.fast, the frameworks) is tested against.
+
+Conventions (N batch, T time, D input, H hidden, O output; arrays time-major inside, (T, N, ...)):
+- states hold s_{-1} = h0, s_0, ..., s_{T-1}; step t makes z_t, s_t, q_t = V s_t + c and E_t.
+- dX means dE/dX. delta_t = dE/dz_t is the error at step t. Going back, the error at a state is
+      dE/ds_{t-1} = dE_{t-1}/ds_{t-1} + delta_t W,    delta_t = dE/ds_t * f'(z_t)   (row vectors)
+  so the error of output t reaches step k through t - k factors W^T diag f'(z) (the notebook's
+  product, which vanishes or explodes), and dE/dW = sum_t delta_t s_{t-1}^T adds those terms up.
 - truncate=K is the notebook's rule (bptt_truncate in its source): the error of output t flows
   back to steps t-K, ..., t only, K+1 terms, so K = 0 still keeps the step's own term. The
-  gradient with respect to h0 = s_{-1}, the state before step 0, takes the error of outputs t
-  whose window reaches it, t - K <= -1. truncate=None is full BPTT; any K >= T equals it exactly.
-- the loss is summed over time and batch (the notebook's and min-char-rnn's convention);
-  reduction="mean" divides by the number of scored steps.
+  gradient with respect to h0 = s_{-1} takes the error of outputs t whose window reaches it,
+  t - K <= -1. truncate=None is full BPTT; any K >= T equals it exactly.
+- the loss is summed over time and batch; reduction="mean" divides by the number of scored steps.
+The step itself, forward and back, is the cell's (cells.py); the loop, the window, the input
+projection and the weight gradients are here.
 """
 from __future__ import annotations
 
-import contextlib
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import activations, validate
-from .model import RNN
+from . import heads, validate
 
 
 @dataclass(frozen=True, eq=False)
 class Trace:
-    """What the forward pass keeps. Time-major arrays inside; properties give the public shapes."""
+    """What the forward pass keeps, time-major; properties give the public shapes.
 
-    model: RNN
+    cell_states: the cell's state at every step, one (T+1, N, H) array per entry of the state
+    (Elman: (S,), S = s_{-1}, s_0, ..., s_{T-1}); cache: what each step keeps for its backward,
+    (T, N, ...) arrays (Elman: (Z,), the pre-activations z_t); Q (T, N, O): the outputs q_t.
+    """
+
+    model: object
     inputs: validate.Inputs
-    S: np.ndarray  # (T+1, N, H): s_{-1}, s_0, ..., s_{T-1}
-    Z: np.ndarray  # (T, N, H): pre-activations z_t
-    Q: np.ndarray  # (T, N, O): outputs q_t (logits for the softmax head)
+    cell_states: tuple
+    cache: tuple
+    Q: np.ndarray
+
+    @property
+    def S(self):  # (T+1, N, H): the hidden outputs h_{-1}, ..., h_{T-1}
+        return self.cell_states[0]
+
+    @property
+    def Z(self):  # (T, N, H): the pre-activations z_t of an Elman cell
+        return self.cache[0]
 
     def _public(self, a):  # (T', N, ...) -> (N, T', ...) for a batch, (T', ...) for one sequence
         a = np.swapaxes(a, 0, 1)
         return a if self.inputs.batched else a[0]
 
-    @property
-    def states(self):
-        """s_{-1}, s_0, ..., s_{T-1}: (T+1, H), or (N, T+1, H) for a batch."""
-        return self._public(self.S)
-
-    @property
-    def z(self):
-        """Pre-activations z_t: (T, H) or (N, T, H)."""
-        return self._public(self.Z)
-
-    @property
-    def q(self):
-        """Outputs q_t = V s_t + c: (T, O) or (N, T, O)."""
-        return self._public(self.Q)
-
-    @property
-    def o(self):
-        """Probabilities o_t = softmax(q_t) (softmax head): (T, O) or (N, T, O)."""
-        return np.exp(self._public(log_softmax(self.Q)))
+    states = property(lambda self: self._public(self.S), doc="s_{-1}, ..., s_{T-1}: (T+1, H) or (N, T+1, H).")
+    z = property(lambda self: self._public(self.Z), doc="z_t: (T, H) or (N, T, H).")
+    q = property(lambda self: self._public(self.Q), doc="q_t = V s_t + c: (T, O) or (N, T, O).")
+    o = property(lambda self: np.exp(self._public(heads.log_softmax(self.Q))), doc="softmax(q_t).")
 
     @property
     def final(self):
@@ -65,586 +65,208 @@ class Trace:
 
 @dataclass(frozen=True, eq=False)
 class Grads:
-    """dE/d(parameter) with the model's names; b and c are None where the model has no such bias.
+    """dE/d(parameter) by the model's names (.params; also as attributes, None for a bias the model
+    lacks), and dE/d(initial state): .h0 is dE/ds_{-1}, (H,) or (N, H) for a batch."""
 
-    h0 is dE/ds_{-1}: (H,), or (N, H) for a batch.
-    """
-
-    U: np.ndarray
-    W: np.ndarray
-    V: np.ndarray
-    b: np.ndarray | None
-    c: np.ndarray | None
-    h0: np.ndarray
+    params: dict
+    state0: tuple
 
     @property
-    def params(self) -> dict[str, np.ndarray]:
-        return {k: getattr(self, k) for k in ("U", "W", "V", "b", "c") if getattr(self, k) is not None}
+    def h0(self):
+        return self.state0[0]
+
+    def __getattr__(self, name):
+        if name in ("params", "state0") or name.startswith("_"):
+            raise AttributeError(name)
+        return self.params.get(name)
 
 
-def log_softmax(q):
-    m = q.max(axis=-1, keepdims=True)
-    return q - m - np.log(np.exp(q - m).sum(axis=-1, keepdims=True))
+def truncation(truncate):
+    """truncate as None (full BPTT) or an int K >= 0; a ValueError for anything else."""
+    if truncate is None:
+        return None
+    if isinstance(truncate, (bool, np.bool_)) or not isinstance(truncate, (int, np.integer)) or truncate < 0:
+        raise ValueError(f"truncate must be None (full BPTT) or an integer K >= 0, got {truncate!r}")
+    return int(truncate)
 
 
-def _project(model, xin, Z, t0, t1):
-    """Z[t] = U x_t + b for t0 <= t < t1: a gather of U's columns for ids, else one product."""
-    if xin.ids is not None:
-        # mode="clip" writes straight into out (the ids are checked already: nothing is clipped)
-        np.take(model.U.T, xin.ids.T[t0:t1], axis=0, out=Z[t0:t1], mode="clip")
-    else:
-        X = np.swapaxes(xin.X[:, t0:t1], 0, 1).reshape(-1, model.D)  # time-major rows (a copy)
-        Z[t0:t1] = (X @ model.U.T).reshape(t1 - t0, xin.N, model.H)
-    if model.b is not None:
-        Z[t0:t1] += model.b
+# --- forward ---------------------------------------------------------------------------------
+def project(model, xin):
+    """a_t = U x_t + b for every step: (T, N, G). For ids, U x_t is column x_t of U (a gather)."""
+    U, _, b, _ = (None if k is None else getattr(model, k) for k in model.cell.weights)
+    A = U.T[xin.ids.T] if xin.ids is not None else np.swapaxes(xin.X, 0, 1) @ U.T
+    return A if b is None else A + b
 
 
-def forward(model: RNN, x, h0=None) -> Trace:
-    """Run the RNN over x; returns a Trace with .states (T+1, H) / (N, T+1, H), .z, .q, .o, .final.
+def forward(model, x, h0=None) -> Trace:
+    """Run the network over x: a Trace with .states (T+1, H) / (N, T+1, H), .z, .q, .o, .final.
 
     x: token ids (T,) / (N, T), or dense vectors (T, D) / (N, T, D). h0: (H,) / (N, H), zeros if None.
     """
     model.check_finite()
     xin = validate.inputs(model, x)
-    return _forward(model, xin, validate.initial_state(model, h0, xin))
+    return run(model, xin, (validate.initial_state(model, h0, xin),))
 
 
-# Speed: at small N * H the time goes into NumPy's per-call overhead (about a microsecond a call),
-# so the loops below make three calls per step, allocate nothing and write into preallocated
-# buffers with out=. Where Numba is installed (the `fast` extra), the same loops run compiled
-# (kernels.py, written step for step like the loops here), which removes the per-call overhead
-# and fuses each step's element-wise work into one pass; results agree to rounding. The compiled
-# loops do each step's product themselves up to COMPILED_MAX_WORK multiply-adds, and call BLAS
-# on one thread above (see _step_kernel); from ONE_THREAD_MAX_PRODUCT, where BLAS splits a product
-# over its threads with profit, NumPy's loop runs. Measured on 2 cores, one gradient, float64 and
-# float32: N, T, H = 1, 1000, 128: NumPy's loop 30 and 19 ms, compiled 14 and 9; 32, 100, 128
-# (float64): 57 and 44; 64, 200, 256: NumPy's loop 455 and 209, compiled 663 and 519.
-ACT_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}  # kernels.py's activation codes
-COMPILED_MAX_WORK = 1 << 17  # N * H * H multiply-adds a step up to which a compiled loop does the product
-_compiled = {"enabled": os.environ.get("BPTT_COMPILED", "1") != "0", "kernels": None, "blas": None}
+def run(model, xin, state0) -> Trace:
+    """The forward loop from checked inputs and an initial state tuple."""
+    cell, A = model.cell, project(model, xin)
+    state, states, cache = state0, [state0], []
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is named by finite() below
+        for t in range(xin.T):
+            state, c = cell.step(model, A[t], state)
+            states.append(state)
+            cache.append(c)
+        S = np.stack([s[0] for s in states])  # (T+1, N, H)
+        Q = S[1:] @ model.V.T + (0 if model.c is None else model.c)  # (T, N, O)
+    stacked = (S,) + tuple(np.stack(k) for k in list(zip(*states))[1:])
+    return Trace(model, xin, stacked, tuple(np.stack(k) for k in zip(*cache)), Q)
 
 
-def set_compiled(enabled: bool) -> bool:
-    """Use the compiled inner loops (Numba, `pip install 'bptt[fast]'`) where they are faster.
+# --- backward --------------------------------------------------------------------------------
+def step(trace, t):
+    """(state_{t-1}, state_t, cache_t) of step t, as the cell's step_back takes them."""
+    return (tuple(s[t] for s in trace.cell_states), tuple(s[t + 1] for s in trace.cell_states),
+            tuple(c[t] for c in trace.cache))
 
-    Returns the previous setting. Off, or without Numba, everything runs in NumPy; the two agree
-    to rounding. The environment variable BPTT_COMPILED=0 turns them off at start-up.
+
+def backprop(trace, dH, t0=0, t1=None, d=None):
+    """The backward recurrence over steps t1-1 down to t0 (full BPTT between them).
+
+    dH (T, N, H): dE_t/dh_t, the error each output puts on its own step's hidden output; only the
+    rows t0..t1-1 are read. d: the error arriving at state_{t1-1} from beyond (zeros if None).
+    Returns (dA, dR, d): dA, dR (t1-t0, N, G) the errors of each step's input and recurrent parts
+    (Elman: delta_t, twice) and d, the error at state_{t0-1} (a tuple like the state).
     """
-    previous = _compiled["enabled"]
-    _compiled["enabled"] = bool(enabled)
-    _compiled["blas"] = None  # the BLAS libraries to control may change with it
-    return previous
+    t1 = trace.inputs.T if t1 is None else t1
+    cell, model = trace.model.cell, trace.model
+    d = tuple(np.zeros_like(s[0]) for s in trace.cell_states) if d is None else d
+    dA, dR = [], []
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(t1 - 1, t0 - 1, -1):
+            d = (d[0] + dH[t],) + d[1:]  # dE/dh_t: from output t, and from step t + 1
+            da, dr, d = cell.step_back(model, *step(trace, t), d)
+            dA.append(da)
+            dR.append(dr)
+    return np.stack(dA[::-1]), np.stack(dR[::-1]), d
 
 
-def _kernels():
-    """kernels.py when it is enabled and importable, else None."""
-    if not _compiled["enabled"]:
-        return None
-    if _compiled["kernels"] is None:
-        try:
-            from . import kernels  # imports Numba: lazily, on the first call that can use it
-        except ImportError:
-            kernels = False
-        _compiled["kernels"] = kernels
-    return _compiled["kernels"] or None
+def backprop_window(trace, dH, K):
+    """The notebook's truncated recurrence: output t's error reaches steps t-K..t only.
 
-
-def _step_kernel(kind, N, H, threaded=False):
-    """The compiled time loop ("forward" or "backward") for this size, or None (NumPy's loop):
-    loops of axpys up to COMPILED_MAX_WORK multiply-adds per step; a BLAS call per step for one
-    sequence (a matrix-vector product, which BLAS does well at every size; its matrix products of
-    a few rows are slow) and above COMPILED_MAX_WORK. Outside a pipeline (threaded), NumPy's loop
-    from ONE_THREAD_MAX_PRODUCT, where BLAS gets both threads for each step's product."""
-    kernels = _kernels()
-    if kernels is None:
-        return None
-    w = N * H * H
-    if not threaded and w >= ONE_THREAD_MAX_PRODUCT:
-        return None
-    return getattr(kernels, f"{kind}_steps_blas" if N == 1 or w > COMPILED_MAX_WORK else f"{kind}_steps")
-
-
-COMPILED_MAX_SOFTMAX = 1 << 14  # T*N*O up to which the compiled softmax error wins (NumPy's exp is SIMD)
-ONE_THREAD_MAX_PRODUCT = 1 << 22  # multiply-adds per product below which BLAS gets one thread
-
-
-def _blas():
-    """threadpoolctl's controller of the BLAS libraries (the `fast` extra), or None without it."""
-    if _compiled["blas"] is None:
-        _kernels()  # first SciPy's BLAS, which the compiled loops call, so that it is controlled too
-        try:
-            from threadpoolctl import ThreadpoolController
-            blas = ThreadpoolController().select(user_api="blas")
-            _compiled["blas"] = blas if blas.lib_controllers else False
-        except ImportError:
-            _compiled["blas"] = False
-        if _compiled["blas"]:
-            with _compiled["blas"].limit(limits=1):
-                _page_in_blas()
-    return _compiled["blas"] or None
-
-
-def _page_in_blas(n=256):
-    """One n x n product in float32 and float64 through NumPy's BLAS and, where the compiled
-    loops call it, SciPy's: a few milliseconds, once per process.
-
-    Why: OpenBLAS maps its packing buffer untouched, and a product of a few rows writes only its
-    first pages, yet runs at half speed on one thread until a larger product has written more of
-    them (measured, (32, 128) @ (128, 128) on one thread: float32 64 us before, 34 us after; the
-    buffer's resident size goes from 72 to 200 KiB; a float64 product does not help float32).
-    The per-step products are such products, thousands of them.
+    G[j] is dE_{t+j}/d state_t for j = 0..K, the errors of the K+1 outputs whose window holds step
+    t; they go back through the step together (the cell broadcasts over the leading axis).
+    Returns (dA, dR, d) as backprop does; d sums the outputs whose window reaches state_{-1}.
     """
-    libraries = [np.matmul]
-    if _kernels() is not None:
-        from scipy.linalg import blas
-        libraries.append(lambda a, b: blas.get_blas_funcs("gemm", (a,))(1.0, a, b))
-    for dtype in (np.float32, np.float64):
-        a = np.zeros((n, n), dtype=dtype)
-        for product in libraries:
-            product(a, a)
+    T, cell, model = trace.inputs.T, trace.model.cell, trace.model
+    G = tuple(np.zeros((K + 1,) + s[0].shape, dtype=s.dtype) for s in trace.cell_states)
+    dA, dR = [], []
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(T - 1, -1, -1):
+            G[0][0] += dH[t]  # output t enters at its own step (row 0 was cleared by the shift)
+            da, dr, prev = cell.step_back(model, *step(trace, t), G)
+            dA.append(da.sum(axis=0))
+            dR.append(dr.sum(axis=0))
+            # at step t-1, row j is output t-1+j: shift by one; output t+K's window ends here
+            G = tuple(np.concatenate([np.zeros_like(p[:1]), p[:-1]]) for p in prev)
+    return np.stack(dA[::-1]), np.stack(dR[::-1]), tuple(p[:-1].sum(axis=0) for p in prev)
 
 
-def _one_blas_thread(work):
-    """A context in which BLAS runs on one thread when a product has fewer than
-    ONE_THREAD_MAX_PRODUCT multiply-adds (threadpoolctl, in the `fast` extra), else a no-op.
-
-    Small products are not worth splitting, yet OpenBLAS splits them over its threads and waits
-    for all of them at every call, at every time step in the loops. Measured on 2 cores: on a
-    quiet machine one thread is faster below about 2^22 multiply-adds, two above; on a busy one
-    the wait can cost many times the product (a forward pass with N = 64, T = 200, H = 256 took
-    6.5 s on two threads against 0.38 s on one).
-    """
-    if work < 1 << 18 or work >= ONE_THREAD_MAX_PRODUCT:  # below 2^18 OpenBLAS uses one thread itself
-        return contextlib.nullcontext()
-    blas = _blas()
-    return blas.limit(limits=1) if blas else contextlib.nullcontext()
-
-
-def _matmul(A, B, tn=False, threaded=False, out=None):
-    """A @ B, or A^T @ B when tn, for the products over many steps (into out if given): small ones
-    on one BLAS thread, large ones on all (see _one_blas_thread); inside a pipeline (threaded), as
-    they come, on the one BLAS thread the pipeline has set."""
-    context = contextlib.nullcontext() if threaded else _one_blas_thread(A.shape[0] * A.shape[1] * B.shape[1])
-    with context:
-        return np.matmul(A.T if tn else A, B, out=out)
-
-
-# Speed, on two or more cores: the time loop is a chain, one step after another, but much of the
-# rest is not. The outputs and errors of steps t0..t1 need only their states, and the weight
-# gradients of those steps only their deltas. So for large problems the loops run over blocks
-# of steps, and a second thread follows: in the forward pass it computes the outputs of each
-# block the loop has finished (and, within gradients, its errors dE/dq_t and dE_t/ds_t); for
-# backward(trace, y) it computes the errors block by block from the end, where the loop starts;
-# then each finished block's share of dW, dV, dU, db, dc. The loop's thread has little besides its
-# chain, and takes over any block the helper has not started when it needs it (_claim), so a
-# helper slowed by other work on the machine costs no more than doing without it. NumPy and the
-# compiled loops release the GIL while they compute, so both threads run at once.
-# BLAS runs on one thread throughout: its own threads would wait for each other at every small
-# per-step product, and after each call they spin for about 0.1 s (OpenBLAS), taking the core the
-# second thread needs. Without threadpoolctl (the `fast` extra), with BLAS set to one thread, or
-# where _plan finds it does not pay, everything runs in one thread, as one block.
-PIPELINE_BLOCKS = 16  # blocks of steps in a pipeline
-PIPELINE_MIN_BLOCK_WORK = 1 << 23  # N * H * H multiply-adds times the steps of a block, at least
-_helper = {"executor": None}
+def weight_grads(trace, dQ, dA, dR, t0=0, t1=None, q0=None) -> dict:
+    """The weight gradients of steps t0..t1-1 from their errors, one product per parameter:
+    dU = sum_t dA_t^T x_t, dW = sum_t dR_t^T h_{t-1}, db = sum_t dA_t, dV = sum_t dQ_t^T h_t,
+    dc = sum_t dQ_t, over the outputs q0..t1-1 (q0 = t0 unless given). dA, dR: (t1-t0, N, G)."""
+    model, xin = trace.model, trace.inputs
+    t1 = xin.T if t1 is None else t1
+    q0 = t0 if q0 is None else q0
+    iw, rw, ib, rb = model.cell.weights
+    S, G = trace.S, dA.shape[-1]
+    A2, R2 = dA.reshape(-1, G), dR.reshape(-1, G)
+    if xin.ids is not None:  # x_t one-hot: dU's column d sums dA_t over the steps with x_t = d
+        dUT = np.zeros((model.D, G), dtype=dA.dtype)
+        np.add.at(dUT, xin.ids.T[t0:t1].reshape(-1), A2)
+        dU = dUT.T
+    else:
+        dU = A2.T @ np.swapaxes(xin.X, 0, 1)[t0:t1].reshape(-1, model.D)
+    Q2 = dQ[q0:t1].reshape(-1, model.O)
+    g = {iw: dU, rw: R2.T @ S[t0:t1].reshape(-1, model.H), "V": Q2.T @ S[q0 + 1:t1 + 1].reshape(-1, model.H)}
+    for name, rows in ((ib, A2), (rb, R2), ("c", Q2)):
+        if name is not None and getattr(model, name) is not None:
+            g[name] = rows.sum(axis=0)
+    return {k: g[k].astype(model.dtype, copy=False) for k in model.params}
 
 
-class _Inline:
-    """Runs what is submitted at once, in the caller's thread: the pipeline's one-thread stand-in.
-    Like an executor's future, what it returns raises the call's exception at result()."""
-
-    class _Done:
-        def __init__(self, fn, args):
-            self.value, self.error = None, None
-            try:
-                self.value = fn(*args)
-            except Exception as e:  # noqa: BLE001 - raised again by result()
-                self.error = e
-
-        def result(self):
-            if self.error is not None:
-                raise self.error
-            return self.value
-
-        def cancel(self):
-            return False  # done already
-
-    def submit(self, fn, *args):
-        return self._Done(fn, args)
-
-
-@dataclass(frozen=True)
-class _Plan:
-    blocks: list  # [(t0, t1)]: the blocks of steps, in time order
-    helper: object  # where the off-chain work goes: a one-thread executor, or _Inline()
-
-    @property
-    def threaded(self):
-        return not isinstance(self.helper, _Inline)
-
-    def section(self):
-        """The context the pipeline runs in: BLAS on one thread when threaded."""
-        return _blas().limit(limits=1) if self.threaded else contextlib.nullcontext()
-
-
-def _blas_threads():
-    """How many threads BLAS may use (threadpoolctl), 1 without threadpoolctl."""
-    blas = _blas()
-    return 1 if blas is None else min(lib.get_num_threads() for lib in blas.lib_controllers)
-
-
-def _plan(T, N, H):
-    """One block in this thread, or PIPELINE_BLOCKS blocks with a helper thread where it pays:
-    with a batch (for one sequence the work off the chain is small), and blocks of at least
-    PIPELINE_MIN_BLOCK_WORK multiply-adds in the loop (handing a block over costs tens of
-    microseconds). Measured on 2 cores, bptt / matrix-multiply floor, float64: N, T, H = 32, 400,
-    128: 1.16 with the pipeline, 1.83 without; 256, 100, 128: 1.56 with, 2.49 without; 32, 100,
-    128 (blocks of 6 steps of 32 x 128 x 128, below the threshold): 2.40 with, 1.82 without.
-    float32, with OpenBLAS's buffer paged in (_page_in_blas): 32, 400, 128: 1.98 with, 2.20
-    without; 256, 100, 128: 1.51 with, 1.98 without."""
-    if N < 2 or T < 2 * PIPELINE_BLOCKS \
-            or T * N * H * H < PIPELINE_BLOCKS * PIPELINE_MIN_BLOCK_WORK or _blas_threads() < 2:
-        return _Plan([(0, T)], _Inline())
-    if _helper["executor"] is None:
-        from concurrent.futures import ThreadPoolExecutor
-        _helper["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bptt")
-    edges = [T * i // PIPELINE_BLOCKS for i in range(PIPELINE_BLOCKS + 1)]
-    return _Plan(list(zip(edges, edges[1:])), _helper["executor"])
-
-
-def _results(futures):
-    """The futures' results in order; if one raised, raises after all have finished."""
-    done = []
-    error = None
-    for f in futures:
-        try:
-            done.append(f.result())
-        except BaseException as e:  # noqa: BLE001 - re-raised below, once every block has stopped
-            error = error or e
-    if error is not None:
-        raise error
-    return done
-
-
-# f(z, out) for the activations that have such a form, so the NumPy loop allocates nothing
-_F_INTO = {
-    "tanh": np.tanh,
-    "relu": lambda z, out: np.maximum(z, 0, out=out),
-    "identity": lambda z, out: np.copyto(out, z),
-}
-
-
-def _forward(model, xin, h0):
-    """The forward pass: a Trace."""
-    return _forward_blocks(model, xin, h0, _plan(xin.T, xin.N, model.H))[0]
-
-
-def _forward_blocks(model, xin, h0, plan, then=None):
-    """The forward pass a block of steps at a time (see _plan): (trace, futures, after). After each
-    block the helper computes after(t0, t1): its outputs q_t and then, if given, then(trace, t0, t1),
-    whose results the futures hold, in time order (outputs only: all done on return)."""
-    T, N, H = xin.T, xin.N, model.H
-    f = activations.get(model.activation).f
-    f_into = _F_INTO.get(model.activation)
-    Z = np.empty((T, N, H), dtype=model.dtype)  # U x_t + b, then z_t in place
-    S = np.empty((T + 1, N, H), dtype=model.dtype)
-    S[0] = h0
-    Q = np.empty((T, N, model.O), dtype=model.dtype)
-    trace = Trace(model, xin, S, Z, Q)  # filled in below
-    WT = model.W.T
-    compiled = _step_kernel("forward", N, H, plan.threaded)
-    if compiled is not None:
-        WT = np.ascontiguousarray(WT)  # row j is column j of W, as the compiled loops read it
-    act = ACT_CODES[model.activation]
-    if act == 0 and model.dtype == np.float32:
-        act = 4  # tanh in float32 arithmetic: twice as many values to a vector instruction
-
-    def steps(t0, t1):  # z_t and s_t for t0 <= t < t1
-        if compiled is not None:  # the loop below, compiled
-            compiled(Z, S, WT, act, t0, t1)
-            return
-        for t in range(t0, t1):
-            s_prev, s, z = S[t], S[t + 1], Z[t]  # (N, H) views
-            np.matmul(s_prev, WT, out=s)  # W s_{t-1}, parked in s_t's row until f(z_t) overwrites it
-            z += s  # z_t = U x_t + b + W s_{t-1}
-            if f_into is not None:
-                f_into(z, s)  # s_t = f(z_t)
-            else:
-                s[...] = f(z)
-
-    def outputs(t0, t1):  # q_t = V s_t + c for t0 <= t < t1, one product for all of them
-        _matmul(S[t0 + 1:t1 + 1].reshape(-1, H), model.V.T, threaded=plan.threaded,
-                out=Q[t0:t1].reshape(-1, model.O))  # a view: Q is contiguous
-        if model.c is not None:
-            Q[t0:t1] += model.c
-
-    def after(t0, t1):  # what follows a block's steps, one task so that it is claimed whole
-        outputs(t0, t1)
-        return None if then is None else then(trace, t0, t1)
-
-    blocks = plan.blocks
-    done = []
-    with plan.section():
-        _project(model, xin, Z, *blocks[0])
-        ins = [plan.helper.submit(_project, model, xin, Z, t0, t1) for t0, t1 in blocks[1:]]
-        try:
-            for i, (t0, t1) in enumerate(blocks):
-                if i > 0:
-                    _claim(ins, i - 1, _project, model, xin, Z, t0, t1)
-                with _one_blas_thread(0 if plan.threaded else N * H * H):
-                    steps(t0, t1)
-                done.append(plan.helper.submit(after, t0, t1))
-            if then is None:  # the blocks the helper has not started, this thread does, from the end
-                for i in reversed(range(len(blocks))):
-                    _claim(done, i, after, *blocks[i])
-        finally:
-            _results(ins + ([] if then is not None else done))
-    return trace, done, after
-
-
-def _claim(futures, i, fn, *args):
-    """The result of futures[i], a task on the helper; if the helper has not started it yet, this
-    thread runs fn(*args) instead (the helper may be slow to come: another process, or another
-    library's threads, can have its core)."""
-    if futures[i].cancel():
-        futures[i] = _Inline().submit(fn, *args)
-    return futures[i].result()
-
-
-def _loss_scale(tg: validate.Targets, reduction):
-    if reduction not in ("sum", "mean"):
-        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
-    return 1.0 if reduction == "sum" else 1.0 / max(int(tg.mask.sum()), 1)
-
-
-def output_error(trace: Trace, tg: validate.Targets, reduction="sum"):
-    """The loss E and dE/dq_t for every step: (loss, dQ (T, N, O)). Unscored steps get zero."""
-    dQ = np.empty_like(trace.Q)
-    return _errors(trace, tg, _loss_scale(tg, reduction), dQ, 0, trace.inputs.T), dQ
-
-
-def _errors(trace, tg, scale, dQ, t0, t1) -> float:
-    """Writes dE/dq_t into dQ[t0:t1] and returns the loss of the steps t0 <= t < t1."""
-    Q = trace.Q[t0:t1]
-    if trace.model.head == "mse":
-        err = (Q - np.swapaxes(tg.values, 0, 1)[t0:t1]) * tg.mask.T[t0:t1, :, None]  # (t1-t0, N, O)
-        np.multiply(err, 2 * scale, out=dQ[t0:t1])
-        return float((err * err).sum() * scale)
-    O = trace.model.O
-    rows = Q.reshape(-1, O)  # ((t1-t0)*N, O)
-    ids = np.ascontiguousarray(tg.ids.T[t0:t1]).reshape(-1)  # -1 where unscored
-    P = dQ[t0:t1].reshape(-1, O)  # a view: dQ is contiguous
-    kernels = _kernels() if rows.size <= COMPILED_MAX_SOFTMAX else None
-    if kernels is not None:  # _softmax_error, compiled: a dozen NumPy calls become one
-        return float(kernels.softmax_error(rows, ids, scale, P))
-    return _softmax_error(rows, ids, scale, P)
-
-
-def _softmax_error(Q, ids, scale, P):
-    """Writes P = scale (o_r - onehot(y_r)) for the rows r of Q (zero where ids[r] = -1) and
-    returns the loss -scale sum_r log o_r[y_r], with o_r = exp(q_r - m_r) / sum exp(q_r - m_r),
-    m_r = max q_r (stable). The targets are picked by flat index: take_along_axis and
-    put_along_axis cost tens of microseconds of Python each, the whole budget at small sizes."""
-    m = Q.max(axis=1, keepdims=True)  # (R, 1)
-    np.subtract(Q, m, out=P)
-    np.exp(P, out=P)
-    total = P.sum(axis=1, keepdims=True)  # (R, 1)
-    scored = ids >= 0
-    every = bool(scored.all())
-    r = np.arange(Q.shape[0]) if every else np.flatnonzero(scored)  # rows with a loss
-    y = ids[r]
-    loss = -float((Q[r, y] - m[r, 0] - np.log(total[r, 0])).sum() * scale)  # -log o_t[y_t]
-    P /= total  # o_t
-    P[r, y] -= 1  # o_t - onehot(y_t)
-    if not every:
-        P[~scored] = 0
-    if scale != 1.0:
-        P *= scale
-    return loss
-
-
-def backward(trace: Trace, y, *, truncate=None, reduction="sum"):
+def backward(trace, y, *, truncate=None, reduction="sum"):
     """BPTT from a forward trace: (loss, Grads). See the module's notes for truncate=K."""
     model, xin = trace.model, trace.inputs
     tg = validate.targets(model, y, xin)
-    K = _truncation(truncate)
-    scale = _loss_scale(tg, reduction)
-    if K is not None and K < xin.T:
-        loss, dQ = output_error(trace, tg, reduction)
-        return loss, _backward_truncated(trace, dQ, K)
-    plan = _plan(xin.T, xin.N, model.H)
-    errors = _Errors(model, xin, tg, scale, plan)
-    with plan.section():
-        losses = [None] * len(plan.blocks)
-        for i in reversed(range(len(plan.blocks))):  # from the end: the loop starts there
-            losses[i] = plan.helper.submit(errors.block, trace, *plan.blocks[i])
-        return _backward_full(trace, plan, errors, losses, lambda t0, t1: errors.block(trace, t0, t1))
-
-
-def _truncation(truncate):
-    if truncate is None:
-        return None
-    if isinstance(truncate, bool) or int(truncate) != truncate or truncate < 0:
-        raise ValueError(f"truncate must be None (full BPTT) or an integer K >= 0, got {truncate!r}")
-    return int(truncate)
-
-
-def _df(model, s, out):
-    """f'(z_t) from s_t (any block of steps), into out."""
-    if model.activation == "tanh":  # 1 - s^2 in two passes, no allocation
-        np.multiply(s, s, out=out)
-        np.subtract(1.0, out, out=out)
+    K = truncation(truncate)
+    loss, dQ = heads.error(model.head, trace.Q, tg, reduction)
+    dH = dQ @ model.V  # (T, N, H): dE_t/dh_t from output t itself
+    if K is None or K >= xin.T:
+        dA, dR, d = backprop(trace, dH)
     else:
-        out[...] = activations.get(model.activation).df_from_output(s)
+        dA, dR, d = backprop_window(trace, dH, K)
+    grads = Grads(weight_grads(trace, dQ, dA, dR), tuple(s if xin.batched else s[0] for s in d))
+    return finite(trace, loss, grads, dQ)
 
 
-class _Errors:
-    """What the backward loop starts from, a block of steps at a time: dE/dq_t (dQ), dE_t/ds_t
-    from output t itself (dS) and f'(z_t) (dZ, which the loop turns into delta_t = dE/dz_t)."""
-
-    def __init__(self, model, xin, tg, scale, plan):
-        self.tg, self.scale, self.threaded = tg, scale, plan.threaded
-        # the compiled loop computes f'(z_t) itself; NumPy's loop finds it in dZ
-        self.compiled = _step_kernel("backward", xin.N, model.H, plan.threaded)
-        shape = (xin.T, xin.N)
-        self.dQ = np.empty(shape + (model.O,), dtype=model.dtype)
-        self.dS = np.empty(shape + (model.H,), dtype=model.dtype)
-        self.dZ = np.empty(shape + (model.H,), dtype=model.dtype)
-
-    def block(self, trace, t0, t1) -> float:
-        """Fills steps t0 <= t < t1 and returns their loss."""
-        model = trace.model
-        loss = _errors(trace, self.tg, self.scale, self.dQ, t0, t1)
-        _matmul(self.dQ[t0:t1].reshape(-1, model.O), model.V, threaded=self.threaded,
-                out=self.dS[t0:t1].reshape(-1, model.H))  # a view: dS is contiguous
-        if self.compiled is None:
-            _df(model, trace.S[t0 + 1:t1 + 1], self.dZ[t0:t1])
-        return loss
-
-
-def _backward_full(trace: Trace, plan, errors: _Errors, losses, block):
-    """Full BPTT, the loop from t = T-1 down to 0 a block at a time, once the block's errors are
-    there (losses: the futures of block(t0, t1), which fills them and returns the block's loss, in
-    time order); the helper sums each finished block's share of the weight gradients, and at the
-    end the loop's thread takes the shares not yet started."""
-    model, xin = trace.model, trace.inputs
-    N, H = xin.N, model.H
-    dS, dZ, W = errors.dS, errors.dZ, model.W
-    dh = np.zeros((N, H), dtype=model.dtype)  # dE/ds_t from the steps after t; at the end, t = -1
-    compiled = errors.compiled
-
-    def steps(t0, t1):  # t = t1-1 down to t0
-        if compiled is not None:  # the loop below, compiled, with f'(z_t) from s_t on the way
-            compiled(dS, dZ, trace.S, W, dh, ACT_CODES[model.activation], t0, t1)
-            return
-        for t in range(t1 - 1, t0 - 1, -1):
-            ds, dz = dS[t], dZ[t]  # (N, H) views
-            ds += dh  # dE/ds_t: from output t, and from step t + 1 through W
-            dz *= ds  # delta_t = dE/ds_t * f'(z_t)
-            np.matmul(dz, W, out=dh)  # dE/ds_{t-1} from step t
-
-    terms = [None] * len(plan.blocks)
-    try:
-        for i in reversed(range(len(plan.blocks))):
-            t0, t1 = plan.blocks[i]
-            _claim(losses, i, block, t0, t1)
-            with _one_blas_thread(0 if plan.threaded else N * H * H):
-                steps(t0, t1)
-            terms[i] = plan.helper.submit(_weight_terms, trace, errors.dQ, dZ, t0, t1, plan.threaded)
-        for i in range(len(terms)):  # the helper works from the end; this thread from the start
-            _claim(terms, i, _weight_terms, trace, errors.dQ, dZ, *plan.blocks[i], plan.threaded)
-    finally:
-        loss = sum(_results(losses))
-        terms = _results([f for f in terms if f is not None])
-    U, W_, V, b, c = terms[0] if len(terms) == 1 else \
-        (None if terms[0][i] is None else sum(t[i] for t in terms) for i in range(5))
-    return loss, Grads(U=U, W=W_, V=V, b=b, c=c, h0=dh if xin.batched else dh[0])
-
-
-def _backward_truncated(trace: Trace, dQ, K):
-    """The notebook's truncated BPTT, K < T: each output's error flows back K steps only."""
-    model, xin = trace.model, trace.inputs
-    S, T, N, H = trace.S, xin.T, xin.N, model.H
-    dS = _matmul(dQ.reshape(T * N, -1), model.V).reshape(T, N, H)  # dE_t/ds_t from output t itself
-    df = np.empty((T, N, H), dtype=model.dtype)
-    _df(model, S[1:], df)
-    dZ = np.empty_like(df)  # delta_t
-    W = model.W
-    # G[j] is dE_{t+j}/ds_t, the error of output t + j at step t, for j = 0..K (the window)
-    G = np.zeros((K + 1, N, H), dtype=model.dtype)
-    for t in range(T - 1, -1, -1):
-        G[1:] = G[:-1] @ W if t < T - 1 else 0  # outputs t+1..t+K reach s_t; t+K+1 stops at t+1
-        G[0] = dS[t]
-        G *= df[t]  # now dE_{t+j}/dz_t
-        G.sum(axis=0, out=dZ[t])
-    dh0 = G[:-1].sum(axis=0) @ W  # outputs 0..K-1 reach s_{-1}
-    U, W_, V, b, c = _weight_terms(trace, dQ, dZ, 0, T)
-    return Grads(U=U, W=W_, V=V, b=b, c=c, h0=dh0 if xin.batched else dh0[0])
-
-
-def _scatter_rows(ids, rows, D):
-    """sum of rows[i] over the i with ids[i] = d, for d = 0..D-1: (D, H).
-
-    np.add.at does this one element at a time; sorting the ids once and summing each run of equal
-    ids with np.add.reduceat is several times faster and independent of D.
-    """
-    order = np.argsort(ids, kind="stable")
-    sorted_ids = ids[order]
-    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-    out = np.zeros((D, rows.shape[1]), dtype=rows.dtype)
-    out[sorted_ids[starts]] = np.add.reduceat(rows[order], starts, axis=0)
-    return out
-
-
-def _weight_terms(trace, dQ, dZ, t0, t1, threaded=False):
-    """The steps t0 <= t < t1's share of (dU, dW, dV, db, dc), one matrix product per parameter
-    for all of them instead of one per step; db and dc are None where the model has no bias."""
-    model, xin = trace.model, trace.inputs
-    H, O = model.H, model.O
-    dZ2 = dZ[t0:t1].reshape(-1, H)  # delta_t, a row per step and sequence
-    dQ2 = dQ[t0:t1].reshape(-1, O)
-    dW = _matmul(dZ2, trace.S[t0:t1].reshape(-1, H), tn=True, threaded=threaded)  # sum_t delta_t s_{t-1}^T
-    dV = _matmul(dQ2, trace.S[t0 + 1:t1 + 1].reshape(-1, H), tn=True, threaded=threaded)  # sum_t dq_t s_t^T
-    if xin.ids is not None:
-        kernels = _kernels()
-        ids = xin.ids.T[t0:t1].reshape(-1)  # x_t for each row of dZ2
-        if kernels is not None:
-            dUT = np.zeros((model.D, H), dtype=model.dtype)
-            kernels.scatter_rows(ids, dZ2, dUT)  # np.add.at, compiled
-        else:
-            dUT = _scatter_rows(ids, dZ2, model.D)
-        dU = dUT.T  # column d sums delta_t over the steps with x_t = d
-    else:
-        X2 = np.swapaxes(xin.X, 0, 1)[t0:t1].reshape(-1, model.D)
-        dU = _matmul(dZ2, X2, tn=True, threaded=threaded)
-    db = dZ2.sum(axis=0) if model.b is not None else None
-    dc = dQ2.sum(axis=0) if model.c is not None else None
-    return dU, dW, dV, db, dc
-
-
-def gradients(model: RNN, x, y, *, truncate=None, h0=None, reduction="sum"):
+def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum"):
     """Loss and gradients: (loss, grads) with grads.U, .W, .V, .b, .c (None without biases), .h0.
 
     x: ids (T,) / (N, T) or dense (T, D) / (N, T, D); y: ids (-1 = no loss) or one-hot rows, or
     real values for the mse head. truncate=K: the notebook's rule (output t reaches steps t-K..t).
     """
-    model.check_finite()
-    xin = validate.inputs(model, x)
-    h = validate.initial_state(model, h0, xin)
-    tg = validate.targets(model, y, xin)
-    K = _truncation(truncate)
-    scale = _loss_scale(tg, reduction)
-    if K is not None and K < xin.T:
-        trace = _forward(model, xin, h)
-        loss, dQ = output_error(trace, tg, reduction)
-        return loss, _backward_truncated(trace, dQ, K)
-    plan = _plan(xin.T, xin.N, model.H)
-    errors = _Errors(model, xin, tg, scale, plan)
-    with plan.section():  # the errors of each block are computed while the forward loop goes on
-        trace, losses, block = _forward_blocks(model, xin, h, plan, then=errors.block)
-        return _backward_full(trace, plan, errors, losses, block)
+    truncation(truncate)
+    heads.check_reduction(reduction)  # both checked before the forward pass
+    return backward(forward(model, x, h0), y, truncate=truncate, reduction=reduction)
 
 
-def loss(model: RNN, x, y, *, h0=None, reduction="sum") -> float:
+def loss(model, x, y, *, h0=None, reduction="sum") -> float:
     """The loss E alone (a forward pass)."""
     trace = forward(model, x, h0)
-    return output_error(trace, validate.targets(model, y, trace.inputs), reduction)[0]
+    value, _ = heads.error(model.head, trace.Q, validate.targets(model, y, trace.inputs), reduction)
+    if not np.isfinite(value):
+        raise FloatingPointError(nonfinite_message(trace))
+    return value
+
+
+# --- overflow --------------------------------------------------------------------------------
+def finite(trace, loss, grads, dQ):
+    """(loss, grads) when all are finite; else a FloatingPointError naming where it first broke.
+    dQ (T, N, O): the output errors the gradients came from."""
+    if np.isfinite(loss) and all(np.isfinite(g).all() for g in grads.params.values()) \
+            and all(np.isfinite(s).all() for s in grads.state0):
+        return loss, grads
+    raise FloatingPointError(nonfinite_message(trace, dQ))
+
+
+def nonfinite_message(trace, dQ=None) -> str:
+    """Where a run with finite weights and inputs first left the floating-point range: the first
+    step whose pre-activation (cache), state or output, or else whose backward error, is not
+    finite, with the sequence it happened in."""
+    def first(arrays, what):
+        for t in range(trace.inputs.T):
+            for a in arrays:
+                bad = ~np.isfinite(a[t])
+                if bad.any():
+                    n = int(np.argwhere(bad)[0][0]) if a[t].ndim > 1 else 0
+                    seq = f" of sequence {n}" if trace.inputs.batched else ""
+                    return (f"the {what} first became non-finite at step t = {t}{seq} "
+                            f"({trace.model.dtype} range: max {np.finfo(trace.model.dtype).max:.3g})")
+        return None
+    forward_at = (first(trace.cache, "pre-activation z_t")
+                  or first([s[1:] for s in trace.cell_states], "state s_t") or first([trace.Q], "output q_t"))
+    if forward_at:
+        return "the forward pass overflowed: " + forward_at
+    with np.errstate(over="ignore", invalid="ignore"):
+        dH = None if dQ is None else dQ @ trace.model.V
+    if dH is not None and not np.isfinite(dH).all():
+        return "the output error overflowed: " + first([dH], "error dE_t/ds_t from output t")
+    if dH is not None:
+        dA, _, _ = backprop(trace, dH)
+        bad = np.flatnonzero(~np.isfinite(dA).reshape(len(dA), -1).all(axis=1))
+        if bad.size:  # the backward pass runs from t = T-1 down: the last bad step is where it broke
+            return (f"the backward pass overflowed: the error dE/dz_t first became non-finite at step "
+                    f"t = {bad[-1]}, {trace.inputs.T - 1 - bad[-1]} steps back from the last output")
+    return "the loss or a gradient is not finite (an overflow in summing the weight gradients)"

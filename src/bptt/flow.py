@@ -9,10 +9,11 @@ Conventions:
 - The lag of term (t, k) is l = t - k.
 - dE_ds[t, k] = ||dE_t/ds_k||_2, the size of the error of output t when it reaches state s_k.
 
-All outputs' errors travel back together: at step k one matrix product carries the (t >= k)
-rows of G[t] = dE_t/ds_k, so the whole (T, T) table costs one backward pass's worth of products
-with T rows instead of T backward passes, and only norms are kept. Terms are rebuilt on request
-for one output at a time.
+All outputs' errors travel back together: at step k the cell's step_back carries the (t >= k)
+rows of G[t] = dE_t/ds_k through the step at once (the engine's recurrence with one row per
+output instead of one per sequence), so the whole (T, T) table costs one backward pass's worth of
+products with T rows instead of T backward passes, and only norms are kept. Terms are rebuilt on
+request for one output at a time by the engine's backprop.
 """
 from __future__ import annotations
 
@@ -20,8 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import activations, validate
-from .core import Trace, _forward, output_error
+from . import activations, backend, core, heads, validate
 
 TERM_PARAMS = ("W", "U", "b")
 
@@ -30,7 +30,7 @@ TERM_PARAMS = ("W", "U", "b")
 class Flow:
     """The gradient of one sequence, decomposed by output t and step k (see the module's notes)."""
 
-    trace: Trace
+    trace: core.Trace
     dQ: np.ndarray     # (T, O): dE_t/dq_t
     dE_ds: np.ndarray  # (T, T): ||dE_t/ds_k||, zero above the diagonal
     dE_dz: np.ndarray  # (T, T): ||dE_t/dz_k||, zero above the diagonal
@@ -48,13 +48,11 @@ class Flow:
     def deltas(self, t) -> np.ndarray:
         """dE_t/dz_k for k = 0..T-1: (T, H), rows k > t zero. One backward pass from output t."""
         t = self._check_t(t)
-        model, S = self.trace.model, self.trace.S[:, 0]  # (T+1, H)
-        df = activations.get(model.activation).df_from_output(S[1:])  # (T, H)
-        out = np.zeros((self.T, model.H), dtype=model.dtype)
-        g = self.dQ[t] @ model.V  # dE_t/ds_t
-        for k in range(t, -1, -1):
-            out[k] = g * df[k]  # dE_t/dz_k
-            g = out[k] @ model.W  # dE_t/ds_{k-1}
+        dH = np.zeros_like(self.trace.S[1:])  # (T, 1, H): output t's error alone
+        dH[t] = self.dQ[t] @ self.trace.model.V
+        dA, _, _ = core.backprop(self.trace, dH, 0, t + 1)
+        out = np.zeros_like(dH[:, 0])
+        out[:t + 1] = dA[:, 0]
         return out
 
     def terms(self, name, t) -> np.ndarray:
@@ -127,34 +125,27 @@ def flow(model, x, y, *, h0=None) -> Flow:
     if xin.batched:
         raise ValueError(f"flow takes one sequence, got a batch of {xin.N}: call it for each sequence")
     tg = validate.targets(model, y, xin)
-    trace = _forward(model, xin, validate.initial_state(model, h0, xin))
-    loss, dQ = output_error(trace, tg)
+    trace = backend.forward(model, x, h0)
+    loss, dQ = heads.error(model.head, trace.Q, tg)
     dQ = dQ[:, 0]  # (T, O)
-    T, W = xin.T, model.W
-    S = trace.S[:, 0]  # (T+1, H)
-    df = activations.get(model.activation).df_from_output(S[1:])  # (T, H)
-    e = dQ @ model.V  # (T, H): row t is dE_t/ds_t
+    T, cell = xin.T, model.cell
     dE_ds = np.zeros((T, T), dtype=model.dtype)
     dE_dz = np.zeros((T, T), dtype=model.dtype)
-    # Speed: seven NumPy calls a step and no allocation. Squared norms go straight into the table
-    # (einsum, one pass, no temporary) and one square root of each table at the end; the product
-    # writes into a second buffer with out= and the two buffers swap.
-    G = np.zeros((T, model.H), dtype=model.dtype)  # row t: dE_t/ds_k at the current step k
-    G_next = np.empty_like(G)  # row t: dE_t/ds_{k-1}
-    # one BLAS thread for small per-step products (see core._one_blas_thread): 35 ms against 86 ms
-    # for a compiled loop (Numba) and about 1 s on two threads on a busy machine, at T = 256, H = 64
-    from .core import _one_blas_thread
-    with _one_blas_thread(T * model.H ** 2 // 2):
+    e = dQ @ model.V  # (T, H): row t is dE_t/ds_t from output t itself
+    G = tuple(np.zeros((T, s.shape[-1]), dtype=model.dtype) for s in trace.cell_states)  # row t: dE_t/d state_k
+    with np.errstate(over="ignore", invalid="ignore"):
         for k in range(T - 1, -1, -1):
-            G[k] = e[k]  # output k starts at its own state
-            g = G[k:]  # (T-k, H): outputs t >= k
-            np.einsum("th,th->t", g, g, out=dE_ds[k:, k])  # ||dE_t/ds_k||^2
-            g *= df[k]  # dE_t/dz_k
-            np.einsum("th,th->t", g, g, out=dE_dz[k:, k])  # ||dE_t/dz_k||^2
-            np.matmul(g, W, out=G_next[k:])  # dE_t/ds_{k-1}
-            G, G_next = G_next, G
+            G[0][k] = e[k]  # output k starts at its own state
+            g = tuple(a[k:] for a in G)  # (T-k, H): outputs t >= k
+            np.einsum("th,th->t", g[0], g[0], out=dE_ds[k:, k])  # ||dE_t/ds_k||^2
+            da, _, prev = cell.step_back(model, *core.step(trace, k), g)  # the state broadcasts (1, H)
+            np.einsum("th,th->t", da, da, out=dE_dz[k:, k])  # ||dE_t/dz_k||^2
+            for a, p in zip(G, prev):
+                a[k:] = p  # dE_t/d state_{k-1}
     np.sqrt(dE_ds, out=dE_ds)
     np.sqrt(dE_dz, out=dE_dz)
+    if not (np.isfinite(loss) and np.isfinite(dE_ds).all()):
+        raise FloatingPointError(core.nonfinite_message(trace, dQ[:, None]))
     return Flow(trace, dQ, dE_ds, dE_dz, loss)
 
 

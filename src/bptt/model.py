@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 
-from . import activations
+from . import activations, cells
 
 HEADS = ("softmax", "mse")
 PARAMS = ("U", "W", "V", "b", "c")
@@ -53,7 +53,7 @@ class RNN:
     head: str = "softmax"
 
     def __post_init__(self):
-        activations.get(self.activation)
+        object.__setattr__(self, "cell", cells.Elman(self.activation))  # checks the activation
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r}: expected one of {', '.join(HEADS)}")
         given = {k: getattr(self, k) for k in PARAMS if getattr(self, k) is not None}

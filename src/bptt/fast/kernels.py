@@ -1,21 +1,21 @@
-"""Compiled inner loops for core.py (optional: installed with `pip install 'bptt[fast]'`, Numba).
+"""Compiled inner loops for the fast engine (engine.py), with Numba.
 
 Why: at small N * H one time step is a few thousand multiply-adds, which a compiled loop does in
 about a microsecond, while NumPy spends about a microsecond on *each call* (three calls a step).
 So for short, narrow problems the per-call overhead is the whole cost, and a compiled loop over all
 T steps removes it. For larger N * H each step's product is a real matrix product: the _blas
 loops hand it to BLAS (np.dot, which Numba sends to SciPy's BLAS) and do the rest of the step in
-one fused pass. core.py picks by size (core._step_kernel, core.COMPILED_MAX_WORK).
+one fused pass. engine.py picks by size (engine._step_kernel, engine.COMPILED_MAX_WORK).
 
-Each kernel is the NumPy loop of core.py written out element by element, step for step:
+Each kernel is the NumPy loop of engine.py written out element by element, step for step:
   forward step    z_t = (U x_t + b) + W s_{t-1},  s_t = f(z_t)
   backward step   dE/ds_t += W^T delta_{t+1},  delta_t = dE/ds_t * f'(z_t)
-so the results equal core.py's NumPy path up to rounding (tests/test_perf_equivalence.py checks
+so the results equal engine.py's NumPy path up to rounding (tests/test_perf_equivalence.py checks
 this to 1e-11 in float64). No fastmath
 beyond fused multiply-adds: the inner loops vectorise without reordering sums because they run
 over the output index (an axpy per input), not over a dot product.
 
-Activation codes: 0 tanh, 1 relu, 2 sigmoid, 3 identity (core.ACT_CODES), 4 tanh for float32.
+Activation codes: 0 tanh, 1 relu, 2 sigmoid, 3 identity (engine.ACT_CODES), 4 tanh for float32.
 
 tanh and exp: np.tanh and math.tanh call the C library one value at a time, about 35 ns a
 float64 value here, which at H = 128 costs more than the step's matrix product. The kernels
@@ -267,7 +267,7 @@ def scatter_rows(ids, rows, out):
 
 @numba.njit(nogil=True, **_OPTS)
 def softmax_error(Q, ids, scale, P):
-    """The softmax cross-entropy of core.output_error, row by row. Q (R, O) outputs, ids (R,)
+    """The softmax cross-entropy of heads.error, row by row. Q (R, O) outputs, ids (R,)
     targets (-1 = unscored). Writes P = scale (o_r - onehot(y_r)), zero on unscored rows, and
     returns the loss -scale sum_r log o_r[y_r], with o_r = exp(q_r - m_r) / sum exp(q_r - m_r)."""
     R, O = Q.shape
@@ -285,8 +285,9 @@ def softmax_error(Q, ids, scale, P):
         for i in range(O):
             p[i] = math.exp(q[i] - m)
             total += p[i]
-        loss += q[ids[r]] - m - math.log(total)
-        for i in range(O):
-            p[i] = p[i] / total * scale
-        p[ids[r]] -= scale
+        y = ids[r]
+        loss += q[y] - m - math.log(total)
+        for i in range(O):  # (o_i - [i = y]) scale: o_y - 1 is exactly 0 when o_y = 1 (O = 1)
+            o = p[i] / total
+            p[i] = ((o - 1.0) if i == y else o) * scale
     return -loss * scale

@@ -1,0 +1,62 @@
+"""The public engine functions, each run by one of two backends with the same interface:
+
+    "reference"   bptt.core: plain NumPy, one step at a time, the definition every path is tested against
+    "fast"        bptt.fast: the same results to rounding, with compiled loops (Numba), buffers
+                  written in place, BLAS thread control and a helper thread; the Elman cell only
+
+backend=None picks the environment variable BPTT_BACKEND when it is set ("reference" or "fast"),
+else the fast backend wherever it supports the model and the reference elsewhere. Naming "fast"
+for a model it does not support is an error, not a quiet fallback.
+"""
+from __future__ import annotations
+
+import os
+
+from . import core, fast
+
+BACKENDS = ("reference", "fast")
+
+
+def engine(model, backend=None):
+    """The module that computes for this model: bptt.core or bptt.fast."""
+    name = backend if backend is not None else os.environ.get("BPTT_BACKEND") or None
+    where = "backend" if backend is not None else "the environment variable BPTT_BACKEND"
+    if name is not None and (not isinstance(name, str) or name not in BACKENDS):
+        raise ValueError(f"{where} must be one of {', '.join(BACKENDS)}, got {name!r}")
+    if name == "reference":
+        return core
+    if fast.supports(model):
+        return fast
+    if name == "fast":
+        raise ValueError(f"the fast backend computes the Elman cell only, not {model.cell.name!r}: "
+                         "use backend='reference'")
+    return core
+
+
+def forward(model, x, h0=None, *, backend=None):
+    """Run the network over x: a Trace with .states (T+1, H) / (N, T+1, H), .z, .q, .o, .final.
+
+    x: token ids (T,) / (N, T), or dense vectors (T, D) / (N, T, D). h0: (H,) / (N, H), zeros if None.
+    """
+    return engine(model, backend).forward(model, x, h0)
+
+
+def backward(trace, y, *, truncate=None, reduction="sum", backend=None):
+    """BPTT from a forward trace: (loss, Grads). truncate=K: the notebook's window (core.py)."""
+    return engine(trace.model, backend).backward(trace, y, truncate=truncate, reduction=reduction)
+
+
+def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum", backend=None):
+    """Loss and gradients: (loss, grads) with grads.params by name (grads.U, .W, .V, .b, .c, None
+    for a bias the model lacks) and grads.h0.
+
+    x: ids (T,) / (N, T) or dense (T, D) / (N, T, D); y: ids (-1 = no loss) or one-hot rows, or
+    real values for the mse head. truncate=K: the notebook's rule (output t reaches steps t-K..t).
+    A loss or gradient that overflows raises a FloatingPointError naming the step where it began.
+    """
+    return engine(model, backend).gradients(model, x, y, truncate=truncate, h0=h0, reduction=reduction)
+
+
+def loss(model, x, y, *, h0=None, reduction="sum", backend=None) -> float:
+    """The loss E alone (a forward pass)."""
+    return engine(model, backend).loss(model, x, y, h0=h0, reduction=reduction)
