@@ -12,7 +12,7 @@ from conftest import need
 @pytest.fixture(scope="module")
 def kernels():
     need("numba")
-    from bptt import kernels
+    from bptt.fast import kernels
     return kernels
 
 

@@ -69,10 +69,9 @@ def test_papers_eq10_is_the_immediate_derivative_in_W():
     _, g = omega(tr, y, exact=False)
     # hold g_t and f'(z_t) fixed: Omega(W') = mean (||(f' g) W'|| / ||g|| - 1)^2
     _, full = omega(tr, y)  # the exact one differs
-    from bptt.train.omega import _output_error
-    from bptt import validate
+    from bptt import heads, validate
     tg = validate.targets(m, y, tr.inputs)
-    dQ = _output_error(tr, tg, "sum")[0]
+    dQ = heads.error(m.head, tr.Q, tg, "sum")[1]
     S = tr.S
     fp = 1 - S[1:] ** 2
     e = dQ @ m.V

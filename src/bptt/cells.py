@@ -19,7 +19,8 @@ and a cell gives back:
         d_r    dE/d (W h_{t-1} + b_rec): the error of the recurrent product, (N, G);
                dW = sum_t d_r_t h_{t-1}^T. For Elman d_r = d_a = delta_t (the notebook's dE/dz_t)
         d_prev dE/d state_{t-1} through this step: the error the loop carries on
-    jacobian(m, state, cache)           -> d state_t / d state_{t-1}: (N, S, S), S = the state's size
+    jacobian(m, prev, state, cache)     -> d state_t / d state_{t-1}: (N, S, S), S = the state's size
+                                           (the state's entries stacked: Elman H, a cell with (h, c) 2H)
 
 Every operation broadcasts over leading axes: `d` may carry extra leading axes (the engine's
 truncation window and bptt.flow send many outputs' errors back through one step at once), the
@@ -59,7 +60,7 @@ class Elman:
         delta = ds * self.activation.df_from_output(s)  # (..., N, H): dE/dz_t
         return delta, delta, (delta @ m.W,)
 
-    def jacobian(self, m, state, cache):
+    def jacobian(self, m, prev, state, cache):
         """ds_t/ds_{t-1} = diag(f'(z_t)) W: (N, H, H)."""
         (s,) = state
         return self.activation.df_from_output(s)[..., :, None] * m.W

@@ -18,6 +18,8 @@ projection and the weight gradients are here.
 """
 from __future__ import annotations
 
+import functools
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,6 +77,14 @@ class Grads:
     def h0(self):
         return self.state0[0]
 
+    def replace(self, **changes) -> "Grads":
+        """New Grads with some entries changed by name: g.replace(W=2 * g.W) (h0 too)."""
+        h0 = changes.pop("h0", self.h0)
+        unknown = set(changes) - set(self.params)
+        if unknown:
+            raise ValueError(f"these gradients have {', '.join(self.params)} and h0, not {', '.join(sorted(unknown))}")
+        return Grads({**self.params, **changes}, (h0,) + self.state0[1:])
+
     def __getattr__(self, name):
         if name in ("params", "state0") or name.startswith("_"):
             raise AttributeError(name)
@@ -124,6 +134,16 @@ def run(model, xin, state0) -> Trace:
 
 
 # --- backward --------------------------------------------------------------------------------
+def reports_overflow(fn):
+    """fn with NumPy's overflow warnings off: a loss or gradient that overflows is reported once,
+    as the FloatingPointError of finite(), which says where."""
+    @functools.wraps(fn)
+    def quiet(*args, **kwargs):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return fn(*args, **kwargs)
+    return quiet
+
+
 def step(trace, t):
     """(state_{t-1}, state_t, cache_t) of step t, as the cell's step_back takes them."""
     return (tuple(s[t] for s in trace.cell_states), tuple(s[t + 1] for s in trace.cell_states),
@@ -196,6 +216,7 @@ def weight_grads(trace, dQ, dA, dR, t0=0, t1=None, q0=None) -> dict:
     return {k: g[k].astype(model.dtype, copy=False) for k in model.params}
 
 
+@reports_overflow
 def backward(trace, y, *, truncate=None, reduction="sum"):
     """BPTT from a forward trace: (loss, Grads). See the module's notes for truncate=K."""
     model, xin = trace.model, trace.inputs
@@ -222,6 +243,7 @@ def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum"):
     return backward(forward(model, x, h0), y, truncate=truncate, reduction=reduction)
 
 
+@reports_overflow
 def loss(model, x, y, *, h0=None, reduction="sum") -> float:
     """The loss E alone (a forward pass)."""
     trace = forward(model, x, h0)

@@ -118,6 +118,7 @@ class Flow:
         return bound_table(self)
 
 
+@core.reports_overflow
 def flow(model, x, y, *, h0=None) -> Flow:
     """Decompose the gradient of one sequence x (T,) ids or (T, D) dense, targets y (T,) or (T, O)."""
     model.check_finite()
@@ -133,15 +134,14 @@ def flow(model, x, y, *, h0=None) -> Flow:
     dE_dz = np.zeros((T, T), dtype=model.dtype)
     e = dQ @ model.V  # (T, H): row t is dE_t/ds_t from output t itself
     G = tuple(np.zeros((T, s.shape[-1]), dtype=model.dtype) for s in trace.cell_states)  # row t: dE_t/d state_k
-    with np.errstate(over="ignore", invalid="ignore"):
-        for k in range(T - 1, -1, -1):
-            G[0][k] = e[k]  # output k starts at its own state
-            g = tuple(a[k:] for a in G)  # (T-k, H): outputs t >= k
-            np.einsum("th,th->t", g[0], g[0], out=dE_ds[k:, k])  # ||dE_t/ds_k||^2
-            da, _, prev = cell.step_back(model, *core.step(trace, k), g)  # the state broadcasts (1, H)
-            np.einsum("th,th->t", da, da, out=dE_dz[k:, k])  # ||dE_t/dz_k||^2
-            for a, p in zip(G, prev):
-                a[k:] = p  # dE_t/d state_{k-1}
+    for k in range(T - 1, -1, -1):
+        G[0][k] = e[k]  # output k starts at its own state
+        g = tuple(a[k:] for a in G)  # (T-k, H): outputs t >= k
+        np.einsum("th,th->t", g[0], g[0], out=dE_ds[k:, k])  # ||dE_t/ds_k||^2
+        da, _, prev = cell.step_back(model, *core.step(trace, k), g)  # the state broadcasts (1, H)
+        np.einsum("th,th->t", da, da, out=dE_dz[k:, k])  # ||dE_t/dz_k||^2
+        for a, p in zip(G, prev):
+            a[k:] = p  # dE_t/d state_{k-1}
     np.sqrt(dE_ds, out=dE_ds)
     np.sqrt(dE_dz, out=dE_dz)
     if not (np.isfinite(loss) and np.isfinite(dE_ds).all()):

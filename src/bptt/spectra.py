@@ -23,14 +23,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import activations
 
 
 def step_jacobians(trace, seq=0) -> np.ndarray:
-    """A_j = ds_j/ds_{j-1} = diag(f'(z_j)) W for j = 0..T-1: (T, H, H), for sequence `seq` of a trace."""
-    model = trace.model
-    df = activations.get(model.activation).df_from_output(trace.S[1:, seq])  # (T, H)
-    return df[:, :, None] * model.W[None, :, :]
+    """A_j = d state_j / d state_{j-1} for j = 0..T-1, the cell's step Jacobians along sequence `seq`
+    of a trace: (T, S, S) (Elman: diag(f'(z_j)) W, S = H)."""
+    prev = tuple(s[:-1, seq] for s in trace.cell_states)  # (T, H) each
+    now = tuple(s[1:, seq] for s in trace.cell_states)
+    return trace.model.cell.jacobian(trace.model, prev, now, tuple(c[:, seq] for c in trace.cache))
 
 
 def _logabs_diag(R):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import activations, heads, validate
-from ..core import Grads, Trace, finite, nonfinite_message, truncation
+from ..core import Grads, Trace, finite, nonfinite_message, reports_overflow, truncation
 
 
 def _project(model, xin, Z, t0, t1):
@@ -386,6 +386,7 @@ def _softmax_error(Q, ids, scale, P):
     return loss
 
 
+@reports_overflow
 def backward(trace: Trace, y, *, truncate=None, reduction="sum"):
     """BPTT from a forward trace: (loss, Grads). See the module's notes for truncate=K."""
     model, xin = trace.model, trace.inputs
@@ -541,6 +542,7 @@ def _weight_terms(trace, dQ, dZ, t0, t1, threaded=False):
     return dU, dW, dV, db, dc
 
 
+@reports_overflow
 def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum"):
     """Loss and gradients: (loss, grads) with grads.U, .W, .V, .b, .c (None without biases), .h0.
 
@@ -564,6 +566,7 @@ def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum"):
         return _backward_full(trace, plan, errors, losses, block)
 
 
+@reports_overflow
 def loss(model, x, y, *, h0=None, reduction="sum") -> float:
     """The loss E alone (a forward pass)."""
     trace = forward(model, x, h0)

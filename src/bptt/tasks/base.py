@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import forward
+from ..backend import forward
 
 
 class Task:

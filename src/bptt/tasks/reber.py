@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Task
-from ..core import log_softmax
+from ..heads import log_softmax
 from .text import Vocab
 
 SYMBOLS = "BTPSXVE"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Task, check_length
-from ..core import log_softmax
+from ..heads import log_softmax
 
 
 class Adding(Task):

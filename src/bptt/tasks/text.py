@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .base import Task
-from ..core import forward, log_softmax
+from ..backend import forward
+from ..heads import log_softmax
 
 
 class Vocab:

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import tasks as tasks_mod
-from ..core import backward, forward
+from ..backend import backward, forward
 from ..flow import flow
 from ..model import random_rnn, spectral_radius
 from . import checkpoint, clip as clipping, optim
@@ -174,15 +174,13 @@ def _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path):
         x, y = task.batch(rng, N)
         h0 = None
     trace = forward(model, x, h0)
-    if task.reduction == "mean":
-        loss, grads = backward(trace, y, truncate=cfg.truncate, reduction="mean")
-        per_seq = loss
-        scale = 1.0
-    else:
-        loss, grads = backward(trace, y, truncate=cfg.truncate, reduction="sum")
-        scale = 1.0 / N
-        per_seq = loss * scale
-    g = {k: v * scale for k, v in grads.params.items()}
+    scale = 1.0 if task.reduction == "mean" else 1.0 / N  # per sequence
+    try:
+        loss, grads = backward(trace, y, truncate=cfg.truncate, reduction=task.reduction)
+        g = {k: v * scale for k, v in grads.params.items()}
+    except FloatingPointError:  # an overflow: handled below as a loss and gradient that are not finite
+        loss, g = np.nan, {k: np.full_like(v, np.nan) for k, v in model.params.items()}
+    per_seq = loss * scale
     rec = {"loss": per_seq}
     if cfg.omega > 0:
         om, og = omega_fn(trace, y, reduction=task.reduction)

@@ -24,46 +24,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import activations, validate
-from ..core import Trace, log_softmax
+from .. import activations, backend, core, heads, validate
 
 BOUND = 1e-20
 
 
-def _output_error(trace: Trace, tg, reduction):
-    """dE/dq_t (T, N, O), the softmax probabilities (or None for mse), the scale and mask."""
-    mask = tg.mask.T.astype(trace.model.dtype)  # (T, N)
-    scale = 1.0 / max(float(mask.sum()), 1.0) if reduction == "mean" else 1.0
-    if trace.model.head == "mse":
-        return 2 * scale * (trace.Q - np.swapaxes(tg.values, 0, 1)) * mask[..., None], None, scale, mask
-    P = np.exp(log_softmax(trace.Q))  # (T, N, O)
-    onehot = np.zeros_like(P)
-    np.put_along_axis(onehot, np.maximum(tg.ids.T, 0)[..., None], 1.0, axis=-1)
-    return scale * (P - onehot) * mask[..., None], P, scale, mask
-
-
-def omega(trace: Trace, y, *, reduction="sum", exact=True, bound=BOUND):
+def omega(trace: core.Trace, y, *, reduction="sum", exact=True, bound=BOUND):
     """(Omega, grads): grads is a dict name -> dOmega/d(name) for U, W, V, (b, c) and "h0" (N, H).
 
     trace: bptt.forward(model, x, h0); y: the targets the loss uses (the same forms as bptt.backward).
     exact=False: the paper's eq. 10 (dOmega/dW with g and s held fixed; other entries zero).
     """
-    if reduction not in ("sum", "mean"):
-        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    heads.check_reduction(reduction)
     model, xin = trace.model, trace.inputs
     tg = validate.targets(model, y, xin)
     act = activations.get(model.activation)
     S, T, W, V = trace.S, xin.T, model.W, model.V
     fp = act.df_from_output(S[1:])  # (T, N, H): f'(z_t)
-    dQ, P, scale, mask = _output_error(trace, tg, reduction)
+    _, dQ = heads.error(model.head, trace.Q, tg, reduction)
+    scale, mask = heads.scale(tg, reduction), tg.mask.T.astype(model.dtype)  # mask (T, N)
+    P = np.exp(heads.log_softmax(trace.Q)) if model.head == "softmax" else None  # (T, N, O)
     e = dQ @ V  # (T, N, H): V^T dE/dq_t
-    g = np.empty_like(e)  # g_t = dE/ds_t
-    d = np.empty_like(e)  # delta_t = dE/dz_t
-    g[T - 1] = e[T - 1]
-    for t in range(T - 1, -1, -1):
-        d[t] = fp[t] * g[t]
-        if t > 0:
-            g[t - 1] = e[t - 1] + d[t] @ W
+    d, _, _ = core.backprop(trace, e)  # delta_t = dE/dz_t
+    g = e.copy()  # g_t = dE/ds_t = e_t + delta_{t+1} W
+    g[:-1] += d[1:] @ W
     a = d[1:] @ W  # (T-1, N, H): a_t for t = 1..T-1
     gn2 = np.einsum("tnh,tnh->tn", g[1:], g[1:])
     keep = gn2 > bound
@@ -114,12 +98,8 @@ def omega(trace: Trace, y, *, reduction="sum", exact=True, bound=BOUND):
     elif model.activation == "sigmoid":
         sbar += (1 - 2 * S[1:]) * fpbar
     # relu and identity: f' is piecewise constant in s, no term
-    # ordinary BPTT of sbar through the forward recursion
-    dZ = np.empty_like(sbar)
-    dh = np.zeros((xin.N, H), dtype=dt)
-    for t in range(T - 1, -1, -1):
-        dZ[t] = (sbar[t] + dh) * fp[t]
-        dh = dZ[t] @ W
+    # ordinary BPTT of sbar through the forward recursion: the engine's
+    dZ, _, (dh,) = core.backprop(trace, sbar)
     grads["h0"] = dh
     grads["W"] += _tdot(dZ, S[:-1])
     if "b" in grads:
@@ -138,5 +118,4 @@ def _tdot(A, B):
 
 def omega_value(model, x, y, *, h0=None, reduction="sum") -> float:
     """Omega alone, for a model and a sequence or batch (one forward pass)."""
-    from ..core import forward
-    return omega(forward(model, x, h0), y, reduction=reduction, exact=False)[0]
+    return omega(backend.forward(model, x, h0), y, reduction=reduction, exact=False)[0]

@@ -32,9 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import activations, validate
-from ..core import Grads, forward
-from .omega import _output_error
+from .. import backend, core, heads, validate
 
 
 def _check_k(k1, k2):
@@ -73,49 +71,23 @@ def tbptt_gradients(model, x, y, k1, k2=None, *, h0=None):
     x: ids (T,) / (N, T) or dense (T, D) / (N, T, D); y: targets as for bptt.backward.
     """
     k1, k2 = _check_k(k1, k2 if k2 is not None else k1)
-    trace = forward(model, x, h0)
+    trace = backend.forward(model, x, h0)
     xin = trace.inputs
     tg = validate.targets(model, y, xin)
-    dQ, _, _, mask = _output_error(trace, tg, "sum")
-    T, H = xin.T, model.H
-    S, W, V = trace.S, model.W, model.V
-    fp = activations.get(model.activation).df_from_output(S[1:])
-    e = dQ @ V  # (T, N, H)
-    losses = _losses(trace, tg, mask)
+    _, dQ = heads.error(model.head, trace.Q, tg, "sum")
+    dH = dQ @ model.V  # (T, N, H): dE_t/ds_t from output t itself
+    losses = heads.step_losses(model.head, trace.Q, tg).sum(axis=1)  # (T,)
+    inject = np.zeros_like(dH)  # the block's outputs only
     out = []
-    for first, tau in blocks(T, k1):
+    for first, tau in blocks(xin.T, k1):
         ws = max(0, tau - k2 + 1)
-        dZ = np.zeros((tau - ws + 1, xin.N, H), dtype=model.dtype)
-        dh = np.zeros((xin.N, H), dtype=model.dtype)
-        for t in range(tau, ws - 1, -1):
-            inject = e[t] if t >= first else 0.0
-            dZ[t - ws] = (inject + dh) * fp[t]
-            dh = dZ[t - ws] @ W
-        dW = np.einsum("tnh,tnk->hk", dZ, S[ws:tau + 1])
-        if xin.ids is not None:
-            dUT = np.zeros((model.D, H), dtype=model.dtype)
-            np.add.at(dUT, xin.ids[:, ws:tau + 1].T.reshape(-1), dZ.reshape(-1, H))
-            dU = dUT.T
-        else:
-            dU = np.einsum("tnh,ntd->hd", dZ, xin.X[:, ws:tau + 1])
-        dQb = dQ[first:tau + 1]
-        dV = np.einsum("tno,tnh->oh", dQb, S[first + 1:tau + 2])
-        db = dZ.sum(axis=(0, 1)) if model.b is not None else None
-        dc = dQb.sum(axis=(0, 1)) if model.c is not None else None
-        g = Grads(U=dU, W=dW, V=dV, b=db, c=dc, h0=dh if xin.batched else dh[0])
+        inject[first:tau + 1] = dH[first:tau + 1]
+        dA, dR, d = core.backprop(trace, inject, ws, tau + 1)  # steps tau down to ws
+        inject[first:tau + 1] = 0
+        params = core.weight_grads(trace, dQ, dA, dR, ws, tau + 1, q0=first)
+        g = core.Grads(params, tuple(s if xin.batched else s[0] for s in d))
         out.append((float(losses[first:tau + 1].sum()), g))
     return out
-
-
-def _losses(trace, tg, mask):
-    """Per-step loss summed over the batch: (T,)."""
-    from ..core import log_softmax
-    if trace.model.head == "mse":
-        err = (trace.Q - np.swapaxes(tg.values, 0, 1)) * mask[..., None]
-        return (err * err).sum(axis=(1, 2))
-    logp = log_softmax(trace.Q)
-    picked = np.take_along_axis(logp, np.maximum(tg.ids.T, 0)[..., None], axis=-1)[..., 0]
-    return -(picked * mask).sum(axis=1)
 
 
 @dataclass

@@ -1,8 +1,9 @@
-"""The fast paths give the same numbers: compiled loops (Numba) = NumPy loops = PyTorch autograd.
+"""The fast backend gives the reference engine's numbers, in every regime it has.
 
-core.py runs its time loops either in NumPy or, with the `fast` extra, compiled (kernels.py).
-Both must give the same gradients: to 1e-12 relative in float64 (they differ only in the order of
-additions inside the products), and each must match PyTorch autograd, an independent computation.
+bptt.fast runs its time loops in NumPy or compiled (Numba, kernels.py), in one thread or in a
+two-thread pipeline. Every regime must give the reference engine's (bptt.core) loss and gradients:
+to 1e-11 relative in float64 (they differ only in the order of additions inside the products), on
+hypothesis-drawn cases; and each must match PyTorch autograd, an independent computation.
 No timings here: those are in benchmarks/.
 """
 import tracemalloc
@@ -12,7 +13,8 @@ import pytest
 from conftest import need
 
 import bptt
-from bptt import core
+from bptt import core, heads
+from bptt.fast import engine
 
 ACTS = ["tanh", "relu", "sigmoid", "identity"]
 
@@ -21,10 +23,10 @@ ACTS = ["tanh", "relu", "sigmoid", "identity"]
 def compiled(monkeypatch):
     """Run with the compiled loops forced on at every size, or off: compiled(True/False)."""
     need("numba")
-    monkeypatch.setattr(core, "COMPILED_MAX_WORK", 1 << 62)  # the axpy loops at every size
-    previous = core.set_compiled(True)
-    yield core.set_compiled
-    core.set_compiled(previous)
+    monkeypatch.setattr(engine, "COMPILED_MAX_WORK", 1 << 62)  # the axpy loops at every size
+    previous = engine.set_compiled(True)
+    yield engine.set_compiled
+    engine.set_compiled(previous)
 
 
 def case(rng, *, N, T, H, D, O, act, dense, bias, dtype=np.float64):
@@ -116,7 +118,7 @@ def test_both_paths_match_torch_autograd(compiled, use_compiled):
 
 
 def test_scatter_rows_equals_add_at(compiled):
-    from bptt import kernels
+    from bptt.fast import kernels
     rng = np.random.default_rng(5)
     ids = rng.integers(0, 11, 300)
     rows = rng.normal(size=(300, 4))
@@ -125,7 +127,7 @@ def test_scatter_rows_equals_add_at(compiled):
     got = np.zeros((11, 4))
     kernels.scatter_rows(ids, rows, got)
     np.testing.assert_allclose(got, want, rtol=1e-13)
-    np.testing.assert_allclose(core._scatter_rows(ids, rows, 11), want, rtol=1e-13)
+    np.testing.assert_allclose(engine._scatter_rows(ids, rows, 11), want, rtol=1e-13)
 
 
 def test_flow_memory_stays_quadratic_in_T():
@@ -160,14 +162,14 @@ def regime(monkeypatch):
             need("numba")
         if name.startswith("pipeline"):
             need("threadpoolctl")
-        core.set_compiled(name not in ("numpy", "pipeline-numpy"))
-        monkeypatch.setattr(core, "COMPILED_MAX_WORK", 1 << 62 if name == "axpy" else 0)  # N = 1: BLAS
+        engine.set_compiled(name not in ("numpy", "pipeline-numpy"))
+        monkeypatch.setattr(engine, "COMPILED_MAX_WORK", 1 << 62 if name == "axpy" else 0)  # N = 1: BLAS
         threaded = name.startswith("pipeline")
-        monkeypatch.setattr(core, "PIPELINE_MIN_BLOCK_WORK", 0 if threaded else 1 << 62)
-        monkeypatch.setattr(core, "_blas_threads", lambda: 2)
-    previous = core.set_compiled(True)
+        monkeypatch.setattr(engine, "PIPELINE_MIN_BLOCK_WORK", 0 if threaded else 1 << 62)
+        monkeypatch.setattr(engine, "_blas_threads", lambda: 2)
+    previous = engine.set_compiled(True)
     yield set_
-    core.set_compiled(previous)
+    engine.set_compiled(previous)
 
 
 @pytest.mark.parametrize("name", REGIMES[1:])
@@ -206,7 +208,7 @@ def test_float32_stays_float32_and_matches_float64(regime, name, N):
     model, x, y, h0 = case(rng, N=N, T=50, H=16, D=7, O=6, act="tanh", dense=False, bias=True)
     regime(name)
     if name == "pipeline":
-        assert len(core._plan(50, N, 16).blocks) == core.PIPELINE_BLOCKS
+        assert len(engine._plan(50, N, 16).blocks) == engine.PIPELINE_BLOCKS
     loss32, g32 = bptt.gradients(model.astype(np.float32), x, y, h0=h0.astype(np.float32))
     regime("numpy")
     loss64, g64 = bptt.gradients(model, x, y, h0=h0)
@@ -227,11 +229,11 @@ def test_pipeline_error_in_a_block_raises_after_every_block_stopped(regime, monk
         if len(calls) == 3:
             raise RuntimeError("block failed")
         return original(*args)
-    original = core._weight_terms
-    monkeypatch.setattr(core, "_weight_terms", failing)
+    original = engine._weight_terms
+    monkeypatch.setattr(engine, "_weight_terms", failing)
     with pytest.raises(RuntimeError, match="block failed"):
         bptt.gradients(model, x, y, h0=h0)
-    assert len(calls) == core.PIPELINE_BLOCKS  # the other blocks still ran to the end
+    assert len(calls) == engine.PIPELINE_BLOCKS  # the other blocks still ran to the end
 
 
 def test_pipeline_without_a_running_helper_claims_every_block(regime, monkeypatch):
@@ -257,9 +259,9 @@ def test_pipeline_without_a_running_helper_claims_every_block(regime, monkeypatc
     regime("numpy")
     want = bptt.gradients(model, x, y, h0=h0)
     regime("pipeline")
-    plan = core._plan
-    monkeypatch.setattr(core, "_plan", lambda *a: core._Plan(plan(*a).blocks, Stalled()))
-    assert len(core._plan(40, 3, 8).blocks) == core.PIPELINE_BLOCKS
+    plan = engine._plan
+    monkeypatch.setattr(engine, "_plan", lambda *a: engine._Plan(plan(*a).blocks, Stalled()))
+    assert len(engine._plan(40, 3, 8).blocks) == engine.PIPELINE_BLOCKS
     for got in (bptt.gradients(model, x, y, h0=h0), bptt.backward(bptt.forward(model, x, h0), y)):
         assert got[0] == pytest.approx(want[0], rel=1e-12)
         for k, a in want[1].params.items():
@@ -274,15 +276,121 @@ def test_blas_buffer_paged_in_once_on_one_thread_and_the_thread_counts_restored(
         return sorted(p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas")
 
     seen = []
-    page_in = core._page_in_blas
-    monkeypatch.setattr(core, "_page_in_blas", lambda: (seen.append(blas_threads()), page_in()))
-    previous = core.set_compiled(True)
+    page_in = engine._page_in_blas
+    monkeypatch.setattr(engine, "_page_in_blas", lambda: (seen.append(blas_threads()), page_in()))
+    previous = engine.set_compiled(True)
     try:
         before = blas_threads()
-        monkeypatch.setitem(core._compiled, "blas", None)  # as in a fresh process
-        core._blas()
-        core._blas()
+        monkeypatch.setitem(engine._compiled, "blas", None)  # as in a fresh process
+        engine._blas()
+        engine._blas()
         assert len(seen) == 1 and set(seen[0]) == {1}  # once, with every BLAS library on one thread
         assert set(blas_threads()) == set(before)  # SciPy's BLAS may have loaded meanwhile
     finally:
-        core.set_compiled(previous)
+        engine.set_compiled(previous)
+
+
+# --- the fast backend against the reference engine, on drawn cases ---------------------------
+from hypothesis import HealthCheck, assume, given, settings, strategies as st  # noqa: E402
+
+
+def _drawn_case(seed, N, T, H, D, O, act, bias, dense, head, masked, with_h0, dtype):
+    rng = np.random.default_rng(seed)
+    model, x, _, h0 = case(rng, N=N, T=T, H=H, D=D, O=O, act=act, dense=dense, bias=bias, dtype=dtype)
+    model = model.replace(head=head)
+    lead = (N, T) if N else (T,)
+    if head == "mse":
+        y = rng.normal(size=lead + (O,))
+        if masked:
+            y[..., 0, :] = np.nan  # step 0 unscored
+    else:
+        y = rng.integers(-1 if masked else 0, O, lead)
+    return model, x, y, (h0.astype(dtype) if with_h0 else None)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), N=st.sampled_from([0, 1, 3]), T=st.integers(1, 14),
+       H=st.integers(1, 7), D=st.integers(1, 5), O=st.integers(1, 5), act=st.sampled_from(ACTS),
+       bias=st.booleans(), dense=st.booleans(), head=st.sampled_from(["softmax", "mse"]),
+       masked=st.booleans(), with_h0=st.booleans(), reduction=st.sampled_from(["sum", "mean"]),
+       dtype=st.sampled_from([np.float64, np.float32]), K=st.sampled_from([None, 0, 1, 3, "T", "T+2"]),
+       name=st.sampled_from(REGIMES))
+def test_fast_backend_equals_the_reference(regime, seed, N, T, H, D, O, act, bias, dense, head, masked,
+                                           with_h0, reduction, dtype, K, name):
+    assume(dense or not N or T != D)  # (N, D) integer ids could be read as one-hot rows: refused
+    regime(name)
+    model, x, y, h0 = _drawn_case(seed, N, T, H, D, O, act, bias, dense, head, masked, with_h0, dtype)
+    K = {"T": T, "T+2": T + 2}.get(K, K)
+    ref = bptt.gradients(model, x, y, h0=h0, truncate=K, reduction=reduction, backend="reference")
+    got = bptt.gradients(model, x, y, h0=h0, truncate=K, reduction=reduction, backend="fast")
+    rtol, atol = (1e-11, 1e-13) if dtype == np.float64 else (2e-4, 1e-5)
+    assert got[0] == pytest.approx(ref[0], rel=rtol, abs=atol)
+    assert set(got[1].params) == set(ref[1].params) == set(model.params)
+    for k, a in list(ref[1].params.items()) + [("h0", ref[1].h0)]:
+        b = got[1].params.get(k) if k != "h0" else got[1].h0
+        assert b.dtype == dtype and b.shape == a.shape, k
+        np.testing.assert_allclose(b, a, rtol=rtol, atol=atol * max(1.0, np.abs(a).max()), err_msg=k)
+    tr, tf = bptt.forward(model, x, h0, backend="reference"), bptt.forward(model, x, h0, backend="fast")
+    np.testing.assert_allclose(tf.states, tr.states, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(tf.q, tr.q, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("name", REGIMES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_output_mean_of_an_exploding_identity_rnn_has_gradient_zero(regime, name, dtype):
+    # O = 1: softmax of one output is 1, so the loss is 0 and so is every gradient, exactly; a
+    # softmax error written p / total * scale - scale leaves a rounding residue that the exploding
+    # backward pass amplifies
+    regime(name)
+    model = bptt.random_rnn(8, 3, 1, seed=0, init="identity", activation="identity", dtype=dtype)
+    model = model.replace(W=1.5 * np.eye(8)).astype(dtype)
+    x = np.random.default_rng(0).integers(0, 3, (4, 40))
+    y = np.zeros((4, 40), dtype=int)
+    for backend in ("reference", "fast"):
+        loss, g = bptt.gradients(model, x, y, reduction="mean", backend=backend)
+        assert loss == 0.0
+        for k, a in g.params.items():
+            assert np.abs(a).max() == 0.0, (backend, k, np.abs(a).max())
+
+
+OVERFLOWS = {  # finite weights and inputs whose forward pass overflows, and the first step that does
+    "identity x 1e300": (lambda: bptt.RNN(U=np.full((2, 3), 1e300), W=np.full((2, 2), 1e300),
+                                          V=np.ones((3, 2)), activation="identity"), np.float64),
+    "relu W = 10 I, T = 400": (lambda: bptt.RNN(U=np.ones((2, 3)), W=10 * np.eye(2), V=np.ones((3, 2)),
+                                                activation="relu"), np.float64),
+    "float32 x 1e30": (lambda: bptt.RNN(U=np.full((2, 3), 1e30), W=np.full((2, 2), 1e30),
+                                        V=np.ones((3, 2)), activation="identity").astype(np.float32), np.float32),
+}
+
+
+@pytest.mark.parametrize("which", list(OVERFLOWS))
+@pytest.mark.parametrize("backend", ["reference", "fast"])
+def test_an_overflow_is_an_error_naming_its_first_step(which, backend):
+    make, dtype = OVERFLOWS[which]
+    model = make()
+    T = 400
+    x = np.ones(T, dtype=int)
+    y = np.zeros(T, dtype=int)
+    with np.errstate(all="ignore"):
+        S = bptt.forward(model, x, backend="reference").S[:, 0]
+        Z = bptt.forward(model, x, backend="reference").Z[:, 0]
+    first = int(np.flatnonzero(~np.isfinite(Z).all(axis=1))[0])  # found independently of the message
+    for run in (lambda: bptt.gradients(model, x, y, backend=backend),
+                lambda: bptt.loss(model, x, y, backend=backend)):
+        with pytest.raises(FloatingPointError, match=rf"pre-activation z_t first became non-finite at step t = {first}\b"):
+            run()
+    assert np.isfinite(S[first]).all()  # the state before that step was still finite
+    with pytest.raises(FloatingPointError):
+        bptt.flow(model, x, y)
+
+
+def test_an_overflow_of_the_backward_pass_alone_names_its_step():
+    # a forward pass that stays bounded (tanh) while the error grows by 1e3 a step going back
+    H = 2
+    model = bptt.RNN(U=np.zeros((H, 1)), W=1e3 * np.eye(H), V=np.ones((1, H)), activation="tanh", head="mse")
+    T = 200
+    x = np.zeros((T, 1))
+    y = np.full((T, 1), 5.0)
+    for backend in ("reference", "fast"):
+        with pytest.raises(FloatingPointError, match="backward pass overflowed"):
+            bptt.gradients(model, x, y, backend=backend)
