@@ -252,7 +252,7 @@ def test_compare_is_exported_and_import_bptt_stays_light():
     import sys
 
     assert bptt.compare is fw.compare
-    code = "import sys, bptt, bptt.frameworks; print(sorted({'torch', 'jax', 'tensorflow', 'keras'} & set(sys.modules)))"
+    code = "import sys, bptt, bptt.frameworks; print(sorted({'torch', 'jax', 'tensorflow', 'keras', 'numba', 'matplotlib'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -274,15 +274,17 @@ def test_references_never_call_the_engine(name, monkeypatch):
     need(name)
     import importlib
 
-    core, flow = importlib.import_module("bptt.core"), importlib.import_module("bptt.flow")
+    core, fast, flow, backend, heads = (importlib.import_module(f"bptt.{m}")
+                                        for m in ("core", "fast", "flow", "backend", "heads"))
 
     def refuse(*a, **kw):
         raise AssertionError("a reference framework called the engine")
 
-    for mod, attr in [(core, "forward"), (core, "_forward"), (core, "backward"), (core, "_backward"),
-                      (core, "gradients"), (core, "output_error"), (flow, "flow"), (bptt, "forward"),
-                      (bptt, "gradients"), (bptt, "flow")]:
-        monkeypatch.setattr(mod, attr, refuse, raising=not attr.startswith("_"))
+    for mod, attr in [(core, "forward"), (core, "run"), (core, "backward"), (core, "backprop"),
+                      (core, "backprop_window"), (core, "gradients"), (fast, "forward"), (fast, "backward"),
+                      (fast, "gradients"), (heads, "error"), (flow, "flow"), (backend, "forward"),
+                      (backend, "gradients"), (bptt, "forward"), (bptt, "gradients"), (bptt, "flow")]:
+        monkeypatch.setattr(mod, attr, refuse)
     m, x, y = bptt.seed_example()
     ref = fw.reference(name)
     loss, g = ref.gradients(m, x, y, truncate=1)

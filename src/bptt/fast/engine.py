@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,43 +40,60 @@ def forward(model, x, h0=None) -> Trace:
     return _forward(model, xin, validate.initial_state(model, h0, xin))
 
 
-# Speed: at small N * H the time goes into NumPy's per-call overhead (about a microsecond a call),
-# so the loops below make three calls per step, allocate nothing and write into preallocated
-# buffers with out=. Where Numba is installed (the `fast` extra), the same loops run compiled
-# (kernels.py, written step for step like the loops here), which removes the per-call overhead
-# and fuses each step's element-wise work into one pass; results agree to rounding. The compiled
-# loops do each step's product themselves up to COMPILED_MAX_WORK multiply-adds, and call BLAS
-# on one thread above (see _step_kernel); from ONE_THREAD_MAX_PRODUCT, where BLAS splits a product
-# over its threads with profit, NumPy's loop runs. Measured on 2 cores, one gradient, float64 and
-# float32: N, T, H = 1, 1000, 128: NumPy's loop 30 and 19 ms, compiled 14 and 9; 32, 100, 128
-# (float64): 57 and 44; 64, 200, 256: NumPy's loop 455 and 209, compiled 663 and 519.
 ACT_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}  # kernels.py's activation codes
 COMPILED_MAX_WORK = 1 << 17  # N * H * H multiply-adds a step up to which a compiled loop does the product
-_compiled = {"enabled": os.environ.get("BPTT_COMPILED", "1") != "0", "kernels": None, "blas": None}
+_compiled = {"enabled": os.environ.get("BPTT_COMPILED", "1") != "0", "kernels": None, "blas": None,
+             "loader": None}
+_loading = threading.Lock()
 
 
 def set_compiled(enabled: bool) -> bool:
-    """Use the compiled inner loops (Numba, `pip install 'bptt[fast]'`) where they are faster.
+    """Use the compiled inner loops (Numba) where they are faster; returns the previous setting.
 
-    Returns the previous setting. Off, or without Numba, everything runs in NumPy; the two agree
-    to rounding. The environment variable BPTT_COMPILED=0 turns them off at start-up.
+    Off, or without Numba, everything runs in NumPy's loops; the two agree to rounding. On, the
+    kernels are loaded now (this call waits for them). The environment variable BPTT_COMPILED=0
+    turns them off at start-up.
     """
     previous = _compiled["enabled"]
     _compiled["enabled"] = bool(enabled)
     _compiled["blas"] = None  # the BLAS libraries to control may change with it
+    if enabled:
+        wait_for_kernels()
     return previous
 
 
 def _kernels():
-    """kernels.py when it is enabled and importable, else None."""
+    """kernels.py once it is loaded, else None: the first call starts loading it (Numba's import
+    and the cached machine code) on a background thread, and NumPy's loops run until it is ready."""
     if not _compiled["enabled"]:
         return None
     if _compiled["kernels"] is None:
-        try:
-            from . import kernels  # imports Numba: lazily, on the first call that can use it
-        except ImportError:
-            kernels = False
-        _compiled["kernels"] = kernels
+        _start_loading()
+    return _compiled["kernels"] or None
+
+
+def _start_loading():
+    with _loading:
+        if _compiled["loader"] is None:
+            _compiled["loader"] = threading.Thread(target=_load, name="bptt-kernels", daemon=True)
+            _compiled["loader"].start()
+
+
+def _load():
+    try:
+        from . import kernels
+        kernels.warm()
+    except ImportError:  # no Numba on this platform: NumPy's loops throughout
+        kernels = False
+    _compiled["blas"] = None  # SciPy's BLAS, which the kernels call, is controlled from now on too
+    _compiled["kernels"] = kernels
+
+
+def wait_for_kernels():
+    """Load the compiled kernels now (if enabled and not yet loaded) and wait until they are."""
+    if _compiled["enabled"] and _compiled["kernels"] is None:
+        _start_loading()
+        _compiled["loader"].join()
     return _compiled["kernels"] or None
 
 

@@ -291,3 +291,21 @@ def softmax_error(Q, ids, scale, P):
             o = p[i] / total
             p[i] = ((o - 1.0) if i == y else o) * scale
     return -loss * scale
+
+
+def warm():
+    """Load every kernel's machine code (from Numba's cache, or compile it) for the argument types
+    engine.py passes, float32 and float64, by calling each once on a two-unit problem."""
+    for dt in (np.float32, np.float64):
+        Z, S, dS, dZ = (np.zeros((1, 1, 2), dt), np.zeros((2, 1, 2), dt), np.zeros((1, 1, 2), dt),
+                        np.zeros((1, 1, 2), dt))
+        WT, dh = np.zeros((2, 2), dt), np.zeros((1, 2), dt)
+        W = np.zeros((2, 2), dt)
+        W.flags.writeable = False  # the model's arrays are read-only
+        for act in (0, 4) if dt == np.float32 else (0,):
+            for forward, backward in ((forward_steps, backward_steps), (forward_steps_blas, backward_steps_blas)):
+                forward(Z, S, WT, act, 0, 1)
+                backward(dS, dZ, S, W, dh, act, 0, 1)
+        ids = np.zeros(1, np.int64)
+        softmax_error(np.zeros((1, 2), dt), ids, 1.0, np.zeros((1, 2), dt))
+        scatter_rows(ids, np.zeros((1, 2), dt), np.zeros((1, 2), dt))
