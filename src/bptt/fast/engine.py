@@ -117,7 +117,7 @@ ONE_THREAD_MAX_PRODUCT = 1 << 22  # multiply-adds per product below which BLAS g
 
 
 def _blas():
-    """threadpoolctl's controller of the BLAS libraries (the `fast` extra), or None without it."""
+    """threadpoolctl's controller of the BLAS libraries, or None without it."""
     if _compiled["blas"] is None:
         _kernels()  # first SciPy's BLAS, which the compiled loops call, so that it is controlled too
         try:
@@ -137,10 +137,8 @@ def _page_in_blas(n=256):
     loops call it, SciPy's: a few milliseconds, once per process.
 
     Why: OpenBLAS maps its packing buffer untouched, and a product of a few rows writes only its
-    first pages, yet runs at half speed on one thread until a larger product has written more of
-    them (measured, (32, 128) @ (128, 128) on one thread: float32 64 us before, 34 us after; the
-    buffer's resident size goes from 72 to 200 KiB; a float64 product does not help float32).
-    The per-step products are such products, thousands of them.
+    first pages, yet runs slower on one thread until a larger product has written more of them
+    (docs/performance.md). The per-step products are such products, thousands of them.
     """
     libraries = [np.matmul]
     if _kernels() is not None:
@@ -154,13 +152,11 @@ def _page_in_blas(n=256):
 
 def _one_blas_thread(work):
     """A context in which BLAS runs on one thread when a product has fewer than
-    ONE_THREAD_MAX_PRODUCT multiply-adds (threadpoolctl, in the `fast` extra), else a no-op.
+    ONE_THREAD_MAX_PRODUCT multiply-adds (threadpoolctl), else a no-op.
 
     Small products are not worth splitting, yet OpenBLAS splits them over its threads and waits
-    for all of them at every call, at every time step in the loops. Measured on 2 cores: on a
-    quiet machine one thread is faster below about 2^22 multiply-adds, two above; on a busy one
-    the wait can cost many times the product (a forward pass with N = 64, T = 200, H = 256 took
-    6.5 s on two threads against 0.38 s on one).
+    for all of them at every call, at every time step in the loops; on a busy machine the wait
+    can cost many times the product (docs/performance.md).
     """
     if work < 1 << 18 or work >= ONE_THREAD_MAX_PRODUCT:  # below 2^18 OpenBLAS uses one thread itself
         return contextlib.nullcontext()
@@ -177,7 +173,7 @@ def _matmul(A, B, tn=False, threaded=False, out=None):
         return np.matmul(A.T if tn else A, B, out=out)
 
 
-# Speed, on two or more cores: the time loop is a chain, one step after another, but much of the
+# On two or more cores: the time loop is a chain, one step after another, but much of the
 # rest is not. The outputs and errors of steps t0..t1 need only their states, and the weight
 # gradients of those steps only their deltas. So for large problems the loops run over blocks
 # of steps, and a second thread follows: in the forward pass it computes the outputs of each
@@ -188,8 +184,8 @@ def _matmul(A, B, tn=False, threaded=False, out=None):
 # helper slowed by other work on the machine costs no more than doing without it. NumPy and the
 # compiled loops release the GIL while they compute, so both threads run at once.
 # BLAS runs on one thread throughout: its own threads would wait for each other at every small
-# per-step product, and after each call they spin for about 0.1 s (OpenBLAS), taking the core the
-# second thread needs. Without threadpoolctl (the `fast` extra), with BLAS set to one thread, or
+# per-step product, and after each call they spin a while (OpenBLAS), taking the core the
+# second thread needs. Without threadpoolctl, with BLAS set to one thread, or
 # where _plan finds it does not pay, everything runs in one thread, as one block.
 PIPELINE_BLOCKS = 16  # blocks of steps in a pipeline
 PIPELINE_MIN_BLOCK_WORK = 1 << 23  # N * H * H multiply-adds times the steps of a block, at least
@@ -244,11 +240,7 @@ def _plan(T, N, H):
     """One block in this thread, or PIPELINE_BLOCKS blocks with a helper thread where it pays:
     with a batch (for one sequence the work off the chain is small), and blocks of at least
     PIPELINE_MIN_BLOCK_WORK multiply-adds in the loop (handing a block over costs tens of
-    microseconds). Measured on 2 cores, bptt / matrix-multiply floor, float64: N, T, H = 32, 400,
-    128: 1.16 with the pipeline, 1.83 without; 256, 100, 128: 1.56 with, 2.49 without; 32, 100,
-    128 (blocks of 6 steps of 32 x 128 x 128, below the threshold): 2.40 with, 1.82 without.
-    float32, with OpenBLAS's buffer paged in (_page_in_blas): 32, 400, 128: 1.98 with, 2.20
-    without; 256, 100, 128: 1.51 with, 1.98 without."""
+    microseconds; docs/performance.md)."""
     if N < 2 or T < 2 * PIPELINE_BLOCKS \
             or T * N * H * H < PIPELINE_BLOCKS * PIPELINE_MIN_BLOCK_WORK or _blas_threads() < 2:
         return _Plan([(0, T)], _Inline())

@@ -1,24 +1,22 @@
 """Compiled inner loops for the fast engine (engine.py), with Numba.
 
-Why: at small N * H one time step is a few thousand multiply-adds, which a compiled loop does in
-about a microsecond, while NumPy spends about a microsecond on *each call* (three calls a step).
-So for short, narrow problems the per-call overhead is the whole cost, and a compiled loop over all
-T steps removes it. For larger N * H each step's product is a real matrix product: the _blas
+Why: at small N * H one time step is a few thousand multiply-adds, while NumPy spends a fixed
+overhead on *each call* (three calls a step). So for short, narrow problems the per-call overhead
+is the whole cost, and a compiled loop over all T steps removes it. For larger N * H each step's product is a real matrix product: the _blas
 loops hand it to BLAS (np.dot, which Numba sends to SciPy's BLAS) and do the rest of the step in
 one fused pass. engine.py picks by size (engine._step_kernel, engine.COMPILED_MAX_WORK).
 
 Each kernel is the NumPy loop of engine.py written out element by element, step for step:
   forward step    z_t = (U x_t + b) + W s_{t-1},  s_t = f(z_t)
   backward step   dE/ds_t += W^T delta_{t+1},  delta_t = dE/ds_t * f'(z_t)
-so the results equal engine.py's NumPy path up to rounding (tests/test_perf_equivalence.py checks
-this to 1e-11 in float64). No fastmath
-beyond fused multiply-adds: the inner loops vectorise without reordering sums because they run
+so the results equal engine.py's NumPy path and the reference engine up to rounding
+(tests/test_fast.py checks this to 1e-11 in float64). No fastmath beyond fused multiply-adds: the inner loops vectorise without reordering sums because they run
 over the output index (an axpy per input), not over a dot product.
 
 Activation codes: 0 tanh, 1 relu, 2 sigmoid, 3 identity (engine.ACT_CODES), 4 tanh for float32.
 
-tanh and exp: np.tanh and math.tanh call the C library one value at a time, about 35 ns a
-float64 value here, which at H = 128 costs more than the step's matrix product. The kernels
+tanh and exp: np.tanh and math.tanh call the C library one value at a time, which at H = 128
+can cost more than the step's matrix product (docs/performance.md). The kernels
 compute them in arithmetic the compiler turns into vector instructions (no calls, no branches:
 both sides of a choice are computed and one selected, or the vectorisation would stop):
   exp(y), y <= 0   2^-m (1 + q), m = round(-y / ln 2) and q = exp(r) - 1 for r = y + m ln 2,
@@ -26,7 +24,7 @@ both sides of a choice are computed and one selected, or the vectorisation would
                    2^-m by m's binary digits (select and multiply vectorise, a table lookup would
                    not).
   tanh(x)          -E / (2 + E) with E = exp(-2|x|) - 1 = 2^-m q + (2^-m - 1), which has no
-                   cancellation (q alone for small |x|), and the sign of x: about 8 ns a value.
+                   cancellation (q alone for small |x|), and the sign of x.
   tanh, float32    the same in float32 arithmetic, eight values to an instruction, with Cephes'
                    tanhf.c near 0 (tanh32_rows).
 tests/test_kernels.py checks them against NumPy over 10^6 values at five scales and at the
