@@ -5,8 +5,9 @@ five-point central difference
 
     dE/dθ ≈ (-E(θ + 2h) + 8 E(θ + h) - 8 E(θ - h) + E(θ - 2h)) / 12h,   h = step·max(1, |θ|)
 
-whose truncation error is O(h^4): h = 1e-4 keeps it below the rounding error, about |E|·1e-12,
-even for the steep losses of exploding linear RNNs. The relative error of an entry is |a - n| / max(|a|, |n|, floor):
+(differences taken first, so a loss the entry does not move gives exactly 0, which compares with
+an analytic 0 as error 0), whose truncation error is O(h^4): h = 1e-4 keeps it below the
+rounding error, about |E|·1e-12, even for the steep losses of exploding linear RNNs. The relative error of an entry is |a - n| / max(|a|, |n|, floor):
 the floor (a small fraction of the largest gradient entry of that parameter) means two tiny
 numbers can never look equal by 0/0 the way NaN passed in the notebook's source. An entry passes
 when its relative error is at most tol, or when its absolute error is below the rounding noise
@@ -16,6 +17,18 @@ ten times smaller step, twice, and is otherwise counted as skipped, never as pas
 are checked on every entry; large ones on a stratified sample: the largest analytic entries
 (so the non-zero ones are always in) plus a uniform random draw of the rest.
 
+The difference quotient moves one entry of one parameter at a time, in place, and reads the loss
+of the moved model. So it works on private copies: every parameter (and h0) is copied once into a
+writeable, C-ordered float64 array, whatever the caller's layout (Fortran order, a transposed or
+strided view, a read-only array: the models from_keras returns are Fortran-ordered), and entry i
+is the i-th entry in C order, in the analytic gradient and in the perturbed array alike. A
+perturbation that lands in a temporary copy instead (reshape(-1) of a Fortran array is one) would
+leave the loss unchanged and fail every correct gradient with a relative error of 1.
+
+Impossible settings are refused, never run: tol must lie in (0, 1) (a gradient of zeros has
+relative error 1 against any non-zero one, so tol >= 1 would pass it), step > 0, floor in [0, 1],
+max_entries an integer >= 1, all finite.
+
 This is the same checker the tests use; call it on your own model.
 """
 from __future__ import annotations
@@ -24,7 +37,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import core
+from . import core, heads, validate
 
 
 @dataclass(frozen=True)
@@ -70,9 +83,13 @@ class CheckReport:
 
 
 def rel_error(a, b, floor):
-    """|a - b| / max(|a|, |b|, floor), element-wise; never 0/0."""
+    """|a - b| / max(|a|, |b|, floor), element-wise; never 0/0 (two zeros, with floor = 0, give 0).
+    NaN or Inf in a or b gives NaN or Inf, which never pass a tolerance."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), floor)
+    den = np.maximum(np.maximum(np.abs(a), np.abs(b)), floor)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, inf / inf: NaN, reported as such
+        num = np.abs(a - b)
+        return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den != 0)[()]
 
 
 def _sample(g, max_entries, rng):
@@ -87,30 +104,78 @@ def _sample(g, max_entries, rng):
 def numeric_gradient(fun, theta, index, step, retries=2):
     """Five-point central differences of fun at theta (float64 array) along the flat entries index.
 
+    theta is perturbed in place, one entry at a time, and restored: fun must read it (theta is the
+    parameter's own array, not a copy of it). The flat index i is the i-th entry in C order, as in
+    a.ravel() of the analytic gradient, whatever theta's memory layout; theta must be writeable.
     fun() -> (loss, pattern): pattern is None, or the relu on/off pattern, which must not change
     across the four evaluations. Returns (values, kink mask); kink entries hold NaN.
     """
+    if not isinstance(theta, np.ndarray) or theta.dtype != np.float64:
+        raise ValueError(f"theta must be a float64 array, got {getattr(theta, 'dtype', type(theta).__name__)}")
+    if not theta.flags.writeable:
+        raise ValueError("theta must be writeable: the difference quotient perturbs it in place")
+    step = _positive("step", step)
     out = np.full(len(index), np.nan)
     kink = np.zeros(len(index), dtype=bool)
-    flat = theta.reshape(-1)
     base = fun()[1]
     for n, i in enumerate(index):
-        old = flat[i]
+        at = np.unravel_index(int(i), theta.shape)  # C order, on theta itself: no reshaped copy
+        old = float(theta[at])
         for attempt in range(retries + 1):
             h = step * 10.0 ** -attempt * max(1.0, abs(old))
             vals, same = [], True
             for d in (2, 1, -1, -2):
-                flat[i] = old + d * h
+                theta[at] = old + d * h
                 v, pattern = fun()
                 vals.append(v)
                 same &= base is None or np.array_equal(pattern, base)
-            flat[i] = old
+            theta[at] = old
             if same:
-                out[n] = (-vals[0] + 8 * vals[1] - 8 * vals[2] + vals[3]) / (12 * h)
+                # differences first: a loss that does not move gives exactly 0, not rounding noise
+                out[n] = ((vals[3] - vals[0]) + 8 * (vals[1] - vals[2])) / (12 * h)
                 break
         else:
             kink[n] = True
     return out, kink
+
+
+def _number(name, value, expected):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return v
+
+
+def _positive(name, value):
+    v = _number(name, value, "a finite number > 0")
+    if v <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return v
+
+
+def check_arguments(*, step, tol, floor, max_entries):
+    """The settings of check as (step, tol, floor, max_entries), or a ValueError naming the first
+    impossible one, what it must be and what came."""
+    step = _positive("step", step)
+    tol = _number("tol", tol, "a finite number in (0, 1)")
+    if not 0 < tol < 1:
+        raise ValueError(f"tol must be a finite number in (0, 1), got {tol!r} (a relative error is at most 2, "
+                         "and a gradient of zeros has relative error 1: tol >= 1 could not fail it)")
+    floor = _number("floor", floor, "a finite number in [0, 1]")
+    if not 0 <= floor <= 1:
+        raise ValueError(f"floor must be a finite number in [0, 1] (a fraction of the largest gradient entry), "
+                         f"got {floor!r}")
+    if isinstance(max_entries, (bool, np.bool_)) or not isinstance(max_entries, (int, np.integer)) \
+            or max_entries < 1:
+        raise ValueError(f"max_entries must be an integer >= 1, got {max_entries!r}")
+    return step, tol, floor, int(max_entries)
+
+
+def _own(a) -> np.ndarray:
+    """A private, writeable, C-ordered float64 copy of a (whatever a's layout or flags)."""
+    return np.array(a, dtype=np.float64, order="C", copy=True)
 
 
 def check(model, x, y, *, grads=None, h0=None, reduction="sum", step=1e-4, tol=1e-6, floor=1e-6,
@@ -121,31 +186,37 @@ def check(model, x, y, *, grads=None, h0=None, reduction="sum", step=1e-4, tol=1
     gradient of bptt.gradients. A truncated gradient is not the gradient of any loss, so it is
     checked against the frameworks instead (bptt.frameworks.compare).
     floor: relative to the largest |entry| of each gradient (so 1e-6 means entries smaller than a
-    millionth of the largest one are compared in absolute terms).
+    millionth of the largest one are compared in absolute terms), in [0, 1].
+    step: h relative to max(1, |θ|), > 0; tol: the largest relative error that passes, in (0, 1);
+    max_entries: entries compared per parameter, an integer >= 1. Anything else is a ValueError.
+    The model's arrays may have any layout (Fortran order, views, read-only): they are copied.
     Returns a CheckReport: per-parameter max abs error, max rel error, pass/fail, the step used.
     """
+    step, tol, floor, max_entries = check_arguments(step=step, tol=tol, floor=floor, max_entries=max_entries)
+    heads.check_reduction(reduction)
     m = model.astype(np.float64)
     m.check_finite()
     rng = np.random.default_rng(seed)
-    xin = core.validate.inputs(m, x)
-    h = core.validate.initial_state(m, h0, xin)
+    xin = validate.inputs(m, x)
+    tg = validate.targets(m, y, xin)
+    h = validate.initial_state(m, h0, xin)
     h = h if xin.batched else h[0]
     loss, g = core.gradients(m, x, y, h0=h, reduction=reduction)
     g = g if grads is None else grads
-    params = {k: np.array(v) for k, v in m.params.items()}
-    params["h0"] = np.array(h, dtype=np.float64)
+    # the arrays the difference quotient perturbs in place, and the only ones fun() reads
+    params = {k: _own(v) for k, v in m.params.items()}
+    params["h0"] = _own(h)
     relu = m.activation == "relu"
 
     def fun():
         mm = m.replace(**{k: v for k, v in params.items() if k != "h0"})
-        trace = core.forward(mm, x, params["h0"])
-        tg = core.validate.targets(mm, y, trace.inputs)
-        return core.output_error(trace, tg, reduction)[0], (trace.Z > 0) if relu else None
+        trace = core.run(mm, xin, (params["h0"].reshape(xin.N, m.H),))
+        return heads.error(mm.head, trace.Q, tg, reduction)[0], (trace.Z > 0) if relu else None
 
     noise = 100 * max(1.0, abs(loss)) * np.finfo(np.float64).eps / step
     rows = []
     for name, theta in params.items():
-        a = getattr(g, name)
+        a = getattr(g, name, None)
         if a is None:
             raise ValueError(f"the gradient to check has no {name}, but the model has that parameter")
         a = np.asarray(a, dtype=np.float64)
@@ -158,9 +229,10 @@ def check(model, x, y, *, grads=None, h0=None, reduction="sum", step=1e-4, tol=1
         if av.size == 0:
             rows.append(ParamCheck(name, 0, a.size, np.nan, np.nan, step, False, int(kink.sum())))
             continue
-        scale = max(np.max(np.abs(a)), np.max(np.abs(n)), np.finfo(np.float64).tiny)
-        abs_err = np.abs(av - n)
-        err = rel_error(av, n, floor * scale)
+        with np.errstate(invalid="ignore", over="ignore"):
+            scale = max(np.max(np.abs(a)), np.max(np.abs(n)), np.finfo(np.float64).tiny)
+            abs_err = np.abs(av - n)
+            err = rel_error(av, n, floor * scale)
         ok = bool(np.all(np.isfinite(n)) and np.all(np.isfinite(av)) and np.all((err <= tol) | (abs_err <= noise)))
         rows.append(ParamCheck(name, len(av), a.size, float(np.max(abs_err)), float(np.max(err)), step, ok,
                                int(kink.sum())))

@@ -40,12 +40,18 @@ def _frameworks(spec):
 
 def verify(model, x, y, *, truncate=None, frameworks="installed", h0=None):
     """(ok, text, data): finite differences (full BPTT) and the frameworks (under `truncate`)."""
+    from bptt import core
     from bptt import frameworks as fw
     from bptt.check import check
 
+    truncate = core.truncation(truncate)  # the one check of a truncation: None or an int K >= 0
     names, absent = _frameworks(frameworks)
     T = np.asarray(x).shape[-1] if np.asarray(x).dtype.kind in "iu" else np.asarray(x).shape[-2]
     full = truncate is None or truncate >= T
+    if not full and not names:  # a check of nothing must not report "all checks passed"
+        raise ValueError(f"nothing to check: truncate={truncate} < T={T} is not the gradient of any loss, so "
+                         "only the frameworks can check it, and none is "
+                         + ("selected (--frameworks none)" if frameworks != "installed" else "installed"))
     parts, data, ok = [], {}, True
     if full:
         rep = check(model, x, y, h0=h0)
@@ -66,6 +72,13 @@ def verify(model, x, y, *, truncate=None, frameworks="installed", h0=None):
 
 
 def run(args) -> int:
+    from bptt import core
+
+    try:  # before any work: a window that cannot exist is an error, never a check of nothing
+        core.truncation(args.truncate)
+    except ValueError:
+        raise ValueError(f"--truncate must be an integer K >= 0 (leave it out for full BPTT), "
+                         f"got {args.truncate}") from None
     rng = np.random.default_rng(args.seed)
     model = model_from_args(args, rng)
     for name in ("length", "batch"):

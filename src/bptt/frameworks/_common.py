@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import validate
+from .. import core, validate
 from ..model import RNN
 
 
@@ -43,21 +43,13 @@ class Problem(NamedTuple):
         return g if self.batched else g[0]
 
 
-def truncation(truncate) -> int | None:
-    if truncate is None:
-        return None
-    if isinstance(truncate, bool) or not isinstance(truncate, (int, np.integer)) or truncate < 0:
-        raise ValueError(f"truncate must be None (full BPTT) or an integer K >= 0, got {truncate!r}")
-    return int(truncate)
-
-
 def problem(model, x, y, *, truncate=None, h0=None, reduction="sum") -> Problem:
     """Check the arguments exactly as bptt.gradients does and return them as float64 arrays."""
     if not isinstance(model, RNN):
         raise ValueError(f"model must be a bptt.RNN, got {type(model).__name__}")
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
-    K = truncation(truncate)
+    K = core.truncation(truncate)  # the engine's own check, so both refuse the same values
     model = model.astype(np.float64)
     model.check_finite()
     xin = validate.inputs(model, x)
