@@ -1,4 +1,4 @@
-"""python -m benchmarks [--quick] [--parts gradients,flow,minchar,scaling] [--rounds R] [--out DIR]
+"""python -m benchmarks [--quick] [--parts gradients,flow,minchar,scaling,startup] [--rounds R] [--out DIR]
 
 Prints every measurement, each ratio with its target and PASS/FAIL, and a summary; writes the
 records as JSON and the scaling plots to --out (benchmarks/results by default).
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import THREADS  # noqa: F401  (sets the thread variables before NumPy is imported)
 
-PARTS = ("gradients", "flow", "minchar", "scaling")
+PARTS = ("gradients", "flow", "minchar", "scaling", "startup")
 
 
 def main(argv=None) -> int:
@@ -33,18 +33,17 @@ def main(argv=None) -> int:
     import numpy as np
 
     import bptt
-    from bptt import core
+    from bptt import fast
 
     from .harness import Report, limit_threads
     print(f"bptt benchmarks: {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
           f"NumPy {np.__version__}; {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
     print("threads:", limit_threads())
-    try:
+    if fast.wait_for_kernels() is not None:  # loaded before anything is timed
         import numba
-        print(f"compiled loops: Numba {numba.__version__} "
-              f"({'on' if core._compiled['enabled'] else 'off (BPTT_COMPILED=0)'})")
-    except ImportError:
-        print("compiled loops: Numba not installed, NumPy loops only (pip install 'bptt[fast]')")
+        print(f"compiled loops: Numba {numba.__version__}")
+    else:
+        print("compiled loops: off (BPTT_COMPILED=0, or no Numba on this platform): NumPy's loops")
     print(f"rounds: {rounds} interleaved, medians; bptt {bptt.__version__}")
 
     report = Report()
@@ -62,6 +61,9 @@ def main(argv=None) -> int:
         from . import scaling
         for dtype in (np.float32, np.float64):
             scaling.run(report, rounds=max(3, rounds // 2), quick=args.quick, dtype=dtype, out_dir=args.out)
+    if "startup" in parts:
+        from . import startup
+        startup.run(report, rounds=max(5, rounds))
     print(report.summary())
     print(f"({time.perf_counter() - t0:.0f} s)")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@ same arguments and the same results to rounding, computed faster (engine.py, ker
 
 bptt.gradients and friends use it wherever it supports the model (backend.py says how to choose).
 """
-from .engine import backward, forward, gradients, loss, set_compiled
+from .engine import backward, forward, gradients, loss, set_compiled, wait_for_kernels
 
 
 def supports(model) -> bool:
@@ -11,4 +11,4 @@ def supports(model) -> bool:
     return getattr(model.cell, "name", None) == "elman"
 
 
-__all__ = ["forward", "backward", "gradients", "loss", "set_compiled", "supports"]
+__all__ = ["forward", "backward", "gradients", "loss", "set_compiled", "supports", "wait_for_kernels"]

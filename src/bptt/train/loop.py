@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import tasks as tasks_mod
+from .. import fast
 from ..backend import backward, forward
 from ..flow import flow
 from ..model import random_rnn, spectral_radius
@@ -86,6 +87,7 @@ def train(cfg: TrainConfig, out, *, resume=False, progress=True, log=print):
     Raises Diverged when the loss, gradient or weights stop being finite (cfg.fallback "stop").
     """
     cfg = cfg.validate()
+    fast.wait_for_kernels()  # the same loops from the first step: a resumed run repeats its numbers bit for bit
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.npz"
