@@ -20,3 +20,10 @@ def need(name):
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{name} is required when CI=true but cannot be imported: {e}")
         pytest.skip(f"{name} is not installed (pip install 'bptt[all]')")
+
+
+@pytest.fixture(params=["reference", "fast"])
+def each_backend(request, monkeypatch):
+    """Run the test once on each backend (BPTT_BACKEND), the reference engine and the fast one."""
+    monkeypatch.setenv("BPTT_BACKEND", request.param)
+    return request.param

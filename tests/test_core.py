@@ -7,6 +7,8 @@ from hypothesis import strategies as st
 import bptt
 from bptt.check import check
 
+pytestmark = pytest.mark.usefixtures("each_backend")  # every test on both backends
+
 ACTS = ["tanh", "relu", "sigmoid", "identity"]
 
 

@@ -6,6 +6,8 @@ import pytest
 
 import bptt
 
+pytestmark = pytest.mark.usefixtures("each_backend")  # every test on both backends
+
 
 def setup(seed=0, T=7, bias=True, activation="tanh", dense=False):
     rng = np.random.default_rng(seed)

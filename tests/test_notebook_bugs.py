@@ -6,6 +6,8 @@ import pytest
 import bptt
 from bptt.check import check, rel_error
 
+pytestmark = pytest.mark.usefixtures("each_backend")  # every test on both backends
+
 
 def test_no_hidden_state_between_models():
     # the notebook's bptt() read self.W inside a plain function: here the model is always an argument

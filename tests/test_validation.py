@@ -4,6 +4,8 @@ import pytest
 
 import bptt
 
+pytestmark = pytest.mark.usefixtures("each_backend")  # every test on both backends
+
 
 @pytest.fixture
 def seed():

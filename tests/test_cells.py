@@ -1,0 +1,86 @@
+"""The cell interface: each cell's step_back is the vector-Jacobian product of its step, and its
+jacobian is the step's state-to-state Jacobian, both against central differences in float64."""
+import numpy as np
+import pytest
+
+import bptt
+from bptt import cells
+
+ACTS = ["tanh", "relu", "sigmoid", "identity"]
+
+
+def _model(act, seed=0):
+    return bptt.random_rnn(4, 3, 2, seed=seed, activation=act, bias=True)
+
+
+def _inner(cell, model, a, state, d):
+    """<d, step(a, state)> summed over the state's entries: the scalar whose gradient step_back gives."""
+    new, _ = cell.step(model, a, state)
+    return sum(float(np.sum(x * y)) for x, y in zip(d, new))
+
+
+def _numeric(f, x, h=1e-6):
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + h
+        up = f()
+        x[i] = old - h
+        down = f()
+        x[i] = old
+        g[i] = (up - down) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_step_back_is_the_vector_jacobian_product_of_step(act):
+    rng = np.random.default_rng(ACTS.index(act))
+    model, N, H = _model(act), 3, 4
+    cell = model.cell
+    a = rng.normal(size=(N, H))
+    state = (rng.normal(size=(N, H)),)
+    d = (rng.normal(size=(N, H)),)
+    if act == "relu":  # keep every pre-activation away from the kink
+        a += np.sign(a + state[0] @ model.W.T) * 1.0
+    new, cache = cell.step(model, a, state)
+    d_a, d_r, d_prev = cell.step_back(model, state, new, cache, d)
+    f = lambda: _inner(cell, model, a, state, d)  # noqa: E731
+    np.testing.assert_allclose(d_a, _numeric(f, a), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(d_prev[0], _numeric(f, state[0]), rtol=1e-7, atol=1e-9)
+    W = np.array(model.W)  # dE/dW = d_r^T h_{t-1}: the recurrent product's error, outer the state before
+    fW = lambda: _inner(cell, model.replace(W=W), a, state, d)  # noqa: E731
+    np.testing.assert_allclose(d_r.T @ state[0], _numeric(fW, W), rtol=1e-7, atol=1e-9)
+
+
+def test_step_back_broadcasts_over_leading_axes():
+    # many outputs' errors through one step at once equal one at a time
+    rng = np.random.default_rng(1)
+    model = _model("tanh")
+    a, state = rng.normal(size=(2, 4)), (rng.normal(size=(2, 4)),)
+    new, cache = model.cell.step(model, a, state)
+    D = rng.normal(size=(5, 2, 4))
+    together = model.cell.step_back(model, state, new, cache, (D,))
+    for j in range(5):
+        alone = model.cell.step_back(model, state, new, cache, (D[j],))
+        np.testing.assert_array_equal(together[0][j], alone[0])
+        np.testing.assert_array_equal(together[2][0][j], alone[2][0])
+
+
+@pytest.mark.parametrize("act", ["tanh", "sigmoid", "identity"])
+def test_jacobian_is_the_steps_derivative_in_the_state(act):
+    rng = np.random.default_rng(2)
+    model = _model(act)
+    a, s = rng.normal(size=(1, 4)), rng.normal(size=(1, 4))
+    new, cache = model.cell.step(model, a, (s,))
+    J = model.cell.jacobian(model, (s,), new, cache)[0]  # (H, H): ds_t/ds_{t-1}
+    for i in range(4):
+        e = np.zeros((1, 4))
+        e[0, i] = 1.0
+        row = _numeric(lambda: float(model.cell.step(model, a, (s,))[0][0][0] @ e[0]), s)[0]
+        np.testing.assert_allclose(J[i], row, rtol=1e-7, atol=1e-9)
+
+
+def test_the_elman_model_names_its_cell():
+    m = bptt.random_rnn(3, 2, 2, seed=0, activation="relu")
+    assert isinstance(m.cell, cells.Elman) and m.cell.activation.name == "relu"
+    assert m.cell.weights == ("U", "W", "b", None)
