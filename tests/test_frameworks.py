@@ -205,19 +205,22 @@ def test_relative_error_never_passes_nan_or_a_wrong_shape():
 def test_compare_reports_a_wrong_gradient(monkeypatch):
     """The harness can fail: perturb the engine's W gradient by 1e-8 relative; only W fails."""
     need("torch")
-    import bptt.core
+    import bptt.backend
 
-    real = bptt.core.gradients
+    real = bptt.backend.gradients
 
     def off(*a, **kw):
         loss, g = real(*a, **kw)
         return loss, g.replace(W=g.W * (1 + 1e-8))
 
-    monkeypatch.setattr(bptt.core, "gradients", off)
+    monkeypatch.setattr(bptt.backend, "gradients", off)
     m, x, y = bptt.seed_example()
     result = fw.compare(m, x, y, frameworks=["torch"])
     assert not result.passed
     assert [r.quantity for r in result.failures()] == ["W"]
+    for backend in ("reference", "fast"):  # unperturbed, each backend passes
+        monkeypatch.setattr(bptt.backend, "gradients", real)
+        assert fw.compare(m, x, y, frameworks=["torch"], backend=backend).passed
     assert "FAIL" in str(result)
 
 

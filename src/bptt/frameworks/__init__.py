@@ -127,15 +127,15 @@ def relative_error(ours, theirs) -> tuple[float, float]:
 
 
 def compare(model, x, y, *, frameworks=None, truncate=None, h0=None, reduction="sum",
-            rtol=1e-10) -> Comparison:
+            rtol=1e-10, backend=None) -> Comparison:
     """bptt.gradients (in float64) against each framework's autodiff of the same model.
 
     frameworks: names from FRAMEWORKS, or None for every installed one (at least one is needed).
-    x, y, truncate, h0, reduction: as in bptt.gradients. Each quantity passes when its largest
+    x, y, truncate, h0, reduction, backend: as in bptt.gradients. Each quantity passes when its largest
     relative error (see relative_error) is at most rtol. Returns a Comparison: .passed, .rows,
     print() for a table, .to_dict() for JSON.
     """
-    from ..core import gradients
+    from ..backend import gradients
 
     if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not rtol > 0:
         raise ValueError(f"rtol must be a positive number, got {rtol!r}")
@@ -153,7 +153,7 @@ def compare(model, x, y, *, frameworks=None, truncate=None, h0=None, reduction="
         raise ValueError(f"{', '.join(missing)} is not installed: pip install "
                          + " ".join(f"'{_EXTRA[n]}'" for n in missing))
     model64 = model.astype(np.float64)
-    loss, g = gradients(model64, x, y, truncate=truncate, h0=h0, reduction=reduction)
+    loss, g = gradients(model64, x, y, truncate=truncate, h0=h0, reduction=reduction, backend=backend)
     ours = {"loss": loss, **g.params, "h0": g.h0}
     rows = []
     for name in names:
