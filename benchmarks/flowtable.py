@@ -7,7 +7,9 @@ per step over all outputs at once. Both give the same table, checked to 1e-10 in
 
 Memory: flow keeps the two (T, T) tables of norms and (T, H) working arrays, never a (T, T, H)
 array; the peak is measured with tracemalloc (NumPy reports its allocations to it) at T = 4096,
-H = 256 and must stay under 1 GiB.
+H = 256 and must stay under 1 GiB. The lag analyses (decay_rate, by_lag) read the tables a block
+of rows at a time and add no (T, T) array: flow plus both analyses at T = 8192, H = 64 (two 512 MiB
+tables) must stay under 1.6 GiB.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import tracemalloc
 import numpy as np
 
 import bptt
+from bptt import fast
 
 from .harness import fmt_time, interleaved
 
@@ -61,7 +64,28 @@ def flow_peak_memory(T, H):
     return peak, dt
 
 
-def run(report, *, rounds, T=256, H=64, memory=(4096, 256)):
+def analysis_peak_memory(T, H):
+    """(peak bytes traced while flow, decay_rate() and by_lag() run on one sequence of length T, seconds)."""
+    model, x, y = problem(T, H)
+    previous = fast.set_compiled(True)  # waits for the compiled kernels, loaded on a thread that
+    fast.set_compiled(previous)         # tracemalloc would count too
+    tracemalloc.start()
+    try:
+        t0 = time.perf_counter()
+        fl = bptt.flow(model, x, y)
+        fl.decay_rate()
+        prof = fl.by_lag()
+        dt = time.perf_counter() - t0
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert prof.count.shape == (T,)
+    return peak, dt
+
+
+def run(report, *, rounds, T=256, H=64, memory=(4096, 256), analysis_memory=(8192, 64)):
+    """The table against PyTorch at (T, H), then the memory runs: flow alone at memory = (T, H) and
+    flow with its analyses at analysis_memory = (T, H); memory=None (--quick) skips both."""
     print(f"\n== 2. flow(...).dE_ds, T = {T}, H = {H}: one pass over all outputs vs one PyTorch backward per output ==")
     model, x, y = problem(T, H)
     ours = bptt.flow(model, x, y).dE_ds
@@ -87,3 +111,13 @@ def run(report, *, rounds, T=256, H=64, memory=(4096, 256)):
               f"one (T, T, H) array would be {full / 2**30:.0f} GiB")
         report.record(part="flow-memory", T=Tm, H=Hm, peak_bytes=peak, seconds=dt)
         report.target("flow", f"peak memory of flow at T={Tm}, H={Hm} (GiB)", peak / 2**30, 1.0)
+    if memory and analysis_memory:
+        Ta, Ha = analysis_memory
+        peak, dt = analysis_peak_memory(Ta, Ha)
+        tables = 2 * Ta * Ta * 8
+        print(f"   memory at T = {Ta}, H = {Ha} (float64): peak {peak / 2**30:.2f} GiB traced while flow, "
+              f"decay_rate() and by_lag() ran ({dt:.0f} s); flow's two (T, T) tables alone are "
+              f"{tables / 2**30:.2f} GiB")
+        report.record(part="flow-analysis-memory", T=Ta, H=Ha, peak_bytes=peak, seconds=dt)
+        report.target("flow", f"peak memory of flow + decay_rate + by_lag at T={Ta}, H={Ha} (GiB)",
+                      peak / 2**30, 1.6)

@@ -1,5 +1,7 @@
 """The lag analysis against the theory it measures: bounds, exact decay, Jacobian spectra, Lyapunov."""
 import functools
+import gc
+import tracemalloc
 
 import mpmath
 import numpy as np
@@ -8,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bptt
-from bptt import analysis, spectra
-from bptt.theory import cliff, cliff_model, theory
+from bptt import analysis, batch, fast, spectra
+from bptt.theory import bound_table, cliff, cliff_model, theory
 
 
 def _tanh_model(H, norm, seed, D=4, O=4):
@@ -187,7 +189,8 @@ def test_batch_analysis_equals_the_sequences_one_at_a_time():
     m = _tanh_model(6, 1.5, seed=1)
     X = np.random.default_rng(0).integers(0, 4, (5, 30))
     Y = np.random.default_rng(1).integers(0, 4, (5, 30))
-    ba = analysis.analyse_batch(m, X, Y, progress=False)
+    ba = batch.analyse_batch(m, X, Y, progress=False)
+    assert bptt.analyse_batch is batch.analyse_batch
     one = [bptt.flow(m, X[i], Y[i]) for i in range(5)]
     assert np.allclose(ba.decay, [f.decay_rate() for f in one], rtol=1e-12)
     assert np.allclose(ba.ratio_mean, [f.by_lag().ratio_mean for f in one], rtol=1e-12)
@@ -195,10 +198,13 @@ def test_batch_analysis_equals_the_sequences_one_at_a_time():
     assert np.allclose(mean, np.mean(ba.ratio_mean, 0)) and np.allclose(std, np.std(ba.ratio_mean, 0))
     s = ba.summary()
     assert s["N"] == 5 and s["decay"]["mean"] == pytest.approx(np.mean(ba.decay))
+    given = batch.analyse_flows(one)  # the flows a caller already has: the same numbers
+    for k in ("ratio_mean", "norm_mean", "beyond", "decay", "lyapunov_max", "saturated", "loss"):
+        assert np.array_equal(getattr(given, k), getattr(ba, k), equal_nan=True), k
     with pytest.raises(ValueError, match="x holds 5 sequences but y holds 4"):
-        analysis.flows(m, X, Y[:4])
+        batch.flows(m, X, Y[:4])
     with pytest.raises(ValueError, match=r"\(N, T\) ids"):
-        analysis.flows(m, X[0], Y[0])
+        batch.flows(m, X[0], Y[0])
 
 
 def test_theory_verdicts_and_reasons():
@@ -264,3 +270,184 @@ def test_bound_and_decay_rate_hold_for_any_model(H, T, act, scale, seed):
     except ValueError:  # every error died at once (relu units all off)
         return
     assert 0 < rate <= g * (1 + 1e-9)
+
+
+# --- the block-wise analyses against the whole-table formulas they replaced ----------------------
+# The reference: the straightforward formulas, kept here as they were, each building whole (T, T)
+# lag tables (about nine (T, T) arrays alive at once). analysis.py and theory.py must give the same
+# numbers to rounding while holding no (T, T) array beside the Flow's own two tables.
+
+def _ref_tables(fl):
+    T = fl.T
+    t = np.arange(T)[:, None]
+    l = np.arange(T)[None, :]
+    k = t - l
+    start = np.diagonal(fl.dE_ds)
+    valid = (k >= 0) & (start[:, None] > 0)
+    kk = np.clip(k, 0, None)
+    norm = np.where(valid, fl.dE_ds[t, kk], np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = norm / start[:, None]
+    s_prev = np.linalg.norm(fl.trace.S[:-1, 0], axis=1)
+    term = np.where(valid, fl.dE_dz[t, kk] * s_prev[kk], np.nan)
+    return norm, ratio, term
+
+
+def _ref_stats(a):
+    ok = ~np.isnan(a)
+    n = ok.sum(0)
+    z = np.where(ok, a, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = z.sum(0) / n
+        var = np.where(ok, (a - mean) ** 2, 0.0).sum(0) / n
+        lo = np.where(ok, a, np.inf).min(0)
+        hi = np.where(ok, a, -np.inf).max(0)
+    nan = n == 0
+    return n, mean, np.sqrt(var), np.where(nan, np.nan, lo), np.where(nan, np.nan, hi)
+
+
+def _ref_by_lag(fl):
+    norm, ratio, term = _ref_tables(fl)
+    n, nm, ns, nlo, nhi = _ref_stats(norm)
+    _, rm, rs, _, _ = _ref_stats(ratio)
+    with np.errstate(divide="ignore"):
+        _, lg, _, _, _ = _ref_stats(np.log(ratio))
+    _, tm, ts, _, _ = _ref_stats(term)
+    mass = np.nansum(term, axis=0)
+    total = mass.sum()
+    tail = np.concatenate([np.cumsum(mass[::-1])[::-1][1:], [0.0]])
+    beyond = tail / total if total > 0 else np.full_like(mass, np.nan)
+    return {"lags": np.arange(fl.T), "count": n, "norm_mean": nm, "norm_std": ns, "norm_min": nlo,
+            "norm_max": nhi, "ratio_mean": rm, "ratio_std": rs, "ratio_geomean": np.exp(lg),
+            "term_mean": tm, "term_std": ts, "beyond": beyond}
+
+
+def _ref_decay_rate(fl, min_lag=1, max_lag=None):
+    T = fl.T
+    max_lag = T - 1 if max_lag is None else int(max_lag)
+    _, ratio, _ = _ref_tables(fl)
+    lag = np.broadcast_to(np.arange(T)[None, :], ratio.shape)
+    sel = (lag >= min_lag) & (lag <= max_lag) & (ratio > 0) & np.isfinite(ratio)
+    l, lr = lag[sel].astype(float), np.log(ratio[sel])
+    return float(np.exp((l * lr).sum() / (l * l).sum()))
+
+
+def _ref_bound_table(fl):
+    th = theory(fl.trace.model)
+    T = fl.T
+    lag = np.arange(T)[:, None] - np.arange(T)[None, :]
+    out = np.diagonal(fl.dE_ds)[:, None] * th.bound(np.maximum(lag, 0))
+    return np.where(lag >= 0, out, 0.0)
+
+
+def _assert_same(ours, ref, scale=None, rtol=1e-12, what=""):
+    """ours equals ref to rounding: NaN and infinities in the same places, elsewhere
+    |ours - ref| <= rtol max(|ref|, |scale|) (scale: the size a spread is measured against)."""
+    ours, ref = np.asarray(ours, dtype=float), np.asarray(ref, dtype=float)
+    assert ours.shape == ref.shape, what
+    assert np.array_equal(np.isnan(ours), np.isnan(ref)), what
+    inf = np.isinf(ref)
+    assert np.array_equal(ours[inf], ref[inf]) and not np.isinf(ours[~inf]).any(), what
+    fin = np.isfinite(ref)
+    size = np.abs(ref) if scale is None else np.maximum(np.abs(ref), np.abs(scale))
+    err = np.abs(ours - ref)[fin]
+    assert np.all(err <= rtol * size[fin]), (what, float(np.max(err / np.where(size[fin] > 0, size[fin], 1))))
+
+
+def _flow_for(T, radius, seed, activation="tanh", H=16):
+    m = bptt.random_rnn(H, 5, 5, seed=seed, radius=radius, activation=activation)
+    y = _ids(T, 5, seed + 2)
+    y[np.random.default_rng(seed).random(T) < 0.1] = -1  # some outputs unscored
+    return bptt.flow(m, _ids(T, 5, seed + 1), y)
+
+
+SPREADS = {"norm_std": "norm_mean", "ratio_std": "ratio_mean", "term_std": "term_mean"}
+
+
+@pytest.mark.parametrize("T", [60, 150])
+@pytest.mark.parametrize("radius", [0.5, 1.0, 1.3])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_block_wise_analyses_equal_the_whole_table_formulas(T, radius, seed):
+    fl = _flow_for(T, radius, seed)
+    ref = _ref_by_lag(fl)
+    assert (np.diagonal(fl.dE_ds) == 0).any()  # the unscored outputs are there to be left out
+    for rows in (None, 1, 7, T):  # the default block, one output at a time, ragged blocks, one block
+        prof = analysis.by_lag(fl, rows=rows)
+        for name, want in ref.items():
+            scale = ref[SPREADS[name]] if name in SPREADS else None
+            _assert_same(getattr(prof, name), want, scale=scale, what=(rows, name))
+        assert np.array_equal(prof.count, ref["count"])
+        assert analysis.decay_rate(fl, rows=rows) == pytest.approx(_ref_decay_rate(fl), rel=1e-12, abs=0)
+        for lo, hi in [(1, 1), (3, T // 2), (T - 5, None)]:
+            assert analysis.decay_rate(fl, min_lag=lo, max_lag=hi, rows=rows) == pytest.approx(
+                _ref_decay_rate(fl, lo, hi), rel=1e-12, abs=0)
+    # the Flow's methods use the same functions
+    assert fl.decay_rate() == pytest.approx(_ref_decay_rate(fl), rel=1e-12, abs=0)
+    assert np.array_equal(fl.by_lag().count, ref["count"])
+    _assert_same(fl.bound(), _ref_bound_table(fl), what="bound")
+    for ours, want in zip(analysis.by_lag_tables(fl), _ref_tables(fl)):
+        assert np.array_equal(ours, want, equal_nan=True)
+    sat = fl.saturation()
+    assert sat.values.shape == (T, 16)
+    assert np.array_equal(sat.values, 1 - fl.trace.S[1:, 0] ** 2)  # tanh' from the output
+
+
+@pytest.mark.parametrize("activation, radius", [("relu", 1.3), ("identity", 1.3), ("identity", 0.5)])
+def test_block_wise_analyses_equal_the_whole_table_formulas_at_the_edges(activation, radius):
+    # relu kills errors outright (ratio 0: log -inf, a geometric mean of 0, points the fit leaves
+    # out); the identity at radius 1.3 grows errors by orders of magnitude over 150 steps
+    fl = _flow_for(150, radius, 3, activation=activation, H=3 if activation == "relu" else 8)
+    ref = _ref_by_lag(fl)
+    if activation == "relu":
+        assert (ref["ratio_geomean"] == 0).any()
+    prof = analysis.by_lag(fl, rows=11)
+    for name, want in ref.items():
+        _assert_same(getattr(prof, name), want, scale=ref[SPREADS[name]] if name in SPREADS else None,
+                     what=name)
+    assert analysis.decay_rate(fl, rows=11) == pytest.approx(_ref_decay_rate(fl), rel=1e-12, abs=0)
+    _assert_same(fl.bound(), _ref_bound_table(fl), what="bound")
+
+
+def test_row_blocks_cover_every_output_once():
+    for T, rows in [(1, None), (10, 3), (10, 10), (10, 99), (5000, None)]:
+        blocks = analysis.row_blocks(T, rows)
+        assert blocks[0][0] == 0 and blocks[-1][1] == T
+        assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(blocks, blocks[1:] + [(T, T + 1)]))
+    assert analysis.row_blocks(5000)[0] == (0, analysis.BLOCK // 5000)
+    with pytest.raises(ValueError, match="at least one output"):
+        analysis.row_blocks(10, 0)
+
+
+def _traced_peak(fn):
+    """(fn(), the peak bytes traced by tracemalloc while fn ran): NumPy reports its arrays to it.
+
+    The fast backend loads its compiled kernels on a background thread, whose allocations
+    tracemalloc would count too: wait for them first (set_compiled(True) waits), then restore."""
+    fast.set_compiled(fast.set_compiled(True))
+    gc.collect()
+    tracemalloc.start()
+    try:
+        out = fn()
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_flow_and_its_analyses_hold_no_more_than_their_tables():
+    T, H = 1024, 16
+    table = T * T * 8  # one (T, T) float64 table: 8 MiB
+    m = bptt.random_rnn(H, 8, 8, seed=0, radius=1.0)
+    x, y = _ids(T, 8, 1), _ids(T, 8, 2)
+    bptt.flow(m, x[:8], y[:8])  # whatever compiles on a first call does so outside the count
+    fl, peak = _traced_peak(lambda: bptt.flow(m, x, y))
+    assert fl.dE_ds.dtype == fl.dE_dz.dtype == np.float64
+    assert peak <= 1.25 * 2 * table, f"flow peaked at {peak / table:.2f} tables"
+    _, peak = _traced_peak(lambda: (fl.decay_rate(), fl.by_lag()))
+    assert peak <= 1.25 * table, f"decay_rate + by_lag peaked at {peak / table:.2f} tables"
+    bound, peak = _traced_peak(fl.bound)
+    assert bound.shape == (T, T) and peak <= 1.25 * table, f"bound peaked at {peak / table:.2f} tables"
+    _, peak = _traced_peak(fl.saturation)
+    assert peak <= 0.25 * table
+    # the measurement sees (T, T) temporaries: the whole-table formulas hold several at once
+    _, peak = _traced_peak(lambda: (_ref_decay_rate(fl), _ref_by_lag(fl)))
+    assert peak > 3 * table

@@ -1,5 +1,5 @@
 """bptt: exact backpropagation through time for Elman RNNs, term by term, verified."""
-from .analysis import analyse_batch
+from .batch import analyse_batch
 from .check import CheckReport, check
 from .backend import backward, forward, gradients, loss
 from .core import Grads, Trace

@@ -9,8 +9,13 @@ Only scored outputs count: an output t with dE_t/ds_t = 0 (no target, or a perfe
 error and is left out of every mean.
 
 Averages over t at a fixed lag l use the outputs t >= l, so the number of samples falls with the
-lag (`count`). A batch of sequences is analysed one sequence at a time (`analyse_batch`), and its
-curves are the mean and spread over sequences of each sequence's curve.
+lag (`count`). A batch of sequences is analysed one sequence at a time (batch.py's
+`analyse_batch`), and its curves are the mean and spread over sequences of each sequence's curve.
+
+Memory: a Flow holds two (T, T) tables, and nothing here adds a third. The lag tables norm, ratio
+and term are read a block of outputs (rows t0..t1-1, about BLOCK entries) at a time by
+`lag_blocks`, and every statistic is summed per lag into (T,) float64 accumulators; only
+`by_lag_tables`, for inspection, returns whole (T, T) tables.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import numpy as np
 
 from . import activations
 
+BLOCK = 1 << 15  # entries of one block of lag-table rows (B, L): 256 KiB in float64
 
 @dataclass(frozen=True, eq=False)
 class LagProfile:
@@ -60,53 +66,122 @@ def _num(v):
     return v if np.isfinite(v) else None
 
 
-def by_lag_tables(flow):
-    """The (T, T) tables norm[t, l], ratio[t, l], term[t, l] of one Flow, NaN where l > t or t unscored."""
+def row_blocks(T, rows=None):
+    """(t0, t1) pairs that cover the outputs 0..T-1 in order, `rows` outputs each (the last may be
+    shorter); by default as many as make a block of BLOCK entries, B = max(1, BLOCK // T)."""
+    rows = max(1, BLOCK // max(T, 1)) if rows is None else int(rows)
+    if rows < 1:
+        raise ValueError(f"a block holds at least one output, got rows={rows}")
+    return [(t0, min(T, t0 + rows)) for t0 in range(0, T, rows)]
+
+
+def lag_blocks(flow, *, rows=None, term=True):
+    """The lag tables of one Flow, a block of outputs at a time (see the module's notes).
+
+    Yields (t0, norm, ratio, term) for each block t0..t1-1 of row_blocks(T, rows): three (B, t1)
+    arrays, B = t1 - t0, row i for output t0 + i and column l for lag l = 0..t1-1 (the lags this
+    block's outputs reach), NaN where l > t or output t is unscored. Rows are those of
+    by_lag_tables exactly. term=False yields None for term and skips its work.
+    """
     T = flow.T
-    t = np.arange(T)[:, None]
-    l = np.arange(T)[None, :]
-    k = t - l
     start = np.diagonal(flow.dE_ds)  # (T,): ||dE_t/ds_t||
-    valid = (k >= 0) & (start[:, None] > 0)
-    kk = np.clip(k, 0, None)
-    norm = np.where(valid, flow.dE_ds[t, kk], np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = norm / start[:, None]
-    s_prev = np.linalg.norm(flow.trace.S[:-1, 0], axis=1)  # (T,): ||s_{k-1}||
-    term = np.where(valid, flow.dE_dz[t, kk] * s_prev[kk], np.nan)
+    s_prev = np.linalg.norm(flow.trace.S[:-1, 0], axis=1) if term else None  # (T,): ||s_{k-1}||
+    for t0, t1 in row_blocks(T, rows):
+        t = np.arange(t0, t1)[:, None]
+        k = t - np.arange(t1)[None, :]  # (B, t1): the step k = t - l
+        first = start[t0:t1, None]
+        valid = (k >= 0) & (first > 0)
+        k = np.maximum(k, 0)
+        norm = np.where(valid, flow.dE_ds[t, k], np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = norm / first
+        tb = np.where(valid, flow.dE_dz[t, k] * s_prev[k], np.nan) if term else None
+        yield t0, norm, ratio, tb
+
+
+def by_lag_tables(flow):
+    """The whole tables norm[t, l], ratio[t, l], term[t, l] of one Flow: three (T, T) arrays, NaN
+    where l > t or t is unscored. For looking at short sequences: by_lag and decay_rate read the
+    same numbers through lag_blocks and never hold a (T, T) array."""
+    _, norm, ratio, term = next(lag_blocks(flow, rows=flow.T))  # one block: every row
     return norm, ratio, term
 
 
-def _stats(a):
-    """Column statistics of a (T, L) table with NaN = missing: count, mean, std, min, max."""
-    ok = ~np.isnan(a)
-    n = ok.sum(0)
-    z = np.where(ok, a, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = z.sum(0) / n
-        var = np.where(ok, (a - mean) ** 2, 0.0).sum(0) / n
-        lo = np.where(ok, a, np.inf).min(0)
-        hi = np.where(ok, a, -np.inf).max(0)
-    nan = n == 0
-    return n, mean, np.sqrt(var), np.where(nan, np.nan, lo), np.where(nan, np.nan, hi)
+class _Moments:
+    """Per-lag statistics of a (T, T) table with NaN = missing, fed one block (B, L) of its rows at a
+    time (lags 0..L-1, L <= T): float64 accumulators of shape (T,).
+
+    First pass, add(block): count, sum, min, max. Second pass, add_deviations(block): the sum of
+    squared deviations from the finished mean (the standard deviation of two passes).
+    """
+
+    def __init__(self, T):
+        self.n = np.zeros(T, dtype=np.int64)
+        self.total = np.zeros(T)
+        self.lo = np.full(T, np.inf)
+        self.hi = np.full(T, -np.inf)
+        self.squares = np.zeros(T)
+
+    def add(self, a):
+        """First pass: rows (B, L) of the table, lags 0..L-1."""
+        L = a.shape[1]
+        ok = ~np.isnan(a)
+        self.n[:L] += ok.sum(0)
+        self.total[:L] += np.where(ok, a, 0.0).sum(0, dtype=np.float64)
+        np.minimum(self.lo[:L], np.where(ok, a, np.inf).min(0), out=self.lo[:L])
+        np.maximum(self.hi[:L], np.where(ok, a, -np.inf).max(0), out=self.hi[:L])
+
+    @property
+    def mean(self):
+        """(T,): NaN where no sample."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.total / self.n
+
+    def add_deviations(self, a, mean):
+        """Second pass: the same rows (B, L) again, mean (T,) the finished mean."""
+        L = a.shape[1]
+        ok = ~np.isnan(a)
+        with np.errstate(invalid="ignore"):
+            self.squares[:L] += np.where(ok, (a - mean[:L]) ** 2, 0.0).sum(0, dtype=np.float64)
+
+    def result(self):
+        """count, mean, std, min, max: five (T,) arrays, NaN statistics where the count is 0."""
+        none = self.n == 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            std = np.sqrt(self.squares / self.n)
+        return (self.n, self.mean, std, np.where(none, np.nan, self.lo), np.where(none, np.nan, self.hi))
 
 
-def by_lag(flow) -> LagProfile:
-    """Per-lag means and spreads of one Flow (see LagProfile)."""
-    norm, ratio, term = by_lag_tables(flow)
-    n, nm, ns, nlo, nhi = _stats(norm)
-    _, rm, rs, _, _ = _stats(ratio)
-    with np.errstate(divide="ignore"):
-        _, lg, _, _, _ = _stats(np.log(ratio))
-    _, tm, ts, _, _ = _stats(term)
-    mass = np.nansum(term, axis=0)  # (T,): total term norm at each lag
+def by_lag(flow, *, rows=None) -> LagProfile:
+    """Per-lag means and spreads of one Flow (see LagProfile), read in blocks of `rows` outputs
+    (lag_blocks) into (T,) accumulators: two passes, the second for the standard deviations."""
+    T = flow.T
+    norm, ratio, log_ratio, term = (_Moments(T) for _ in range(4))
+    for _, nb, rb, tb in lag_blocks(flow, rows=rows):
+        norm.add(nb)
+        ratio.add(rb)
+        term.add(tb)
+        with np.errstate(divide="ignore"):
+            log_ratio.add(np.log(rb))  # log 0 = -inf: a killed error makes the geometric mean 0
+    means = norm.mean, ratio.mean, term.mean
+    for _, nb, rb, tb in lag_blocks(flow, rows=rows):
+        for acc, block, mean in zip((norm, ratio, term), (nb, rb, tb), means):
+            acc.add_deviations(block, mean)
+    n, nm, ns, nlo, nhi = norm.result()
+    _, rm, rs, _, _ = ratio.result()
+    _, tm, ts, _, _ = term.result()
+    return LagProfile(np.arange(T), n, nm, ns, nlo, nhi, rm, rs, np.exp(log_ratio.mean), tm, ts,
+                      _beyond(term.total))
+
+
+def _beyond(mass):
+    """The share of the total at lags > l, for mass (T,) the summed term norms at each lag l."""
     total = mass.sum()
     tail = np.concatenate([np.cumsum(mass[::-1])[::-1][1:], [0.0]])  # mass at lags > l
-    beyond = tail / total if total > 0 else np.full_like(mass, np.nan)
-    return LagProfile(np.arange(flow.T), n, nm, ns, nlo, nhi, rm, rs, np.exp(lg), tm, ts, beyond)
+    return tail / total if total > 0 else np.full_like(mass, np.nan)
 
 
-def decay_rate(flow, *, min_lag=1, max_lag=None) -> float:
+def decay_rate(flow, *, min_lag=1, max_lag=None, rows=None) -> float:
     """The per-step factor r by which the error shrinks (r < 1) or grows (r > 1) with the lag.
 
     Estimator: every scored output t and lag l in min_lag..max_lag gives one point
@@ -118,6 +193,9 @@ def decay_rate(flow, *, min_lag=1, max_lag=None) -> float:
     Properties: if ratio[t, l] = rho^l exactly (identity activation, W = rho * orthogonal), r = rho;
     if ratio[t, l] <= c^l for every point (the bound with c = lambda_1 gamma), then r <= c, because
     the fitted slope is a weighted mean of log ratio / l with weights l^2.
+
+    The sums run per lag over blocks of `rows` outputs (lag_blocks): log_sum[l] = sum over t of
+    log ratio[t, l] and count[l], both (T,); then log r = sum l log_sum[l] / sum l^2 count[l].
     """
     T = flow.T
     max_lag = T - 1 if max_lag is None else int(max_lag)
@@ -126,14 +204,20 @@ def decay_rate(flow, *, min_lag=1, max_lag=None) -> float:
     if not 1 <= min_lag <= max_lag <= T - 1:
         raise ValueError(f"need 1 <= min_lag <= max_lag <= T - 1 = {T - 1}, got min_lag={min_lag}, "
                          f"max_lag={max_lag}")
-    _, ratio, _ = by_lag_tables(flow)
-    lag = np.broadcast_to(np.arange(T)[None, :], ratio.shape)
-    sel = (lag >= min_lag) & (lag <= max_lag) & (ratio > 0) & np.isfinite(ratio)
-    if not sel.any():
+    log_sum = np.zeros(T)
+    count = np.zeros(T, dtype=np.int64)
+    for _, _, rb, _ in lag_blocks(flow, rows=rows, term=False):
+        L = rb.shape[1]
+        fit = (rb > 0) & np.isfinite(rb)  # (B, L): the points with a logarithm
+        log_sum[:L] += np.log(rb, out=np.zeros_like(rb), where=fit).sum(0, dtype=np.float64)
+        count[:L] += fit.sum(0)
+    lag = np.arange(T)
+    sel = (lag >= min_lag) & (lag <= max_lag)
+    if not count[sel].any():
         raise ValueError("no output error reaches a lag in the fitted range with a non-zero size: "
                          "the decay rate is undefined (every scored error is 0 there)")
-    l, lr = lag[sel].astype(float), np.log(ratio[sel])
-    return float(np.exp((l * lr).sum() / (l * l).sum()))
+    l = lag[sel].astype(float)
+    return float(np.exp((l * log_sum[sel]).sum() / (l * l * count[sel]).sum()))
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,98 +251,7 @@ class Saturation:
 
 
 def saturation(flow) -> Saturation:
+    """f'(z_t) of one Flow's sequence, from its states s_0..s_{T-1}: values (T, H)."""
     model = flow.trace.model
     act = activations.get(model.activation)
     return Saturation(model.activation, act.df_from_output(flow.trace.S[1:, 0]), act.gamma)
-
-
-# --- batches ----------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class BatchAnalysis:
-    """The lag analysis of N sequences: per-sequence curves (N, T) and numbers (N,), and their spread.
-
-    ratio_mean / norm_mean / beyond: (N, T), each sequence's LagProfile curve (NaN where a
-    sequence has no output at that lag). decay: (N,) decay rates, lyapunov_max: (N,) largest
-    Lyapunov exponents, saturated: (N,) fraction of f'(z) < 0.1 gamma, loss: (N,).
-    """
-
-    ratio_mean: np.ndarray
-    norm_mean: np.ndarray
-    beyond: np.ndarray
-    decay: np.ndarray
-    lyapunov_max: np.ndarray
-    saturated: np.ndarray
-    loss: np.ndarray
-
-    @property
-    def N(self) -> int:
-        return self.decay.shape[0]
-
-    def curve(self, name="ratio_mean"):
-        """(mean, std) over sequences of one curve: two (T,) arrays."""
-        a = getattr(self, name)
-        return _nanmean(a), _nanstd(a)
-
-    def summary(self) -> dict:
-        """Mean and standard deviation over sequences of each per-sequence number."""
-        out = {"N": self.N}
-        for k in ("decay", "lyapunov_max", "saturated", "loss"):
-            a = getattr(self, k)
-            out[k] = {"mean": _num(np.nanmean(a)), "std": _num(np.nanstd(a)),
-                      "min": _num(np.nanmin(a)), "max": _num(np.nanmax(a))}
-        return out
-
-
-def _nanmean(a):
-    ok = ~np.isnan(a)
-    with np.errstate(invalid="ignore"):
-        return np.where(ok, a, 0).sum(0) / ok.sum(0)
-
-
-def _nanstd(a):
-    ok = ~np.isnan(a)
-    m = _nanmean(a)
-    with np.errstate(invalid="ignore"):
-        return np.sqrt(np.where(ok, (a - m) ** 2, 0).sum(0) / ok.sum(0))
-
-
-def flows(model, x, y, *, h0=None, progress=True):
-    """flow() of every sequence of a batch: x (N, T) ids or (N, T, D), y (N, T) or (N, T, O),
-    h0 None or (N, H). A progress bar appears when the batch takes more than a second."""
-    from tqdm.auto import tqdm
-
-    from .flow import flow
-
-    x, y = np.asarray(x), np.asarray(y)
-    dense = np.issubdtype(x.dtype, np.floating)
-    if x.ndim != (3 if dense else 2):
-        raise ValueError(f"a batch of inputs must be (N, T) ids or (N, T, D) vectors, got shape {x.shape}")
-    N = x.shape[0]
-    if y.shape[0] != N:
-        raise ValueError(f"x holds {N} sequences but y holds {y.shape[0]}")
-    if h0 is not None and np.shape(h0) != (N, model.H):
-        raise ValueError(f"h0 for a batch must be (N, H) = ({N}, {model.H}), got {np.shape(h0)}")
-    it = tqdm(range(N), desc="flow", unit="seq", delay=1.0, disable=not progress, leave=False)
-    return [flow(model, x[i], y[i], h0=None if h0 is None else h0[i]) for i in it]
-
-
-def analyse_batch(model, x, y, *, h0=None, progress=True) -> BatchAnalysis:
-    """The lag analysis of every sequence of a batch, stacked (see BatchAnalysis)."""
-    from . import spectra
-
-    fls = flows(model, x, y, h0=h0, progress=progress)
-    profiles = [by_lag(f) for f in fls]
-    decay = []
-    for f in fls:
-        try:
-            decay.append(decay_rate(f))
-        except ValueError:
-            decay.append(np.nan)
-    return BatchAnalysis(
-        ratio_mean=np.stack([p.ratio_mean for p in profiles]),
-        norm_mean=np.stack([p.norm_mean for p in profiles]),
-        beyond=np.stack([p.beyond for p in profiles]),
-        decay=np.array(decay),
-        lyapunov_max=np.array([spectra.lyapunov(f.trace).max for f in fls]),
-        saturated=np.array([saturation(f).fraction_saturated() for f in fls]),
-        loss=np.array([f.loss for f in fls]))

@@ -110,12 +110,16 @@ def theory(model) -> Theory:
 
 
 def bound_table(flow) -> np.ndarray:
-    """The bound ||dE_t/ds_t|| (lambda_1 gamma)^(t-k) for every (t, k): (T, T), zero above the diagonal."""
-    th = theory(flow.trace.model)
+    """The bound ||dE_t/ds_t|| (lambda_1 gamma)^(t-k) for every (t, k): (T, T) float64, zero above
+    the diagonal. Filled a row at a time, row t = ||dE_t/ds_t|| times the powers (lambda_1 gamma)^l
+    for l = t..0, so the only (T, T) array made is the one returned."""
     T = flow.T
-    lag = np.arange(T)[:, None] - np.arange(T)[None, :]
-    out = np.diagonal(flow.dE_ds)[:, None] * th.bound(np.maximum(lag, 0))
-    return np.where(lag >= 0, out, 0.0)
+    power = theory(flow.trace.model).bound(np.arange(T))  # (T,): (lambda_1 gamma)^l
+    start = np.diagonal(flow.dE_ds)  # (T,): ||dE_t/ds_t||
+    out = np.zeros((T, T))
+    for t in range(T):
+        np.multiply(start[t], power[t::-1], out=out[t, :t + 1])
+    return out
 
 
 # --- the cliff -----------------------------------------------------------------------------------

@@ -63,10 +63,10 @@ def _lags(T, rows):
 
 def analyse(model, x, y, progress=True) -> dict:
     """Everything `bptt flow` reports, as plain data, plus the flows themselves under "_flows"."""
-    from bptt import analysis
+    from bptt import batch
 
-    fls = analysis.flows(model, x, y, progress=progress)
-    ba = analysis.analyse_batch(model, x, y, progress=False) if len(fls) > 1 else None
+    fls = batch.flows(model, x, y, progress=progress)
+    ba = batch.analyse_flows(fls) if len(fls) > 1 else None
     th = fls[0].theory()
     out = {"model": repr(model), "N": len(fls), "T": fls[0].T, "theory": th.as_dict(),
            "loss": float(np.mean([f.loss for f in fls]))}

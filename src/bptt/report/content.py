@@ -73,7 +73,7 @@ def gather(st: Settings, progress=True) -> Content:
     from tqdm.auto import tqdm
 
     import bptt
-    from bptt import analysis, plots
+    from bptt import batch, plots
     from bptt.theory import cliff, theory
 
     steps = ["example", "check"] + [f"{a} sweep" for a in st.activations] + ["spectra", "cliff"]
@@ -101,8 +101,8 @@ def gather(st: Settings, progress=True) -> Content:
         for ri, rho in enumerate(st.radii):
             m = _model(st, act, rho, st.seed + 10 * ai)
             xs, ys = _batch(st, m, st.seed + 100 + ri)
-            fls = analysis.flows(m, xs, ys, progress=False)
-            ba = analysis.analyse_batch(m, xs, ys, progress=False)
+            fls = batch.flows(m, xs, ys, progress=False)
+            ba = batch.analyse_flows(fls)
             th = theory(m)
             _, ratio_std = ba.curve("ratio_mean")
             bound_ok = all(np.all(f.dE_ds <= f.bound() * (1 + 1e-9) + 1e-300) for f in fls)
