@@ -8,6 +8,7 @@ import pytest
 
 import bptt
 from conftest import need
+from bptt.activations import ACTIVATIONS
 from bptt.cli import main
 from bptt.sweep import Store, load_spec, parse_spec
 from bptt.sweep.points import run_point as _run_point
@@ -93,7 +94,7 @@ BAD = [
     ('kind = "flw"', ["kind", "expected one of", "'flow'", "'flw'"]),
     ('kind = "flow"\n[grid]\nradiuss = [1.0]', ["[grid] unknown parameter 'radiuss'", "allowed:", "radius"]),
     ('kind = "flow"\n[grid]\nactivation = ["tanh", "softplus"]',
-     ["[grid] activation[1]", "one of 'tanh', 'relu', 'sigmoid', 'identity'", "'softplus'"]),
+     ["[grid] activation[1]", "one of " + ", ".join(map(repr, ACTIVATIONS)), "'softplus'"]),  # bptt.activations' list
     ('kind = "flow"\n[grid]\nradius = [1.0, -0.5]', ["[grid] radius[1]", "a number > 0", "-0.5"]),
     ('kind = "flow"\n[grid]\nradius = []', ["[grid] radius", "non-empty list"]),
     ('kind = "flow"\n[grid]\nradius = 1.0', ["[grid] radius", "non-empty list", "1.0"]),
@@ -165,6 +166,12 @@ def test_sweep_params_lists_every_parameter_with_a_default_that_toml_reads_back(
         name, _, default = ln.split()[:3]
         assert tomllib.loads(f"v = {default}")["v"] == KINDS[kind].params[name].default
     assert main(["sweep", "params", "selftest"]) == 2
+
+
+def test_flow_points_take_exactly_the_activations_bptt_has():
+    from bptt.sweep.points import KINDS
+
+    assert KINDS["flow"].params["activation"].choices == tuple(ACTIVATIONS)
 
 
 def flow_config(**params):

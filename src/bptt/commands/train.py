@@ -40,17 +40,14 @@ def add_arguments(p):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-KEYS = ("task", "text", "variant", "length", "hidden", "activation", "init", "std", "radius", "optimizer", "lr",
-        "clip_norm", "clip_value", "clip_per_param", "fallback", "omega", "truncate", "chunk", "backprop", "batch",
-        "steps", "seed", "dtype", "eval_every", "checkpoint_every", "lag_threshold", "stop_on_success")
-
-
 def run(args) -> int:
     import sys
+    from dataclasses import fields
 
-    from ..train import Diverged, read_toml, resolve, train
+    from ..train import Diverged, TrainConfig, read_toml, resolve, train
 
-    cli = {k: getattr(args, k) for k in KEYS}
+    # every TrainConfig setting; one without a flag here (bias) is None: not given
+    cli = {f.name: getattr(args, f.name, None) for f in fields(TrainConfig)}
     if args.snapshots is not None:
         try:
             cli["snapshots"] = [int(s) for s in args.snapshots.split(",") if s.strip()]

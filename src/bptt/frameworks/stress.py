@@ -12,9 +12,8 @@ import time
 
 import numpy as np
 
+from ..activations import ACTIVATIONS
 from ..model import RNN
-
-ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
 
 
 def random_case(rng, N, T, D, H, O, *, batched, activation, head, b, c, dense, h0, mask):
@@ -55,13 +54,14 @@ def stress(cases=100, *, seed=0, frameworks=None, max_size=(3, 8, 4, 6, 4)) -> d
     from . import available, compare
 
     names = available() if frameworks is None else list(frameworks)
+    activations = tuple(ACTIVATIONS)
     rng = np.random.default_rng(seed)
     out = {}
     for name in names:
         start, passed, worst, done = time.perf_counter(), 0, 0.0, 0
         while done < cases:
             N, T, D, H, O = (int(rng.integers(1, k + 1)) for k in max_size)
-            kw = dict(activation=ACTIVATIONS[rng.integers(4)], head=("softmax", "mse")[rng.integers(2)],
+            kw = dict(activation=activations[rng.integers(len(activations))], head=("softmax", "mse")[rng.integers(2)],
                       b=bool(rng.integers(2)), c=bool(rng.integers(2)), dense=bool(rng.integers(2)),
                       h0=bool(rng.integers(2)), mask=bool(rng.integers(2)))
             m, x, y, h0 = random_case(rng, N, T, D, H, O, batched=N > 1 or bool(rng.integers(2)), **kw)

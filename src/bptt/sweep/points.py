@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .spec import Param
+from ..activations import ACTIVATIONS
+from .params import Param
 
-ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
 DTYPES = ("float32", "float64")
 
 
@@ -52,7 +52,7 @@ FLOW_PARAMS = {
     "outputs": Param(int, 8, "O, output size", low=1),
     "length": Param(int, 100, "T, steps of the sequence", low=2),
     "radius": Param(float, 1.0, "spectral radius of W (W is rescaled to it)", above=0),
-    "activation": Param(str, "tanh", "f", choices=ACTIVATIONS),
+    "activation": Param(str, "tanh", "f", choices=tuple(ACTIVATIONS)),
     "init": Param(str, "normal", "W before rescaling: normal (std 1/sqrt(H)), uniform, orthogonal, identity",
                   choices=("normal", "uniform", "orthogonal", "identity")),
     "head": Param(str, "softmax", "softmax (random ids in and out) or mse (Gaussian inputs and targets)",
@@ -71,20 +71,21 @@ def _check_flow(p, where):
 
 def run_flow(p, seed) -> dict:
     """The lag analysis of a random model (H, D, O, W at spectral radius `radius`) on a random sequence."""
-    import bptt
+    from ..flow import flow
+    from ..model import random_rnn, spectral_radius
 
     dtype = np.dtype(p["dtype"])
     rng = np.random.default_rng(seed)
     H, D, O, T = p["hidden"], p["inputs"], p["outputs"], p["length"]
     std = 1 / math.sqrt(H) if p["init"] == "normal" else None
-    model = bptt.random_rnn(H, D, O, seed=rng, init=p["init"], std=std, radius=p["radius"], bias=p["bias"],
+    model = random_rnn(H, D, O, seed=rng, init=p["init"], std=std, radius=p["radius"], bias=p["bias"],
                             activation=p["activation"], head=p["head"], dtype=dtype)
     if p["head"] == "softmax":
         x, y = rng.integers(0, D, T), rng.integers(0, O, T)  # (T,), (T,)
     else:
         x, y = rng.standard_normal((T, D)).astype(dtype), rng.standard_normal((T, O)).astype(dtype)
     with np.errstate(all="ignore"):
-        fl = bptt.flow(model, x, y)
+        fl = flow(model, x, y)
         finite = bool(np.all(np.isfinite(fl.trace.S)) and np.all(np.isfinite(fl.dE_ds)))
         decay = share = lag0 = math.nan  # an overflow (float32) leaves them undefined
         if finite:
@@ -100,7 +101,7 @@ def run_flow(p, seed) -> dict:
         "decay_rate": decay,                 # Flow.decay_rate(): per-step factor of ||dE_t/ds_k|| with the lag
         "long_lag_fraction": share,          # Flow.by_lag().beyond[long_lag]: share of lags > long_lag
         "grad_lag0": lag0,                   # mean ||dE_t/ds_t||
-        "rho": bptt.spectral_radius(W64),
+        "rho": spectral_radius(W64),
         "lambda1": float(np.linalg.norm(W64, 2)),
         "finite": finite,
     }
@@ -256,7 +257,7 @@ def run_point(config: dict) -> dict:
     """
     from threadpoolctl import threadpool_limits
 
-    import bptt
+    from .. import __version__
 
     started = time.time()
     t0 = time.perf_counter()
@@ -274,5 +275,5 @@ def run_point(config: dict) -> dict:
         out["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:500]
         out["traceback"] = traceback.format_exc()
     out.update(started_at=started, finished_at=time.time(), seconds=time.perf_counter() - t0,
-               worker=f"{socket.gethostname()}:{os.getpid()}", version=bptt.__version__)
+               worker=f"{socket.gethostname()}:{os.getpid()}", version=__version__)
     return out

@@ -88,9 +88,9 @@ def _worker_probe():
     """Runs on each worker before a sweep: can it import what run_point needs? Returns bptt's version."""
     import threadpoolctl  # noqa: F401
 
-    import bptt
-    import bptt.sweep.points  # noqa: F401
-    return bptt.__version__
+    from .. import __version__
+    from . import points  # noqa: F401
+    return __version__
 
 
 @contextlib.contextmanager

@@ -36,62 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .params import Param
+from .points import KINDS
+
 TOP_KEYS = ("name", "description", "kind", "seeds", "fixed", "grid", "random")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int", "choice")
-
-
-@dataclass(frozen=True)
-class Param:
-    """One parameter of a point kind: its type, default and allowed values."""
-
-    type: type                    # int, float, str or bool
-    default: object
-    help: str = ""
-    choices: tuple | None = None  # allowed values (str parameters)
-    low: float | None = None      # inclusive bounds (numbers)
-    high: float | None = None
-    above: float | None = None    # exclusive lower bound (numbers)
-
-    def allowed(self) -> str:
-        if self.choices is not None:
-            return "one of " + ", ".join(repr(c) for c in self.choices)
-        if self.type is bool:
-            return "true or false"
-        what = {int: "an integer", float: "a number", str: "a string"}[self.type]
-        cond = []
-        if self.above is not None:
-            cond.append(f"> {self.above:g}")
-        if self.low is not None:
-            cond.append(f">= {self.low:g}")
-        if self.high is not None:
-            cond.append(f"<= {self.high:g}")
-        return what + (" " + " and ".join(cond) if cond else "")
-
-    def check(self, value, where: str):
-        """The value in canonical form, or ValueError naming `where` and what is allowed."""
-        bad = ValueError(f"{where}: expected {self.allowed()}, got {value!r}")
-        if self.type is bool:
-            if not isinstance(value, bool):
-                raise bad
-            return value
-        if self.type is str:
-            if not isinstance(value, str) or (self.choices is not None and value not in self.choices):
-                raise bad
-            return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        if self.type is int:
-            if isinstance(value, float):
-                raise bad
-            value = int(value)
-        else:
-            value = float(value)
-            if not math.isfinite(value):
-                raise bad
-        if ((self.above is not None and not value > self.above) or (self.low is not None and value < self.low)
-                or (self.high is not None and value > self.high)):
-            raise bad
-        return value
 
 
 @dataclass(frozen=True)
@@ -138,8 +87,6 @@ class Spec:
 
     def points(self) -> list[Point]:
         """Every point, grid x random draws x seeds, duplicates (same key) dropped, in a fixed order."""
-        from .points import KINDS
-
         kind = KINDS[self.kind]
         names = list(self.grid)
         grid = [dict(zip(names, combo)) for combo in itertools.product(*(self.grid[n] for n in names))]
@@ -206,8 +153,6 @@ def parse_spec(text: str, *, default_name="sweep", source="<spec>") -> Spec:
 
 def from_dict(data: dict, *, default_name="sweep", source="<spec>", text="") -> Spec:
     """Validate a spec given as a dict (the parsed TOML)."""
-    from .points import KINDS
-
     def err(msg):
         return ValueError(f"{source}: {msg}")
 
