@@ -16,11 +16,11 @@ def add_model_arguments(p, *, hidden, inputs, outputs, init="uniform"):
 
 def model_from_args(args, rng):
     """RNN.load(--model), or bptt.random_rnn from the options, drawing from rng."""
-    import bptt
+    from ..model import RNN, random_rnn
 
     if args.model:
-        return bptt.RNN.load(args.model)
-    model = bptt.random_rnn(args.hidden, args.inputs, args.outputs, seed=rng, init=args.init, std=args.std,
+        return RNN.load(args.model)
+    model = random_rnn(args.hidden, args.inputs, args.outputs, seed=rng, init=args.init, std=args.std,
                             radius=args.radius, activation=args.activation)
     if args.bias:
         model = model.replace(b=rng.normal(0, 0.1, model.H), c=rng.normal(0, 0.1, model.O))

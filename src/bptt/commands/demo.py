@@ -21,11 +21,13 @@ def _indent(text):
 
 
 def run(args) -> int:
-    import bptt
-    from bptt.commands.check import verify
+    from ..backend import forward, gradients
+    from ..flow import flow
+    from ..model import seed_example
+    from .check import verify
 
     p = args.precision
-    model, x, y = bptt.seed_example()
+    model, x, y = seed_example()
     say = print
     say("bptt demo: the notebook's RNN, computed exactly and verified\n")
     say("1. The model: z_t = U x_t + W s_{t-1}, s_t = tanh(z_t), q_t = V s_t, o_t = softmax(q_t),")
@@ -34,7 +36,7 @@ def run(args) -> int:
         say(f"   {k} = {_mat(getattr(model, k), p)}")
 
     dense = np.array([[0, 1, 2], [1, 2, 3], [4, 5, 6]], dtype=float)
-    states = bptt.forward(model, dense).states[1:]
+    states = forward(model, dense).states[1:]
     say("\n2. Forward propagation on the dense inputs x = [[0, 1, 2], [1, 2, 3], [4, 5, 6]]")
     say(f"   {'step':<5} {'s_t (bptt, float64)':<28} the notebook printed (float32)")
     for t, (s, nb) in enumerate(zip(states, NOTEBOOK_STATES)):
@@ -43,14 +45,14 @@ def run(args) -> int:
     say("\n3. Loss and gradients for x = ids [1, 0, 2] (the notebook's one-hot rows [[0,1,0], [1,0,0],")
     say("   [0,0,1]]), y = ids [0, 2, 1], bptt_truncate = 3. With T = 3 steps, truncate = 3 keeps every")
     say("   term: the notebook's rule sends the error of output t back to steps t-3..t.")
-    loss, g = bptt.gradients(model, x, y, truncate=3)
+    loss, g = gradients(model, x, y, truncate=3)
     say(f"   E = {loss:.{p + 2}g}")
     for k in "UVW":
         say(f"   dE/d{k} = {_mat(getattr(g, k), p)}")
 
     say("\n4. dE_{t+1}/dW as the notebook writes it, with t+1 = 2, the last step: a sum of three terms,")
     say("   each a longer chain of W and ds/dz factors (ds/dz = diag(1 - s^2) for tanh)\n")
-    fl = bptt.flow(model, x, y)
+    fl = flow(model, x, y)
     say(_indent(fl.explain("W", 2, precision=min(p, 6))))
     say("\n   The older the term, the smaller its error signal: ||dE_2/dz_k|| for lags 0, 1, 2 = "
         + ", ".join(f"{fl.dE_dz[2, k]:.3g}" for k in (2, 1, 0)))

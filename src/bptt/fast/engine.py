@@ -37,13 +37,17 @@ def forward(model, x, h0=None) -> Trace:
     """
     model.check_finite()
     xin = validate.inputs(model, x)
-    return _forward(model, xin, validate.initial_state(model, h0, xin))
+    h = validate.initial_state(model, h0, xin)
+    _begin()
+    return _forward(model, xin, h)
 
 
 ACT_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}  # kernels.py's activation codes
 COMPILED_MAX_WORK = 1 << 17  # N * H * H multiply-adds a step up to which a compiled loop does the product
-_compiled = {"enabled": os.environ.get("BPTT_COMPILED", "1") != "0", "kernels": None, "blas": None,
-             "loader": None}
+_compiled = {"enabled": os.environ.get("BPTT_COMPILED", "1") != "0",
+             "kernels": None,  # kernels.py once calls use it; False where Numba cannot be imported
+             "loaded": None,   # what the loading thread found, until a call takes it up
+             "loader": None, "blas": None}
 _loading = threading.Lock()
 
 
@@ -63,13 +67,20 @@ def set_compiled(enabled: bool) -> bool:
 
 
 def _kernels():
-    """kernels.py once it is loaded, else None: the first call starts loading it (Numba's import
-    and the cached machine code) on a background thread, and NumPy's loops run until it is ready."""
-    if not _compiled["enabled"]:
-        return None
-    if _compiled["kernels"] is None:
-        _start_loading()
-    return _compiled["kernels"] or None
+    """kernels.py when the calls use it, else None (NumPy's loops); see _begin."""
+    return (_compiled["enabled"] and _compiled["kernels"]) or None
+
+
+def _begin():
+    """At the start of each public call. The first call of a process starts loading the compiled
+    kernels (Numba's import and the cached machine code) on a background thread and runs on NumPy's
+    loops; every later call waits for them. So which loops a call runs depends only on whether it
+    is the process's first, never on timing: a script gives the same numbers on every run."""
+    if _compiled["enabled"] and _compiled["kernels"] is None:
+        if _compiled["loader"] is None:
+            _start_loading()
+        else:
+            wait_for_kernels()
 
 
 def _start_loading():
@@ -85,16 +96,18 @@ def _load():
         kernels.warm()
     except ImportError:  # no Numba on this platform: NumPy's loops throughout
         kernels = False
-    _compiled["blas"] = None  # SciPy's BLAS, which the kernels call, is controlled from now on too
-    _compiled["kernels"] = kernels
+    _compiled["loaded"] = kernels
 
 
 def wait_for_kernels():
-    """Load the compiled kernels now (if enabled and not yet loaded) and wait until they are."""
+    """Load the compiled kernels (if enabled and not yet loaded), wait for them, and use them
+    from now on; returns the kernels module, or None without them."""
     if _compiled["enabled"] and _compiled["kernels"] is None:
         _start_loading()
         _compiled["loader"].join()
-    return _compiled["kernels"] or None
+        _compiled["kernels"] = _compiled["loaded"]
+        _compiled["blas"] = None  # SciPy's BLAS, which the kernels call, is controlled from now on too
+    return _kernels()
 
 
 def _step_kernel(kind, N, H, threaded=False):
@@ -403,6 +416,7 @@ def backward(trace: Trace, y, *, truncate=None, reduction="sum"):
     tg = validate.targets(model, y, xin)
     K = truncation(truncate)
     scale = heads.scale(tg, reduction)
+    _begin()
     if K is not None and K < xin.T:
         loss, dQ = output_error(trace, tg, reduction)
         return finite(trace, loss, _backward_truncated(trace, dQ, K), dQ)
@@ -565,6 +579,7 @@ def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum"):
     tg = validate.targets(model, y, xin)
     K = truncation(truncate)
     scale = heads.scale(tg, reduction)
+    _begin()
     if K is not None and K < xin.T:
         trace = _forward(model, xin, h)
         loss, dQ = output_error(trace, tg, reduction)

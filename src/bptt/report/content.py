@@ -53,11 +53,11 @@ def _png(fig, dpi=100) -> bytes:
 
 
 def _model(st, activation, rho, seed):
-    import bptt
+    from ..model import orthogonal, random_rnn
 
-    m = bptt.random_rnn(st.H, st.D, st.D, seed=seed, init="orthogonal", activation=activation,
+    m = random_rnn(st.H, st.D, st.D, seed=seed, init="orthogonal", activation=activation,
                         head="mse" if activation == "identity" else "softmax")
-    return m.replace(W=rho * bptt.orthogonal(st.H, seed=seed + 1))
+    return m.replace(W=rho * orthogonal(st.H, seed=seed + 1))
 
 
 def _batch(st, m, seed):
@@ -72,24 +72,26 @@ def gather(st: Settings, progress=True) -> Content:
     """Run everything the report shows (see the module's notes)."""
     from tqdm.auto import tqdm
 
-    import bptt
-    from bptt import batch, plots
-    from bptt.theory import cliff, theory
+    from .. import __version__, batch, plots
+    from ..check import check
+    from ..flow import flow
+    from ..model import seed_example
+    from ..theory import cliff, theory
 
     steps = ["example", "check"] + [f"{a} sweep" for a in st.activations] + ["spectra", "cliff"]
     bar = tqdm(total=len(steps), desc="report", unit="part", delay=1.0, disable=not progress, leave=False)
-    c = Content(st, bptt.__version__)
+    c = Content(st, __version__)
 
     # the notebook's example, term by term, and its gradient check
-    model, x, y = bptt.seed_example()
-    fl = bptt.flow(model, x, y)
+    model, x, y = seed_example()
+    fl = flow(model, x, y)
     c.example = {"U": model.U.tolist(), "W": model.W.tolist(), "V": model.V.tolist(), "x": x.tolist(),
                  "y": y.tolist(), "loss": fl.loss, "explain": fl.explain("W", fl.T - 1),
                  "terms": np.linalg.norm(fl.terms("W", fl.T - 1).reshape(fl.T, -1), axis=1).tolist(),
                  "theory": theory(model).as_dict()}
     c.figures["terms"] = _png(plots.notebook_terms(fl))
     bar.update()
-    rep = bptt.check(model, x, y)
+    rep = check(model, x, y)
     c.check = [{"name": r.name, "checked": r.checked, "total": r.total, "max_abs": r.max_abs,
                 "max_rel": r.max_rel, "passed": r.passed} for r in rep.rows]
     bar.update()

@@ -71,6 +71,7 @@ def _check_flow(p, where):
 
 def run_flow(p, seed) -> dict:
     """The lag analysis of a random model (H, D, O, W at spectral radius `radius`) on a random sequence."""
+    from .. import fast
     from ..flow import flow
     from ..model import random_rnn, spectral_radius
 
@@ -84,10 +85,15 @@ def run_flow(p, seed) -> dict:
         x, y = rng.integers(0, D, T), rng.integers(0, O, T)  # (T,), (T,)
     else:
         x, y = rng.standard_normal((T, D)).astype(dtype), rng.standard_normal((T, O)).astype(dtype)
-    with np.errstate(all="ignore"):
+    fast.wait_for_kernels()  # the same loops for every point, first in its worker or not
+    decay = share = lag0 = loss = math.nan  # an overflow (float32) leaves them undefined
+    try:
         fl = flow(model, x, y)
-        finite = bool(np.all(np.isfinite(fl.trace.S)) and np.all(np.isfinite(fl.dE_ds)))
-        decay = share = lag0 = math.nan  # an overflow (float32) leaves them undefined
+        finite = bool(np.all(np.isfinite(fl.trace.S)))
+        loss = float(fl.loss)
+    except FloatingPointError:
+        finite = False
+    with np.errstate(all="ignore"):
         if finite:
             prof = fl.by_lag()
             share, lag0 = float(prof.beyond[p["long_lag"]]), float(prof.norm_mean[0])
@@ -97,7 +103,7 @@ def run_flow(p, seed) -> dict:
                 pass
     W64 = model.W.astype(np.float64)
     return {
-        "loss": float(fl.loss),
+        "loss": loss,
         "decay_rate": decay,                 # Flow.decay_rate(): per-step factor of ||dE_t/ds_k|| with the lag
         "long_lag_fraction": share,          # Flow.by_lag().beyond[long_lag]: share of lags > long_lag
         "grad_lag0": lag0,                   # mean ||dE_t/ds_t||
