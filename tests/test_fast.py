@@ -394,3 +394,29 @@ def test_an_overflow_of_the_backward_pass_alone_names_its_step():
     for backend in ("reference", "fast"):
         with pytest.raises(FloatingPointError, match="backward pass overflowed"):
             bptt.gradients(model, x, y, backend=backend)
+
+
+def test_the_first_call_runs_numpys_loops_and_a_script_repeats_its_numbers_bit_for_bit():
+    # the first call of a process starts loading the compiled kernels and does not wait for them;
+    # later calls wait: which loops run never depends on timing, so two runs of a script agree exactly
+    need("numba")
+    import subprocess
+    import sys
+    code = """
+import hashlib, numpy as np, bptt
+from bptt.fast import engine
+rng = np.random.default_rng(0)
+m = bptt.random_rnn(64, 16, 16, seed=0, dtype=np.float32)
+x, y = rng.integers(0, 16, (1, 200)), rng.integers(0, 16, (1, 200))
+digest = lambda g: hashlib.sha256(b"".join(a.tobytes() for a in g.params.values())).hexdigest()
+_, g1 = bptt.gradients(m, x, y)
+first = engine._compiled["kernels"]
+_, g2 = bptt.gradients(m, x, y)
+print(first is None, engine._compiled["kernels"] is not None, digest(g1), digest(g2))
+"""
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+            for _ in range(2)]
+    assert runs[0] == runs[1]
+    first_numpy, then_compiled, d1, d2 = runs[0]
+    assert first_numpy == "True" and then_compiled == "True"
+    assert d1 != d2  # NumPy's loops and the compiled ones round differently (float32): both were run
