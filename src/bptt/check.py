@@ -182,7 +182,8 @@ def check(model, x, y, *, grads=None, h0=None, reduction="sum", step=1e-4, tol=1
           max_entries=60, seed=0) -> CheckReport:
     """Compare a gradient with finite differences of the loss, in float64.
 
-    grads: the gradient to check (anything with .U, .W, .V, .b, .c, .h0); by default the full-BPTT
+    grads: the gradient to check (anything with the model's parameters by name and .h0, and .c0 for
+    an LSTM); by default the full-BPTT
     gradient of bptt.gradients. A truncated gradient is not the gradient of any loss, so it is
     checked against the frameworks instead (bptt.frameworks.compare).
     floor: relative to the largest |entry| of each gradient (so 1e-6 means entries smaller than a
@@ -199,18 +200,19 @@ def check(model, x, y, *, grads=None, h0=None, reduction="sum", step=1e-4, tol=1
     rng = np.random.default_rng(seed)
     xin = validate.inputs(m, x)
     tg = validate.targets(m, y, xin)
-    h = validate.initial_state(m, h0, xin)
-    h = h if xin.batched else h[0]
-    loss, g = core.gradients(m, x, y, h0=h, reduction=reduction)
+    state0 = core.initial_state(m, h0, xin)  # (N, H) arrays: h0, and c0 for a cell with a memory
+    state0 = tuple(s if xin.batched else s[0] for s in state0)
+    loss, g = core.gradients(m, x, y, h0=state0 if len(state0) > 1 else state0[0], reduction=reduction)
     g = g if grads is None else grads
     # the arrays the difference quotient perturbs in place, and the only ones fun() reads
     params = {k: _own(v) for k, v in m.params.items()}
-    params["h0"] = _own(h)
-    relu = m.activation == "relu"
+    starts = ("h0", "c0")[:len(state0)]
+    params.update({k: _own(s) for k, s in zip(starts, state0)})
+    relu = getattr(m, "activation", None) == "relu"
 
     def fun():
-        mm = m.replace(**{k: v for k, v in params.items() if k != "h0"})
-        trace = core.run(mm, xin, (params["h0"].reshape(xin.N, m.H),))
+        mm = m.replace(**{k: v for k, v in params.items() if k not in starts})
+        trace = core.run(mm, xin, tuple(params[k].reshape(xin.N, m.H) for k in starts))
         return heads.error(mm.head, trace.Q, tg, reduction)[0], (trace.Z > 0) if relu else None
 
     noise = 100 * max(1.0, abs(loss)) * np.finfo(np.float64).eps / step

@@ -61,14 +61,17 @@ class Trace:
 
     @property
     def final(self):
-        """The last state s_{T-1}, to carry into the next chunk as h0: (H,) or (N, H)."""
-        return self.S[-1] if self.inputs.batched else self.S[-1, 0]
+        """The last state s_{T-1}, to carry into the next chunk as h0: (H,) or (N, H); for a cell
+        with a memory the pair (h, c)."""
+        last = tuple(s[-1] if self.inputs.batched else s[-1, 0] for s in self.cell_states)
+        return last[0] if len(last) == 1 else last
 
 
 @dataclass(frozen=True, eq=False)
 class Grads:
     """dE/d(parameter) by the model's names (.params; also as attributes, None for a bias the model
-    lacks), and dE/d(initial state): .h0 is dE/ds_{-1}, (H,) or (N, H) for a batch."""
+    lacks), and dE/d(initial state): .h0 is dE/ds_{-1}, (H,) or (N, H) for a batch; .c0 is
+    dE/dc_{-1} for a cell with a memory (None for the others)."""
 
     params: dict
     state0: tuple
@@ -77,13 +80,17 @@ class Grads:
     def h0(self):
         return self.state0[0]
 
+    @property
+    def c0(self):
+        return self.state0[1] if len(self.state0) > 1 else None
+
     def replace(self, **changes) -> "Grads":
         """New Grads with some entries changed by name: g.replace(W=2 * g.W) (h0 too)."""
-        h0 = changes.pop("h0", self.h0)
+        state0 = tuple(changes.pop(k, v) for k, v in zip(("h0", "c0"), self.state0))
         unknown = set(changes) - set(self.params)
         if unknown:
             raise ValueError(f"these gradients have {', '.join(self.params)} and h0, not {', '.join(sorted(unknown))}")
-        return Grads({**self.params, **changes}, (h0,) + self.state0[1:])
+        return Grads({**self.params, **changes}, state0)
 
     def __getattr__(self, name):
         if name in ("params", "state0") or name.startswith("_"):
@@ -111,11 +118,23 @@ def project(model, xin):
 def forward(model, x, h0=None) -> Trace:
     """Run the network over x: a Trace with .states (T+1, H) / (N, T+1, H), .z, .q, .o, .final.
 
-    x: token ids (T,) / (N, T), or dense vectors (T, D) / (N, T, D). h0: (H,) / (N, H), zeros if None.
+    x: token ids (T,) / (N, T), or dense vectors (T, D) / (N, T, D). h0: (H,) / (N, H), zeros if None;
+    for a cell with a memory (LSTM) h0 or the pair (h0, c0).
     """
     model.check_finite()
     xin = validate.inputs(model, x)
-    return run(model, xin, (validate.initial_state(model, h0, xin),))
+    return run(model, xin, initial_state(model, h0, xin))
+
+
+def initial_state(model, h0, xin) -> tuple:
+    """The cell's state before step 0, a tuple of (N, H) arrays (zeros where not given): h0 = s_{-1},
+    and for a cell with a memory c0 = c_{-1}, given as h0=(h0, c0)."""
+    names = model.cell.state
+    parts = tuple(h0) if isinstance(h0, tuple) else (h0,) + (None,) * (len(names) - 1)
+    if len(parts) != len(names):
+        raise ValueError(f"the {model.cell.name} cell's state is ({', '.join(names)}): pass h0 as an array"
+                         + (" or the pair (h0, c0)" if len(names) > 1 else "") + f", got a tuple of {len(parts)}")
+    return tuple(validate.initial_state(model, p, xin) for p in parts)
 
 
 def run(model, xin, state0) -> Trace:
@@ -201,7 +220,7 @@ def weight_grads(trace, dQ, dA, dR, t0=0, t1=None, q0=None) -> dict:
     q0 = t0 if q0 is None else q0
     iw, rw, ib, rb = model.cell.weights
     S, G = trace.S, dA.shape[-1]
-    A2, R2 = dA.reshape(-1, G), dR.reshape(-1, G)
+    A2, R2 = dA.reshape(-1, G), dR.reshape(-1, G)  # a row per step and sequence
     if xin.ids is not None:  # x_t one-hot: dU's column d sums dA_t over the steps with x_t = d
         dUT = np.zeros((model.D, G), dtype=dA.dtype)
         np.add.at(dUT, xin.ids.T[t0:t1].reshape(-1), A2)
@@ -209,7 +228,9 @@ def weight_grads(trace, dQ, dA, dR, t0=0, t1=None, q0=None) -> dict:
     else:
         dU = A2.T @ np.swapaxes(xin.X, 0, 1)[t0:t1].reshape(-1, model.D)
     Q2 = dQ[q0:t1].reshape(-1, model.O)
-    g = {iw: dU, rw: R2.T @ S[t0:t1].reshape(-1, model.H), "V": Q2.T @ S[q0 + 1:t1 + 1].reshape(-1, model.H)}
+    prev = tuple(s[t0:t1] for s in trace.cell_states)  # the states before steps t0..t1-1
+    dW = model.cell.recurrent_grad(model, dR, prev, tuple(c[t0:t1] for c in trace.cache))
+    g = {iw: dU, rw: dW, "V": Q2.T @ S[q0 + 1:t1 + 1].reshape(-1, model.H)}
     for name, rows in ((ib, A2), (rb, R2), ("c", Q2)):
         if name is not None and getattr(model, name) is not None:
             g[name] = rows.sum(axis=0)

@@ -26,7 +26,7 @@ import numpy as np
 from . import activations, cells
 
 HEADS = ("softmax", "mse")
-PARAMS = ("U", "W", "V", "b", "c")
+PARAMS = ("U", "W", "V", "b", "c")  # the Elman model's
 
 
 def _finite(name: str, a: np.ndarray) -> None:
@@ -36,62 +36,65 @@ def _finite(name: str, a: np.ndarray) -> None:
         raise ValueError(f"{name} must be finite, but it holds {a[tuple(bad)]}{where}")
 
 
-@dataclass(frozen=True, eq=False)
-class RNN:
-    """An Elman RNN: U (H, D), W (H, H), V (O, H), optional biases b (H,) and c (O,).
+class Model:
+    """What the models share: their arrays checked and frozen, sizes, params, files.
 
-    The dtype follows the arrays (float32 stays float32; integers become float64).
-    Arrays are copied and made read-only, so a model never changes under a caller.
+    A model holds its cell's weights (U: input, W: recurrent, b: input bias, and bh: the recurrent
+    bias of a gated cell), the linear head V, c, and the head's loss. A cell with G gates stacks
+    their rows: U (G H, D), W (G H, H), b and bh (G H,), in PyTorch's gate order.
     """
 
-    U: np.ndarray
-    W: np.ndarray
-    V: np.ndarray
-    b: np.ndarray | None = None
-    c: np.ndarray | None = None
-    activation: str = "tanh"
-    head: str = "softmax"
+    PARAMS: tuple = ()
+    GATES = 1
 
-    def __post_init__(self):
-        object.__setattr__(self, "cell", cells.Elman(self.activation))  # checks the activation
+    def _setup(self, cell):
+        object.__setattr__(self, "cell", cell)
+        name = type(self).__name__
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r}: expected one of {', '.join(HEADS)}")
-        given = {k: getattr(self, k) for k in PARAMS if getattr(self, k) is not None}
         arrays = {}
-        for k, v in given.items():
+        for k in self.PARAMS:
+            v = getattr(self, k)
+            if v is None:
+                if k in ("U", "W", "V"):
+                    raise ValueError(f"{name} needs {k}, an array, got None")
+                continue
             a = np.asarray(v)
-            if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
-                raise ValueError(f"{k} must be an array of numbers, got {a.dtype}")
+            if a.dtype == object or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)
+                                         or a.dtype == bool):
+                raise ValueError(f"{k} must be an array of real numbers, got dtype {a.dtype}")
             arrays[k] = a
         dtype = np.result_type(*[a.dtype for a in arrays.values()])
         if not np.issubdtype(dtype, np.floating) or dtype == np.float16:
             dtype = np.dtype(np.float64)
-        want = {"U": 2, "W": 2, "V": 2, "b": 1, "c": 1}
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"the weights must be float32 or float64 (or integers), got {dtype}")
         for k, a in arrays.items():
-            if a.ndim != want[k]:
-                raise ValueError(f"{k} must have {want[k]} dimension(s), got shape {a.shape}")
-        H, D = arrays["U"].shape
-        O = arrays["V"].shape[0]
-        shapes = {"U": (H, D), "W": (H, H), "V": (O, H), "b": (H,), "c": (O,)}
-        if arrays["W"].shape != (H, H):
-            raise ValueError(f"W must be (H, H) = ({H}, {H}) because U is (H, D) = {(H, D)}, got {arrays['W'].shape}")
-        if arrays["V"].shape[1] != H:
-            raise ValueError(f"V must be (O, H) with H = {H} (from U), got {arrays['V'].shape}")
+            want = 1 if k in ("b", "bh", "c") else 2
+            if a.ndim != want:
+                raise ValueError(f"{k} must have {want} dimension(s), got shape {a.shape}")
+        G = self.GATES
+        GH, H = arrays["W"].shape
+        D, O = arrays["U"].shape[1], arrays["V"].shape[0]
+        rows = f"{G} H = {G * H}" if G > 1 else "H"
+        if GH != G * H:
+            raise ValueError(f"W must be ({rows}, H) (the {name}'s {G} gates stacked), got {arrays['W'].shape}")
+        if H == 0 or D == 0 or O == 0:
+            raise ValueError(f"every dimension must be at least 1, got H={H}, D={D}, O={O}")
+        shapes = {"U": (G * H, D), "W": (G * H, H), "V": (O, H), "b": (G * H,), "bh": (G * H,), "c": (O,)}
         for k, a in arrays.items():
             if a.shape != shapes[k]:
-                raise ValueError(f"{k} must have shape {shapes[k]}, got {a.shape}")
-            if H == 0 or D == 0 or O == 0:
-                raise ValueError(f"every dimension must be at least 1, got H={H}, D={D}, O={O}")
+                raise ValueError(f"{k} must have shape {shapes[k]} (H = {H} from W), got {a.shape}")
             a = np.array(a, dtype=dtype, copy=True)
             a.flags.writeable = False
             object.__setattr__(self, k, a)
-        nonfinite = [k for k in PARAMS if k in arrays and not np.isfinite(getattr(self, k)).all()]
+        nonfinite = [k for k in self.PARAMS if k in arrays and not np.isfinite(getattr(self, k)).all()]
         object.__setattr__(self, "_nonfinite", nonfinite[0] if nonfinite else None)
 
     # sizes ---------------------------------------------------------------------------
     @property
     def H(self) -> int:
-        return self.W.shape[0]
+        return self.W.shape[1]
 
     @property
     def D(self) -> int:
@@ -107,8 +110,8 @@ class RNN:
 
     @property
     def params(self) -> dict[str, np.ndarray]:
-        """The parameters this model has, by name (U, W, V, then b and c when present)."""
-        return {k: getattr(self, k) for k in PARAMS if getattr(self, k) is not None}
+        """The parameters this model has, by name (None biases left out)."""
+        return {k: getattr(self, k) for k in self.PARAMS if getattr(self, k) is not None}
 
     def check_finite(self) -> None:
         """Raise a ValueError naming the first NaN or Inf weight (forward calls this on every run).
@@ -118,39 +121,126 @@ class RNN:
         if self._nonfinite is not None:
             _finite(self._nonfinite, getattr(self, self._nonfinite))
 
-    def replace(self, **changes) -> "RNN":
+    def replace(self, **changes):
         """A new model with some fields changed: model.replace(W=2 * model.W)."""
         return dataclasses.replace(self, **changes)
 
-    def astype(self, dtype) -> "RNN":
+    def astype(self, dtype):
         return self.replace(**{k: v.astype(dtype) for k, v in self.params.items()})
 
+    def _settings(self) -> dict:
+        return {"head": self.head}
+
     def __repr__(self):
-        bias = "+".join(k for k in "bc" if getattr(self, k) is not None) or "none"
-        return (f"RNN(H={self.H}, D={self.D}, O={self.O}, activation={self.activation!r}, "
-                f"head={self.head!r}, biases={bias}, dtype={self.dtype})")
+        bias = "+".join(k for k in self.PARAMS if k in ("b", "bh", "c") and getattr(self, k) is not None) or "none"
+        extra = "".join(f", {k}={v!r}" for k, v in self._settings().items())
+        return f"{type(self).__name__}(H={self.H}, D={self.D}, O={self.O}{extra}, biases={bias}, dtype={self.dtype})"
 
     # files ---------------------------------------------------------------------------
     def save(self, path) -> None:
         """Write the model to an .npz file (arrays + JSON metadata, no pickles)."""
-        meta = json.dumps({"activation": self.activation, "head": self.head, "format": "bptt.RNN/1"})
+        meta = json.dumps({**self._settings(), "format": f"bptt.{type(self).__name__}/1"})
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, meta=np.array(meta), **self.params)
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path) -> "RNN":
-        """Read a model written by `save` (loaded with allow_pickle=False)."""
+    def load(cls, path):
+        """Read a model written by `save` (loaded with allow_pickle=False); Model.load reads any kind."""
         try:
             with np.load(path, allow_pickle=False) as f:
                 if "meta" not in f or "U" not in f:
                     raise ValueError(f"{path} is not a bptt model file: it lacks the arrays 'meta' and 'U'")
                 meta = json.loads(str(f["meta"]))
-                arrays = {k: f[k] for k in PARAMS if k in f}
+                arrays = {k: f[k] for k in f.files if k != "meta"}
         except (OSError, EOFError) as e:
             raise ValueError(f"cannot read a model from {path}: {e}") from None
-        return cls(**arrays, activation=meta.get("activation", "tanh"), head=meta.get("head", "softmax"))
+        kind = str(meta.pop("format", "bptt.RNN/1")).split("/")[0].removeprefix("bptt.")
+        kinds = {k.__name__: k for k in (RNN, LSTM, GRU)}
+        if kind not in kinds:
+            raise ValueError(f"{path} holds a model of unknown kind {kind!r}: expected one of {', '.join(kinds)}")
+        if cls is not Model and kinds[kind] is not cls:
+            raise ValueError(f"{path} holds a {kind} model, not a {cls.__name__}: read it with bptt.Model.load")
+        want = kinds[kind]
+        unknown = sorted(set(arrays) - set(want.PARAMS))
+        if unknown:
+            raise ValueError(f"{path} has arrays {', '.join(unknown)} that a {kind} model does not have")
+        settings = {k: v for k, v in meta.items() if k in ("activation", "head", "reset_after")}
+        return want(**arrays, **settings)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class RNN(Model):
+    """An Elman RNN: U (H, D), W (H, H), V (O, H), optional biases b (H,) and c (O,).
+
+    The dtype follows the arrays (float32 stays float32; integers become float64).
+    Arrays are copied and made read-only, so a model never changes under a caller.
+    """
+
+    U: np.ndarray
+    W: np.ndarray
+    V: np.ndarray
+    b: np.ndarray | None = None
+    c: np.ndarray | None = None
+    activation: str = "tanh"
+    head: str = "softmax"
+    PARAMS = PARAMS
+
+    def __post_init__(self):
+        self._setup(cells.Elman(self.activation))  # checks the activation
+
+    def _settings(self):
+        return {"activation": self.activation, "head": self.head}
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class LSTM(Model):
+    """A long short-term memory network with a linear head, PyTorch's nn.LSTM + nn.Linear:
+    U (4H, D) = weight_ih, W (4H, H) = weight_hh, b (4H,) = bias_ih, bh (4H,) = bias_hh (both
+    optional), rows in the gate order i, f, g, o; V (O, H), c (O,). State (h, c); h0 may be (h0, c0).
+    """
+
+    U: np.ndarray
+    W: np.ndarray
+    V: np.ndarray
+    b: np.ndarray | None = None
+    bh: np.ndarray | None = None
+    c: np.ndarray | None = None
+    head: str = "softmax"
+    PARAMS = ("U", "W", "V", "b", "bh", "c")
+    GATES = 4
+
+    def __post_init__(self):
+        self._setup(cells.LSTM())
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class GRU(Model):
+    """A gated recurrent unit network with a linear head, PyTorch's nn.GRU + nn.Linear: U (3H, D) =
+    weight_ih, W (3H, H) = weight_hh, b (3H,) = bias_ih, bh (3H,) = bias_hh (both optional), rows in
+    the gate order r, z, n; V (O, H), c (O,). reset_after=False is Keras's other form, where the
+    reset gate multiplies the state before W_n (see bptt.cells).
+    """
+
+    U: np.ndarray
+    W: np.ndarray
+    V: np.ndarray
+    b: np.ndarray | None = None
+    bh: np.ndarray | None = None
+    c: np.ndarray | None = None
+    head: str = "softmax"
+    reset_after: bool = True
+    PARAMS = ("U", "W", "V", "b", "bh", "c")
+    GATES = 3
+
+    def __post_init__(self):
+        if not isinstance(self.reset_after, (bool, np.bool_)):
+            raise ValueError(f"reset_after must be True or False, got {self.reset_after!r}")
+        self._setup(cells.GRU(bool(self.reset_after)))
+
+    def _settings(self):
+        return {"head": self.head, "reset_after": bool(self.reset_after)}
 
 
 # --- initialisers ----------------------------------------------------------------------
@@ -218,6 +308,37 @@ def random_rnn(hidden, inputs, outputs, *, seed, init="uniform", std=None, radiu
         W = with_spectral_radius(W, radius)
     b, c = (np.zeros(H), np.zeros(O)) if bias else (None, None)
     return RNN(U=U, W=W, V=V, b=b, c=c, activation=activation, head=head).astype(dtype)
+
+
+def random_gated(cell, hidden, inputs, outputs, *, seed, std=None, bias=True, forget_bias=0.0,
+                 reset_after=True, head="softmax", dtype=np.float64):
+    """A random LSTM (cell="lstm") or GRU (cell="gru") with H=hidden, D=inputs, O=outputs.
+
+    Every weight and bias uniform on +-1/sqrt(H), PyTorch's initialisation of nn.LSTM and nn.GRU
+    (the head V, c: +-1/sqrt(H) too), or Gaussian with `std` when given. bias=False leaves b, bh
+    and c out. forget_bias (LSTM): added to the forget gate's rows of b, e.g. 1.0 (Gers et al.
+    2000; Jozefowicz et al. 2015), so the cell starts by keeping its memory.
+    seed: an int or an np.random.Generator.
+    """
+    kinds = {"lstm": LSTM, "gru": GRU}
+    if cell not in kinds:
+        raise ValueError(f"unknown cell {cell!r}: expected one of {', '.join(kinds)}")
+    for name, n in (("hidden", hidden), ("inputs", inputs), ("outputs", outputs)):
+        if isinstance(n, bool) or int(n) != n or n < 1:
+            raise ValueError(f"{name} must be a positive integer, got {n!r}")
+    if not np.isfinite(forget_bias) or (forget_bias != 0 and cell != "lstm"):
+        raise ValueError(f"forget_bias must be a finite number, for an LSTM, got {forget_bias!r} for {cell}")
+    rng = np.random.default_rng(seed)
+    H, D, O, G = int(hidden), int(inputs), int(outputs), kinds[cell].GATES
+    k = 1 / np.sqrt(H)
+    draw = (lambda shape: rng.normal(0.0, std, shape)) if std is not None else (lambda shape: rng.uniform(-k, k, shape))
+    U, W, V = draw((G * H, D)), draw((G * H, H)), draw((O, H))
+    b, bh, c = (draw((G * H,)), draw((G * H,)), draw((O,))) if bias else (None, None, None)
+    if forget_bias:
+        b = np.zeros(G * H) if b is None else b
+        b[H:2 * H] += forget_bias  # rows of the forget gate (order i, f, g, o)
+    settings = {"reset_after": reset_after} if cell == "gru" else {}
+    return kinds[cell](U=U, W=W, V=V, b=b, bh=bh, c=c, head=head, **settings).astype(dtype)
 
 
 def seed_example():
