@@ -38,8 +38,8 @@ def forward(model, x, h0=None) -> Trace:
     model.check_finite()
     xin = validate.inputs(model, x)
     h = validate.initial_state(model, h0, xin)
-    _begin()
-    return _forward(model, xin, h)
+    with _call():
+        return _forward(model, xin, h)
 
 
 ACT_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}  # kernels.py's activation codes
@@ -67,20 +67,25 @@ def set_compiled(enabled: bool) -> bool:
 
 
 def _kernels():
-    """kernels.py when the calls use it, else None (NumPy's loops); see _begin."""
+    """kernels.py when the calls use it, else None (NumPy's loops); see _call."""
     return (_compiled["enabled"] and _compiled["kernels"]) or None
 
 
-def _begin():
-    """At the start of each public call. The first call of a process starts loading the compiled
-    kernels (Numba's import and the cached machine code) on a background thread and runs on NumPy's
-    loops; every later call waits for them. So which loops a call runs depends only on whether it
-    is the process's first, never on timing: a script gives the same numbers on every run."""
-    if _compiled["enabled"] and _compiled["kernels"] is None:
-        if _compiled["loader"] is None:
+@contextlib.contextmanager
+def _call():
+    """Around each public call. The first call of a process runs on NumPy's loops and, when it
+    is done, starts loading the compiled kernels (Numba's import and the cached machine code) on a
+    background thread; every later call waits for them and uses them. So the first gradient does
+    not wait for Numba, and which loops a call runs depends only on whether it is the process's
+    first, never on timing: a script gives the same numbers on every run."""
+    first = _compiled["enabled"] and _compiled["kernels"] is None and _compiled["loader"] is None
+    if not first and _compiled["enabled"] and _compiled["kernels"] is None:
+        wait_for_kernels()
+    try:
+        yield
+    finally:
+        if first:
             _start_loading()
-        else:
-            wait_for_kernels()
 
 
 def _start_loading():
@@ -416,17 +421,17 @@ def backward(trace: Trace, y, *, truncate=None, reduction="sum"):
     tg = validate.targets(model, y, xin)
     K = truncation(truncate)
     scale = heads.scale(tg, reduction)
-    _begin()
-    if K is not None and K < xin.T:
-        loss, dQ = output_error(trace, tg, reduction)
-        return finite(trace, loss, _backward_truncated(trace, dQ, K), dQ)
-    plan = _plan(xin.T, xin.N, model.H)
-    errors = _Errors(model, xin, tg, scale, plan)
-    with plan.section():
-        losses = [None] * len(plan.blocks)
-        for i in reversed(range(len(plan.blocks))):  # from the end: the loop starts there
-            losses[i] = plan.helper.submit(errors.block, trace, *plan.blocks[i])
-        return _backward_full(trace, plan, errors, losses, lambda t0, t1: errors.block(trace, t0, t1))
+    with _call():
+        if K is not None and K < xin.T:
+            loss, dQ = output_error(trace, tg, reduction)
+            return finite(trace, loss, _backward_truncated(trace, dQ, K), dQ)
+        plan = _plan(xin.T, xin.N, model.H)
+        errors = _Errors(model, xin, tg, scale, plan)
+        with plan.section():
+            losses = [None] * len(plan.blocks)
+            for i in reversed(range(len(plan.blocks))):  # from the end: the loop starts there
+                losses[i] = plan.helper.submit(errors.block, trace, *plan.blocks[i])
+            return _backward_full(trace, plan, errors, losses, lambda t0, t1: errors.block(trace, t0, t1))
 
 
 def _df(model, s, out):
@@ -579,16 +584,16 @@ def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum"):
     tg = validate.targets(model, y, xin)
     K = truncation(truncate)
     scale = heads.scale(tg, reduction)
-    _begin()
-    if K is not None and K < xin.T:
-        trace = _forward(model, xin, h)
-        loss, dQ = output_error(trace, tg, reduction)
-        return finite(trace, loss, _backward_truncated(trace, dQ, K), dQ)
-    plan = _plan(xin.T, xin.N, model.H)
-    errors = _Errors(model, xin, tg, scale, plan)
-    with plan.section():  # the errors of each block are computed while the forward loop goes on
-        trace, losses, block = _forward_blocks(model, xin, h, plan, then=errors.block)
-        return _backward_full(trace, plan, errors, losses, block)
+    with _call():
+        if K is not None and K < xin.T:
+            trace = _forward(model, xin, h)
+            loss, dQ = output_error(trace, tg, reduction)
+            return finite(trace, loss, _backward_truncated(trace, dQ, K), dQ)
+        plan = _plan(xin.T, xin.N, model.H)
+        errors = _Errors(model, xin, tg, scale, plan)
+        with plan.section():  # the errors of each block are computed while the forward loop goes on
+            trace, losses, block = _forward_blocks(model, xin, h, plan, then=errors.block)
+            return _backward_full(trace, plan, errors, losses, block)
 
 
 @reports_overflow
