@@ -451,3 +451,198 @@ def test_flow_and_its_analyses_hold_no_more_than_their_tables():
     # the measurement sees (T, T) temporaries: the whole-table formulas hold several at once
     _, peak = _traced_peak(lambda: (_ref_decay_rate(fl), _ref_by_lag(fl)))
     assert peak > 3 * table
+
+
+# --- gated cells (LSTM, GRU) -----------------------------------------------------------------------
+def _gated(cell, H=4, seed=0, reset_after=True, **kw):
+    from bptt.model import random_gated
+
+    return random_gated(cell, H, 4, 4, seed=seed, **({"reset_after": reset_after} if cell == "gru" else {}), **kw)
+
+
+def _held(model, gate, value):
+    """One gate held at exactly 1 (value 1) or 0 by a bias of +-1e3 on its rows of b."""
+    j = {"lstm": "ifgo", "gru": "rzn"}[model.cell.name].index(gate)
+    b = np.array(model.b)
+    b[j * model.H:(j + 1) * model.H] += 1e3 if value == 1 else -1e3
+    return model.replace(b=b)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gated_flows_and_their_analyses_hold_no_more_than_three_tables(cell):
+    # a gated Flow keeps three (T, T) tables (dE_ds, dE_dz, and dE_dc or dE_dW); nothing else adds one
+    T, H = 1024, 8
+    table = T * T * 8
+    m = _gated(cell, H, seed=0)
+    x, y = _ids(T, 4, 1), _ids(T, 4, 2)
+    bptt.flow(m, x[:8], y[:8])
+    fl, peak = _traced_peak(lambda: bptt.flow(m, x, y))
+    assert (fl.dE_dc if cell == "lstm" else fl.dE_dW).shape == (T, T)
+    assert (fl.dE_dW if cell == "lstm" else fl.dE_dc) is None
+    assert peak <= 1.25 * 3 * table, f"flow peaked at {peak / table:.2f} tables"
+    prof, peak = _traced_peak(lambda: (fl.decay_rate(), fl.by_lag()))
+    assert peak <= 1.25 * table, f"decay_rate + by_lag peaked at {peak / table:.2f} tables"
+    _, peak = _traced_peak(lambda: (fl.saturation(), fl.lyapunov(), fl.theory()))
+    assert peak <= 0.5 * table, f"saturation + lyapunov + theory peaked at {peak / table:.2f} tables"
+
+
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+@pytest.mark.parametrize("cell, reset_after", [("lstm", True), ("gru", True), ("gru", False)])
+def test_gate_saturation_reads_the_gates_the_weights_make(cell, reset_after):
+    m = _gated(cell, 5, seed=3, reset_after=reset_after, std=1.5)
+    x, y = _ids(40, 4, 4), _ids(40, 4, 5)
+    fl = bptt.flow(m, x, y)
+    sat = fl.saturation()
+    assert isinstance(sat, analysis.GateSaturation)
+    h = fl.trace.S[:-1, 0]  # h_{t-1}
+    pre = m.U[:, x].T + m.b + h @ m.W.T + m.bh  # (T, G): every gate's pre-activation, written out
+    H = 5
+    names = {"lstm": {"i": 0, "f": 1, "o": 3}, "gru": {"r": 0, "z": 1}}[cell]
+    assert list(sat.gates) == list(names)
+    for g, j in names.items():
+        want = _sigmoid(pre[:, j * H:(j + 1) * H])
+        np.testing.assert_allclose(sat.gates[g], want, rtol=1e-12)
+        assert sat.near_one(g) == np.mean(want > 0.9) and sat.near_zero(g) == np.mean(want < 0.1)
+        assert sat.mean(g) == pytest.approx(want.mean(), rel=1e-12)
+    gate = sat.gates[sat.path_gate]
+    assert sat.path_gate == {"lstm": "f", "gru": "z"}[cell]
+    assert sat.path_rate == pytest.approx(np.exp(np.log(gate).mean()), rel=1e-12)
+    every = np.concatenate([v.ravel() for v in sat.gates.values()])
+    assert sat.fraction_saturated() == np.mean((every < 0.1) | (every > 0.9))
+    assert 0 < sat.fraction_saturated() < 1  # std 1.5 drives some gates to their ends
+    s = sat.summary()
+    assert s["gates"][sat.path_gate]["near_1"] == sat.near_one(sat.path_gate)
+    counts, edges = sat.histogram(sat.path_gate, 10)
+    assert counts.sum() == gate.size and edges[-1] == 1.0
+    held = bptt.flow(_held(m, sat.path_gate, 1), x, y).saturation()
+    assert held.near_one(sat.path_gate) == 1.0 and held.path_rate == 1.0
+    with pytest.raises(ValueError, match="sigmoid gates are"):
+        sat.mean("g")
+
+
+def test_lstm_forget_gate_at_one_without_h_path_has_lyapunov_exponents_zero_and_minus_infinity():
+    # the joint Jacobian d(h_t, c_t)/d(h_{t-1}, c_{t-1}) = [[0, diag(o_t tanh'(c_t))], [0, I]] when
+    # W = 0 and f = 1: H exponents 0 (the cell path keeps every direction of c) and H of -inf
+    H, T = 3, 60
+    m = _held(_gated("lstm", H, seed=4), "f", 1)
+    m = m.replace(W=np.zeros_like(m.W))
+    fl = bptt.flow(m, _ids(T, 4, 5), _ids(T, 4, 6))
+    ly = fl.lyapunov()
+    assert ly.exponents.shape == (2 * H,)
+    np.testing.assert_allclose(ly.exponents[:H], 0, atol=1e-12)
+    assert np.all(ly.exponents[H:] == -np.inf)
+    # the product over any steps is [[0, D_t], [0, I]], D_t = diag(o_t (1 - tanh^2 c_t)): its singular
+    # values are sqrt(1 + d_i^2) and H zeros
+    o, tc = fl.trace.cache[3][:, 0], fl.trace.cache[4][:, 0]
+    for t, k in [(10, 2), (59, 0), (30, 29)]:
+        d = o[t] * (1 - tc[t] ** 2)
+        ls = fl.jacobian_spectrum(t, k)
+        np.testing.assert_allclose(ls[:H], np.sort(0.5 * np.log1p(d * d))[::-1], rtol=1e-10, atol=1e-14)
+        assert np.all(ls[H:] == -np.inf)
+    with pytest.raises(ValueError, match="no output error reaches"):
+        fl.decay_rate()  # nothing reaches h at any lag >= 1
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gated_jacobian_spectrum_equals_the_svd_of_the_product(cell):
+    m = _gated(cell, 4, seed=6, std=0.8)
+    fl = bptt.flow(m, _ids(30, 4, 7), _ids(30, 4, 8))
+    A = spectra.step_jacobians(fl.trace)
+    S = 8 if cell == "lstm" else 4
+    assert A.shape == (30, S, S)
+    for t, k in [(5, 4), (12, 3), (29, 20)]:  # against the product in mpmath, 60 digits
+        np.testing.assert_allclose(fl.jacobian_spectrum(t, k), _mp_log_singular_values(A, k, t), rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(spectra.step_jacobians(fl.trace, 0, 7, 19), A[7:19])  # chunked
+    ly = fl.lyapunov(burn_in=5)
+    assert ly.exponents.shape == (S,) and np.all(np.diff(ly.exponents) <= 0)
+    # the sum of the exponents is the mean log |det A_j| over the averaged steps
+    assert ly.exponents.sum() == pytest.approx(np.mean([np.linalg.slogdet(a)[1] for a in A[5:]]), rel=1e-9)
+
+
+def _entry_errors(fl, y):
+    """e_t = V^T (softmax(q_t) - onehot(y_t)) * o_t * (1 - tanh^2 c_t): (T, H), written out."""
+    tr = fl.trace
+    q = tr.q
+    p = np.exp(q - q.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    p[np.arange(len(y)), y] -= 1
+    return (p @ tr.model.V) * tr.cache[3][:, 0] * (1 - tr.cache[4][:, 0] ** 2)
+
+
+@pytest.mark.parametrize("cell, reset_after", [("lstm", True), ("gru", True), ("gru", False)])
+def test_gated_by_lag_matches_the_terms_and_paths_rebuilt_one_output_at_a_time(cell, reset_after):
+    m = _gated(cell, 4, seed=9, reset_after=reset_after)
+    x, y = _ids(12, 4, 10), _ids(12, 4, 11)
+    y[4] = -1  # an unscored output starts no error and is left out
+    fl = bptt.flow(m, x, y)
+    T = fl.T
+    scored = [t for t in range(T) if t != 4]
+    terms = {t: np.linalg.norm(fl.terms("W", t).reshape(T, -1), axis=1) for t in scored}
+    gate = fl.trace.cache[1][:, 0]  # f (LSTM) or z (GRU)
+    if cell == "lstm":
+        e = _entry_errors(fl, np.where(y < 0, 0, y))
+        path = {t: [np.linalg.norm(e[t] * gate[k + 1:t + 1].prod(0)) if k < t else 0.0 for k in range(t + 1)]
+                for t in scored}
+    else:
+        e = fl.dQ @ m.V
+        path = {t: [np.linalg.norm(e[t] * gate[k + 1:t + 1].prod(0)) for k in range(t + 1)] for t in scored}
+    prof = fl.by_lag()
+    for l in range(T):
+        ts = [t for t in scored if t >= l]
+        assert prof.count[l] == len(ts)
+        assert prof.term_mean[l] == pytest.approx(np.mean([terms[t][t - l] for t in ts]), rel=1e-12)
+        assert prof.path_mean[l] == pytest.approx(np.mean([path[t][t - l] for t in ts]), rel=1e-10, abs=1e-300)
+        if cell == "lstm":
+            assert prof.c_mean[l] == pytest.approx(np.mean([fl.dE_dc[t, t - l] for t in ts]), rel=1e-12, abs=1e-300)
+        else:
+            assert prof.c_mean is None
+    rows = prof.rows([0, 3])
+    assert ("c_mean" in rows[0]) == (cell == "lstm") and "path_mean" in rows[1]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_theory_says_pascanus_bound_is_for_elman_cells_and_names_what_decides(cell):
+    import json
+
+    from bptt.theory import GATED_VERDICT
+
+    m = _gated(cell, 6, seed=12, **({"forget_bias": 2.0} if cell == "lstm" else {}))
+    fl = bptt.flow(m, _ids(50, 4, 13), _ids(50, 4, 14))
+    weights_only = theory(m)
+    assert weights_only.verdict == GATED_VERDICT and not weights_only.applies and weights_only.measured is None
+    assert np.isnan(weights_only.lambda1) and not weights_only.vanishing_sufficient
+    th = fl.theory()
+    gate = {"lstm": "forget", "gru": "update"}[cell]
+    for words in ("Elman cells", "decay rate", "Lyapunov spectrum", f"{gate} gates"):
+        assert words in th.reason
+    meas = th.measured
+    assert meas["decay_rate"] == fl.decay_rate() and meas["lyapunov_max"] == fl.lyapunov().max
+    sat = fl.saturation()
+    assert meas["path_gate_near_1"] == sat.near_one(sat.path_gate) and meas["path_rate"] == sat.path_rate
+    assert f"decay rate {fl.decay_rate():.4g} per step" in th.reason
+    assert json.loads(json.dumps(th.as_dict(), allow_nan=False))["bound_applies"] is False
+    with pytest.raises(ValueError, match="Elman cells"):
+        th.bound([1, 2])
+    with pytest.raises(ValueError, match="Elman cells"):
+        bound_table(fl)
+    elman = theory(bptt.random_rnn(4, 3, 3, seed=0))  # unchanged: the weights decide
+    assert elman.applies and elman.as_dict()["bound_applies"] is True and elman.verdict in (
+        "vanishing", "exploding", "neither is guaranteed")
+
+
+def test_batch_analysis_of_an_lstm_with_its_initial_pair():
+    m = _gated("lstm", 4, seed=15, forget_bias=1.0)
+    rng = np.random.default_rng(16)
+    X, Y = rng.integers(0, 4, (3, 20)), rng.integers(0, 4, (3, 20))
+    h0, c0 = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    ba = batch.analyse_batch(m, X, Y, h0=(h0, c0), progress=False)
+    one = [bptt.flow(m, X[i], Y[i], h0=(h0[i], c0[i])) for i in range(3)]
+    assert np.allclose(ba.decay, [f.decay_rate() for f in one], rtol=1e-12)
+    assert np.allclose(ba.c_mean, [f.by_lag().c_mean for f in one], rtol=1e-12, equal_nan=True)
+    assert np.allclose(ba.saturated, [f.saturation().fraction_saturated() for f in one])
+    assert np.allclose(ba.lyapunov_max, [f.lyapunov().max for f in one], rtol=1e-12)
+    with pytest.raises(ValueError, match=r"\(N, H\) = \(3, 4\)"):
+        batch.flows(m, X, Y, h0=(h0, c0[:2]))

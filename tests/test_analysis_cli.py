@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from conftest import need
 
+import bptt
 from bptt.cli import main
 
 
@@ -67,3 +68,58 @@ def test_report_command_writes_the_file(tmp_path, capsys):
     assert main(["report", "--quick", "--out", str(out)]) == 0
     assert out.read_text().startswith("<!DOCTYPE html>")
     assert f"wrote {out}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_flow_of_a_gated_cell_says_the_bound_does_not_apply(cell, capsys):
+    assert main(["flow", "--cell", cell, "--length", "20", "--hidden", "4", "--rows", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(cell.upper() + "(H=4")
+    assert f"it does not apply to the {cell.upper()}" in out and "not bounded by the weights" in out
+    assert "bound (l1 g)^l" not in out and "gates     " in out
+    assert ("mean ||dE_t/dc_t-l||" in out) == (cell == "lstm")
+
+
+def test_flow_json_of_an_lstm_from_a_file_matches_the_library(tmp_path, capsys):
+    from bptt.model import random_gated
+
+    m = random_gated("lstm", 4, 3, 3, seed=2, forget_bias=2.0)
+    m.save(tmp_path / "m.npz")
+    x = np.random.default_rng(3).integers(0, 3, (2, 15))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", x[:, ::-1].copy())
+    assert main(["flow", "--model", str(tmp_path / "m.npz"), "--x", str(tmp_path / "x.npy"),
+                 "--y", str(tmp_path / "y.npy"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    fls = [bptt.flow(m, x[i], x[i, ::-1]) for i in range(2)]
+    assert res["cell"] == "lstm" and res["bound_violations"] is None and not res["theory"]["bound_applies"]
+    assert res["decay_rate"]["mean"] == pytest.approx(np.mean([f.decay_rate() for f in fls]), rel=1e-12)
+    sats = [f.saturation() for f in fls]
+    assert res["gates"]["f"]["near_1"]["mean"] == pytest.approx(np.mean([s.near_one("f") for s in sats]))
+    assert res["path_gate"] == "f"
+    c1 = np.mean([f.by_lag().c_mean[1] for f in fls])
+    assert res["by_lag"][1]["c_mean"] == pytest.approx(c1, rel=1e-12)
+
+
+def test_flow_forget_bias_opens_the_forget_gates(capsys):
+    means = []
+    for bias in ("0", "3"):
+        assert main(["flow", "--cell", "lstm", "--forget-bias", bias, "--length", "10", "--hidden", "4", "--json"]) == 0
+        means.append(json.loads(capsys.readouterr().out)["gates"]["f"]["mean"]["mean"])
+    assert means[0] < 0.6 < 0.9 < means[1]  # sigma(3 + small) > 0.9
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["flow", "--cell", "bogus"], "unknown cell 'bogus': expected one of elman, lstm, gru"),
+    (["flow", "--cell", "lstm", "--radius", "1.1"], "--radius rescales an Elman cell's W"),
+    (["flow", "--forget-bias", "1"], "--forget-bias is the forget gate's bias of an LSTM"),
+])
+def test_bad_cell_arguments_are_sentences(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_flow_plot_of_a_gru(tmp_path):
+    need("matplotlib")
+    assert main(["flow", "--cell", "gru", "--length", "12", "--hidden", "4", "--plot", str(tmp_path / "figs")]) == 0
+    assert len(list((tmp_path / "figs").glob("*.png"))) == 4

@@ -75,3 +75,54 @@ def test_cliff_figure_cut_is_the_loss_along_w(plots):
     j = int(np.argmin(np.abs(c.b + 2.5)))
     assert np.allclose(fig.axes[1].get_lines()[0].get_ydata(), c.loss[j])
     assert np.asarray(fig.axes[0].get_images()[0].get_array()).shape == (31, 201)
+
+
+def _gated_flows(T=20, seed=0):
+    from bptt.model import random_gated
+
+    r = np.random.default_rng(seed)
+    x, y = r.integers(0, 4, T), r.integers(0, 4, T)
+    elman = bptt.random_rnn(5, 4, 4, seed=seed)
+    return {"Elman": bptt.flow(elman, x, y), "LSTM": bptt.flow(random_gated("lstm", 5, 4, 4, seed=seed), x, y),
+            "GRU": bptt.flow(random_gated("gru", 5, 4, 4, seed=seed), x, y)}
+
+
+def test_cell_lag_curves_draw_the_mean_error_and_the_lstms_cell_state(plots):
+    fls = _gated_flows()
+    two = [_gated_flows(seed=s)["GRU"] for s in (1, 2)]
+    fig = plots.cell_lag_curves({**fls, "GRU x2": two})
+    lines = [ln for ln in fig.axes[0].get_lines() if len(ln.get_ydata())]
+    solid = [ln for ln in lines if ln.get_linestyle() == "-"]
+    dashed = [ln for ln in lines if ln.get_linestyle() == "--"]
+    assert len(solid) == 4 and len(dashed) == 1  # only the LSTM has a cell state
+    for ln, fl in zip(solid, fls.values()):
+        assert np.allclose(ln.get_ydata(), fl.by_lag().norm_mean)
+    assert np.allclose(solid[3].get_ydata(), np.mean([f.by_lag().norm_mean for f in two], 0))
+    assert np.allclose(dashed[0].get_ydata(), fls["LSTM"].by_lag().c_mean[1:])
+    assert fig.axes[0].get_yscale() == "log"
+
+
+def test_heatmaps_share_one_colour_scale(plots):
+    fls = _gated_flows()
+    fig = plots.heatmaps(fls)
+    images = [ax.get_images()[0] for ax in fig.axes if ax.get_images()]
+    assert len(images) == 3
+    low = np.tril(np.ones((20, 20), bool))
+    for im, fl in zip(images, fls.values()):
+        assert np.allclose(np.asarray(im.get_array())[low], np.log10(fl.dE_ds[low]))
+    assert len({im.get_clim() for im in images}) == 1
+
+
+def test_gated_figures_leave_out_the_elman_bound(plots):
+    fl = _gated_flows()["LSTM"]
+    fig = plots.lag_curves({"LSTM": fl})
+    assert [ln.get_linestyle() for ln in fig.axes[0].get_lines() if len(ln.get_ydata())] == ["-"]
+    fig = plots.singular_values(fl, lags=[0, 4, 8])
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 10  # the 2H singular values of the joint state (h, c), no bound
+    assert np.allclose(lines[0].get_ydata(), [fl.jacobian_spectrum(19, 19 - l)[0] / np.log(10) for l in (0, 4, 8)])
+    sat = fl.saturation()
+    fig = plots.saturation(sat, bins=10)
+    for ln, g in zip(fig.axes[0].get_lines(), sat.gates):
+        counts, _ = sat.histogram(g, 10)
+        assert np.allclose(ln.get_ydata(), counts / counts.sum())

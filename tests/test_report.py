@@ -81,3 +81,31 @@ def test_report_renders_in_headless_chromium(report_file):
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_report_puts_elman_lstm_and_gru_side_by_side_with_their_numbers(report_file):
+    import numpy as np
+
+    import bptt
+    from bptt.report.content import CELL_LAG, Settings, cell_data, cell_models
+
+    html = report_file.read_text()
+    assert "Elman, LSTM and GRU side by side" in html
+    start = html.index("Elman, LSTM and GRU side by side")
+    section = html[start:html.index("<h2>", start)]
+    assert section.count("<img") == 2
+    st = Settings.quick()
+    x, y = cell_data(st)
+    models = cell_models(st)
+    assert len({(m.H, m.D, m.O) for m in models.values()}) == 1  # the same size
+    lag = min(CELL_LAG, st.T - 1)
+    for name, m in models.items():  # the decay rates and lag ratios, recomputed here
+        fls = [bptt.flow(m, x[i], y[i]) for i in range(st.N)]
+        decay = np.mean([f.decay_rate() for f in fls])
+        ratio = np.mean([f.by_lag().ratio_mean[lag] for f in fls])
+        assert f"{decay:.4g} &plusmn;" in section and f"{decay:.3g} of its size" in section, name
+        assert f"{ratio:.3g}</td>" in section and f"{ratio:.2g} of its lag-0 size" in section, name
+    lstm = models["LSTM"]
+    sats = [bptt.flow(lstm, x[i], y[i]).saturation() for i in range(st.N)]
+    assert f"forget gates average {np.mean([s.mean('f') for s in sats]):.3g}" in section
+    assert "does not apply" in section and "applies (" in section

@@ -1,10 +1,11 @@
 """Lag analysis of a Flow: how the error of output t shrinks or grows on its way back to step k.
 
 Conventions (flow.py's): output t, step k <= t, lag l = t - k. For one sequence,
-- norm[t, l]  = ||dE_t/ds_{t-l}||, the error of output t when it reaches state s_{t-l};
+- norm[t, l]  = ||dE_t/ds_{t-l}||, the error of output t when it reaches state s_{t-l} (the hidden
+  output h_{t-l} of a gated cell);
 - ratio[t, l] = norm[t, l] / norm[t, 0], the same error relative to where it started (1 at l = 0);
-- term[t, l]  = ||term_{t,t-l}||_F = ||dE_t/dz_{t-l}|| ||s_{t-l-1}||, the size of that step's
-  summand of dE_t/dW (an outer product, so its Frobenius norm is the product of the two norms).
+- term[t, l]  = ||term_{t,t-l}||_F, the size of that step's summand of dE_t/dW: for Elman and LSTM
+  cells an outer product, ||dE_t/dz_{t-l}|| ||h_{t-l-1}||; for a GRU read from Flow.dE_dW.
 Only scored outputs count: an output t with dE_t/ds_t = 0 (no target, or a perfect fit) starts no
 error and is left out of every mean.
 
@@ -12,10 +13,14 @@ Averages over t at a fixed lag l use the outputs t >= l, so the number of sample
 lag (`count`). A batch of sequences is analysed one sequence at a time (batch.py's
 `analyse_batch`), and its curves are the mean and spread over sequences of each sequence's curve.
 
-Memory: a Flow holds two (T, T) tables, and nothing here adds a third. The lag tables norm, ratio
-and term are read a block of outputs (rows t0..t1-1, about BLOCK entries) at a time by
-`lag_blocks`, and every statistic is summed per lag into (T,) float64 accumulators; only
-`by_lag_tables`, for inspection, returns whole (T, T) tables.
+Gated cells (LSTM, GRU) keep their gates in the trace's cache, in the order of W's row blocks
+(GATES); `gate_values` reads them, `gate_saturation` measures how many are shut or open.
+
+Memory: a Flow holds two (T, T) tables (three for gated cells: dE_dc of an LSTM, dE_dW of a GRU),
+and nothing here adds another. The lag tables norm, ratio and term are read a block of outputs
+(rows t0..t1-1, about BLOCK entries) at a time by `lag_blocks`, and every statistic is summed per
+lag into (T,) float64 accumulators; only `by_lag_tables`, for inspection, returns whole (T, T)
+tables.
 """
 from __future__ import annotations
 
@@ -26,6 +31,13 @@ import numpy as np
 from . import activations
 
 BLOCK = 1 << 15  # entries of one block of lag-table rows (B, L): 256 KiB in float64
+# the gates of each gated cell, in the order of their row blocks in U, W, b, bh and in the cache
+# (cells.py: the LSTM's cache is (i, f, g, o, tanh c_t), the GRU's (r, z, n, rec))
+GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
+SIGMOID_GATES = {"lstm": ("i", "f", "o"), "gru": ("r", "z")}  # g and n are tanh candidates
+# the gate that multiplies the cell's direct path back in time: c_{k-1} -> c_k (LSTM), h_{k-1} -> h_k (GRU)
+PATH_GATE = {"lstm": "f", "gru": "z"}
+
 
 @dataclass(frozen=True, eq=False)
 class LagProfile:
@@ -38,6 +50,10 @@ class LagProfile:
              terms with lag > l: the part of the gradient that truncate=l would drop. It falls
              with l and is 0 at l = T - 1.
     count:   how many outputs t contribute at lag l (NaN statistics where it is 0)
+    c_mean:  LSTM: the mean of ||dE_t/dc_{t-l}|| (Flow.dE_dc); None for other cells
+    path_mean: gated cells: the mean of ||Flow.cell_path(t)[t-l]||, the part of the error that
+             travelled the cell's direct path alone (the forget gates' product on the cell
+             state, the update gates' product on a GRU's copy); None for Elman cells
     """
 
     lags: np.ndarray
@@ -52,12 +68,15 @@ class LagProfile:
     term_mean: np.ndarray
     term_std: np.ndarray
     beyond: np.ndarray
+    c_mean: np.ndarray | None = None
+    path_mean: np.ndarray | None = None
 
     def rows(self, lags=None):
-        """One dict per lag (for tables and JSON)."""
+        """One dict per lag (for tables and JSON); c_mean and path_mean only where the cell has them."""
         idx = range(len(self.lags)) if lags is None else lags
         keys = ("count", "norm_mean", "norm_std", "norm_min", "norm_max", "ratio_mean", "ratio_std",
                 "ratio_geomean", "term_mean", "term_std", "beyond")
+        keys += tuple(k for k in ("c_mean", "path_mean") if getattr(self, k) is not None)
         return [{"lag": int(self.lags[i]), **{k: _num(getattr(self, k)[i]) for k in keys}} for i in idx]
 
 
@@ -85,7 +104,8 @@ def lag_blocks(flow, *, rows=None, term=True):
     """
     T = flow.T
     start = np.diagonal(flow.dE_ds)  # (T,): ||dE_t/ds_t||
-    s_prev = np.linalg.norm(flow.trace.S[:-1, 0], axis=1) if term else None  # (T,): ||s_{k-1}||
+    direct = term and flow.dE_dW is None  # ||term|| = ||dE_t/dz_k|| ||s_{k-1}||: Elman, LSTM
+    s_prev = np.linalg.norm(flow.trace.S[:-1, 0], axis=1) if direct else None  # (T,): ||s_{k-1}||
     for t0, t1 in row_blocks(T, rows):
         t = np.arange(t0, t1)[:, None]
         k = t - np.arange(t1)[None, :]  # (B, t1): the step k = t - l
@@ -95,7 +115,12 @@ def lag_blocks(flow, *, rows=None, term=True):
         norm = np.where(valid, flow.dE_ds[t, k], np.nan)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = norm / first
-        tb = np.where(valid, flow.dE_dz[t, k] * s_prev[k], np.nan) if term else None
+        if not term:
+            tb = None
+        elif direct:
+            tb = np.where(valid, flow.dE_dz[t, k] * s_prev[k], np.nan)
+        else:
+            tb = np.where(valid, flow.dE_dW[t, k], np.nan)
         yield t0, norm, ratio, tb
 
 
@@ -170,8 +195,26 @@ def by_lag(flow, *, rows=None) -> LagProfile:
     n, nm, ns, nlo, nhi = norm.result()
     _, rm, rs, _, _ = ratio.result()
     _, tm, ts, _, _ = term.result()
+    c_mean, path_mean = _path_means(flow, rows) if flow.trace.model.cell.name in PATH_GATE else (None, None)
     return LagProfile(np.arange(T), n, nm, ns, nlo, nhi, rm, rs, np.exp(log_ratio.mean), tm, ts,
-                      _beyond(term.total))
+                      _beyond(term.total), c_mean, path_mean)
+
+
+def _path_means(flow, rows=None):
+    """Per-lag means over the scored outputs of ||dE_t/dc_{t-l}|| (LSTM, else None) and of
+    ||cell_path(t)[t-l]||: two (T,) arrays, each output's row made and dropped in turn."""
+    T = flow.T
+    start = np.diagonal(flow.dE_ds)
+    c, path = _Moments(T), _Moments(T)
+    for t0, t1 in row_blocks(T, rows):
+        for t in range(t0, t1):
+            if not start[t] > 0:
+                continue
+            lag = slice(t, None, -1)  # k = t, t-1, ..., 0 is lag l = 0..t
+            path.add(np.linalg.norm(flow.cell_path(t), axis=1)[lag][None])
+            if flow.dE_dc is not None:
+                c.add(flow.dE_dc[t, lag][None])
+    return (c.mean if flow.dE_dc is not None else None), path.mean
 
 
 def _beyond(mass):
@@ -220,6 +263,7 @@ def decay_rate(flow, *, min_lag=1, max_lag=None, rows=None) -> float:
     return float(np.exp((l * log_sum[sel]).sum() / (l * l * count[sel]).sum()))
 
 
+# --- saturation ----------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class Saturation:
     """The derivatives f'(z_t) of one sequence: values (T, H), gamma = max |f'|.
@@ -250,8 +294,94 @@ class Saturation:
         return np.histogram(self.values, bins=bins, range=(0.0, self.gamma))
 
 
-def saturation(flow) -> Saturation:
-    """f'(z_t) of one Flow's sequence, from its states s_0..s_{T-1}: values (T, H)."""
+def saturation(flow):
+    """Elman: f'(z_t) of one Flow's sequence, from its states s_0..s_{T-1}, a Saturation with
+    values (T, H). Gated cells: their gates along the sequence, a GateSaturation."""
     model = flow.trace.model
+    if model.cell.name in GATES:
+        return gate_saturation(flow.trace)
     act = activations.get(model.activation)
     return Saturation(model.activation, act.df_from_output(flow.trace.S[1:, 0]), act.gamma)
+
+
+def gate_values(trace, seq=0) -> dict:
+    """The gates of a gated cell along sequence `seq` of a trace (or Flow): name -> (T, H) values,
+    in GATES order (LSTM i, f, g, o; GRU r, z, n). g and n are the tanh candidates, the others
+    sigmoid gates in [0, 1]."""
+    trace = getattr(trace, "trace", trace)
+    name = trace.model.cell.name
+    if name not in GATES:
+        raise ValueError(f"gates belong to gated cells ({', '.join(GATES)}), not to the {name} cell")
+    return {g: trace.cache[j][:, seq] for j, g in enumerate(GATES[name])}
+
+
+@dataclass(frozen=True, eq=False)
+class GateSaturation:
+    """The sigmoid gates of one sequence of a gated cell: gates, name -> (T, H) values in [0, 1]
+    (LSTM: i input, f forget, o output; GRU: r reset, z update).
+
+    A gate near 1 is open and one near 0 is shut; either way its derivative sigma' = sigma (1 -
+    sigma) is near 0, so its own weights get almost no error. The gate on the cell's direct path
+    decides how far the error travels along it: an LSTM's error reaches c_k from c_t multiplied by
+    f_t ... f_{k+1}, a GRU's reaches h_k along its copy multiplied by z_t ... z_{k+1}.
+    """
+
+    cell: str
+    gates: dict
+    threshold: float = 0.1
+
+    def _values(self, gate):
+        if gate not in self.gates:
+            raise ValueError(f"the {self.cell} cell's sigmoid gates are {', '.join(self.gates)}, got {gate!r}")
+        return self.gates[gate]
+
+    def near_one(self, gate, threshold=None) -> float:
+        """The share of (t, unit) pairs whose gate is above 1 - threshold (open)."""
+        th = self.threshold if threshold is None else threshold
+        return float((self._values(gate) > 1 - th).mean())
+
+    def near_zero(self, gate, threshold=None) -> float:
+        """The share of (t, unit) pairs whose gate is below threshold (shut)."""
+        th = self.threshold if threshold is None else threshold
+        return float((self._values(gate) < th).mean())
+
+    def mean(self, gate) -> float:
+        return float(self._values(gate).mean())
+
+    @property
+    def path_gate(self) -> str:
+        """The gate on the direct path: "f" (LSTM) or "z" (GRU)."""
+        return PATH_GATE[self.cell]
+
+    @property
+    def path_rate(self) -> float:
+        """The geometric mean of the direct path's gate, exp(mean log f) (LSTM) or exp(mean log z)
+        (GRU): the per-step factor by which the error that stays on that path shrinks, on average."""
+        with np.errstate(divide="ignore"):
+            return float(np.exp(np.log(self._values(self.path_gate)).mean()))
+
+    def fraction_saturated(self, threshold=None) -> float:
+        """The share of all sigmoid-gate values within threshold of 0 or 1 (the Elman Saturation's
+        counterpart: a saturated gate passes almost no error to its own weights)."""
+        th = self.threshold if threshold is None else threshold
+        v = np.concatenate([a.ravel() for a in self.gates.values()])
+        return float(((v < th) | (v > 1 - th)).mean())
+
+    def summary(self) -> dict:
+        """Per gate: its mean and the shares near 0 and near 1; and the direct path's rate."""
+        out = {g: {"mean": self.mean(g), "near_0": self.near_zero(g), "near_1": self.near_one(g)}
+               for g in self.gates}
+        return {"cell": self.cell, "threshold": self.threshold, "gates": out, "path_gate": self.path_gate,
+                "path_rate": self.path_rate, "saturated": self.fraction_saturated()}
+
+    def histogram(self, gate, bins=20):
+        """(counts, edges) of one gate's values over [0, 1]."""
+        return np.histogram(self._values(gate), bins=bins, range=(0.0, 1.0))
+
+
+def gate_saturation(trace, *, seq=0, threshold=0.1) -> GateSaturation:
+    """The sigmoid gates of a gated cell along sequence `seq` of a trace (or Flow): a GateSaturation."""
+    trace = getattr(trace, "trace", trace)
+    values = gate_values(trace, seq)
+    name = trace.model.cell.name
+    return GateSaturation(name, {g: values[g] for g in SIGMOID_GATES[name]}, float(threshold))

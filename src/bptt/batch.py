@@ -2,7 +2,9 @@
 
 A batch's curves are the mean and spread over sequences of each sequence's curve (analysis.py's
 LagProfile), and its numbers (decay rate, largest Lyapunov exponent, saturation, loss) one per
-sequence. Shapes: N sequences, T steps, H hidden units.
+sequence. Shapes: N sequences, T steps, H hidden units. Every cell: for gated cells the
+saturation is the share of gate values near 0 or 1 (analysis.GateSaturation) and the Lyapunov
+exponent that of the whole state (the joint (h, c) of an LSTM).
 """
 from __future__ import annotations
 
@@ -20,7 +22,10 @@ class BatchAnalysis:
 
     ratio_mean / norm_mean / beyond: (N, T), each sequence's LagProfile curve (NaN where a
     sequence has no output at that lag). decay: (N,) decay rates, lyapunov_max: (N,) largest
-    Lyapunov exponents, saturated: (N,) fraction of f'(z) < 0.1 gamma, loss: (N,).
+    Lyapunov exponents, saturated: (N,) fraction of f'(z) < 0.1 gamma (gated cells: of sigmoid
+    gate values within 0.1 of 0 or 1), loss: (N,). Gated cells also have path_mean (N, T), each
+    sequence's mean ||cell_path(t)[t-l]||, and an LSTM c_mean (N, T), its mean ||dE_t/dc_{t-l}||
+    (None otherwise; see LagProfile).
     """
 
     ratio_mean: np.ndarray
@@ -30,6 +35,8 @@ class BatchAnalysis:
     lyapunov_max: np.ndarray
     saturated: np.ndarray
     loss: np.ndarray
+    c_mean: np.ndarray | None = None
+    path_mean: np.ndarray | None = None
 
     @property
     def N(self) -> int:
@@ -71,7 +78,8 @@ def _nanstd(a):
 
 
 def _check_batch(model, x, y, h0):
-    """x (N, T) ids or (N, T, D), y (N, T) or (N, T, O), h0 None or (N, H): as arrays, or ValueError."""
+    """x (N, T) ids or (N, T, D), y (N, T) or (N, T, O), h0 None or (N, H) (an LSTM's: or the pair
+    (h0, c0) of (N, H) arrays): as arrays, or ValueError."""
     x, y = np.asarray(x), np.asarray(y)
     dense = np.issubdtype(x.dtype, np.floating)
     if x.ndim != (3 if dense else 2):
@@ -79,9 +87,17 @@ def _check_batch(model, x, y, h0):
     N = x.shape[0]
     if y.shape[0] != N:
         raise ValueError(f"x holds {N} sequences but y holds {y.shape[0]}")
-    if h0 is not None and np.shape(h0) != (N, model.H):
-        raise ValueError(f"h0 for a batch must be (N, H) = ({N}, {model.H}), got {np.shape(h0)}")
+    for part in (h0 if isinstance(h0, tuple) else (h0,)):
+        if part is not None and np.shape(part) != (N, model.H):
+            raise ValueError(f"h0 for a batch must be (N, H) = ({N}, {model.H}), got {np.shape(part)}")
     return x, y
+
+
+def _row(h0, i):
+    """Sequence i's initial state: None, h0[i], or (h0[i], c0[i])."""
+    if isinstance(h0, tuple):
+        return tuple(None if p is None else p[i] for p in h0)
+    return None if h0 is None else h0[i]
 
 
 def iter_flows(model, x, y, *, h0=None, progress=True):
@@ -91,12 +107,13 @@ def iter_flows(model, x, y, *, h0=None, progress=True):
     x, y = _check_batch(model, x, y, h0)
     it = tqdm(range(x.shape[0]), desc="flow", unit="seq", delay=1.0, disable=not progress, leave=False)
     for i in it:
-        yield flow(model, x[i], y[i], h0=None if h0 is None else h0[i])
+        yield flow(model, x[i], y[i], h0=_row(h0, i))
 
 
 def flows(model, x, y, *, h0=None, progress=True):
     """flow() of every sequence of a batch: x (N, T) ids or (N, T, D), y (N, T) or (N, T, O),
-    h0 None or (N, H). A progress bar appears when the batch takes more than a second."""
+    h0 None or (N, H) (an LSTM's: or (h0, c0)). A progress bar appears when the batch takes more
+    than a second."""
     return list(iter_flows(model, x, y, h0=h0, progress=progress))
 
 
@@ -114,11 +131,14 @@ def analyse_flows(fls) -> BatchAnalysis:
     for fl in fls:
         prof = analysis.by_lag(fl)
         rows.append((prof.ratio_mean, prof.norm_mean, prof.beyond, _decay_or_nan(fl),
-                     spectra.lyapunov(fl.trace).max, analysis.saturation(fl).fraction_saturated(), fl.loss))
-    ratio_mean, norm_mean, beyond, decay, lyap, saturated, loss = zip(*rows)
+                     spectra.lyapunov(fl.trace).max, analysis.saturation(fl).fraction_saturated(), fl.loss,
+                     prof.c_mean, prof.path_mean))
+    ratio_mean, norm_mean, beyond, decay, lyap, saturated, loss, c_mean, path_mean = zip(*rows)
+    stack = lambda a: None if a[0] is None else np.stack(a)  # noqa: E731
     return BatchAnalysis(ratio_mean=np.stack(ratio_mean), norm_mean=np.stack(norm_mean),
                          beyond=np.stack(beyond), decay=np.array(decay), lyapunov_max=np.array(lyap),
-                         saturated=np.array(saturated), loss=np.array(loss))
+                         saturated=np.array(saturated), loss=np.array(loss), c_mean=stack(c_mean),
+                         path_mean=stack(path_mean))
 
 
 def analyse_batch(model, x, y, *, h0=None, progress=True) -> BatchAnalysis:

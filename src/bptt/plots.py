@@ -4,6 +4,8 @@ Every function returns a matplotlib Figure built without pyplot, so nothing depe
 on global pyplot state: it renders with the Agg backend (PNG) or the SVG backend through
 `save(fig, path)`, and a notebook shows it when it is the last expression of a cell.
 Lags and steps follow flow.py: output t, step k <= t, lag l = t - k; logarithms are base 10.
+Every figure takes Flows of any cell (Elman, LSTM, GRU); Pascanu's bound (lambda_1 gamma)^l is
+drawn for Elman cells only, the cells it holds for.
 """
 from __future__ import annotations
 
@@ -44,57 +46,120 @@ def save(fig, path, formats=FORMATS, dpi=110) -> list[Path]:
     return out
 
 
-def heatmap(flow, title=None):
-    """log10 ||dE_t/ds_k|| over outputs t (rows) and steps k (columns); blank above the diagonal."""
-    fig, ax = _figure(5.6, 4.6)
+def label(model) -> str:
+    """A short name for a model's cell: its activation for an Elman cell ("tanh"), else "LSTM", "GRU"."""
+    return model.activation if model.cell.name == "elman" else type(model).__name__
+
+
+def _log_table(flow):
+    """log10 dE_ds, NaN above the diagonal and where 0: (T, T)."""
     a = flow.dE_ds.astype(float)
     low = np.tril(np.ones_like(a, dtype=bool))
     with np.errstate(divide="ignore"):
-        z = np.where(low & (a > 0), np.log10(np.where(a > 0, a, 1)), np.nan)
-    im = ax.imshow(z, origin="upper", cmap="viridis", interpolation="nearest", aspect="auto")
+        return np.where(low & (a > 0), np.log10(np.where(a > 0, a, 1)), np.nan)
+
+
+def heatmap(flow, title=None):
+    """log10 ||dE_t/ds_k|| over outputs t (rows) and steps k (columns); blank above the diagonal."""
+    fig, ax = _figure(5.6, 4.6)
+    im = ax.imshow(_log_table(flow), origin="upper", cmap="viridis", interpolation="nearest", aspect="auto")
     fig.colorbar(im, ax=ax, label=r"$\log_{10}\,\|\partial E_t/\partial s_k\|$")
     ax.set_xlabel("step k (where the error arrives)")
     ax.set_ylabel("output t (where the error starts)")
-    ax.set_title(title or f"Error of output t at state s_k ({flow.trace.model.activation}, T = {flow.T})")
+    ax.set_title(title or f"Error of output t at state s_k ({label(flow.trace.model)}, T = {flow.T})")
     return fig
 
 
-def _curve(value):
-    """(mean, low, high, theory) of the ratio curve of a Flow, or of a list of Flows (mean +- std)."""
+def heatmaps(flows: dict, title=None):
+    """log10 ||dE_t/ds_k|| (h_k for gated cells) of several Flows side by side, one colour scale:
+    flows is label -> Flow, one panel each."""
+    tables = {k: _log_table(f) for k, f in flows.items()}
+    vals = np.concatenate([z[np.isfinite(z)] for z in tables.values()] + [np.zeros(0)])
+    lo, hi = (vals.min(), vals.max()) if vals.size else (0.0, 1.0)
+    fig, axes = _figure(4.0 * len(tables) + 1.0, 4.0, ncols=len(tables))
+    axes = np.atleast_1d(axes)
+    for ax, (name, z) in zip(axes, tables.items()):
+        im = ax.imshow(z, origin="upper", cmap="viridis", interpolation="nearest", aspect="auto", vmin=lo, vmax=hi)
+        ax.set_title(name)
+        ax.set_xlabel("step k")
+    axes[0].set_ylabel("output t")
+    fig.colorbar(im, ax=list(axes), label=r"$\log_{10}\,\|\partial E_t/\partial s_k\|$")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _curve(value, key="ratio_mean"):
+    """(mean, low, high, theory) of a LagProfile curve of a Flow, or of a list of Flows (mean +- std).
+    The theory is the weights' (theory.theory), measured numbers left out."""
+    from .theory import theory
+
     fls = list(value) if isinstance(value, (list, tuple)) else [value]
-    curves = np.stack([f.by_lag().ratio_mean for f in fls])
+    curves = np.stack([getattr(f.by_lag(), key) for f in fls])
     with np.errstate(invalid="ignore"):
         mean = np.nanmean(curves, 0) if len(fls) > 1 else curves[0]
         std = np.nanstd(curves, 0) if len(fls) > 1 else None
     lo = hi = None
     if std is not None:
         lo, hi = np.maximum(mean - std, mean * 1e-3), mean + std
-    return mean, lo, hi, fls[0].theory()
+    return mean, lo, hi, theory(fls[0].trace.model)
 
 
 def lag_curves(models: dict, title="Gradient norm against lag", max_lag=None):
     """||dE_t/ds_{t-l}|| / ||dE_t/ds_t|| (mean over t) against the lag l, one line per model.
 
     models: label -> Flow, or label -> list of Flows (a batch: its mean, and a band of +- one
-    standard deviation over sequences). Each model's bound (lambda_1 gamma)^l is drawn dashed in
-    the same colour.
+    standard deviation over sequences). Each Elman model's bound (lambda_1 gamma)^l is drawn dashed
+    in the same colour.
     """
     fig, ax = _figure(6.4, 4.2)
-    for i, (label, value) in enumerate(models.items()):
+    bounds = False
+    for i, (name, value) in enumerate(models.items()):
         mean, lo, hi, th = _curve(value)
         L = len(mean) if max_lag is None else min(len(mean), max_lag + 1)
         l = np.arange(L)
         color = f"C{i}"
-        ax.plot(l, mean[:L], color=color, lw=1.8, label=f"{label}  (decay {_decay(value):.3g}/step)")
+        ax.plot(l, mean[:L], color=color, lw=1.8, label=f"{name}  (decay {_decay(value):.3g}/step)")
         if lo is not None:
             ax.fill_between(l, lo[:L], hi[:L], color=color, alpha=0.18, lw=0)
-        ax.plot(l, th.bound(l), color=color, lw=1.0, ls="--")
+        if th.applies:
+            ax.plot(l, th.bound(l), color=color, lw=1.0, ls="--")
+            bounds = True
     ax.set_yscale("log")
     ax.set_xlabel("lag l = t - k (steps back in time)")
     ax.set_ylabel(r"$\|\partial E_t/\partial s_{t-l}\|\,/\,\|\partial E_t/\partial s_t\|$")
     ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
-    ax.plot([], [], color="0.3", ls="--", lw=1.0, label=r"bound $(\lambda_1\gamma)^l$")
+    if bounds:
+        ax.plot([], [], color="0.3", ls="--", lw=1.0, label=r"bound $(\lambda_1\gamma)^l$")
+    ax.legend(fontsize=8, loc="best")
+    _clip_log_axis(ax)
+    return fig
+
+
+def cell_lag_curves(models: dict, title="Error size against lag", max_lag=None):
+    """Mean ||dE_t/ds_{t-l}|| (the hidden output h for gated cells) against the lag l, on a log
+    scale, one solid line per model: models is label -> Flow or list of Flows (the mean over
+    sequences of each sequence's mean over t). For an LSTM a dashed line in the same colour is the
+    mean ||dE_t/dc_{t-l}||, the error on the cell state (from lag 1: it is 0 at lag 0)."""
+    fig, ax = _figure(6.4, 4.2)
+    for i, (name, value) in enumerate(models.items()):
+        mean, lo, hi, _ = _curve(value, "norm_mean")
+        L = len(mean) if max_lag is None else min(len(mean), max_lag + 1)
+        l = np.arange(L)
+        color = f"C{i}"
+        ax.plot(l, mean[:L], color=color, lw=1.8, label=f"{name}  (decay {_decay(value):.3g}/step)")
+        if lo is not None:
+            ax.fill_between(l, lo[:L], hi[:L], color=color, alpha=0.18, lw=0)
+        first = value[0] if isinstance(value, (list, tuple)) else value
+        if first.dE_dc is not None:
+            c, _, _, _ = _curve(value, "c_mean")
+            ax.plot(l[1:], c[1:L], color=color, lw=1.2, ls="--", label=f"{name}: cell state c")
+    ax.set_yscale("log")
+    ax.set_xlabel("lag l = t - k (steps back in time)")
+    ax.set_ylabel(r"mean $\|\partial E_t/\partial s_{t-l}\|$")
+    ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     _clip_log_axis(ax)
     return fig
@@ -121,20 +186,23 @@ def _clip_log_axis(ax, decades=30):
 
 
 def singular_values(flow, t=None, lags=None, title=None):
-    """log10 singular values of ds_t/ds_{t-l} against the lag l, with the bound (lambda_1 gamma)^l."""
+    """log10 singular values of ds_t/ds_{t-l} against the lag l (the whole state: (h, c) for an
+    LSTM), with the bound (lambda_1 gamma)^l for an Elman cell. Exact zeros (-inf) are not drawn."""
     from .spectra import lag_spectrum
+    from .theory import theory
 
     t = flow.T - 1 if t is None else int(t)
     lags = np.unique(np.linspace(0, t, min(t + 1, 30)).astype(int)) if lags is None else np.asarray(lags)
-    ls = lag_spectrum(flow.trace, t, lags) / np.log(10)  # (L, H), log10
-    th = flow.theory()
+    ls = lag_spectrum(flow.trace, t, lags) / np.log(10)  # (L, S), log10
+    th = theory(flow.trace.model)
     fig, ax = _figure(6.4, 4.2)
-    H = ls.shape[1]
+    S = ls.shape[1]
     cmap = _cmap("viridis")
-    for i in range(H):
-        ax.plot(lags, ls[:, i], color=cmap(i / max(H - 1, 1)), lw=1.2,
-                label=r"$\sigma_1$ (largest)" if i == 0 else (r"$\sigma_H$ (smallest)" if i == H - 1 else None))
-    ax.plot(lags, th.log10_bound(lags), color="k", ls="--", lw=1.0, label=r"$(\lambda_1\gamma)^l$")
+    for i in range(S):
+        ax.plot(lags, ls[:, i], color=cmap(i / max(S - 1, 1)), lw=1.2,
+                label=r"$\sigma_1$ (largest)" if i == 0 else (r"$\sigma_S$ (smallest)" if i == S - 1 else None))
+    if th.applies:
+        ax.plot(lags, th.log10_bound(lags), color="k", ls="--", lw=1.0, label=r"$(\lambda_1\gamma)^l$")
     ax.set_xlabel("lag l = t - k")
     ax.set_ylabel(r"$\log_{10}\,\sigma_i(\partial s_t/\partial s_{t-l})$")
     ax.set_title(title or f"Singular values of the Jacobian ds_t/ds_(t-l), t = {t}")
@@ -193,7 +261,10 @@ def cliff(c, b_cut=None, title=None):
 
 
 def saturation(sat, bins=20, title=None):
-    """Histogram of f'(z_t) over every step and unit, with the share of saturated pairs."""
+    """Histogram of f'(z_t) over every step and unit, with the share of saturated pairs; for a
+    GateSaturation (gated cells) one histogram per sigmoid gate (gate_saturation)."""
+    if hasattr(sat, "gates"):
+        return gate_saturation(sat, bins=bins, title=title)
     counts, edges = sat.histogram(bins)
     fig, ax = _figure(5.6, 3.6)
     ax.bar(edges[:-1], counts / counts.sum(), width=np.diff(edges), align="edge", color="C2", edgecolor="w")
@@ -201,4 +272,22 @@ def saturation(sat, bins=20, title=None):
     ax.set_xlabel(f"f'(z)   ({sat.activation}; gamma = max f' = {sat.gamma:g})")
     ax.set_ylabel("share of (t, unit) pairs")
     ax.set_title(title or f"Saturation: {100 * sat.fraction_saturated():.1f}% of f'(z) below 0.1 gamma")
+    return fig
+
+
+def gate_saturation(sat, bins=20, title=None):
+    """Histograms of a gated cell's sigmoid gates over every step and unit (analysis.GateSaturation):
+    one line per gate, the share of (t, unit) pairs in each bin of [0, 1]."""
+    fig, ax = _figure(5.6, 3.6)
+    for i, g in enumerate(sat.gates):
+        counts, edges = sat.histogram(g, bins)
+        centres = (edges[:-1] + edges[1:]) / 2
+        ax.plot(centres, counts / counts.sum(), color=f"C{i}", marker="o", ms=3, lw=1.4,
+                label=f"{g}: {100 * sat.near_zero(g):.0f}% < {sat.threshold:g}, {100 * sat.near_one(g):.0f}% > "
+                      f"{1 - sat.threshold:g}")
+    ax.set_xlabel(f"gate value ({sat.cell.upper()})")
+    ax.set_ylabel("share of (t, unit) pairs")
+    ax.set_xlim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title(title or f"Gates: the {sat.path_gate} gates' geometric mean is {sat.path_rate:.3g}")
     return fig

@@ -1,10 +1,18 @@
 """Spectra of the state-to-state Jacobians: singular values of ds_t/ds_k and Lyapunov exponents.
 
-Conventions: A_j = ds_j/ds_{j-1} = diag(f'(z_j)) W (H, H), the one-step Jacobian of the hidden
-state, for j = 0..T-1 (A_0 maps s_{-1} = h0 to s_0). The Jacobian across several steps is the
-product ds_t/ds_k = A_t A_{t-1} ... A_{k+1} (the identity when k = t), and the error of output t
-at step k is dE_t/ds_k = dE_t/ds_t . ds_t/ds_k, so its singular values bound how much that error
-can shrink or grow: sigma_min ||dE_t/ds_t|| <= ||dE_t/ds_k|| <= sigma_max ||dE_t/ds_t||.
+Conventions: A_j = ds_j/ds_{j-1} (S, S), the one-step Jacobian of the cell's whole state, for
+j = 0..T-1 (A_0 maps s_{-1} = h0 to s_0), from the cell's own `jacobian` (cells.py): for an Elman
+cell diag(f'(z_j)) W with S = H; for an LSTM the joint state (h, c), S = 2H, rows and columns in
+the order h then c, whose c -> c block is diag(f_j) (the cell path); for a GRU S = H. The Jacobian
+across several steps is the product ds_t/ds_k = A_t A_{t-1} ... A_{k+1} (the identity when
+k = t), and the error of output t at step k is dE_t/ds_k = dE_t/ds_t . ds_t/ds_k, so its singular
+values bound how much that error can shrink or grow:
+sigma_min ||dE_t/ds_t|| <= ||dE_t/ds_k|| <= sigma_max ||dE_t/ds_t||.
+A step that cannot pass anything through some direction (an LSTM with W = 0: h_j does not depend on
+h_{j-1}) has exact zero singular values; their logarithms and exponents are -inf.
+The step Jacobians are made a chunk of steps at a time (`iter_step_jacobians`, CHUNK entries of the
+cell's step errors per chunk), and `lyapunov` consumes them chunk by chunk, holding no (T, S, S)
+array.
 
 A product of hundreds of such factors overflows or underflows in floating point (0.5^1000 and
 3^1000 are out of range), so nothing here forms it. Both computations carry an orthonormal basis
@@ -23,14 +31,37 @@ from dataclasses import dataclass
 
 import numpy as np
 
+CHUNK = 1 << 16  # entries (S x steps x G) of the step errors a chunk of step Jacobians is made from
 
 
-def step_jacobians(trace, seq=0) -> np.ndarray:
-    """A_j = d state_j / d state_{j-1} for j = 0..T-1, the cell's step Jacobians along sequence `seq`
-    of a trace: (T, S, S) (Elman: diag(f'(z_j)) W, S = H)."""
-    prev = tuple(s[:-1, seq] for s in trace.cell_states)  # (T, H) each
-    now = tuple(s[1:, seq] for s in trace.cell_states)
-    return trace.model.cell.jacobian(trace.model, prev, now, tuple(c[:, seq] for c in trace.cache))
+def iter_step_jacobians(trace, seq=0, start=0, stop=None):
+    """A_j for j = start..stop-1 (default: every step) along sequence `seq`, in order, as (C, S, S)
+    chunks of C consecutive steps (the cell's jacobian takes a chunk at once; C * S * G <= CHUNK)."""
+    T = trace.cell_states[0].shape[0] - 1
+    stop = T if stop is None else stop
+    model = trace.model
+    S = sum(s.shape[-1] for s in trace.cell_states)
+    C = max(1, CHUNK // (S * model.W.shape[0]))
+    for j0 in range(start, stop, C):
+        j1 = min(stop, j0 + C)
+        prev = tuple(s[j0:j1, seq] for s in trace.cell_states)  # (C, H) each: the states before
+        now = tuple(s[j0 + 1:j1 + 1, seq] for s in trace.cell_states)
+        yield model.cell.jacobian(model, prev, now, tuple(c[j0:j1, seq] for c in trace.cache))
+
+
+def step_jacobians(trace, seq=0, start=0, stop=None) -> np.ndarray:
+    """A_j = d state_j / d state_{j-1} for j = start..stop-1 (default 0..T-1), the cell's step
+    Jacobians along sequence `seq` of a trace: (stop - start, S, S) (Elman: diag(f'(z_j)) W, S = H;
+    LSTM: the joint state (h, c), S = 2H)."""
+    T = trace.cell_states[0].shape[0] - 1
+    stop = T if stop is None else stop
+    S = sum(s.shape[-1] for s in trace.cell_states)
+    out = np.empty((max(stop - start, 0), S, S), dtype=trace.model.dtype)
+    j = 0
+    for A in iter_step_jacobians(trace, seq, start, stop):
+        out[j:j + len(A)] = A
+        j += len(A)
+    return out
 
 
 def _logabs_diag(R):
@@ -50,13 +81,15 @@ def _sweep(mats, Q, transpose=False):
 def _close(a, b, tol):
     same_inf = (a == b)
     both = np.isfinite(a) & np.isfinite(b)
-    return bool(np.all(same_inf | (both & (np.abs(a - b) <= tol * np.maximum(1.0, np.abs(a))))))
+    with np.errstate(invalid="ignore"):  # -inf - -inf: exact zeros, already counted as equal
+        near = np.abs(a - b) <= tol * np.maximum(1.0, np.abs(a))
+    return bool(np.all(same_inf | (both & near)))
 
 
 def product_log_singular_values(mats, *, tol=1e-12, max_rounds=20, cluster=3.0) -> np.ndarray:
-    """ln of the singular values of M = mats[-1] @ ... @ mats[0], descending: (H,). -inf for exact zeros.
+    """ln of the singular values of M = mats[-1] @ ... @ mats[0], descending: (S,). -inf for exact zeros.
 
-    mats: (n, H, H), the factors in the order they act. Each round sweeps forward (M Q) and back
+    mats: (n, S, S), the factors in the order they act. Each round sweeps forward (M Q) and back
     (M^T Q); the sums of log |R_ii| of the two sweeps agree once Q spans M's right singular
     vectors, and that is the stopping rule (relative tolerance tol). Well separated singular
     values, the usual case for long products, converge in one or two rounds. Values closer than
@@ -110,7 +143,8 @@ def _clustered_sweep(mats, Q, groups):
 
 
 def jacobian_spectrum(trace, t, k, *, seq=0, tol=1e-12, max_rounds=20) -> np.ndarray:
-    """ln sigma_i(ds_t/ds_k), descending: (H,). Needs 0 <= k <= t <= T-1 (k = t gives zeros: the identity).
+    """ln sigma_i(ds_t/ds_k), descending: (S,) (the joint state (h, c) of an LSTM: S = 2H).
+    Needs 0 <= k <= t <= T-1 (k = t gives zeros: the identity).
 
     trace: a Trace (bptt.forward) or a Flow; seq picks the sequence of a batch.
     """
@@ -122,20 +156,21 @@ def jacobian_spectrum(trace, t, k, *, seq=0, tol=1e-12, max_rounds=20) -> np.nda
     t, k = int(t), int(k)
     if not 0 <= k <= t <= T - 1:
         raise ValueError(f"need 0 <= k <= t <= T - 1 = {T - 1} for ds_t/ds_k, got t={t}, k={k}")
-    A = step_jacobians(trace, seq)[k + 1:t + 1]  # A_{k+1} .. A_t, in the order they act
+    A = step_jacobians(trace, seq, k + 1, t + 1)  # A_{k+1} .. A_t, in the order they act
     return product_log_singular_values(A, tol=tol, max_rounds=max_rounds)
 
 
 def lag_spectrum(trace, t, lags, *, seq=0) -> np.ndarray:
-    """ln sigma_i(ds_t/ds_{t-l}) for each lag l in lags: (len(lags), H), each row descending."""
+    """ln sigma_i(ds_t/ds_{t-l}) for each lag l in lags: (len(lags), S), each row descending."""
     return np.stack([jacobian_spectrum(trace, t, t - int(l), seq=seq) for l in lags])
 
 
 @dataclass(frozen=True, eq=False)
 class Lyapunov:
-    """Lyapunov exponents of the hidden-state dynamics along one input sequence (natural log per step).
+    """Lyapunov exponents of the state's dynamics along one input sequence (natural log per step).
 
-    exponents: (H,) descending; steps: how many Jacobians were averaged (after burn_in).
+    exponents: (S,) descending (the joint state (h, c) of an LSTM: S = 2H; -inf for directions a
+    step maps to zero); steps: how many Jacobians were averaged (after burn_in).
     exp(max) is the asymptotic per-step growth factor of a generic perturbation of the state, and
     of a generic error travelling back (the transposed product has the same exponents), so it is
     what a gradient's decay rate tends to on long sequences.
@@ -155,12 +190,16 @@ def lyapunov(trace, *, seq=0, burn_in=0) -> Lyapunov:
     each step, and average log |R_ii| over the steps after the first burn_in (which only align the
     basis). trace: a Trace (bptt.forward) or a Flow; seq picks the sequence of a batch."""
     trace = getattr(trace, "trace", trace)
-    A = step_jacobians(trace, seq)
-    T = A.shape[0]
+    T = trace.cell_states[0].shape[0] - 1
     if isinstance(burn_in, bool) or int(burn_in) != burn_in or not 0 <= burn_in < T:
         raise ValueError(f"burn_in must be an integer in 0..T-1 = {T - 1}, got {burn_in!r}")
     burn_in = int(burn_in)
-    Q, _ = _sweep(A[:burn_in], np.eye(A.shape[1]))
-    _, acc = _sweep(A[burn_in:], Q)
+    Q = np.eye(sum(s.shape[-1] for s in trace.cell_states))
+    for A in iter_step_jacobians(trace, seq, 0, burn_in):
+        Q, _ = _sweep(A, Q)
+    acc = 0.0
+    for A in iter_step_jacobians(trace, seq, burn_in, T):
+        Q, part = _sweep(A, Q)
+        acc = acc + part
     steps = T - burn_in
     return Lyapunov(np.sort(acc / steps)[::-1], steps, burn_in)

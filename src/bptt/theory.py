@@ -14,18 +14,26 @@ For the identity activation the product is W^(t-k) itself, so the spectral radiu
 rho > 1 makes almost every error explode like rho^(t-k), rho < 1 makes it vanish (after a
 transient when lambda_1 > 1 > rho).
 
+The bound is for Elman cells. A gated cell's backward step also carries the error along a direct
+path multiplied by one gate alone (an LSTM's cell state c_k -> c_{k-1} by the forget gate f_k, a
+GRU's copy h_k -> h_{k-1} by the update gate z_k), a factor up to 1 that no norm of W bounds. For
+those cells the Theory's verdict says so, gamma, lambda_1 and rho are NaN, and what decides is
+measured on a sequence (`measure`): the decay rate, the Lyapunov spectrum of the state (the joint
+(h, c) of an LSTM) and the saturation of the path's gate.
+
 `cliff` is the one-unit network of Pascanu et al. (2013, figure 6), x_t = w sigma(x_{t-1}) + b,
 whose loss surface over (w, b) has a wall where the gradient jumps by orders of magnitude.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import activations
 
 EQUAL_TOL = 1e-9  # |x - 1| below this counts as x = 1 in the verdicts
+GATED_VERDICT = "not bounded by the weights"
 
 
 @dataclass(frozen=True)
@@ -33,11 +41,23 @@ class Theory:
     """The theory's numbers for one model; see the module's notes."""
 
     activation: str
-    gamma: float    # max |f'|
-    lambda1: float  # ||W||_2, the largest singular value of W
-    rho: float      # spectral radius of W
-    verdict: str    # "vanishing", "exploding" or "neither is guaranteed"
+    gamma: float    # max |f'| (NaN for a gated cell)
+    lambda1: float  # ||W||_2, the largest singular value of W (NaN for a gated cell)
+    rho: float      # spectral radius of W (NaN for a gated cell)
+    verdict: str    # "vanishing", "exploding", "neither is guaranteed", or for a gated cell GATED_VERDICT
     reason: str     # the verdict's reason, in words
+    cell: str = "elman"
+    measured: dict | None = field(default=None, compare=False)  # gated cells: measure(flow), when given one
+
+    @property
+    def applies(self) -> bool:
+        """Whether Pascanu's bound holds for this cell (Elman cells only)."""
+        return self.cell == "elman"
+
+    def _require(self):
+        if not self.applies:
+            raise ValueError(f"Pascanu's bound (lambda_1 gamma)^l is for Elman cells, not for the {self.cell} cell: "
+                             "its error also travels a direct path that no norm of W bounds (see the verdict)")
 
     @property
     def growth(self) -> float:
@@ -55,25 +75,40 @@ class Theory:
         return self.lambda1 * self.gamma > 1 + EQUAL_TOL
 
     def bound(self, lags) -> np.ndarray:
-        """(lambda_1 gamma)^l for each lag l: the bound on ||dE_t/ds_{t-l}|| / ||dE_t/ds_t||."""
+        """(lambda_1 gamma)^l for each lag l: the bound on ||dE_t/ds_{t-l}|| / ||dE_t/ds_t||
+        (Elman cells; a ValueError for gated cells)."""
+        self._require()
         with np.errstate(over="ignore"):
             return self.growth ** np.asarray(lags, dtype=float)
 
     def log10_bound(self, lags) -> np.ndarray:
         """log10 of bound(lags), finite for any lag (for plots of long sequences)."""
+        self._require()
         with np.errstate(divide="ignore"):
             return np.asarray(lags, dtype=float) * np.log10(self.growth)
 
     def as_dict(self) -> dict:
-        return {"activation": self.activation, "gamma": self.gamma, "lambda1": self.lambda1,
-                "rho": self.rho, "lambda1_gamma": self.growth,
-                "vanishing_sufficient": self.vanishing_sufficient,
-                "exploding_necessary": self.exploding_necessary,
-                "verdict": self.verdict, "reason": self.reason}
+        """Plain data (NaN as None, for JSON)."""
+        num = lambda v: float(v) if np.isfinite(v) else None  # noqa: E731
+        out = {"activation": self.activation, "gamma": num(self.gamma), "lambda1": num(self.lambda1),
+               "rho": num(self.rho), "lambda1_gamma": num(self.growth),
+               "vanishing_sufficient": self.vanishing_sufficient,
+               "exploding_necessary": self.exploding_necessary,
+               "verdict": self.verdict, "reason": self.reason, "cell": self.cell, "bound_applies": self.applies}
+        if self.measured is not None:
+            out["measured"] = dict(self.measured)
+        return out
 
 
-def theory(model) -> Theory:
-    """gamma, lambda_1, rho, the two conditions and a verdict with its reason, for a model's W and f."""
+def theory(model, flow=None) -> Theory:
+    """gamma, lambda_1, rho, the two conditions and a verdict with its reason, for a model's W and f.
+
+    For a gated cell (LSTM, GRU) the verdict says that the bound does not apply and what decides
+    instead; given a Flow of that model, the Theory carries its measured numbers (`measure`) and
+    the reason quotes them. flow is not read for an Elman cell, whose verdict is the weights'.
+    """
+    if model.cell.name != "elman":
+        return _gated(model, flow)
     act = activations.get(model.activation)
     W = np.asarray(model.W, dtype=np.float64)
     lam = float(np.linalg.norm(W, 2))
@@ -109,10 +144,62 @@ def theory(model) -> Theory:
     return Theory(act.name, g, lam, rho, verdict, reason)
 
 
+_PATHS = {  # cell -> (its direct path, the gate on it, what that gate near 1 does)
+    "lstm": ("along the cell state c_k -> c_(k-1), multiplied by the forget gate f_k alone", "forget", "f",
+             "keeps the cell path open", "the joint state (h, c)"),
+    "gru": ("along the update gate's copy h_k -> h_(k-1), multiplied by the update gate z_k alone", "update", "z",
+            "copies the state", "the state h"),
+}
+
+
+def _gated(model, flow) -> Theory:
+    cell = model.cell.name
+    route, gname, g, does, state = _PATHS[cell]
+    name = type(model).__name__
+    article = "an" if name[0] in "AEFHILMNORSX" else "a"
+    reason = (f"Pascanu's bounds (gamma = max |f'|, lambda_1 = ||W||_2) are for Elman cells, whose every backward "
+              f"step multiplies the error by diag(f'(z)) W; {article} {name}'s error also travels {route}, a factor "
+              "up to 1 that no norm of W bounds, so neither condition decides. What decides is measured along the "
+              f"sequence: the decay rate of ||dE_t/dh_(t-l)||, the Lyapunov spectrum of {state}, and the {gname} "
+              f"gates' saturation ({g} near 1 {does})")
+    measured = None
+    if flow is not None:
+        measured = measure(flow)
+        d, ly = measured["decay_rate"], measured["lyapunov_max"]
+        trend = "" if d is None else (" (the error shrinks with the lag here)" if d < 1 else
+                                      " (the error grows with the lag here)" if d > 1 else "")
+        reason += ("; measured on this sequence: decay rate " + ("undefined" if d is None else f"{d:.4g} per step")
+                   + f"{trend}, largest Lyapunov exponent {ly:.4g} (exp {np.exp(ly):.4g}), "
+                   f"{100 * measured['path_gate_near_1']:.1f}% of the {gname} gates above 0.9, their geometric "
+                   f"mean {measured['path_rate']:.4g}")
+    nan = float("nan")
+    return Theory("sigmoid+tanh", nan, nan, nan, GATED_VERDICT, reason, cell, measured)
+
+
+def measure(flow) -> dict:
+    """What decides a gated cell's gradient flow, measured on one Flow: decay_rate (None when no
+    error reaches lag 1), lyapunov_max (of the whole state), and of the direct path's gate (LSTM
+    f, GRU z): its name, mean, share above 0.9 and below 0.1, and geometric mean path_rate."""
+    from .analysis import decay_rate, gate_saturation
+    from .spectra import lyapunov
+
+    try:
+        d = decay_rate(flow)
+    except ValueError:
+        d = None
+    sat = gate_saturation(flow.trace)
+    g = sat.path_gate
+    return {"decay_rate": d, "lyapunov_max": lyapunov(flow.trace).max, "path_gate": g,
+            "path_gate_mean": sat.mean(g), "path_gate_near_1": sat.near_one(g), "path_gate_near_0": sat.near_zero(g),
+            "path_rate": sat.path_rate}
+
+
 def bound_table(flow) -> np.ndarray:
     """The bound ||dE_t/ds_t|| (lambda_1 gamma)^(t-k) for every (t, k): (T, T) float64, zero above
     the diagonal. Filled a row at a time, row t = ||dE_t/ds_t|| times the powers (lambda_1 gamma)^l
-    for l = t..0, so the only (T, T) array made is the one returned."""
+    for l = t..0, so the only (T, T) array made is the one returned. Elman cells only (a ValueError
+    for gated cells, where the bound does not hold)."""
+    theory(flow.trace.model)._require()
     T = flow.T
     power = theory(flow.trace.model).bound(np.arange(T))  # (T,): (lambda_1 gamma)^l
     start = np.diagonal(flow.dE_ds)  # (T,): ||dE_t/ds_t||

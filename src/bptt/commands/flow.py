@@ -1,4 +1,8 @@
-"""`bptt flow`: the lag analysis of a model on one or more sequences, as a table, JSON or figures."""
+"""`bptt flow`: the lag analysis of a model on one or more sequences, as a table, JSON or figures.
+
+Any cell: a random Elman RNN (default), LSTM or GRU (--cell), or a model file of any kind. For
+gated cells Pascanu's bound does not apply: the table says so and shows the gates instead.
+"""
 from __future__ import annotations
 
 import json
@@ -11,7 +15,7 @@ HELP = "how the gradient shrinks or grows with the lag: measured, bounded and ex
 
 
 def add_arguments(p):
-    add_model_arguments(p, hidden=16, inputs=8, outputs=8, init="orthogonal")
+    add_model_arguments(p, hidden=16, inputs=8, outputs=8, init="orthogonal", cells=True)
     p.add_argument("--length", type=int, default=50, help="T, steps of each random sequence (default 50)")
     p.add_argument("--batch", type=int, default=1, help="N, random sequences to average over (default 1)")
     p.add_argument("--x", metavar="FILE", help=".npy inputs: ids (T,) / (N, T) or vectors (T, D) / (N, T, D)")
@@ -64,11 +68,12 @@ def _lags(T, rows):
 def analyse(model, x, y, progress=True) -> dict:
     """Everything `bptt flow` reports, as plain data, plus the flows themselves under "_flows"."""
     from bptt import batch
+    from bptt.theory import theory
 
     fls = batch.flows(model, x, y, progress=progress)
     ba = batch.analyse_flows(fls) if len(fls) > 1 else None
-    th = fls[0].theory()
-    out = {"model": repr(model), "N": len(fls), "T": fls[0].T, "theory": th.as_dict(),
+    th = theory(model)  # the weights' verdict; the measured numbers follow for every sequence
+    out = {"model": repr(model), "cell": model.cell.name, "N": len(fls), "T": fls[0].T, "theory": th.as_dict(),
            "loss": float(np.mean([f.loss for f in fls]))}
     decays = []
     for f in fls:
@@ -78,20 +83,28 @@ def analyse(model, x, y, progress=True) -> dict:
             decays.append(float("nan"))
     lyap = [f.lyapunov() for f in fls]
     sat = [f.saturation() for f in fls]
-    viol = sum(int(np.sum(f.dE_ds > f.bound() * (1 + 1e-9))) for f in fls)
+    viol = sum(int(np.sum(f.dE_ds > f.bound() * (1 + 1e-9))) for f in fls) if th.applies else None
     out.update({
         "decay_rate": _stat(decays), "lyapunov_max": _stat([ly.max for ly in lyap]),
-        "lyapunov": lyap[0].exponents.tolist(),
-        "saturated": _stat([s.fraction_saturated() for s in sat]), "mean_df": _stat([s.mean for s in sat]),
-        "bound_violations": viol})
+        "lyapunov": [_f(v) for v in lyap[0].exponents],
+        "saturated": _stat([s.fraction_saturated() for s in sat]), "bound_violations": viol})
+    if th.applies:
+        out["mean_df"] = _stat([s.mean for s in sat])
+    else:  # per sigmoid gate: its mean and the shares below 0.1 and above 0.9, over the sequences
+        out["gates"] = {g: {"mean": _stat([s.mean(g) for s in sat]), "near_0": _stat([s.near_zero(g) for s in sat]),
+                            "near_1": _stat([s.near_one(g) for s in sat])} for g in sat[0].gates}
+        out["path_gate"] = sat[0].path_gate
+        out["path_rate"] = _stat([s.path_rate for s in sat])
     if ba is None:
         out["by_lag"] = fls[0].by_lag().rows()
     else:
         rm, rs = ba.curve("ratio_mean")
         nm, ns = ba.curve("norm_mean")
         bm, bs = ba.curve("beyond")
+        extra = {k: ba.curve(k)[0] for k in ("c_mean", "path_mean") if getattr(ba, k) is not None}
         out["by_lag"] = [{"lag": l, "norm_mean": _f(nm[l]), "norm_std": _f(ns[l]), "ratio_mean": _f(rm[l]),
-                          "ratio_std": _f(rs[l]), "beyond": _f(bm[l]), "beyond_std": _f(bs[l])} for l in range(len(rm))]
+                          "ratio_std": _f(rs[l]), "beyond": _f(bm[l]), "beyond_std": _f(bs[l]),
+                          **{k: _f(v[l]) for k, v in extra.items()}} for l in range(len(rm))]
     out["_flows"] = fls
     return out
 
@@ -111,6 +124,8 @@ def _g(v, fmt=".3g"):
 
 
 def table(res, lags) -> str:
+    if not res["theory"]["bound_applies"]:
+        return _gated_table(res, lags)
     th = res["theory"]
     N = res["N"]
     spread = "" if N == 1 else f" (mean +- sd over {N} sequences)"
@@ -145,6 +160,43 @@ def table(res, lags) -> str:
     return "\n".join(lines)
 
 
+def _gated_table(res, lags) -> str:
+    """The table for an LSTM or GRU: the verdict, the measured numbers and the gates; no bound."""
+    th, N, cell = res["theory"], res["N"], res["cell"].upper()
+    spread = "" if N == 1 else f" (mean +- sd over {N} sequences)"
+    d, ly = res["decay_rate"], res["lyapunov_max"]
+    pm = (lambda s: f"{_g(s['mean'], '.4g')} +- {_g(s['std'], '.2g')}") if N > 1 else (lambda s: _g(s["mean"], ".4g"))
+    state = "the joint state (h, c)" if res["cell"] == "lstm" else "the state h"
+    gates = "; ".join(f"{g} mean {v['mean']['mean']:.3g}, {100 * v['near_0']['mean']:.1f}% below 0.1, "
+                      f"{100 * v['near_1']['mean']:.1f}% above 0.9" for g, v in res["gates"].items())
+    lines = [f"{res['model']}, T = {res['T']}, N = {N}, mean loss {res['loss']:.6g}", "",
+             f"theory    Pascanu's bound (gamma, lambda_1) is for Elman cells: it does not apply to the {cell}",
+             f"verdict   {th['verdict']}: {th['reason']}",
+             f"measured  decay rate {pm(d)} per step{spread}; largest Lyapunov exponent {pm(ly)} of {state} "
+             f"(exp = {_g(np.exp(ly['mean']) if ly['mean'] is not None and ly['mean'] < 700 else None, '.4g')})",
+             f"gates     {gates}",
+             f"          the direct path's gate {res['path_gate']}: geometric mean {pm(res['path_rate'])}",
+             ""]
+    rows = {r["lag"]: r for r in res["by_lag"]}
+    one, lstm = N == 1, res["cell"] == "lstm"
+    head = ["lag", "mean ||dE_t/dh_t-l||", "ratio to lag 0", "+- sd"] + (["mean ||dE_t/dc_t-l||"] if lstm else []) \
+        + ["mean cell path"] + (["mean ||term||_F"] if one else []) + ["share beyond lag"]
+    out = [head]
+    for l in lags:
+        r = rows[l]
+        cells = [str(l), _g(r["norm_mean"]), _g(r["ratio_mean"]), _g(r["ratio_std"], ".2g")]
+        if lstm:
+            cells.append(_g(r["c_mean"]))
+        cells.append(_g(r["path_mean"]))
+        if one:
+            cells.append(_g(r["term_mean"]))
+        cells.append(_g(None if r["beyond"] is None else 100 * r["beyond"], ".3g") + "%")
+        out.append(cells)
+    widths = [max(len(row[i]) for row in out) for i in range(len(head))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in out]
+    return "\n".join(lines)
+
+
 def plot(res, directory, progress=True) -> list:
     from tqdm.auto import tqdm
 
@@ -152,8 +204,9 @@ def plot(res, directory, progress=True) -> list:
 
     fls = res["_flows"]
     th = res["theory"]
+    name = f"{th['activation']}, rho = {th['rho']:.3g}" if th["bound_applies"] else res["cell"].upper()
     jobs = {"heatmap": lambda: plots.heatmap(fls[0]),
-            "lags": lambda: plots.lag_curves({f"{th['activation']}, rho = {th['rho']:.3g}": fls if len(fls) > 1 else fls[0]}),
+            "lags": lambda: plots.lag_curves({name: fls if len(fls) > 1 else fls[0]}),
             "singular_values": lambda: plots.singular_values(fls[0]),
             "saturation": lambda: plots.saturation(fls[0].saturation())}
     written = []

@@ -2,7 +2,8 @@
 
 `gather(settings)` runs the notebook's example, its gradient check, a sweep of spectral radii for
 several activations (a batch of random sequences per model), the Jacobian spectrum, the Lyapunov
-exponents, the saturation histogram and the one-unit cliff, and returns plain data plus figures
+exponents, the saturation histogram, the one-unit cliff, and an Elman, an LSTM and a GRU of the
+same size on the same sequences (`cell_models`, `cell_data`), and returns plain data plus figures
 (PNG bytes) for html.py to lay out.
 """
 from __future__ import annotations
@@ -42,6 +43,8 @@ class Content:
     sweep: list = field(default_factory=list)
     cliff: dict = field(default_factory=dict)
     spectrum: dict = field(default_factory=dict)
+    cells: list = field(default_factory=list)  # one dict per cell: Elman, LSTM, GRU on the same data
+    cells_text: list = field(default_factory=list)  # the sentences drawn from them
     figures: dict = field(default_factory=dict)  # name -> PNG bytes
     conclusions: list = field(default_factory=list)
 
@@ -68,6 +71,109 @@ def _batch(st, m, seed):
     return x, rng.integers(0, st.D, (st.N, st.T))
 
 
+CELL_LAG = 10  # the lag the cells' comparison quotes (less on short sequences)
+
+
+def cell_models(st) -> dict:
+    """An Elman RNN (tanh), an LSTM and a GRU with H = st.H, D = O = st.D and biases, every weight
+    and bias uniform on +-1/sqrt(H) (PyTorch's initialisation of nn.RNN, nn.LSTM, nn.GRU and the
+    head): label -> model."""
+    from ..model import RNN, random_gated
+
+    H, D = st.H, st.D
+    rng = np.random.default_rng(st.seed + 700)
+    k = 1 / np.sqrt(H)
+    draw = lambda *shape: rng.uniform(-k, k, shape)  # noqa: E731
+    elman = RNN(U=draw(H, D), W=draw(H, H), V=draw(D, H), b=draw(H), c=draw(D), activation="tanh")
+    return {"Elman (tanh)": elman,
+            "LSTM": random_gated("lstm", H, D, D, seed=st.seed + 701),
+            "GRU": random_gated("gru", H, D, D, seed=st.seed + 702)}
+
+
+def cell_data(st):
+    """The sequences the cells share: x, y ids (N, T) in 0..D-1."""
+    rng = np.random.default_rng(st.seed + 703)
+    return rng.integers(0, st.D, (st.N, st.T)), rng.integers(0, st.D, (st.N, st.T))
+
+
+def _compare_cells(st, c):
+    """Each cell's flows on the same data, its numbers (c.cells), figures and sentences."""
+    from .. import batch, plots
+    from ..analysis import gate_saturation
+    from ..theory import theory
+
+    x, y = cell_data(st)
+    lag = min(CELL_LAG, st.T - 1)
+    by_cell = {}
+    for name, m in cell_models(st).items():
+        fls = batch.flows(m, x, y, progress=False)
+        ba = batch.analyse_flows(fls)
+        profs = [f.by_lag() for f in fls]
+        th = theory(m)
+        row = {"label": name, "cell": m.cell.name, "params": int(sum(a.size for a in m.params.values())),
+               "decay_mean": float(np.nanmean(ba.decay)), "decay_std": float(np.nanstd(ba.decay)),
+               "lyap_max_mean": float(np.mean(ba.lyapunov_max)), "saturated": float(np.mean(ba.saturated)),
+               "lag": lag, "ratio_lag": float(np.nanmean([p.ratio_mean[lag] for p in profs])),
+               "beyond": float(np.nanmean(ba.beyond[:, lag])), "bound_applies": th.applies,
+               "verdict": th.verdict, "lambda1_gamma": th.growth if th.applies else None}
+        if m.cell.name != "elman":
+            sats = [gate_saturation(f.trace) for f in fls]
+            g = sats[0].path_gate
+            row.update({"path_gate": g, "path_gate_mean": float(np.mean([s.mean(g) for s in sats])),
+                        "path_near_1": float(np.mean([s.near_one(g) for s in sats])),
+                        "path_rate": float(np.exp(np.mean([np.log(s.path_rate) for s in sats])))})
+        if m.cell.name == "lstm":
+            row["c_lag"] = float(np.nanmean([p.c_mean[lag] for p in profs]))
+            row["norm_lag"] = float(np.nanmean([p.norm_mean[lag] for p in profs]))
+        c.cells.append(row)
+        by_cell[name] = fls
+    c.figures["cells_lags"] = _png(plots.cell_lag_curves(
+        by_cell, title=f"H = {st.H}, the same {st.N} sequences: mean over sequences"))
+    c.figures["cells_heatmaps"] = _png(plots.heatmaps({k: v[0] for k, v in by_cell.items()},
+                                                      title="log10 ||dE_t/ds_k||, sequence 0"))
+    c.cells_text = _cell_sentences(st, c.cells)
+
+
+def _cell_sentences(st, rows) -> list[str]:
+    """What the comparison of the cells shows, in words, every number from rows."""
+    by = {r["cell"]: r for r in rows}
+    lag = rows[0]["lag"]
+    names = {r["cell"]: "the Elman cell" if r["cell"] == "elman" else f"the {r['label']}" for r in rows}
+    out = [f"On the same {st.N} sequences of {st.T} steps, with H = {st.H} and every weight uniform on "
+           f"+-1/sqrt(H) (PyTorch's initialisation), the error of an output keeps per step back "
+           + _and([f"{r['decay_mean']:.3g} of its size in {names[r['cell']]}" for r in rows])
+           + " (decay rates, mean over the sequences); the largest Lyapunov exponents of their states are "
+           + _and([f"{r['lyap_max_mean']:.3g}" for r in rows]) + "."]
+    order = sorted(rows, key=lambda r: -r["ratio_lag"])
+    out.append(f"At lag {lag} the mean ||dE_t/ds_(t-{lag})|| is "
+               + _and([f"{r['ratio_lag']:.2g} of its lag-0 size in {names[r['cell']]}" for r in order])
+               + f": {names[order[0]['cell']]} carries the error furthest here. Truncating BPTT to {lag} steps "
+               "would drop " + _and([f"{100 * r['beyond']:.2g}% of the terms' mass in {names[r['cell']]}"
+                                     for r in order]) + ".")
+    if "lstm" in by:
+        r = by["lstm"]
+        out.append(f"The LSTM's forget gates average {r['path_gate_mean']:.3g} (geometric mean {r['path_rate']:.3g}, "
+                   f"{100 * r['path_near_1']:.0f}% above 0.9): the error that stays on the cell path keeps "
+                   f"{r['path_rate'] ** lag:.2g} of its size over {lag} steps, and at lag {lag} the mean "
+                   f"||dE_t/dc_(t-{lag})|| is {r['c_lag']:.2g} against {r['norm_lag']:.2g} at h.")
+    if "gru" in by:
+        r = by["gru"]
+        out.append(f"The GRU's update gates average {r['path_gate_mean']:.3g} (geometric mean {r['path_rate']:.3g}, "
+                   f"{100 * r['path_near_1']:.0f}% above 0.9), the factor of the error that stays on its copy "
+                   "h_k = z_k h_(k-1) + ...")
+    if "elman" in by:
+        r = by["elman"]
+        out.append(f"Pascanu's bound applies to the Elman cell alone (lambda_1 gamma = {r['lambda1_gamma']:.3g}, "
+                   f"theory: {r['verdict']}); for the LSTM and the GRU the measured decay rate, Lyapunov exponents "
+                   "and gate saturation above are what decide.")
+    return out
+
+
+def _and(items) -> str:
+    """"a", "a and b", "a, b and c"."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def gather(st: Settings, progress=True) -> Content:
     """Run everything the report shows (see the module's notes)."""
     from tqdm.auto import tqdm
@@ -78,7 +184,7 @@ def gather(st: Settings, progress=True) -> Content:
     from ..model import seed_example
     from ..theory import cliff, theory
 
-    steps = ["example", "check"] + [f"{a} sweep" for a in st.activations] + ["spectra", "cliff"]
+    steps = ["example", "check"] + [f"{a} sweep" for a in st.activations] + ["spectra", "cliff", "cells"]
     bar = tqdm(total=len(steps), desc="report", unit="part", delay=1.0, disable=not progress, leave=False)
     c = Content(st, __version__)
 
@@ -151,6 +257,10 @@ def gather(st: Settings, progress=True) -> Content:
     c.cliff = {"w_wall": float(fine.w[i]), "grad_max": float(g[i]), "grad_median_away": float(np.median(g[away])),
                "loss_left": float(fine.loss[0, max(i - 100, 0)]), "loss_right": float(fine.loss[0, min(i + 100, g.size - 1)])}
     bar.update()
+
+    # Elman, LSTM and GRU of the same size on the same sequences
+    _compare_cells(st, c)
+    bar.update()
     bar.close()
     c.conclusions = _conclusions(c)
     return c
@@ -183,6 +293,8 @@ def _conclusions(c: Content) -> list[str]:
                    f"{100 * lo['beyond10']:.2g}% of the gradient at rho = {lo['rho']:g} and "
                    f"{100 * hi['beyond10']:.2g}% at rho = {hi['rho']:g}: truncating BPTT to {lo['lag']} steps "
                    "loses that share.")
+    if c.cells_text:
+        out.append(c.cells_text[0])
     cl = c.cliff
     out.append(f"The one-unit network has a wall near w = {cl['w_wall']:.3f} (b = -2.5): the gradient norm reaches "
                f"{cl['grad_max']:.3g} there against a median of {cl['grad_median_away']:.2g} further than 0.1 away, "

@@ -120,10 +120,42 @@ def render(c) -> str:
                  f"w = {cl['w_wall']:.4f}, where the gradient norm reaches {cl['grad_max']:.3g} "
                  f"(median {cl['grad_median_away']:.2g} further than 0.1 away).</p>")
 
-    parts.append("<h2>8. What to conclude</h2><ul>" + "".join(f"<li>{escape(s)}</li>" for s in c.conclusions)
+    if c.cells:
+        parts.append(_cells(c))
+    parts.append("<h2>9. What to conclude</h2><ul>" + "".join(f"<li>{escape(s)}</li>" for s in c.conclusions)
                  + "</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _cells(c) -> str:
+    """Section 8: Elman, LSTM and GRU of the same size on the same sequences."""
+    st, rows = c.settings, c.cells
+    lag = rows[0]["lag"]
+    out = [f"<h2>8. Elman, LSTM and GRU side by side</h2><p>Three networks with H = {st.H} hidden units "
+           f"and biases, every weight uniform on &plusmn;1/&radic;H (PyTorch's initialisation), on the same "
+           f"{st.N} random sequences of {st.T} steps. For the gated cells s is the hidden output h; an "
+           "LSTM's error also travels on its cell state c, multiplied by the forget gate at every step back "
+           "(a GRU's on its copy h<sub>k</sub> = z<sub>k</sub> h<sub>k-1</sub> + &hellip;, by the update "
+           "gate).</p>"]
+    out.append(_img(c, "cells_lags", "lag curves of the three cells",
+                    "Mean ||dE_t/ds_(t-l)|| against the lag, log scale (band: +- one standard deviation over "
+                    "sequences); dashed: the LSTM's ||dE_t/dc_(t-l)||, on its cell state."))
+    out.append(_img(c, "cells_heatmaps", "heatmaps of the three cells",
+                    "log10 ||dE_t/ds_k|| for every output t and step k, one colour scale."))
+    out.append(_table(
+        ["cell", "parameters", "decay rate (mean &plusmn; sd)", "exp(largest Lyapunov exp.)",
+         f"ratio at lag {lag}", f"share beyond lag {lag}", "gates near 0 or 1", "direct path's gate",
+         "Pascanu's bound"],
+        [[escape(r["label"]), str(r["params"]), f"{r['decay_mean']:.4g} &plusmn; {r['decay_std']:.2g}",
+          _exp(r["lyap_max_mean"]), f"{r['ratio_lag']:.3g}", f"{100 * r['beyond']:.2g}%",
+          "-" if r["cell"] == "elman" else f"{100 * r['saturated']:.0f}%",
+          "-" if r["cell"] == "elman" else (f"{r['path_gate']}: mean {r['path_gate_mean']:.3g}, "
+                                            f"{100 * r['path_near_1']:.0f}% &gt; 0.9"),
+          f"applies ({escape(r['verdict'])})" if r["bound_applies"] else "does not apply"] for r in rows],
+        left=(0, 7, 8)))
+    out.append("<ul>" + "".join(f"<li>{escape(s)}</li>" for s in c.cells_text) + "</ul>")
+    return "\n".join(out)
 
 
 def _exp(v):
