@@ -51,6 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import activations, analysis, backend, core, heads, validate
+from .fast.engine import one_blas_thread
 
 TERM_PARAMS = ("W", "U", "b")
 GATED_TERM_PARAMS = ("W", "U", "b", "bh")
@@ -304,15 +305,16 @@ def flow(model, x, y, *, h0=None) -> Flow:
     dE_dc = np.zeros((T, T), dtype=model.dtype) if len(trace.cell_states) > 1 else None  # a cell state
     dE_dW = None
     e = dQ @ model.V  # (T, H): row t is dE_t/ds_t from output t itself
-    for k, _, g, da, dr in sweep(trace, e, np.arange(T)):  # rows k..T-1: the outputs t >= k
-        np.einsum("th,th->t", g[0], g[0], out=dE_ds[k:, k])  # ||dE_t/ds_k||^2
-        if dE_dc is not None:
-            np.einsum("th,th->t", g[1], g[1], out=dE_dc[k:, k])  # ||dE_t/dc_k||^2
-        np.einsum("tg,tg->t", da, da, out=dE_dz[k:, k])  # ||dE_t/da_k||^2
-        if dr is not da:  # W's term is not dE_t/da_k h_{k-1}^T (GRU): its norm from W's inputs
-            dE_dW = np.zeros((T, T), dtype=model.dtype) if dE_dW is None else dE_dW
-            x2 = np.einsum("gh,gh->g", *(recurrent_inputs(trace, k),) * 2)  # (G,)
-            np.matmul(dr * dr, x2, out=dE_dW[k:, k])  # ||term_{t,k}||_F^2
+    with one_blas_thread():  # a product of at most T rows a step: BLAS's threads would only wait
+        for k, _, g, da, dr in sweep(trace, e, np.arange(T)):  # rows k..T-1: the outputs t >= k
+            np.einsum("th,th->t", g[0], g[0], out=dE_ds[k:, k])  # ||dE_t/ds_k||^2
+            if dE_dc is not None:
+                np.einsum("th,th->t", g[1], g[1], out=dE_dc[k:, k])  # ||dE_t/dc_k||^2
+            np.einsum("tg,tg->t", da, da, out=dE_dz[k:, k])  # ||dE_t/da_k||^2
+            if dr is not da:  # W's term is not dE_t/da_k h_{k-1}^T (GRU): its norm from W's inputs
+                dE_dW = np.zeros((T, T), dtype=model.dtype) if dE_dW is None else dE_dW
+                x2 = np.einsum("gh,gh->g", *(recurrent_inputs(trace, k),) * 2)  # (G,)
+                np.matmul(dr * dr, x2, out=dE_dW[k:, k])  # ||term_{t,k}||_F^2
     for a in (dE_ds, dE_dz, dE_dc, dE_dW):
         if a is not None:
             np.sqrt(a, out=a)

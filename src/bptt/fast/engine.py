@@ -97,8 +97,9 @@ def _start_loading():
 
 def _load():
     try:
-        from . import kernels
+        from . import gated_kernels, kernels
         kernels.warm()
+        gated_kernels.warm()
     except ImportError:  # no Numba on this platform: NumPy's loops throughout
         kernels = False
     _compiled["loaded"] = kernels
@@ -178,6 +179,13 @@ def _one_blas_thread(work):
     """
     if work < 1 << 18 or work >= ONE_THREAD_MAX_PRODUCT:  # below 2^18 OpenBLAS uses one thread itself
         return contextlib.nullcontext()
+    blas = _blas()
+    return blas.limit(limits=1) if blas else contextlib.nullcontext()
+
+
+def one_blas_thread():
+    """A context in which every BLAS library runs on one thread (threadpoolctl), for a loop of small
+    products that BLAS's threads would only slow; a no-op without threadpoolctl."""
     blas = _blas()
     return blas.limit(limits=1) if blas else contextlib.nullcontext()
 
