@@ -1,4 +1,4 @@
-"""python -m benchmarks [--quick] [--parts gradients,flow,minchar,scaling,startup] [--rounds R] [--out DIR]
+"""python -m benchmarks [--quick] [--parts gradients,gated,flow,minchar,scaling,startup,approx] [--rounds R] [--out DIR]
 
 Prints every measurement, each ratio with its target and PASS/FAIL, and a summary; writes the
 records as JSON and the scaling plots to --out (benchmarks/results by default).
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import THREADS  # noqa: F401  (sets the thread variables before NumPy is imported)
 
-PARTS = ("gradients", "flow", "minchar", "scaling", "startup")
+PARTS = ("gradients", "gated", "flow", "minchar", "scaling", "startup", "approx")
 
 
 def main(argv=None) -> int:
@@ -51,6 +51,9 @@ def main(argv=None) -> int:
     if "gradients" in parts:
         from . import gradient
         gradient.run(report, rounds=rounds, configs=gradient.CONFIGS)
+    if "gated" in parts:
+        from . import gated
+        gated.run(report, rounds=rounds)
     if "flow" in parts:
         from . import flowtable
         flowtable.run(report, rounds=rounds, memory=None if args.quick else (4096, 256))
@@ -64,6 +67,9 @@ def main(argv=None) -> int:
     if "startup" in parts:
         from . import startup
         startup.run(report, rounds=max(5, rounds))
+    if "approx" in parts:
+        from . import approx
+        approx.run(report, rounds=rounds)
     print(report.summary())
     print(f"({time.perf_counter() - t0:.0f} s)")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["docs/engine.md"]
+PAGES = ["docs/engine.md", "docs/approx.md"]
 PAIR = re.compile(r"```python\n(.*?)```\n```\n(.*?)```", re.S)
 
 

@@ -18,6 +18,7 @@ COMMANDS = {
     "sweep": "bptt.commands.sweep",
     "flow": "bptt.commands.flow",
     "report": "bptt.commands.report",
+    "approx": "bptt.commands.approx",
 }
 
 

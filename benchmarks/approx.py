@@ -1,0 +1,102 @@
+"""Part: the gradient's approximations against BPTT: time per step and peak memory (bptt.approx).
+
+The problem: an Elman network (tanh, D = O = 8, ids in and out, biases), one sequence. Each method
+computes the same gradient of the same weights over the same sequence:
+
+  BPTT       bptt.gradients (the default backend) and core.gradients (the reference engine)
+  RTRL       bptt.approx.rtrl: the influence matrix M (S x P) carried forward; time O(S^2 P) per
+             step (H^4 for Elman), memory O(S P) (H^3), whatever T
+  SnAp-1     bptt.approx.snap(order=1) (dense arrays with a mask: the cost of RTRL, not SnAp's)
+  UORO       bptt.approx.uoro: one rank-one estimate
+  window     bptt.approx.window_curve: the window's bias for every K at once, O(T^2 G H)
+
+Before timing, RTRL's gradient is compared with BPTT's (1e-10). Peak memory is traced with
+tracemalloc (NumPy reports its allocations to it) for BPTT and RTRL at two lengths T: RTRL's must
+not grow with T (target: peak at T = 800 within 1.5x of the peak at T = 100), BPTT's grows.
+"""
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+import numpy as np
+
+import bptt
+from bptt import approx, core
+
+from .harness import fmt_time, interleaved
+
+HIDDEN = (16, 32, 64, 128)
+
+
+def problem(H, T, seed=0, V=8):
+    rng = np.random.default_rng(seed)
+    model = bptt.random_rnn(H, V, V, seed=rng, bias=True).replace(b=rng.normal(0, 0.1, H))
+    return model, rng.integers(0, V, T), rng.integers(0, V, T)
+
+
+def peak(fn):
+    """(peak bytes traced while fn runs, seconds)."""
+    tracemalloc.start()
+    try:
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        _, top = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return top, dt
+
+
+def check(model, x, y):
+    _, want = core.gradients(model, x, y)
+    _, got = approx.rtrl(model, x, y)
+    worst = max(float(np.max(np.abs(got.params[k] - v)) / np.max(np.abs(v))) for k, v in want.params.items())
+    if worst > 1e-10:
+        raise AssertionError(f"RTRL differs from BPTT by {worst:.2g} (relative)")
+    return worst
+
+
+def run(report, *, rounds, hidden=HIDDEN, T=50):
+    print(f"\n== approx: time per step of RTRL, SnAp-1, UORO vs BPTT (Elman, D = O = 8, one sequence, T = {T}) ==")
+    print("   H     BPTT/step   reference/step  RTRL/step    SnAp-1/step  UORO/step    RTRL/BPTT  (RTRL = BPTT to)")
+    times = {}
+    for H in hidden:
+        model, x, y = problem(H, T)
+        worst = check(model, x, y)
+        fns = {"bptt": lambda: bptt.gradients(model, x, y), "reference": lambda: core.gradients(model, x, y),
+               "rtrl": lambda: approx.rtrl(model, x, y), "snap1": lambda: approx.snap(model, x, y, order=1),
+               "uoro": lambda: approx.uoro(model, x, y, seed=0)}
+        t = interleaved(fns, rounds=max(3, rounds // 3), warmup=1)
+        med = {k: v.median / T for k, v in t.items()}
+        times[H] = med
+        print(f"   {H:<5d} " + " ".join(f"{fmt_time(med[k]):12s}" for k in fns) +
+              f" {med['rtrl'] / med['bptt']:9.0f}x  ({worst:.0e})", flush=True)
+        report.record(part="approx", H=H, T=T, **{f"{k}_per_step_s": v for k, v in med.items()})
+    Hs = sorted(times)
+    if len(Hs) >= 2:
+        a, b = Hs[-2], Hs[-1]
+        slope = np.log(times[b]["rtrl"] / times[a]["rtrl"]) / np.log(b / a)
+        print(f"   RTRL's time per step grows like H^{slope:.2f} from H = {a} to {b} (the bound: H^4)")
+        report.record(part="approx", what="rtrl time exponent", H=(a, b), exponent=float(slope))
+
+    print("\n   peak memory (tracemalloc), H = 32:   T     BPTT        RTRL")
+    peaks = {}
+    for T_ in (100, 800):
+        model, x, y = problem(32, T_)
+        pb, _ = peak(lambda: core.gradients(model, x, y))
+        pr, _ = peak(lambda: approx.rtrl(model, x, y))
+        peaks[T_] = (pb, pr)
+        print(f"   {'':36s}{T_:<5d} {pb / 2**20:7.2f} MiB {pr / 2**20:7.2f} MiB", flush=True)
+        report.record(part="approx", what="peak memory", H=32, T=T_, bptt_bytes=pb, rtrl_bytes=pr)
+    report.target("approx", "RTRL peak memory T=800 / T=100 (H=32)", peaks[800][1] / peaks[100][1], 1.5)
+
+    print("\n   the window's bias for every K in one pass (window_curve) vs one full gradient (reference):")
+    for T_, H in ((100, 32), (300, 32)):
+        model, x, y = problem(H, T_)
+        t = interleaved({"curve": lambda: approx.window_curve(model, x, y),
+                         "one": lambda: core.gradients(model, x, y)}, rounds=max(3, rounds // 3), warmup=1)
+        c, o = t["curve"].median, t["one"].median
+        print(f"   T = {T_:<4d} H = {H}: every K {fmt_time(c)}, one gradient {fmt_time(o)}, ratio {c / o:.0f}x",
+              flush=True)
+        report.record(part="approx", what="window curve", T=T_, H=H, curve_s=c, gradient_s=o)

@@ -1,0 +1,80 @@
+"""`bptt approx`: the table and the JSON hold the library's numbers, the figure is written, bad
+arguments are sentences."""
+import json
+
+import numpy as np
+import pytest
+
+from bptt import approx, core
+from bptt.cli import main
+from bptt.commands import approx as command
+
+SMALL = ["approx", "--hidden", "4", "--inputs", "3", "--outputs", "3", "--length", "12", "--samples", "20",
+         "--windows", "0,3,11", "--tbptt", "2:4"]
+
+
+def test_the_table_lists_every_method(capsys):
+    assert main(SMALL) == 0
+    out = capsys.readouterr().out
+    for method in ("window K=0", "window K=3", "window K=11", "TBPTT(2, 4)", "RTRL", "UORO, mean of 20", "SnAp-1",
+                   "SnAp-2"):
+        assert method in out, method
+    rtrl = next(line for line in out.splitlines() if line.startswith("RTRL"))
+    assert float(rtrl.split()[1]) < 1e-12 and float(rtrl.split()[2]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru-before"])
+def test_the_json_holds_the_librarys_numbers(cell, capsys):
+    assert main(SMALL + ["--cell", cell, "--json", "--seed", "3"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    rows = {r["method"]: r for r in res["methods"]}
+    # the same model and data, drawn as the command draws them
+    args = type("A", (), {"cell": cell, "hidden": 4, "inputs": 3, "outputs": 3})()
+    rng = np.random.default_rng(3)
+    model = command.random_model(args, 1.0, rng)
+    x, y = command.data(model, 12, 1, rng)
+    loss, exact = core.gradients(model, x, y)
+    assert res["loss"] == pytest.approx(loss, rel=1e-12)
+    for K in (0, 3):
+        want = approx.compare(exact, core.gradients(model, x, y, truncate=K)[1])
+        assert rows[f"window K={K}"]["all"]["rel"] == pytest.approx(want.rel["all"], rel=1e-9)
+        assert rows[f"window K={K}"]["W"]["cos"] == pytest.approx(want.cos["W"], rel=1e-12)
+    want = approx.compare(exact, approx.tbptt_gradient(model, x, y, 2, 4)[1])
+    assert rows["TBPTT(2, 4)"]["all"]["rel"] == pytest.approx(want.rel["all"], rel=1e-12)
+    assert rows["RTRL"]["all"]["rel"] < 1e-12
+    want = approx.compare(exact, approx.uoro(model, x, y, seed=3, samples=20)[1])
+    assert rows["UORO, mean of 20"]["W"]["rel"] == pytest.approx(want.rel["W"], rel=1e-12)
+    assert res["smallest_window"] == approx.window_curve(model, x, y).smallest_window(0.01)
+
+
+def test_a_model_file(tmp_path, capsys):
+    from bptt.model import random_gated
+    path = tmp_path / "gru.npz"
+    random_gated("gru", 3, 4, 2, seed=0).save(path)
+    assert main(["approx", "--model", str(path), "--length", "6", "--samples", "5", "--windows", "1",
+                 "--tbptt", "1:2"]) == 0
+    assert "GRU(H=3, D=4, O=2" in capsys.readouterr().out
+
+
+def test_the_figure_is_a_png_at_150_dpi(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+    path = tmp_path / "bias.png"
+    assert main(SMALL + ["--plot", str(path), "--radii", "0.5,1.5"]) == 0
+    assert f"figure: {path}" in capsys.readouterr().out
+    with Image.open(path) as im:
+        assert im.info["dpi"][0] == pytest.approx(150, abs=1) and im.size[0] >= 1200
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--cell", "rnn"], "unknown cell 'rnn'"),
+    (["--tbptt", "5"], "--tbptt takes rules k1:k2"),
+    (["--windows", "0,50"], "a window K must lie in 0..T = 12"),
+    (["--windows", "a"], "--windows must be comma-separated integers"),
+    (["--radius", "0"], "a spectral radius must be a positive number"),
+    (["--samples", "0"], "--samples must be at least 1"),
+    (["--tbptt", "4:2"], "k2 >= k1"),
+])
+def test_bad_arguments_are_sentences(argv, words, capsys):
+    assert main(SMALL + argv) == 2
+    assert words in capsys.readouterr().err
