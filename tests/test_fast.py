@@ -420,3 +420,23 @@ print(first is None, engine._compiled["kernels"] is not None, digest(g1), digest
     first_numpy, then_compiled, d1, d2 = runs[0]
     assert first_numpy == "True" and then_compiled == "True"
     assert d1 != d2  # NumPy's loops and the compiled ones round differently (float32): both were run
+
+
+@pytest.mark.parametrize("T,K,H,N,rho,act", [(50, 9, 2, 3, 1.2, "tanh"), (60, 20, 4, 0, 0.9, "identity"),
+                                             (33, 32, 1, 2, 1.5, "tanh"), (200, 150, 3, 1, 1.1, "relu"),
+                                             (40, 5, 2, 2, 1.0, "sigmoid"), (7, 3, 1, 0, 1.0, "tanh"),
+                                             (300, 40, 4, 2, 1.4, "identity")])
+def test_long_windows_by_blocks_equal_the_reference(T, K, H, N, rho, act):
+    # K + 1 > 2H: the fast backend carries Jacobian products across blocks of K + 1 steps instead of
+    # sending K + 1 outputs' errors back through every step; exploding cases (rho > 1) included
+    assert K + 1 > 2 * H
+    m = bptt.random_rnn(H, 3, 3, seed=T, radius=rho, activation=act, bias=True).replace(b=np.full(H, 0.1))
+    rng = np.random.default_rng(K)
+    lead = (N, T) if N else (T,)
+    x, y, h0 = rng.integers(0, 3, lead), rng.integers(-1, 3, lead), rng.normal(size=lead[:-1] + (H,))
+    want = bptt.gradients(m, x, y, truncate=K, h0=h0, backend="reference")
+    got = bptt.gradients(m, x, y, truncate=K, h0=h0, backend="fast")
+    assert got[0] == pytest.approx(want[0], rel=1e-12)
+    for k, a in list(want[1].params.items()) + [("h0", want[1].h0)]:
+        b = got[1].h0 if k == "h0" else got[1].params[k]
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12 * np.abs(a).max(), err_msg=k)

@@ -521,18 +521,65 @@ def _backward_truncated(trace: Trace, dQ, K):
     dS = _matmul(dQ.reshape(T * N, -1), model.V).reshape(T, N, H)  # dE_t/ds_t from output t itself
     df = np.empty((T, N, H), dtype=model.dtype)
     _df(model, S[1:], df)
-    dZ = np.empty_like(df)  # delta_t
-    W = model.W
-    # G[j] is dE_{t+j}/ds_t, the error of output t + j at step t, for j = 0..K (the window)
-    G = np.zeros((K + 1, N, H), dtype=model.dtype)
+    if K + 1 > 2 * H:  # the window is longer than twice the state: carry Jacobian products instead
+        with one_blas_thread():
+            g, dh0 = _window_by_blocks(dS, df, model.W, K)
+        dZ = np.multiply(g, df, out=g)  # delta_t
+    else:
+        dZ, dh0 = _window_directly(dS, df, model.W, K)
+    U, W_, V, b, c = _weight_terms(trace, dQ, dZ, 0, T)
+    return _grads(model, U, W_, V, b, c, dh0 if xin.batched else dh0[0])
+
+
+def _window_directly(dS, df, W, K):
+    """(delta_t for every t, dE/ds_{-1}) under the window K: G[j] = dE_{t+j}/ds_t, the errors of the
+    K+1 outputs whose window holds step t, go back together: O(T K N H^2)."""
+    T, N, H = dS.shape
+    dZ = np.empty_like(dS)
+    G = np.zeros((K + 1, N, H), dtype=dS.dtype)
     for t in range(T - 1, -1, -1):
         G[1:] = G[:-1] @ W if t < T - 1 else 0  # outputs t+1..t+K reach s_t; t+K+1 stops at t+1
         G[0] = dS[t]
         G *= df[t]  # now dE_{t+j}/dz_t
         G.sum(axis=0, out=dZ[t])
-    dh0 = G[:-1].sum(axis=0) @ W  # outputs 0..K-1 reach s_{-1}
-    U, W_, V, b, c = _weight_terms(trace, dQ, dZ, 0, T)
-    return _grads(model, U, W_, V, b, c, dh0 if xin.batched else dh0[0])
+    return dZ, G[:-1].sum(axis=0) @ W  # outputs 0..K-1 reach s_{-1}
+
+
+def _window_by_blocks(dS, df, W, K):
+    """(g, dh0): g[k] = sum over t = k..min(k+K, T-1) of dE_t/ds_k, (T, N, H), and the same sum at
+    s_{-1} (outputs t <= K-1), (N, H), in O(T N H^3) whatever K.
+
+    Time is cut into blocks of L = K+1 steps. The window of a step k ends in the next block, which
+    starts at s: its outputs t < s reach k by a backward recurrence that restarts at every block's
+    end; its outputs s <= t <= k+K reach k as u_{k+L} Suf_k, where u_m = sum_{t=s}^{m-1} dS_t Pre_t
+    (the next block's outputs carried to s), Pre_t = J_t ... J_{s+1}, Suf_k = J_s ... J_{k+1}, and
+    J_j = diag(f'(z_j)) W is the step's Jacobian (a row vector e at s_j reaches s_{j-1} as e J_j).
+    Nothing is subtracted: every term is one of the window's own."""
+    T, N, H = dS.shape
+    L = K + 1
+    g = np.empty_like(dS)
+    for k in range(T - 1, -1, -1):  # the outputs of k's own block, t = k..its last step
+        g[k] = dS[k]
+        if (k + 1) % L and k + 1 < T:
+            g[k] += (g[k + 1] * df[k + 1]) @ W
+    eye = np.broadcast_to(np.eye(H, dtype=dS.dtype), (N, H, H))
+    jac = lambda j: df[j][:, :, None] * W  # noqa: E731  (N, H, H): J_j of each sequence
+    dh0 = None
+    for s in range(0, T, L):  # s: the first step of a block; the steps before it, down to s-L, get its outputs
+        u = np.zeros((L + 1, N, H), dtype=dS.dtype)  # u[i] = u_{s+i}
+        pre = eye
+        for i, t in enumerate(range(s, min(s + L, T))):
+            pre = pre if t == s else jac(t) @ pre
+            u[i + 1] = u[i] + (dS[t][:, None, :] @ pre)[:, 0]
+        suf = eye
+        for k in range(s - 1, max(s - L, -1) - 1, -1):  # down to s-L, or to -1 (the state h0) for s = 0
+            suf = suf @ jac(k + 1)
+            part = (u[min(k + L, T) - s][:, None, :] @ suf)[:, 0]
+            if k >= 0:
+                g[k] += part
+            else:
+                dh0 = part
+    return g, dh0
 
 
 def _grads(model, U, W, V, b, c, h0):
