@@ -30,3 +30,16 @@ def test_docs_example_prints_what_the_page_says(code, output):
 
 def test_every_page_has_examples():
     assert len(list(examples())) >= 2
+
+
+def test_the_performance_page_quotes_the_results_file():
+    # the page's tables are written by benchmarks/tables.py from benchmarks/results/results.json;
+    # loaded by path, not as the benchmarks package, which sets thread variables on import
+    import importlib.util
+    import json
+    spec = importlib.util.spec_from_file_location("bench_tables", ROOT / "benchmarks" / "tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    page = (ROOT / "docs" / "performance.md").read_text()
+    want = tables.tables(json.loads(tables.RESULTS.read_text()))
+    assert tables.spliced(page, want) == page, "run: python -m benchmarks.tables --write docs/performance.md"

@@ -1,0 +1,77 @@
+"""python -m benchmarks.tables [--write docs/performance.md]: the results of the last benchmark run
+(benchmarks/results/results.json) as Markdown tables. With --write, the tables replace the part of
+the page between its markers, so the page quotes no number that the results file does not hold
+(tests/test_docs.py checks that it does not).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "results.json"
+BEGIN, END = "<!-- results: begin (python -m benchmarks.tables --write) -->", "<!-- results: end -->"
+
+
+def _time(s):
+    return f"{s * 1e6:.0f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def gradient_table(records, part="gradients") -> list[str]:
+    rows = [r for r in records if r["part"] == part]
+    if not rows:
+        return []
+    cell = "cell | " if part != "gradients" else ""
+    lines = [f"| {cell}(N, T, H, O) | dtype | bptt | PyTorch | JAX | bptt / faster of the two |",
+             "|" + " --- |" * (6 + bool(cell))]
+    for r in rows:
+        name = f"{r['cell']} | " if cell else ""
+        lines.append(f"| {name}{tuple(r['config'])} | {r['dtype']} | {_time(r['bptt_s'])} | {_time(r['torch_s'])} | "
+                     f"{_time(r['jax_s'])} | **{r['ratio']:.2f}** |")
+    return lines
+
+
+def target_table(targets) -> list[str]:
+    lines = ["| part | what | measured | target | holds |", "| --- | --- | --- | --- | --- |"]
+    for t in targets:
+        lines.append(f"| {t['part']} | {t['what']} | {t['value']:.3g} | {t['kind']} {t['limit']:g} | "
+                     f"{'yes' if t['holds'] else '**no**'} |")
+    return lines
+
+
+def tables(results) -> str:
+    records, targets = results["records"], results["targets"]
+    out = ["One full gradient of an Elman RNN (forward + backward, softmax cross-entropy summed over time",
+           "and batch, D = O):", ""] + gradient_table(records)
+    gated = gradient_table(records, "gated")
+    if gated:
+        out += ["", "The same for LSTM and GRU (PyTorch's nn.LSTM / nn.GRU + nn.Linear, JAX's lax.scan):", ""] + gated
+    held = sum(t["holds"] for t in targets)
+    out += ["", f"Every target of the run ({held} of {len(targets)} hold):", ""] + target_table(targets)
+    return "\n".join(out)
+
+
+def spliced(page: str, block: str) -> str:
+    """The page with the text between its markers replaced by block."""
+    if BEGIN not in page or END not in page:
+        raise ValueError(f"the page has no markers {BEGIN} ... {END}")
+    head, rest = page.split(BEGIN, 1)
+    return head + BEGIN + "\n" + block + "\n" + END + rest.split(END, 1)[1]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.tables", description=__doc__.splitlines()[0])
+    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--write", type=Path, help="the Markdown page whose marked part is replaced")
+    args = p.parse_args(argv)
+    block = tables(json.loads(args.results.read_text()))
+    if args.write is None:
+        print(block)
+    else:
+        args.write.write_text(spliced(args.write.read_text(), block))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
