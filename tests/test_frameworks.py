@@ -1,12 +1,15 @@
 """bptt against PyTorch, JAX and TensorFlow autodiff (float64), and the compare() harness.
 
-Every case runs through bptt.frameworks.compare: loss first, then each gradient by name, each
-held to 1e-10 relative error (floored denominator). The frameworks differentiate the model
-themselves; truncation is their own stop-gradient construction.
+Every case runs through bptt.frameworks.compare: loss first, then each gradient by name (the
+model's params, h0, and c0 for an LSTM), each held to 1e-10 relative error (floored
+denominator). The frameworks differentiate the model themselves; truncation is their own
+stop-gradient construction. The cells: Elman (bptt.RNN), LSTM, GRU in PyTorch's reset-after form
+and in Keras's reset-before form.
 
-JAX runs eagerly and compiles each operation once per (N, D, H, O), so its random cases draw
-those sizes from a small pool (T, K, activations, heads and everything else vary freely);
-PyTorch and TensorFlow take fully random sizes.
+JAX runs the Elman cell eagerly, compiling each operation once per (N, D, H, O), and the gated
+cells as one jitted program per shape, so its random cases draw sizes (and, for the gated
+cells, T) from a small pool (K, heads and everything else vary freely); PyTorch and TensorFlow
+take fully random sizes.
 """
 import dataclasses
 import json
@@ -22,6 +25,7 @@ import bptt
 from bptt import frameworks as fw
 from bptt.frameworks.stress import ambiguous
 from bptt.frameworks.stress import random_case as make_case
+from bptt.model import GRU, LSTM
 
 pytestmark = pytest.mark.frameworks
 
@@ -48,9 +52,42 @@ def cases(draw, sizes=None):
     return m, x, y, dict(truncate=truncate, h0=h0, reduction=reduction)
 
 
+GATED = ["lstm", "gru", "gru reset_after=False"]  # stress.CELLS without the Elman cell
+JAX_GATED_SIZES = [(1, 3, 4, 3, 4), (2, 3, 2, 4, 5)]  # (N, D, H, O, T)
+
+
+@st.composite
+def gated_cases(draw, sizes=None):
+    """(model, x, y, kwargs) for an LSTM or GRU (either form): biases b, bh, c each on or off, h0
+    absent, an array, or for an LSTM the pair (h0, c0); every truncation, head and reduction."""
+    cell = draw(st.sampled_from(GATED))
+    if sizes is None:
+        N, D, H, O = (draw(st.integers(1, n)) for n in (3, 4, 4, 4))
+        T = draw(st.integers(1, 6))
+    else:
+        N, D, H, O, T = draw(st.sampled_from(sizes))
+    batched = N > 1 or draw(st.booleans())
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    h0 = draw(st.sampled_from(["none", "h0", "pair"] if cell == "lstm" else ["none", "h0"]))
+    kw = dict(head=draw(st.sampled_from(["softmax", "mse"])), b=draw(st.booleans()), bh=draw(st.booleans()),
+              c=draw(st.booleans()), dense=draw(st.booleans()), h0=h0 != "none", mask=draw(st.booleans()))
+    m, x, y, state0 = make_case(rng, N, T, D, H, O, batched=batched, activation="tanh", cell=cell, **kw)
+    assume(not ambiguous(x, D))
+    if h0 == "h0" and cell == "lstm":
+        state0 = state0[0]  # h0 alone: c0 starts at zero
+    truncate = draw(st.sampled_from([None, 0, 1, 3, T, T + 2]))
+    reduction = draw(st.sampled_from(["sum", "mean"]))
+    return m, x, y, dict(truncate=truncate, h0=state0, reduction=reduction)
+
+
+def quantities(m):
+    """The rows compare() gives for a model: loss, its params, h0, and c0 for an LSTM."""
+    return ["loss", *m.params, "h0"] + (["c0"] if isinstance(m, LSTM) else [])
+
+
 def assert_agrees(name, m, x, y, **kw):
     result = fw.compare(m, x, y, frameworks=[name], **kw)
-    assert [r.quantity for r in result.rows] == ["loss", *m.params, "h0"]
+    assert [r.quantity for r in result.rows] == quantities(m)
     assert result.passed, f"\n{m!r}, {kw}\n{result}"
     return result
 
@@ -80,6 +117,122 @@ def test_jax_agrees_on_random_cases(case):
     need("jax")
     m, x, y, kw = case
     assert_agrees("jax", m, x, y, **kw)
+
+
+@settings(max_examples=30, **SETTINGS)
+@given(case=gated_cases())
+def test_torch_agrees_on_random_gated_cases(case):
+    need("torch")
+    m, x, y, kw = case
+    assert_agrees("torch", m, x, y, **kw)
+
+
+@settings(max_examples=20, **SETTINGS)
+@given(case=gated_cases())
+def test_tensorflow_agrees_on_random_gated_cases(case):
+    need("tensorflow")
+    m, x, y, kw = case
+    assert_agrees("tensorflow", m, x, y, **kw)
+
+
+@settings(max_examples=8, **SETTINGS)
+@given(case=gated_cases(sizes=JAX_GATED_SIZES))
+def test_jax_agrees_on_random_gated_cases(case):
+    need("jax")
+    m, x, y, kw = case
+    assert_agrees("jax", m, x, y, **kw)
+
+
+@pytest.mark.parametrize("name", fw.FRAMEWORKS)
+@pytest.mark.parametrize("cell", GATED)
+def test_every_framework_and_gated_cell_with_everything_on(name, cell):
+    """Every bias, a batch, the initial state ((h0, c0) for an LSTM), masked targets, both heads,
+    dense and ids, both reductions, every window; bptt's side on both backends."""
+    need(name)
+    rng = np.random.default_rng(GATED.index(cell))
+    T = 5
+    for head, dense, K, reduction in [("softmax", False, None, "sum"), ("mse", True, 0, "mean"),
+                                      ("softmax", True, 1, "mean"), ("mse", False, 3, "sum"),
+                                      ("softmax", False, T, "sum"), ("mse", True, T + 2, "mean")]:
+        m, x, y, h0 = make_case(rng, 2, T, 3, 4, 3, batched=True, activation="tanh", head=head, b=True,
+                                bh=True, c=True, dense=dense, h0=True, mask=True, cell=cell)
+        for backend in ("reference", "fast"):
+            assert_agrees(name, m, x, y, truncate=K, h0=h0, reduction=reduction, backend=backend)
+
+
+@pytest.mark.parametrize("name", fw.FRAMEWORKS)
+@pytest.mark.parametrize("cell", GATED)
+def test_truncation_of_a_gated_cell_is_really_applied_by_the_framework(name, cell):
+    """K = 0 changes W's gradient and leaves V's alone and the initial state's at zero; K = T-1
+    (output T-1 restarts from the initial state, stopped) changes h0's (and c0's); K >= T is full."""
+    need(name)
+    ref = fw.reference(name)
+    m, x, y, h0 = make_case(np.random.default_rng(7), 2, 5, 3, 4, 3, batched=True, activation="tanh",
+                            head="softmax", b=True, bh=True, c=True, dense=False, h0=True, mask=False, cell=cell)
+    state = ["h0", "c0"] if cell == "lstm" else ["h0"]
+    _, full = ref.gradients(m, x, y, h0=h0)
+    assert sorted(full) == sorted([*m.params, *state])
+    _, k0 = ref.gradients(m, x, y, h0=h0, truncate=0)
+    assert np.abs(full["W"] - k0["W"]).max() > 1e-3
+    np.testing.assert_allclose(full["V"], k0["V"], rtol=1e-13)
+    for k in state:
+        assert np.all(k0[k] == 0) and np.abs(full[k]).max() > 1e-3
+    _, k4 = ref.gradients(m, x, y, h0=h0, truncate=4)
+    for k in state:
+        assert np.abs(k4[k] - full[k]).max() > 1e-6
+    for K in (5, 9):
+        _, kT = ref.gradients(m, x, y, h0=h0, truncate=K)
+        for k in full:
+            np.testing.assert_allclose(kT[k], full[k], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", fw.FRAMEWORKS)
+def test_the_gru_forms_are_different_networks_in_every_framework(name):
+    """The same arrays as reset-after and reset-before GRUs: each framework's loss and gradients
+    differ between the forms, and each form agrees with bptt's (so the flag is not ignored)."""
+    need(name)
+    m, x, y, h0 = make_case(np.random.default_rng(11), 2, 4, 3, 4, 3, batched=True, activation="tanh",
+                            head="softmax", b=True, bh=True, c=True, dense=True, h0=True, mask=False, cell="gru")
+    before = m.replace(reset_after=False)
+    ref = fw.reference(name)
+    (la, ga), (lb, gb) = ref.gradients(m, x, y, h0=h0), ref.gradients(before, x, y, h0=h0)
+    assert abs(la - lb) > 1e-6 and np.abs(ga["W"] - gb["W"]).max() > 1e-4
+    assert_agrees(name, m, x, y, h0=h0)
+    assert_agrees(name, before, x, y, h0=h0)
+
+
+@pytest.mark.parametrize("name", fw.FRAMEWORKS)
+def test_an_lstm_takes_h0_alone_or_the_pair(name):
+    """h0 alone starts c at zero: the same as the pair (h0, 0); dE/dc0 is reported either way."""
+    need(name)
+    m, x, y, (h0, c0) = make_case(np.random.default_rng(5), 3, 4, 2, 3, 2, batched=True, activation="tanh",
+                                  head="mse", b=True, bh=False, c=False, dense=True, h0=True, mask=True,
+                                  cell="lstm")
+    ref = fw.reference(name)
+    la, ga = ref.gradients(m, x, y, h0=h0, truncate=2)
+    lb, gb = ref.gradients(m, x, y, h0=(h0, np.zeros_like(c0)), truncate=2)
+    assert la == lb and sorted(ga) == sorted(gb) == sorted([*m.params, "h0", "c0"])
+    for k in ga:
+        np.testing.assert_array_equal(ga[k], gb[k])
+    assert ga["c0"].shape == (3, 3) and np.abs(ga["c0"]).max() > 0
+    assert_agrees(name, m, x, y, h0=h0, truncate=2)
+    assert_agrees(name, m, x[0], y[0], h0=(h0[0], c0[0]))  # one sequence: h0, c0 (H,)
+
+
+@pytest.mark.parametrize("name", fw.FRAMEWORKS)
+@pytest.mark.parametrize("biases", [(), ("b",), ("bh",), ("c",), ("b", "bh", "c")])
+def test_gated_gradients_have_exactly_the_models_names(name, biases):
+    """The keys are the model's params (whichever biases it has) plus h0 (and c0): no more, no less."""
+    need(name)
+    rng = np.random.default_rng(len(biases))
+    for cell, extra in (("lstm", ["h0", "c0"]), ("gru", ["h0"])):
+        m, x, y, h0 = make_case(rng, 2, 3, 3, 2, 3, batched=True, activation="tanh", head="softmax",
+                                b="b" in biases, bh="bh" in biases, c="c" in biases, dense=False, h0=False,
+                                mask=False, cell=cell)
+        _, g = fw.reference(name).gradients(m, x, y, truncate=1)
+        assert list(m.params) == ["U", "W", "V", *[k for k in ("b", "bh", "c") if k in biases]]
+        assert sorted(g) == sorted([*m.params, *extra])
+        assert_agrees(name, m, x, y, truncate=1)
 
 
 @pytest.mark.parametrize("name", fw.FRAMEWORKS)
@@ -170,6 +323,15 @@ def test_terms_reject_bad_arguments(name):
 
 
 @pytest.mark.parametrize("name", fw.FRAMEWORKS)
+def test_terms_are_the_elman_cells_only(name):
+    need(name)
+    m, x, y, _ = make_case(np.random.default_rng(0), 1, 3, 2, 2, 2, batched=False, activation="tanh",
+                           head="softmax", b=True, c=False, dense=False, h0=False, mask=False, cell="lstm")
+    with pytest.raises(ValueError, match="Elman cell .bptt.RNN. only, got a lstm model"):
+        fw.reference(name).terms(m, x, y, "W", 0)
+
+
+@pytest.mark.parametrize("name", fw.FRAMEWORKS)
 def test_framework_side_rejects_bad_input_like_the_engine(name):
     need(name)
     m, x, y = bptt.seed_example()
@@ -180,6 +342,15 @@ def test_framework_side_rejects_bad_input_like_the_engine(name):
         ref.gradients(m, x, y, truncate=-1)
     with pytest.raises(ValueError, match="reduction"):
         ref.gradients(m, x, y, reduction="avg")
+    with pytest.raises(ValueError, match="bptt.RNN, LSTM or GRU, got str"):
+        ref.gradients("model.npz", x, y)
+    lstm, x, y, _ = make_case(np.random.default_rng(0), 2, 3, 2, 2, 2, batched=True, activation="tanh",
+                              head="softmax", b=True, c=False, dense=False, h0=False, mask=False, cell="lstm")
+    for bad, words in [((np.zeros((2, 2)),) * 3, "pair .h0, c0.*got a tuple of 3"), ((np.zeros((2, 2)), np.zeros(3)), "h0 must have shape")]:
+        with pytest.raises(ValueError, match=words):
+            bptt.gradients(lstm, x, y, h0=bad)
+        with pytest.raises(ValueError, match=words):
+            ref.gradients(lstm, x, y, h0=bad)
 
 
 # --- the harness itself ---------------------------------------------------------------------------
@@ -224,6 +395,36 @@ def test_compare_reports_a_wrong_gradient(monkeypatch):
     assert "FAIL" in str(result)
 
 
+def test_compare_reports_a_wrong_c0_gradient(monkeypatch):
+    """An LSTM's c0 row is a real check: perturb the engine's dE/dc0 by 1e-8 relative; only c0 fails."""
+    need("torch")
+    import bptt.backend
+
+    real = bptt.backend.gradients
+
+    def off(*a, **kw):
+        loss, g = real(*a, **kw)
+        return loss, g.replace(c0=g.c0 * (1 + 1e-8))
+
+    m, x, y, h0 = make_case(np.random.default_rng(1), 2, 4, 3, 3, 2, batched=True, activation="tanh",
+                            head="softmax", b=True, bh=True, c=True, dense=False, h0=True, mask=False, cell="lstm")
+    assert fw.compare(m, x, y, frameworks=["torch"], h0=h0).passed
+    monkeypatch.setattr(bptt.backend, "gradients", off)
+    result = fw.compare(m, x, y, frameworks=["torch"], h0=h0)
+    assert [r.quantity for r in result.failures()] == ["c0"]
+
+
+def test_compare_fails_a_name_bptt_does_not_give(monkeypatch):
+    """A framework that returns a gradient bptt has no row for is a failure, not ignored."""
+    need("torch")
+    ref = fw.reference("torch")
+    real = ref.gradients
+    monkeypatch.setattr(ref, "gradients", lambda *a, **kw: (lambda r: (r[0], {**r[1], "bh": r[1]["U"]}))(real(*a, **kw)))
+    m, x, y = bptt.seed_example()
+    result = fw.compare(m, x, y, frameworks=["torch"])
+    assert [r.quantity for r in result.failures()] == ["bh"] and not result.passed
+
+
 def test_compare_result_is_frozen_printable_and_json():
     need("torch")
     m, x, y = bptt.seed_example()
@@ -262,18 +463,37 @@ def test_compare_is_exported_and_import_bptt_stays_light():
 
 def test_stress_command_runs_random_cross_checks(capsys):
     need("torch")
-    from bptt.frameworks.stress import main, stress
+    from bptt.frameworks.stress import CELLS, main, stress
 
-    r = stress(4, seed=1, frameworks=["torch"])
-    assert r["torch"]["cases"] == 4 and r["torch"]["passed"] == 4 and 0 <= r["torch"]["worst_rel_err"] <= 1e-10
-    assert main(["--cases", "2", "--frameworks", "torch"]) == 0
-    assert re.match(r"torch +2/2 passed, worst relative error \d\.\d\de-\d\d", capsys.readouterr().out)
+    r = stress(12, seed=1, frameworks=["torch"])["torch"]
+    assert r["cases"] == 12 and r["passed"] == 12 and 0 <= r["worst_rel_err"] <= 1e-10
+    assert list(r["cells"]) == list(CELLS) and sum(c["cases"] for c in r["cells"].values()) == 12
+    assert all(c["cases"] > 0 and c["passed"] == c["cases"] for c in r["cells"].values())  # every cell drawn
+    assert main(["--cases", "2", "--frameworks", "torch", "--cells", "lstm,gru-reset-before"]) == 0
+    out = capsys.readouterr().out
+    assert re.match(r"torch +2/2 passed, worst relative error \d\.\d\de-\d\d \(lstm \d/\d, "
+                    r"gru reset_after=False \d/\d\)$", out.strip()), out
+    with pytest.raises(SystemExit):
+        main(["--cells", "rnn"])
+    assert "unknown cell 'rnn'" in capsys.readouterr().err
+
+
+def test_stress_cases_are_the_cells_they_say():
+    from bptt.frameworks.stress import random_model
+
+    rng = np.random.default_rng(0)
+    lstm = random_model(rng, 3, 4, 2, cell="lstm", b=True, bh=True)
+    gru = random_model(rng, 3, 4, 2, cell="gru reset_after=False", c=True)
+    assert isinstance(lstm, LSTM) and lstm.U.shape == (16, 3) and lstm.bh is not None
+    assert isinstance(gru, GRU) and not gru.reset_after and gru.W.shape == (12, 4) and gru.b is None
+    with pytest.raises(ValueError, match="unknown cell 'rnn'"):
+        random_model(rng, 3, 4, 2, cell="rnn")
 
 
 @pytest.mark.parametrize("name", fw.FRAMEWORKS)
 def test_references_never_call_the_engine(name, monkeypatch):
     """The frameworks' numbers are their own: with bptt's forward, backward and flow disabled,
-    gradients and terms still work."""
+    gradients and terms still work, for every cell."""
     need(name)
     import importlib
 
@@ -293,3 +513,9 @@ def test_references_never_call_the_engine(name, monkeypatch):
     loss, g = ref.gradients(m, x, y, truncate=1)
     assert np.isfinite(loss) and set(g) == {"U", "W", "V", "h0"}
     assert ref.terms(m, x, y, "W", 2).shape == (3, 2, 2)
+    for cell in GATED:
+        m, x, y, h0 = make_case(np.random.default_rng(0), 2, 4, 3, 2, 3, batched=True, activation="tanh",
+                                head="softmax", b=True, bh=True, c=True, dense=False, h0=True, mask=True, cell=cell)
+        loss, g = ref.gradients(m, x, y, truncate=1, h0=h0)
+        assert np.isfinite(loss) and set(g) == set(m.params) | ({"h0", "c0"} if cell == "lstm" else {"h0"})
+        assert all(np.isfinite(v).all() and np.abs(v).max() > 0 for v in g.values())

@@ -9,9 +9,11 @@ from .spectra import jacobian_spectrum, lyapunov
 from .theory import Theory, cliff
 from .model import (RNN, identity, normal, orthogonal, random_rnn, seed_example, spectral_radius,
                     uniform, with_spectral_radius)
+from .model import GRU, LSTM, Model, random_gated
 
 __version__ = "0.1.0"
-__all__ = ["RNN", "Trace", "Grads", "flow", "Flow", "forward", "backward", "gradients", "loss", "check",
+__all__ = ["RNN", "LSTM", "GRU", "Model", "random_gated", "Trace", "Grads", "flow", "Flow", "forward",
+           "backward", "gradients", "loss", "check",
            "CheckReport", "compare", "random_rnn",
            "seed_example", "uniform", "normal", "orthogonal", "identity", "spectral_radius",
            "with_spectral_radius", "analyse_batch", "jacobian_spectrum", "lyapunov", "Theory",

@@ -1,14 +1,16 @@
 """Cross-checks against PyTorch, JAX and TensorFlow, and import/export of their layers.
 
-Each reference module (bptt.frameworks.torch, .jax, .tensorflow) rebuilds the same model from the
-model's arrays in float64 and lets the framework's own autodiff differentiate it:
+Each reference module (bptt.frameworks.torch, .jax, .tensorflow) rebuilds the same model (a
+bptt.RNN, LSTM or GRU in either form) from the model's arrays in float64 and lets the framework's
+own autodiff differentiate it:
 
     gradients(model, x, y, *, truncate=None, h0=None, reduction="sum") -> (loss, dict)
-        dict keys: U, W, V, b, c (those the model has) and h0, the same meaning as bptt.gradients;
-        truncate=K is built with the framework's stop-gradient, never with bptt's backward pass.
+        dict keys: the model's params (U, W, V and those of b, bh, c it has), h0, and c0 for an
+        LSTM, the same meaning as bptt.gradients; truncate=K is built with the framework's
+        stop-gradient, never with bptt's backward pass.
     terms(model, x, y, name, t, *, h0=None) -> (T, *shape)
-        step k's term of dE_t/d(name) for "W", "U", "b", by untying the parameter into one copy
-        per step (the gradient of copy k is step k's term).
+        the Elman cell's only: step k's term of dE_t/d(name) for "W", "U", "b", by untying the
+        parameter into one copy per step (the gradient of copy k is step k's term).
 
 compare() runs them next to bptt.gradients (float64) and reports, loss first and then each
 gradient by name, the largest absolute and relative differences. The relative error of an entry
@@ -16,9 +18,10 @@ is |ours - theirs| / max(|ours|, |theirs|, floor) with floor = 1e-6 x the larges
 quantity (and never below the smallest positive float64): entries that are zero or tiny next to
 the rest are held to an absolute standard, and 0/0 or NaN can never pass.
 
-Weight layouts (PyTorch nn.RNN: weight_ih = U, weight_hh = W, bias_ih + bias_hh = b, Linear
-weight = V, bias = c; Keras SimpleRNN: kernel = U.T, recurrent_kernel = W.T, bias = b, Dense
-kernel = V.T, bias = c) are documented in bptt.frameworks.torch and bptt.frameworks.tensorflow.
+Weight layouts (PyTorch: weight_ih_l0 = U, weight_hh_l0 = W, bias_ih_l0 = b, bias_hh_l0 = bh
+(nn.RNN: their sum is b), Linear weight = V, bias = c; Keras: kernel = U.T, recurrent_kernel = W.T,
+bias = b (a reset-after GRU: [b, bh]), a GRU's gates reordered z, r, h <-> r, z, n, Dense kernel
+= V.T, bias = c) are documented in bptt.frameworks.torch and bptt.frameworks.tensorflow.
 Every framework is imported inside the functions that use it, so importing this package is cheap.
 """
 from __future__ import annotations
@@ -59,7 +62,7 @@ def reference(name: str):
 
 class Row(NamedTuple):
     framework: str
-    quantity: str        # "loss", then "U", "W", "V", "b", "c", "h0"
+    quantity: str        # "loss", then the model's params ("U", "W", "V", "b", "bh", "c"), "h0", "c0"
     max_abs_err: float
     max_rel_err: float
     passed: bool
@@ -130,6 +133,9 @@ def compare(model, x, y, *, frameworks=None, truncate=None, h0=None, reduction="
             rtol=1e-10, backend=None) -> Comparison:
     """bptt.gradients (in float64) against each framework's autodiff of the same model.
 
+    model: a bptt.RNN, LSTM or GRU; one row per framework for the loss, each of the model's
+    params, h0, and c0 for an LSTM (whose h0 may be the pair (h0, c0)).
+
     frameworks: names from FRAMEWORKS, or None for every installed one (at least one is needed).
     x, y, truncate, h0, reduction, backend: as in bptt.gradients. Each quantity passes when its largest
     relative error (see relative_error) is at most rtol. Returns a Comparison: .passed, .rows,
@@ -154,7 +160,7 @@ def compare(model, x, y, *, frameworks=None, truncate=None, h0=None, reduction="
                          + " ".join(f"'{_EXTRA[n]}'" for n in missing))
     model64 = model.astype(np.float64)
     loss, g = gradients(model64, x, y, truncate=truncate, h0=h0, reduction=reduction, backend=backend)
-    ours = {"loss": loss, **g.params, "h0": g.h0}
+    ours = {"loss": loss, **g.params, "h0": g.h0, **({"c0": g.c0} if g.c0 is not None else {})}
     rows = []
     for name in names:
         their_loss, theirs = reference(name).gradients(model64, x, y, truncate=truncate, h0=h0,
@@ -163,4 +169,5 @@ def compare(model, x, y, *, frameworks=None, truncate=None, h0=None, reduction="
         for q, value in ours.items():
             abs_err, rel_err = relative_error(value, theirs[q]) if q in theirs else (float("nan"),) * 2
             rows.append(Row(name, q, abs_err, rel_err, bool(rel_err <= rtol)))
+        rows += [Row(name, q, float("nan"), float("nan"), False) for q in theirs if q not in ours]  # a name bptt lacks
     return Comparison(tuple(rows), float(rtol), truncate, reduction)

@@ -4,7 +4,8 @@ Nothing here differentiates anything. It turns (model, x, y, h0, truncate, reduc
 float64 arrays, with the same validation and the same meaning as bptt.gradients, so that each
 framework module only has to build the model and let its own autodiff do the rest.
 
-Shapes: N batch, T time, D input, H hidden, O output.
+Shapes: N batch, T time, D input, H hidden, O output, G = gates x H (Elman H, LSTM 4H, GRU 3H).
+The cells are those of bptt.cells, in PyTorch's gate order (LSTM i, f, g, o; GRU r, z, n).
 """
 from __future__ import annotations
 
@@ -13,24 +14,38 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import core, validate
-from ..model import RNN
+from ..model import GRU, LSTM, RNN
+
+MODELS = (RNN, LSTM, GRU)
 
 
 class Problem(NamedTuple):
-    params: dict            # name -> float64 array: U (H, D), W (H, H), V (O, H), b (H,), c (O,)
-    activation: str
+    params: dict            # name -> float64 array: the model's params (U (G, D), W (G, H), V (O, H), b, bh, c)
+    cell: str               # "elman", "lstm" or "gru"
+    activation: str | None  # the Elman cell's f; None for a gated cell
+    reset_after: bool       # GRU: PyTorch's form (True) or Keras's reset-before form (False)
     head: str
     ids: np.ndarray | None  # (N, T) int64 token ids, or None for dense inputs
     X: np.ndarray | None    # (N, T, D) float64 dense inputs, or None for ids
     y_ids: np.ndarray | None     # (N, T) int64 target ids, -1 = unscored (softmax head)
     y_values: np.ndarray | None  # (N, T, O) float64 targets, 0 where unscored (mse head)
     mask: np.ndarray        # (N, T) float64, 1.0 where the step is scored
-    h0: np.ndarray          # (N, H) float64
+    state0: tuple           # the initial state, (N, H) float64 arrays: (h0,), or (h0, c0) for an LSTM
     N: int
     T: int
     batched: bool
     K: int | None           # truncation window, None = full BPTT
     scale: float            # 1, or 1 / (number of scored steps) for reduction="mean"
+
+    @property
+    def h0(self) -> np.ndarray:
+        """The initial hidden output h0 = s_{-1}: (N, H)."""
+        return self.state0[0]
+
+    @property
+    def state_names(self) -> tuple:
+        """The gradient names of the initial state's entries: ("h0",) or ("h0", "c0")."""
+        return ("h0", "c0")[:len(self.state0)]
 
     def dense(self) -> np.ndarray:
         """Inputs as vectors (N, T, D): one-hot rows for ids."""
@@ -39,14 +54,21 @@ class Problem(NamedTuple):
         return np.eye(self.params["U"].shape[1])[self.ids]
 
     def h0_out(self, g: np.ndarray) -> np.ndarray:
-        """dE/dh0 in the public shape: (H,) for one sequence, (N, H) for a batch."""
+        """dE/dh0 (or dE/dc0) in the public shape: (H,) for one sequence, (N, H) for a batch."""
         return g if self.batched else g[0]
+
+    def state_grads(self, gs) -> dict:
+        """{"h0": ..., ["c0": ...]} from the gradients of the state0 entries, each (N, H)."""
+        return {k: self.h0_out(np.asarray(g, dtype=np.float64)) for k, g in zip(self.state_names, gs)}
 
 
 def problem(model, x, y, *, truncate=None, h0=None, reduction="sum") -> Problem:
-    """Check the arguments exactly as bptt.gradients does and return them as float64 arrays."""
-    if not isinstance(model, RNN):
-        raise ValueError(f"model must be a bptt.RNN, got {type(model).__name__}")
+    """Check the arguments exactly as bptt.gradients does and return them as float64 arrays.
+
+    h0: (H,) / (N, H) or None; for an LSTM also the pair (h0, c0), as bptt.gradients takes it.
+    """
+    if not isinstance(model, MODELS):
+        raise ValueError(f"model must be a bptt.RNN, LSTM or GRU, got {type(model).__name__}")
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     K = core.truncation(truncate)  # the engine's own check, so both refuse the same values
@@ -54,21 +76,24 @@ def problem(model, x, y, *, truncate=None, h0=None, reduction="sum") -> Problem:
     model.check_finite()
     xin = validate.inputs(model, x)
     tg = validate.targets(model, y, xin)
-    s0 = validate.initial_state(model, h0, xin)
+    state0 = core.initial_state(model, h0, xin)  # argument checks only: (N, H) arrays, zeros if not given
     mask = tg.mask.astype(np.float64)
     scale = 1.0 / max(int(tg.mask.sum()), 1) if reduction == "mean" else 1.0
-    return Problem(params={k: np.array(v) for k, v in model.params.items()},
-                   activation=model.activation, head=model.head, ids=xin.ids, X=xin.X,
-                   y_ids=tg.ids, y_values=tg.values, mask=mask, h0=np.array(s0), N=xin.N, T=xin.T,
+    return Problem(params={k: np.array(v) for k, v in model.params.items()}, cell=model.cell.name,
+                   activation=getattr(model, "activation", None),
+                   reset_after=bool(getattr(model, "reset_after", True)), head=model.head,
+                   ids=xin.ids, X=xin.X, y_ids=tg.ids, y_values=tg.values, mask=mask,
+                   state0=tuple(np.array(s, dtype=np.float64) for s in state0), N=xin.N, T=xin.T,
                    batched=xin.batched, K=K, scale=scale)
 
 
 class Window(NamedTuple):
     """Where output t's chain starts under truncate=K: steps start..t are differentiated.
 
-    from_h0: the chain starts at h0 and keeps its gradient (t - K <= -1); otherwise it starts at
-    the state s_{start-1}, taken from the forward pass with its gradient stopped (for t = K that
-    state is h0 itself, stopped).
+    from_h0: the chain starts at the initial state and keeps its gradient (t - K <= -1); otherwise
+    it starts at the state before step `start`, taken from the forward pass with its gradient
+    stopped (for t = K that state is the initial state itself, stopped). A cell with a memory
+    restarts from both h and c.
     """
 
     t: int
@@ -82,6 +107,9 @@ def windows(T: int, K: int) -> list[Window]:
 
 
 def check_terms_args(p: Problem, name: str, t) -> int:
+    if p.cell != "elman":
+        raise ValueError(f"terms are defined for the Elman cell (bptt.RNN) only, got a {p.cell} model: "
+                         "use gradients for a gated cell")
     if name not in ("W", "U", "b"):
         raise ValueError(f"terms are defined for W, U and b, got {name!r}")
     if name not in p.params:
@@ -89,4 +117,3 @@ def check_terms_args(p: Problem, name: str, t) -> int:
     if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < p.T:
         raise ValueError(f"output step t must be an integer in 0..{p.T - 1}, got {t!r}")
     return int(t)
-

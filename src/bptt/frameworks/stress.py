@@ -1,9 +1,11 @@
 """Many random cross-checks at once: `python -m bptt.frameworks --cases 200 --seed 0`.
 
-Each case draws sizes N, T, D, H, O, an activation, a head, biases, dense or id inputs, h0,
-masked targets, a truncation K in {None, 0, 1, 3, T, T + 2} and a reduction, and runs compare()
-for each framework. The report gives, per framework, the number of cases, how many passed and
-the largest relative error seen.
+Each case draws a cell (Elman, LSTM, GRU in PyTorch's reset-after form or Keras's reset-before
+form), sizes N, T, D, H, O, an activation (Elman), a head, biases, dense or id inputs, the initial
+state (h0, or the pair (h0, c0) for an LSTM), masked targets, a truncation K in
+{None, 0, 1, 3, T, T + 2} and a reduction, and runs compare() for each framework. The report
+gives, per framework, the number of cases, how many passed and the largest relative error seen,
+and the cases and passes of each cell.
 """
 from __future__ import annotations
 
@@ -13,18 +15,42 @@ import time
 import numpy as np
 
 from ..activations import ACTIVATIONS
-from ..model import RNN
+from ..model import GRU, LSTM, RNN
+
+CELLS = ("elman", "lstm", "gru", "gru reset_after=False")  # the cells a case is drawn from
 
 
-def random_case(rng, N, T, D, H, O, *, batched, activation, head, b, c, dense, h0, mask):
-    """(model, x, y, h0) drawn from rng; weights small enough that no unit saturates exactly.
+def random_model(rng, D, H, O, *, cell="elman", activation="tanh", head="softmax", b=False, c=False, bh=False):
+    """A model with weights drawn from rng, small enough that no unit saturates exactly.
+
+    cell: one of CELLS. b, bh, c: whether the model has that bias (bh: the gated cells' recurrent
+    bias). U (G, D), W (G, H), V (O, H) with G = H, 4H or 3H.
+    """
+    if cell not in CELLS:
+        raise ValueError(f"unknown cell {cell!r}: expected one of {', '.join(CELLS)}")
+    gates = {"elman": 1, "lstm": 4}.get(cell, 3)
+    G = gates * H
+    U, W = rng.normal(0, 0.7, (G, D)), rng.normal(0, 0.8 / np.sqrt(H), (G, H))
+    V = rng.normal(0, 0.7, (O, H))
+    bb = rng.normal(0, 0.3, G) if b else None
+    cc = rng.normal(0, 0.3, O) if c else None
+    if cell == "elman":
+        return RNN(U=U, W=W, V=V, b=bb, c=cc, activation=activation, head=head)
+    rb = rng.normal(0, 0.3, G) if bh else None
+    if cell == "lstm":
+        return LSTM(U=U, W=W, V=V, b=bb, bh=rb, c=cc, head=head)
+    return GRU(U=U, W=W, V=V, b=bb, bh=rb, c=cc, head=head, reset_after=cell == "gru")
+
+
+def random_case(rng, N, T, D, H, O, *, batched, activation, head, b, c, dense, h0, mask, cell="elman",
+                bh=False):
+    """(model, x, y, h0) drawn from rng (see random_model for the model).
 
     x: ids (N, T) / (T,) or dense (N, T, D) / (T, D); y: ids with about 40% -1 when mask, or real
-    values with about 40% NaN rows for head "mse"; h0 (N, H) / (H,) or None.
+    values with about 40% NaN rows for head "mse"; h0 (N, H) / (H,) or None, for an LSTM the pair
+    (h0, c0).
     """
-    m = RNN(U=rng.normal(0, 0.7, (H, D)), W=rng.normal(0, 0.8 / np.sqrt(H), (H, H)),
-            V=rng.normal(0, 0.7, (O, H)), b=rng.normal(0, 0.3, H) if b else None,
-            c=rng.normal(0, 0.3, O) if c else None, activation=activation, head=head)
+    m = random_model(rng, D, H, O, cell=cell, activation=activation, head=head, b=b, c=c, bh=bh)
     lead = (N, T) if batched else (T,)
     x = rng.normal(size=lead + (D,)) if dense else rng.integers(0, D, lead)
     if head == "mse":
@@ -35,7 +61,10 @@ def random_case(rng, N, T, D, H, O, *, batched, activation, head, b, c, dense, h
         y = rng.integers(0, O, lead)
         if mask:
             y[rng.random(lead) < 0.4] = -1
-    hh = rng.normal(0, 0.5, (N, H) if batched else (H,)) if h0 else None
+    shape = (N, H) if batched else (H,)
+    hh = rng.normal(0, 0.5, shape) if h0 else None
+    if h0 and cell == "lstm":
+        hh = (hh, rng.normal(0, 0.5, shape))
     return m, x, y, hh
 
 
@@ -46,34 +75,42 @@ def ambiguous(x, D) -> bool:
         np.all((x == 0) | (x == 1)) and np.all(x.sum(-1) == 1))
 
 
-def stress(cases=100, *, seed=0, frameworks=None, max_size=(3, 8, 4, 6, 4)) -> dict:
-    """Run `cases` random cross-checks per framework: {name: {"cases", "passed", "worst_rel_err", "seconds"}}.
+def stress(cases=100, *, seed=0, frameworks=None, max_size=(3, 8, 4, 6, 4), cells=CELLS) -> dict:
+    """Run `cases` random cross-checks per framework: {name: {"cases", "passed", "worst_rel_err",
+    "seconds", "cells": {cell: {"cases", "passed"}}}}.
 
-    max_size: the largest (N, T, D, H, O) drawn.
+    max_size: the largest (N, T, D, H, O) drawn. cells: the cells drawn from (CELLS by default).
     """
     from . import available, compare
 
     names = available() if frameworks is None else list(frameworks)
+    for cell in cells:
+        if cell not in CELLS:
+            raise ValueError(f"unknown cell {cell!r}: expected some of {', '.join(CELLS)}")
     activations = tuple(ACTIVATIONS)
     rng = np.random.default_rng(seed)
     out = {}
     for name in names:
         start, passed, worst, done = time.perf_counter(), 0, 0.0, 0
+        per_cell = {cell: {"cases": 0, "passed": 0} for cell in cells}
         while done < cases:
+            cell = cells[rng.integers(len(cells))]
             N, T, D, H, O = (int(rng.integers(1, k + 1)) for k in max_size)
             kw = dict(activation=activations[rng.integers(len(activations))], head=("softmax", "mse")[rng.integers(2)],
                       b=bool(rng.integers(2)), c=bool(rng.integers(2)), dense=bool(rng.integers(2)),
-                      h0=bool(rng.integers(2)), mask=bool(rng.integers(2)))
-            m, x, y, h0 = random_case(rng, N, T, D, H, O, batched=N > 1 or bool(rng.integers(2)), **kw)
+                      h0=bool(rng.integers(2)), mask=bool(rng.integers(2)), bh=bool(rng.integers(2)))
+            m, x, y, h0 = random_case(rng, N, T, D, H, O, batched=N > 1 or bool(rng.integers(2)), cell=cell, **kw)
             if ambiguous(x, D):
                 continue
             K = (None, 0, 1, 3, T, T + 2)[rng.integers(6)]
             r = compare(m, x, y, frameworks=[name], truncate=K, h0=h0, reduction=("sum", "mean")[rng.integers(2)])
             passed += r.passed
+            per_cell[cell]["cases"] += 1
+            per_cell[cell]["passed"] += r.passed
             worst = max(worst, max(row.max_rel_err for row in r.rows))
             done += 1
         out[name] = {"cases": done, "passed": passed, "worst_rel_err": worst,
-                     "seconds": round(time.perf_counter() - start, 1)}
+                     "seconds": round(time.perf_counter() - start, 1), "cells": per_cell}
     return out
 
 
@@ -82,10 +119,21 @@ def main(argv=None) -> int:
     p.add_argument("--cases", type=int, default=100, help="random cases per framework (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random cases (default 0)")
     p.add_argument("--frameworks", help="comma-separated torch,jax,tensorflow (default: every installed one)")
+    p.add_argument("--cells", help="comma-separated cells to draw from: elman,lstm,gru,gru-reset-before "
+                                   "(default: all four)")
     args = p.parse_args(argv)
     names = args.frameworks.split(",") if args.frameworks else None
+    spelled = {"elman": "elman", "lstm": "lstm", "gru": "gru", "gru-reset-before": "gru reset_after=False"}
+    cells = CELLS
+    if args.cells:
+        unknown = [c for c in args.cells.split(",") if c not in spelled]
+        if unknown:
+            p.error(f"unknown cell {unknown[0]!r}: expected some of {', '.join(spelled)}")
+        cells = tuple(spelled[c] for c in args.cells.split(","))
     ok = True
-    for name, r in stress(args.cases, seed=args.seed, frameworks=names).items():
+    for name, r in stress(args.cases, seed=args.seed, frameworks=names, cells=cells).items():
         ok &= r["passed"] == r["cases"]
-        print(f"{name:<11} {r['passed']}/{r['cases']} passed, worst relative error {r['worst_rel_err']:.2e}")
+        by_cell = ", ".join(f"{cell} {c['passed']}/{c['cases']}" for cell, c in r["cells"].items())
+        print(f"{name:<11} {r['passed']}/{r['cases']} passed, worst relative error {r['worst_rel_err']:.2e} "
+              f"({by_cell})")
     return 0 if ok else 1

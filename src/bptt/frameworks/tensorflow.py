@@ -1,23 +1,29 @@
-"""The same Elman RNN in TensorFlow (float64, tf.GradientTape), and import/export of Keras
-SimpleRNN + Dense.
+"""The same RNN, LSTM or GRU in TensorFlow (float64, tf.GradientTape), and import/export of Keras
+SimpleRNN, LSTM and GRU layers with a Dense head.
 
-`gradients` and `terms` rebuild the model from its arrays and let GradientTape differentiate it.
-Truncation (truncate=K, the notebook's rule) is built with tf.stop_gradient: output t's chain is
-recomputed from stop_gradient(s_{t-K-1}); outputs with t - K <= -1 start from h0 itself, which is
-where dE/dh0 comes from. Token ids are looked up with tf.gather on U's columns.
+`gradients` and `terms` rebuild the model from its arrays and let GradientTape differentiate it;
+each cell's step is written with tf ops (bptt.cells' equations: PyTorch's, and Keras's
+reset_after=False GRU). Truncation (truncate=K, the notebook's rule) is built with
+tf.stop_gradient: output t's chain is recomputed from stop_gradient(the state before step t-K)
+(h and c for an LSTM); outputs with t - K <= -1 start from the initial state itself, which is
+where dE/dh0 (and dE/dc0) come from. Token ids are looked up with tf.gather on U's columns.
 
-Weight layout (Keras computes h_t = f(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias), row vectors):
+Weight layout (Keras computes with row vectors, x_t @ kernel + h_{t-1} @ recurrent_kernel + bias):
 
     bptt     Keras
-    U        simple_rnn kernel            = U.T   (D, H)
-    W        simple_rnn recurrent_kernel  = W.T   (H, H)
-    b        simple_rnn bias              (H,)
-    V        dense kernel                 = V.T   (H, O)
-    c        dense bias                   (O,)
-    f        activation "tanh", "relu", "sigmoid", or "linear" (bptt's "identity")
+    U        kernel               = U.T   (D, G)   (G = H, 4H or 3H)
+    W        recurrent_kernel     = W.T   (H, G)
+    b        bias                 (G,); a GRU with reset_after=True: bias[0]
+    bh       a GRU with reset_after=True: bias[1] (the recurrent bias); a Keras LSTM and a
+             reset_after=False GRU have none
+    V        dense kernel         = V.T   (H, O)
+    c        dense bias           (O,)
+    f        SimpleRNN activation "tanh", "relu", "sigmoid", or "linear" (bptt's "identity")
+    gates    LSTM: i, f, c, o, PyTorch's i, f, g, o. GRU: Keras z, r, h against bptt's (PyTorch's)
+             r, z, n: the first two blocks of rows swap (keras_gate_order)
 
-to_keras builds SimpleRNN(return_sequences=True) and Dense(O) in the model's dtype; the RNN's
-output sequence is s_0..s_{T-1} (bptt's trace.states[1:]) and dense(output) is q. A Dense with
+to_keras builds the layer (return_sequences=True) and Dense(O) in the model's dtype; the layer's
+output sequence is h_0..h_{T-1} (bptt's trace.states[1:]) and dense(output) is q. A Dense with
 activation "softmax" is accepted by from_keras for the softmax head (its pre-activations are q).
 """
 from __future__ import annotations
@@ -27,8 +33,8 @@ import os
 
 import numpy as np
 
-from ..model import RNN
-from ._common import check_terms_args, problem, windows
+from ..model import GRU, LSTM, RNN
+from ._common import MODELS, check_terms_args, problem, windows
 
 KERAS_ACTIVATIONS = {"tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid", "identity": "linear"}
 
@@ -45,11 +51,11 @@ def _act(tf, name):
 
 
 def _inputs(tf, p, U, b=None):
-    """U x_t (+ b) for every step: (T, N, H); ids gather U's columns."""
+    """U x_t (+ b) for every step: (T, N, G); ids gather U's columns."""
     if p.ids is not None:
         UX = tf.gather(tf.transpose(U), p.ids.T)  # (T, N, H)
     else:
-        UX = tf.einsum("ntd,hd->tnh", tf.constant(p.X), U)
+        UX = tf.einsum("ntd,gd->tng", tf.constant(p.X), U)
     return UX + b if b is not None else UX
 
 
@@ -64,45 +70,77 @@ def _step_loss(tf, p, q, t):
 
 def _variables(tf, p):
     P = {k: tf.Variable(v, dtype=tf.float64) for k, v in p.params.items()}
-    return P, tf.Variable(p.h0, dtype=tf.float64)
+    return P, tuple(tf.Variable(s, dtype=tf.float64) for s in p.state0)
 
 
-def gradients(model: RNN, x, y, *, truncate=None, h0=None, reduction="sum"):
-    """(loss, {"U", "W", "V", ["b", "c",] "h0"}) computed by tf.GradientTape in float64.
+def _step(tf, p, P):
+    """The cell's step with tf ops: step(a, state) -> state; a (N, G) = U x_t + b, state a tuple
+    of (N, H) tensors ((s,), (h, c) or (h,)); bptt.cells' equations in PyTorch's gate order."""
+    W, bh = P["W"], P.get("bh")
+    if p.cell == "elman":
+        f = _act(tf, p.activation)
+        return lambda a, state: (f(a + tf.matmul(state[0], W, transpose_b=True)),)
+    if p.cell == "lstm":
+        def lstm(a, state):
+            h, c = state
+            pre = a + tf.matmul(h, W, transpose_b=True)
+            i, f, g, o = tf.split(pre + bh if bh is not None else pre, 4, axis=-1)  # PyTorch's order
+            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+            return tf.sigmoid(o) * tf.tanh(c), c
+        return lstm
+    H = p.params["W"].shape[1]
+    W_rz, W_n = W[:2 * H], W[2 * H:]
+    bh_rz, bh_n = (bh[:2 * H], bh[2 * H:]) if bh is not None else (0.0, 0.0)
 
-    Same arguments and meaning as bptt.gradients; dE/dh0 is (H,) or (N, H) for a batch.
+    def gru(a, state):
+        (h,) = state
+        r, z = tf.split(tf.sigmoid(a[:, :2 * H] + tf.matmul(h, W_rz, transpose_b=True) + bh_rz), 2, axis=-1)
+        if p.reset_after:  # PyTorch's (and Keras's default) form: r scales W_n h + bh_n
+            n = tf.tanh(a[:, 2 * H:] + r * (tf.matmul(h, W_n, transpose_b=True) + bh_n))
+        else:  # Keras's reset_after=False: r scales h before W_n
+            n = tf.tanh(a[:, 2 * H:] + tf.matmul(r * h, W_n, transpose_b=True) + bh_n)
+        return ((1 - z) * n + z * h,)
+    return gru
+
+
+def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum"):
+    """(loss, {params by the model's names, "h0"[, "c0"]}) computed by tf.GradientTape in float64.
+
+    model: bptt.RNN, LSTM or GRU. Same arguments and meaning as bptt.gradients (for an LSTM h0 may
+    be the pair (h0, c0)); dE/dh0 and dE/dc0 are (H,) or (N, H) for a batch.
     """
     tf = _load("tensorflow")
 
     p = problem(model, x, y, truncate=truncate, h0=h0, reduction=reduction)
-    P, h0v = _variables(tf, p)
-    f = _act(tf, p.activation)
+    P, state0 = _variables(tf, p)
 
-    def out(s):
-        q = tf.matmul(s, P["V"], transpose_b=True)
+    def out(h):
+        q = tf.matmul(h, P["V"], transpose_b=True)
         return q + P["c"] if "c" in P else q
 
     with tf.GradientTape() as tape:
-        UX = _inputs(tf, p, P["U"], P.get("b"))
-        s, states = tf.convert_to_tensor(h0v), [tf.convert_to_tensor(h0v)]
+        step = _step(tf, p, P)
+        A = _inputs(tf, p, P["U"], P.get("b"))  # (T, N, G)
+        s0 = tuple(tf.convert_to_tensor(v) for v in state0)
+        s, states = s0, [s0]  # states[j]: the state before step j
         for k in range(p.T):
-            s = f(UX[k] + tf.matmul(s, P["W"], transpose_b=True))
+            s = step(A[k], s)
             states.append(s)
-        E = tf.add_n([_step_loss(tf, p, out(states[t + 1]), t) for t in range(p.T)])
+        E = tf.add_n([_step_loss(tf, p, out(states[t + 1][0]), t) for t in range(p.T)])
         target = E
         if p.K is not None:
             parts = []
             for w in windows(p.T, p.K):
-                s = tf.convert_to_tensor(h0v) if w.from_h0 else tf.stop_gradient(states[w.start])
+                s = s0 if w.from_h0 else tuple(tf.stop_gradient(v) for v in states[w.start])
                 for k in range(w.start, w.t + 1):
-                    s = f(UX[k] + tf.matmul(s, P["W"], transpose_b=True))
-                parts.append(_step_loss(tf, p, out(s), w.t))
+                    s = step(A[k], s)
+                parts.append(_step_loss(tf, p, out(s[0]), w.t))
             target = tf.add_n(parts)
     names = list(P)
-    got = tape.gradient(target, [P[k] for k in names] + [h0v],
+    got = tape.gradient(target, [P[k] for k in names] + list(state0),
                         unconnected_gradients=tf.UnconnectedGradients.ZERO)
     grads = {k: _dense(tf, g) for k, g in zip(names, got)}
-    grads["h0"] = p.h0_out(_dense(tf, got[-1]))
+    grads.update(p.state_grads([_dense(tf, g) for g in got[len(names):]]))
     return float(E.numpy()), grads
 
 
@@ -112,7 +150,7 @@ def _dense(tf, g):
 
 
 def terms(model: RNN, x, y, name, t, *, h0=None):
-    """Step k's term of dE_t/d(name) for name in W, U, b: (T, *shape), zero for k > t.
+    """Step k's term of dE_t/d(name) for name in W, U, b: (T, *shape), zero for k > t (Elman only).
 
     The parameter is untied into T variables, copy k used at step k only; GradientTape's gradient
     of copy k is step k's term. E_t is summed over the batch.
@@ -143,25 +181,64 @@ def _keras_dtype(model):
     return str(model.dtype)
 
 
-def to_keras(model: RNN):
-    """(keras.layers.SimpleRNN, keras.layers.Dense), built and holding the model's weights.
+def keras_gate_order(a):
+    """A GRU's gate blocks (rows of U, W, b, bh) swapped between bptt's r, z, n and Keras's z, r, h:
+    a (3H, ...) -> (3H, ...). The swap is its own inverse."""
+    H = a.shape[0] // 3
+    return np.concatenate([a[H:2 * H], a[:H], a[2 * H:]])
 
-    SimpleRNN(H, return_sequences=True) in the model's dtype: kernel = U.T, recurrent_kernel = W.T,
-    bias = b; Dense(O): kernel = V.T, bias = c. Call rnn(x, initial_state=[h0]) for a given h0.
+
+def _keras_bias(model):
+    """The layer's bias as Keras holds it, or None: SimpleRNN and LSTM b; a GRU's in Keras's gate
+    order, reset_after=True the (2, 3H) pair [b, bh] with zeros for a missing one, reset_after=False
+    b. A Keras LSTM or reset-before GRU holds no recurrent bias: a model with bh is a ValueError."""
+    if isinstance(model, RNN):
+        return model.b
+    if isinstance(model, GRU) and model.reset_after:
+        if model.b is None and model.bh is None:
+            return None
+        zero = np.zeros(3 * model.H, dtype=model.dtype)
+        return np.stack([keras_gate_order(v) if v is not None else zero for v in (model.b, model.bh)])
+    if model.bh is not None:
+        kind = "LSTM" if isinstance(model, LSTM) else "GRU with reset_after=False"
+        raise ValueError(f"a Keras {kind} holds one bias vector, but this model has a recurrent bias bh: "
+                         "pass model.replace(b=b + bh, bh=None) (b = bh if it has no b), which computes "
+                         "the same network")
+    return model.b if isinstance(model, LSTM) or model.b is None else keras_gate_order(model.b)
+
+
+def to_keras(model):
+    """(layer, keras.layers.Dense), built and holding the model's weights, in the model's dtype.
+
+    layer: keras.layers.SimpleRNN for a bptt.RNN, LSTM for an LSTM, GRU(reset_after=...) for a GRU,
+    with return_sequences=True. kernel = U.T, recurrent_kernel = W.T (a GRU's gate blocks
+    reordered to Keras's z, r, h); bias: SimpleRNN and LSTM b; GRU reset_after=True the (2, G)
+    pair [b, bh] (zeros for a missing one); GRU reset_after=False b. A Keras LSTM or reset-before
+    GRU has no recurrent bias: a model with bh raises a ValueError. Dense(O): kernel = V.T, bias = c.
+    Call layer(x, initial_state=[h0]) (an LSTM: [h0, c0]) for a given initial state.
     """
-    if not isinstance(model, RNN):
-        raise ValueError(f"to_keras expects a bptt.RNN, got {type(model).__name__}")
+    if not isinstance(model, MODELS):
+        raise ValueError(f"to_keras expects a bptt.RNN, LSTM or GRU, got {type(model).__name__}")
     dtype = _keras_dtype(model)
+    bias = _keras_bias(model)
     keras = _load("keras")
 
-    rnn = keras.layers.SimpleRNN(model.H, activation=KERAS_ACTIVATIONS[model.activation],
-                                 use_bias=model.b is not None, return_sequences=True, dtype=dtype)
-    rnn.build((None, None, model.D))
-    rnn.set_weights([model.U.T, model.W.T] + ([model.b] if model.b is not None else []))
+    U, W = model.U, model.W
+    if isinstance(model, RNN):
+        layer = keras.layers.SimpleRNN(model.H, activation=KERAS_ACTIVATIONS[model.activation],
+                                       use_bias=bias is not None, return_sequences=True, dtype=dtype)
+    elif isinstance(model, LSTM):
+        layer = keras.layers.LSTM(model.H, use_bias=bias is not None, return_sequences=True, dtype=dtype)
+    else:
+        U, W = keras_gate_order(U), keras_gate_order(W)
+        layer = keras.layers.GRU(model.H, reset_after=bool(model.reset_after), use_bias=bias is not None,
+                                 return_sequences=True, dtype=dtype)
+    layer.build((None, None, model.D))
+    layer.set_weights([U.T, W.T] + ([bias] if bias is not None else []))
     dense = keras.layers.Dense(model.O, use_bias=model.c is not None, dtype=dtype)
     dense.build((None, model.H))
     dense.set_weights([model.V.T] + ([model.c] if model.c is not None else []))
-    return rnn, dense
+    return layer, dense
 
 
 def _activation_name(keras, fn):
@@ -174,40 +251,64 @@ def _activation_name(keras, fn):
     return str(name)
 
 
-def from_keras(simple_rnn, dense, *, head="softmax") -> RNN:
-    """A bptt.RNN from a built keras SimpleRNN and its Dense head (copies the weights).
+def from_keras(layer, dense, *, head="softmax"):
+    """A bptt model from a built Keras recurrent layer and its Dense head (copies the weights).
 
-    U = kernel.T, W = recurrent_kernel.T, b = bias; V = dense kernel.T, c = dense bias. The dtype
-    follows the weights. Activations tanh, relu, sigmoid and linear (-> "identity") are understood.
+    SimpleRNN -> bptt.RNN: U = kernel.T, W = recurrent_kernel.T, b = bias; activations tanh, relu,
+    sigmoid and linear (-> "identity"). LSTM -> bptt LSTM: the same, Keras's gate order i, f, c, o
+    being PyTorch's; bh = None. GRU -> bptt GRU with the layer's reset_after, gate blocks reordered
+    from Keras's z, r, h to r, z, n; reset_after=True: b, bh = bias[0], bias[1]; reset_after=False:
+    b = bias, bh = None. LSTM and GRU need Keras's default activations (tanh, recurrent sigmoid).
+    V = dense kernel.T, c = dense bias. The dtype follows the weights (float32 or float64).
     """
     keras = _load("keras")
 
-    if not isinstance(simple_rnn, keras.layers.SimpleRNN):
-        raise ValueError(f"from_keras expects a keras.layers.SimpleRNN, got {type(simple_rnn).__name__}")
+    kinds = (keras.layers.SimpleRNN, keras.layers.LSTM, keras.layers.GRU)
+    if not isinstance(layer, kinds):
+        raise ValueError(f"from_keras expects a keras.layers.SimpleRNN, LSTM or GRU, got {type(layer).__name__}")
+    kind = next(k.__name__ for k in kinds if isinstance(layer, k))
     if not isinstance(dense, keras.layers.Dense):
         raise ValueError(f"from_keras expects a keras.layers.Dense head, got {type(dense).__name__}")
-    if not simple_rnn.built or not dense.built:
+    if not layer.built or not dense.built:
         raise ValueError("from_keras needs built layers (call them once, or layer.build(input_shape))")
-    if simple_rnn.go_backwards:
-        raise ValueError("this SimpleRNN reads its input backwards (go_backwards=True); bptt runs forward in time")
-    act = _activation_name(keras, simple_rnn.activation)
+    if layer.go_backwards:
+        raise ValueError(f"this {kind} reads its input backwards (go_backwards=True); bptt runs forward in time")
+    cell = layer.cell
+    act = _activation_name(keras, cell.activation)
     ours = {v: k for k, v in KERAS_ACTIVATIONS.items()}
-    if act not in ours:
+    if kind == "SimpleRNN" and act not in ours:
         raise ValueError(f"the SimpleRNN's activation {act!r} is not one bptt models: expected one of "
                          f"{', '.join(sorted(ours))}")
+    if kind != "SimpleRNN":
+        rec = _activation_name(keras, cell.recurrent_activation)
+        if (act, rec) != ("tanh", "sigmoid"):
+            raise ValueError(f"bptt's {kind} uses activation 'tanh' and recurrent_activation 'sigmoid'; "
+                             f"this layer has {act!r} and {rec!r}")
     dact = _activation_name(keras, dense.activation)
     if dact not in ("linear", "softmax") or (dact == "softmax" and head != "softmax"):
         raise ValueError(f"the Dense head's activation is {dact!r}: bptt needs its pre-activations, so it "
                          "must be 'linear' (or 'softmax' with head='softmax')")
-    cell = simple_rnn.cell
+    weights = [cell.kernel, cell.recurrent_kernel] + ([cell.bias] if cell.use_bias else []) + [dense.kernel] \
+        + ([dense.bias] if dense.use_bias else [])
+    for v in weights:
+        if str(v.dtype) not in ("float32", "float64"):
+            raise ValueError(f"bptt holds float32 or float64 weights; this layer's {v.name} is {v.dtype}")
 
     def arr(v):  # a keras Variable as a NumPy copy
         return np.array(v.numpy())
 
     U, W = arr(cell.kernel).T, arr(cell.recurrent_kernel).T
-    b = arr(cell.bias) if cell.use_bias else None
-    if dense.kernel.shape[0] != U.shape[0]:
-        raise ValueError(f"the Dense head takes {dense.kernel.shape[0]} inputs but the SimpleRNN has "
-                         f"{U.shape[0]} units")
+    H = W.shape[1]
+    if dense.kernel.shape[0] != H:
+        raise ValueError(f"the Dense head takes {dense.kernel.shape[0]} inputs but the {kind} has {H} units")
+    bias = arr(cell.bias) if cell.use_bias else None
     c = arr(dense.bias) if dense.use_bias else None
-    return RNN(U=U, W=W, V=arr(dense.kernel).T, b=b, c=c, activation=ours[act], head=head)
+    V = arr(dense.kernel).T
+    if kind == "SimpleRNN":
+        return RNN(U=U, W=W, V=V, b=bias, c=c, activation=ours[act], head=head)
+    if kind == "LSTM":
+        return LSTM(U=U, W=W, V=V, b=bias, c=c, head=head)
+    b, bh = (bias[0], bias[1]) if cell.reset_after and bias is not None else (bias, None)
+    return GRU(U=keras_gate_order(U), W=keras_gate_order(W), V=V,
+               b=None if b is None else keras_gate_order(b), bh=None if bh is None else keras_gate_order(bh),
+               c=c, head=head, reset_after=bool(cell.reset_after))

@@ -1,30 +1,39 @@
-"""The same Elman RNN in PyTorch (float64, autograd), and import/export of torch.nn.RNN + nn.Linear.
+"""The same RNN, LSTM or GRU in PyTorch (float64, autograd), and import/export of torch.nn.RNN,
+nn.LSTM and nn.GRU with an nn.Linear head.
 
-`gradients` and `terms` rebuild the model from its arrays and let torch.autograd differentiate it;
-nothing of bptt's backward pass is used. Truncation (truncate=K, the notebook's rule) is built
-honestly: output t's chain is recomputed from the state s_{t-K-1} of the forward pass, detached,
-so autograd itself stops the error after K+1 steps. Outputs with t - K <= -1 start from h0 with
-its gradient kept; that is where dE/dh0 comes from.
+`gradients` rebuilds the model from its arrays and lets torch.autograd differentiate it; nothing of
+bptt's backward pass is used. The LSTM and the GRU (reset_after=True) run through PyTorch's own
+nn.LSTM / nn.GRU (torch.func.functional_call with the model's arrays as the module's parameters);
+the Elman cell and the GRU's reset-before form (which PyTorch has no module for) are stepped with
+torch ops. Truncation (truncate=K, the notebook's rule) is built honestly: output t's chain is
+recomputed from the state before step t-K of the forward pass (h and c for an LSTM), detached, so
+autograd itself stops the error after K+1 steps. Outputs with t - K <= -1 start from the initial
+state with its gradient kept; that is where dE/dh0 (and dE/dc0) come from.
 
-Weight layout (PyTorch's nn.RNN computes h_t = f(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)):
+Weight layout (PyTorch computes the gates from x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh):
 
     bptt     torch
-    U        rnn.weight_ih_l0          (H, D), same layout
-    W        rnn.weight_hh_l0          (H, H), same layout
-    b        rnn.bias_ih_l0 + rnn.bias_hh_l0   (exported as bias_ih = b, bias_hh = 0)
-    V        linear.weight             (O, H), same layout
-    c        linear.bias               (O,)
-    f        nonlinearity "tanh" or "relu" (nn.RNN has no sigmoid or identity)
+    U        weight_ih_l0      (G, D), same layout (G = H, 4H rows i, f, g, o, or 3H rows r, z, n)
+    W        weight_hh_l0      (G, H), same layout
+    b        bias_ih_l0        (G,); for nn.RNN b = bias_ih_l0 + bias_hh_l0 (exported as b and 0)
+    bh       bias_hh_l0        (G,), LSTM and GRU (a missing one of b, bh is exported as zeros)
+    V        linear.weight     (O, H), same layout
+    c        linear.bias       (O,)
+    f        nn.RNN's nonlinearity "tanh" or "relu" (nn.RNN has no sigmoid or identity)
 
-to_torch builds nn.RNN(batch_first=True) in the model's dtype; its output sequence is s_0..s_{T-1}
-(bptt's trace.states[1:]) and linear(output) is q.
+to_torch builds the module with batch_first=True in the model's dtype; its output sequence is
+h_0..h_{T-1} (bptt's trace.states[1:]) and linear(output) is q. For an LSTM or GRU the module's
+parameters are the model's arrays name by name, so to_torch(model.replace(**grads.params)) puts
+dE/dweight_ih_l0 etc. where PyTorch's .grad of the same model would be.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..model import RNN
-from ._common import check_terms_args, problem, windows
+from ..model import GRU, LSTM, RNN
+from ._common import MODELS, check_terms_args, problem, windows
+
+MODULES = {"elman": "RNN", "lstm": "LSTM", "gru": "GRU"}  # bptt's cell -> the torch.nn module
 
 
 def _act(torch, name):
@@ -36,16 +45,16 @@ def _setup(p, requires_grad=True):
     import torch
 
     P = {k: torch.tensor(v, dtype=torch.float64, requires_grad=requires_grad) for k, v in p.params.items()}
-    h0 = torch.tensor(p.h0, dtype=torch.float64, requires_grad=requires_grad)  # (N, H)
-    return torch, P, h0
+    state0 = tuple(torch.tensor(s, dtype=torch.float64, requires_grad=requires_grad) for s in p.state0)  # (N, H)
+    return torch, P, state0
 
 
 def _inputs(torch, p, U, b=None):
-    """U x_t (+ b) for every step: (T, N, H). Ids index U's columns; autograd scatters back."""
+    """U x_t (+ b) for every step: (T, N, G). Ids index U's columns; autograd scatters back."""
     if p.ids is not None:
-        UX = U.T[torch.tensor(p.ids.T)]  # (T, N, H)
+        UX = U.T[torch.tensor(p.ids.T)]  # (T, N, G)
     else:
-        UX = torch.tensor(np.swapaxes(p.X, 0, 1)) @ U.T  # (T, N, H)
+        UX = torch.tensor(np.swapaxes(p.X, 0, 1)) @ U.T  # (T, N, G)
     return UX + b if b is not None else UX
 
 
@@ -71,50 +80,107 @@ def _loss(torch, p, Q):
                            reduction="sum") * p.scale
 
 
-def gradients(model: RNN, x, y, *, truncate=None, h0=None, reduction="sum"):
-    """(loss, {"U", "W", "V", ["b", "c",] "h0"}) computed by torch.autograd in float64.
+def _own_step(torch, p, P):
+    """The step with torch ops, for the cells PyTorch has no module for here: state -> state.
 
-    Same arguments and meaning as bptt.gradients; dE/dh0 is (H,) or (N, H) for a batch.
+    Elman: s_t = f(a_t + s_{t-1} W^T). GRU reset before (Keras's reset_after=False):
+    r, z = sigma(a_{r,z} + h W_{r,z}^T + bh_{r,z});  n = tanh(a_n + (r * h) W_n^T + bh_n);
+    h_t = (1 - z) * n + z * h. a_t (N, G) = U x_t + b; state a tuple of (N, H).
+    """
+    W = P["W"]
+    if p.cell == "elman":
+        f = _act(torch, p.activation)
+        return lambda a, state: (f(a + state[0] @ W.T),)
+    bh = P.get("bh")
+    H = W.shape[1]
+
+    def gru_reset_before(a, state):
+        (h,) = state
+        rec = h @ W[:2 * H].T + (bh[:2 * H] if bh is not None else 0)  # (N, 2H)
+        r, z = torch.sigmoid(a[:, :2 * H] + rec).split(H, dim=-1)
+        n = torch.tanh(a[:, 2 * H:] + (r * h) @ W[2 * H:].T + (bh[2 * H:] if bh is not None else 0))
+        return ((1 - z) * n + z * h,)
+
+    return gru_reset_before
+
+
+def _runner(torch, p, P):
+    """run(k0, k1, state) -> (Hs (k1-k0, N, H), the state after step k1-1): steps k0..k1-1 from
+    `state`, a tuple of (N, H) tensors ((h,) or (h, c))."""
+    if p.cell == "elman" or (p.cell == "gru" and not p.reset_after):
+        A = _inputs(torch, p, P["U"], P.get("b"))  # (T, N, G)
+        step = _own_step(torch, p, P)
+
+        def run(k0, k1, state):
+            hs = []
+            for k in range(k0, k1):
+                state = step(A[k], state)
+                hs.append(state[0])
+            return torch.stack(hs), state
+        return run
+
+    from torch.func import functional_call
+
+    D, H = p.params["U"].shape[1], p.params["W"].shape[1]
+    module = getattr(torch.nn, MODULES[p.cell])(D, H, device="meta", dtype=torch.float64)  # no values: no RNG
+    zero = torch.zeros(p.params["W"].shape[0], dtype=torch.float64)  # a bias the model lacks
+    weights = {"weight_ih_l0": P["U"], "weight_hh_l0": P["W"], "bias_ih_l0": P.get("b", zero),
+               "bias_hh_l0": P.get("bh", zero)}
+    X = torch.tensor(np.swapaxes(p.dense(), 0, 1))  # (T, N, D): ids as one-hot rows
+
+    def run(k0, k1, state):
+        init = tuple(s[None] for s in state)  # (1, N, H): (num_layers, N, H)
+        out, final = functional_call(module, weights, (X[k0:k1], init if p.cell == "lstm" else init[0]))
+        final = final if p.cell == "lstm" else (final,)
+        return out, tuple(s[0] for s in final)
+    return run
+
+
+def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum"):
+    """(loss, {params by the model's names, "h0"[, "c0"]}) computed by torch.autograd in float64.
+
+    model: bptt.RNN, LSTM or GRU. Same arguments and meaning as bptt.gradients (for an LSTM h0 may
+    be the pair (h0, c0)); dE/dh0 and dE/dc0 are (H,) or (N, H) for a batch.
     """
     p = problem(model, x, y, truncate=truncate, h0=h0, reduction=reduction)
-    torch, P, h0t = _setup(p)
-    f = _act(torch, p.activation)
-    UX = _inputs(torch, p, P["U"], P.get("b"))  # (T, N, H)
+    torch, P, state0 = _setup(p)
+    run = _runner(torch, p, P)
     c = P.get("c")
 
-    def out(s):
-        return s @ P["V"].T + c if c is not None else s @ P["V"].T
+    def out(h):
+        return h @ P["V"].T + c if c is not None else h @ P["V"].T
 
-    s, states = h0t, [h0t]
-    for k in range(p.T):
-        s = f(UX[k] + s @ P["W"].T)
-        states.append(s)
-    E = _loss(torch, p, out(torch.stack(states[1:])))
+    Hs, _ = run(0, p.T, state0)  # (T, N, H)
+    E = _loss(torch, p, out(Hs))
     if p.K is None:
         E.backward()
     else:
+        with torch.no_grad():  # the states the truncated chains restart from, detached
+            s = tuple(v.detach() for v in state0)
+            states = [s]  # states[j]: the state before step j
+            for k in range(p.T):
+                _, s = run(k, k + 1, s)
+                states.append(s)
         total = 0
         for w in windows(p.T, p.K):
-            s = h0t if w.from_h0 else states[w.start].detach()  # states[j] = s_{j-1}
-            for k in range(w.start, w.t + 1):
-                s = f(UX[k] + s @ P["W"].T)
-            total = total + _step_loss(torch, p, out(s), w.t)
+            _, s = run(w.start, w.t + 1, state0 if w.from_h0 else states[w.start])
+            total = total + _step_loss(torch, p, out(s[0]), w.t)
         total.backward()
     grads = {k: (v.grad if v.grad is not None else torch.zeros_like(v)).numpy().copy() for k, v in P.items()}
-    g0 = h0t.grad if h0t.grad is not None else torch.zeros_like(h0t)
-    grads["h0"] = p.h0_out(g0.numpy().copy())
+    grads.update(p.state_grads([(s.grad if s.grad is not None else torch.zeros_like(s)).numpy().copy()
+                                for s in state0]))
     return float(E.detach()), grads
 
 
 def terms(model: RNN, x, y, name, t, *, h0=None):
-    """Step k's term of dE_t/d(name) for name in W, U, b: (T, *shape), zero for k > t.
+    """Step k's term of dE_t/d(name) for name in W, U, b: (T, *shape), zero for k > t (Elman only).
 
     The parameter is untied into T copies, copy k used at step k only; torch.autograd's gradient
     of copy k is step k's term. E_t is summed over the batch.
     """
     p = problem(model, x, y, h0=h0)
     t = check_terms_args(p, name, t)
-    torch, P, h0t = _setup(p, requires_grad=False)
+    torch, P, (h0t,) = _setup(p, requires_grad=False)
     f = _act(torch, p.activation)
     copies = [P[name].clone().requires_grad_(True) for _ in range(p.T)]
     s = h0t
@@ -131,61 +197,90 @@ def terms(model: RNN, x, y, name, t, *, h0=None):
 
 
 # --- import / export ---------------------------------------------------------------------------
-def to_torch(model: RNN):
-    """(torch.nn.RNN, torch.nn.Linear) holding the model's weights, in the model's dtype.
+def _torch_dtype(torch, dtype, what):
+    known = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+    if dtype not in known:
+        raise ValueError(f"{what} needs a float32 or float64 model, got {dtype}")
+    return known[dtype]
 
-    The RNN is single-layer, batch_first=True; bias_ih = b and bias_hh = 0 when the model has b.
-    Only tanh and relu exist in nn.RNN: other activations raise a ValueError.
+
+def to_torch(model):
+    """(module, torch.nn.Linear) holding the model's weights, in the model's dtype.
+
+    module: torch.nn.RNN for a bptt.RNN, nn.LSTM for an LSTM, nn.GRU for a GRU; one layer,
+    batch_first=True. RNN: bias_ih = b and bias_hh = 0 (nn.RNN only uses their sum); only tanh
+    and relu exist in nn.RNN. LSTM, GRU: bias_ih_l0 = b, bias_hh_l0 = bh, zeros for the one a
+    model lacks (bias=False when it has neither). A GRU with reset_after=False raises a ValueError:
+    nn.GRU computes the reset-after form only.
     """
-    if not isinstance(model, RNN):
-        raise ValueError(f"to_torch expects a bptt.RNN, got {type(model).__name__}")
-    if model.activation not in ("tanh", "relu"):
+    if not isinstance(model, MODELS):
+        raise ValueError(f"to_torch expects a bptt.RNN, LSTM or GRU, got {type(model).__name__}")
+    if isinstance(model, RNN) and model.activation not in ("tanh", "relu"):
         raise ValueError(f"torch.nn.RNN supports the nonlinearities 'tanh' and 'relu' only; this model "
                          f"uses {model.activation!r}, which it cannot express")
+    if isinstance(model, GRU) and not model.reset_after:
+        raise ValueError("torch.nn.GRU computes the reset gate after W_n h (reset_after=True) only; this "
+                         "GRU has reset_after=False, which PyTorch has no module for")
     import torch
 
-    dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}.get(model.dtype)
-    if dtype is None:
-        raise ValueError(f"to_torch needs a float32 or float64 model, got {model.dtype}")
-    rnn = torch.nn.RNN(model.D, model.H, num_layers=1, nonlinearity=model.activation,
-                       bias=model.b is not None, batch_first=True, dtype=dtype)
+    dtype = _torch_dtype(torch, model.dtype, "to_torch")
+    biases = [getattr(model, k, None) for k in ("b", "bh")]
+    has_bias = any(v is not None for v in biases)
+    extra = {"nonlinearity": model.activation} if isinstance(model, RNN) else {}
+    module = getattr(torch.nn, MODULES[model.cell.name])(model.D, model.H, num_layers=1, bias=has_bias,
+                                                         batch_first=True, dtype=dtype, **extra)
     linear = torch.nn.Linear(model.H, model.O, bias=model.c is not None, dtype=dtype)
     with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.tensor(model.U))
-        rnn.weight_hh_l0.copy_(torch.tensor(model.W))
-        if model.b is not None:
-            rnn.bias_ih_l0.copy_(torch.tensor(model.b))
-            rnn.bias_hh_l0.zero_()
+        module.weight_ih_l0.copy_(torch.tensor(model.U))
+        module.weight_hh_l0.copy_(torch.tensor(model.W))
+        for name, v in zip(("bias_ih_l0", "bias_hh_l0"), biases):
+            if has_bias and v is not None:
+                getattr(module, name).copy_(torch.tensor(v))
+            elif has_bias:
+                getattr(module, name).zero_()
         linear.weight.copy_(torch.tensor(model.V))
         if model.c is not None:
             linear.bias.copy_(torch.tensor(model.c))
-    return rnn, linear
+    return module, linear
 
 
-def from_torch(rnn, linear, *, head="softmax") -> RNN:
-    """A bptt.RNN from a trained torch.nn.RNN and its torch.nn.Linear head (copies the weights).
+def from_torch(module, linear, *, head="softmax"):
+    """A bptt model from a trained torch.nn.RNN, nn.LSTM or nn.GRU and its nn.Linear head (copies
+    the weights): a bptt.RNN, LSTM or GRU (reset_after=True).
 
-    b = bias_ih_l0 + bias_hh_l0. The dtype follows the weights (float32 stays float32).
-    head: "softmax" (cross-entropy on the Linear's outputs) or "mse".
+    RNN: b = bias_ih_l0 + bias_hh_l0. LSTM, GRU: b = bias_ih_l0, bh = bias_hh_l0, kept apart.
+    batch_first may be either (it does not touch the weights). The dtype follows the weights
+    (float32 stays float32). head: "softmax" (cross-entropy on the Linear's outputs) or "mse".
+    One layer, one direction and (LSTM) no projection: anything else is a ValueError.
     """
     import torch
 
-    if not isinstance(rnn, torch.nn.RNN):
-        raise ValueError(f"from_torch expects a torch.nn.RNN (an Elman RNN), got {type(rnn).__name__}")
+    kinds = (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU)
+    if not isinstance(module, kinds):
+        raise ValueError(f"from_torch expects a torch.nn.RNN, nn.LSTM or nn.GRU, got {type(module).__name__}")
+    kind = next(k.__name__ for k in kinds if isinstance(module, k))
     if not isinstance(linear, torch.nn.Linear):
         raise ValueError(f"from_torch expects a torch.nn.Linear head, got {type(linear).__name__}")
-    if rnn.num_layers != 1:
-        raise ValueError(f"bptt models one recurrent layer; this nn.RNN has num_layers={rnn.num_layers}")
-    if rnn.bidirectional:
-        raise ValueError("bptt models a one-directional RNN; this nn.RNN is bidirectional")
-    if linear.in_features != rnn.hidden_size:
-        raise ValueError(f"the Linear head takes {linear.in_features} inputs but the RNN has "
-                         f"hidden_size {rnn.hidden_size}")
+    if module.num_layers != 1:
+        raise ValueError(f"bptt models one recurrent layer; this nn.{kind} has num_layers={module.num_layers}")
+    if module.bidirectional:
+        raise ValueError(f"bptt models a one-directional network; this nn.{kind} is bidirectional")
+    if getattr(module, "proj_size", 0) > 0:
+        raise ValueError(f"bptt's LSTM has no projection of h; this nn.LSTM has proj_size={module.proj_size}")
+    if linear.in_features != module.hidden_size:
+        raise ValueError(f"the Linear head takes {linear.in_features} inputs but the {kind} has "
+                         f"hidden_size {module.hidden_size}")
+    for name, t in list(module.named_parameters()) + [("the Linear's " + n, t) for n, t in linear.named_parameters()]:
+        if t.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"bptt holds float32 or float64 weights; {name} is {t.dtype}")
 
     def arr(t):
         return t.detach().cpu().numpy().copy()
 
-    b = arr(rnn.bias_ih_l0) + arr(rnn.bias_hh_l0) if rnn.bias else None
     c = arr(linear.bias) if linear.bias is not None else None
-    return RNN(U=arr(rnn.weight_ih_l0), W=arr(rnn.weight_hh_l0), V=arr(linear.weight), b=b, c=c,
-               activation=rnn.nonlinearity, head=head)
+    U, W, V = arr(module.weight_ih_l0), arr(module.weight_hh_l0), arr(linear.weight)
+    if kind == "RNN":
+        b = arr(module.bias_ih_l0) + arr(module.bias_hh_l0) if module.bias else None
+        return RNN(U=U, W=W, V=V, b=b, c=c, activation=module.nonlinearity, head=head)
+    b, bh = (arr(module.bias_ih_l0), arr(module.bias_hh_l0)) if module.bias else (None, None)
+    return (LSTM if kind == "LSTM" else GRU)(U=U, W=W, V=V, b=b, bh=bh, c=c, head=head)
