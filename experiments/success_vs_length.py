@@ -3,11 +3,15 @@
     OPENBLAS_NUM_THREADS=1 python experiments/success_vs_length.py [--tasks adding temporal]
         [--lengths 10 20 40] [--seeds 0 1 2] [--steps 3000]
 
-Methods (H = 50, batch 20, the same optimiser for all; see METHODS):
+Methods (H = 50, batch 20, the same optimiser and the same number of updates for all; see METHODS):
   vanilla    tanh, W ~ N(0, 0.1^2) (Pascanu's basic_tanh), no clipping
   clip       the same with global-norm clipping at 1 (Pascanu et al., algorithm 1)
   clip+Omega the same plus Pascanu's regulariser, alpha = 2
   IRNN       relu, W = I (Le, Jaitly & Hinton 2015), clipping at 1
+  LSTM       an LSTM cell (H = 50 cells, PyTorch's initialisation, forget-gate bias + 1: Gers et al.
+             2000, Jozefowicz et al. 2015), clipping at 1
+  GRU        a GRU cell (H = 50, PyTorch's form and initialisation), clipping at 1
+(With H = 50 the gated networks have more weights: 4x and 3x the Elman cell's U, W, b.)
 Each run stops at the first evaluation (every 250 updates) that meets the task's criterion: the
 adding problem in Le et al.'s variant (held-out MSE < 0.01 against the 0.167 baseline), the temporal
 order problem as Pascanu et al. generate it (no misclassified held-out sequence). A run that has not
@@ -30,6 +34,8 @@ METHODS = {
     "clip": {"activation": "tanh", "init": "normal", "std": 0.1, "clip_norm": 1.0},
     "clip+Omega": {"activation": "tanh", "init": "normal", "std": 0.1, "clip_norm": 1.0, "omega": 2.0},
     "IRNN": {"activation": "relu", "init": "identity", "clip_norm": 1.0},
+    "LSTM": {"cell": "lstm", "forget_bias": 1.0, "clip_norm": 1.0},
+    "GRU": {"cell": "gru", "clip_norm": 1.0},
 }
 TASKS = {"adding": {"task": "adding", "variant": "le"}, "temporal": {"task": "temporal"}}
 
@@ -81,14 +87,14 @@ def plot(results, path):
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         allT = sorted({r["T"] for r in rows if r["task"] == task})
-        for i, (method, marker) in enumerate(zip(METHODS, "osD^")):
+        for i, (method, marker) in enumerate(zip(METHODS, "osD^vP")):
             rs = [r for r in rows if r["task"] == task and r["method"] == method]
             Ts = sorted({r["T"] for r in rs})
             if not Ts:
                 continue
             rate = [sum(r["success"] for r in rs if r["T"] == T) / sum(1 for r in rs if r["T"] == T) for T in Ts]
             n = sum(1 for r in rs if r["T"] == Ts[0])
-            off = (i - 1.5) * 0.015  # a small vertical offset so that equal rates stay visible
+            off = (i - (len(METHODS) - 1) / 2) * 0.012  # a small vertical offset so that equal rates stay visible
             ax.plot(Ts, [v + off for v in rate], marker=marker, label=f"{method} ({n} seeds)")
         ax.set_xscale("log", base=2)
         ax.set_xticks(allT, [str(T) for T in allT])
@@ -113,7 +119,7 @@ def table(rows):
         if not Ts:
             continue
         lines += [f"| {task} | " + " | ".join(f"T = {T}" for T in Ts) + " |", "|---" * (len(Ts) + 1) + "|"]
-        for method in METHODS:
+        for method in [m for m in METHODS if any(r["method"] == m for r in rs)]:
             cells = []
             for T in Ts:
                 c = [r for r in rs if r["method"] == method and r["T"] == T]

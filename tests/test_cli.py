@@ -61,3 +61,27 @@ def test_every_command_has_help(command):
 def test_installed_entry_point():
     out = subprocess.run([sys.executable, "-m", "bptt.cli", "--help"], capture_output=True, text=True, check=True)
     assert "demo" in out.stdout and "check" in out.stdout
+
+
+def test_train_help_shows_the_defaults_the_settings_resolve_to(capsys):
+    """The defaults `bptt train --help` states are the ones resolve() gives, and its table of the tasks'
+    paper settings is the tasks' own."""
+    from bptt import tasks
+    from bptt.train import resolve
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for cls in (tasks.Adding, tasks.Copy, tasks.TemporalOrder, tasks.Reber, tasks.CharLM):
+        assert f"{cls.name} " + ", ".join(f"{k} {v}" for k, v in cls.defaults.items()) in text, cls.name
+    cfg = resolve({})
+    assert f"(default {cfg.task})" in text and f"elman | lstm | gru (default {cfg.cell})" in text
+    assert f"(default {resolve({'cell': 'lstm'}).forget_bias}" in text
+    assert "(true, default" in text and resolve({"cell": "gru"}).reset_after is True
+    assert "stop (default)" in text and cfg.fallback == "stop"
+    assert f"{cfg.dtype} (default)" in text
+    for flag, key in (("--eval-every", "eval_every"), ("--checkpoint-every", "checkpoint_every"),
+                      ("--lag-threshold", "lag_threshold"), ("--chunk", "chunk"), ("--seed", "seed")):
+        meta = flag.lstrip("-").upper().replace("-", "_")
+        own = text.split("options:")[1].split(f"{flag} {meta}")[1].split(" --")[0]  # this flag's help
+        assert f"(default {getattr(cfg, key)}" in own, (flag, own)

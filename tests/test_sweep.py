@@ -2,6 +2,7 @@
 import json
 import sqlite3
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -316,3 +317,100 @@ def test_success_plot_shows_the_rate_over_seeds_for_each_method_and_length(tmp_p
         assert list(ln.get_ydata()) == pytest.approx(want)
     (path,) = plot(tmp_path, fmt="svg")
     assert path.name == "success-vs-length.svg" and path.read_text().lstrip().startswith("<?xml")
+
+
+# --- cells -----------------------------------------------------------------------------------
+def test_a_parameter_another_cell_lacks_is_stored_at_its_default_so_such_points_are_one():
+    pts = spec_of("""
+        kind = "train"
+        [fixed]
+        method = "clip"
+        [grid]
+        cell = ["elman", "lstm", "gru"]
+        forget_bias = [0.0, 1.0]
+        std = [0.1, 0.2]
+        """).points()
+    by_cell = {c: [p.params for p in pts if p.params["cell"] == c] for c in ("elman", "lstm", "gru")}
+    assert {(q["forget_bias"], q["std"]) for q in by_cell["elman"]} == {(1.0, 0.1), (1.0, 0.2)}
+    assert {(q["forget_bias"], q["std"]) for q in by_cell["lstm"]} == {(0.0, 0.1), (1.0, 0.1)}
+    assert {(q["forget_bias"], q["std"]) for q in by_cell["gru"]} == {(1.0, 0.1)}
+    assert len(pts) == 5 == len({p.key for p in pts})
+    flow = spec_of('kind = "flow"\n[fixed]\nlength = 60\n[grid]\ncell = ["elman", "gru"]\nradius = [0.5, 2.0]\n'
+                   'activation = ["tanh", "relu"]').points()
+    assert sorted((p.params["cell"], p.params["radius"], p.params["activation"]) for p in flow) == [
+        ("elman", 0.5, "relu"), ("elman", 0.5, "tanh"), ("elman", 2.0, "relu"), ("elman", 2.0, "tanh"),
+        ("gru", 1.0, "tanh")]
+
+
+@pytest.mark.parametrize("method", ["clip_omega", "irnn"])
+def test_elman_methods_are_refused_for_a_gated_cell_when_the_spec_loads(method):
+    with pytest.raises(ValueError, match=rf"bad.toml: the point \{{'cell': 'gru'\}}: method '{method}' is the "
+                                         r"Elman cell's; a point with cell 'gru' takes method vanilla or clip"):
+        parse_spec(f'kind = "train"\n[fixed]\nmethod = "{method}"\n[grid]\ncell = ["elman", "gru"]', source="bad.toml")
+
+
+def test_a_flow_point_of_an_lstm_measures_the_model_random_gated_draws():
+    from bptt.model import random_gated
+
+    cfg = flow_config(cell="lstm", forget_bias=1.0, dtype="float64", length=25, long_lag=5)
+    m = run_point(cfg)["metrics"]
+    rng = np.random.default_rng(cfg["seed"])  # the point's draws, in its order: the model, then x and y
+    model = random_gated("lstm", 6, 4, 3, seed=rng, bias=False, forget_bias=1.0)
+    x, y = rng.integers(0, 4, 25), rng.integers(0, 3, 25)
+    assert m["rho"] is None and m["lambda1"] == pytest.approx(np.linalg.norm(model.W, 2), rel=1e-12)
+    assert m["loss"] == pytest.approx(bptt.loss(model, x, y), rel=1e-12)
+    share = bptt.flow(model, x, y).by_lag().beyond[5]
+    assert m["long_lag_fraction"] == pytest.approx(share, rel=1e-12) and 0 < share < 1
+
+
+def test_a_train_point_of_a_gated_cell_trains_that_cell():
+    cfg = spec_of("""
+        kind = "train"
+        [fixed]
+        task = "temporal"
+        cell = "gru"
+        length = 10
+        hidden = 4
+        steps = 3
+        eval_every = 3
+        batch = 2
+        """).points()[0].config
+    res = run_point(cfg)
+    assert res["status"] == "ok", res["traceback"]
+    m = res["metrics"]
+    assert m["steps_done"] == 3 and m["rho"] is None and m["lambda1"] > 0 and np.isfinite(m["test_loss"])
+    from bptt.sweep.points import train_settings
+    assert train_settings(cfg["params"], 0)["cell"] == "gru"
+
+
+def test_the_success_plot_gives_each_gated_cell_its_own_line(tmp_path):
+    need("matplotlib")
+    need("pandas")
+    from bptt.sweep import results
+    from bptt.sweep.plots import success_vs_length, with_cells
+
+    pts = spec_of("""
+        kind = "train"
+        seeds = 2
+        [fixed]
+        method = "clip"
+        [grid]
+        length = [10, 20]
+        cell = ["elman", "lstm", "gru"]
+        """).points()
+    with Store(tmp_path / "results.sqlite") as st:
+        st.add_points("t", pts)
+        for p in pts:
+            st.record(p.key, {"status": "ok", "metrics": {"success": p.params["cell"] == "lstm"}}, run_id=1)
+    fig = success_vs_length(with_cells(results(tmp_path)))
+    lines = {c.get_label(): list(c.lines[0].get_ydata()) for c in fig.axes[0].containers}
+    assert lines == {"clip": [0.0, 0.0], "lstm clip": [1.0, 1.0], "gru clip": [0.0, 0.0]}
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "sweeps").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_the_specs_in_sweeps_load(path):
+    pts = load_spec(path).points()
+    assert pts and len({p.key for p in pts}) == len(pts)
+    if "cells" in path.name:
+        assert {p.params["cell"] for p in pts} == {"elman", "lstm", "gru"}

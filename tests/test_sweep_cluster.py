@@ -92,6 +92,61 @@ def test_a_small_sweep_end_to_end_through_the_command(cluster, tmp_path, capsys)
     assert capsys.readouterr().out.strip() == str(png) and png.read_bytes()[:4] == b"\x89PNG"
 
 
+CELLS_TRAIN = """
+name = "cells-train"
+kind = "train"
+seeds = 2
+[fixed]
+task = "temporal"
+length = 10
+hidden = 4
+batch = 3
+steps = 4
+eval_every = 2
+method = "clip"
+forget_bias = 0.5
+[grid]
+cell = ["elman", "lstm", "gru"]
+"""
+
+CELLS_FLOW = """
+name = "cells-flow"
+kind = "flow"
+[fixed]
+hidden = 5
+length = 30
+long_lag = 6
+[grid]
+cell = ["elman", "lstm", "gru"]
+radius = [0.8, 1.2]
+"""
+
+
+@pytest.mark.parametrize("text", [CELLS_TRAIN, CELLS_FLOW], ids=["train", "flow"])
+def test_a_spec_over_cells_runs_and_stores_each_cells_results(cluster, tmp_path, text):
+    from bptt.sweep import results, run_sweep
+
+    spec = parse_spec(textwrap.dedent(text))
+    s = run_sweep(spec, tmp_path / "out", scheduler=cluster.scheduler_address)
+    points = spec.points()
+    assert s.ok == len(points) == s.total and s.failed_total == 0
+    df = results(tmp_path / "out")
+    cells = df.groupby("cell").size().to_dict()
+    if spec.kind == "train":  # two seeds each
+        assert cells == {"elman": 2, "lstm": 2, "gru": 2}
+        assert set(df[df.cell == "lstm"]["forget_bias"]) == {0.5} and set(df[df.cell == "gru"]["forget_bias"]) == {1.0}
+    else:  # the radius is the Elman cell's: one point for each gated cell
+        assert cells == {"elman": 2, "lstm": 1, "gru": 1}
+    assert df[df.cell != "elman"]["rho"].isna().all() and df[df.cell == "elman"]["rho"].notna().all()
+    with Store.open(tmp_path / "out") as st:
+        rows = {r["key"]: r for r in st.rows()}
+    skip = {"train_seconds"}
+    for p in points:  # each stored row holds the numbers its own cell gives here
+        here = run_point(p.config)["metrics"]
+        assert {k: v for k, v in rows[p.key]["metrics"].items() if k not in skip} == \
+               {k: v for k, v in here.items() if k not in skip}, p.params["cell"]
+
+
 def test_raising_points_and_dying_workers_are_recorded_and_the_sweep_goes_on(cluster, tmp_path):
     import pandas as pd
 

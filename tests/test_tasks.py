@@ -179,6 +179,25 @@ def test_sampling_at_low_temperature_is_greedy():
         sample(m, vocab, 5, seed=0, start="z")
 
 
+def test_sampling_from_an_lstm_carries_h_and_c():
+    from bptt.model import LSTM
+
+    V = 5
+    vocab = Vocab("abcde")
+    # gates i, o open and f shut (biases +-20), g = tanh(5 x_t): the state is the input letter
+    U = np.concatenate([np.zeros((V, V)), np.zeros((V, V)), 5 * np.eye(V), np.zeros((V, V))])
+    b = np.concatenate([np.full(V, 20.0), np.full(V, -20.0), np.zeros(V), np.full(V, 20.0)])
+    m = LSTM(U=U, W=np.zeros((4 * V, V)), V=np.roll(np.eye(V), 1, axis=0) * 10, b=b)
+    assert sample(m, vocab, 7, seed=0, start="ca", temperature=0.01) == "bcdeabc"
+    # with the forget gate open the cell remembers every letter: priming by text equals priming by
+    # the state (h, c) the text leaves, and differs from no priming
+    m = m.replace(b=np.concatenate([np.zeros(V), np.full(V, 20.0), np.zeros(V), np.zeros(V)]))
+    h = bptt.forward(m, vocab.encode("ddc")).final
+    assert isinstance(h, tuple) and len(h) == 2
+    assert sample(m, vocab, 30, seed=3, start="ddca") == sample(m, vocab, 30, seed=3, start="a", h0=h)
+    assert sample(m, vocab, 30, seed=3, start="ddca") != sample(m, vocab, 30, seed=3, start="a")
+
+
 def test_make_and_errors():
     assert isinstance(tasks.make("copy", length=5), Copy)
     with pytest.raises(ValueError, match="unknown task 'parity'"):

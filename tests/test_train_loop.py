@@ -1,6 +1,7 @@
 """The training loop: determinism, metrics, snapshots, divergence, configs, and resume after SIGKILL."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,7 +13,10 @@ import pytest
 
 import bptt
 from bptt.cli import main
-from bptt.train import Diverged, lag_fraction, read_toml, resolve, train
+from bptt.model import GRU, LSTM, Model, random_gated
+from bptt.train import Diverged, checkpoint, lag_fraction, read_toml, resolve, train
+from bptt.train.loop import build_task, initial_model
+from conftest import need
 
 
 def _metrics(d):
@@ -131,7 +135,13 @@ def _run_cli(args, **kw):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", [["--task", "reber", "--chunk", "10", "--backprop", "15", "--batch", "3"],
-                                  ["--task", "adding", "--length", "20", "--optimizer", "adam", "--lr", "0.003"]])
+                                  ["--task", "adding", "--length", "20", "--optimizer", "adam", "--lr", "0.003"],
+                                  # a gated cell: the stream carries (h, c), Adam's moments cover b and bh
+                                  ["--task", "reber", "--cell", "lstm", "--chunk", "10", "--backprop", "15",
+                                   "--batch", "3", "--optimizer", "adam", "--lr", "0.003"],
+                                  ["--task", "adding", "--length", "20", "--cell", "gru", "--optimizer", "adam",
+                                   "--lr", "0.003"]],
+                         ids=["elman-reber", "elman-adding", "lstm-reber", "gru-adding"])
 def test_resume_after_sigkill_gives_the_uninterrupted_numbers(tmp_path, task):
     steps = 400
     args = [*task, "--hidden", "12", "--steps", str(steps), "--eval-every", "20", "--checkpoint-every", "7",
@@ -153,8 +163,9 @@ def test_resume_after_sigkill_gives_the_uninterrupted_numbers(tmp_path, task):
     resumed = _run_cli([*args, "--out", str(tmp_path / "killed"), "--resume"])
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
     assert _metrics(tmp_path / "killed") == _metrics(tmp_path / "whole")
-    a = bptt.RNN.load(tmp_path / "whole" / "model.npz")
-    b = bptt.RNN.load(tmp_path / "killed" / "model.npz")
+    a = Model.load(tmp_path / "whole" / "model.npz")
+    b = Model.load(tmp_path / "killed" / "model.npz")
+    assert type(a).__name__ == {"lstm": "LSTM", "gru": "GRU"}.get(dict(zip(task, task[1:])).get("--cell"), "RNN")
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k])
 
@@ -172,3 +183,151 @@ def test_settings_that_do_not_apply_are_refused():
         resolve({"task": "copy", "text": "x.txt"})
     with pytest.raises(ValueError, match="init 'normal' needs std"):
         resolve({"task": "copy", "init": "normal"})
+
+
+# --- gated cells ------------------------------------------------------------------------------
+def _torch_step(cell, model, x, y, lr, O):
+    """One SGD step of PyTorch's nn.LSTM / nn.GRU + nn.Linear from the model's weights on the batch
+    (ids x (N, T), the last step scored, mean cross-entropy): (loss, {name: new weights})."""
+    torch = need("torch")
+    H, D = model.H, model.D
+    rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](D, H, batch_first=True).double()
+    head = torch.nn.Linear(H, O).double()
+    pairs = {"U": rnn.weight_ih_l0, "W": rnn.weight_hh_l0, "b": rnn.bias_ih_l0, "bh": rnn.bias_hh_l0,
+             "V": head.weight, "c": head.bias}
+    with torch.no_grad():
+        for k, t in pairs.items():
+            t.copy_(torch.from_numpy(np.array(model.params[k])))
+    out, _ = rnn(torch.nn.functional.one_hot(torch.from_numpy(x), D).double())
+    loss = torch.nn.functional.cross_entropy(head(out[:, -1]), torch.from_numpy(y[:, -1]))
+    loss.backward()
+    return loss.item(), {k: (t - lr * t.grad).detach().numpy() for k, t in pairs.items()}
+
+
+@pytest.mark.frameworks
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_gated_training_step_is_pytorchs_sgd_step(tmp_path, cell):
+    """The loop's first step (batch from the run's generator, bptt's gradient, SGD) against PyTorch's."""
+    cfg = resolve({"task": "temporal", "length": 12, "cell": cell, "hidden": 5, "batch": 4, "steps": 1,
+                   "optimizer": "sgd", "lr": 0.5, "clip_norm": 0, "dtype": "float64"})
+    task = build_task(cfg)
+    m0 = initial_model(cfg, task)
+    x, y = task.batch(np.random.default_rng([cfg.seed, 1]), cfg.batch)  # the loop's batch generator
+    want_loss, want = _torch_step(cell, m0, x, y, cfg.lr, task.O)
+    train(cfg, tmp_path, progress=False)
+    m1 = Model.load(tmp_path / "model.npz")
+    assert type(m1) is {"lstm": LSTM, "gru": GRU}[cell]
+    assert _metrics(tmp_path)[0]["loss"] == pytest.approx(want_loss, rel=1e-12)
+    for k, v in want.items():
+        assert not np.allclose(v, m0.params[k])  # the step moved every weight
+        np.testing.assert_allclose(m1.params[k], v, rtol=1e-10, atol=1e-13, err_msg=k)
+
+
+def test_the_lstm_starts_with_the_forget_bias_added_to_pytorchs_init():
+    task = build_task(resolve({"task": "temporal", "length": 10}))
+    cfg = resolve({"task": "temporal", "length": 10, "cell": "lstm", "hidden": 6})
+    assert cfg.forget_bias == 1.0 and cfg.init == "uniform" and cfg.std is None and cfg.activation is None
+    m1 = initial_model(cfg, task)
+    m0 = initial_model(resolve({**cfg.to_dict(), "forget_bias": 0.0}), task)
+    H, k = 6, 1 / np.sqrt(6)
+    np.testing.assert_array_equal(m1.b[H:2 * H], (m0.b[H:2 * H].astype(np.float64) + 1.0).astype(np.float32))
+    np.testing.assert_array_equal(np.delete(m1.b, np.s_[H:2 * H]), np.delete(m0.b, np.s_[H:2 * H]))
+    for name, a in m0.params.items():  # PyTorch's init: every weight on +-1/sqrt(H)
+        assert np.abs(a).max() <= k and np.abs(a).max() > 0.6 * k, name
+    g = initial_model(resolve({"task": "temporal", "length": 10, "cell": "gru", "hidden": 6, "init": "normal",
+                               "std": 0.3, "bias": False, "reset_after": False}), task)
+    assert type(g) is GRU and not g.reset_after and g.b is None and g.bh is None
+    assert np.std(g.W) == pytest.approx(0.3, rel=0.2)
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"cell": "lstm", "activation": "relu"}, "activation applies to the elman cell only, not to cell 'lstm'"),
+    ({"cell": "gru", "omega": 2.0}, "omega applies to the elman cell only, not to cell 'gru'"),
+    ({"cell": "lstm", "init": "identity"}, "init for cell 'lstm' must be one of uniform, normal"),
+    ({"cell": "gru", "radius": 1.1}, "radius applies to the elman cell only"),
+    ({"cell": "gru", "forget_bias": 1.0}, "forget_bias applies to the lstm cell only, not to cell 'gru'"),
+    ({"forget_bias": 0.0}, "forget_bias applies to the lstm cell only, not to cell 'elman'"),
+    ({"cell": "lstm", "reset_after": False}, "reset_after applies to the gru cell only"),
+    ({"cell": "lstm", "std": 0.1}, "std applies to init 'normal' for cell 'lstm'"),
+    ({"cell": "lstm", "forget_bias": float("nan")}, "forget_bias must be a finite number"),
+    ({"cell": "rnn"}, "cell must be one of elman, lstm, gru, got 'rnn'"),
+])
+def test_settings_of_another_cell_are_refused(settings, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        resolve({"task": "adding", **settings})
+
+
+def test_the_command_line_refuses_elman_methods_for_gated_cells(tmp_path, capsys):
+    for extra in (["--omega", "1"], ["--init", "identity"], ["--activation", "relu"]):
+        assert main(["train", "--task", "temporal", "--cell", "gru", *extra, "--out", str(tmp_path)]) == 2
+        assert "bptt train: error:" in capsys.readouterr().err
+    assert main(["train", "--task", "temporal", "--forget-bias", "1", "--out", str(tmp_path)]) == 2
+    assert "forget_bias applies to the lstm cell only" in capsys.readouterr().err
+    assert not (tmp_path / "metrics.jsonl").exists()
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--cell", "gru", "--reset-after", "maybe", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "expected true or false, got 'maybe'" in capsys.readouterr().err
+    assert main(["train", "--task", "temporal", "--length", "10", "--cell", "gru", "--reset-after", "false",
+                 "--steps", "1", "--hidden", "3", "--batch", "2", "--out", str(tmp_path / "g"), "--quiet"]) == 0
+    assert Model.load(tmp_path / "g" / "model.npz").reset_after is False
+
+
+def test_cli_train_evaluate_sample_with_an_lstm(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--task", "reber", "--cell", "lstm", "--forget-bias", "1.0", "--steps", "4",
+                 "--hidden", "6", "--batch", "2", "--checkpoint-every", "3", "--out", str(out), "--quiet"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["cell"], cfg["forget_bias"], cfg["activation"]) == ("lstm", 1.0, None)
+    assert json.loads((out / "summary.json").read_text())["cell"] == "lstm"
+    model = Model.load(out / "model.npz")
+    assert type(model) is LSTM and model.H == 6
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["loss"] == pytest.approx(build_task(resolve(cfg)).evaluate(model)["loss"], rel=1e-12)
+    assert main(["evaluate", str(out), "--checkpoint", "--json"]) == 0  # the checkpoint holds the final model
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == res
+    assert main(["sample", str(out), "-n", "25", "--seed", "2"]) == 0
+    text = capsys.readouterr().out.strip()
+    assert len(text) == 25 and set(text) <= set("BTPSXVE")
+    rows = _metrics(out)
+    assert rows[-1]["rho"] is None  # W (4H, H) has no eigenvalues
+    assert rows[-1]["lambda1"] == pytest.approx(np.linalg.norm(model.W.astype(float), 2), rel=1e-6)
+
+
+def test_checkpoints_keep_the_model_kind_and_its_settings(tmp_path):
+    gru = random_gated("gru", 3, 4, 2, seed=1, reset_after=False, head="mse")
+    lstm = random_gated("lstm", 3, 4, 2, seed=2, bias=False, forget_bias=1.0)
+    rnn = bptt.random_rnn(3, 4, 2, seed=3, activation="relu", bias=True)
+    state = {"m": {"W": np.ones(2)}}
+    for m in (gru, lstm, rnn):
+        checkpoint.save(tmp_path / "c.npz", m, state, {"step": 7}, {"h": np.zeros((1, 3)), "c": np.ones((1, 3))})
+        back, opt, meta, extra = checkpoint.load(tmp_path / "c.npz")
+        assert type(back) is type(m) and repr(back) == repr(m) and meta["step"] == 7
+        assert back.params.keys() == m.params.keys()
+        for k in m.params:
+            np.testing.assert_array_equal(back.params[k], m.params[k])
+        np.testing.assert_array_equal(extra["c"], np.ones((1, 3)))
+    # a checkpoint written before the gated cells (no model_kind) is an RNN's
+    with np.load(tmp_path / "c.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    del meta["model_kind"]
+    np.savez(tmp_path / "old.npz", meta=np.array(json.dumps(meta)), **arrays)
+    old = checkpoint.load(tmp_path / "old.npz")[0]
+    assert type(old) is bptt.RNN and old.activation == "relu"
+
+
+def test_a_run_checkpointed_before_the_gated_cells_resumes(tmp_path):
+    train(_cfg(steps=8), tmp_path / "whole", progress=False)
+    train(_cfg(steps=4), tmp_path / "old", progress=False)
+    ck = tmp_path / "old" / "checkpoint.npz"
+    with np.load(ck) as f:  # rewrite the checkpoint as one written before: no cell settings, no model kind
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    del meta["model_kind"]
+    meta["config"] = {k: v for k, v in meta["config"].items() if k not in ("cell", "forget_bias", "reset_after")}
+    meta["config"]["steps"] = 8  # as if an 8-step run had stopped at its checkpoint at step 4
+    np.savez(ck, meta=np.array(json.dumps(meta)), **arrays)
+    train(_cfg(steps=8), tmp_path / "old", resume=True, progress=False)
+    assert _metrics(tmp_path / "old") == _metrics(tmp_path / "whole")

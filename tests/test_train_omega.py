@@ -99,3 +99,12 @@ def test_scale_free_and_bad_reduction():
     assert omega_value(m, x, y, reduction="sum") == pytest.approx(omega_value(m, x, y, reduction="mean"), rel=1e-12)
     with pytest.raises(ValueError, match="reduction"):
         omega(bptt.forward(m, x), y, reduction="max")
+
+
+def test_omega_is_refused_for_a_gated_cell():
+    from bptt.model import random_gated
+
+    m = random_gated("gru", 3, 4, 2, seed=0)
+    x = np.array([0, 1, 2, 3])
+    with pytest.raises(ValueError, match="Omega is derived here for the Elman cell.*not for a gru model"):
+        omega(bptt.forward(m, x), x % 2)

@@ -99,6 +99,33 @@ def test_stream_with_fixed_weights_reproduces_the_blocks():
     assert st.p == 0 and st.epoch == 1 and not h.any()  # back to the start with a zero state
 
 
+def test_an_lstm_stream_carries_h_and_c():
+    """With fixed weights, each window re-run from the carried (h, c) scores its block as one forward
+    pass over the whole stream from a zero state does; its gradient is tbptt_gradients' block."""
+    from bptt.model import random_gated
+
+    m = random_gated("lstm", 4, 5, 5, seed=8, forget_bias=1.0, dtype=np.float64)
+    data = np.random.default_rng(9).integers(0, 5, (2, 30))
+    k1, k2 = 3, 7
+    st = Stream(data, k1, k2)
+    ref = tbptt_gradients(m, data[:, :-1], data[:, 1:], k1, k2)
+    for i in range((30 - 1) // k1 - 1):
+        x, y, h = st.window(m.H, m.dtype, 2)
+        assert isinstance(h, tuple) and len(h) == 2
+        tr = bptt.forward(m, x, h)
+        loss, g = bptt.backward(tr, y)
+        st.advance(tr)
+        first, tau = i * k1, i * k1 + k1 - 1
+        whole = np.full((2, tau + 1), -1)
+        whole[:, first:] = data[:, first + 1:tau + 2]
+        assert loss == pytest.approx(bptt.loss(m, data[:, :tau + 1], whole), rel=1e-12)
+        assert loss == pytest.approx(ref[i][0], rel=1e-12)
+        for name in ("U", "W", "b", "bh", "V"):
+            np.testing.assert_allclose(getattr(g, name), getattr(ref[i][1], name), rtol=1e-11, atol=1e-14)
+    with pytest.raises(ValueError, match="carries a state of 2 array"):
+        st.window(m.H, m.dtype, 1)
+
+
 def test_bad_k_is_a_sentence():
     with pytest.raises(ValueError, match="k2 >= k1"):
         kept_terms(5, k1=3, k2=2)

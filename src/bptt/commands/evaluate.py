@@ -1,7 +1,7 @@
 """bptt evaluate: a trained model on its task's held-out set, next to the baseline and the criterion."""
 from __future__ import annotations
 
-HELP = "evaluate a trained run (or its checkpoint) on the task's held-out set"
+HELP = "evaluate a trained run (or its checkpoint) on the task's held-out set (any cell: RNN, LSTM, GRU)"
 
 
 def add_arguments(p):
@@ -14,7 +14,7 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    from ..model import RNN
+    from ..model import Model
     from ..train import TrainConfig, checkpoint
     from ..train.loop import build_task
 
@@ -27,7 +27,7 @@ def run(args) -> int:
     else:
         if not (run_dir / "model.npz").is_file():
             raise ValueError(f"{run_dir} has no model.npz (the run did not finish): use --checkpoint")
-        model = RNN.load(run_dir / "model.npz")
+        model = Model.load(run_dir / "model.npz")
     task = build_task(cfg)
     res = {**task.evaluate(model), "baseline": float(task.baseline)}
     if args.json:

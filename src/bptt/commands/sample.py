@@ -1,7 +1,7 @@
 """bptt sample: text from a character model trained by `bptt train`, at a temperature."""
 from __future__ import annotations
 
-HELP = "sample characters from a trained character model (bptt train --task char/reber)"
+HELP = "sample characters from a trained character model (bptt train --task char/reber; any cell)"
 
 
 def add_arguments(p):
@@ -16,13 +16,13 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    from ..model import RNN
+    from ..model import Model
     from ..tasks import Vocab, sample
 
     run_dir = Path(args.run)
     if not (run_dir / "vocab.json").is_file():
         raise ValueError(f"{run_dir} has no vocab.json: sampling needs a run of a character task (char or reber)")
-    model = RNN.load(run_dir / "model.npz")
+    model = Model.load(run_dir / "model.npz")
     vocab = Vocab(json.loads((run_dir / "vocab.json").read_text())["chars"])
     print(sample(model, vocab, args.n, seed=args.seed, start=args.start, temperature=args.temperature))
     return 0

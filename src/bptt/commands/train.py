@@ -1,38 +1,88 @@
-"""bptt train: train an RNN on a task, logging metrics, lag snapshots and checkpoints into --out."""
+"""bptt train: train an RNN, LSTM or GRU on a task, logging metrics, lag snapshots and checkpoints into --out."""
 from __future__ import annotations
 
-HELP = "train an RNN on a task (adding, copy, temporal, reber, char) with clipping, Omega, TBPTT, checkpoints"
+import argparse
+
+HELP = ("train an RNN, LSTM or GRU on a task (adding, copy, temporal, reber, char) with clipping, Omega, "
+        "TBPTT, checkpoints")
+
+# The tasks' paper settings, as the tasks' `defaults` hold them (tests/test_cli.py checks this text
+# against them); a flag or --config overrides each.
+TASK_DEFAULTS = """\
+  adding    hidden 50, activation tanh, init normal, std 0.1, optimizer sgd, lr 0.01, clip_norm 1.0, batch 20, steps 2000, length 100
+  copy      hidden 80, activation tanh, init orthogonal, optimizer rmsprop, lr 0.001, clip_norm 1.0, batch 20, steps 2000, length 100
+  temporal  hidden 50, activation tanh, init normal, std 0.1, optimizer sgd, lr 0.01, clip_norm 1.0, batch 20, steps 2000, length 100
+  reber     hidden 20, activation tanh, init normal, std 0.1, optimizer adam, lr 0.01, clip_norm 1.0, batch 8, chunk 25, steps 2000
+  char      hidden 100, activation tanh, init normal, std 0.01, optimizer adagrad, lr 0.1, clip_value 5.0, batch 1, chunk 25, steps 2000"""
+
+EPILOG = f"""\
+defaults: a flag > --config FILE.toml > the task's paper settings (below) > the default in each
+flag's help. The task's settings:
+{TASK_DEFAULTS}
+With --cell lstm or gru the task's activation, init and std (the Elman cell's) do not apply: the
+gated cell starts from PyTorch's initialisation (every weight uniform on +-1/sqrt(H)), or Gaussian
+with --init normal --std S. --activation, --radius, --omega and the orthogonal and identity (IRNN)
+inits are the Elman cell's; --forget-bias the LSTM's; --reset-after the GRU's: each is refused for
+another cell (exit 2).
+
+examples:
+  bptt train --task temporal --length 40 --out runs/t40
+  bptt train --task adding --length 100 --cell lstm --forget-bias 1.0 --optimizer adam --lr 0.001 --out runs/lstm
+  bptt train --out runs/lstm --resume   (with the same flags: continues from runs/lstm/checkpoint.npz)
+"""
+
+
+def _bool(text):
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def add_arguments(p):
+    p.epilog = EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--config", metavar="FILE.toml", help="settings from a TOML file (flags override it)")
     p.add_argument("--task", help="adding | copy | temporal | reber | char (default reber)")
     p.add_argument("--text", help="text file for --task char (without one: the embedded Reber corpus)")
     p.add_argument("--variant", help="adding problem: hochreiter (1997, default) or le (Le et al. 2015)")
-    p.add_argument("--length", type=int, help="sequence length T (adding, copy, temporal)")
-    p.add_argument("--hidden", type=int, help="hidden units H")
-    p.add_argument("--activation", help="tanh | relu | sigmoid | identity")
-    p.add_argument("--init", help="W's initialisation: uniform | normal | orthogonal | identity (IRNN)")
-    p.add_argument("--std", type=float, help="standard deviation of Gaussian weights")
-    p.add_argument("--radius", type=float, help="rescale W to this spectral radius")
-    p.add_argument("--optimizer", help="sgd | momentum | nesterov | adagrad | rmsprop | adam")
-    p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument("--clip-norm", type=float, help="clip the global gradient norm (Pascanu et al.); 0 = off")
-    p.add_argument("--clip-value", type=float, help="clip each element into [-c, c] (min-char-rnn); 0 = off")
-    p.add_argument("--clip-per-param", type=float, help="clip each parameter's gradient norm; 0 = off")
+    p.add_argument("--length", type=int, help="sequence length T (adding, copy, temporal; default the task's: 100)")
+    p.add_argument("--cell", help="elman | lstm | gru (default elman)")
+    p.add_argument("--hidden", type=int, help="hidden units H (default the task's, else 50)")
+    p.add_argument("--activation", help="elman: tanh | relu | sigmoid | identity (default tanh)")
+    p.add_argument("--init", help="uniform | normal (needs --std) | orthogonal | identity (IRNN): elman W's init; "
+                                  "lstm, gru: uniform or normal (default the task's, else uniform)")
+    p.add_argument("--std", type=float, help="standard deviation of Gaussian weights (default the task's, else none)")
+    p.add_argument("--radius", type=float, help="elman: rescale W to this spectral radius (default: not rescaled)")
+    p.add_argument("--forget-bias", type=float,
+                   help="lstm: added to the forget gate's bias at the start (default 1.0, Jozefowicz et al. "
+                        "2015; 0 = PyTorch's init)")
+    p.add_argument("--reset-after", type=_bool, metavar="true|false",
+                   help="gru: the reset gate after W_n (true, default: PyTorch, Keras) or before (false)")
+    p.add_argument("--optimizer", help="sgd | momentum | nesterov | adagrad | rmsprop | adam (default the task's, else sgd)")
+    p.add_argument("--lr", type=float, help="learning rate (default the task's, else 0.01)")
+    p.add_argument("--clip-norm", type=float,
+                   help="clip the global gradient norm (Pascanu et al.); 0 = off (default the task's, else off)")
+    p.add_argument("--clip-value", type=float,
+                   help="clip each element into [-c, c] (min-char-rnn); 0 = off (default the task's, else off)")
+    p.add_argument("--clip-per-param", type=float, help="clip each parameter's gradient norm; 0 = off (default off)")
     p.add_argument("--fallback", help="when the gradient norm is NaN/Inf/>1e10: stop (default) | shrink | skip")
-    p.add_argument("--omega", type=float, help="strength alpha of Pascanu's regulariser Omega (0 = off)")
-    p.add_argument("--truncate", type=int, help="the notebook's window: output t reaches steps t-K..t")
-    p.add_argument("--chunk", type=int, help="streams: k1, outputs per update (min-char-rnn's 25)")
-    p.add_argument("--backprop", type=int, help="streams: k2 >= k1, steps each update backpropagates")
-    p.add_argument("--batch", type=int, help="sequences (or parallel streams) per step")
-    p.add_argument("--steps", type=int, help="updates")
-    p.add_argument("--seed", type=int, help="seed for the weights and the data")
+    p.add_argument("--omega", type=float,
+                   help="elman: strength alpha of Pascanu's regulariser Omega (default 0 = off)")
+    p.add_argument("--truncate", type=int,
+                   help="the notebook's window: output t reaches steps t-K..t (default: full BPTT)")
+    p.add_argument("--chunk", type=int, help="streams: k1, outputs per update (default 25, min-char-rnn's)")
+    p.add_argument("--backprop", type=int, help="streams: k2 >= k1, steps each update backpropagates (default k1)")
+    p.add_argument("--batch", type=int,
+                   help="sequences (or parallel streams) per step (default the task's, else 20)")
+    p.add_argument("--steps", type=int, help="updates (default the task's, else 1000)")
+    p.add_argument("--seed", type=int, help="seed for the weights and the data (default 0)")
     p.add_argument("--dtype", help="float32 (default) or float64")
-    p.add_argument("--eval-every", type=int, help="steps between test metrics and lag analysis")
-    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
-    p.add_argument("--lag-threshold", type=int, help="lag from which gradient terms count as long-range")
-    p.add_argument("--snapshots", help="steps at which to save the lag table, e.g. 0,500,1000")
+    p.add_argument("--eval-every", type=int, help="steps between test metrics and lag analysis (default 100)")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 100)")
+    p.add_argument("--lag-threshold", type=int, help="lag from which gradient terms count as long-range (default 10)")
+    p.add_argument("--snapshots", help="steps at which to save the lag table, e.g. 0,500,1000 (default none)")
     p.add_argument("--stop-on-success", action="store_true", default=None,
                    help="end the run when the held-out set meets the task's success criterion")
     p.add_argument("--out", required=True, help="folder for metrics.jsonl, checkpoints, the model")

@@ -1,11 +1,12 @@
 """Figures of a sweep folder (matplotlib, imported here only).
 
-- flow points: phase diagrams over (spectral radius, sequence length), one column per activation:
+- flow points: phase diagrams over (spectral radius, sequence length), one column per activation
+  (and one per gated cell, at its own initialisation):
   the decay rate of the error per step of lag (1 = neither vanishing nor exploding) and the share
   of the gradient that comes from lags beyond `long_lag`. Each cell is the mean over the points
   that share its (activation, radius, length): the seeds, and any other parameter that varies.
-- train points: success rate vs sequence length, one line per method, one panel per task, with
-  error bars of one standard error over the seeds.
+- train points: success rate vs sequence length, one line per method (and per gated cell: "lstm
+  clip"), one panel per task, with error bars of one standard error over the seeds.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def plot(out, *, to=None, fmt="png") -> list[Path]:
     if (df["kind"] == "flow").any():
         written.append(_save(phase_diagram(df[df["kind"] == "flow"]), to / f"flow-phase.{fmt}"))
     if (df["kind"] == "train").any():
-        written.append(_save(success_vs_length(df[df["kind"] == "train"]), to / f"success-vs-length.{fmt}"))
+        written.append(_save(success_vs_length(with_cells(df[df["kind"] == "train"])), to / f"success-vs-length.{fmt}"))
     if not written:
         kinds = sorted(set(df["kind"])) or ["none"]
         raise ValueError(f"nothing to plot in {out}: figures exist for flow and train points, and the "
@@ -54,6 +55,12 @@ def phase_diagram(df, metrics=("decay_rate", "long_lag_fraction")):
     import matplotlib.pyplot as plt
     from matplotlib import colors
 
+    gated = set()
+    if "cell" in df and (df["cell"].fillna("elman") != "elman").any():  # a gated cell's points: a column of its own
+        df = df.copy()
+        cells = df["cell"].fillna("elman")
+        gated = set(cells[cells != "elman"])
+        df["activation"] = df["activation"].where(cells == "elman", cells)
     acts = sorted(df["activation"].unique())
     fig, axs = plt.subplots(len(metrics), len(acts), figsize=(4.6 * len(acts) + 0.6, 3.8 * len(metrics)),
                             squeeze=False, constrained_layout=True)
@@ -94,7 +101,9 @@ def phase_diagram(df, metrics=("decay_rate", "long_lag_fraction")):
                 pts = mean[act].reset_index()
                 im = ax.scatter(pts["radius"], pts["length"], c=pts[m], cmap=cm, norm=norm, s=18)
                 ax.set_yscale("log")
-            ax.set_xlabel("spectral radius rho(W)")
+            ax.set_xlabel("spectral radius rho(W)" if act not in gated else "PyTorch's init (no radius)")
+            if act in gated and len(radii) == 1:
+                ax.set_xticks([0], ["-"])
             ax.set_ylabel("sequence length T")
             ax.set_title(f"{act}: {m.replace('_', ' ')}")
         fig.colorbar(im, ax=axs[i, :].tolist(), label=label, shrink=0.9)
@@ -113,6 +122,17 @@ def _cell_text(sub, T, r, v, metric) -> str:
     if cell.empty:
         return ""
     return "overflow" if "finite" in cell and not cell["finite"].astype(bool).any() else "n/a"
+
+
+def with_cells(df, line="method"):
+    """The train points with each gated cell's points on lines of their own: method "clip" of cell
+    "lstm" becomes "lstm clip" (the Elman cell's keep the method's name)."""
+    if "cell" not in df or (df["cell"].fillna("elman") == "elman").all():
+        return df
+    df = df.copy()
+    gated = df["cell"].fillna("elman") != "elman"
+    df.loc[gated, line] = df.loc[gated, "cell"] + " " + df.loc[gated, line]
+    return df
 
 
 def success_vs_length(df, metric="success", x="length", line="method", panel="task"):
@@ -150,4 +170,4 @@ def success_vs_length(df, metric="success", x="length", line="method", panel="ta
     return fig
 
 
-__all__ = ["plot", "phase_diagram", "success_vs_length"]
+__all__ = ["plot", "phase_diagram", "success_vs_length", "with_cells"]

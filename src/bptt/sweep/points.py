@@ -1,11 +1,15 @@
 """Point runners: what one point of a sweep computes, inside a Dask worker.
 
 A kind is a set of parameters (with defaults and allowed values, checked when a spec loads) and a
-function run(params, seed) -> metrics (a flat dict of numbers, booleans or strings). `run_point`
-wraps it for the worker: it limits BLAS/OpenMP to one thread for the duration of the point (a
-worker runs one point per thread, so more BLAS threads would only oversubscribe the cores),
-records timings and where it ran, and turns an exception into a failed result with its
-traceback instead of raising, so the sweep goes on and the driver stores the failure.
+function run(params, seed) -> metrics (a flat dict of numbers, booleans or strings). Both public
+kinds take `cell` (elman, lstm, gru). A parameter that does not apply to a point's cell (the Elman
+cell's radius, activation, init, std and omega; the LSTM's forget_bias) is stored at its default
+(Kind.normalize), so points that differ only in it are one point.
+
+`run_point` wraps a kind's function for the worker: it limits BLAS/OpenMP to one thread for the
+duration of the point (a worker runs one point per thread, so more BLAS threads would only
+oversubscribe the cores), records timings and where it ran, and turns an exception into a failed
+result with its traceback instead of raising, so the sweep goes on and the driver stores the failure.
 
 Kinds:
   flow      the gradient flow of a random model on a random sequence (bptt.flow): decay rate of
@@ -27,9 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..activations import ACTIVATIONS
+from ..cells import GRU, LSTM, Elman
 from .params import Param
 
 DTYPES = ("float32", "float64")
+CELLS = tuple(c.name for c in (Elman, LSTM, GRU))  # "elman", "lstm", "gru"
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,13 @@ class Kind:
     run: str              # "module:function", imported in the worker
     public: bool = True
     check: object = None  # optional check(params, where) of a whole point
+    only: dict | None = None  # parameter -> the cells it applies to (others store its default)
+
+    def normalize(self, params) -> dict:
+        """The point's parameters with those that do not apply to its cell set to their defaults."""
+        cell = params.get("cell")
+        return {n: (self.params[n].default if self.only and n in self.only and cell not in self.only[n] else v)
+                for n, v in params.items()}
 
     def check_point(self, params, where):
         if self.check is not None:
@@ -47,17 +60,20 @@ class Kind:
 
 # --- flow ---------------------------------------------------------------------------------
 FLOW_PARAMS = {
+    "cell": Param(str, "elman", "elman (random_rnn, W at `radius`) or lstm, gru (random_gated: PyTorch's "
+                  "uniform init)", choices=CELLS),
     "hidden": Param(int, 32, "H, hidden units", low=1),
     "inputs": Param(int, 8, "D, input size (ids in 0..D-1 for head softmax)", low=1),
     "outputs": Param(int, 8, "O, output size", low=1),
     "length": Param(int, 100, "T, steps of the sequence", low=2),
-    "radius": Param(float, 1.0, "spectral radius of W (W is rescaled to it)", above=0),
-    "activation": Param(str, "tanh", "f", choices=tuple(ACTIVATIONS)),
-    "init": Param(str, "normal", "W before rescaling: normal (std 1/sqrt(H)), uniform, orthogonal, identity",
+    "radius": Param(float, 1.0, "elman: spectral radius of W (W is rescaled to it)", above=0),
+    "activation": Param(str, "tanh", "elman: f", choices=tuple(ACTIVATIONS)),
+    "init": Param(str, "normal", "elman: W before rescaling: normal (std 1/sqrt(H)), uniform, orthogonal, identity",
                   choices=("normal", "uniform", "orthogonal", "identity")),
+    "forget_bias": Param(float, 1.0, "lstm: added to the forget gate's bias (0: PyTorch's init)"),
     "head": Param(str, "softmax", "softmax (random ids in and out) or mse (Gaussian inputs and targets)",
                   choices=("softmax", "mse")),
-    "bias": Param(bool, False, "biases b and c (zero)"),
+    "bias": Param(bool, False, "elman: biases b and c (zero); lstm, gru: b, bh and c (PyTorch's uniform init)"),
     "long_lag": Param(int, 50, "the lag beyond which gradient counts as long-range", low=1),
     "dtype": Param(str, "float32", "the model's and the computation's dtype", choices=DTYPES),
 }
@@ -73,14 +89,18 @@ def run_flow(p, seed) -> dict:
     """The lag analysis of a random model (H, D, O, W at spectral radius `radius`) on a random sequence."""
     from .. import fast
     from ..flow import flow
-    from ..model import random_rnn, spectral_radius
+    from ..model import random_gated, random_rnn, spectral_radius
 
     dtype = np.dtype(p["dtype"])
     rng = np.random.default_rng(seed)
     H, D, O, T = p["hidden"], p["inputs"], p["outputs"], p["length"]
-    std = 1 / math.sqrt(H) if p["init"] == "normal" else None
-    model = random_rnn(H, D, O, seed=rng, init=p["init"], std=std, radius=p["radius"], bias=p["bias"],
-                            activation=p["activation"], head=p["head"], dtype=dtype)
+    if p["cell"] == "elman":
+        std = 1 / math.sqrt(H) if p["init"] == "normal" else None
+        model = random_rnn(H, D, O, seed=rng, init=p["init"], std=std, radius=p["radius"], bias=p["bias"],
+                           activation=p["activation"], head=p["head"], dtype=dtype)
+    else:
+        model = random_gated(p["cell"], H, D, O, seed=rng, bias=p["bias"], head=p["head"], dtype=dtype,
+                             forget_bias=p["forget_bias"] if p["cell"] == "lstm" else 0.0)
     if p["head"] == "softmax":
         x, y = rng.integers(0, D, T), rng.integers(0, O, T)  # (T,), (T,)
     else:
@@ -107,7 +127,7 @@ def run_flow(p, seed) -> dict:
         "decay_rate": decay,                 # Flow.decay_rate(): per-step factor of ||dE_t/ds_k|| with the lag
         "long_lag_fraction": share,          # Flow.by_lag().beyond[long_lag]: share of lags > long_lag
         "grad_lag0": lag0,                   # mean ||dE_t/ds_t||
-        "rho": spectral_radius(W64),
+        "rho": spectral_radius(W64) if p["cell"] == "elman" else None,  # a gated W (G H, H) is not square
         "lambda1": float(np.linalg.norm(W64, 2)),
         "finite": finite,
     }
@@ -115,8 +135,11 @@ def run_flow(p, seed) -> dict:
 
 # --- train --------------------------------------------------------------------------------
 METHODS = ("vanilla", "clip", "clip_omega", "irnn")
+GATED_METHODS = ("vanilla", "clip")  # the methods of a gated cell (Omega and the IRNN are the Elman cell's)
 TRAIN_PARAMS = {
     "task": Param(str, "temporal", "adding, temporal (order) or copy", choices=("adding", "temporal", "copy")),
+    "cell": Param(str, "elman", "elman, lstm or gru; a gated cell starts from PyTorch's uniform init and takes "
+                  "method vanilla or clip", choices=CELLS),
     "variant": Param(str, "hochreiter", "the adding problem's variant", choices=("hochreiter", "le")),
     "length": Param(int, 50, "T, the task's sequence length", low=2),
     "method": Param(str, "clip", "vanilla: tanh, Gaussian W (std), no clipping; clip: + global-norm clipping at "
@@ -132,7 +155,8 @@ TRAIN_PARAMS = {
     "stop_on_success": Param(bool, True, "end the run at the first evaluation that meets the task's criterion"),
     "clip": Param(float, 1.0, "the global-norm clipping threshold (clip, clip_omega, irnn)", above=0),
     "omega": Param(float, 2.0, "alpha, the strength of Omega (clip_omega)", above=0),
-    "std": Param(float, 0.1, "standard deviation of the Gaussian init (all methods but irnn)", above=0),
+    "std": Param(float, 0.1, "elman: standard deviation of the Gaussian init (all methods but irnn)", above=0),
+    "forget_bias": Param(float, 1.0, "lstm: added to the forget gate's bias at the start (0: PyTorch's init)"),
     "dtype": Param(str, "float32", "the training dtype", choices=DTYPES),
 }
 
@@ -140,12 +164,14 @@ TRAIN_PARAMS = {
 def train_settings(p, seed) -> dict:
     """The point's parameters as bptt.train settings (the method spelled out)."""
     m = p["method"]
-    s = {"task": p["task"], "variant": p["variant"], "length": p["length"], "hidden": p["hidden"],
-         "optimizer": p["optimizer"], "lr": p["lr"], "batch": p["batch"], "steps": p["steps"],
+    s = {"task": p["task"], "variant": p["variant"], "length": p["length"], "cell": p["cell"],
+         "hidden": p["hidden"], "optimizer": p["optimizer"], "lr": p["lr"], "batch": p["batch"], "steps": p["steps"],
          "eval_every": p["eval_every"], "checkpoint_every": p["steps"], "dtype": p["dtype"], "seed": seed,
          "clip_norm": 0.0 if m == "vanilla" else p["clip"], "clip_value": 0.0,
          "omega": p["omega"] if m == "clip_omega" else 0.0, "stop_on_success": p["stop_on_success"]}
-    if m == "irnn":
+    if p["cell"] != "elman":
+        s.update(init="uniform", forget_bias=p["forget_bias"] if p["cell"] == "lstm" else None)
+    elif m == "irnn":
         s.update(activation="relu", init="identity")
     else:
         s.update(activation="tanh", init="normal", std=p["std"])
@@ -156,6 +182,9 @@ def _check_train(p, where):
     from bptt import tasks
     from bptt.train import resolve
 
+    if p["cell"] != "elman" and p["method"] not in GATED_METHODS:
+        raise ValueError(f"{where}: method {p['method']!r} is the Elman cell's; a point with cell {p['cell']!r} "
+                         f"takes method {' or '.join(GATED_METHODS)}")
     try:
         resolve(train_settings(p, 0))
         tasks.make(p["task"], length=p["length"], variant=p["variant"])
@@ -225,8 +254,10 @@ def run_selftest(p, seed) -> dict:
 
 
 KINDS = {
-    "flow": Kind("flow", FLOW_PARAMS, "bptt.sweep.points:run_flow", check=_check_flow),
-    "train": Kind("train", TRAIN_PARAMS, "bptt.sweep.points:run_train", check=_check_train),
+    "flow": Kind("flow", FLOW_PARAMS, "bptt.sweep.points:run_flow", check=_check_flow,
+                 only={"radius": ("elman",), "activation": ("elman",), "init": ("elman",), "forget_bias": ("lstm",)}),
+    "train": Kind("train", TRAIN_PARAMS, "bptt.sweep.points:run_train", check=_check_train,
+                  only={"std": ("elman",), "omega": ("elman",), "forget_bias": ("lstm",)}),
     "selftest": Kind("selftest", SELFTEST_PARAMS, "bptt.sweep.points:run_selftest", public=False,
                      check=_check_selftest),
 }
@@ -274,7 +305,8 @@ def run_point(config: dict) -> dict:
         fn = getattr(importlib.import_module(module), func)  # import first: its libraries get limited too
         with threadpool_limits(limits=1):
             out["blas_threads"] = _blas_threads()
-            metrics = fn(config["params"], config["seed"])
+            params = {**{n: q.default for n, q in kind.params.items()}, **config["params"]}  # a config
+            metrics = fn(params, config["seed"])  # stored before a parameter existed runs at its default
         out["metrics"] = {k: _json_number(v) for k, v in metrics.items()}
         out["status"] = "ok"
     except Exception as e:  # the point failed: record it, the sweep goes on

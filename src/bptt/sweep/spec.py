@@ -21,7 +21,8 @@ A spec (every key but `kind` optional):
                                            # choice = [v1, v2, ...]
 
 The points are grid x random draws x seeds. Each point's parameters are completed with the kind's
-defaults, checked, and written in a canonical form (sorted keys, ints as ints, floats as floats);
+defaults (those that do not apply to the point's cell set to theirs: points.Kind.normalize), checked,
+and written in a canonical form (sorted keys, ints as ints, floats as floats);
 its key is a hash of that form, so a point has the same key whichever spec, order or spelling
 (explicit default or omitted) produced it. That key is what makes a sweep resumable.
 """
@@ -96,6 +97,7 @@ class Spec:
             for r in draws:
                 params = {n: p.default for n, p in kind.params.items()}
                 params.update(self.fixed, **g, **r)
+                params = kind.normalize(params)
                 varied = {**g, **r}
                 kind.check_point(params, f"{self.source}: " + (f"the point {varied}" if varied else "the parameters"))
                 for seed in self.seeds:

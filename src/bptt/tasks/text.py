@@ -124,6 +124,7 @@ def sample(model, vocab: Vocab, n, *, seed, start=None, temperature=1.0, h0=None
 
     start: a string to prime the state with (its last character is the first input); default the
     vocabulary's first character. temperature -> 0 is greedy, 1 the model's own distribution.
+    model: any kind (RNN, LSTM, GRU); h0: the initial state ((h0, c0) for an LSTM), zeros if None.
     """
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature!r}")
@@ -134,7 +135,8 @@ def sample(model, vocab: Vocab, n, *, seed, start=None, temperature=1.0, h0=None
                          f"got {model!r}")
     rng = np.random.default_rng(seed)
     prime = vocab.encode(start) if start else np.array([0])
-    h = None if h0 is None else np.asarray(h0, dtype=model.dtype)
+    as_state = lambda a: np.asarray(a, dtype=model.dtype)  # noqa: E731
+    h = None if h0 is None else tuple(map(as_state, h0)) if isinstance(h0, tuple) else as_state(h0)
     if len(prime) > 1:
         h = forward(model, prime[:-1], h).final
     x = int(prime[-1])

@@ -1,4 +1,5 @@
-"""Training: optimisers, clipping, Pascanu's Omega, truncated BPTT over streams, the loop, checkpoints."""
+"""Training of Elman, LSTM and GRU networks: optimisers, clipping, Pascanu's Omega (Elman), truncated
+BPTT over streams, the loop, checkpoints."""
 from . import checkpoint
 from .clip import clip_by_global_norm, clip_by_value, clip_per_param_norm, fallback, global_norm, untrustworthy
 from .config import TrainConfig, read_toml, resolve

@@ -4,23 +4,28 @@ Layout of the .npz (no pickles; read with allow_pickle=False):
     model/U, model/W, ...     the parameters
     opt/<slot>/<name>         the optimiser's state arrays (bptt.train.optim.flatten_state)
     extra/<name>              other arrays (the carried hidden state of a stream)
-    meta                      a JSON string: step, RNG bit_generator.state, loop scalars, config
+    meta                      a JSON string: step, RNG bit_generator.state, loop scalars, config,
+                              and the model's kind and settings: model_kind (RNN, LSTM or GRU;
+                              RNN when absent, as checkpoints written before the gated cells),
+                              head, activation (RNN), reset_after (GRU)
 The same JSON is written next to it as <name>.json for people to read. Both files are written to a
 temporary name first and then renamed (os.replace), so a killed process leaves either the old
 checkpoint or the new one, never half of one.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from ..model import RNN
+from ..model import GRU, LSTM, RNN
 from .optim import flatten_state, unflatten_state
 
 FORMAT = "bptt.checkpoint/1"
+KINDS = {k.__name__: k for k in (RNN, LSTM, GRU)}
 
 
 def _atomic(path: Path, write):
@@ -36,10 +41,16 @@ def _atomic(path: Path, write):
             tmp.unlink()
 
 
-def save(path, model: RNN, opt_state, meta: dict, extra: dict | None = None) -> Path:
-    """Write a checkpoint to path (.npz) and path with .json; returns the .npz path."""
+def settings(model) -> dict:
+    """The model's settings other than its arrays (head; activation of an RNN; reset_after of a GRU)."""
+    return {f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.name not in model.PARAMS}
+
+
+def save(path, model, opt_state, meta: dict, extra: dict | None = None) -> Path:
+    """Write a checkpoint of a model of any kind (RNN, LSTM, GRU) to path (.npz) and path with
+    .json; returns the .npz path."""
     path = Path(path)
-    meta = {"format": FORMAT, "activation": model.activation, "head": model.head, **meta}
+    meta = {"format": FORMAT, "model_kind": type(model).__name__, **settings(model), **meta}
     text = json.dumps(meta, indent=1, sort_keys=True)
     arrays = {f"model/{k}": v for k, v in model.params.items()}
     arrays.update({f"opt/{k}": v for k, v in flatten_state(opt_state).items()})
@@ -63,7 +74,11 @@ def load(path):
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}")
     params = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
-    model = RNN(**params, activation=meta["activation"], head=meta["head"])
+    kind = meta.get("model_kind", "RNN")
+    if kind not in KINDS:
+        raise ValueError(f"{path} holds a model of unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
+    names = {f.name for f in dataclasses.fields(KINDS[kind])} - set(KINDS[kind].PARAMS)
+    model = KINDS[kind](**params, **{k: meta[k] for k in names if k in meta})
     opt_state = unflatten_state({k[4:]: v for k, v in arrays.items() if k.startswith("opt/")})
     extra = {k[6:]: v for k, v in arrays.items() if k.startswith("extra/")}
     return model, opt_state, meta, extra

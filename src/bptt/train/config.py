@@ -4,6 +4,18 @@ A clipping threshold of 0 turns that rule off (the tasks' paper defaults clip).
 Precedence: command-line flags > TOML file ([train] table or top level) > the task's paper defaults >
 the general defaults below. TOML is parsed with tomllib (tomli before Python 3.11); nothing is
 executed. Unknown keys and wrong types are errors that name the key.
+
+The cell: "elman" (the default), "lstm" or "gru". Settings of one cell only:
+    activation, radius, omega, init orthogonal / identity (IRNN)    the Elman cell
+    forget_bias        the LSTM: added to the forget gate's input bias at the start; default 1.0
+                       (Gers et al. 2000; Jozefowicz et al. 2015; Keras's unit_forget_bias), where
+                       PyTorch's nn.LSTM starts from 0; give 0 for PyTorch's initialisation
+    reset_after        the GRU: True (default, PyTorch's and Keras's default form) or False (the
+                       reset gate before W_n, Keras's reset_after=False)
+Given for another cell, each is a ValueError. A gated cell starts from bptt.model.random_gated:
+init "uniform" is PyTorch's (every weight uniform on +-1/sqrt(H)), init "normal" Gaussian with std.
+The tasks' paper defaults for the Elman cell (activation, its Gaussian or orthogonal init and std)
+do not carry over to the gated cells.
 """
 from __future__ import annotations
 
@@ -12,8 +24,12 @@ import sys
 from dataclasses import dataclass, field, fields
 
 from ..activations import ACTIVATIONS
+from ..cells import GRU, LSTM, Elman
 from ..model import INITS
 from .optim import OPTIMIZERS
+
+CELLS = tuple(c.name for c in (Elman, LSTM, GRU))  # "elman", "lstm", "gru"
+GATED_INITS = ("uniform", "normal")
 
 
 @dataclass
@@ -22,11 +38,14 @@ class TrainConfig:
     text: str | None = None
     variant: str = "hochreiter"
     length: int | None = None
+    cell: str = "elman"
     hidden: int = 50
-    activation: str = "tanh"
+    activation: str | None = None  # the Elman cell's f; None: tanh
     init: str = "uniform"
     std: float | None = None
     radius: float | None = None
+    forget_bias: float | None = None  # LSTM only; None: 1.0
+    reset_after: bool | None = None   # GRU only; None: True
     bias: bool = True
     optimizer: str = "sgd"
     lr: float = 0.01
@@ -52,7 +71,8 @@ class TrainConfig:
         from ..tasks import TASKS
         _choice("task", self.task, TASKS)
         _choice("variant", self.variant, ("hochreiter", "le"))
-        _choice("activation", self.activation, tuple(ACTIVATIONS))
+        _choice("cell", self.cell, CELLS)
+        self._cell_settings()
         _choice("init", self.init, INITS)
         _choice("optimizer", self.optimizer, tuple(OPTIMIZERS))
         _choice("fallback", self.fallback, ("stop", "shrink", "skip"))
@@ -88,11 +108,48 @@ class TrainConfig:
             raise ValueError(f"snapshots must be a list of step numbers >= 0, got {self.snapshots!r}")
         return self
 
+    def _cell_settings(self):
+        """Check the settings that belong to one cell; fill in the cell's defaults (None: not given)."""
+        def refuse(name, value, owner):
+            raise ValueError(f"{name} applies to the {owner} cell only, not to cell {self.cell!r} (got {value!r})")
+
+        if self.cell == "elman":
+            self.activation = "tanh" if self.activation is None else self.activation
+            _choice("activation", self.activation, tuple(ACTIVATIONS))
+        else:
+            if self.activation is not None:
+                refuse("activation", self.activation, "elman")
+            if self.init not in GATED_INITS:
+                raise ValueError(f"init for cell {self.cell!r} must be one of {', '.join(GATED_INITS)} "
+                                 f"(PyTorch's uniform, or Gaussian with std), got {self.init!r}; "
+                                 "orthogonal and identity (IRNN) are for the elman cell")
+            for name in ("radius", "omega"):
+                if getattr(self, name):
+                    refuse(name, getattr(self, name), "elman")
+            if self.init == "uniform" and self.std is not None:
+                raise ValueError(f"std applies to init 'normal' for cell {self.cell!r} (the uniform init is "
+                                 f"PyTorch's +-1/sqrt(H)), got std = {self.std!r} with init 'uniform'")
+        if self.cell == "lstm":
+            self.forget_bias = 1.0 if self.forget_bias is None else self.forget_bias
+            if isinstance(self.forget_bias, bool) or not isinstance(self.forget_bias, (int, float)) \
+                    or self.forget_bias != self.forget_bias or abs(self.forget_bias) == float("inf"):
+                raise ValueError(f"forget_bias must be a finite number, got {self.forget_bias!r}")
+            self.forget_bias = float(self.forget_bias)
+        elif self.forget_bias is not None:
+            refuse("forget_bias", self.forget_bias, "lstm")
+        if self.cell == "gru":
+            self.reset_after = True if self.reset_after is None else self.reset_after
+            if not isinstance(self.reset_after, bool):
+                raise ValueError(f"reset_after must be true or false, got {self.reset_after!r}")
+        elif self.reset_after is not None:
+            refuse("reset_after", self.reset_after, "gru")
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
 KEYS = {f.name for f in fields(TrainConfig)}
+ELMAN_ONLY = ("activation", "init", "std", "radius")  # task defaults that go with the Elman cell
 
 
 def _choice(name, v, options):
@@ -128,8 +185,8 @@ def read_toml(path) -> dict:
     if unknown:
         raise ValueError(f"unknown setting(s) {', '.join(unknown)} in {path}; known: {', '.join(sorted(KEYS))}")
     for k, v in data.items():  # TOML integers where floats are expected are fine
-        if k in ("lr", "clip_norm", "clip_value", "clip_per_param", "omega", "std", "radius") and isinstance(v, int) \
-                and not isinstance(v, bool):
+        floats = ("lr", "clip_norm", "clip_value", "clip_per_param", "omega", "std", "radius", "forget_bias")
+        if k in floats and isinstance(v, int) and not isinstance(v, bool):
             data[k] = float(v)
     return data
 
@@ -147,6 +204,9 @@ def resolve(cli: dict, toml: dict | None = None) -> TrainConfig:
     cls = {"adding": tasks.Adding, "copy": tasks.Copy, "temporal": tasks.TemporalOrder, "reber": tasks.Reber,
            "char": tasks.CharLM}[task]
     defaults = dict(getattr(cls, "defaults", {}) or Task.defaults)
+    if given.get("cell", TrainConfig.cell) != "elman":
+        for k in ELMAN_ONLY:  # the paper's settings of the Elman cell; a gated cell starts from its own
+            defaults.pop(k, None)
     if given.get("init") not in (None, "normal") and "std" not in given:
         defaults.pop("std", None)  # the paper's std goes with its normal init
     if given.get("clip_norm") is not None or given.get("clip_value") is not None:

@@ -1,5 +1,9 @@
 """The training loop: batched, deterministic per seed, logged, checkpointed, resumable.
 
+The loop does not depend on the cell (cfg.cell: elman, lstm or gru): the model comes from
+bptt.model.random_rnn or random_gated, the gradients from bptt.backend.backward, which computes for
+every cell, and a stream carries the cell's whole state (h, and c for an LSTM) between updates.
+
 One step: a batch (a fresh set of sequences, or the next TBPTT window of the stream with the
 carried state), forward, BPTT (full, or the notebook's per-output window with truncate=K),
 the objective's scaling (the task's: a mean over scored steps, or min-char-rnn's sum over time
@@ -13,16 +17,18 @@ Files in the run's folder:
                       loss summed over a sequence's steps, averaged over the batch, for streams, as
                       min-char-rnn reports it), smooth_loss (min-char-rnn's: 0.999 s + 0.001 loss, started at the chance
                       loss), grad_norm and grad_norm_clipped (global 2-norms before and after clipping),
-                      omega, fallback; every eval_every steps also rho (spectral radius of W), lambda1
-                      (largest singular value of W, Pascanu's lambda_1), lag_fraction (share of the
+                      omega, fallback; every eval_every steps also rho (spectral radius of W; null for
+                      a gated cell, whose W (G H, H) stacks its gates' blocks), lambda1 (largest singular
+                      value of W, Pascanu's lambda_1), lag_fraction (share of the
                       W-gradient's term norms ||dE_t/dz_k|| ||s_{k-1}|| with lag t - k >= lag_threshold,
                       from bptt.flow on one held-out sequence) and test metrics (test_loss, ...);
                       with stop_on_success the run ends at the first evaluation that meets the
                       task's success criterion (as Pascanu et al.'s code does).
     snapshots/dE_ds_step<S>.npy   bptt.flow's (T, T) table ||dE_t/ds_k|| at the chosen steps
     checkpoint.npz/.json          model + optimiser + RNG + loop state (bptt.train.checkpoint)
-    model.npz, vocab.json         the final model (RNN.load) and, for character tasks, its vocabulary
-    summary.json      final test metrics, baseline, criterion, success, wall time
+    model.npz, vocab.json         the final model (bptt.model.Model.load reads any kind) and, for
+                                  character tasks, its vocabulary
+    summary.json      cell, final test metrics, baseline, criterion, success, wall time
 """
 from __future__ import annotations
 
@@ -37,11 +43,15 @@ from .. import tasks as tasks_mod
 from .. import fast
 from ..backend import backward, forward
 from ..flow import flow
-from ..model import random_rnn, spectral_radius
+from ..model import random_gated, random_rnn, spectral_radius
 from . import checkpoint, clip as clipping, optim
 from .config import TrainConfig
 from .omega import omega as omega_fn
 from .tbptt import Stream
+
+
+STATE_ARRAYS = ("h", "c")  # a stream's carried state in the checkpoint: extra/h, and extra/c for an LSTM
+BEFORE_CELLS = {"cell": "elman", "forget_bias": None, "reset_after": None}  # what older checkpoints' configs lack
 
 
 class Diverged(RuntimeError):
@@ -53,10 +63,17 @@ def build_task(cfg: TrainConfig):
 
 
 def initial_model(cfg: TrainConfig, task):
+    """The random model the run starts from: an RNN for cell "elman", else an LSTM or GRU."""
     rng = np.random.default_rng([cfg.seed, 0])
-    return random_rnn(cfg.hidden, task.D, task.O, seed=rng, init=cfg.init, std=cfg.std, radius=cfg.radius,
-                      bias=cfg.bias, activation=cfg.activation, head=task.head,
-                      dtype=np.dtype(cfg.dtype))
+    if cfg.cell == "elman":
+        return random_rnn(cfg.hidden, task.D, task.O, seed=rng, init=cfg.init, std=cfg.std, radius=cfg.radius,
+                          bias=cfg.bias, activation=cfg.activation, head=task.head,
+                          dtype=np.dtype(cfg.dtype))
+    return random_gated(cfg.cell, cfg.hidden, task.D, task.O, seed=rng,
+                        std=cfg.std if cfg.init == "normal" else None, bias=cfg.bias,
+                        forget_bias=cfg.forget_bias if cfg.cell == "lstm" else 0.0,
+                        reset_after=cfg.reset_after if cfg.cell == "gru" else True, head=task.head,
+                        dtype=np.dtype(cfg.dtype))
 
 
 def lag_fraction(fl, threshold) -> float:
@@ -99,13 +116,14 @@ def train(cfg: TrainConfig, out, *, resume=False, progress=True, log=print):
     metrics_path = out / "metrics.jsonl"
     if resume:
         model, opt_state, meta, extra = checkpoint.load(ckpt_path)
-        if meta["config"] != cfg.to_dict():
-            diff = sorted(k for k in cfg.to_dict() if meta["config"].get(k) != cfg.to_dict()[k])
+        saved = {**BEFORE_CELLS, **meta["config"]}
+        if saved != cfg.to_dict():
+            diff = sorted(k for k in cfg.to_dict() if saved.get(k) != cfg.to_dict()[k])
             raise ValueError(f"the checkpoint in {out} was made with other settings ({', '.join(diff)}); "
                              "resume with the same settings")
         rng.bit_generator.state = meta["rng"]
         if stream is not None:
-            stream.restore(meta["stream"], extra.get("h"))
+            stream.restore(meta["stream"], tuple(extra[k] for k in STATE_ARRAYS if k in extra) or None)
         st = _Loop(meta["step"], meta["smooth"], meta["last_norm"], meta["last_norm_step"])
         _truncate_metrics(metrics_path, st.step)
     else:
@@ -150,8 +168,9 @@ def train(cfg: TrainConfig, out, *, resume=False, progress=True, log=print):
     model.save(out / "model.npz")
     if hasattr(task, "vocab"):
         (out / "vocab.json").write_text(json.dumps({"chars": task.vocab.chars}))
-    summary = {"task": task.name, "steps": st.step, "solved_at": st.step if final["success"] else None,
-               "wall_s": wall, "baseline": float(task.baseline), "baseline_text": task.baseline_text, "criterion": task.criterion,
+    summary = {"task": task.name, "cell": cfg.cell, "steps": st.step,
+               "solved_at": st.step if final["success"] else None, "wall_s": wall, "baseline": float(task.baseline),
+               "baseline_text": task.baseline_text, "criterion": task.criterion,
                **{f"test_{k}": v for k, v in final.items()}}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     if progress:
@@ -171,7 +190,7 @@ def _bar(cfg, start, progress):
 def _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path):
     N = cfg.batch
     if stream is not None:
-        x, y, h0 = stream.window(model.H, model.dtype)
+        x, y, h0 = stream.window(model.H, model.dtype, len(model.cell.state))
     else:
         x, y = task.batch(rng, N)
         h0 = None
@@ -235,7 +254,8 @@ def _diverged(st, norm, loss, ckpt_path, weights=False):
 
 def _analysis(cfg, task, model, px, py):
     W = model.W.astype(np.float64)
-    rec = {"rho": spectral_radius(W), "lambda1": float(np.linalg.norm(W, 2))}
+    rec = {"rho": spectral_radius(W) if W.shape[0] == W.shape[1] else None,  # a gated W (G H, H): none
+           "lambda1": float(np.linalg.norm(W, 2))}
     fl = flow(model.astype(np.float64), px, py)
     rec["lag_fraction"] = lag_fraction(fl, cfg.lag_threshold)
     rec.update({f"test_{k}": (float(v) if not isinstance(v, bool) else v) for k, v in task.evaluate(model).items()})
@@ -252,9 +272,9 @@ def _save(path, cfg, model, opt_state, rng, stream, st):
             "rng": rng.bit_generator.state, "config": cfg.to_dict()}
     extra = {}
     if stream is not None:
-        scalars, h = stream.state()
+        scalars, state = stream.state()
         meta["stream"] = scalars
-        extra["h"] = h
+        extra.update(zip(STATE_ARRAYS, state or ()))
     checkpoint.save(path, model, opt_state, meta, extra)
 
 

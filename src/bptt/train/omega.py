@@ -17,6 +17,9 @@ through the backward pass (g_t depends on V, on the output errors dE/dq_t and on
 the backward pass runs forward in time; then an ordinary BPTT pass carries the error on the states
 back. It is checked against finite differences in the tests.
 
+Omega is the Elman cell's (one activation f, ds_t/ds_{t-1} = diag f'(z_t) W); a gated model is a
+ValueError.
+
 exact=False gives the paper's eq. 10 instead: the "immediate" derivative with respect to W only,
 holding g_t and s_t fixed (what the released code computes); it is not the gradient of Omega.
 """
@@ -37,6 +40,9 @@ def omega(trace: core.Trace, y, *, reduction="sum", exact=True, bound=BOUND):
     """
     heads.check_reduction(reduction)
     model, xin = trace.model, trace.inputs
+    if model.cell.name != "elman":
+        raise ValueError(f"Omega is derived here for the Elman cell (s_t = f(z_t)), not for a "
+                         f"{model.cell.name} model: train gated cells without omega")
     tg = validate.targets(model, y, xin)
     act = activations.get(model.activation)
     S, T, W, V = trace.S, xin.T, model.W, model.V

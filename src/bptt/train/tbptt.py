@@ -94,8 +94,9 @@ def tbptt_gradients(model, x, y, k1, k2=None, *, h0=None):
 class Stream:
     """TBPTT(k1, k2) over N parallel token streams data (N, L), with the state carried between updates.
 
-    Position p is the first output of the next block; ws the first step of its window; h the state
-    s_{ws-1} (zeros at the start). Like min-char-rnn, the stream goes back to its start (and the state
+    Position p is the first output of the next block; ws the first step of its window; h the cell's
+    state before it, state_{ws-1}, a tuple of (N, H) arrays ((h,), or (h, c) for an LSTM; zeros at
+    the start). Like min-char-rnn, the stream goes back to its start (and the state
     to zeros) when the next block would run past the end: when p + k1 + 1 >= L.
     """
 
@@ -104,7 +105,7 @@ class Stream:
     k2: int
     p: int = 0
     ws: int = 0
-    h: np.ndarray | None = None
+    h: tuple | None = None
     epoch: int = 0
 
     def __post_init__(self):
@@ -114,28 +115,36 @@ class Stream:
             raise ValueError(f"a stream needs data of shape (N, L) with L >= k1 + 2 = {self.k1 + 2}, "
                              f"got {self.data.shape}")
 
-    def window(self, H, dtype):
-        """(x (N, n), y (N, n) with -1 before the block, h0 (N, H)) for the next update."""
+    def window(self, H, dtype, parts=1):
+        """(x (N, n), y (N, n) with -1 before the block, h0) for the next update: h0 (N, H) for a
+        state of one array, the tuple (h0, c0) for parts = 2 (an LSTM's)."""
         L = self.data.shape[1]
         if self.p + self.k1 + 1 >= L or self.h is None:
             if self.h is not None:
                 self.epoch += 1
-            self.p, self.ws, self.h = 0, 0, np.zeros((self.data.shape[0], H), dtype=dtype)
+            zeros = np.zeros((self.data.shape[0], H), dtype=dtype)
+            self.p, self.ws, self.h = 0, 0, tuple(zeros.copy() for _ in range(parts))
+        if len(self.h) != parts:
+            raise ValueError(f"the stream carries a state of {len(self.h)} array(s), the model's has {parts}")
         end = self.p + self.k1
         x = self.data[:, self.ws:end]
         y = self.data[:, self.ws + 1:end + 1].copy()
         y[:, :self.p - self.ws] = -1
-        return x, y, self.h
+        return x, y, self.h[0] if parts == 1 else self.h
 
     def advance(self, trace):
         """Move to the next block, keeping the state at the next window's start from this trace."""
         nws = max(0, self.p + 2 * self.k1 - self.k2)
-        self.h = np.array(trace.S[nws - self.ws])
+        self.h = tuple(np.array(s[nws - self.ws]) for s in trace.cell_states)
         self.ws, self.p = nws, self.p + self.k1
 
     def state(self):
+        """(scalars, the carried state: a tuple of (N, H) arrays, or None before the first window)."""
         return {"p": self.p, "ws": self.ws, "epoch": self.epoch}, self.h
 
     def restore(self, scalars, h):
+        """Back to a state() taken earlier; h a tuple of arrays (an array alone: a one-array state) or None."""
         self.p, self.ws, self.epoch = int(scalars["p"]), int(scalars["ws"]), int(scalars["epoch"])
-        self.h = None if h is None else np.array(h)
+        if h is not None and not isinstance(h, tuple):
+            h = (h,)
+        self.h = None if h is None else tuple(np.array(a) for a in h)
