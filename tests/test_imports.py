@@ -32,7 +32,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 TOP = "bptt"
 # modules (below the top package) that are one unit and may use each other's private names
-FRIENDS = (frozenset({"fast.engine", "fast.kernels"}),)
+FRIENDS = (frozenset({"fast.engine", "fast.kernels", "fast.gated", "fast.gated_kernels"}),)  # one unit: the fast backend
 # names a module may take from the top package, inside a function only (defined there, not re-exported)
 FROM_TOP = frozenset({"__version__"})
 

@@ -2,7 +2,7 @@
 
     "reference"   bptt.core: plain NumPy, one step at a time, the definition every path is tested against
     "fast"        bptt.fast: the same results to rounding, with compiled loops (Numba), buffers
-                  written in place, BLAS thread control and a helper thread; the Elman cell only
+                  written in place, BLAS thread control and a helper thread; Elman, LSTM and GRU
 
 backend=None picks the environment variable BPTT_BACKEND when it is set ("reference" or "fast"),
 else the fast backend wherever it supports the model and the reference elsewhere. Naming "fast"
