@@ -3,7 +3,7 @@ truncated gradients, RTRL against BPTT on drawn cases of every cell, SnAp agains
 exact and where it must not, UORO's mean against the exact gradient within its sample error."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 import bptt
 from bptt import approx, core
@@ -175,6 +175,7 @@ def test_compare_edge_cases():
        head=st.sampled_from(["softmax", "mse"]),
        bias=st.booleans(), with_h0=st.booleans(), reduction=st.sampled_from(["sum", "mean"]), seed=st.integers(0, 99))
 def test_rtrl_is_bptt(cell, H, D, O, T, N, dense, head, bias, with_h0, reduction, seed):
+    assume(dense or N is None or T != D)  # (N, D) integer ids could be read as one-hot rows: refused
     model = make(cell, H, D, O, seed=seed, head=head, bias=bias)
     x, y = data(model, T, N, seed=seed, dense=dense or D == 1)  # ids with D = 1 would read as one-hot rows
     h0 = None
