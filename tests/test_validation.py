@@ -45,9 +45,11 @@ def test_bad_targets(seed, y, words):
 def test_bad_models():
     with pytest.raises(ValueError, match="unknown activation 'softplus'"):
         bptt.RNN(U=np.ones((2, 3)), W=np.ones((2, 2)), V=np.ones((3, 2)), activation="softplus")
-    with pytest.raises(ValueError, match=r"W must be \(H, H\)"):
+    with pytest.raises(ValueError, match=r"U must have shape \(3, 3\) \(H = 3 from W\), got \(2, 3\)"):
         bptt.RNN(U=np.ones((2, 3)), W=np.ones((3, 3)), V=np.ones((3, 2)))
-    with pytest.raises(ValueError, match=r"V must be \(O, H\) with H = 2"):
+    with pytest.raises(ValueError, match=r"W must be \(H, H\)"):
+        bptt.RNN(U=np.ones((2, 3)), W=np.ones((3, 2)), V=np.ones((3, 2)))
+    with pytest.raises(ValueError, match=r"V must have shape \(3, 2\) \(H = 2 from W\), got \(3, 4\)"):
         bptt.RNN(U=np.ones((2, 3)), W=np.ones((2, 2)), V=np.ones((3, 4)))
     m = bptt.RNN(U=np.ones((2, 3)), W=[[np.inf, 0], [0, 0]], V=np.ones((3, 2)))
     with pytest.raises(ValueError, match=r"W must be finite, but it holds inf at index \(0, 0\)"):

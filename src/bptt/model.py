@@ -78,7 +78,8 @@ class Model:
         D, O = arrays["U"].shape[1], arrays["V"].shape[0]
         rows = f"{G} H = {G * H}" if G > 1 else "H"
         if GH != G * H:
-            raise ValueError(f"W must be ({rows}, H) (the {name}'s {G} gates stacked), got {arrays['W'].shape}")
+            gates = f" (the {name}'s {G} gates stacked)" if G > 1 else ""
+            raise ValueError(f"W must be ({rows}, H){gates}, got {arrays['W'].shape}")
         if H == 0 or D == 0 or O == 0:
             raise ValueError(f"every dimension must be at least 1, got H={H}, D={D}, O={O}")
         shapes = {"U": (G * H, D), "W": (G * H, H), "V": (O, H), "b": (G * H,), "bh": (G * H,), "c": (O,)}
