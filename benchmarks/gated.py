@@ -21,6 +21,7 @@ import numpy as np
 import bptt
 from bptt.model import random_gated
 
+from .gradient import agree
 from .harness import fmt_time, interleaved
 
 CONFIGS = [(1, 25, 100, 65), (32, 100, 128, 64), (64, 200, 256, 128), (1, 1000, 128, 64)]  # (N, T, H, O)
@@ -105,24 +106,6 @@ def jax_fn(model, x, y):
         loss, G = jax.block_until_ready(g(P, xj, yj))
         return (float(loss), *(np.asarray(G[k]) for k in NAMES))
     return run
-
-
-def agree(results, dtype):
-    """Largest relative difference of loss and gradients between bptt and each framework."""
-    ref = results["bptt"]
-    worst = {}
-    for name, r in results.items():
-        if name == "bptt":
-            continue
-        w = abs(r[0] - ref[0]) / abs(ref[0])
-        for a, b in zip(r[1:], ref[1:]):
-            w = max(w, float(np.max(np.abs(a - b)) / np.max(np.abs(b))))
-        worst[name] = w
-    tol = 1e-10 if dtype == np.float64 else 1e-3
-    bad = {k: v for k, v in worst.items() if v > tol}
-    if bad:
-        raise AssertionError(f"the frameworks disagree with bptt beyond {tol:g}: {bad}")
-    return worst
 
 
 def run(report, *, rounds, configs=CONFIGS, cells=CELLS, frameworks=("torch", "jax")):
