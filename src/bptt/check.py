@@ -81,6 +81,11 @@ class CheckReport:
                          + (f"  ({r.kinks} at a relu kink, skipped)" if r.kinks else ""))
         return "\n".join(lines)
 
+    def _repr_html_(self):
+        """The report in a notebook: the same table as str(), as HTML."""
+        from .display import check_html
+        return check_html(self)
+
 
 def rel_error(a, b, floor):
     """|a - b| / max(|a|, |b|, floor), element-wise; never 0/0 (two zeros, with floor = 0, give 0).

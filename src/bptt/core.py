@@ -66,6 +66,11 @@ class Trace:
         last = tuple(s[-1] if self.inputs.batched else s[-1, 0] for s in self.cell_states)
         return last[0] if len(last) == 1 else last
 
+    def _repr_html_(self):
+        """The trace in a notebook: per step the input, s_t, q_t and o_t."""
+        from .display import trace_html
+        return trace_html(self)
+
 
 @dataclass(frozen=True, eq=False)
 class Grads:

@@ -250,6 +250,11 @@ class Flow:
         from .theory import bound_table
         return bound_table(self)
 
+    def _repr_html_(self):
+        """The decomposition in a notebook: a summary, the lag table and a heatmap of dE_ds."""
+        from .display import flow_html
+        return flow_html(self)
+
 
 def sweep(trace, E, ts):
     """The backward recurrence of sequence 0 of a trace for the outputs ts (ascending, distinct),

@@ -137,6 +137,11 @@ class Model:
         extra = "".join(f", {k}={v!r}" for k, v in self._settings().items())
         return f"{type(self).__name__}(H={self.H}, D={self.D}, O={self.O}{extra}, biases={bias}, dtype={self.dtype})"
 
+    def _repr_html_(self):
+        """The model in a notebook: each parameter's shape, norm, range and (when small) entries."""
+        from .display import model_html
+        return model_html(self)
+
     # files ---------------------------------------------------------------------------
     def save(self, path) -> None:
         """Write the model to an .npz file (arrays + JSON metadata, no pickles)."""

@@ -111,6 +111,11 @@ class Comparison:
         lines.append(f"{verdict}: float64, {trunc}, reduction={self.reduction}, rtol={self.rtol:g}")
         return "\n".join(lines)
 
+    def _repr_html_(self):
+        """The comparison in a notebook: the same table as str(), as HTML."""
+        from ..display import comparison_html
+        return comparison_html(self)
+
 
 def relative_error(ours, theirs) -> tuple[float, float]:
     """(max |a - b|, max |a - b| / max(|a|, |b|, floor)); floor = FLOOR x the largest |a|, |b|.

@@ -55,6 +55,11 @@ class SweepSummary:
             parts.append(f"{self.lost} lost (still pending: run the same command again)")
         return (", ".join(parts) + f"; {self.seconds:.1f} s; results in {store_path(self.out)}")
 
+    def _repr_html_(self):
+        """The summary in a notebook: every count as a table."""
+        from ..display import sweep_summary_html
+        return sweep_summary_html(self)
+
 
 def default_workers() -> int:
     """One worker per core this process may use."""

@@ -89,6 +89,15 @@ def lag_fraction(fl, threshold) -> float:
     return 0.0 if np.isnan(share) else share
 
 
+class TrainSummary(dict):
+    """What train() returns: the dict written to summary.json (task, cell, steps, solved_at, wall_s,
+    baseline, baseline_text, criterion, test_*), shown as a table in a notebook."""
+
+    def _repr_html_(self):
+        from ..display import train_summary_html
+        return train_summary_html(self)
+
+
 @dataclass
 class _Loop:
     step: int
@@ -176,7 +185,7 @@ def train(cfg: TrainConfig, out, *, resume=False, progress=True, log=print):
     if progress:
         log(f"test loss {final['loss']:.5g} (memoryless baseline {task.baseline:.5g}); "
             f"success: {final['success']} ({task.criterion})")
-    return summary
+    return TrainSummary(summary)
 
 
 def _bar(cfg, start, progress):
