@@ -24,7 +24,7 @@ import bptt
 from .harness import fmt_time, interleaved
 
 HIDDEN, SEQ, LR = 100, 25, 1e-1
-SHAKESPEARE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "tinyshakespeare.txt"
+SHAKESPEARE = Path(__file__).resolve().parents[1] / "data" / "tinyshakespeare.txt"
 
 
 # --- min-char-rnn (Karpathy), the reference: experiments/min_char_rnn.py, line for line ----------
@@ -96,7 +96,7 @@ class BpttStep:
 
 
 def corpus():
-    """(ids, where from): tinyshakespeare when shared/data has it, else seeded random characters."""
+    """(ids, where from): data/tinyshakespeare.txt when it is there, else seeded random characters."""
     if SHAKESPEARE.exists():
         text = SHAKESPEARE.read_text()[:200_000]
         chars = sorted(set(text))

@@ -27,7 +27,7 @@ from bptt.train.loop import build_task  # noqa: E402
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--text", default=str(HERE.parents[1] / "shared" / "data" / "tinyshakespeare.txt"))
+    ap.add_argument("--text", default=str(HERE.parent / "data" / "tinyshakespeare.txt"))
     ap.add_argument("--steps", type=int, default=5000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = ap.parse_args()
