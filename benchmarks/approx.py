@@ -100,3 +100,37 @@ def run(report, *, rounds, hidden=HIDDEN, T=50):
         print(f"   T = {T_:<4d} H = {H}: every K {fmt_time(c)}, one gradient {fmt_time(o)}, ratio {c / o:.0f}x",
               flush=True)
         report.record(part="approx", what="window curve", T=T_, H=H, curve_s=c, gradient_s=o)
+
+    window_speed(report, rounds=rounds)
+
+
+def window_speed(report, *, rounds, T=10_000, H=64, windows=(10, 30, 100, 1000, 5000)):
+    """The notebook's window K against full BPTT, both with bptt.gradients (the default backend).
+
+    Exactness first: the window's two algorithms (by lag, O(T K H^2); by blocks, O(T H^3) whatever
+    K) against the reference engine's recurrence (core.backprop_window, O(T K H^2)) on a shorter
+    sequence, to 1e-10. The target, K at most 3x full BPTT, is printed for every K; it cannot hold
+    for long windows at this size (see docs/approx.md, 'The window's speed')."""
+    print(f"\n   the notebook's window K vs full BPTT (Elman tanh, H = {H}, D = O = 8, one sequence, float64):")
+    model, x, y = problem(H, 2000, seed=1)
+    worst = 0.0
+    for K in (20, 150, 700):  # by lag; by blocks (2K >= 3H); by blocks with a short last block
+        _, want = core.gradients(model, x, y, truncate=K)
+        _, got = bptt.gradients(model, x, y, truncate=K)
+        worst = max(worst, max(float(np.max(np.abs(got.params[k] - v)) / np.max(np.abs(v)))
+                               for k, v in want.params.items()))
+    if worst > 1e-10:
+        raise AssertionError(f"the window differs from the reference by {worst:.2g} (relative)")
+    print(f"   (T = 2000, K = 20, 150, 700: equal to the reference engine's window to {worst:.0e})")
+    model, x, y = problem(H, T, seed=1)
+    fns = {"full": lambda: bptt.gradients(model, x, y)}
+    fns.update({f"K={K}": (lambda K=K: bptt.gradients(model, x, y, truncate=K)) for K in windows})
+    t = interleaved(fns, rounds=max(3, rounds // 3), warmup=1)
+    full = t["full"].median
+    print(f"   T = {T}: full BPTT {fmt_time(full)}")
+    for K in windows:
+        w = t[f"K={K}"].median
+        way = "by lag" if 2 * K < 3 * H else "by blocks"
+        print(f"   K = {K:<5d} {fmt_time(w):10s} {w / full:6.1f}x full BPTT   ({way})", flush=True)
+        report.record(part="approx", what="window speed", T=T, H=H, K=K, window_s=w, full_s=full)
+        report.target("approx", f"window K={K} / full BPTT (T={T}, H={H})", w / full, 3.0)

@@ -521,65 +521,77 @@ def _backward_truncated(trace: Trace, dQ, K):
     dS = _matmul(dQ.reshape(T * N, -1), model.V).reshape(T, N, H)  # dE_t/ds_t from output t itself
     df = np.empty((T, N, H), dtype=model.dtype)
     _df(model, S[1:], df)
-    if K + 1 > 2 * H:  # the window is longer than twice the state: carry Jacobian products instead
-        with one_blas_thread():
-            g, dh0 = _window_by_blocks(dS, df, model.W, K)
-        dZ = np.multiply(g, df, out=g)  # delta_t
-    else:
-        dZ, dh0 = _window_directly(dS, df, model.W, K)
+    g, dh0 = _window(dS, df, model.W, K)
+    dZ = np.multiply(g, df, out=g)  # delta_t
     U, W_, V, b, c = _weight_terms(trace, dQ, dZ, 0, T)
     return _grads(model, U, W_, V, b, c, dh0 if xin.batched else dh0[0])
 
 
-def _window_directly(dS, df, W, K):
-    """(delta_t for every t, dE/ds_{-1}) under the window K: G[j] = dE_{t+j}/ds_t, the errors of the
-    K+1 outputs whose window holds step t, go back together: O(T K N H^2)."""
+def _window(dS, df, W, K):
+    """(g, dh0): g[k] = sum over t = k..min(k+K, T-1) of dE_t/ds_k, (T, N, H), and the same sum at
+    s_{-1} (the outputs t <= K-1), (N, H). Two exact ways, each the cheaper where it is chosen:
+    by lag, O(T N K H^2), for short windows; by blocks, O(T N H^3) whatever K, for long ones."""
     T, N, H = dS.shape
-    dZ = np.empty_like(dS)
-    G = np.zeros((K + 1, N, H), dtype=dS.dtype)
-    for t in range(T - 1, -1, -1):
-        G[1:] = G[:-1] @ W if t < T - 1 else 0  # outputs t+1..t+K reach s_t; t+K+1 stops at t+1
-        G[0] = dS[t]
-        G *= df[t]  # now dE_{t+j}/dz_t
-        G.sum(axis=0, out=dZ[t])
-    return dZ, G[:-1].sum(axis=0) @ W  # outputs 0..K-1 reach s_{-1}
+    if 2 * K < 3 * H:
+        with _one_blas_thread(T * N * H * H):  # the policy of _matmul, set once for the loop
+            return _window_by_lag(dS, df, W, K)
+    with _one_blas_thread((T + 1) // (K + 1) * N * H ** 3):
+        return _window_by_blocks(dS, df, W, K)
+
+
+def _window_by_lag(dS, df, W, K):
+    """The window lag by lag, every step at once: B_l[p] = dE_{p-1+l}/ds_{p-1} at the positions
+    p = 0..T-l (p = 0 is s_{-1}), B_l[p] = (B_{l-1}[p+1] f'(z_p)) W, one (T N, H) x (H, H) product
+    per lag; g sums l = 0..K."""
+    T, N, H = dS.shape
+    g = np.zeros((T + 1, N, H), dtype=dS.dtype)  # g[p]: at s_{p-1}
+    g[1:] = dS
+    B = g
+    for lag in range(1, min(K, T) + 1):
+        B = B[1:] * df[:T - lag + 1]  # (T-lag+1, N, H): dE/dz at steps 0..T-lag
+        B = (B.reshape(-1, H) @ W).reshape(-1, N, H)  # at s_{-1}..s_{T-1-lag}
+        g[:T - lag + 1] += B
+    return g[1:], g[0]
 
 
 def _window_by_blocks(dS, df, W, K):
-    """(g, dh0): g[k] = sum over t = k..min(k+K, T-1) of dE_t/ds_k, (T, N, H), and the same sum at
-    s_{-1} (outputs t <= K-1), (N, H), in O(T N H^3) whatever K.
+    """The window by blocks of L = K+1 positions (p = 0 is s_{-1}, p = k+1 is s_k), all blocks at once.
 
-    Time is cut into blocks of L = K+1 steps. The window of a step k ends in the next block, which
-    starts at s: its outputs t < s reach k by a backward recurrence that restarts at every block's
-    end; its outputs s <= t <= k+K reach k as u_{k+L} Suf_k, where u_m = sum_{t=s}^{m-1} dS_t Pre_t
-    (the next block's outputs carried to s), Pre_t = J_t ... J_{s+1}, Suf_k = J_s ... J_{k+1}, and
-    J_j = diag(f'(z_j)) W is the step's Jacobian (a row vector e at s_j reaches s_{j-1} as e J_j).
-    Nothing is subtracted: every term is one of the window's own."""
+    Write J_p = diag(f'(z_{p-1})) W, the step from s_{p-1} back to s_{p-2} (a row vector e at p
+    reaches p-1 as e J_p). The window of position p = cL+i (block c) ends in block c+1, which starts
+    at s = (c+1)L: its own block's outputs reach p by a backward recurrence that restarts at every
+    block's end; block c+1's outputs q = s+j, j < i, reach it as u_i Suf_i, where
+    u_i = sum_{j<i} e_{s+j} Pre_j (carried to s), Pre_j = J_{s+j} ... J_{s+1} and
+    Suf_i = J_s ... J_{p+1}. Pre and Suf are (H, H) per block and sequence, updated by one
+    (blocks N H, H) x (H, H) product a step. Nothing is subtracted: every term is the window's own."""
     T, N, H = dS.shape
     L = K + 1
-    g = np.empty_like(dS)
-    for k in range(T - 1, -1, -1):  # the outputs of k's own block, t = k..its last step
-        g[k] = dS[k]
-        if (k + 1) % L and k + 1 < T:
-            g[k] += (g[k + 1] * df[k + 1]) @ W
-    eye = np.broadcast_to(np.eye(H, dtype=dS.dtype), (N, H, H))
-    jac = lambda j: df[j][:, :, None] * W  # noqa: E731  (N, H, H): J_j of each sequence
-    dh0 = None
-    for s in range(0, T, L):  # s: the first step of a block; the steps before it, down to s-L, get its outputs
-        u = np.zeros((L + 1, N, H), dtype=dS.dtype)  # u[i] = u_{s+i}
-        pre = eye
-        for i, t in enumerate(range(s, min(s + L, T))):
-            pre = pre if t == s else jac(t) @ pre
-            u[i + 1] = u[i] + (dS[t][:, None, :] @ pre)[:, 0]
-        suf = eye
-        for k in range(s - 1, max(s - L, -1) - 1, -1):  # down to s-L, or to -1 (the state h0) for s = 0
-            suf = suf @ jac(k + 1)
-            part = (u[min(k + L, T) - s][:, None, :] @ suf)[:, 0]
-            if k >= 0:
-                g[k] += part
-            else:
-                dh0 = part
-    return g, dh0
+    nb = -(-(T + 1) // L)  # blocks of positions 0..T
+    e = np.zeros((nb * L, N, H), dtype=dS.dtype)
+    F = np.zeros_like(e)
+    e[1:T + 1], F[1:T + 1] = dS, df  # e_p = dE_{p-1}/ds_{p-1} from output p-1; F_p: J_p's diagonal
+    e, F = e.reshape(nb, L, N, H), F.reshape(nb, L, N, H)
+    g = np.empty_like(e)
+    g[:, L - 1] = e[:, L - 1]
+    for i in range(L - 2, -1, -1):  # within each block, from its end
+        g[:, i] = e[:, i] + ((g[:, i + 1] * F[:, i + 1]).reshape(-1, H) @ W).reshape(nb, N, H)
+    m = nb - 1  # block pairs (c, c+1)
+    if m:
+        eye = np.broadcast_to(np.eye(H, dtype=dS.dtype), (m, N, H, H))
+        u = np.zeros((m, L, N, H), dtype=dS.dtype)  # u[c, i]: block c+1's outputs j < i, at its start
+        PreT, WT = eye.copy(), np.ascontiguousarray(W.T)
+        for j in range(L - 1):
+            if j:
+                PreT = (PreT.reshape(-1, H) @ WT).reshape(m, N, H, H)  # Pre_j^T = Pre_{j-1}^T W^T diag(F)
+                PreT *= F[1:, j][:, :, None, :]
+            u[:, j + 1] = u[:, j] + (PreT @ e[1:, j][..., None])[..., 0]
+        Suf = eye.copy()
+        for i in range(L - 1, -1, -1):
+            Suf *= (F[1:, 0] if i == L - 1 else F[:-1, i + 1])[:, :, None, :]  # Suf_i = Suf_{i+1} J_{p+1}
+            Suf = (Suf.reshape(-1, H) @ W).reshape(m, N, H, H)
+            g[:-1, i] += (u[:, i][:, :, None, :] @ Suf)[:, :, 0]
+    g = g.reshape(-1, N, H)
+    return g[1:T + 1], g[0]
 
 
 def _grads(model, U, W, V, b, c, h0):
