@@ -54,6 +54,7 @@ class Shown(HTMLParser):
         val, text = self.keys[key]
         assert val is not None, f"{key} carries no data-value"
         v = float(val)
+        text = text.rsplit(": ", 1)[-1]  # a heatmap cell's text is its <title>, "t = 2, k = 0: 0.003985"
         shown = float(text.replace("inf", "Infinity")) if text not in ("nan",) else np.nan
         if np.isfinite(v):
             assert shown == pytest.approx(v, rel=1e-3, abs=0), (key, text, val)

@@ -30,6 +30,7 @@ VIRIDIS = ((0.0, (68, 1, 84)), (0.25, (59, 82, 139)), (0.5, (33, 145, 140)), (0.
            (1.0, (253, 231, 37)))
 STYLE = "border-collapse:collapse;margin:2px 0"
 NUM_STYLE = "text-align:right;font-family:monospace;padding:1px 6px"
+PAIR_STYLE = "text-align:left;font-family:monospace;padding:1px 6px"  # a number beside its name
 
 
 def esc(text) -> str:
@@ -63,11 +64,11 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
-def value(v, key=None, tag="span", digits=DIGITS) -> str:
-    """One value as an element: a number gets data-value and NUM_STYLE; text is escaped."""
+def value(v, key=None, tag="span", digits=DIGITS, style=NUM_STYLE) -> str:
+    """One value as an element: a number gets data-value and the style; text is escaped."""
     attrs = f' data-key="{esc(key)}"' if key is not None else ""
     if _is_number(v):
-        return f'<{tag}{attrs} data-value="{_full(v)}" style="{NUM_STYLE}">{esc(number(v, digits))}</{tag}>'
+        return f'<{tag}{attrs} data-value="{_full(v)}" style="{style}">{esc(number(v, digits))}</{tag}>'
     return f"<{tag}{attrs}>{esc(number(v) if isinstance(v, (bool, np.bool_)) or v is None else v)}</{tag}>"
 
 
@@ -75,9 +76,10 @@ class Raw(str):
     """HTML already built (a matrix, an SVG) to put in a table cell as it is."""
 
 
-def table(header, rows, *, keys=None, caption=None) -> str:
+def table(header, rows, *, keys=None, caption=None, style=NUM_STYLE) -> str:
     """An HTML table. header: column titles (None: none); rows: lists of values (numbers, text or Raw HTML);
-    keys: the same shape as rows, the data-key of each cell (None for a cell without one)."""
+    keys: the same shape as rows, the data-key of each cell (None for a cell without one); style: of the
+    numbers' cells."""
     out = [f'<table class="bptt" style="{STYLE}">']
     if caption:
         out.append(f'<caption style="caption-side:top;text-align:left">{esc(caption)}</caption>')
@@ -88,7 +90,7 @@ def table(header, rows, *, keys=None, caption=None) -> str:
         cells = []
         for j, v in enumerate(row):
             key = keys[i][j] if keys is not None else None
-            cells.append(f"<td>{v}</td>" if isinstance(v, Raw) else value(v, key, tag="td"))
+            cells.append(f"<td>{v}</td>" if isinstance(v, Raw) else value(v, key, tag="td", style=style))
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
     return "".join(out)
@@ -98,7 +100,7 @@ def pairs(items, *, caption=None) -> str:
     """A two-column table of (name, value) pairs; each value's data-key is its name."""
     items = list(items)
     return table(None, [(Raw(f"<b>{esc(k)}</b>"), v) for k, v in items],
-                 keys=[(None, k) for k, _ in items], caption=caption)
+                 keys=[(None, k) for k, _ in items], caption=caption, style=PAIR_STYLE)
 
 
 def matrix(a, name, digits=DIGITS) -> str:
