@@ -173,6 +173,22 @@ def test_flow_heatmap_of_a_long_sequence_shows_each_blocks_largest_entry():
         assert v == fl.dE_ds[t0:t1, k0:k1].max()
 
 
+def test_flow_of_a_gated_cell_with_one_scored_output():
+    m = bptt.random_gated("lstm", 6, 4, 4, seed=0, forget_bias=1.0)
+    y = np.full(30, -1)
+    y[-1] = 2  # only the last output has a loss, as in the temporal-order task
+    fl = bptt.flow(m, np.arange(30) % 4, y)
+    s = shown(fl)
+    assert s.label("cell") == "lstm" and "verdict" not in s.keys  # no Pascanu bound for an LSTM
+    prof = fl.by_lag()
+    for l in (0, 1, 10, 29):
+        assert s.number(f"count[{l}]") == prof.count[l] == 1
+        assert s.number(f"norm_mean[{l}]") == prof.norm_mean[l] == fl.dE_ds[29, 29 - l]
+    assert s.number("||dE_29/ds_0||") == fl.dE_ds[29, 0]
+    rows = [k for k in s.keys if k.startswith("dE_ds[") and ":" not in k]
+    assert sorted(rows) == sorted(f"dE_ds[29, {k}]" for k in range(30))  # the unscored outputs' rows are blank
+
+
 def test_check_report_shows_each_parameters_row():
     m, x, y = bptt.seed_example()
     rep = bptt.check(m, x, y)

@@ -266,8 +266,8 @@ def flow_html(fl) -> str:
              (f"||dE_{T - 1}/ds_{T - 1}||", float(fl.dE_ds[T - 1, T - 1])),
              (f"||dE_{T - 1}/ds_0||", float(fl.dE_ds[T - 1, 0])),
              ("decay rate per step", decay)]
-    th = fl.theory()
-    if th.applies:
+    if fl.cell == "elman":  # Pascanu's bound is for Elman cells only
+        th = fl.theory()
         items += [("lambda_1 gamma", float(th.growth)), ("verdict", th.verdict)]
     prof = fl.by_lag()
     rows, keys = [], []
