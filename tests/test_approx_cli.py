@@ -8,6 +8,7 @@ import pytest
 from bptt import approx, core
 from bptt.cli import main
 from bptt.commands import approx as command
+from conftest import need
 
 SMALL = ["approx", "--hidden", "4", "--inputs", "3", "--outputs", "3", "--length", "12", "--samples", "20",
          "--windows", "0,3,11", "--tbptt", "2:4"]
@@ -78,3 +79,41 @@ def test_the_figure_is_a_png_at_150_dpi(tmp_path, capsys):
 def test_bad_arguments_are_sentences(argv, words, capsys):
     assert main(SMALL + argv) == 2
     assert words in capsys.readouterr().err
+
+
+def test_plot_uoro_draws_the_error_of_the_mean_against_n(tmp_path, capsys):
+    need("matplotlib")
+    path = tmp_path / "uoro.png"
+    assert main(SMALL + ["--samples", "300", "--plot-uoro", str(path), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    u = res["uoro_error"]
+    assert u["n"] == [1, 3, 10, 30, 100, 300]
+    # the mean of all n estimates is the table's "UORO, mean of 300": the same signs, summed two ways
+    row = next(r for r in res["methods"] if r["method"] == "UORO, mean of 300")
+    assert u["rel"][-1] == pytest.approx(row["all"]["rel"], rel=1e-9)
+    # an unbiased mean: its error falls like 1/sqrt(n), within a factor 3 of what the variance predicts
+    assert u["rel"][-1] < u["rel"][0] / 4
+    for rel, pred in zip(u["rel"], u["predicted"]):
+        assert pred / 3 < rel < 3 * pred
+
+
+def test_sweep_bias_draws_each_methods_mean_over_seeds_per_cell_and_radius():
+    need("matplotlib")
+    pd = need("pandas")
+    from bptt.approx.figures import sweep_bias
+
+    rows = []
+    for cell in ("elman", "gru"):
+        for radius in (0.5, 1.5):
+            for seed in range(3):
+                rows.append({"cell": cell, "radius": radius, "seed": seed,
+                             **{f"{m}_rel": (seed + 1) * radius * (i + 1) for i, m in
+                                enumerate(("window", "tbptt", "uoro", "snap1", "snap2", "rtrl"))}})
+    df = pd.DataFrame(rows)
+    fig = sweep_bias(df)
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["elman", "gru"]
+    line = axes[0].containers[0].lines[0]  # window K: mean over seeds of (seed + 1) * radius = 2 * radius
+    np.testing.assert_allclose(np.asarray(line.get_xdata(), float), [0.5, 1.5])
+    np.testing.assert_allclose(np.asarray(line.get_ydata(), float), [1.0, 3.0])

@@ -152,7 +152,7 @@ def test_command_line_misuse_is_explained(argv, expected, capsys, tmp_path, monk
     assert expected in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kind", ["flow", "train"])
+@pytest.mark.parametrize("kind", ["flow", "train", "approx"])
 def test_sweep_params_lists_every_parameter_with_a_default_that_toml_reads_back(kind, capsys):
     try:
         import tomllib

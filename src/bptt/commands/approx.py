@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 HELP = "how far truncated and online gradients (window K, TBPTT, RTRL, UORO, SnAp) are from the exact one"
-CELLS = ("elman", "lstm", "gru", "gru-before")
+from ..approx.measure import CELLS  # noqa: E402
 RADII = (0.5, 0.75, 1.0, 1.25, 1.5)
 
 
@@ -47,6 +47,9 @@ def add_arguments(p):
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--plot", metavar="FILE", help="draw cosine and relative bias against K for each radius "
                                                   "of --radii into FILE (a PNG at 150 dpi; needs matplotlib)")
+    p.add_argument("--plot-uoro", metavar="FILE",
+                   help="draw the error of the mean of n UORO estimates against n = 1..--samples on this model "
+                        "and data into FILE (150 dpi; needs matplotlib)")
     p.add_argument("--param", default="W", help="the parameter --plot draws: W, U, b, ... or all (default W)")
     p.add_argument("--radii", default=",".join(str(r) for r in RADII),
                    help=f"the spectral radii of --plot (default {','.join(str(r) for r in RADII)})")
@@ -54,69 +57,22 @@ def add_arguments(p):
 
 def random_model(args, radius, rng):
     """A random model of args.cell with W rescaled to the spectral radius (each gate's block)."""
-    from ..model import random_gated, random_rnn, with_spectral_radius
+    from ..approx.measure import random_model
 
     if args.cell not in CELLS:
         raise ValueError(f"unknown cell {args.cell!r}: expected one of {', '.join(CELLS)}")
     for name in ("hidden", "inputs", "outputs"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}")
-    if not np.isfinite(radius) or radius <= 0:
-        raise ValueError(f"a spectral radius must be a positive number, got {radius}")
-    H = args.hidden
-    if args.cell == "elman":
-        model = random_rnn(H, args.inputs, args.outputs, seed=rng, bias=True)
-        return model.replace(W=with_spectral_radius(model.W, radius), b=rng.normal(0, 0.1, H))
-    model = random_gated(args.cell.split("-")[0], H, args.inputs, args.outputs, seed=rng,
-                         reset_after=args.cell != "gru-before")
-    W = np.concatenate([with_spectral_radius(model.W[g:g + H], radius) for g in range(0, model.W.shape[0], H)])
-    return model.replace(W=W)
+    return random_model(args.cell, args.hidden, args.inputs, args.outputs, radius, rng)
 
 
 def data(model, T, N, rng):
+    from ..approx.measure import random_data
+
     if T < 1 or N < 1:
         raise ValueError(f"--length and --batch must be at least 1, got {T} and {N}")
-    x = rng.integers(0, model.D, (N, T))
-    y = rng.normal(size=(N, T, model.O)) if model.head == "mse" else rng.integers(0, model.O, (N, T))
-    return (x, y) if N > 1 else (x[0], y[0])
-
-
-def measure(model, x, y, *, windows, rules, samples, seed, delta) -> dict:
-    """Every method's relative error and cosine against the exact gradient, as plain data."""
-    from .. import core
-    from .. import approx
-
-    if samples < 1:
-        raise ValueError(f"--samples must be at least 1, got {samples}")
-    loss, exact = core.gradients(model, x, y)
-    curve = approx.window_curve(model, x, y)
-    T = len(curve.K) - 1
-    rows = []
-
-    def row(method, cost, grads=None, agreement=None):
-        a = agreement if agreement is not None else approx.compare(exact, grads)
-        rows.append({"method": method, "cost": cost, **{k: {"rel": _f(a.rel[k]), "cos": _f(a.cos[k])} for k in a.rel}})
-
-    for K in windows:
-        if K < 0 or K > T:
-            raise ValueError(f"a window K must lie in 0..T = {T}, got {K}")
-        rel = {k: float(v[K]) for k, v in curve.bias.rel.items()}
-        cos = {k: float(v[K]) for k, v in curve.bias.cos.items()}
-        row(f"window K={K}", f"{min(K + 1, T)} steps back per output", agreement=approx.Agreement(rel, cos))
-    for k1, k2 in rules:
-        row(f"TBPTT({k1}, {k2})", f"{k2} steps back every {k1}", approx.tbptt_gradient(model, x, y, k1, k2)[1])
-    row("RTRL", "O(S^2 P) per step", approx.rtrl(model, x, y)[1])
-    row(f"UORO, mean of {samples}", "O(P) per step and sample", approx.uoro(model, x, y, seed=seed, samples=samples)[1])
-    for n in (1, 2):
-        row(f"SnAp-{n}", "its pattern's entries per step", approx.snap(model, x, y, order=n)[1])
-    return {"model": repr(model), "T": T, "N": 1 if np.ndim(x) == 1 else int(np.shape(x)[0]), "loss": loss,
-            "delta": delta, "smallest_window": curve.smallest_window(delta), "methods": rows}
-
-
-def _f(v):
-    """A float, or None where it is not finite (JSON has no inf or NaN)."""
-    v = float(v)
-    return v if np.isfinite(v) else None
+    return random_data(model, T, N, rng)
 
 
 def _g(v, fmt):
@@ -165,24 +121,42 @@ def run(args) -> int:
                 raise ValueError(f"--tbptt takes rules k1:k2, got {spec!r}")
             rules.append(tuple(_ints(",".join(parts), "--tbptt")))
     radii = _floats(args.radii, "--radii")
+    if args.plot or args.plot_uoro:
+        from ..plots import require_matplotlib
+        require_matplotlib()
     if args.plot:
         if args.param not in ("all", "U", "W", "b", "bh", "h0", "c0"):
             raise ValueError(f"--param must be one of all, U, W, b, bh, h0, c0, got {args.param!r}")
-        from ..plots import require_matplotlib
-        require_matplotlib()
         if args.model:
             raise ValueError("--plot draws random models over --radii; it cannot take --model")
     rng = np.random.default_rng(args.seed)
     model = Model.load(args.model) if args.model else random_model(args, args.radius, rng)
     x, y = data(model, args.length, args.batch, rng)
+    from ..approx.measure import measure
+
+    if args.samples < 1:
+        raise ValueError(f"--samples must be at least 1, got {args.samples}")
     res = measure(model, x, y, windows=windows, rules=rules, samples=args.samples, seed=args.seed,
                   delta=args.delta)
     if args.plot:
         res["figure"] = str(plot(args, args.plot, radii))
+    if args.plot_uoro:
+        from ..approx import figures
+
+        ns = sorted({n for n in (1, 3, 10, 30, 100, 300, 1000, 3000, 10000) if n < args.samples} | {args.samples})
+        fig, res["uoro_error"] = figures.uoro_error(model, x, y, ns=ns, seed=args.seed)
+        fig.savefig(args.plot_uoro, dpi=150)
+        res["uoro_figure"] = str(args.plot_uoro)
     if args.json:
         print(json.dumps(res, indent=2, default=float))
     else:
         print(table(res))
-        if args.plot:
-            print(f"\nfigure: {res['figure']}")
+        if args.plot_uoro:
+            u = res["uoro_error"]
+            print("\nUORO, the mean of n estimates against the exact gradient (all parameters):")
+            for n, rel, pred in zip(u["n"], u["rel"], u["predicted"]):
+                print(f"  n = {n:<6d} relative error {rel:.3e}   sqrt(v/n)/||g|| {pred:.3e}")
+        for key in ("figure", "uoro_figure"):
+            if key in res:
+                print(f"\nfigure: {res[key]}")
     return 0

@@ -11,7 +11,7 @@ USAGE = """
   bptt sweep SPEC.toml --out DIR [--workers N | --scheduler tcp://HOST:PORT] [--retry-failed] [--quiet]
   bptt sweep status DIR [--json] [--slowest N] [--failures N]
   bptt sweep plot DIR [--to FOLDER] [--format png|svg|pdf]
-  bptt sweep params KIND            (the parameters of a kind of point: flow, train)"""
+  bptt sweep params KIND            (the parameters of a kind of point: flow, train, approx)"""
 
 EPILOG = """\
 SPEC.toml names a kind of run (flow or train), fixed parameters, a [grid] and/or [random] draws and

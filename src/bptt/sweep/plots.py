@@ -28,9 +28,12 @@ def plot(out, *, to=None, fmt="png") -> list[Path]:
         written.append(_save(phase_diagram(df[df["kind"] == "flow"]), to / f"flow-phase.{fmt}"))
     if (df["kind"] == "train").any():
         written.append(_save(success_vs_length(with_cells(df[df["kind"] == "train"])), to / f"success-vs-length.{fmt}"))
+    if (df["kind"] == "approx").any():
+        from ..approx.figures import sweep_bias
+        written.append(_save(sweep_bias(df[df["kind"] == "approx"]), to / f"approx-bias.{fmt}"))
     if not written:
         kinds = sorted(set(df["kind"])) or ["none"]
-        raise ValueError(f"nothing to plot in {out}: figures exist for flow and train points, and the "
+        raise ValueError(f"nothing to plot in {out}: figures exist for flow, train and approx points, and the "
                          f"finished points here are of kind(s) {', '.join(kinds)}")
     return written
 

@@ -1,10 +1,10 @@
 """Point runners: what one point of a sweep computes, inside a Dask worker.
 
 A kind is a set of parameters (with defaults and allowed values, checked when a spec loads) and a
-function run(params, seed) -> metrics (a flat dict of numbers, booleans or strings). Both public
-kinds take `cell` (elman, lstm, gru). A parameter that does not apply to a point's cell (the Elman
-cell's radius, activation, init, std and omega; the LSTM's forget_bias) is stored at its default
-(Kind.normalize), so points that differ only in it are one point.
+function run(params, seed) -> metrics (a flat dict of numbers, booleans or strings). The public
+kinds take `cell` (elman, lstm, gru; approx also gru-before). A parameter that does not apply to a
+point's cell (the Elman cell's radius, activation, init, std and omega; the LSTM's forget_bias) is
+stored at its default (Kind.normalize), so points that differ only in it are one point.
 
 `run_point` wraps a kind's function for the worker: it limits BLAS/OpenMP to one thread for the
 duration of the point (a worker runs one point per thread, so more BLAS threads would only
@@ -15,6 +15,8 @@ Kinds:
   flow      the gradient flow of a random model on a random sequence (bptt.flow): decay rate of
             the error with lag, share of the gradient from lags beyond `long_lag`, ...
   train     one training run (bptt.train); see its parameters below.
+  approx    the bias of every approximation of the gradient (window K, TBPTT, RTRL, UORO, SnAp) on
+            a random model and sequence (bptt.approx.measure).
   selftest  internal, for the test-suite only: sleeps, returns, raises or kills its own worker
             process on request, to exercise the failure handling of the sweep machinery.
 """
@@ -222,6 +224,51 @@ def run_train(p, seed) -> dict:
     return out
 
 
+# --- approx -------------------------------------------------------------------------------
+APPROX_PARAMS = {
+    "cell": Param(str, "elman", "elman, lstm, gru, or gru-before (Keras's reset_after=False)",
+                  choices=("elman", "lstm", "gru", "gru-before")),
+    "hidden": Param(int, 16, "H, hidden units", low=1, high=256),
+    "inputs": Param(int, 8, "D, the number of input ids", low=1),
+    "outputs": Param(int, 8, "O, the number of output classes", low=1),
+    "length": Param(int, 50, "T, steps of the random sequence", low=1, high=2000),
+    "batch": Param(int, 1, "N, random sequences", low=1),
+    "radius": Param(float, 1.0, "the spectral radius of W (of each gate's H x H block)", above=0),
+    "window": Param(int, 10, "the notebook's window K measured", low=0),
+    "k1": Param(int, 5, "TBPTT(k1, k2): an update every k1 steps", low=1),
+    "k2": Param(int, 10, "TBPTT(k1, k2): k2 steps back", low=1),
+    "samples": Param(int, 100, "n, UORO estimates averaged", low=1, high=100_000),
+    "delta": Param(float, 0.01, "the tolerance of the smallest window K (relative error, all parameters)", low=0),
+}
+APPROX_METHODS = ("window", "tbptt", "rtrl", "uoro", "snap1", "snap2")  # measure()'s rows, in order
+
+
+def _check_approx(p, where):
+    if p["window"] > p["length"]:
+        raise ValueError(f"{where}: window = {p['window']} must be <= length = {p['length']}")
+    if p["k2"] < p["k1"]:
+        raise ValueError(f"{where}: k2 = {p['k2']} must be >= k1 = {p['k1']} (TBPTT(k1, k2) looks back k2 >= k1 steps)")
+
+
+def run_approx(p, seed) -> dict:
+    """Every approximation's bias on a random model and sequence (bptt.approx.measure): for each
+    method its relative error ("<method>_rel") and cosine ("<method>_cos") to the exact gradient, of
+    all parameters together and of W ("..._W"), the smallest window K that meets `delta`, the loss."""
+    from ..approx.measure import measure, random_data, random_model
+
+    rng = np.random.default_rng(seed)
+    model = random_model(p["cell"], p["hidden"], p["inputs"], p["outputs"], p["radius"], rng)
+    x, y = random_data(model, p["length"], p["batch"], rng)
+    res = measure(model, x, y, windows=(p["window"],), rules=((p["k1"], p["k2"]),), samples=p["samples"],
+                  seed=seed, delta=p["delta"])
+    out = {"loss": res["loss"], "smallest_window": res["smallest_window"]}
+    for name, row in zip(APPROX_METHODS, res["methods"]):
+        for stat in ("rel", "cos"):
+            out[f"{name}_{stat}"] = row["all"][stat]
+            out[f"{name}_{stat}_W"] = row["W"][stat]
+    return out
+
+
 # --- selftest (internal) ------------------------------------------------------------------
 SELFTEST_PARAMS = {
     "mode": Param(str, "ok", "ok, raise, exit (kills its worker every time), exit_once (kills its worker "
@@ -258,6 +305,7 @@ KINDS = {
                  only={"radius": ("elman",), "activation": ("elman",), "init": ("elman",), "forget_bias": ("lstm",)}),
     "train": Kind("train", TRAIN_PARAMS, "bptt.sweep.points:run_train", check=_check_train,
                   only={"std": ("elman",), "omega": ("elman",), "forget_bias": ("lstm",)}),
+    "approx": Kind("approx", APPROX_PARAMS, "bptt.sweep.points:run_approx", check=_check_approx),
     "selftest": Kind("selftest", SELFTEST_PARAMS, "bptt.sweep.points:run_selftest", public=False,
                      check=_check_selftest),
 }

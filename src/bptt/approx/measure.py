@@ -1,0 +1,91 @@
+"""Every approximation of the gradient measured against the exact one, on one model and data, as
+plain data: what `bptt approx` prints and what a sweep of kind "approx" stores.
+
+The problem (random_problem): a random model of a cell with each H x H block of W rescaled to a
+spectral radius, ids in and out (softmax head; Gaussian targets for mse), one sequence or a batch.
+measure() compares, for every parameter and for all together ("all"), the relative error
+||g_R - g|| / ||g|| and the cosine of each rule R's gradient g_R to the exact gradient g (bias.py):
+the notebook's window K, TBPTT(k1, k2) with fixed weights, RTRL (exact: its error is rounding),
+UORO averaged over n estimates, SnAp-1 and SnAp-2.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import core
+from .bias import Agreement, compare, tbptt_gradient, window_curve
+from .influence import rtrl, snap
+from .uoro import uoro
+
+CELLS = ("elman", "lstm", "gru", "gru-before")  # gru-before: Keras's reset_after=False
+
+
+def random_model(cell, H, D, O, radius, rng):
+    """A random model of `cell` (CELLS), H x D x O, each H x H block of W at spectral radius `radius`:
+    the Elman cell from random_rnn (biases b ~ N(0, 0.1^2)), the gated cells from random_gated."""
+    from ..model import random_gated, random_rnn, with_spectral_radius
+
+    if cell not in CELLS:
+        raise ValueError(f"unknown cell {cell!r}: expected one of {', '.join(CELLS)}")
+    for name, v in (("H", H), ("D", D), ("O", O)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    if isinstance(radius, bool) or not isinstance(radius, (int, float, np.number)) or not np.isfinite(radius) \
+            or radius <= 0:
+        raise ValueError(f"a spectral radius must be a positive number, got {radius!r}")
+    if cell == "elman":
+        model = random_rnn(H, D, O, seed=rng, bias=True)
+        return model.replace(W=with_spectral_radius(model.W, radius), b=rng.normal(0, 0.1, H))
+    model = random_gated(cell.split("-")[0], H, D, O, seed=rng, reset_after=cell != "gru-before")
+    W = np.concatenate([with_spectral_radius(model.W[g:g + H], radius) for g in range(0, model.W.shape[0], H)])
+    return model.replace(W=W)
+
+
+def random_data(model, T, N, rng):
+    """(x, y): N random sequences of T ids in and targets out ((T,) each when N = 1)."""
+    for name, v in (("T", T), ("N", N)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    x = rng.integers(0, model.D, (N, T))
+    y = rng.normal(size=(N, T, model.O)) if model.head == "mse" else rng.integers(0, model.O, (N, T))
+    return (x, y) if N > 1 else (x[0], y[0])
+
+
+def measure(model, x, y, *, windows=(0, 1, 2, 5, 10, 20), rules=((5, 5), (5, 10)), samples=100, seed=0,
+            delta=0.01) -> dict:
+    """Every method's relative error and cosine against the exact gradient: {"model", "T", "N",
+    "loss", "delta", "smallest_window", "methods": [{"method", "cost", name: {"rel", "cos"}, ...}]}
+    with one entry per window K, TBPTT(k1, k2) rule, RTRL, UORO (mean of `samples`), SnAp-1, SnAp-2;
+    names: each parameter, "h0" (and "c0"), "all". Non-finite values are None (JSON has no NaN)."""
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+        raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+    loss, exact = core.gradients(model, x, y)
+    curve = window_curve(model, x, y)
+    T = len(curve.K) - 1
+    rows = []
+
+    def row(method, cost, grads=None, agreement=None):
+        a = agreement if agreement is not None else compare(exact, grads)
+        rows.append({"method": method, "cost": cost,
+                     **{k: {"rel": _finite(a.rel[k]), "cos": _finite(a.cos[k])} for k in a.rel}})
+
+    for K in windows:
+        if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or not 0 <= K <= T:
+            raise ValueError(f"a window K must lie in 0..T = {T} (an integer), got {K!r}")
+        rel = {k: float(v[K]) for k, v in curve.bias.rel.items()}
+        cos = {k: float(v[K]) for k, v in curve.bias.cos.items()}
+        row(f"window K={K}", f"{min(K + 1, T)} steps back per output", agreement=Agreement(rel, cos))
+    for k1, k2 in rules:
+        row(f"TBPTT({k1}, {k2})", f"{k2} steps back every {k1}", tbptt_gradient(model, x, y, k1, k2)[1])
+    row("RTRL", "O(S^2 P) per step", rtrl(model, x, y)[1])
+    row(f"UORO, mean of {samples}", "O(P) per step and sample", uoro(model, x, y, seed=seed, samples=samples)[1])
+    for n in (1, 2):
+        row(f"SnAp-{n}", "its pattern's entries per step", snap(model, x, y, order=n)[1])
+    return {"model": repr(model), "T": T, "N": 1 if np.ndim(x) == 1 else int(np.shape(x)[0]), "loss": float(loss),
+            "delta": delta, "smallest_window": curve.smallest_window(delta), "methods": rows}
+
+
+def _finite(v):
+    """A float, or None where it is not finite."""
+    v = float(v)
+    return v if np.isfinite(v) else None
