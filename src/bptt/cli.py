@@ -19,6 +19,7 @@ COMMANDS = {
     "flow": "bptt.commands.flow",
     "report": "bptt.commands.report",
     "approx": "bptt.commands.approx",
+    "explore": "bptt.commands.explore",
 }
 
 

@@ -1,0 +1,58 @@
+"""The interactive explorer: one self-contained HTML page that computes BPTT in the browser.
+
+write_explorer(path) inlines the page's engine (engine.js: the forward pass, the backward pass and
+the per-step decomposition of Elman, LSTM and GRU cells in float64, with the library's names U, W,
+V, s, z, q, o and its conventions), its views (explorer.js) and its style (explorer.css) into
+template.html. The page loads nothing: no server, no network request; it opens from disk.
+Its engine is exposed as window.bpttExplorer.flow({U, W, V, b, c, activation, x, y, h0}) ->
+{loss, dE_ds, grads} (and .gatedFlow for LSTM and GRU weights in PyTorch's gate order), which the
+test suite compares with bptt.flow and bptt.gradients in a headless browser.
+"""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+MAX_BYTES = 2_000_000
+ASSETS = ("template.html", "engine.js", "explorer.js", "explorer.css")
+
+
+def asset(name: str) -> str:
+    """The text of one of the page's files (ASSETS), shipped inside the package."""
+    if name not in ASSETS:
+        raise ValueError(f"unknown explorer asset {name!r}: expected one of {', '.join(ASSETS)}")
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+def page() -> str:
+    """The whole page as one HTML string: the template with its style and scripts inlined."""
+    html = asset("template.html")
+    for marker, name in (("/*CSS*/", "explorer.css"), ("/*ENGINE*/", "engine.js"), ("/*EXPLORER*/", "explorer.js")):
+        text = asset(name)
+        if "</script" in text.lower() or "</style" in text.lower():
+            raise ValueError(f"{name} must not contain a closing </script> or </style> tag")
+        html = html.replace(marker, text, 1)
+    return html
+
+
+def output_path(path) -> Path:
+    """path as a Path for a new or existing file in an existing directory; a ValueError otherwise."""
+    if not isinstance(path, (str, Path)) or str(path) == "":
+        raise TypeError(f"the explorer's path must be a file name (str or Path), got {path!r}")
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"the explorer's path must be a file, but {p} is a directory")
+    if not p.parent.is_dir():
+        raise ValueError(f"cannot write the explorer to {p}: the directory {p.parent} does not exist")
+    return p
+
+
+def write_explorer(path) -> Path:
+    """Write the explorer page to path (an .html file, at most 2 MB) and return its Path."""
+    p = output_path(path)
+    html = page()
+    size = len(html.encode("utf-8"))
+    if size > MAX_BYTES:  # the page's own assets: a limit on what ships, checked where it is written
+        raise ValueError(f"the explorer page would be {size} bytes, more than its limit of {MAX_BYTES}")
+    p.write_text(html, encoding="utf-8")
+    return p

@@ -1,0 +1,590 @@
+/* bptt explorer engine: forward pass, backpropagation through time and the per-step decomposition
+   of the gradient, in float64, for Elman, LSTM and GRU cells. The library's conventions and names:
+     Elman  z_t = U x_t + b + W s_{t-1},  s_t = f(z_t)
+     LSTM   [i, f, g, o] = U x_t + b + W h_{t-1} + bh  (PyTorch's gate order);  c_t = f c_{t-1} + i g,
+            h_t = o tanh(c_t)
+     GRU    [r, z, n] (PyTorch's reset-after form, or reset_after = false);  h_t = (1 - z) n + z h_{t-1}
+     q_t = V s_t + c,  o_t = softmax(q_t),  E = sum_t E_t,  E_t = -log o_t[y_t]  (y_t = -1: not scored)
+   Matrices are row-major Float64Arrays; error vectors are rows (dE/ds_{t-1} = delta_t W).
+   Term (t, k) is step k's part of dE_t/dW; its lag is t - k. dE_ds[t][k] = ||dE_t/ds_k||. */
+"use strict";
+var bpttEngine = (function () {
+  var GATES = { elman: 1, lstm: 4, gru: 3 };
+  var ACT = {  // f, f' written in the output s = f(z), gamma = max |f'|
+    tanh: { f: Math.tanh, df: function (s) { return 1 - s * s; }, gamma: 1 },
+    sigmoid: { f: sigmoid, df: function (s) { return s * (1 - s); }, gamma: 0.25 },
+    relu: { f: function (z) { return z > 0 ? z : 0; }, df: function (s) { return s > 0 ? 1 : 0; }, gamma: 1 },
+    identity: { f: function (z) { return z; }, df: function () { return 1; }, gamma: 1 }
+  };
+
+  function sigmoid(z) {  // finite for every z
+    var e = Math.exp(-Math.abs(z));
+    return z >= 0 ? 1 / (1 + e) : e / (1 + e);
+  }
+
+  // --- small linear algebra -----------------------------------------------------------------
+  function norm(a, from, n) {
+    var s = 0;
+    for (var i = from; i < from + n; i++) s += a[i] * a[i];
+    return Math.sqrt(s);
+  }
+  function rowTimes(v, M, rows, cols, out) {  // out (cols) = v (rows) M (rows, cols)
+    for (var j = 0; j < cols; j++) out[j] = 0;
+    for (var i = 0; i < rows; i++) {
+      var vi = v[i];
+      if (vi === 0) continue;
+      var r = i * cols;
+      for (var j2 = 0; j2 < cols; j2++) out[j2] += vi * M[r + j2];
+    }
+    return out;
+  }
+  function timesVec(M, rows, cols, v, out, add) {  // out (rows) = M v (+ out when add)
+    for (var i = 0; i < rows; i++) {
+      var s = add ? out[i] : 0, r = i * cols;
+      for (var j = 0; j < cols; j++) s += M[r + j] * v[j];
+      out[i] = s;
+    }
+    return out;
+  }
+  // ||W||_2: power iteration on W^T W
+  function norm2(W, n) {
+    var v = new Float64Array(n), w = new Float64Array(n), u = new Float64Array(n), lam = 0;
+    for (var i = 0; i < n; i++) v[i] = 1 / Math.sqrt(n) * (1 + 0.01 * Math.sin(i + 1));
+    for (var it = 0; it < 300; it++) {
+      timesVec(W, n, n, v, u, false);
+      rowTimes(u, W, n, n, w);
+      var l = norm(w, 0, n);
+      if (l === 0) return 0;
+      for (var j = 0; j < n; j++) v[j] = w[j] / l;
+      if (Math.abs(l - lam) <= 1e-15 * l) { lam = l; break; }
+      lam = l;
+    }
+    return Math.sqrt(lam);
+  }
+
+  // rho(W) by Gelfand's formula: ||W^(2^m)||^(1 / 2^m), squaring and rescaling 24 times
+  function spectralRadius(W, n) {
+    var f = norm(W, 0, n * n);
+    if (f === 0) return 0;
+    var A = new Float64Array(n * n), B = new Float64Array(n * n), logScale = Math.log(f), pow = 1;
+    for (var i = 0; i < n * n; i++) A[i] = W[i] / f;
+    for (var m = 0; m < 24; m++) {
+      rowsTimes(A, transpose(A, n), n, 0, n, B);
+      var a = norm(B, 0, n * n);
+      if (a === 0) return 0;
+      for (var j = 0; j < n * n; j++) A[j] = B[j] / a;
+      logScale = 2 * logScale + Math.log(a);
+      pow *= 2;
+    }
+    return Math.exp(logScale / pow);
+  }
+
+  // singular values of an (n, n) matrix, largest first: one-sided Jacobi rotations of its rows
+  // (contiguous in memory) until every pair is orthogonal; the row norms are then the values
+  function singularValues(M, n) {
+    var A = Float64Array.from(M);
+    for (var sweep = 0; sweep < 40; sweep++) {
+      var rotated = false;
+      for (var p = 0; p < n - 1; p++)
+        for (var q = p + 1; q < n; q++) {
+          var al = 0, be = 0, ga = 0, P = p * n, Q = q * n;
+          for (var i = 0; i < n; i++) {
+            var x = A[P + i], y = A[Q + i];
+            al += x * x; be += y * y; ga += x * y;
+          }
+          if (ga === 0 || Math.abs(ga) <= 1e-15 * Math.sqrt(al * be)) continue;
+          rotated = true;
+          var zeta = (be - al) / (2 * ga);
+          var t = (zeta >= 0 ? 1 : -1) / (Math.abs(zeta) + Math.sqrt(1 + zeta * zeta));
+          var c = 1 / Math.sqrt(1 + t * t), s = c * t;
+          for (var i2 = 0; i2 < n; i2++) {
+            var x2 = A[P + i2], y2 = A[Q + i2];
+            A[P + i2] = c * x2 - s * y2;
+            A[Q + i2] = s * x2 + c * y2;
+          }
+        }
+      if (!rotated) break;
+    }
+    var out = [];
+    for (var row = 0; row < n; row++) out.push(norm(A, row * n, n));
+    return out.sort(function (a, b) { return b - a; });
+  }
+
+  // --- cells: a step forward and its step back, side by side ------------------------------
+  // step(m, a, prev) -> {h, c?, cache}; a = U x_t + b (G H,), prev = {h, c?}
+  // back(m, prev, st, d, out) -> fills out.da (dE/da_t, G H), out.dr (dE/d(W h_{t-1} + bh)),
+  //   out.dh (dE/dh_{t-1}), out.dc (dE/dc_{t-1}); d = {h: dE/dh_t, c: dE/dc_t}
+  var CELLS = {
+    elman: {
+      step: function (m, a, prev) {
+        var H = m.H, z = timesVec(m.W, H, H, prev.h, Float64Array.from(a), true), s = new Float64Array(H);
+        for (var i = 0; i < H; i++) s[i] = m.act.f(z[i]);
+        return { h: s, cache: null };
+      },
+      back: function (m, prev, st, d, out) {  // delta_t = dE/ds_t * f'(z_t); dE/ds_{t-1} = delta_t W
+        var H = m.H;
+        for (var i = 0; i < H; i++) out.da[i] = out.dr[i] = d.h[i] * m.act.df(st.h[i]);
+        rowTimes(out.da, m.W, H, H, out.dh);
+      }
+    },
+    lstm: {
+      step: function (m, a, prev) {
+        var H = m.H, pre = timesVec(m.W, 4 * H, H, prev.h, Float64Array.from(a), true);
+        var c = new Float64Array(H), h = new Float64Array(H), ca = new Float64Array(5 * H);  // i f g o tanh(c)
+        for (var j = 0; j < H; j++) {
+          var bh = m.bh;
+          var i = sigmoid(pre[j] + (bh ? bh[j] : 0)), f = sigmoid(pre[H + j] + (bh ? bh[H + j] : 0));
+          var g = Math.tanh(pre[2 * H + j] + (bh ? bh[2 * H + j] : 0)), o = sigmoid(pre[3 * H + j] + (bh ? bh[3 * H + j] : 0));
+          c[j] = f * prev.c[j] + i * g;
+          var tc = Math.tanh(c[j]);
+          h[j] = o * tc;
+          ca[j] = i; ca[H + j] = f; ca[2 * H + j] = g; ca[3 * H + j] = o; ca[4 * H + j] = tc;
+        }
+        return { h: h, c: c, cache: ca };
+      },
+      back: function (m, prev, st, d, out) {  // dE/dc_{t-1} = dE/dc_t f_t along the cell path
+        var H = m.H, ca = st.cache;
+        for (var j = 0; j < H; j++) {
+          var i = ca[j], f = ca[H + j], g = ca[2 * H + j], o = ca[3 * H + j], tc = ca[4 * H + j];
+          var dc = d.c[j] + d.h[j] * o * (1 - tc * tc);
+          out.da[j] = dc * g * i * (1 - i);
+          out.da[H + j] = dc * prev.c[j] * f * (1 - f);
+          out.da[2 * H + j] = dc * i * (1 - g * g);
+          out.da[3 * H + j] = d.h[j] * tc * o * (1 - o);
+          out.dc[j] = dc * f;
+        }
+        out.dr.set(out.da);
+        rowTimes(out.da, m.W, 4 * H, H, out.dh);
+      }
+    },
+    gru: {
+      step: function (m, a, prev) {
+        var H = m.H, W = m.W, bh = m.bh, hp = prev.h, ca = new Float64Array(4 * H), h = new Float64Array(H);
+        var rz = timesVec(W, 2 * H, H, hp, new Float64Array(2 * H), false);
+        for (var j = 0; j < 2 * H; j++) rz[j] = sigmoid(a[j] + rz[j] + (bh ? bh[j] : 0));
+        var Wn = W.subarray(2 * H * H), rec = new Float64Array(H), n;
+        if (m.resetAfter) {  // n = tanh(a_n + r * (W_n h + bh_n))
+          timesVec(Wn, H, H, hp, rec, false);
+          n = new Float64Array(H);
+          for (var k = 0; k < H; k++) {
+            rec[k] += bh ? bh[2 * H + k] : 0;
+            n[k] = Math.tanh(a[2 * H + k] + rz[k] * rec[k]);
+          }
+        } else {  // n = tanh(a_n + W_n (r * h) + bh_n)
+          for (var k2 = 0; k2 < H; k2++) rec[k2] = rz[k2] * hp[k2];
+          n = timesVec(Wn, H, H, rec, new Float64Array(H), false);
+          for (var k3 = 0; k3 < H; k3++) n[k3] = Math.tanh(a[2 * H + k3] + n[k3] + (bh ? bh[2 * H + k3] : 0));
+        }
+        for (var l = 0; l < H; l++) {
+          var z = rz[H + l];
+          h[l] = (1 - z) * n[l] + z * hp[l];
+          ca[l] = rz[l]; ca[H + l] = z; ca[2 * H + l] = n[l]; ca[3 * H + l] = rec[l];
+        }
+        return { h: h, cache: ca };
+      },
+      back: function (m, prev, st, d, out) {
+        var H = m.H, ca = st.cache, hp = prev.h, W = m.W, dh = d.h;
+        var dn = out.tmp || (out.tmp = new Float64Array(H));
+        for (var j = 0; j < H; j++) {
+          var r = ca[j], z = ca[H + j], n = ca[2 * H + j];
+          dn[j] = dh[j] * (1 - z) * (1 - n * n);
+          out.da[H + j] = dh[j] * (hp[j] - n) * z * (1 - z);
+          out.da[2 * H + j] = dn[j];
+        }
+        if (m.resetAfter) {
+          for (var k = 0; k < H; k++) {
+            var rr = ca[k], rec = ca[3 * H + k];
+            out.da[k] = dn[k] * rec * rr * (1 - rr);
+            out.dr[k] = out.da[k]; out.dr[H + k] = out.da[H + k]; out.dr[2 * H + k] = dn[k] * rr;
+          }
+          rowTimes(out.dr, W, 3 * H, H, out.dh);
+          for (var k1 = 0; k1 < H; k1++) out.dh[k1] += dh[k1] * ca[H + k1];
+        } else {
+          var drec = out.tmp2 || (out.tmp2 = new Float64Array(H));
+          rowTimes(dn, W.subarray(2 * H * H), H, H, drec);  // dE/d(r * h_{t-1})
+          for (var k2 = 0; k2 < H; k2++) {
+            var r2 = ca[k2];
+            out.da[k2] = drec[k2] * hp[k2] * r2 * (1 - r2);
+            out.dr[k2] = out.da[k2]; out.dr[H + k2] = out.da[H + k2]; out.dr[2 * H + k2] = dn[k2];
+          }
+          rowTimes(out.dr.subarray(0, 2 * H), W, 2 * H, H, out.dh);
+          for (var k3 = 0; k3 < H; k3++) out.dh[k3] += dh[k3] * ca[H + k3] + drec[k3] * ca[k3];
+        }
+      }
+    }
+  };
+
+  // the vector dW's row block multiplies at step k: h_{k-1}, or r_k * h_{k-1} for the GRU's n rows (reset before)
+  function recurrentInput(m, tr, k, block) {
+    if (m.cell === "gru" && !m.resetAfter && block === 2) return tr.steps[k].cache.subarray(3 * m.H, 4 * m.H);
+    return tr.states[k].h;
+  }
+
+  // --- model and forward pass ----------------------------------------------------------------
+  function model(p) {  // p: {cell, U, W, V, b, bh, c, activation, resetAfter} with Float64Arrays and sizes
+    var G = GATES[p.cell || "elman"];
+    var m = { cell: p.cell || "elman", G: G, H: p.H, D: p.D, O: p.O, U: p.U, W: p.W, V: p.V, b: p.b || null,
+              bh: p.bh || null, c: p.c || null, act: ACT[p.activation || "tanh"], activation: p.activation || "tanh",
+              resetAfter: p.resetAfter !== false };
+    m.impl = CELLS[m.cell];
+    return m;
+  }
+
+  function inputPart(m, x, t) {  // a_t = U x_t + b (G H,): x.ids or x.dense (T, D)
+    var GH = m.G * m.H, a = new Float64Array(GH);
+    if (x.ids) { for (var i = 0; i < GH; i++) a[i] = m.U[i * m.D + x.ids[t]]; }
+    else timesVec(m.U, GH, m.D, x.dense[t], a, false);
+    if (m.b) for (var j = 0; j < GH; j++) a[j] += m.b[j];
+    return a;
+  }
+
+  function forward(m, x, T, h0, c0) {  // states[k] = state before step k (states[0] = h0), steps[k] = after
+    var prev = { h: h0 || new Float64Array(m.H), c: m.cell === "lstm" ? (c0 || new Float64Array(m.H)) : null };
+    var states = [prev], steps = [], Q = [];
+    for (var t = 0; t < T; t++) {
+      var st = m.impl.step(m, inputPart(m, x, t), prev);
+      var q = timesVec(m.V, m.O, m.H, st.h, new Float64Array(m.O), false);
+      if (m.c) for (var o = 0; o < m.O; o++) q[o] += m.c[o];
+      steps.push(st); states.push(st); Q.push(q);
+      prev = st;
+    }
+    return { states: states, steps: steps, Q: Q, T: T };
+  }
+
+  function outputError(m, Q, y) {  // loss, dQ[t] = o_t - onehot(y_t) (zero where y_t = -1)
+    var loss = 0, dQ = [];
+    for (var t = 0; t < Q.length; t++) {
+      var q = Q[t], mx = -Infinity, sum = 0, d = new Float64Array(m.O);
+      if (y[t] >= 0) {
+        for (var i = 0; i < m.O; i++) mx = Math.max(mx, q[i]);
+        for (var j = 0; j < m.O; j++) sum += Math.exp(q[j] - mx);
+        loss += -(q[y[t]] - mx - Math.log(sum));
+        for (var k = 0; k < m.O; k++) d[k] = Math.exp(q[k] - mx) / sum;
+        d[y[t]] -= 1;
+      }
+      dQ.push(d);
+    }
+    return { loss: loss, dQ: dQ };
+  }
+
+  function scratch(m) {
+    var GH = m.G * m.H;
+    return { da: new Float64Array(GH), dr: new Float64Array(GH), dh: new Float64Array(m.H), dc: new Float64Array(m.H) };
+  }
+
+  // --- the decomposition: every output's error, back through every step ------------------------
+  // Returns loss, the (T, T) tables dE_ds, dE_dz (||dE_t/da_k||) and, for an LSTM, dE_dc; the full
+  // gradients and, with K given, the gradients of the notebook's window (output t reaches t-K..t).
+  function decompose(m, x, y, T, h0, c0, K) {
+    if (m.cell === "elman") return decomposeElman(m, x, y, T, h0, K);
+    var tr = forward(m, x, T, h0, c0), H = m.H, GH = m.G * H, out = outputError(m, tr.Q, y);
+    var dE_ds = new Float64Array(T * T), dE_dz = new Float64Array(T * T), dE_dc = m.cell === "lstm" ? new Float64Array(T * T) : null;
+    var dA = new Float64Array(T * GH), dR = new Float64Array(T * GH);   // sums over outputs, full BPTT
+    var window = K === undefined || K === null ? null : K;
+    var dAK = window === null ? null : new Float64Array(T * GH), dRK = window === null ? null : new Float64Array(T * GH);
+    var gh = [], gc = [], e = new Float64Array(H), s = scratch(m);
+    var dh0 = new Float64Array(H), dc0 = new Float64Array(H);
+    for (var k = T - 1; k >= 0; k--) {
+      rowTimes(out.dQ[k], m.V, m.O, H, e);  // dE_k/ds_k from output k itself
+      gh[k] = Float64Array.from(e);
+      if (dE_dc) gc[k] = new Float64Array(H);
+      var prev = tr.states[k], st = tr.steps[k];
+      for (var t = k; t < T; t++) {
+        dE_ds[t * T + k] = norm(gh[t], 0, H);
+        if (dE_dc) dE_dc[t * T + k] = norm(gc[t], 0, H);
+        m.impl.back(m, prev, st, { h: gh[t], c: dE_dc ? gc[t] : null }, s);
+        dE_dz[t * T + k] = norm(s.da, 0, GH);
+        var base = k * GH, inWindow = window !== null && t - k <= window;
+        for (var i = 0; i < GH; i++) {
+          dA[base + i] += s.da[i]; dR[base + i] += s.dr[i];
+          if (inWindow) { dAK[base + i] += s.da[i]; dRK[base + i] += s.dr[i]; }
+        }
+        gh[t].set(s.dh);
+        if (dE_dc) gc[t].set(s.dc);
+      }
+    }
+    for (var t2 = 0; t2 < T; t2++) for (var j = 0; j < H; j++) { dh0[j] += gh[t2][j]; if (dE_dc) dc0[j] += gc[t2][j]; }
+    var res = { trace: tr, loss: out.loss, dQ: out.dQ, dE_ds: dE_ds, dE_dz: dE_dz, dE_dc: dE_dc, T: T,
+                grads: weightGrads(m, tr, x, out.dQ, dA, dR), h0: dh0, c0: dE_dc ? dc0 : null };
+    if (window !== null) res.gradsK = weightGrads(m, tr, x, out.dQ, dAK, dRK);
+    return res;
+  }
+
+  // out (n, H) = D (n, H) W (H, H) for the rows r0..r0+n-1 of the flat row arrays D and out, as
+  // dot products with W^T's rows (WT), four rows and two columns at a time (the page's hot loop)
+  function rowsTimes(D, WT, H, r0, n, out) {
+    var r = r0, end = r0 + n;
+    for (; r + 3 < end; r += 4) {
+      var a = r * H, b = a + H, c = b + H, d = c + H;
+      for (var j = 0; j < H; j += 2) {
+        var j1 = j + 1 < H ? j + 1 : j, w0 = j * H, w1 = j1 * H;
+        var s00 = 0, s01 = 0, s10 = 0, s11 = 0, s20 = 0, s21 = 0, s30 = 0, s31 = 0;
+        for (var p = 0; p < H; p++) {
+          var x0 = WT[w0 + p], x1 = WT[w1 + p], da = D[a + p], db = D[b + p], dc = D[c + p], dd = D[d + p];
+          s00 += da * x0; s01 += da * x1; s10 += db * x0; s11 += db * x1;
+          s20 += dc * x0; s21 += dc * x1; s30 += dd * x0; s31 += dd * x1;
+        }
+        out[a + j] = s00; out[b + j] = s10; out[c + j] = s20; out[d + j] = s30;
+        if (j1 !== j) { out[a + j1] = s01; out[b + j1] = s11; out[c + j1] = s21; out[d + j1] = s31; }
+      }
+    }
+    for (; r < end; r++)
+      for (var j2 = 0; j2 < H; j2++) {
+        var s = 0, base = r * H, wb = j2 * H;
+        for (var p2 = 0; p2 < H; p2++) s += D[base + p2] * WT[wb + p2];
+        out[base + j2] = s;
+      }
+    return out;
+  }
+
+  function transpose(W, H) {
+    var WT = new Float64Array(H * H);
+    for (var i = 0; i < H; i++) for (var j = 0; j < H; j++) WT[j * H + i] = W[i * H + j];
+    return WT;
+  }
+
+  // the Elman decomposition with every output's error in one flat (T, H) array: at step k the rows
+  // t >= k become delta_t = dE_t/ds_k * f'(z_k), then dE_t/ds_{k-1} = delta_t W, all in one product
+  function decomposeElman(m, x, y, T, h0, K) {
+    var tr = forward(m, x, T, h0, null), H = m.H, out = outputError(m, tr.Q, y), df = m.act.df;
+    var dE_ds = new Float64Array(T * T), dE_dz = new Float64Array(T * T), window = K === undefined || K === null ? null : K;
+    var G = new Float64Array(T * H), D = new Float64Array(T * H), fp = new Float64Array(H), WT = transpose(m.W, H);
+    var dA = new Float64Array(T * H), dAK = window === null ? null : new Float64Array(T * H), e = new Float64Array(H);
+    for (var k = T - 1; k >= 0; k--) {
+      G.set(rowTimes(out.dQ[k], m.V, m.O, H, e), k * H);  // dE_k/ds_k from output k itself
+      var s = tr.steps[k].h, base = k * H;
+      for (var i = 0; i < H; i++) fp[i] = df(s[i]);
+      for (var t = k; t < T; t++) {
+        var r = t * H, gs = 0, ds = 0, keep = window !== null && t - k <= window;
+        for (var j = 0; j < H; j++) {
+          var g = G[r + j], d = g * fp[j];
+          gs += g * g; ds += d * d;
+          D[r + j] = d; dA[base + j] += d;
+          if (keep) dAK[base + j] += d;
+        }
+        dE_ds[t * T + k] = Math.sqrt(gs); dE_dz[t * T + k] = Math.sqrt(ds);
+      }
+      rowsTimes(D, WT, H, k, T - k, G);
+    }
+    var dh0 = new Float64Array(H);
+    for (var t2 = 0; t2 < T; t2++) for (var j2 = 0; j2 < H; j2++) dh0[j2] += G[t2 * H + j2];
+    var res = { trace: tr, loss: out.loss, dQ: out.dQ, dE_ds: dE_ds, dE_dz: dE_dz, dE_dc: null, T: T,
+                grads: weightGrads(m, tr, x, out.dQ, dA, dA), h0: dh0, c0: null };
+    if (window !== null) res.gradsK = weightGrads(m, tr, x, out.dQ, dAK, dAK);
+    return res;
+  }
+
+  // dU = sum_k dA_k x_k^T, dW = sum_k dR_k h_{k-1}^T (by row block), db = sum dA, dbh = sum dR,
+  // dV = sum_t dQ_t s_t^T, dc = sum dQ_t
+  function weightGrads(m, tr, x, dQ, dA, dR) {
+    var H = m.H, G = m.G, GH = G * H, T = tr.T;
+    var g = { U: new Float64Array(GH * m.D), W: new Float64Array(GH * H), V: new Float64Array(m.O * H) };
+    if (m.b) g.b = new Float64Array(GH);
+    if (m.bh) g.bh = new Float64Array(GH);
+    if (m.c) g.c = new Float64Array(m.O);
+    for (var k = 0; k < T; k++) {
+      var base = k * GH;
+      for (var i = 0; i < GH; i++) {
+        var a = dA[base + i], r = dR[base + i];
+        if (x.ids) g.U[i * m.D + x.ids[k]] += a;
+        else for (var d = 0; d < m.D; d++) g.U[i * m.D + d] += a * x.dense[k][d];
+        var hin = recurrentInput(m, tr, k, Math.floor(i / H));
+        for (var j = 0; j < H; j++) g.W[i * H + j] += r * hin[j];
+        if (g.b) g.b[i] += a;
+        if (g.bh) g.bh[i] += r;
+      }
+      var s = tr.steps[k].h;
+      for (var o = 0; o < m.O; o++) {
+        var q = dQ[k][o];
+        for (var j2 = 0; j2 < H; j2++) g.V[o * H + j2] += q * s[j2];
+        if (g.c) g.c[o] += q;
+      }
+    }
+    return g;
+  }
+
+  // output t's error alone at every step k <= t: rows da_k, dr_k (G H) and the state errors
+  function outputErrors(m, res, t) {
+    var H = m.H, GH = m.G * H, tr = res.trace, s = scratch(m);
+    var da = [], dr = [], gh = rowTimes(res.dQ[t], m.V, m.O, H, new Float64Array(H)), gc = new Float64Array(H);
+    for (var k = t; k >= 0; k--) {
+      m.impl.back(m, tr.states[k], tr.steps[k], { h: gh, c: gc }, s);
+      da[k] = Float64Array.from(s.da); dr[k] = Float64Array.from(s.dr);
+      gh = Float64Array.from(s.dh); gc = Float64Array.from(s.dc);
+    }
+    return { da: da, dr: dr };
+  }
+
+  // ||term_{t,k}||_F of dE_t/dW for k = 0..t: the outer products dr_k h_{k-1}^T by row block
+  function termNorms(m, res, t, errs) {
+    var H = m.H, out = [];
+    for (var k = 0; k <= t; k++) {
+      var sq = 0;
+      for (var blk = 0; blk < m.G; blk++) {
+        var a = norm(errs.dr[k], blk * H, H), h = norm(recurrentInput(m, res.trace, k, blk), 0, H);
+        sq += a * a * h * h;
+      }
+      out.push(Math.sqrt(sq));
+    }
+    return out;
+  }
+
+  // dE_t/dW summed over the steps k >= t - K (kept) and k < t - K (lost): (G H, H) each
+  function truncatedTerms(m, res, t, K, errs) {
+    var H = m.H, GH = m.G * H, kept = new Float64Array(GH * H), lost = new Float64Array(GH * H);
+    for (var k = 0; k <= t; k++) {
+      var dst = t - k <= K ? kept : lost, r = errs.dr[k];
+      for (var i = 0; i < GH; i++) {
+        var hin = recurrentInput(m, res.trace, k, Math.floor(i / H)), ri = r[i];
+        if (ri === 0) continue;
+        for (var j = 0; j < H; j++) dst[i * H + j] += ri * hin[j];
+      }
+    }
+    return { kept: kept, lost: lost };
+  }
+
+  // singular values of the state Jacobian product d state_t / d state_{t-l} at each lag in lags
+  // (state = s, or (h, c) for an LSTM): the unit errors at state_t carried back l steps
+  function jacobianSpectra(m, res, t, lags) {
+    var H = m.H, S = m.cell === "lstm" ? 2 * H : H, tr = res.trace, s = scratch(m), out = {};
+    var rows = [], maxLag = 0;
+    lags.forEach(function (l) { if (l <= t) maxLag = Math.max(maxLag, l); });
+    for (var r = 0; r < S; r++) { var v = new Float64Array(S); v[r] = 1; rows.push(v); }
+    var logScale = 0, elman = m.cell === "elman", R = elman ? new Float64Array(H * H) : null;
+    var Rd = elman ? new Float64Array(H * H) : null, WT = elman ? transpose(m.W, H) : null;
+    if (elman) for (var r0 = 0; r0 < H; r0++) R[r0 * H + r0] = 1;
+    for (var l = 1; l <= maxLag; l++) {
+      if (elman) {  // the H unit errors at once: R <- (R * f'(z_k)) W
+        var sk = tr.steps[t - l + 1].h, mx = 0;
+        for (var a = 0; a < H * H; a++) Rd[a] = R[a] * m.act.df(sk[a % H]);
+        rowsTimes(Rd, WT, H, 0, H, R);
+        for (var b = 0; b < H * H; b++) mx = Math.max(mx, Math.abs(R[b]));
+        if (mx > 0 && (mx > 1e100 || mx < 1e-100)) { for (var c = 0; c < H * H; c++) R[c] /= mx; logScale += Math.log10(mx); }
+        if (lags.indexOf(l) >= 0)
+          out[l] = singularValues(R, H).map(function (v) { return v > 0 ? Math.log10(v) + logScale : -Infinity; });
+        continue;
+      }
+      var k = t - l + 1, big = 0;  // step k's backward: from state_k to state_{k-1}
+      for (var r2 = 0; r2 < S; r2++) {
+        var v2 = rows[r2];
+        m.impl.back(m, tr.states[k], tr.steps[k], { h: v2.subarray(0, H), c: S > H ? v2.subarray(H) : null }, s);
+        v2.set(s.dh, 0);
+        if (S > H) v2.set(s.dc, H);
+        for (var j = 0; j < S; j++) big = Math.max(big, Math.abs(v2[j]));
+      }
+      if (big > 0 && (big > 1e100 || big < 1e-100)) {  // rescale, keep the log of the factor
+        for (var r3 = 0; r3 < S; r3++) for (var j2 = 0; j2 < S; j2++) rows[r3][j2] /= big;
+        logScale += Math.log10(big);
+      }
+      if (lags.indexOf(l) >= 0) {
+        var M = new Float64Array(S * S);
+        for (var r4 = 0; r4 < S; r4++) M.set(rows[r4], r4 * S);
+        out[l] = singularValues(M, S).map(function (v) { return v > 0 ? Math.log10(v) + logScale : -Infinity; });
+      }
+    }
+    return out;  // lag -> log10 singular values, largest first
+  }
+
+  // --- seeded random numbers and the weights the controls describe -----------------------------
+  function rng(seed) {  // mulberry32, with Box-Muller normals
+    var a = seed >>> 0;
+    var u = function () {
+      a = (a + 0x6D2B79F5) >>> 0;
+      var t = a;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    return { uniform: u, normal: function () { return Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u()); } };
+  }
+
+  function orthogonal(n, r) {  // Gram-Schmidt (twice) on the rows of a Gaussian matrix
+    var Q = new Float64Array(n * n);
+    for (var i = 0; i < n; i++) {
+      var v = new Float64Array(n);
+      for (var j = 0; j < n; j++) v[j] = r.normal();
+      for (var pass = 0; pass < 2; pass++)
+        for (var p = 0; p < i; p++) {
+          var d = 0;
+          for (var j2 = 0; j2 < n; j2++) d += v[j2] * Q[p * n + j2];
+          for (var j3 = 0; j3 < n; j3++) v[j3] -= d * Q[p * n + j3];
+        }
+      var l = norm(v, 0, n);
+      for (var j4 = 0; j4 < n; j4++) Q[i * n + j4] = v[j4] / l;
+    }
+    return Q;
+  }
+
+  // the explorer's random network: D = O = vocabulary tokens, W rescaled to spectral radius rho
+  // (Elman; a gated cell's W keeps PyTorch's +-1/sqrt(H) scale, times rho), x and y random ids
+  function randomSetup(o) {
+    var r = rng(o.seed), H = o.H, G = GATES[o.cell], D = o.vocab, O = o.vocab, k = 1 / Math.sqrt(H);
+    var draw = function (n, scale) {
+      var a = new Float64Array(n);
+      for (var i = 0; i < n; i++) a[i] = o.init === "normal" ? scale * r.normal() : scale * (2 * r.uniform() - 1);
+      return a;
+    };
+    var U = draw(G * H * D, o.inputScale * (o.cell === "elman" ? 1 / Math.sqrt(D) : k));
+    var V = draw(O * H, k), W, b = null, bh = null;
+    if (o.cell === "elman") {
+      if (o.init === "orthogonal") W = orthogonal(H, r);
+      else if (o.init === "identity") { W = new Float64Array(H * H); for (var i = 0; i < H; i++) W[i * H + i] = 1; }
+      else W = draw(H * H, k);
+      var rho0 = spectralRadius(W, H);
+      for (var j = 0; j < H * H; j++) W[j] *= o.rho / rho0;
+    } else {
+      W = new Float64Array(G * H * H);
+      for (var g = 0; g < G; g++) {
+        var block = o.init === "orthogonal" ? orthogonal(H, r) : o.init === "identity" ? null : draw(H * H, k);
+        if (block === null) { block = new Float64Array(H * H); for (var d = 0; d < H; d++) block[d * H + d] = 1; }
+        for (var e = 0; e < H * H; e++) W[g * H * H + e] = o.rho * block[e];
+      }
+      b = draw(G * H, k); bh = draw(G * H, k);
+    }
+    var x = new Int32Array(o.T), y = new Int32Array(o.T);
+    for (var t = 0; t < o.T; t++) { x[t] = Math.floor(r.uniform() * D); y[t] = Math.floor(r.uniform() * O); }
+    var net = model({ cell: o.cell, H: H, D: D, O: O, U: U, W: W, V: V, b: b, bh: bh, activation: o.activation });
+    if (o.cell === "elman") net.rho = o.rho;  // W was rescaled to it
+    return { model: net, x: { ids: x }, y: y };
+  }
+
+  // --- Pascanu's numbers and the verdict, as bptt.theory gives them ------------------------------
+  var EQUAL_TOL = 1e-9;
+  function theory(m) {
+    if (m.cell !== "elman") {
+      var route = m.cell === "lstm" ? "along the cell state c_k -> c_(k-1), multiplied by the forget gate f_k alone"
+                                    : "along the update gate's copy h_k -> h_(k-1), multiplied by the update gate z_k alone";
+      return { applies: false, verdict: "not bounded by the weights",
+               reason: "Pascanu's bounds are for Elman cells; the " + m.cell.toUpperCase() + "'s error also travels " + route +
+                       ", a factor up to 1 that no norm of W bounds: what decides is measured along the sequence (see the lag curves)" };
+    }
+    var H = m.H, lam = norm2(m.W, H), rho = m.rho === undefined ? spectralRadius(m.W, H) : m.rho, g = m.act.gamma, c = lam * g;
+    var head = "lambda_1 gamma = " + fmt(lam) + " x " + g + " = " + fmt(c), one = Math.abs(c - 1) <= EQUAL_TOL;
+    var verdict, reason, id = m.activation === "identity";
+    if (c < 1 && !one) {
+      verdict = "vanishing";
+      reason = head + " < 1: the sufficient condition for vanishing holds, so every error shrinks at least as fast as " + fmt(c) + "^(t-k) on its way back, whatever the inputs";
+    } else if (id && Math.abs(rho - 1) <= EQUAL_TOL) {
+      verdict = "neither is guaranteed";
+      reason = "the activation is the identity, so ds_t/ds_k = W^(t-k), and rho(W) = 1: the error along W's leading eigenvectors keeps its size";
+    } else if (id && rho > 1) {
+      verdict = "exploding";
+      reason = "the activation is the identity, so ds_t/ds_k = W^(t-k), and rho(W) = " + fmt(rho) + " > 1: every error with a component along W's leading eigenvector grows like " + fmt(rho) + "^(t-k)";
+    } else if (id) {
+      verdict = "vanishing";
+      reason = "the activation is the identity, so ds_t/ds_k = W^(t-k), and rho(W) = " + fmt(rho) + " < 1: every error shrinks like " + fmt(rho) + "^(t-k) in the long run (it may grow for a few steps first, since " + head + " >= 1)";
+    } else {
+      verdict = "neither is guaranteed";
+      reason = head + " >= 1: the sufficient condition for vanishing fails and the necessary condition for exploding " +
+               (c > 1 && !one ? "holds" : "is on its edge") + ", but " + m.activation + " units with f'(z) near 0 can still shrink the error; whether it vanishes or explodes depends on the states the inputs drive the network to";
+    }
+    return { applies: true, gamma: g, lambda1: lam, rho: rho, growth: c, verdict: verdict, reason: reason };
+  }
+
+  function fmt(v) { return Number(v.toPrecision(4)).toString(); }
+
+  return { ACT: ACT, GATES: GATES, model: model, forward: forward, decompose: decompose, outputErrors: outputErrors,
+           termNorms: termNorms, truncatedTerms: truncatedTerms, jacobianSpectra: jacobianSpectra,
+           singularValues: singularValues, spectralRadius: spectralRadius, norm2: norm2, norm: norm,
+           randomSetup: randomSetup, theory: theory, fmt: fmt };
+})();

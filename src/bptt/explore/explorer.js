@@ -1,0 +1,299 @@
+/* bptt explorer page: the controls, the views, and window.bpttExplorer (the engine's public face).
+   Everything is computed here by bpttEngine (engine.js); nothing is fetched. */
+"use strict";
+(function () {
+  var E = bpttEngine;
+
+  // --- the public functions: nested arrays in, nested arrays out ------------------------------
+  function flat(a, name) {
+    if (a === undefined || a === null) return null;
+    var rows = Array.isArray(a[0]) ? a : [a], out = new Float64Array(rows.length * rows[0].length), n = 0;
+    rows.forEach(function (r) { if (r.length !== rows[0].length) throw new TypeError(name + " must be rectangular"); r.forEach(function (v) { out[n++] = v; }); });
+    return out;
+  }
+  function nested(a, rows, cols) {
+    var out = [];
+    for (var i = 0; i < rows; i++) out.push(Array.from(a.subarray(i * cols, (i + 1) * cols)));
+    return out;
+  }
+  function inputs(x) {  // ids (T,) or dense (T, D)
+    return Array.isArray(x[0]) ? { dense: x.map(function (r) { return Float64Array.from(r); }) } : { ids: Int32Array.from(x) };
+  }
+  function run(p, cell) {
+    var G = E.GATES[cell], H = p.W[0].length, D = p.U[0].length, O = p.V.length, T = p.x.length;
+    var m = E.model({ cell: cell, H: H, D: D, O: O, U: flat(p.U, "U"), W: flat(p.W, "W"), V: flat(p.V, "V"),
+                      b: flat(p.b, "b"), bh: flat(p.bh, "bh"), c: flat(p.c, "c"), activation: p.activation || "tanh",
+                      resetAfter: p.reset_after !== false });
+    if (p.W.length !== G * H) throw new TypeError("W must be (" + G + " H, H), got " + p.W.length + " rows");
+    var res = E.decompose(m, inputs(p.x), Array.from(p.y), T, flat(p.h0, "h0"), flat(p.c0, "c0"));
+    var grads = {};
+    Object.keys(res.grads).forEach(function (k) {
+      var g = res.grads[k];
+      grads[k] = (k === "b" || k === "bh" || k === "c") ? Array.from(g) : nested(g, g.length / (k === "V" ? H : k === "U" ? D : H), k === "U" ? D : H);
+    });
+    var out = { loss: res.loss, dE_ds: nested(res.dE_ds, T, T), grads: grads, h0: Array.from(res.h0) };
+    if (res.dE_dc) { out.dE_dc = nested(res.dE_dc, T, T); out.c0 = Array.from(res.c0); }
+    return out;
+  }
+
+  var api = {
+    /* Elman: {U (H, D), W (H, H), V (O, H), b?, c?, activation, x ids (T,) or dense (T, D), y ids (T,), h0?}
+       -> {loss, dE_ds (T, T), grads {U, W, V, b?, c?}, h0}: softmax cross-entropy summed over t */
+    flow: function (p) { return run(p, "elman"); },
+    /* LSTM or GRU (cell "lstm" | "gru", reset_after for a GRU), PyTorch's gate order: U (G H, D),
+       W (G H, H), V, b?, bh?, c?, x, y, h0?, c0? -> {loss, dE_ds, grads {U, W, V, b?, bh?, c?}, h0, dE_dc?} */
+    gatedFlow: function (p) { return run(p, p.cell); },
+    theory: function (p) { return E.theory(E.model({ cell: "elman", H: p.W.length, D: 1, O: 1, W: flat(p.W, "W"), activation: p.activation })); },
+    spectralRadius: function (W) { return E.spectralRadius(flat(W, "W"), W.length); },
+    singularValues: function (M) { return E.singularValues(flat(M, "M"), M.length); },
+    update: null, lastUpdateMs: null, updates: 0, view: null,
+    /* the network on display, as nested arrays: {cell, activation, U, W, V, b?, bh?, c?, x, y} */
+    current: function () {
+      var m = cache.setup.model, G = m.G, H = m.H, out = { cell: m.cell, activation: m.activation,
+        U: nested(m.U, G * H, m.D), W: nested(m.W, G * H, H), V: nested(m.V, m.O, H),
+        x: Array.from(cache.setup.x.ids), y: Array.from(cache.setup.y) };
+      if (m.b) out.b = Array.from(m.b);
+      if (m.bh) out.bh = Array.from(m.bh);
+      return out;
+    }
+  };
+  window.bpttExplorer = api;
+
+  // --- the page -------------------------------------------------------------------------------
+  var $ = function (id) { return document.getElementById(id); };
+  var CONTROLS = ["cell", "H", "T", "rho", "activation", "init", "inputScale", "seed", "t", "K"];
+  var SPECTRUM_LAGS = [1, 4, 16, 64];
+  var cache = { key: null, setup: null, res: null };
+
+  function settings() {
+    var v = function (id) { return $(id).value; };
+    var o = { cell: v("cell"), H: +v("H"), T: +v("T"), rho: +v("rho"), activation: v("activation"), init: v("init"),
+              inputScale: +v("inputScale"), seed: +v("seed"), t: +v("t"), K: +v("K"), vocab: 8 };
+    $("t").max = o.T - 1; $("K").max = o.T;
+    o.t = Math.min(o.t, o.T - 1); o.K = Math.min(o.K, o.T);
+    CONTROLS.forEach(function (id) { var s = $(id + "-value"); if (s) s.textContent = id === "t" ? o.t : id === "K" ? o.K : v(id); });
+    return o;
+  }
+
+  function update() {
+    var t0 = performance.now(), o = settings();
+    var key = [o.cell, o.H, o.T, o.rho, o.activation, o.init, o.inputScale, o.seed, o.K].join("|");
+    if (key !== cache.key) {
+      cache.setup = E.randomSetup(o);
+      cache.res = E.decompose(cache.setup.model, cache.setup.x, cache.setup.y, o.T, null, null, o.K);
+      cache.theory = E.theory(cache.setup.model);
+      cache.key = key;
+    }
+    var m = cache.setup.model, res = cache.res, th = cache.theory;
+    var errs = E.outputErrors(m, res, o.t), terms = E.termNorms(m, res, o.t, errs);
+    var trunc = E.truncatedTerms(m, res, o.t, o.K, errs);
+    var spectra = E.jacobianSpectra(m, res, o.t, SPECTRUM_LAGS);
+    var lags = lagCurves(res, o.t);
+    drawHeatmap(res, o);
+    drawLags(lags, th, o);
+    drawSpectra(spectra, th, o);
+    drawTerms(terms, o);
+    writeVerdict(th, lags, o);
+    writeTruncation(m, res, trunc, terms, o);
+    api.view = { settings: o, loss: res.loss, terms: terms, spectra: spectra, verdict: th.verdict, reason: th.reason,
+                 lambda1: th.lambda1, rho: th.rho, lagMean: lags.mean, lagOwn: lags.own, truncation: trunc.summary };
+    api.lastUpdateMs = performance.now() - t0;
+    api.updates += 1;
+    $("timing").textContent = "updated in " + api.lastUpdateMs.toFixed(1) + " ms; E = " + res.loss.toPrecision(6);
+    return api.lastUpdateMs;
+  }
+  api.update = update;
+
+  // ratio ||dE_t/ds_{t-l}|| / ||dE_t/ds_t||: its mean over outputs (as bptt's by_lag) and output t's own
+  function lagCurves(res, t) {
+    var T = res.T, d = res.dE_ds, mean = new Float64Array(T), count = new Float64Array(T), own = [];
+    for (var tt = 0; tt < T; tt++) {
+      var base = d[tt * T + tt];
+      for (var l = 0; l <= tt; l++) {
+        var r = base > 0 ? d[tt * T + tt - l] / base : 0;
+        mean[l] += r; count[l] += 1;
+        if (tt === t) own.push(r);
+      }
+    }
+    for (var l2 = 0; l2 < T; l2++) mean[l2] /= count[l2];
+    return { mean: Array.from(mean), own: own };
+  }
+
+  // --- drawing --------------------------------------------------------------------------------
+  var VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+  function colour(u) {
+    u = Math.max(0, Math.min(1, u)) * (VIRIDIS.length - 1);
+    var i = Math.min(Math.floor(u), VIRIDIS.length - 2), f = u - i, a = VIRIDIS[i], b = VIRIDIS[i + 1];
+    return [a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1]), a[2] + f * (b[2] - a[2])];
+  }
+  function log10(v) { return v > 0 ? Math.log10(v) : -Infinity; }
+  function range(values, floor) {
+    var lo = Infinity, hi = -Infinity;
+    values.forEach(function (v) { if (isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); } });
+    if (!isFinite(lo)) { lo = 0; hi = 1; }
+    lo = Math.max(lo, hi - (floor || 30));
+    if (hi - lo < 1e-9) { lo -= 0.5; hi += 0.5; }
+    return [lo, hi];
+  }
+  function ctx2d(id) {
+    var c = $(id), g = c.getContext("2d");
+    g.setTransform(1, 0, 0, 1, 0, 0);
+    g.fillStyle = "#fff"; g.fillRect(0, 0, c.width, c.height);
+    g.font = "12px sans-serif"; g.fillStyle = "#222"; g.strokeStyle = "#222";
+    return g;
+  }
+  function axes(g, box, xlab, ylab, xr, yr) {
+    g.strokeStyle = "#444"; g.strokeRect(box.x, box.y, box.w, box.h);
+    g.fillStyle = "#222"; g.textAlign = "center";
+    g.fillText(xlab, box.x + box.w / 2, box.y + box.h + 30);
+    g.fillText(fmtTick(xr[0]), box.x, box.y + box.h + 14); g.fillText(fmtTick(xr[1]), box.x + box.w, box.y + box.h + 14);
+    g.save(); g.translate(box.x - 34, box.y + box.h / 2); g.rotate(-Math.PI / 2); g.fillText(ylab, 0, 0); g.restore();
+    g.textAlign = "right";
+    g.fillText(fmtTick(yr[1]), box.x - 4, box.y + 10); g.fillText(fmtTick(yr[0]), box.x - 4, box.y + box.h);
+    g.textAlign = "left";
+  }
+  function fmtTick(v) { return Math.abs(v) >= 100 || Math.round(v) === v ? String(Math.round(v)) : v.toFixed(1); }
+  function line(g, box, xr, yr, xs, ys, style, width, dash) {
+    g.save(); g.beginPath(); g.rect(box.x, box.y, box.w, box.h); g.clip();
+    g.strokeStyle = style; g.lineWidth = width || 1.5; g.setLineDash(dash || []); g.beginPath();
+    var started = false;
+    for (var i = 0; i < xs.length; i++) {
+      if (!isFinite(ys[i])) { started = false; continue; }
+      var px = box.x + (xs[i] - xr[0]) / (xr[1] - xr[0] || 1) * box.w, py = box.y + (1 - (ys[i] - yr[0]) / (yr[1] - yr[0])) * box.h;
+      if (started) g.lineTo(px, py); else g.moveTo(px, py);
+      started = true;
+    }
+    g.stroke(); g.restore();
+  }
+  function legend(g, box, items) {
+    items.forEach(function (it, i) {
+      var y = box.y + 14 + 16 * i;
+      g.strokeStyle = it[1]; g.lineWidth = 2; g.setLineDash(it[2] || []);
+      g.beginPath(); g.moveTo(box.x + box.w - 190, y - 4); g.lineTo(box.x + box.w - 165, y - 4); g.stroke();
+      g.setLineDash([]); g.fillStyle = "#222"; g.fillText(it[0], box.x + box.w - 160, y);
+    });
+  }
+
+  function drawHeatmap(res, o) {
+    var g = ctx2d("heatmap"), T = res.T, box = { x: 50, y: 20, w: 360, h: 360 }, vals = [];
+    for (var i = 0; i < T * T; i++) vals.push(log10(res.dE_ds[i]));
+    var r = range(vals, 20), img = g.createImageData(T, T);
+    for (var t = 0; t < T; t++)
+      for (var k = 0; k < T; k++) {
+        var p = 4 * (t * T + k), v = vals[t * T + k];
+        var c = k > t ? [245, 245, 245] : isFinite(v) ? colour((v - r[0]) / (r[1] - r[0])) : [0, 0, 0];
+        img.data[p] = c[0]; img.data[p + 1] = c[1]; img.data[p + 2] = c[2]; img.data[p + 3] = 255;
+      }
+    var off = document.createElement("canvas");
+    off.width = T; off.height = T; off.getContext("2d").putImageData(img, 0, 0);
+    g.imageSmoothingEnabled = false;
+    g.drawImage(off, box.x, box.y, box.w, box.h);
+    var cw = box.w / T;
+    g.strokeStyle = "#e0301e"; g.lineWidth = 1.5;
+    g.strokeRect(box.x, box.y + o.t * cw, (o.t + 1) * cw, cw);  // output t's row
+    var k0 = Math.max(0, o.t - o.K);
+    g.beginPath(); g.moveTo(box.x + k0 * cw, box.y + o.t * cw - 4); g.lineTo(box.x + k0 * cw, box.y + (o.t + 1) * cw + 4); g.stroke();
+    axes(g, box, "step k", "output t", [0, T - 1], [T - 1, 0]);
+    // colour bar, labelled in log10
+    var bar = { x: box.x + box.w + 20, y: box.y, w: 14, h: box.h };
+    for (var j = 0; j < bar.h; j++) {
+      var cc = colour(1 - j / bar.h);
+      g.fillStyle = "rgb(" + cc.map(Math.round).join(",") + ")"; g.fillRect(bar.x, bar.y + j, bar.w, 1);
+    }
+    g.fillStyle = "#222"; g.textAlign = "left";
+    for (var q = 0; q <= 4; q++) {
+      var val = r[1] - q / 4 * (r[1] - r[0]);
+      g.fillText(val.toFixed(1), bar.x + bar.w + 4, bar.y + q / 4 * bar.h + 4);
+    }
+    g.save(); g.translate(bar.x + bar.w + 52, bar.y + bar.h / 2); g.rotate(-Math.PI / 2); g.textAlign = "center";
+    g.fillText("log10 ||dE_t/ds_k||", 0, 0); g.restore();
+  }
+
+  function drawLags(lags, th, o) {
+    var g = ctx2d("lags"), box = { x: 60, y: 20, w: 400, h: 300 }, T = lags.mean.length;
+    var xs = lags.mean.map(function (_, l) { return l; });
+    var mean = lags.mean.map(log10), own = lags.own.map(log10);
+    var bound = th.applies ? xs.map(function (l) { return l * Math.log10(th.growth); }) : [];
+    var r = range(mean.concat(own), 30);
+    r = [Math.min(r[0], 0) , Math.max(r[1], 0.5)];
+    axes(g, box, "lag l = t - k", "log10 ratio", [0, T - 1], r);
+    line(g, box, [0, T - 1], r, xs, mean, "#1f5fbf", 2);
+    line(g, box, [0, T - 1], r, own.map(function (_, l) { return l; }), own, "#e0301e", 1.5);
+    var items = [["mean over outputs t", "#1f5fbf"], ["output t = " + o.t, "#e0301e"]];
+    if (th.applies) {
+      line(g, box, [0, T - 1], r, xs, bound, "#222", 1.5, [6, 4]);
+      items.push(["Pascanu: (lambda_1 gamma)^l", "#222", [6, 4]]);
+    }
+    legend(g, box, items);
+  }
+
+  function drawSpectra(spectra, th, o) {
+    var g = ctx2d("spectra"), box = { x: 60, y: 20, w: 400, h: 300 }, lagsShown = Object.keys(spectra).map(Number);
+    var all = [];
+    lagsShown.forEach(function (l) { all = all.concat(spectra[l]); });
+    var n = lagsShown.length ? spectra[lagsShown[0]].length : 1, r = range(all, 30);
+    axes(g, box, "index i of the singular value", "log10 sigma_i", [1, n], r);
+    var items = [];
+    lagsShown.forEach(function (l, j) {
+      var hue = Math.round(240 - 240 * j / Math.max(1, lagsShown.length - 1)), st = "hsl(" + hue + ",70%,42%)";
+      line(g, box, [1, n], r, spectra[l].map(function (_, i) { return i + 1; }), spectra[l], st, 1.8);
+      items.push(["lag " + l, st]);
+    });
+    legend(g, box, items.slice(0, 8));
+    g.fillStyle = "#222";
+    g.fillText("d state_t / d state_(t-l) at t = " + o.t + (o.cell === "lstm" ? " (the joint state (h, c))" : ""), box.x + 4, box.y + box.h - 6);
+  }
+
+  function drawTerms(terms, o) {
+    var g = ctx2d("terms"), box = { x: 60, y: 20, w: 820, h: 200 }, n = terms.length;
+    var vals = terms.map(log10), r = range(vals, 30), w = box.w / n;
+    axes(g, box, "step k (its term of dE_t/dW; lag t - k)", "log10 ||term||", [0, n - 1], r);
+    for (var k = 0; k < n; k++) {
+      if (!isFinite(vals[k])) continue;
+      var hgt = (vals[k] - r[0]) / (r[1] - r[0]) * box.h;
+      g.fillStyle = o.t - k <= o.K ? "#1f5fbf" : "#bbb";
+      g.fillRect(box.x + k * w + (w > 3 ? 0.5 : 0), box.y + box.h - hgt, Math.max(w - 1, 0.5), hgt);
+    }
+    legend(g, box, [["kept by truncation at K = " + o.K, "#1f5fbf"], ["lost", "#bbb"]]);
+  }
+
+  function factorsInWords(o, k) {
+    var l = o.t - k, cellFactor = o.cell === "elman" ? "ds/dz = diag(f'(z))" : "the gates' step back";
+    return "term (" + o.t + ", " + k + ") = dE_" + o.t + "/do_" + o.t + " . do/dq . V . ds_" + o.t + "/dz_" + o.t +
+      (l > 0 ? " . [W . " + cellFactor + "] x " + l : "") + " . s_" + (k - 1) +
+      ": the output's error, through V, back " + l + " step" + (l === 1 ? "" : "s") + " through W, times the state s_" + (k - 1) + " that step k read";
+  }
+
+  function writeVerdict(th, lags, o) {
+    var text = "<b>" + th.verdict + "</b>: " + esc(th.reason) + ".";
+    if (th.applies) text += " lambda_1 = ||W||_2 = " + E.fmt(th.lambda1) + ", rho(W) = " + E.fmt(th.rho) + ", gamma = " + th.gamma + ".";
+    $("verdict").innerHTML = text;
+  }
+
+  function writeTruncation(m, res, trunc, terms, o) {
+    var kept = E.norm(trunc.kept, 0, trunc.kept.length), lost = E.norm(trunc.lost, 0, trunc.lost.length);
+    var full = new Float64Array(trunc.kept.length), diff = 0, tot = 0;
+    for (var i = 0; i < full.length; i++) full[i] = trunc.kept[i] + trunc.lost[i];
+    var fullN = E.norm(full, 0, full.length), gW = res.grads.W, gK = res.gradsK.W;
+    for (var j = 0; j < gW.length; j++) { diff += (gK[j] - gW[j]) * (gK[j] - gW[j]); tot += gW[j] * gW[j]; }
+    var first = Math.max(0, o.t - o.K), nKept = o.t - first + 1;
+    trunc.summary = { kept: kept, lost: lost, full: fullN, wholeRelError: tot > 0 ? Math.sqrt(diff / tot) : 0 };
+    var lines = [
+      "Truncation at K = " + o.K + " keeps the steps k = " + first + ".." + o.t + " of output t = " + o.t + ": " + nKept + " of its " + (o.t + 1) + " terms.",
+      "||kept|| = " + E.fmt(kept) + ", ||lost|| = " + E.fmt(lost) + ", ||dE_t/dW|| = " + E.fmt(fullN) +
+        "; the window's relative error on dE_t/dW: " + E.fmt(fullN > 0 ? lost / fullN : 0) + ".",
+      "On the whole gradient dE/dW (every output's window): relative error ||dW_K - dW|| / ||dW|| = " + E.fmt(tot > 0 ? Math.sqrt(diff / tot) : 0) + ".",
+      esc(factorsInWords(o, o.t)), esc(factorsInWords(o, first)), esc(factorsInWords(o, 0))
+    ];
+    $("truncation").innerHTML = lines.slice(0, 3).map(function (s) { return "<p>" + s + "</p>"; }).join("");
+    $("words").innerHTML = lines.slice(3).map(function (s) { return "<li>" + s + "</li>"; }).join("");
+  }
+
+  function esc(s) { return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;"); }
+
+  function start() {
+    CONTROLS.forEach(function (id) { $(id).addEventListener("input", update); });
+    update();
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
+})();
