@@ -1,0 +1,267 @@
+"""The explorer page: self-contained, its engine equal to the library's in a real browser (headless
+Chromium), every control redrawing the views, no console error and no network request."""
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import need
+
+import bptt
+from bptt.cli import main
+from bptt.explore import MAX_BYTES, page, write_explorer
+
+ROOT = Path(__file__).resolve().parents[1]
+TOL = 1e-12
+
+
+# --- the file ------------------------------------------------------------------------------------
+def test_page_is_one_small_file_that_loads_nothing(tmp_path):
+    path = write_explorer(tmp_path / "explorer.html")
+    html = path.read_text()
+    assert html == page() and 10_000 < path.stat().st_size <= MAX_BYTES
+    assert not re.search(r"https?://", html)  # no address to fetch from, anywhere
+    assert not re.search(r"""(src|href)\s*=""", html) and "url(" not in html and "import(" not in html
+    assert "default-src 'none'" in html  # the page forbids itself any request
+    assert "/*ENGINE*/" not in html and "window.bpttExplorer" in html and "function decompose" in html
+
+
+def test_cli_writes_the_page_and_refuses_bad_paths(tmp_path, capsys):
+    out = tmp_path / "explorer.html"
+    assert main(["explore", "--out", str(out)]) == 0
+    assert out.read_text() == page() and str(out) in capsys.readouterr().out
+    for bad, words in ((tmp_path / "missing" / "e.html", "does not exist"), (tmp_path, "is a directory")):
+        assert main(["explore", "--out", str(bad)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("bptt explore: error:") and words in err and "\n" not in err
+
+
+def test_write_explorer_refuses_a_path_that_is_not_a_name(tmp_path):
+    with pytest.raises(TypeError, match="file name"):
+        write_explorer(3)
+
+
+def test_the_assets_ship_with_the_package():
+    from importlib import resources
+    files = {p.name for p in resources.files("bptt.explore").iterdir()}
+    assert {"template.html", "engine.js", "explorer.js", "explorer.css"} <= files
+    text = (ROOT / "pyproject.toml").read_text()
+    assert '"explore/*.js"' in text and '"explore/*.html"' in text and '"explore/*.css"' in text
+
+
+# --- the browser ---------------------------------------------------------------------------------
+def _need_chromium():
+    from bptt.explore.browser import binaries
+    if not all(binaries()) and os.environ.get("CI", "").lower() == "true":
+        subprocess.run([str(ROOT / "scripts" / "ensure-chromium")], check=False, timeout=900)
+    if not all(binaries()):
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("chromium and chromedriver are required when CI=true (scripts/ensure-chromium installs them)")
+        pytest.skip("chromium/chromedriver not installed (run scripts/ensure-chromium)")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    need("selenium.webdriver")
+    _need_chromium()
+    from bptt.explore.browser import start
+    path = write_explorer(tmp_path_factory.mktemp("explore") / "explorer.html")
+    driver, profile = start()
+    try:
+        driver.set_page_load_timeout(60)
+        driver.get_log("performance")  # the browser's own start-up requests, before the page
+        driver.get(path.resolve().as_uri())
+        yield driver, path
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def rel(a, b):
+    """max |a - b| / max |b| (floored at 1e-300): the relative error of a whole array."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float(np.max(np.abs(a - b), initial=0.0) / max(np.max(np.abs(b), initial=0.0), 1e-300))
+
+
+def _elman_case(rng):
+    H, D, O, T = [int(v) for v in rng.integers(1, 7, 3)] + [int(rng.integers(1, 12))]
+    act = str(rng.choice(["tanh", "sigmoid", "relu", "identity"]))
+    m = bptt.random_rnn(H, D, O, seed=rng, radius=float(rng.uniform(0.3, 1.8)), activation=act)
+    if rng.random() < 0.6:
+        m = m.replace(b=rng.normal(size=H), c=rng.normal(size=O))
+    dense = rng.random() < 0.4
+    x = rng.normal(size=(T, D)) if dense else rng.integers(0, D, T)
+    y = rng.integers(0, O, T)
+    y[rng.random(T) < 0.2] = -1  # unscored steps
+    y[0] = rng.integers(0, O)
+    h0 = rng.normal(size=H) if rng.random() < 0.5 else None
+    return m, x, y, h0
+
+
+def _payload(m, x, y, h0, **extra):
+    p = {k: v.tolist() for k, v in m.params.items()}
+    p.update(x=np.asarray(x).tolist(), y=np.asarray(y).tolist(), **extra)
+    if h0 is not None:
+        p.update(h0=np.asarray(h0[0] if isinstance(h0, tuple) else h0).tolist())
+        if isinstance(h0, tuple):
+            p.update(c0=np.asarray(h0[1]).tolist())
+    return p
+
+
+def test_page_engine_equals_bptt_flow_and_gradients_on_drawn_elman_cases(browser):
+    driver, _ = browser
+    rng = np.random.default_rng(20)
+    for case in range(12):
+        m, x, y, h0 = _elman_case(rng)
+        got = driver.execute_script("return bpttExplorer.flow(arguments[0]);",
+                                    _payload(m, x, y, h0, activation=m.activation))
+        fl = bptt.flow(m, x, y, h0=h0)
+        loss, g = bptt.gradients(m, x, y, h0=h0)
+        label = f"case {case}: {m!r}, T = {len(y)}"
+        assert abs(got["loss"] - loss) <= TOL * abs(loss), label
+        assert rel(got["dE_ds"], fl.dE_ds) <= TOL, label
+        assert sorted(got["grads"]) == sorted(m.params), label
+        for k in m.params:
+            assert rel(got["grads"][k], getattr(g, k)) <= TOL, (label, k)
+        assert rel(got["h0"], g.h0) <= TOL, label
+
+
+@pytest.mark.parametrize("cell,reset_after", [("lstm", True), ("gru", True), ("gru", False)])
+def test_page_engine_equals_bptt_on_lstm_and_gru(browser, cell, reset_after):
+    driver, _ = browser
+    rng = np.random.default_rng(5)
+    for case in range(4):
+        H, D, O, T = 1 + case, 3, 4, 3 + 2 * case
+        m = bptt.random_gated(cell, H, D, O, seed=rng, bias=case % 2 == 0,
+                              **({"reset_after": reset_after} if cell == "gru" else {}))
+        x = rng.integers(0, D, T) if case % 2 else rng.normal(size=(T, D))
+        y = rng.integers(0, O, T)
+        h0 = (rng.normal(size=H), rng.normal(size=H)) if cell == "lstm" else rng.normal(size=H)
+        got = driver.execute_script("return bpttExplorer.gatedFlow(arguments[0]);",
+                                    _payload(m, x, y, h0, cell=cell, reset_after=reset_after))
+        fl = bptt.flow(m, x, y, h0=h0)
+        loss, g = bptt.gradients(m, x, y, h0=h0)
+        assert abs(got["loss"] - loss) <= TOL * abs(loss)
+        assert rel(got["dE_ds"], fl.dE_ds) <= TOL
+        if cell == "lstm":
+            assert rel(got["dE_dc"], fl.dE_dc) <= TOL and rel(got["c0"], g.c0) <= TOL
+        assert sorted(got["grads"]) == sorted(m.params)
+        for k in m.params:
+            assert rel(got["grads"][k], getattr(g, k)) <= TOL, (cell, case, k)
+
+
+def test_page_numerics_agree_with_numpy_and_bptt_theory(browser):
+    driver, _ = browser
+    rng = np.random.default_rng(8)
+    for n in (1, 3, 9, 24):
+        M = rng.normal(size=(n, n))
+        sv = driver.execute_script("return bpttExplorer.singularValues(arguments[0]);", M.tolist())
+        assert rel(sv, np.linalg.svd(M, compute_uv=False)) <= 1e-12
+        W = bptt.with_spectral_radius(rng.normal(size=(n, n)), 1.3)
+        r = driver.execute_script("return bpttExplorer.spectralRadius(arguments[0]);", W.tolist())
+        assert abs(r - bptt.spectral_radius(W)) <= 1e-6 * bptt.spectral_radius(W)
+        for act in ("tanh", "sigmoid", "identity"):
+            for scale in (0.5, 0.9, 2.0):  # away from rho = 1, where the page's estimate of rho cannot decide
+                th = bptt.RNN(U=np.ones((n, 1)), W=W * scale / 1.3, V=np.ones((1, n)), activation=act)
+                want = bptt.theory.theory(th)
+                got = driver.execute_script("return bpttExplorer.theory(arguments[0]);",
+                                            {"W": th.W.tolist(), "activation": act})
+                assert got["verdict"] == want.verdict, (n, act, scale)
+                assert abs(got["lambda1"] - want.lambda1) <= 1e-9 * want.lambda1
+
+
+def _settle(driver):
+    return driver.execute_script("return bpttExplorer.update();")
+
+
+def _set(driver, control, value):
+    driver.execute_script("var e = document.getElementById(arguments[0]); e.value = arguments[1];"
+                          "e.dispatchEvent(new Event('input'));", control, str(value))
+
+
+def _drawn(driver):
+    """What the page shows: every canvas's pixels and the texts of the verdict and truncation."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('canvas')).map(c => c.toDataURL())"
+        ".concat(['verdict', 'truncation', 'words'].map(i => document.getElementById(i).innerText));")
+
+
+def test_the_views_show_the_library_numbers_of_the_network_on_display(browser):
+    driver, _ = browser
+    for cell in ("elman", "lstm", "gru"):
+        for k, v in (("cell", cell), ("H", 6), ("T", 30), ("t", 25), ("K", 7), ("rho", 1.2)):
+            _set(driver, k, v)
+        net = driver.execute_script("return bpttExplorer.current();")
+        view = driver.execute_script("return bpttExplorer.view;")
+        assert view["settings"]["t"] == 25 and view["settings"]["K"] == 7
+        arrays = {k: np.array(net[k]) for k in ("U", "W", "V", "b", "bh") if k in net}
+        m = bptt.RNN(**arrays, activation=net["activation"]) if cell == "elman" else \
+            {"lstm": bptt.LSTM, "gru": bptt.GRU}[cell](**arrays)
+        x, y = np.array(net["x"]), np.array(net["y"])
+        fl = bptt.flow(m, x, y)
+        assert abs(view["loss"] - fl.loss) <= TOL * fl.loss
+        terms = fl.terms("W", 25)  # (T, G H, H)
+        assert rel(view["terms"], np.linalg.norm(terms[:26].reshape(26, -1), axis=1)) <= 1e-11
+        lost = np.linalg.norm(terms[:25 - 7].sum(axis=0))
+        assert abs(view["truncation"]["lost"] - lost) <= 1e-11 * max(lost, 1e-300)
+        _, g = bptt.gradients(m, x, y)
+        _, gK = bptt.gradients(m, x, y, truncate=7)
+        whole = np.linalg.norm(gK.W - g.W) / np.linalg.norm(g.W)
+        assert abs(view["truncation"]["wholeRelError"] - whole) <= 1e-9 * whole
+        ratio = [np.mean([fl.dE_ds[t, t - l] / fl.dE_ds[t, t] for t in range(l, 30)]) for l in range(30)]
+        assert rel(view["lagMean"], ratio) <= 1e-11
+        for lag, logs in view["spectra"].items():  # log10 of the singular values against bptt's ln
+            want = fl.jacobian_spectrum(25, 25 - int(lag)) / np.log(10)
+            resolved = want >= want[0] - 8  # float64 resolves sigma_i down to about 1e-16 sigma_1
+            assert resolved.sum() >= 1 and len(logs) == len(want)
+            assert np.max(np.abs(np.array(logs) - want)[resolved]) <= 1e-7, (cell, lag)
+        assert set(view["spectra"]) == {"1", "4", "16"}
+        if cell == "elman":
+            th = bptt.theory.theory(m)
+            assert view["verdict"] == th.verdict and abs(view["lambda1"] - th.lambda1) <= 1e-9 * th.lambda1
+            assert abs(view["rho"] - th.rho) <= 1e-6 * th.rho  # W rescaled by the page's estimate of rho
+        else:
+            assert view["verdict"] == bptt.theory.GATED_VERDICT
+
+
+def test_every_control_changes_what_is_drawn_without_console_errors(browser):
+    driver, _ = browser
+    for k, v in (("cell", "elman"), ("H", 8), ("T", 40), ("rho", 0.9), ("activation", "tanh"), ("init", "uniform"),
+                 ("inputScale", 1), ("seed", 0), ("t", 30), ("K", 5)):
+        _set(driver, k, v)
+    moves = [("cell", "gru"), ("cell", "elman"), ("H", 12), ("T", 50), ("rho", 1.5), ("activation", "relu"),
+             ("init", "orthogonal"), ("inputScale", 2.5), ("seed", 7), ("t", 12), ("K", 2)]
+    before = _drawn(driver)
+    updates = driver.execute_script("return bpttExplorer.updates;")
+    for control, value in moves:
+        _set(driver, control, value)
+        now = _drawn(driver)
+        assert now != before, f"moving {control} to {value} changed nothing on the page"
+        before = now
+    assert driver.execute_script("return bpttExplorer.updates;") == updates + len(moves)
+    errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR", "WARNING")]
+    assert errors == [], errors
+
+
+def test_no_network_request_and_a_screenshot(browser, tmp_path):
+    driver, path = browser
+    _set(driver, "T", 60)
+    _settle(driver)
+    requests = []  # every request and web socket, except the browser's own pages (chrome://)
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg["method"] == "Network.requestWillBeSent":
+            requests.append(msg["params"]["request"]["url"])
+        elif msg["method"] == "Network.webSocketCreated":
+            requests.append(msg["params"]["url"])
+    requests = [u for u in requests if not u.startswith("chrome://")]
+    page_url = path.resolve().as_uri()
+    assert page_url in requests  # the log is read: the page's own file is there
+    assert [u for u in requests if u != page_url and not u.startswith(("data:", "blob:"))] == []
+    shot = tmp_path / "explorer.png"
+    assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 20_000
