@@ -69,7 +69,7 @@ var bpttEngine = (function () {
     var A = new Float64Array(n * n), B = new Float64Array(n * n), logScale = Math.log(f), pow = 1;
     for (var i = 0; i < n * n; i++) A[i] = W[i] / f;
     for (var m = 0; m < 24; m++) {
-      rowsTimes(A, transpose(A, n), n, 0, n, B);
+      rowsTimes(A, transpose(A, n), n, n, 0, n, B);
       var a = norm(B, 0, n * n);
       if (a === 0) return 0;
       for (var j = 0; j < n * n; j++) A[j] = B[j] / a;
@@ -277,6 +277,7 @@ var bpttEngine = (function () {
   // gradients and, with K given, the gradients of the notebook's window (output t reaches t-K..t).
   function decompose(m, x, y, T, h0, c0, K) {
     if (m.cell === "elman") return decomposeElman(m, x, y, T, h0, K);
+    if (m.cell === "lstm" || m.resetAfter) return decomposeGated(m, x, y, T, h0, c0, K);
     var tr = forward(m, x, T, h0, c0), H = m.H, GH = m.G * H, out = outputError(m, tr.Q, y);
     var dE_ds = new Float64Array(T * T), dE_dz = new Float64Array(T * T), dE_dc = m.cell === "lstm" ? new Float64Array(T * T) : null;
     var dA = new Float64Array(T * GH), dR = new Float64Array(T * GH);   // sums over outputs, full BPTT
@@ -310,36 +311,37 @@ var bpttEngine = (function () {
     return res;
   }
 
-  // out (n, H) = D (n, H) W (H, H) for the rows r0..r0+n-1 of the flat row arrays D and out, as
-  // dot products with W^T's rows (WT), four rows and two columns at a time (the page's hot loop)
-  function rowsTimes(D, WT, H, r0, n, out) {
+  // out (n, Q) = D (n, P) W (P, Q) for the rows r0..r0+n-1 of the flat row arrays D and out, as
+  // dot products with W^T's rows (WT, (Q, P)), four rows and two columns at a time (the hot loop)
+  function rowsTimes(D, WT, P, Q, r0, n, out) {
     var r = r0, end = r0 + n;
     for (; r + 3 < end; r += 4) {
-      var a = r * H, b = a + H, c = b + H, d = c + H;
-      for (var j = 0; j < H; j += 2) {
-        var j1 = j + 1 < H ? j + 1 : j, w0 = j * H, w1 = j1 * H;
+      var a = r * P, b = a + P, c = b + P, d = c + P, oa = r * Q, ob = oa + Q, oc = ob + Q, od = oc + Q;
+      for (var j = 0; j < Q; j += 2) {
+        var j1 = j + 1 < Q ? j + 1 : j, w0 = j * P, w1 = j1 * P;
         var s00 = 0, s01 = 0, s10 = 0, s11 = 0, s20 = 0, s21 = 0, s30 = 0, s31 = 0;
-        for (var p = 0; p < H; p++) {
+        for (var p = 0; p < P; p++) {
           var x0 = WT[w0 + p], x1 = WT[w1 + p], da = D[a + p], db = D[b + p], dc = D[c + p], dd = D[d + p];
           s00 += da * x0; s01 += da * x1; s10 += db * x0; s11 += db * x1;
           s20 += dc * x0; s21 += dc * x1; s30 += dd * x0; s31 += dd * x1;
         }
-        out[a + j] = s00; out[b + j] = s10; out[c + j] = s20; out[d + j] = s30;
-        if (j1 !== j) { out[a + j1] = s01; out[b + j1] = s11; out[c + j1] = s21; out[d + j1] = s31; }
+        out[oa + j] = s00; out[ob + j] = s10; out[oc + j] = s20; out[od + j] = s30;
+        if (j1 !== j) { out[oa + j1] = s01; out[ob + j1] = s11; out[oc + j1] = s21; out[od + j1] = s31; }
       }
     }
     for (; r < end; r++)
-      for (var j2 = 0; j2 < H; j2++) {
-        var s = 0, base = r * H, wb = j2 * H;
-        for (var p2 = 0; p2 < H; p2++) s += D[base + p2] * WT[wb + p2];
-        out[base + j2] = s;
+      for (var j2 = 0; j2 < Q; j2++) {
+        var s = 0, base = r * P, wb = j2 * P;
+        for (var p2 = 0; p2 < P; p2++) s += D[base + p2] * WT[wb + p2];
+        out[r * Q + j2] = s;
       }
     return out;
   }
 
-  function transpose(W, H) {
-    var WT = new Float64Array(H * H);
-    for (var i = 0; i < H; i++) for (var j = 0; j < H; j++) WT[j * H + i] = W[i * H + j];
+  function transpose(W, rows, cols) {  // (rows, cols) -> (cols, rows); square when cols is not given
+    cols = cols || rows;
+    var WT = new Float64Array(rows * cols);
+    for (var i = 0; i < rows; i++) for (var j = 0; j < cols; j++) WT[j * rows + i] = W[i * cols + j];
     return WT;
   }
 
@@ -364,7 +366,7 @@ var bpttEngine = (function () {
         }
         dE_ds[t * T + k] = Math.sqrt(gs); dE_dz[t * T + k] = Math.sqrt(ds);
       }
-      rowsTimes(D, WT, H, k, T - k, G);
+      rowsTimes(D, WT, H, H, k, T - k, G);
     }
     var dh0 = new Float64Array(H);
     for (var t2 = 0; t2 < T; t2++) for (var j2 = 0; j2 < H; j2++) dh0[j2] += G[t2 * H + j2];
@@ -372,6 +374,72 @@ var bpttEngine = (function () {
                 grads: weightGrads(m, tr, x, out.dQ, dA, dA), h0: dh0, c0: null };
     if (window !== null) res.gradsK = weightGrads(m, tr, x, out.dQ, dAK, dAK);
     return res;
+  }
+
+  // the same for an LSTM or a GRU (reset after): at step k the rows t >= k of every output's error
+  // go through the step's gates element by element (the cell's step back, a row at a time), then
+  // their errors of the recurrent product reach h_{k-1} in one product with W
+  function decomposeGated(m, x, y, T, h0, c0, K) {
+    var tr = forward(m, x, T, h0, c0), H = m.H, GH = m.G * H, out = outputError(m, tr.Q, y), lstm = m.cell === "lstm";
+    var dE_ds = new Float64Array(T * T), dE_dz = new Float64Array(T * T), dE_dc = lstm ? new Float64Array(T * T) : null;
+    var window = K === undefined || K === null ? null : K, WT = transpose(m.W, GH, H);
+    var Gh = new Float64Array(T * H), Gc = new Float64Array(T * H), DR = new Float64Array(T * GH), Hn = new Float64Array(T * H);
+    var dA = new Float64Array(T * GH), dR = new Float64Array(T * GH), e = new Float64Array(H);
+    var dAK = window === null ? null : new Float64Array(T * GH), dRK = window === null ? null : new Float64Array(T * GH);
+    var s = scratch(m), gh = new Float64Array(H), gc = new Float64Array(H), zero = new Float64Array(H);
+    for (var k = T - 1; k >= 0; k--) {
+      Gh.set(rowTimes(out.dQ[k], m.V, m.O, H, e), k * H);  // dE_k/dh_k from output k itself
+      if (lstm) Gc.fill(0, k * H, (k + 1) * H);
+      var prev = tr.states[k], st = tr.steps[k], base = k * GH;
+      for (var t = k; t < T; t++) {
+        var r = t * H, keep = window !== null && t - k <= window;
+        for (var i = 0; i < H; i++) { gh[i] = Gh[r + i]; gc[i] = Gc[r + i]; }
+        dE_ds[t * T + k] = norm(gh, 0, H);
+        if (lstm) dE_dc[t * T + k] = norm(gc, 0, H);
+        backGates(m, prev, st, gh, lstm ? gc : zero, s);
+        dE_dz[t * T + k] = norm(s.da, 0, GH);
+        DR.set(s.dr, t * GH);
+        for (var j = 0; j < GH; j++) {
+          dA[base + j] += s.da[j]; dR[base + j] += s.dr[j];
+          if (keep) { dAK[base + j] += s.da[j]; dRK[base + j] += s.dr[j]; }
+        }
+        for (var l = 0; l < H; l++) { Gc[r + l] = lstm ? s.dc[l] : 0; Hn[r + l] = lstm ? 0 : gh[l] * st.cache[H + l]; }
+      }
+      rowsTimes(DR, WT, GH, H, k, T - k, Gh);  // dE_t/dh_{k-1} through W, then the GRU's copy path
+      if (!lstm) for (var q = k * H; q < T * H; q++) Gh[q] += Hn[q];
+    }
+    var dh0 = new Float64Array(H), dc0 = new Float64Array(H);
+    for (var t2 = 0; t2 < T; t2++) for (var j2 = 0; j2 < H; j2++) { dh0[j2] += Gh[t2 * H + j2]; dc0[j2] += Gc[t2 * H + j2]; }
+    var res = { trace: tr, loss: out.loss, dQ: out.dQ, dE_ds: dE_ds, dE_dz: dE_dz, dE_dc: dE_dc, T: T,
+                grads: weightGrads(m, tr, x, out.dQ, dA, dR), h0: dh0, c0: lstm ? dc0 : null };
+    if (window !== null) res.gradsK = weightGrads(m, tr, x, out.dQ, dAK, dRK);
+    return res;
+  }
+
+  // the gates' part of a step back, without the product with W: out.da, out.dr and (LSTM) out.dc
+  function backGates(m, prev, st, dh, dc, out) {
+    var H = m.H, ca = st.cache;
+    if (m.cell === "lstm") {
+      for (var j = 0; j < H; j++) {
+        var i = ca[j], f = ca[H + j], g = ca[2 * H + j], o = ca[3 * H + j], tc = ca[4 * H + j];
+        var c = dc[j] + dh[j] * o * (1 - tc * tc);
+        out.da[j] = c * g * i * (1 - i);
+        out.da[H + j] = c * prev.c[j] * f * (1 - f);
+        out.da[2 * H + j] = c * i * (1 - g * g);
+        out.da[3 * H + j] = dh[j] * tc * o * (1 - o);
+        out.dc[j] = c * f;
+      }
+      out.dr.set(out.da);
+      return;
+    }
+    for (var k = 0; k < H; k++) {  // GRU, reset after
+      var r = ca[k], z = ca[H + k], n = ca[2 * H + k], rec = ca[3 * H + k];
+      var dn = dh[k] * (1 - z) * (1 - n * n);
+      out.da[H + k] = out.dr[H + k] = dh[k] * (prev.h[k] - n) * z * (1 - z);
+      out.da[2 * H + k] = dn;
+      out.da[k] = out.dr[k] = dn * rec * r * (1 - r);
+      out.dr[2 * H + k] = dn * r;
+    }
   }
 
   // dU = sum_k dA_k x_k^T, dW = sum_k dR_k h_{k-1}^T (by row block), db = sum dA, dbh = sum dR,
@@ -457,7 +525,7 @@ var bpttEngine = (function () {
       if (elman) {  // the H unit errors at once: R <- (R * f'(z_k)) W
         var sk = tr.steps[t - l + 1].h, mx = 0;
         for (var a = 0; a < H * H; a++) Rd[a] = R[a] * m.act.df(sk[a % H]);
-        rowsTimes(Rd, WT, H, 0, H, R);
+        rowsTimes(Rd, WT, H, H, 0, H, R);
         for (var b = 0; b < H * H; b++) mx = Math.max(mx, Math.abs(R[b]));
         if (mx > 0 && (mx > 1e100 || mx < 1e-100)) { for (var c = 0; c < H * H; c++) R[c] /= mx; logScale += Math.log10(mx); }
         if (lags.indexOf(l) >= 0)

@@ -62,7 +62,7 @@
   // --- the page -------------------------------------------------------------------------------
   var $ = function (id) { return document.getElementById(id); };
   var CONTROLS = ["cell", "H", "T", "rho", "activation", "init", "inputScale", "seed", "t", "K"];
-  var SPECTRUM_LAGS = [1, 4, 16, 64];
+  var SPECTRUM_LAGS = [1, 8, 32];
   var cache = { key: null, setup: null, res: null };
 
   function settings() {
