@@ -265,3 +265,26 @@ def test_no_network_request_and_a_screenshot(browser, tmp_path):
     assert [u for u in requests if u != page_url and not u.startswith(("data:", "blob:"))] == []
     shot = tmp_path / "explorer.png"
     assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 20_000
+
+
+def test_the_docs_page_shows_the_screenshot_and_its_command():
+    text = (ROOT / "docs" / "explorer.md").read_text()
+    assert "](explorer.png)" in text and "python -m bptt.explore.browser docs/explorer.png" in text
+    assert "bptt explore --out explorer.html" in text and "What to try first" in text
+    png = (ROOT / "docs" / "explorer.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+    assert "docs/explorer.md" in (ROOT / "README.md").read_text()
+
+
+def test_the_report_names_the_explorer_command():
+    from bptt.report import html
+    assert "<code>bptt explore --out explorer.html</code>" in Path(html.__file__).read_text()
+
+
+def test_the_screenshot_command_writes_a_picture_of_the_page(tmp_path):
+    need("selenium.webdriver")
+    _need_chromium()
+    from bptt.explore.browser import DOCS_SETTINGS, screenshot
+    png = screenshot(tmp_path / "explorer.png", settings=DOCS_SETTINGS)
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000

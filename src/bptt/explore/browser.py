@@ -54,6 +54,8 @@ def screenshot(png, *, settings=None) -> Path:
                                       "if (e.type === 'range') e.max = Math.max(+e.max, +arguments[1]);"
                                       "e.value = arguments[1];", name, str(value))
             driver.execute_script("bpttExplorer.update();")
+            height = driver.execute_script("return document.documentElement.scrollHeight;")
+            driver.set_window_size(driver.get_window_size()["width"], int(height) + 140)  # the window's frame
             if not driver.save_screenshot(str(png)):
                 raise ValueError(f"Chromium could not write the screenshot {png}")
         finally:

@@ -165,12 +165,16 @@
     }
     g.stroke(); g.restore();
   }
-  function legend(g, box, items) {
+  function legend(g, box, items, corner) {  // corner: "top right" (default), "top left", "bottom left"
+    corner = corner || "top right";
+    var x = corner.indexOf("left") >= 0 ? box.x + 8 : box.x + box.w - 190;
+    var y0 = corner.indexOf("bottom") >= 0 ? box.y + box.h - 16 * items.length - 4 : box.y + 4;
     items.forEach(function (it, i) {
-      var y = box.y + 14 + 16 * i;
+      var y = y0 + 14 + 16 * i;
+      g.fillStyle = "rgba(255,255,255,0.85)"; g.fillRect(x - 3, y - 12, 190, 16);
       g.strokeStyle = it[1]; g.lineWidth = 2; g.setLineDash(it[2] || []);
-      g.beginPath(); g.moveTo(box.x + box.w - 190, y - 4); g.lineTo(box.x + box.w - 165, y - 4); g.stroke();
-      g.setLineDash([]); g.fillStyle = "#222"; g.fillText(it[0], box.x + box.w - 160, y);
+      g.beginPath(); g.moveTo(x, y - 4); g.lineTo(x + 25, y - 4); g.stroke();
+      g.setLineDash([]); g.fillStyle = "#222"; g.fillText(it[0], x + 30, y);
     });
   }
 
@@ -228,7 +232,7 @@
   }
 
   function drawSpectra(spectra, th, o) {
-    var g = ctx2d("spectra"), box = { x: 60, y: 20, w: 400, h: 300 }, lagsShown = Object.keys(spectra).map(Number);
+    var g = ctx2d("spectra"), box = { x: 60, y: 24, w: 400, h: 296 }, lagsShown = Object.keys(spectra).map(Number);
     var all = [];
     lagsShown.forEach(function (l) { all = all.concat(spectra[l]); });
     var n = lagsShown.length ? spectra[lagsShown[0]].length : 1, r = range(all, 30);
@@ -239,9 +243,10 @@
       line(g, box, [1, n], r, spectra[l].map(function (_, i) { return i + 1; }), spectra[l], st, 1.8);
       items.push(["lag " + l, st]);
     });
-    legend(g, box, items.slice(0, 8));
-    g.fillStyle = "#222";
-    g.fillText("d state_t / d state_(t-l) at t = " + o.t + (o.cell === "lstm" ? " (the joint state (h, c))" : ""), box.x + 4, box.y + box.h - 6);
+    legend(g, box, items, "bottom left");
+    g.fillStyle = "#222"; g.textAlign = "center";
+    g.fillText("d state_t / d state_(t-l) at t = " + o.t + (o.cell === "lstm" ? ", the joint state (h, c)" : ""), box.x + box.w / 2, box.y - 6);
+    g.textAlign = "left";
   }
 
   function drawTerms(terms, o) {
@@ -254,7 +259,7 @@
       g.fillStyle = o.t - k <= o.K ? "#1f5fbf" : "#bbb";
       g.fillRect(box.x + k * w + (w > 3 ? 0.5 : 0), box.y + box.h - hgt, Math.max(w - 1, 0.5), hgt);
     }
-    legend(g, box, [["kept by truncation at K = " + o.K, "#1f5fbf"], ["lost", "#bbb"]]);
+    legend(g, box, [["kept by truncation at K = " + o.K, "#1f5fbf"], ["lost", "#bbb"]], "top left");
   }
 
   function factorsInWords(o, k) {

@@ -48,7 +48,10 @@ def render(c) -> str:
              f"<title>Vanishing and exploding gradients, measured</title><style>{CSS}</style></head><body>",
              "<h1>Vanishing and exploding gradients, measured</h1>",
              f"<p class=\"sub\">bptt {escape(c.version)} &middot; sweep: H = {st.H}, T = {st.T}, "
-             f"{st.N} sequences per model, seed {st.seed}</p>"]
+             f"{st.N} sequences per model, seed {st.seed}</p>",
+             "<p>To move the controls yourself (cell, H, T, &rho;, activation, initialisation, output t, "
+             "truncation K) and watch every view below recomputed live, write the interactive explorer beside "
+             "this report: <code>bptt explore --out explorer.html</code>, one offline page.</p>"]
 
     parts.append("<h2>1. The model</h2><p>The notebook's Elman RNN: z<sub>t</sub> = U x<sub>t</sub> + "
                  "W s<sub>t-1</sub>, s<sub>t</sub> = tanh(z<sub>t</sub>), q<sub>t</sub> = V s<sub>t</sub>, "
