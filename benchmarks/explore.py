@@ -9,6 +9,7 @@ one warm-up move. Target: at most 100 ms per update after a change of the networ
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -47,9 +48,10 @@ def run(report, *, rounds):
         driver.get(write_explorer(Path(tmp) / "explorer.html").resolve().as_uri())
         for cell in ("elman", "lstm", "gru"):
             network, output = measure(driver, cell, max(rounds, 5))
+            load = os.getloadavg()[0]  # other work on the machine slows the page down
             print(f"   {cell}: a change of the network {network * 1e3:.1f} ms, a change of the output t "
-                  f"{output * 1e3:.1f} ms", flush=True)
-            report.record(part="explore", cell=cell, H=H, T=T, network_s=network, output_s=output)
+                  f"{output * 1e3:.1f} ms (load average {load:.2f})", flush=True)
+            report.record(part="explore", cell=cell, H=H, T=T, network_s=network, output_s=output, load=load)
             report.target("explore", f"explorer update after a network control, {cell}, H = {H}, T = {T} (s)",
                           network, TARGET_S)
     finally:

@@ -521,6 +521,7 @@ var bpttEngine = (function () {
     var logScale = 0, elman = m.cell === "elman", R = elman ? new Float64Array(H * H) : null;
     var Rd = elman ? new Float64Array(H * H) : null, WT = elman ? transpose(m.W, H) : null;
     if (elman) for (var r0 = 0; r0 < H; r0++) R[r0 * H + r0] = 1;
+    if (!elman && (m.cell === "lstm" || m.resetAfter)) return gatedSpectra(m, res, t, lags, maxLag);
     for (var l = 1; l <= maxLag; l++) {
       if (elman) {  // the H unit errors at once: R <- (R * f'(z_k)) W
         var sk = tr.steps[t - l + 1].h, mx = 0;
@@ -551,6 +552,39 @@ var bpttEngine = (function () {
       }
     }
     return out;  // lag -> log10 singular values, largest first
+  }
+
+  // the same for an LSTM or a GRU (reset after): the S unit errors (S = 2H: h then c; or H) go
+  // through each step's gates a row at a time, then through W in one product
+  function gatedSpectra(m, res, t, lags, maxLag) {
+    var H = m.H, GH = m.G * H, lstm = m.cell === "lstm", S = lstm ? 2 * H : H, tr = res.trace, out = {};
+    var Rh = new Float64Array(S * H), Rc = new Float64Array(S * H), DR = new Float64Array(S * GH);
+    var Hn = new Float64Array(S * H), WT = transpose(m.W, GH, H), s = scratch(m), logScale = 0;
+    for (var r = 0; r < S; r++) { if (r < H) Rh[r * H + r] = 1; else Rc[r * H + r - H] = 1; }
+    for (var l = 1; l <= maxLag; l++) {
+      var k = t - l + 1, st = tr.steps[k], big = 0;
+      for (var r2 = 0; r2 < S; r2++) {
+        var gh = Rh.subarray(r2 * H, (r2 + 1) * H), gc = Rc.subarray(r2 * H, (r2 + 1) * H);
+        backGates(m, tr.states[k], st, gh, gc, s);
+        DR.set(s.dr, r2 * GH);
+        for (var j = 0; j < H; j++) { Hn[r2 * H + j] = lstm ? 0 : gh[j] * st.cache[H + j]; if (lstm) gc[j] = s.dc[j]; }
+      }
+      rowsTimes(DR, WT, GH, H, 0, S, Rh);
+      for (var q = 0; q < S * H; q++) { Rh[q] += Hn[q]; big = Math.max(big, Math.abs(Rh[q]), Math.abs(Rc[q])); }
+      if (big > 0 && (big > 1e100 || big < 1e-100)) {  // rescale, keep the log of the factor
+        for (var q2 = 0; q2 < S * H; q2++) { Rh[q2] /= big; Rc[q2] /= big; }
+        logScale += Math.log10(big);
+      }
+      if (lags.indexOf(l) >= 0) {
+        var M = new Float64Array(S * S);
+        for (var r3 = 0; r3 < S; r3++) {
+          M.set(Rh.subarray(r3 * H, (r3 + 1) * H), r3 * S);
+          if (lstm) M.set(Rc.subarray(r3 * H, (r3 + 1) * H), r3 * S + H);
+        }
+        out[l] = singularValues(M, S).map(function (v) { return v > 0 ? Math.log10(v) + logScale : -Infinity; });
+      }
+    }
+    return out;
   }
 
   // --- seeded random numbers and the weights the controls describe -----------------------------
