@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: $(VENV)/.all
 
 bench: $(VENV)/.all
 	$(BIN)/python -m benchmarks
+
+# the numbers the docs quote, written again from the results files that hold them
+docs: $(VENV)/.core
+	$(BIN)/python docs/generate.py --write
+	$(BIN)/python -m benchmarks.tables --write docs/performance.md
 
 clean:
 	rm -rf $(VENV)

@@ -1,0 +1,157 @@
+"""Write the numbers the docs quote from the results files that hold them.
+
+    python docs/generate.py --write      # rewrite every generated region (make docs)
+    python docs/generate.py --check      # exit 1 when a page no longer matches its results files
+
+A generated region of a page is
+
+    <!-- generated: SOURCE NAME [ARG ...] -->
+    ... written here by RENDERERS[NAME](the data in SOURCE, *ARG) ...
+    <!-- end -->
+
+SOURCE is a path from the repository's root (a .json or .jsonl results file written by the command
+the page names); everything between the markers is replaced. tests/test_docs.py renders every page
+again and fails when it differs.
+"""
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ["README.md", "docs/engine.md", "docs/frameworks.md", "docs/analysis.md", "docs/training.md",
+         "docs/sweeps.md", "docs/approx.md"]
+REGION = re.compile(r"(<!-- generated: (\S+) ([^>]*?) -->\n)(.*?)(<!-- end -->)", re.S)
+METHODS = {"vanilla": "vanilla", "clip": "clip", "clip+Omega": "clip+Ω", "IRNN": "IRNN", "LSTM": "LSTM", "GRU": "GRU"}
+TASK_TITLES = {"adding": "adding (Le et al.)", "temporal": "temporal order"}
+
+
+def read(path):
+    text = path.read_text()
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return json.loads(text)
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# --- renderers: data -> markdown ----------------------------------------------------------------
+
+def success_table(runs, task):
+    """Successes / runs per method and length, from experiments/success_vs_length.py's records."""
+    runs = [r for r in runs if r["task"] == task]
+    lengths = sorted({r["T"] for r in runs})
+    rows = []
+    for method, label in METHODS.items():
+        mine = [r for r in runs if r["method"] == method]
+        if mine:
+            rows.append([label] + [f"{sum(r['success'] for r in mine if r['T'] == T)}/"
+                                   f"{sum(1 for r in mine if r['T'] == T)}" for T in lengths])
+    return table([TASK_TITLES[task]] + [f"T = {T}" for T in lengths], rows)
+
+
+def success_losses(runs, task, T):
+    """One sentence: each method's held-out losses at one length, seed by seed."""
+    parts = []
+    for method, label in METHODS.items():
+        mine = sorted((r for r in runs if r["task"] == task and r["method"] == method and r["T"] == T),
+                      key=lambda r: r["seed"])
+        if mine:
+            losses = ", ".join("diverged" if "test_loss" not in r else f"{r['test_loss']:.3g}" for r in mine)
+            parts.append(f"{label} {losses}")
+    return f"Held-out losses at T = {T}, seeds in order: " + "; ".join(parts) + "."
+
+
+def parity(res):
+    """The min-char-rnn parity run: final smoothed losses, their spread, time per update."""
+    s = res["summary"]
+    mcr = ", ".join(f"{v:.2f}" for v in s["final_smooth_min_char_rnn"])
+    ours = ", ".join(f"{v:.2f}" for v in s["final_smooth_bptt"])
+    held = ", ".join(f"{res['bptt'][str(seed)]['test_loss']:.2f}" for seed in res["seeds"])
+    inside = "inside" if s["within_spread"] else "outside"
+    return (f"Smoothed loss after {res['steps']} updates, seeds {', '.join(map(str, res['seeds']))}: "
+            f"min-char-rnn {mcr} (spread {s['seed_spread_min_char_rnn']:.2f}); `bptt train` {ours}; "
+            f"the means differ by {s['mean_difference']:+.2f}, {inside} the seed-to-seed spread. "
+            f"`bptt train`'s held-out loss: {held} nats per character (memoryless baseline "
+            f"{s['memoryless_baseline_nats_per_char']:.2f}, uniform guessing {s['chance_nats_per_char']:.2f}). "
+            f"Wall time per update, the two alternating on the same machine: min-char-rnn "
+            f"{s['ms_per_step_min_char_rnn']:.1f} ms, `bptt train` {s['ms_per_step_bptt']:.1f} ms (float32, "
+            f"metrics written every step, the lag analysis and held-out evaluation at the end included).")
+
+
+def copy_table(runs):
+    rows = [[r["T"], r["seed"], f"{r['final_test_loss']:.4f}", f"{r['baseline']:.4f}",
+             f"{r['final_test_loss'] / r['baseline']:.3f}", f"{100 * r['recall']:.1f}%"] for r in runs]
+    return table(["T", "seed", "held-out loss", "baseline 10 ln 8 / (T + 20)", "ratio", "symbols recalled"], rows)
+
+
+def adding_t100(runs):
+    rows = [[METHODS.get(r["method"], r["method"]), r["seed"], f"{r['test_mse']:.4f}",
+             f"{100 * r['test_correct']:.0f}%", "yes" if r["success"] else "no"]
+            for r in sorted(runs, key=lambda r: (list(METHODS).index(r["method"]) if r["method"] in METHODS else 99,
+                                                 r["seed"]))]
+    return table(["method", "seed", "held-out MSE", "sequences within 0.04", "criterion met"], rows)
+
+
+def sweep_table(rows, caption):
+    """A sweep's summary rows (written by docs' sweep commands) as a table."""
+    header = list(rows[0])
+    return table([caption if h == header[0] else h for h in header], [[row[h] for h in header] for row in rows])
+
+
+RENDERERS = {
+    "success-table": success_table,
+    "success-losses": success_losses,
+    "parity": parity,
+    "copy-table": copy_table,
+    "adding-t100": adding_t100,
+}
+
+
+# --- pages --------------------------------------------------------------------------------------
+
+def arguments(words):
+    return [int(w) if w.isdigit() else w for w in words]
+
+
+def regions(text):
+    """[(source, renderer name, arguments)] of a page's generated regions."""
+    out = []
+    for m in REGION.finditer(text):
+        name, *args = m.group(3).split()
+        out.append((m.group(2), name, arguments(args)))
+    return out
+
+
+def render(text, root=ROOT):
+    """The page with every generated region written again from its source under root."""
+    def one(m):
+        name, *args = m.group(3).split()
+        body = RENDERERS[name](read(Path(root) / m.group(2)), *arguments(args))
+        return m.group(1) + body.rstrip() + "\n" + m.group(5)
+    return REGION.sub(one, text)
+
+
+def main(argv):
+    if argv not in (["--write"], ["--check"]):
+        sys.exit("usage: python docs/generate.py --write | --check")
+    stale = []
+    for page in PAGES:
+        path = ROOT / page
+        text = path.read_text()
+        new = render(text)
+        if new != text:
+            stale.append(page)
+            if argv == ["--write"]:
+                path.write_text(new)
+    verb = "rewrote" if argv == ["--write"] else "out of date:"
+    print(f"{verb} {', '.join(stale)}" if stale else "every generated region matches its results file")
+    return 1 if stale and argv == ["--check"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
