@@ -113,15 +113,29 @@ def run(report, *, rounds, quick=False, dtype=np.float32, out_dir=None):
 
 
 def plot(results, path, name):
-    """Time and peak memory against T, H and N, the floor drawn beside bptt (matplotlib, lazily)."""
+    """Save figure(results, name) to path (a PNG at bptt.plots.DPI); nothing when matplotlib is missing."""
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("   (matplotlib is not installed: no plot)")
+        fig = figure(results, name)
+    except ValueError as e:  # matplotlib is not installed
+        print(f"   ({e}: no plot)")
         return
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7), constrained_layout=True)
+    from bptt.plots import savefig
+
+    savefig(fig, path)
+    print(f"   plot: {path}")
+
+
+def figure(results, name):
+    """Time and peak memory against T, H and N, the floor drawn beside bptt: a matplotlib Figure (no
+    pyplot). results: {axis: [((N, T, H), measure's dict), ...]} for axes "T", "H", "N"."""
+    from bptt.plots import finish, require_matplotlib
+
+    require_matplotlib()
+    from matplotlib import ticker
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, 7.4), layout="constrained")
+    axes = fig.subplots(2, 3)
     for j, (axis, rows) in enumerate(results.items()):
         i_axis = "NTH".index(axis)
         xs = [p[i_axis] for p, _ in rows]
@@ -129,18 +143,40 @@ def plot(results, path, name):
         for key, style in (("bptt", "o-"), ("floor", "k--"), ("sequential", ":"), ("large", ":")):
             ax.loglog(xs, [m[key] for _, m in rows], style, label={"floor": "matmul floor (sum)",
                       "sequential": "floor: sequential products", "large": "floor: large products"}.get(key, key))
-        ax.set_xlabel(axis)
         ax.set_ylabel("seconds per gradient")
         fixed = {"T": "N=32, H=128", "H": "N=32, T=100", "N": "T=100, H=128"}[axis]
         ax.set_title(f"time vs {axis} ({fixed})")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8)
         ax = axes[1, j]
         ax.loglog(xs, [m["peak_bytes"] / 2**20 for _, m in rows], "o-")
-        ax.set_xlabel(axis)
         ax.set_ylabel("peak MiB (tracemalloc)")
         ax.set_title(f"memory vs {axis}")
-    fig.suptitle(f"bptt.gradients, {name}, 2 threads")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    print(f"   plot: {path}")
+        for ax in axes[:, j]:  # the measured sizes as plain numbers on x
+            ax.set_xlabel(axis)
+            ax.xaxis.set_major_locator(ticker.FixedLocator(xs))
+            ax.xaxis.set_major_formatter(ticker.FixedFormatter([str(x) for x in xs]))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+            ax.grid(alpha=0.3, which="major")
+    fig.suptitle(f"bptt.gradients, {name}, 2 threads", fontsize=13)
+    return finish(fig)
+
+
+def from_records(records, dtype):
+    """The results run() returns, rebuilt from the "scaling" records of results.json for one dtype
+    name ("float32", "float64"), to redraw the figure without timing again."""
+    out = {}
+    for r in records:
+        if r.get("part") == "scaling" and r.get("dtype") == dtype:
+            m = {k: r[k] for k in ("bptt", "floor", "sequential", "large", "peak_bytes")}
+            out.setdefault(r["axis"], []).append(((r["N"], r["T"], r["H"]), m))
+    return {axis: out[axis] for axis in ("T", "H", "N") if axis in out}
+
+
+def replot(results_json, out_dir):
+    """Redraw scaling-<dtype>.png in out_dir from a results.json that `python -m benchmarks` wrote."""
+    import json
+    from pathlib import Path
+
+    records = json.loads(Path(results_json).read_text())["records"]
+    for dtype in sorted({r["dtype"] for r in records if r.get("part") == "scaling"}):
+        plot(from_records(records, dtype), Path(out_dir) / f"scaling-{dtype}.png", dtype)

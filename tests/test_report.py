@@ -27,7 +27,7 @@ def test_report_is_self_contained_and_tells_the_story(report_file):
     # nothing to fetch: no remote URL in any src, href or CSS url()
     assert not re.search(r"""(src|href)\s*=\s*["'](?!data:|#)""", html)
     assert "url(" not in html and "<script" not in html
-    imgs = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    imgs = re.findall(r'<img src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', html)  # SVG: sharp at any zoom
     assert len(imgs) == html.count("<img") >= 7
     for heading in ("The model", "The derivation, term by term", "Verification", "How far back",
                     "Theory's verdicts", "The cliff", "What to conclude"):

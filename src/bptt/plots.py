@@ -32,18 +32,143 @@ def _figure(w=6.4, h=4.0, ncols=1):
     return fig, axes
 
 
-def save(fig, path, formats=FORMATS, dpi=110) -> list[Path]:
-    """Write fig as path.png and path.svg (or the given formats); returns the files written."""
+DPI = 150  # every PNG the project writes: at least this many dots per inch
+MIN_FONT = 8.0  # points: no text smaller than this at the saved size
+
+
+def save(fig, path, formats=FORMATS, dpi=DPI) -> list[Path]:
+    """Write fig as path.png and path.svg (or the given formats); returns the files written.
+    The figure is finished first (`finish`), and a PNG gets at least DPI dots per inch."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = []
     for fmt in formats:
         if fmt not in ("png", "svg", "pdf"):
             raise ValueError(f"format must be png, svg or pdf, got {fmt!r}")
-        p = path.with_suffix("." + fmt)
-        fig.savefig(p, format=fmt, dpi=dpi)
-        out.append(p)
+    return [savefig(fig, path.with_suffix("." + fmt), dpi=dpi) for fmt in formats]
+
+
+def savefig(fig, path, *, dpi=DPI, **kw) -> Path:
+    """Write fig to path (its suffix picks the format: png, svg or pdf) after `finish(fig)`, with at
+    least DPI dots per inch; the folder is made when missing. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    finish(fig)
+    fig.savefig(path, dpi=max(float(dpi), DPI), **kw)
+    return path
+
+
+def figure_bytes(fig, fmt="svg", dpi=DPI) -> bytes:
+    """fig as the bytes of an SVG (or PNG, at least DPI dots per inch) file, after `finish(fig)`."""
+    import io
+
+    buf = io.BytesIO()
+    finish(fig)
+    fig.savefig(buf, format=fmt, dpi=max(float(dpi), DPI))
+    return buf.getvalue()
+
+
+def renderer(fig):
+    """An Agg renderer of fig, with fig drawn once (layout done), to measure text in pixels."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+def finish(fig, min_font=MIN_FONT):
+    """Make fig readable on a slide, in place, and return it: no text below min_font points, and on
+    every axis (colour bars too) no two tick labels that overlap (log axes lose their minor labels
+    first, then every axis keeps fewer ticks)."""
+    from matplotlib.text import Text
+
+    for t in fig.findobj(Text):
+        if t.get_fontsize() < min_font:
+            t.set_fontsize(min_font)
+    for _ in range(4):
+        r = renderer(fig)
+        crowded = [axis for ax in fig.axes for axis in (ax.xaxis, ax.yaxis) if overlapping_ticks(axis, r)]
+        if not crowded:
+            break
+        for axis in crowded:
+            _thin(axis)
+    return fig
+
+
+def tick_labels(axis):
+    """The visible, non-empty tick labels of an axis (major and minor) within its view (after a draw)."""
+    lo, hi = sorted(axis.get_view_interval())
+    eps = 1e-9 * abs(hi - lo)
+    out = []
+    for locs, ticks in ((axis.get_majorticklocs(), axis.get_major_ticks),
+                        (axis.get_minorticklocs(), axis.get_minor_ticks)):
+        for loc, t in zip(locs, ticks(len(locs))):
+            if lo - eps <= loc <= hi + eps:
+                out += [lab for lab in (t.label1, t.label2) if lab.get_visible() and lab.get_text()]
     return out
+
+
+def overlapping_ticks(axis, renderer) -> list:
+    """The pairs of an axis's tick labels whose boxes (in pixels) overlap."""
+    boxes = [lab.get_window_extent(renderer) for lab in tick_labels(axis)]
+    return [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b) and a.width and b.width]
+
+
+def _thin(axis):
+    """Fewer tick labels on a crowded axis: a log axis drops its minor labels first; a fixed list of
+    ticks keeps every other label; any other axis asks its locator for fewer ticks."""
+    from matplotlib import ticker
+
+    minor = axis.get_minor_formatter()
+    if not isinstance(minor, ticker.NullFormatter) and any(t.label1.get_text() for t in axis.get_minor_ticks()):
+        axis.set_minor_formatter(ticker.NullFormatter())
+        return
+    loc = axis.get_major_locator()
+    if isinstance(loc, ticker.FixedLocator):  # keep the ticks (categories), label every other one
+        fmt = axis.get_major_formatter()
+        axis.set_major_formatter(ticker.FuncFormatter(lambda v, pos, fmt=fmt: fmt(v, pos) if pos % 2 == 0 else ""))
+    elif isinstance(loc, ticker.LogLocator):
+        axis.set_major_locator(ticker.LogLocator(numticks=max(2, len(axis.get_majorticklocs()) // 2)))
+    else:
+        axis.set_major_locator(ticker.MaxNLocator(nbins=max(2, len(axis.get_majorticklocs()) // 2)))
+
+
+def luminance(rgb) -> float:
+    """WCAG relative luminance of an sRGB colour (r, g, b[, a]) in 0..1."""
+    c = np.asarray(rgb, float)[:3]
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return float(lin @ [0.2126, 0.7152, 0.0722])
+
+
+def contrast(a, b) -> float:
+    """WCAG contrast ratio of two colours: 1 (none) to 21 (black on white)."""
+    la, lb = sorted((luminance(a), luminance(b)))
+    return (lb + 0.05) / (la + 0.05)
+
+
+def cell_text_colour(rgb) -> str:
+    """"black" or "white", whichever contrasts more with a cell of colour rgb (at least 4.58:1)."""
+    return "black" if contrast(rgb, (0, 0, 0)) >= contrast(rgb, (1, 1, 1)) else "white"
+
+
+def diverging_ticks(lo, centre, hi, n=3) -> np.ndarray:
+    """Ticks for a colour bar centred at `centre` (a TwoSlopeNorm): n on each side, the centre
+    included, each rounded to two significant digits of its half's tick spacing, inwards where
+    rounding would leave [lo, hi], so both halves are labelled."""
+    out = [centre]
+    for a, b in ((lo, centre), (centre, hi)):
+        step = abs(b - a) / max(n - 1, 1)
+        if step == 0:
+            continue
+        d = max(0, 1 - int(np.floor(np.log10(step))))
+        for t in np.linspace(a, b, n):
+            r = round(float(t), d)
+            if r < lo:
+                r = np.ceil(t * 10**d) / 10**d
+            elif r > hi:
+                r = np.floor(t * 10**d) / 10**d
+            out.append(float(r))
+    return np.unique(out)
 
 
 def label(model) -> str:
@@ -67,7 +192,7 @@ def heatmap(flow, title=None):
     ax.set_xlabel("step k (where the error arrives)")
     ax.set_ylabel("output t (where the error starts)")
     ax.set_title(title or f"Error of output t at state s_k ({label(flow.trace.model)}, T = {flow.T})")
-    return fig
+    return finish(fig)
 
 
 def heatmaps(flows: dict, title=None):
@@ -86,7 +211,7 @@ def heatmaps(flows: dict, title=None):
     fig.colorbar(im, ax=list(axes), label=r"$\log_{10}\,\|\partial E_t/\partial s_k\|$")
     if title:
         fig.suptitle(title)
-    return fig
+    return finish(fig)
 
 
 def _curve(value, key="ratio_mean"):
@@ -134,7 +259,7 @@ def lag_curves(models: dict, title="Gradient norm against lag", max_lag=None):
         ax.plot([], [], color="0.3", ls="--", lw=1.0, label=r"bound $(\lambda_1\gamma)^l$")
     ax.legend(fontsize=8, loc="best")
     _clip_log_axis(ax)
-    return fig
+    return finish(fig)
 
 
 def cell_lag_curves(models: dict, title="Error size against lag", max_lag=None):
@@ -162,7 +287,7 @@ def cell_lag_curves(models: dict, title="Error size against lag", max_lag=None):
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     _clip_log_axis(ax)
-    return fig
+    return finish(fig)
 
 
 def _decay(value):
@@ -208,7 +333,7 @@ def singular_values(flow, t=None, lags=None, title=None):
     ax.set_title(title or f"Singular values of the Jacobian ds_t/ds_(t-l), t = {t}")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return fig
+    return finish(fig)
 
 
 def _cmap(name):
@@ -235,7 +360,7 @@ def notebook_terms(flow, name="W", t=None, title=None):
     ax.set_title(title or f"The {t + 1} terms of dE_{t}/d{name}: the error shrinks at every step back")
     ax.legend(fontsize=8)
     ax.margins(y=0.2)
-    return fig
+    return finish(fig)
 
 
 def cliff(c, b_cut=None, title=None):
@@ -257,7 +382,7 @@ def cliff(c, b_cut=None, title=None):
     a3.semilogy(c.w, c.grad_norm[j], color="C3", lw=1.0)
     a3.set_ylabel(r"$\|\nabla_{w,b} E\|$ (log scale)", color="C3")
     a2.set_title(f"Cut at b = {c.b[j]:.3g}: a wall where the gradient jumps")
-    return fig
+    return finish(fig)
 
 
 def saturation(sat, bins=20, title=None):
@@ -272,7 +397,7 @@ def saturation(sat, bins=20, title=None):
     ax.set_xlabel(f"f'(z)   ({sat.activation}; gamma = max f' = {sat.gamma:g})")
     ax.set_ylabel("share of (t, unit) pairs")
     ax.set_title(title or f"Saturation: {100 * sat.fraction_saturated():.1f}% of f'(z) below 0.1 gamma")
-    return fig
+    return finish(fig)
 
 
 def gate_saturation(sat, bins=20, title=None):
@@ -290,4 +415,4 @@ def gate_saturation(sat, bins=20, title=None):
     ax.set_xlim(0, 1)
     ax.legend(fontsize=8)
     ax.set_title(title or f"Gates: the {sat.path_gate} gates' geometric mean is {sat.path_rate:.3g}")
-    return fig
+    return finish(fig)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..plots import require_matplotlib
+from ..plots import finish, require_matplotlib
 
 
 def bias_curves(curves: dict, name="W", title=None):
@@ -34,7 +34,7 @@ def bias_curves(curves: dict, name="W", title=None):
     rel_ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    return fig
+    return finish(fig)
 
 
 def uoro_error(model, x, y, *, ns=(1, 3, 10, 30, 100, 300, 1000), seed=0, name="all"):
@@ -67,7 +67,7 @@ def uoro_error(model, x, y, *, ns=(1, 3, 10, 30, 100, 300, 1000), seed=0, name="
            title=f"UORO: error of the mean against n ({name})")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=9)
-    return fig, {"n": ns, "rel": rel, "predicted": predicted}
+    return finish(fig), {"n": ns, "rel": rel, "predicted": predicted}
 
 
 SWEEP_METHODS = (("window", "window K"), ("tbptt", "TBPTT(k1, k2)"), ("uoro", "UORO (mean of n)"),
@@ -102,4 +102,23 @@ def sweep_bias(df, metric="rel"):
     axes[-1].legend(fontsize=8, loc="best")
     fig.suptitle("RTRL is exact (its error is rounding); SnAp-2 equals it where W is dense (its pattern is full)",
                  fontsize=9)
-    return fig
+    return finish(fig)
+
+
+def bias_by_cell(curves: dict, name="all"):
+    """A Figure of one panel per cell: the window's relative bias ||g_K - g|| / ||g|| against K (log
+    scale), one line per model (e.g. per spectral radius). curves: {cell: {label: Curve}}."""
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3.6 * len(curves) + 0.8, 3.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(curves), sharey=True))
+    for ax, (cell, by_label) in zip(axes, curves.items()):
+        for i, (lab, c) in enumerate(by_label.items()):
+            rel = c.bias.rel[name]
+            ax.plot(c.K, np.where(rel > 0, rel, np.nan), color=f"C{i}", label=lab)
+        ax.set(title=cell, xlabel="window K", yscale="log")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"relative bias of the window ({name})")
+    axes[-1].legend(fontsize=8)
+    return finish(fig)

@@ -4,11 +4,10 @@
 several activations (a batch of random sequences per model), the Jacobian spectrum, the Lyapunov
 exponents, the saturation histogram, the one-unit cliff, and an Elman, an LSTM and a GRU of the
 same size on the same sequences (`cell_models`, `cell_data`), and returns plain data plus figures
-(PNG bytes) for html.py to lay out.
+(SVG bytes) for html.py to lay out.
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,14 +44,15 @@ class Content:
     spectrum: dict = field(default_factory=dict)
     cells: list = field(default_factory=list)  # one dict per cell: Elman, LSTM, GRU on the same data
     cells_text: list = field(default_factory=list)  # the sentences drawn from them
-    figures: dict = field(default_factory=dict)  # name -> PNG bytes
+    figures: dict = field(default_factory=dict)  # name -> SVG bytes
     conclusions: list = field(default_factory=list)
 
 
-def _png(fig, dpi=100) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
+def _png(fig) -> bytes:
+    """The report's copy of a figure: SVG bytes (sharp at any zoom), text finished by plots.finish."""
+    from ..plots import figure_bytes
+
+    return figure_bytes(fig, "svg")
 
 
 def _model(st, activation, rho, seed):
@@ -240,9 +240,9 @@ def gather(st: Settings, progress=True) -> Content:
     c.spectrum = {"activation": act0, "rho": rho_d, "T": detail.T, "log10_sv_max": float(ls[0] / np.log(10)),
                   "log10_sv_min": float(ls[-1] / np.log(10)), "lyap": ly.exponents[:3].tolist(),
                   "decay": detail.decay_rate()}
-    sat_rho = max(st.radii)
-    c.figures["saturation"] = _png(plots.saturation(flows_by[(act0, sat_rho)][0].saturation(),
-                                                    title=f"{act0}, rho = {sat_rho:g}: share of f'(z) near 0"))
+    # the histogram is of the same model as the heading, the heatmap and the spectrum (rho_d)
+    c.figures["saturation"] = _png(plots.saturation(detail.saturation(),
+                                                    title=f"{act0}, rho = {rho_d:g}: share of f'(z) near 0"))
     bar.update()
 
     # the cliff of Pascanu et al. (2013)

@@ -16,6 +16,7 @@ h1 { font-size: 1.8rem; margin-bottom: .2rem; } h2 { margin-top: 2.2rem; border-
 table { border-collapse: collapse; margin: .8rem 0; font-size: .9rem; }
 th, td { border: 1px solid #ccc; padding: .25rem .55rem; text-align: right; }
 th { background: #f3f3f5; } td.l, th.l { text-align: left; }
+td:not(.l) { white-space: nowrap; }  /* a number never breaks inside its cell ("0.4727 ± 0.00026") */
 pre { background: #f7f7f9; padding: .8rem; overflow-x: auto; font-size: .8rem; line-height: 1.35; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: .88rem; }
@@ -25,8 +26,10 @@ code { background: #f3f3f5; padding: 0 .2rem; }
 
 
 def _img(c, name, alt, caption):
-    data = base64.b64encode(c.figures[name]).decode("ascii")
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{escape(alt)}">'
+    raw = c.figures[name]
+    mime = "image/png" if raw[:8] == b"\x89PNG\r\n\x1a\n" else "image/svg+xml"
+    data = base64.b64encode(raw).decode("ascii")
+    return (f'<figure><img src="data:{mime};base64,{data}" alt="{escape(alt)}">'
             f"<figcaption>{escape(caption)}</figcaption></figure>")
 
 
@@ -94,11 +97,9 @@ def render(c) -> str:
 
     parts.append("<h2>5. Theory's verdicts</h2><p>From the weights alone (Bengio, Simard &amp; Frasconi 1994; "
                  "Pascanu, Mikolov &amp; Bengio 2013): &lambda;<sub>1</sub> &lt; 1/&gamma; is sufficient for "
-                 "vanishing, &lambda;<sub>1</sub> &gt; 1/&gamma; is necessary for exploding.</p><ul>")
-    for r in c.sweep:
-        parts.append(f"<li><b>{escape(r['activation'])}, &rho; = {r['rho']:g}: {escape(r['verdict'])}</b> &mdash; "
-                     f"{escape(r['reason'])}.</li>")
-    parts.append("</ul>")
+                 "vanishing, &lambda;<sub>1</sub> &gt; 1/&gamma; is necessary for exploding. Each cell: the "
+                 "verdict and &lambda;<sub>1</sub>&gamma;.</p>")
+    parts.append(_verdicts(c.sweep))
 
     sp = c.spectrum
     parts.append(f"<h2>6. One model in detail ({escape(sp['activation'])}, &rho; = {sp['rho']:g})</h2>")
@@ -129,6 +130,23 @@ def render(c) -> str:
                  + "</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _verdicts(rows) -> str:
+    """Section 5 as one table (activations x radii: verdict and lambda_1 gamma), then each distinct
+    reason once, quoted from the first model it was given for."""
+    acts = list(dict.fromkeys(r["activation"] for r in rows))
+    radii = list(dict.fromkeys(r["rho"] for r in rows))
+    at = {(r["activation"], r["rho"]): r for r in rows}
+    table = _table(["activation"] + [f"&rho; = {rho:g}" for rho in radii],
+                   [[escape(a)] + [f"{escape(at[a, rho]['verdict'])} ({at[a, rho]['lambda1_gamma']:.3g})"
+                                   if (a, rho) in at else "-" for rho in radii] for a in acts])
+    first = {}
+    for r in rows:  # one reason per verdict and kind of activation (linear or not)
+        first.setdefault((r["verdict"], r["activation"] == "identity"), r)
+    why = "".join(f"<li><b>{escape(r['verdict'])}</b> (e.g. {escape(r['activation'])}, &rho; = {r['rho']:g}): "
+                  f"{escape(r['reason'])}.</li>" for r in first.values())
+    return table + f"<p>Why, in the theory's words:</p><ul>{why}</ul>"
 
 
 def _cells(c) -> str:

@@ -14,23 +14,30 @@ from pathlib import Path
 
 import numpy as np
 
+from ..plots import finish
 from .report import results
 
 FLOW_AXES = ("activation", "radius", "length")
 
 
 def plot(out, *, to=None, fmt="png") -> list[Path]:
-    """Write every figure the sweep in `out` supports to `to` (default out/plots); returns the paths."""
+    """Write every figure the sweep in `out` supports to `to` (default out/plots), each named after
+    its spec (flow-phase.toml's: flow-phase.png; a spec of several kinds: NAME-KIND.png); returns
+    the paths."""
     df = results(out, status="ok")
     to = Path(out) / "plots" if to is None else Path(to)
     written = []
-    if (df["kind"] == "flow").any():
-        written.append(_save(phase_diagram(df[df["kind"] == "flow"]), to / f"flow-phase.{fmt}"))
-    if (df["kind"] == "train").any():
-        written.append(_save(success_vs_length(with_cells(df[df["kind"] == "train"])), to / f"success-vs-length.{fmt}"))
-    if (df["kind"] == "approx").any():
-        from ..approx.figures import sweep_bias
-        written.append(_save(sweep_bias(df[df["kind"] == "approx"]), to / f"approx-bias.{fmt}"))
+    kinds = [k for k in ("flow", "train", "approx") if (df["kind"] == k).any()]
+    for kind in kinds:
+        sub = df[df["kind"] == kind]
+        if kind == "flow":
+            fig = phase_diagram(sub)
+        elif kind == "train":
+            fig = success_vs_length(with_cells(sub))
+        else:
+            from ..approx.figures import sweep_bias
+            fig = sweep_bias(sub)
+        written.append(_save(fig, to / f"{figure_name(df, kind)}.{fmt}"))
     if not written:
         kinds = sorted(set(df["kind"])) or ["none"]
         raise ValueError(f"nothing to plot in {out}: figures exist for flow, train and approx points, and the "
@@ -38,11 +45,25 @@ def plot(out, *, to=None, fmt="png") -> list[Path]:
     return written
 
 
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+DEFAULT_NAMES = {"flow": "flow-phase", "train": "success-vs-length", "approx": "approx-bias"}
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+
+def figure_name(df, kind) -> str:
+    """The file name (no suffix) of a kind's figure: its spec's name, "-KIND" added when the specs of
+    the folder hold points of several kinds; the kind's old name when no spec is recorded."""
+    names = sorted({str(v) for v in df.loc[df["kind"] == kind, "spec"].dropna()}) if "spec" in df else []
+    if not names:
+        return DEFAULT_NAMES[kind]
+    name = "+".join(names)
+    several = "spec" in df and df[df["spec"].isin(names)]["kind"].nunique() > 1
+    return f"{name}-{kind}" if several else name
+
+
+def _save(fig, path: Path) -> Path:
+    from ..plots import savefig
+
+    savefig(fig, path, bbox_inches="tight")
+    import matplotlib.pyplot as plt
     plt.close(fig)
     return path
 
@@ -58,6 +79,8 @@ def phase_diagram(df, metrics=("decay_rate", "long_lag_fraction")):
     import matplotlib.pyplot as plt
     from matplotlib import colors
 
+    from ..plots import cell_text_colour, diverging_ticks
+
     gated = set()
     if "cell" in df and (df["cell"].fillna("elman") != "elman").any():  # a gated cell's points: a column of its own
         df = df.copy()
@@ -65,7 +88,7 @@ def phase_diagram(df, metrics=("decay_rate", "long_lag_fraction")):
         gated = set(cells[cells != "elman"])
         df["activation"] = df["activation"].where(cells == "elman", cells)
     acts = sorted(df["activation"].unique())
-    fig, axs = plt.subplots(len(metrics), len(acts), figsize=(4.6 * len(acts) + 0.6, 3.8 * len(metrics)),
+    fig, axs = plt.subplots(len(metrics), len(acts), figsize=(5.4 * len(acts) + 0.8, 3.8 * len(metrics)),
                             squeeze=False, constrained_layout=True)
     others = _others(df, FLOW_AXES)
     seeds = df["seed"].nunique()
@@ -78,9 +101,11 @@ def phase_diagram(df, metrics=("decay_rate", "long_lag_fraction")):
             finite = vals[np.isfinite(vals) & (vals > 0)]
             lo, hi = (min(finite.min(), 0.99), max(finite.max(), 1.01)) if finite.size else (0.5, 2)
             norm, cmap, label = colors.TwoSlopeNorm(vcenter=1.0, vmin=lo, vmax=hi), "RdBu_r", "decay rate r per step"
+            ticks = diverging_ticks(lo, 1.0, hi)
         else:
             norm, cmap = colors.LogNorm(vmin=1e-6, vmax=1.0, clip=True), "viridis"
             label = f"share of gradient from lags > {', '.join(str(v) for v in lag)}"
+            ticks = None
         cm = plt.get_cmap(cmap).with_extremes(bad="0.85")
         for j, act in enumerate(acts):
             ax = axs[i, j]
@@ -96,10 +121,10 @@ def phase_diagram(df, metrics=("decay_rate", "long_lag_fraction")):
                 im = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", cmap=cm, norm=norm)
                 ax.set_xticks(range(len(radii)), [f"{r:g}" for r in radii], rotation=45 if len(radii) > 8 else 0)
                 ax.set_yticks(range(len(lengths)), [str(T) for T in lengths])
+                rgba = im.to_rgba(np.ma.masked_invalid(grid))
                 for (y, x), v in np.ndenumerate(grid):
                     txt = _cell_text(sub, lengths[y], radii[x], v, m)
-                    ax.text(x, y, txt, ha="center", va="center", fontsize=6.5,
-                            color="black" if m == "decay_rate" or (np.isfinite(v) and v > 1e-2) else "white")
+                    ax.text(x, y, txt, ha="center", va="center", fontsize=8, color=cell_text_colour(rgba[y, x]))
             else:  # drawn radii / lengths: one dot per cell
                 pts = mean[act].reset_index()
                 im = ax.scatter(pts["radius"], pts["length"], c=pts[m], cmap=cm, norm=norm, s=18)
@@ -109,11 +134,13 @@ def phase_diagram(df, metrics=("decay_rate", "long_lag_fraction")):
                 ax.set_xticks([0], ["-"])
             ax.set_ylabel("sequence length T")
             ax.set_title(f"{act}: {m.replace('_', ' ')}")
-        fig.colorbar(im, ax=axs[i, :].tolist(), label=label, shrink=0.9)
+        cbar = fig.colorbar(im, ax=axs[i, :].tolist(), label=label, shrink=0.9)
+        if ticks is not None:  # both halves of the diverging scale labelled
+            cbar.set_ticks(ticks, labels=[f"{t:g}" for t in ticks])
     note = f"mean over {seeds} seed(s)" + (f" and over {others}" if others else "")
-    fig.suptitle(f"gradient flow phase diagram ({note}; grey: every point overflowed in float32 or none ran; "
-                 "*: some overflowed, mean of the others)", fontsize=9)
-    return fig
+    fig.suptitle(f"gradient flow phase diagram ({note})\ngrey: every point overflowed in float32 or none ran; "
+                 "*: some overflowed, mean of the others", fontsize=10)
+    return finish(fig)
 
 
 def _cell_text(sub, T, r, v, metric) -> str:
@@ -121,10 +148,11 @@ def _cell_text(sub, T, r, v, metric) -> str:
     cell = sub[(sub["length"] == T) & (sub["radius"] == r)]
     some = "finite" in cell and not cell["finite"].astype(bool).all()
     if np.isfinite(v):
-        return (f"{v:.2f}" if metric == "decay_rate" else f"{v:.0e}") + ("*" if some else "")
+        text = f"{v:.2f}" if metric == "decay_rate" else ("0" if v == 0 else f"{v:.0e}")
+        return text + ("*" if some else "")
     if cell.empty:
         return ""
-    return "overflow" if "finite" in cell and not cell["finite"].astype(bool).any() else "n/a"
+    return "over-\nflow" if "finite" in cell and not cell["finite"].astype(bool).any() else "n/a"
 
 
 def with_cells(df, line="method"):
@@ -170,7 +198,7 @@ def success_vs_length(df, metric="success", x="length", line="method", panel="ta
     runs = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
     fig.suptitle(f"success rate vs length ({runs} seeds per point; bars: one standard error"
                  + (f"; averaged over {others}" if others else "") + ")", fontsize=10)
-    return fig
+    return finish(fig)
 
 
 __all__ = ["plot", "phase_diagram", "success_vs_length", "with_cells"]
