@@ -316,7 +316,7 @@ def test_success_plot_shows_the_rate_over_seeds_for_each_method_and_length(tmp_p
         want = [df[(df.method == method) & (df.length == T)]["success"].astype(float).mean() for T in (10, 20)]
         assert list(ln.get_ydata()) == pytest.approx(want)
     (path,) = plot(tmp_path, fmt="svg")
-    assert path.name == "success-vs-length.svg" and path.read_text().lstrip().startswith("<?xml")
+    assert path.name == "t.svg" and path.read_text().lstrip().startswith("<?xml")  # named after the spec, "t"
 
 
 # --- cells -----------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ def test_a_small_sweep_end_to_end_through_the_command(cluster, tmp_path, capsys)
     assert "16 points: 16 ok, 0 failed, 0 pending" in text and "slowest points" in text
     need("matplotlib")
     assert main(["sweep", "plot", str(out)]) == 0
-    png = out / "plots" / "flow-phase.png"
+    png = out / "plots" / "small.png"  # named after the spec
     assert capsys.readouterr().out.strip() == str(png) and png.read_bytes()[:4] == b"\x89PNG"
 
 

@@ -78,7 +78,9 @@ class CheckReport:
         for r in self.rows:
             lines.append(f"{r.name:<6} {f'{r.checked}/{r.total}':>11} {r.max_abs:>12.2e} {r.max_rel:>12.2e} "
                          f"{r.step:>7.0e}  {'pass' if r.passed else 'FAIL'}"
-                         + (f"  ({r.kinks} at a relu kink, skipped)" if r.kinks else ""))
+                         + (f"  ({r.kinks} at a relu kink, skipped)" if r.kinks else "")
+                         + (f"  (a sample of {r.checked + r.kinks} of {r.total} entries: the largest and a random "
+                            "draw of the rest)" if r.checked + r.kinks < r.total else ""))
         return "\n".join(lines)
 
     def _repr_html_(self):

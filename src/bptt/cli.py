@@ -23,6 +23,19 @@ COMMANDS = {
 }
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default: "(default: X)" where the help does not already say
+    it ("(default: none)" for an option that is unset unless given); epilogs keep their layout."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (not action.option_strings or action.default is argparse.SUPPRESS or "default" in text.lower()
+                or "required" in text.lower() or isinstance(action, (argparse._StoreTrueAction,
+                                                                      argparse._StoreFalseAction))):
+            return text
+        return text + (" (default: none)" if action.default is None else " (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -32,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
         mod = importlib.import_module(module)
-        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP, formatter_class=HelpFormatter)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser

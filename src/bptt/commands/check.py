@@ -61,6 +61,9 @@ def verify(model, x, y, *, truncate=None, frameworks="installed", h0=None):
     else:
         parts.append(f"finite differences: not applicable (truncate={truncate} < T={T} is not the gradient of the loss)")
     if names:
+        from bptt.frameworks.stress import announce
+
+        announce(names)  # a line on stderr before the imports' silence
         cmp = fw.compare(model, x, y, frameworks=names, truncate=truncate, h0=h0)
         parts.append(str(cmp))
         data["frameworks"] = cmp.to_dict()

@@ -8,7 +8,7 @@ def add_arguments(p):
     p.add_argument("run", help="the folder `bptt train --out` wrote (model.npz, vocab.json)")
     p.add_argument("-n", type=int, default=200, help="characters to draw (default 200)")
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (default 1)")
-    p.add_argument("--start", default=None, help="text to prime the state with")
+    p.add_argument("--start", default=None, help="text to prime the state with, printed before the sampled text")
     p.add_argument("--seed", type=int, default=0, help="seed for the draws")
 
 
@@ -24,5 +24,6 @@ def run(args) -> int:
         raise ValueError(f"{run_dir} has no vocab.json: sampling needs a run of a character task (char or reber)")
     model = Model.load(run_dir / "model.npz")
     vocab = Vocab(json.loads((run_dir / "vocab.json").read_text())["chars"])
-    print(sample(model, vocab, args.n, seed=args.seed, start=args.start, temperature=args.temperature))
+    text = sample(model, vocab, args.n, seed=args.seed, start=args.start, temperature=args.temperature)
+    print((args.start or "") + text)  # the priming text first, then what was drawn after it
     return 0

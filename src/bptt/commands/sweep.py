@@ -1,7 +1,6 @@
 """`bptt sweep`: run a sweep spec on Dask, report on it, plot it."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
@@ -35,7 +34,9 @@ ACTIONS = ("status", "plot", "params")
 def add_arguments(p):
     p.usage = USAGE
     p.epilog = EPILOG
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    from ..cli import HelpFormatter
+
+    p.formatter_class = HelpFormatter  # keeps the epilog's layout, shows each flag's default
     p.add_argument("target", metavar="SPEC.toml|status|plot|params", help="a spec file to run, or status / plot / params")
     p.add_argument("dir", nargs="?", metavar="DIR", help="the sweep folder (for status and plot); the kind (for params)")
     run = p.add_argument_group("running a spec")

@@ -42,7 +42,9 @@ def _bool(text):
 
 def add_arguments(p):
     p.epilog = EPILOG
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    from ..cli import HelpFormatter
+
+    p.formatter_class = HelpFormatter  # keeps the epilog's layout, shows each flag's default
     p.add_argument("--config", metavar="FILE.toml", help="settings from a TOML file (flags override it)")
     p.add_argument("--task", help="adding | copy | temporal | reber | char (default reber)")
     p.add_argument("--text", help="text file for --task char (without one: the embedded Reber corpus)")
@@ -87,7 +89,7 @@ def add_arguments(p):
                    help="end the run when the held-out set meets the task's success criterion")
     p.add_argument("--out", required=True, help="folder for metrics.jsonl, checkpoints, the model")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (the final result is still printed)")
 
 
 def run(args) -> int:
@@ -105,9 +107,12 @@ def run(args) -> int:
             raise ValueError(f"--snapshots takes step numbers separated by commas, got {args.snapshots!r}") from None
     cfg = resolve(cli, read_toml(args.config) if args.config else None)
     try:
-        train(cfg, args.out, resume=args.resume, progress=not args.quiet,
-              log=lambda s: print(s, file=sys.stderr))
+        summary = train(cfg, args.out, resume=args.resume, progress=not args.quiet,
+                        log=lambda s: print(s, file=sys.stderr))
     except Diverged as e:
         print(f"bptt train: {e}", file=sys.stderr)
         return 1
+    if args.quiet:  # --quiet hides the progress, never the result
+        print(f"test loss {summary['test_loss']:.5g} (memoryless baseline {summary['baseline']:.5g}); "
+              f"success: {summary['test_success']} ({summary['criterion']})")
     return 0

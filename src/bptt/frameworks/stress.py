@@ -75,11 +75,34 @@ def ambiguous(x, D) -> bool:
         np.all((x == 0) | (x == 1)) and np.all(x.sum(-1) == 1))
 
 
-def stress(cases=100, *, seed=0, frameworks=None, max_size=(3, 8, 4, 6, 4), cells=CELLS) -> dict:
+SPELLED = {"torch": "PyTorch", "jax": "JAX", "tensorflow": "TensorFlow"}
+IMPORT_SECONDS = {"torch": 4, "jax": 3, "tensorflow": 8}  # roughly, the first import on a laptop
+
+
+def announce(names, say=None) -> str | None:
+    """Say, before a long silence, which frameworks are about to be imported and about how long it
+    takes: "importing PyTorch, JAX and TensorFlow (about 15 s)..." on stderr (or through say).
+    Nothing when each is imported already. Returns the line said, or None."""
+    import sys
+
+    todo = [n for n in names if n in SPELLED and n not in sys.modules]
+    if not todo:
+        return None
+    words = [SPELLED[n] for n in todo]
+    line = (f"importing {words[0] if len(words) == 1 else ', '.join(words[:-1]) + ' and ' + words[-1]} "
+            f"(about {sum(IMPORT_SECONDS[n] for n in todo)} s)...")
+    (say or (lambda text: print(text, file=sys.stderr, flush=True)))(line)
+    return line
+
+
+def stress(cases=100, *, seed=0, frameworks=None, max_size=(3, 8, 4, 6, 4), cells=CELLS, progress=None) -> dict:
     """Run `cases` random cross-checks per framework: {name: {"cases", "passed", "worst_rel_err",
     "seconds", "cells": {cell: {"cases", "passed"}}}}.
 
     max_size: the largest (N, T, D, H, O) drawn. cells: the cells drawn from (CELLS by default).
+    progress: None, or a function of one line of text, told when a framework is about to be imported
+    and then after every twentieth of the cases (and at least every 2 s): "torch: 40/200 cases, 40
+    passed, 6 s".
     """
     from . import available, compare
 
@@ -90,9 +113,13 @@ def stress(cases=100, *, seed=0, frameworks=None, max_size=(3, 8, 4, 6, 4), cell
     activations = tuple(ACTIVATIONS)
     rng = np.random.default_rng(seed)
     out = {}
+    every = max(1, cases // 20)
     for name in names:
         start, passed, worst, done = time.perf_counter(), 0, 0.0, 0
         per_cell = {cell: {"cases": 0, "passed": 0} for cell in cells}
+        if progress is not None:
+            announce([name], progress)
+        last = start
         while done < cases:
             cell = cells[rng.integers(len(cells))]
             N, T, D, H, O = (int(rng.integers(1, k + 1)) for k in max_size)
@@ -109,6 +136,10 @@ def stress(cases=100, *, seed=0, frameworks=None, max_size=(3, 8, 4, 6, 4), cell
             per_cell[cell]["passed"] += r.passed
             worst = max(worst, max(row.max_rel_err for row in r.rows))
             done += 1
+            now = time.perf_counter()
+            if progress is not None and (done % every == 0 or done == cases or now - last > 2.0):
+                progress(f"{name}: {done}/{cases} cases, {passed} passed, {now - start:.0f} s")
+                last = now
         out[name] = {"cases": done, "passed": passed, "worst_rel_err": worst,
                      "seconds": round(time.perf_counter() - start, 1), "cells": per_cell}
     return out
@@ -131,7 +162,12 @@ def main(argv=None) -> int:
             p.error(f"unknown cell {unknown[0]!r}: expected some of {', '.join(spelled)}")
         cells = tuple(spelled[c] for c in args.cells.split(","))
     ok = True
-    for name, r in stress(args.cases, seed=args.seed, frameworks=names, cells=cells).items():
+    import sys
+
+    def say(line):  # progress on stderr, the results on stdout
+        print(line, file=sys.stderr, flush=True)
+
+    for name, r in stress(args.cases, seed=args.seed, frameworks=names, cells=cells, progress=say).items():
         ok &= r["passed"] == r["cases"]
         by_cell = ", ".join(f"{cell} {c['passed']}/{c['cases']}" for cell, c in r["cells"].items())
         print(f"{name:<11} {r['passed']}/{r['cases']} passed, worst relative error {r['worst_rel_err']:.2e} "

@@ -168,8 +168,9 @@ def train(cfg: TrainConfig, out, *, resume=False, progress=True, log=print):
                 break
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{rec['loss']:.4g}", smooth=f"{rec['smooth_loss']:.4g}",
-                                gnorm=f"{rec['grad_norm']:.3g}", refresh=False)
+                bar.set_postfix({f"loss ({_loss_unit(task)})": f"{rec['loss']:.4g}",
+                                 "smoothed": f"{rec['smooth_loss']:.4g}", "gnorm": f"{rec['grad_norm']:.3g}"},
+                                refresh=False)
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - t0
@@ -194,6 +195,11 @@ def _bar(cfg, start, progress):
     from tqdm import tqdm
     return tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.task}", unit="step", dynamic_ncols=True,
                 mininterval=0.5)
+
+
+def _loss_unit(task) -> str:
+    """What the bar's loss and smoothed loss are: the mean per scored step, or the sum over a sequence."""
+    return "per step" if task.reduction == "mean" else "per sequence"
 
 
 def _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path):
@@ -248,7 +254,11 @@ def _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path):
 
 
 def _chance(task, y, N):
-    """min-char-rnn's starting smoothed loss: -ln(1/O) per scored step, per sequence."""
+    """min-char-rnn's starting smoothed loss, in the unit of the loss it smooths: -ln(1/O) per scored
+    step (tasks whose loss is the mean per scored step: adding, copy, temporal), or that times the
+    scored steps of a sequence (streams, whose loss is summed over a sequence)."""
+    if task.reduction == "mean":
+        return float(np.log(task.O))
     return float(np.log(task.O) * (np.asarray(y) >= 0).sum() / N)
 
 

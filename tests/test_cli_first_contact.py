@@ -1,0 +1,168 @@
+"""What a first run of the command line shows: a line before every long silence (the frameworks'
+imports, a long cross-check), every default in --help, --quiet that keeps the result, the copy
+task's loss and smoothed loss in one unit, check saying why it compared a sample, and sample
+echoing its priming text."""
+import argparse
+import json
+import math
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from bptt.cli import HelpFormatter, build_parser, main
+
+
+def _fake_compare(calls):
+    """A stand-in for bptt.frameworks.compare that records its call and passes (no framework import)."""
+    def compare(model, x, y, frameworks=(), **kw):
+        calls.append(("compare", tuple(frameworks)))
+        row = SimpleNamespace(max_rel_err=1e-13)
+        return SimpleNamespace(passed=True, rows=[row], to_dict=lambda: {"passed": True},
+                               __str__=lambda self=None: "frameworks: pass")
+    return compare
+
+
+@pytest.fixture
+def not_imported(monkeypatch):
+    """The frameworks as if not imported yet (sys.modules restored afterwards; nothing imports them here)."""
+    for name in ("torch", "jax", "tensorflow"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
+
+def test_announce_names_each_framework_still_to_import_and_the_wait(not_imported):
+    from bptt.frameworks.stress import announce
+
+    said = []
+    line = announce(["torch", "jax", "tensorflow"], said.append)
+    assert said == [line] and line.startswith("importing PyTorch, JAX and TensorFlow (about ")
+    assert int(line.split("about ")[1].split(" s")[0]) >= 10
+    assert announce(["jax"], said.append) == "importing JAX (about 3 s)..."
+
+
+def test_announce_is_silent_for_frameworks_already_imported(monkeypatch):
+    from bptt.frameworks.stress import announce
+
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace())
+    said = []
+    assert announce(["torch"], said.append) is None and said == []
+
+
+@pytest.mark.parametrize("argv", [["check", "--frameworks", "torch,jax"], ["demo"]])
+def test_check_and_demo_say_so_on_stderr_before_importing_the_frameworks(argv, monkeypatch, not_imported, capsys):
+    from bptt import frameworks
+
+    calls = []
+    monkeypatch.setattr(frameworks, "available", lambda: ["torch", "jax"])
+    monkeypatch.setattr(frameworks, "compare", _fake_compare(calls))
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "importing PyTorch and JAX (about" in err
+    assert calls == [("compare", ("torch", "jax"))]
+
+
+def test_the_stress_run_reports_progress_as_it_goes(monkeypatch, not_imported):
+    from bptt import frameworks
+    from bptt.frameworks.stress import stress
+
+    calls, lines = [], []
+    monkeypatch.setattr(frameworks, "compare", _fake_compare(calls))
+    out = stress(40, frameworks=["torch"], cells=("elman",), progress=lines.append)
+    assert out["torch"]["cases"] == 40 and len(calls) == 40
+    assert lines[0].startswith("importing PyTorch")
+    counts = [int(ln.split(": ")[1].split("/")[0]) for ln in lines[1:]]
+    assert counts[-1] == 40 and set(range(2, 41, 2)) <= set(counts)  # at least every twentieth of the cases
+    assert all(ln.startswith("torch: ") and "/40 cases, " in ln for ln in lines[1:])
+
+
+def test_python_m_bptt_frameworks_prints_progress_on_stderr(monkeypatch, not_imported, capsys):
+    from bptt import frameworks
+    from bptt.frameworks.stress import main as stress_main
+
+    monkeypatch.setattr(frameworks, "compare", _fake_compare([]))
+    assert stress_main(["--cases", "20", "--frameworks", "jax", "--cells", "elman"]) == 0
+    cap = capsys.readouterr()
+    assert "importing JAX" in cap.err and "jax: 20/20 cases, 20 passed" in cap.err
+    assert cap.out.startswith("jax") and "20/20 passed" in cap.out
+
+
+def _options():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for verb, p in sub.choices.items():
+        for a in p._actions:
+            if a.option_strings and not isinstance(a, (argparse._HelpAction, argparse._StoreTrueAction,
+                                                       argparse._StoreFalseAction)):
+                yield verb, p, a
+
+
+def test_every_option_of_every_verb_states_its_default_in_help():
+    missing = []
+    for verb, p, a in _options():
+        text = p.formatter_class(verb)._get_help_string(a) % {"default": a.default}
+        if "default" not in text.lower() and "required" not in text.lower():
+            missing.append(f"{verb} {a.option_strings[0]}")
+    assert missing == []
+    assert all(p.formatter_class is HelpFormatter for _, p, _ in _options())
+
+
+@pytest.mark.parametrize("verb, shown", [("sample", ["--seed SEED", "(default: 0)", "(default: none)"]),
+                                         ("train", ["(default 0)", "defaults: a flag > --config"])])
+def test_help_shows_defaults(verb, shown, capsys):
+    with pytest.raises(SystemExit):
+        main([verb, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for s in shown:
+        assert " ".join(s.split()) in out
+
+
+def test_quiet_training_hides_the_bar_but_prints_the_result(tmp_path, capsys):
+    assert main(["train", "--task", "copy", "--steps", "2", "--hidden", "6", "--length", "8", "--batch", "2",
+                 "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    cap = capsys.readouterr()
+    assert "train copy" not in cap.err and "%|" not in cap.err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert cap.out.startswith(f"test loss {summary['test_loss']:.5g} (memoryless baseline")
+    assert f"success: {summary['test_success']}" in cap.out
+
+
+def test_the_copy_tasks_smoothed_loss_is_in_the_unit_of_its_loss(tmp_path, capsys):
+    assert main(["train", "--task", "copy", "--steps", "3", "--hidden", "6", "--length", "8", "--batch", "2",
+                 "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "loss (per step)=" in err and "smoothed=" in err
+    recs = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    from bptt.model import Model
+    O = Model.load(tmp_path / "run" / "model.npz").O
+    # started at chance per scored step, ln O, then 0.999 s + 0.001 loss: both per step
+    assert recs[0]["smooth_loss"] == pytest.approx(0.999 * math.log(O) + 0.001 * recs[0]["loss"], rel=1e-12)
+    assert all(0.2 < r["smooth_loss"] / r["loss"] < 5 for r in recs)
+
+
+def test_check_says_why_it_compared_a_sample_of_W(capsys):
+    assert main(["check", "--frameworks", "none", "--activation", "relu"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("W "))
+    checked, total = map(int, line.split()[1].split("/"))
+    assert checked < total == 64
+    assert "a sample of" in line and f"of {total} entries" in line
+
+
+def test_check_says_nothing_extra_when_every_entry_is_compared(capsys):
+    assert main(["check", "--frameworks", "none", "--hidden", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "a sample of" not in out and "16/16" in out
+
+
+def test_sample_echoes_its_start_before_the_drawn_text(tmp_path, capsys):
+    assert main(["train", "--task", "char", "--steps", "2", "--hidden", "8", "--out", str(tmp_path / "run"),
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(tmp_path / "run"), "-n", "6", "--start", "BT", "--seed", "3"]) == 0
+    out = capsys.readouterr().out.rstrip("\n")
+    from bptt.model import Model
+    from bptt.tasks import Vocab, sample
+    vocab = Vocab(json.loads((tmp_path / "run" / "vocab.json").read_text())["chars"])
+    drawn = sample(Model.load(tmp_path / "run" / "model.npz"), vocab, 6, seed=3, start="BT")
+    assert len(drawn) == 6 and out == "BT" + drawn
+    assert np.all([c in vocab.chars for c in out])
