@@ -17,8 +17,10 @@ def add_model_arguments(p, *, hidden, inputs, outputs, init="uniform", cells=Fal
     p.add_argument("--inputs", type=int, default=inputs, help=f"D for a random model (default {inputs})")
     p.add_argument("--outputs", type=int, default=outputs, help=f"O for a random model (default {outputs})")
     p.add_argument("--activation", default="tanh", help="tanh, relu, sigmoid or identity (default tanh; Elman)")
+    why = ("" if init == "uniform" else "; orthogonal here so that --radius sets every singular value of W, "
+           "where bptt check and bptt.random_rnn default to uniform")
     p.add_argument("--init", default=init, help=f"W's initialiser: uniform, normal, orthogonal or identity "
-                   f"(default {init}; Elman)")
+                   f"(default {init}; Elman{why})")
     p.add_argument("--std", type=float, help="standard deviation of the weights for --init normal (of every weight "
                    "of a random LSTM or GRU: Gaussian instead of uniform)")
     p.add_argument("--radius", type=float, help="rescale W to this spectral radius (Elman)")

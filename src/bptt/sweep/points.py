@@ -70,7 +70,8 @@ FLOW_PARAMS = {
     "length": Param(int, 100, "T, steps of the sequence", low=2),
     "radius": Param(float, 1.0, "elman: spectral radius of W (W is rescaled to it)", above=0),
     "activation": Param(str, "tanh", "elman: f", choices=tuple(ACTIVATIONS)),
-    "init": Param(str, "normal", "elman: W before rescaling: normal (std 1/sqrt(H)), uniform, orthogonal, identity",
+    "init": Param(str, "normal", "elman: W before rescaling: normal (std 1/sqrt(H), the default here; bptt.random_rnn's is "
+                  "uniform), uniform, orthogonal, identity",
                   choices=("normal", "uniform", "orthogonal", "identity")),
     "forget_bias": Param(float, 1.0, "lstm: added to the forget gate's bias (0: PyTorch's init)"),
     "head": Param(str, "softmax", "softmax (random ids in and out) or mse (Gaussian inputs and targets)",
