@@ -59,8 +59,12 @@ def main(argv=None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except ValueError as e:  # bad input: a sentence, not a traceback
+    except (ValueError, TypeError) as e:  # bad input: a sentence, not a traceback
         print(f"bptt {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file or folder that cannot be read or written: its name and why
+        where = f" {e.filename}" if e.filename else ""
+        print(f"bptt {args.command}: error: cannot use{where}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"bptt {args.command}: interrupted", file=sys.stderr)

@@ -80,7 +80,7 @@ class Flow:
         return self.trace.model.cell.name
 
     def _check_t(self, t):
-        if isinstance(t, bool) or int(t) != t or not 0 <= t < self.T:
+        if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)) or not 0 <= t < self.T:
             raise ValueError(f"output step t must be an integer in 0..{self.T - 1}, got {t!r}")
         return int(t)
 

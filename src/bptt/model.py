@@ -59,7 +59,11 @@ class Model:
                 if k in ("U", "W", "V"):
                     raise ValueError(f"{name} needs {k}, an array, got None")
                 continue
-            a = np.asarray(v)
+            try:
+                a = np.asarray(v)
+            except (ValueError, TypeError):
+                raise ValueError(f"{k} must be an array of real numbers, got a ragged sequence (rows of "
+                                 "different lengths)") from None
             if a.dtype == object or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)
                                          or a.dtype == bool):
                 raise ValueError(f"{k} must be an array of real numbers, got dtype {a.dtype}")
@@ -154,15 +158,25 @@ class Model:
     @classmethod
     def load(cls, path):
         """Read a model written by `save` (loaded with allow_pickle=False); Model.load reads any kind."""
+        from .validate import read_npz, show
+
+        arrays = read_npz(path, "model file")
+        if "meta" not in arrays or "U" not in arrays:
+            raise ValueError(f"{path} is not a bptt model file: it lacks the arrays 'meta' and 'U'")
+        meta_arr = arrays.pop("meta")
+        if meta_arr.shape != () or meta_arr.dtype.kind != "U":
+            raise ValueError(f"{path}: 'meta' must be a JSON string, got an array of shape {meta_arr.shape}, "
+                             f"dtype {meta_arr.dtype}")
         try:
-            with np.load(path, allow_pickle=False) as f:
-                if "meta" not in f or "U" not in f:
-                    raise ValueError(f"{path} is not a bptt model file: it lacks the arrays 'meta' and 'U'")
-                meta = json.loads(str(f["meta"]))
-                arrays = {k: f[k] for k in f.files if k != "meta"}
-        except (OSError, EOFError) as e:
-            raise ValueError(f"cannot read a model from {path}: {e}") from None
-        kind = str(meta.pop("format", "bptt.RNN/1")).split("/")[0].removeprefix("bptt.")
+            meta = json.loads(str(meta_arr))
+        except ValueError as e:
+            raise ValueError(f"{path}: 'meta' is not valid JSON ({e})") from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"{path}: 'meta' must be a JSON object, got {show(meta)}")
+        missing = [k for k in ("W", "V") if k not in arrays]
+        if missing:
+            raise ValueError(f"{path} is not a complete model file: it lacks the array(s) {', '.join(missing)}")
+        kind = str(meta.pop("format", "bptt.RNN/1")).split("/")[0].removeprefix("bptt.")[:40]
         kinds = {k.__name__: k for k in (RNN, LSTM, GRU)}
         if kind not in kinds:
             raise ValueError(f"{path} holds a model of unknown kind {kind!r}: expected one of {', '.join(kinds)}")
@@ -173,6 +187,9 @@ class Model:
         if unknown:
             raise ValueError(f"{path} has arrays {', '.join(unknown)} that a {kind} model does not have")
         settings = {k: v for k, v in meta.items() if k in ("activation", "head", "reset_after")}
+        for k, v in settings.items():
+            if not isinstance(v, (str, bool)):
+                raise ValueError(f"{path}: meta {k!r} must be a string or true/false, got {show(v)}")
         return want(**arrays, **settings)
 
 
@@ -288,6 +305,18 @@ def with_spectral_radius(W, rho) -> np.ndarray:
 INITS = ("uniform", "normal", "orthogonal", "identity")
 
 
+def _sizes(hidden, inputs, outputs, G):
+    """(H, D, O) as ints >= 1, within the element limit of bptt.validate.max_elements()."""
+    from .validate import too_big
+
+    for name, n in (("hidden", hidden), ("inputs", inputs), ("outputs", outputs)):
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"{name} must be a positive integer, got {n!r}")
+    H, D, O = int(hidden), int(inputs), int(outputs)
+    too_big(f"a model with H = {H}, D = {D}, O = {O}", G * H * (H + D + 2) + O * (H + 1))
+    return H, D, O
+
+
 def random_rnn(hidden, inputs, outputs, *, seed, init="uniform", std=None, radius=None,
                bias=False, activation="tanh", head="softmax", dtype=np.float64) -> RNN:
     """A random model H=hidden, D=inputs, O=outputs.
@@ -301,11 +330,12 @@ def random_rnn(hidden, inputs, outputs, *, seed, init="uniform", std=None, radiu
         raise ValueError(f"unknown init {init!r}: expected one of {', '.join(INITS)}")
     if init == "normal" and std is None:
         raise ValueError("init='normal' needs std, the standard deviation of the weights")
-    for name, n in (("hidden", hidden), ("inputs", inputs), ("outputs", outputs)):
-        if int(n) != n or n < 1:
-            raise ValueError(f"{name} must be a positive integer, got {n!r}")
+    H, D, O = _sizes(hidden, inputs, outputs, 1)
+    for name, v in (("std", std), ("radius", radius)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating))
+                              or not np.isfinite(v) or v < 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
     rng = np.random.default_rng(seed)
-    H, D, O = int(hidden), int(inputs), int(outputs)
     side = (lambda shape: normal(shape, std, seed=rng)) if std is not None else (lambda shape: uniform(shape, seed=rng))
     U, V = side((H, D)), side((O, H))
     W = {"uniform": lambda: uniform((H, H), seed=rng), "normal": lambda: normal((H, H), std, seed=rng),
@@ -329,10 +359,12 @@ def random_gated(cell, hidden, inputs, outputs, *, seed, std=None, bias=True, fo
     kinds = {"lstm": LSTM, "gru": GRU}
     if cell not in kinds:
         raise ValueError(f"unknown cell {cell!r}: expected one of {', '.join(kinds)}")
-    for name, n in (("hidden", hidden), ("inputs", inputs), ("outputs", outputs)):
-        if isinstance(n, bool) or int(n) != n or n < 1:
-            raise ValueError(f"{name} must be a positive integer, got {n!r}")
-    if not np.isfinite(forget_bias) or (forget_bias != 0 and cell != "lstm"):
+    _sizes(hidden, inputs, outputs, kinds[cell].GATES)
+    if std is not None and (isinstance(std, bool) or not isinstance(std, (int, float, np.integer, np.floating))
+                            or not np.isfinite(std) or std < 0):
+        raise ValueError(f"std must be a finite number >= 0, got {std!r}")
+    if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(forget_bias) or (forget_bias != 0 and cell != "lstm"):
         raise ValueError(f"forget_bias must be a finite number, for an LSTM, got {forget_bias!r} for {cell}")
     rng = np.random.default_rng(seed)
     H, D, O, G = int(hidden), int(inputs), int(outputs), kinds[cell].GATES

@@ -56,6 +56,9 @@ def _is_one_hot(a):
 def inputs(model, x) -> Inputs:
     D = model.D
     x = _array(x, "x")
+    if x.ndim == 0:
+        raise ValueError(f"x must be a sequence: token ids (T,) / (N, T) or dense vectors (T, D) / (N, T, D) "
+                         f"with D = {D}, got the single number {x.item()!r}")
     if x.dtype.kind == "b":
         raise ValueError("x is boolean: pass token ids as integers or dense vectors as floats")
     if x.dtype.kind in "iu":
@@ -153,3 +156,109 @@ def initial_state(model, h0, xin: Inputs) -> np.ndarray:
     if h.dtype.kind not in "biuf" or not np.all(np.isfinite(h)):
         raise ValueError("h0 must be a finite array of numbers")
     return np.array(h, dtype=model.dtype).reshape(N, H)
+
+
+# --- files: .npz archives read with their sizes checked before anything is allocated ---------------
+MAX_ELEMENTS_ENV = "BPTT_MAX_ELEMENTS"
+MAX_ELEMENTS = 50_000_000  # 400 MB of float64; raised with the environment variable BPTT_MAX_ELEMENTS
+MAX_MEMBERS = 1000
+
+
+def max_elements() -> int:
+    """The largest number of array elements a file, a config or a spec may ask for (BPTT_MAX_ELEMENTS)."""
+    import os
+
+    text = os.environ.get(MAX_ELEMENTS_ENV)
+    if text is None:
+        return MAX_ELEMENTS
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"the environment variable {MAX_ELEMENTS_ENV} must be a positive integer, got {text!r}")
+    return n
+
+
+def too_big(what: str, n: int) -> None:
+    """A ValueError when n elements exceed the limit, naming the limit and how to raise it."""
+    limit = max_elements()
+    if n > limit:
+        raise ValueError(f"{what} asks for {n:,} array elements, more than the limit of {limit:,}; "
+                         f"raise it with the environment variable {MAX_ELEMENTS_ENV} if the machine has the memory")
+
+
+def show(v, width=60) -> str:
+    """repr(v), cut to width characters, for messages about values that may be huge."""
+    text = repr(v)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _header(f, name, path):
+    from numpy.lib import format as npformat
+
+    version = npformat.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = npformat.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = npformat.read_array_header_2_0(f)
+    else:
+        raise ValueError(f"{path}: member {name!r} has .npy format version {version}, expected 1.0 or 2.0")
+    return shape, dtype
+
+
+def read_npz(path, what: str) -> dict:
+    """The arrays of an .npz file by name, read without pickles. Every member's .npy header is read
+    first: an object dtype, a shape larger than its bytes, or more elements in all than
+    max_elements() is a ValueError before any array is allocated. what: "model file", "checkpoint"."""
+    import zipfile
+    import zlib
+    from pathlib import Path
+
+    from numpy.lib import format as npformat
+
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"cannot read a {what} from {p}: it does not exist")
+    if not p.is_file():
+        raise ValueError(f"cannot read a {what} from {p}: it is not a file")
+    damaged = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, SyntaxError)
+    try:
+        zf = zipfile.ZipFile(p)
+    except zipfile.BadZipFile:
+        with open(p, "rb") as f:
+            start = f.read(6)
+        kind = "an .npy array" if start == b"\x93NUMPY" else "a file that is not a zip archive"
+        raise ValueError(f"{p} is not a {what}: expected an .npz archive of .npy arrays, got {kind}") from None
+    except damaged as e:
+        raise ValueError(f"cannot read the {what} {p}: {e}") from None
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise ValueError(f"{p} is not a {what}: it holds {len(infos)} members, expected at most {MAX_MEMBERS}")
+        total = 0
+        for info in infos:
+            if not info.filename.endswith(".npy"):
+                raise ValueError(f"{p} is not a {what}: its member {info.filename!r} is not an .npy array")
+            try:
+                with zf.open(info) as f:
+                    shape, dtype = _header(f, info.filename, p)
+            except damaged as e:
+                raise ValueError(f"{p} is a damaged {what}: member {info.filename!r}: {e}") from None
+            if dtype.hasobject:
+                raise ValueError(f"{p}: member {info.filename!r} holds Python objects (dtype {dtype}); "
+                                 f"a {what} holds numbers and text only")
+            n = int(np.prod(shape, dtype=object)) if shape else 1
+            total += max(n, 1) * max(dtype.itemsize // 8, 1)
+            too_big(f"{p} (member {info.filename!r} of shape {shape})", total)
+            if n * dtype.itemsize > info.file_size:
+                raise ValueError(f"{p} is a damaged {what}: member {info.filename!r} declares shape {shape} of "
+                                 f"{dtype} ({n * dtype.itemsize:,} bytes) but holds {info.file_size:,} bytes")
+        arrays = {}
+        for info in infos:
+            try:
+                with zf.open(info) as f:
+                    arrays[info.filename[:-4]] = npformat.read_array(f, allow_pickle=False)
+            except damaged as e:
+                raise ValueError(f"{p} is a damaged {what}: member {info.filename!r}: {e}") from None
+    return arrays

@@ -21,7 +21,11 @@ def run(args) -> int:
     run_dir = Path(args.run)
     if not (run_dir / "config.json").is_file():
         raise ValueError(f"{run_dir} has no config.json: give a folder written by `bptt train --out`")
-    cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text())).validate()
+    try:
+        saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{run_dir / 'config.json'} is not valid JSON ({e})") from None
+    cfg = TrainConfig.from_dict(saved, source=str(run_dir / "config.json"))
     if args.checkpoint:
         model = checkpoint.load(run_dir / "checkpoint.npz")[0]
     else:

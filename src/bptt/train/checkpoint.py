@@ -61,24 +61,101 @@ def save(path, model, opt_state, meta: dict, extra: dict | None = None) -> Path:
 
 
 def load(path):
-    """(model, opt_state, meta, extra) from a checkpoint written by save."""
+    """(model, opt_state, meta, extra) from a checkpoint written by save. Sizes are checked before
+    anything is read (bptt.validate.read_npz); a file that is not such a checkpoint is a ValueError."""
+    from ..validate import read_npz, show
+
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no checkpoint at {path}")
+    arrays = read_npz(path, "checkpoint")
+    meta_arr = arrays.pop("meta", None)
+    if meta_arr is None or meta_arr.shape != () or meta_arr.dtype.kind != "U":
+        raise ValueError(f"{path} is not a bptt checkpoint: it lacks 'meta', a JSON string")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            meta = json.loads(str(f["meta"]))
-            arrays = {k: np.array(f[k]) for k in f.files if k != "meta"}
-    except (OSError, KeyError, ValueError, EOFError) as e:
-        raise ValueError(f"{path} is not a readable bptt checkpoint: {e}") from None
+        meta = json.loads(str(meta_arr))
+    except ValueError as e:
+        raise ValueError(f"{path}: 'meta' is not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: 'meta' must be a JSON object, got {show(meta)}")
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+        raise ValueError(f"{path} has format {show(meta.get('format'))}, expected {FORMAT!r}")
+    odd = sorted(k for k in arrays if not (k.startswith(("model/", "extra/")) or k.count("/") == 2 and k.startswith("opt/")))
+    if odd:
+        raise ValueError(f"{path} holds array(s) {', '.join(map(show, odd[:5]))} that a checkpoint does not have")
     params = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
     kind = meta.get("model_kind", "RNN")
-    if kind not in KINDS:
-        raise ValueError(f"{path} holds a model of unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ValueError(f"{path} holds a model of unknown kind {show(kind)}: expected one of {', '.join(KINDS)}")
+    missing = [k for k in ("U", "W", "V") if k not in params]
+    if missing:
+        raise ValueError(f"{path} is not a complete checkpoint: it lacks the array(s) "
+                         f"{', '.join('model/' + k for k in missing)}")
+    unknown = sorted(set(params) - set(KINDS[kind].PARAMS))
+    if unknown:
+        raise ValueError(f"{path} has model array(s) {', '.join(unknown)} that a {kind} model does not have")
     names = {f.name for f in dataclasses.fields(KINDS[kind])} - set(KINDS[kind].PARAMS)
-    model = KINDS[kind](**params, **{k: meta[k] for k in names if k in meta})
+    try:
+        model = KINDS[kind](**params, **{k: meta[k] for k in names if k in meta})
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path} holds a model that is not valid: {e}") from None
     opt_state = unflatten_state({k[4:]: v for k, v in arrays.items() if k.startswith("opt/")})
     extra = {k[6:]: v for k, v in arrays.items() if k.startswith("extra/")}
     return model, opt_state, meta, extra
+
+
+LOOP_KEYS = ("step", "smooth", "last_norm", "last_norm_step", "rng", "config")
+
+
+def verify(path, loaded, fresh_model, fresh_opt_state, steps: int, stream: bool) -> None:
+    """Check a loaded checkpoint whole against the run it is to continue, before anything resumes:
+    the loop's keys and their types, the step (an integer in 0..steps), the model's kind, arrays'
+    names, shapes and dtypes against a fresh model of the run's config, and the optimiser's state
+    against a fresh one. A mismatch is a ValueError naming the key or array, what was expected and
+    what came."""
+    from ..validate import show
+
+    model, opt_state, meta, extra = loaded
+    missing = [k for k in LOOP_KEYS + (("stream",) if stream else ()) if k not in meta]
+    if missing:
+        raise ValueError(f"{path} lacks the key(s) {', '.join(missing)} in its meta: it cannot be resumed")
+    step = meta["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= steps:
+        raise ValueError(f"{path}: step must be an integer in 0..{steps} (the run's steps), got {show(step)}")
+    for k in ("smooth", "last_norm"):
+        v = meta[k]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v != v):
+            raise ValueError(f"{path}: {k} must be a number or null, got {show(v)}")
+    lns = meta["last_norm_step"]
+    if lns is not None and (isinstance(lns, bool) or not isinstance(lns, int) or not 0 <= lns <= step):
+        raise ValueError(f"{path}: last_norm_step must be null or an integer in 0..{step}, got {show(lns)}")
+    if not isinstance(meta["config"], dict):
+        raise ValueError(f"{path}: config must be a table of settings, got {show(meta['config'])}")
+    if not isinstance(meta["rng"], dict):
+        raise ValueError(f"{path}: rng must be a generator's state (a JSON object), got {show(meta['rng'])}")
+    if type(model) is not type(fresh_model):
+        raise ValueError(f"{path} holds a {type(model).__name__} model, but the run's cell makes a "
+                         f"{type(fresh_model).__name__}")
+    _same(path, "model", model.params, fresh_model.params)
+    _same(path, "optimiser state", flatten_state(opt_state), flatten_state(fresh_opt_state))
+    if stream:
+        sc = meta["stream"]
+        if not isinstance(sc, dict) or not all(isinstance(sc.get(k), int) and not isinstance(sc.get(k), bool)
+                                               and sc[k] >= 0 for k in ("p", "ws", "epoch")):
+            raise ValueError(f"{path}: stream must hold the integers p, ws, epoch >= 0, got {show(sc)}")
+    for k, a in extra.items():
+        if k not in ("h", "c") or a.ndim != 2 or a.shape[1] != fresh_model.H or a.dtype != fresh_model.dtype:
+            raise ValueError(f"{path}: extra/{k} must be a carried state h or c of shape (N, {fresh_model.H}), "
+                             f"dtype {fresh_model.dtype}, got shape {a.shape}, dtype {a.dtype}")
+
+
+def _same(path, what, got: dict, want: dict) -> None:
+    if set(got) != set(want):
+        lost, odd = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+        raise ValueError(f"{path}: the {what} should hold {', '.join(sorted(want))}"
+                         + (f"; missing {', '.join(lost)}" if lost else "") + (f"; unexpected {', '.join(odd)}" if odd else ""))
+    for k in sorted(want):
+        a, b = np.asarray(got[k]), np.asarray(want[k])
+        if a.shape != b.shape or a.dtype != b.dtype:
+            raise ValueError(f"{path}: {what} array {k} must have shape {b.shape} and dtype {b.dtype} "
+                             f"(the run's config), got shape {a.shape} and dtype {a.dtype}")

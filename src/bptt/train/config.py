@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, fields
 from ..activations import ACTIVATIONS
 from ..cells import GRU, LSTM, Elman
 from ..model import INITS
+from ..validate import show, too_big
 from .optim import OPTIMIZERS
 
 CELLS = tuple(c.name for c in (Elman, LSTM, GRU))  # "elman", "lstm", "gru"
@@ -67,8 +68,23 @@ class TrainConfig:
     snapshots: list = field(default_factory=list)
     stop_on_success: bool = False
 
+    @classmethod
+    def from_dict(cls, data, source="the settings") -> "TrainConfig":
+        """A validated TrainConfig from a dict such as config.json's; unknown keys are a ValueError."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{source} must be a table of settings, got {show(data)}")
+        unknown = sorted(set(data) - KEYS)
+        if unknown:
+            raise ValueError(f"unknown setting(s) {', '.join(map(show, unknown))} in {source}; "
+                             f"known: {', '.join(sorted(KEYS))}")
+        return cls(**data).validate()
+
     def validate(self) -> "TrainConfig":
         from ..tasks import TASKS
+        for name in ("task", "variant", "cell", "init", "optimizer", "fallback", "dtype", "text", "activation"):
+            v = getattr(self, name)
+            if not isinstance(v, str) and not (v is None and name in ("text", "activation")):
+                raise ValueError(f"{name} must be a string, got {show(v)}")
         _choice("task", self.task, TASKS)
         _choice("variant", self.variant, ("hochreiter", "le"))
         _choice("cell", self.cell, CELLS)
@@ -104,9 +120,22 @@ class TrainConfig:
             raise ValueError(f"stop_on_success must be true or false, got {self.stop_on_success!r}")
         if not isinstance(self.bias, bool):
             raise ValueError(f"bias must be true or false, got {self.bias!r}")
-        if not isinstance(self.snapshots, list) or not all(isinstance(s, int) and s >= 0 for s in self.snapshots):
-            raise ValueError(f"snapshots must be a list of step numbers >= 0, got {self.snapshots!r}")
+        if not isinstance(self.snapshots, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                                           for s in self.snapshots):
+            raise ValueError(f"snapshots must be a list of step numbers >= 0, got {show(self.snapshots)}")
+        self._sizes()
         return self
+
+    def _sizes(self):
+        """The run's largest arrays within bptt.validate.max_elements(): the weights (G H (H + D)) and
+        a batch's trace (batch x steps x G H; steps = length, or backprop for a stream)."""
+        G = {"elman": 1, "lstm": 4, "gru": 3}[self.cell]
+        H = self.hidden
+        too_big(f"hidden = {H} (cell {self.cell})", G * H * H)
+        steps = self.backprop or self.chunk if self.task in ("reber", "char") else (self.length or 0)
+        too_big(f"batch = {self.batch} sequences of {steps} steps at hidden = {H}", self.batch * steps * G * H)
+        if self.length is not None:
+            too_big(f"length = {self.length}", self.batch * self.length)
 
     def _cell_settings(self):
         """Check the settings that belong to one cell; fill in the cell's defaults (None: not given)."""
@@ -153,37 +182,94 @@ ELMAN_ONLY = ("activation", "init", "std", "radius")  # task defaults that go wi
 
 
 def _choice(name, v, options):
-    if v not in options:
-        raise ValueError(f"{name} must be one of {', '.join(map(str, options))}, got {v!r}")
+    if not isinstance(v, str) or v not in options:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, options))}, got {show(v)}")
 
 
 def _int(name, v, lo):
     if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        raise ValueError(f"{name} must be an integer >= {lo}, got {show(v)}")
 
 
 def _pos(name, v):
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or v != v or v == float("inf"):
-        raise ValueError(f"{name} must be a positive number, got {v!r}")
+        raise ValueError(f"{name} must be a positive number, got {show(v)}")
 
 
-def read_toml(path) -> dict:
-    """The settings in a TOML file: its [train] table if it has one, else its top level."""
+MAX_TOML_BYTES = 1_000_000
+MAX_TOML_DEPTH = 4
+
+
+def parse_toml_bytes(raw: bytes, path) -> dict:
+    """TOML bytes as a dict: UTF-8 text of at most MAX_TOML_BYTES, tables nested at most MAX_TOML_DEPTH
+    deep; anything else is a ValueError naming the file."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
+    if len(raw) > MAX_TOML_BYTES:
+        raise ValueError(f"{path} is {len(raw):,} bytes: a TOML settings file holds at most {MAX_TOML_BYTES:,}")
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise ValueError(f"cannot read the config file {path}: {e}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (byte {e.start} is {raw[e.start:e.start + 1]!r}): "
+                         "TOML files are UTF-8") from None
+    if "\x00" in text:
+        raise ValueError(f"{path} is not a text file: it holds NUL characters")
+    depth = _depth_bound(text)
+    if depth > MAX_TOML_DEPTH * 4 + 8:
+        raise ValueError(f"{path} nests brackets or dotted keys {depth} deep: settings nest at most {MAX_TOML_DEPTH} deep")
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{path} is not valid TOML: {e}") from None
-    data = data.get("train", data)
+    if _depth(data) > MAX_TOML_DEPTH:
+        raise ValueError(f"{path} nests tables {_depth(data)} deep: settings nest at most {MAX_TOML_DEPTH} deep")
+    return data
+
+
+def _depth_bound(text: str) -> int:
+    """An upper bound on how deep the TOML in text nests (brackets and dots, strings not excluded):
+    checked before parsing, so that no file can send the parser into deep recursion."""
+    deepest = depth = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+    dots = max((line.split("=")[0].count(".") for line in text.splitlines()), default=0)
+    return max(deepest, dots)
+
+
+def _depth(v) -> int:
+    if isinstance(v, dict):
+        return 1 + max((_depth(x) for x in v.values()), default=0)
+    if isinstance(v, list):
+        return 1 + max((_depth(x) for x in v), default=0)
+    return 0
+
+
+def read_toml(path) -> dict:
+    """The settings in a TOML file: its [train] table if it has one, else its top level."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_TOML_BYTES + 1)
+    except OSError as e:
+        raise ValueError(f"cannot read the config file {path}: {e.strerror or e}") from None
+    data = parse_toml_bytes(raw, path)
+    if "train" in data:
+        others = sorted(set(data) - {"train"})
+        if others:
+            raise ValueError(f"{path} has a [train] table and also the top-level key(s) {', '.join(map(show, others))}: "
+                             "give every setting inside [train]")
+        data = data["train"]
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: train must be a table of settings ([train] with name = value lines), "
+                             f"got {show(data)}")
     unknown = sorted(set(data) - KEYS)
     if unknown:
-        raise ValueError(f"unknown setting(s) {', '.join(unknown)} in {path}; known: {', '.join(sorted(KEYS))}")
+        raise ValueError(f"unknown setting(s) {', '.join(map(show, unknown))} in {path}; known: {', '.join(sorted(KEYS))}")
     for k, v in data.items():  # TOML integers where floats are expected are fine
         floats = ("lr", "clip_norm", "clip_value", "clip_per_param", "omega", "std", "radius", "forget_bias")
         if k in floats and isinstance(v, int) and not isinstance(v, bool):

@@ -124,17 +124,23 @@ def train(cfg: TrainConfig, out, *, resume=False, progress=True, log=print):
     rng = np.random.default_rng([cfg.seed, 1])
     metrics_path = out / "metrics.jsonl"
     if resume:
-        model, opt_state, meta, extra = checkpoint.load(ckpt_path)
+        model, opt_state, meta, extra = loaded = checkpoint.load(ckpt_path)
+        fresh = initial_model(cfg, task)
+        checkpoint.verify(ckpt_path, loaded, fresh, opt.init(fresh.params), cfg.steps, stream is not None)
         saved = {**BEFORE_CELLS, **meta["config"]}
         if saved != cfg.to_dict():
             diff = sorted(k for k in cfg.to_dict() if saved.get(k) != cfg.to_dict()[k])
             raise ValueError(f"the checkpoint in {out} was made with other settings ({', '.join(diff)}); "
                              "resume with the same settings")
-        rng.bit_generator.state = meta["rng"]
+        try:
+            rng.bit_generator.state = meta["rng"]
+        except (ValueError, TypeError, KeyError):
+            raise ValueError(f"{ckpt_path}: rng is not the state of a {type(rng.bit_generator).__name__} "
+                             "generator") from None
         if stream is not None:
             stream.restore(meta["stream"], tuple(extra[k] for k in STATE_ARRAYS if k in extra) or None)
         st = _Loop(meta["step"], meta["smooth"], meta["last_norm"], meta["last_norm_step"])
-        _truncate_metrics(metrics_path, st.step)
+        _truncate_metrics(metrics_path, st.step, log)
     else:
         model = initial_model(cfg, task)
         opt_state = opt.init(model.params)
@@ -297,9 +303,37 @@ def _save(path, cfg, model, opt_state, rng, stream, st):
     checkpoint.save(path, model, opt_state, meta, extra)
 
 
-def _truncate_metrics(path, step):
-    """Keep the metric lines of steps <= step (the checkpoint's); later ones are recomputed."""
+def _truncate_metrics(path, step, log=print):
+    """Keep the metric lines of steps <= step (the checkpoint's); later ones are recomputed.
+
+    A last line cut short (a run killed while writing it) is dropped and said through log; a
+    missing file, another line that is not a JSON record with its step, or a history that does not
+    reach the checkpoint's step is a ValueError: resuming would lose the run's history."""
     if not path.exists():
-        return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        if step == 0:
+            return
+        raise ValueError(f"{path} is missing: the checkpoint is at step {step}, and resuming without the "
+                         "history of steps 1..{0} would lose it; restore the file or start a new run".format(step))
+    lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
+    records = []
+    for i, ln in enumerate(lines):
+        if not ln.strip():
+            continue
+        try:
+            rec = json.loads(ln)
+            ok = isinstance(rec, dict) and isinstance(rec.get("step"), int) and not isinstance(rec["step"], bool)
+        except ValueError:
+            rec, ok = None, False
+        if not ok:
+            if i == len(lines) - 1:  # the last line, with no newline after it: cut short by a kill
+                log(f"{path}: line {i + 1} was cut short (the run stopped while writing it); dropped it")
+                continue
+            raise ValueError(f"{path}: line {i + 1} is not a metrics record (a JSON object with its step): "
+                             f"{ln[:60]!r}")
+        records.append((rec["step"], ln))
+    keep = [ln for s, ln in records if s <= step]
+    last = max((s for s, _ in records if s <= step), default=0)
+    if last != step:
+        raise ValueError(f"{path} ends at step {last} but the checkpoint is at step {step}: the history "
+                         "between them is lost; restore the file or start a new run")
     path.write_text("".join(ln + "\n" for ln in keep))
