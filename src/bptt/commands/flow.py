@@ -27,10 +27,12 @@ def add_arguments(p):
 
 
 def _load(path, what):
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read {what} from {path}: {e}") from None
+    from bptt.validate import read_npy
+
+    a = read_npy(path, what)
+    if a.ndim == 0:
+        raise ValueError(f"{path} holds a single number: the {what} must be a sequence, (T,) or longer")
+    return a
 
 
 def _data(args, model, rng):

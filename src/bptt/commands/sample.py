@@ -23,7 +23,24 @@ def run(args) -> int:
     if not (run_dir / "vocab.json").is_file():
         raise ValueError(f"{run_dir} has no vocab.json: sampling needs a run of a character task (char or reber)")
     model = Model.load(run_dir / "model.npz")
-    vocab = Vocab(json.loads((run_dir / "vocab.json").read_text())["chars"])
+    vocab = Vocab(_chars(run_dir / "vocab.json", model.O))
     text = sample(model, vocab, args.n, seed=args.seed, start=args.start, temperature=args.temperature)
     print((args.start or "") + text)  # the priming text first, then what was drawn after it
     return 0
+
+
+def _chars(path, O):
+    """The characters of a vocab.json ({"chars": [one-character strings]}), one per model output."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from None
+    chars = data.get("chars") if isinstance(data, dict) else None
+    if not isinstance(chars, list) or not all(isinstance(c, str) and len(c) == 1 for c in chars):
+        raise ValueError(f'{path} must be {{"chars": [...]}} with one-character strings, got {str(data)[:60]}')
+    if len(set(chars)) != len(chars) or len(chars) != O:
+        raise ValueError(f"{path} must list {O} different characters (the model's O outputs), got {len(chars)} "
+                         f"({len(set(chars))} different)")
+    return chars

@@ -14,7 +14,10 @@
   The local cluster also sets `worker-saturation` to 1.0, so a worker holds only the point it is
   running: the points of a sweep form one large task group, which Dask queues on the scheduler,
   and a worker's death is not blamed on points merely waiting there.
-- One driver per folder at a time (an advisory lock on DIR/.lock, released by the OS even on SIGKILL).
+- One driver per folder at a time (an advisory lock on DIR/.lock, released by the OS even on SIGKILL),
+  and one per store: a second lock on results.sqlite itself, so two folders whose stores are the
+  same file (a symlink, a hard link) are refused too; SQLite's own locks are POSIX record locks,
+  independent of this flock.
 """
 from __future__ import annotations
 
@@ -106,15 +109,20 @@ def _folder_lock(out: Path):
         yield
         return
     path = out / ".lock"
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueError(f"another `bptt sweep` is writing to {out} (it holds {path}); "
-                             "wait for it to finish or stop it") from None
+    store = store_path(out)
+    with open(path, "a+") as f, open(store, "ab") as g:  # the store file's identity, whatever its path
+        for handle, held in ((f, path), (g, store)):
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                real = Path(os.path.realpath(held))
+                same = f" (the same file as {real})" if real != held.absolute() else ""
+                raise ValueError(f"another `bptt sweep` is writing to {held}{same}; "
+                                 "wait for it to finish or stop it") from None
         try:
             yield
         finally:
+            fcntl.flock(g, fcntl.LOCK_UN)
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
@@ -150,6 +158,8 @@ def run_sweep(spec, out, *, scheduler=None, workers=None, retry_failed=False, pr
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     t0 = time.perf_counter()
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder: give a folder for the sweep's results")
     out.mkdir(parents=True, exist_ok=True)
     points = spec.points()
     by_key = {KEY_PREFIX + p.key: p for p in points}

@@ -33,12 +33,18 @@ import itertools
 import json
 import math
 from dataclasses import dataclass, field
+import os
 from pathlib import Path
 
 import numpy as np
 
 from .params import Param
 from .points import KINDS
+
+MAX_POINTS = 100_000  # points of one spec; raised with the environment variable BPTT_MAX_POINTS
+MAX_POINTS_ENV = "BPTT_MAX_POINTS"
+MAX_SPEC_BYTES = 1_000_000
+MAX_SPEC_DEPTH = 24
 
 TOP_KEYS = ("name", "description", "kind", "seeds", "fixed", "grid", "random")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int", "choice")
@@ -134,9 +140,17 @@ def load_spec(path) -> Spec:
     """Read and validate a spec file; ValueError names the key, the allowed values and what came."""
     path = Path(path)
     try:
-        text = path.read_text()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)
     except OSError as e:
         raise ValueError(f"cannot read the sweep spec {str(path)!r}: {e.strerror or e}") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise ValueError(f"the sweep spec {path} is longer than {MAX_SPEC_BYTES:,} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"the sweep spec {path} is not UTF-8 text (byte {e.start} is "
+                         f"{raw[e.start:e.start + 1]!r}): TOML files are UTF-8") from None
     return parse_spec(text, default_name=path.stem, source=str(path))
 
 
@@ -146,6 +160,11 @@ def parse_spec(text: str, *, default_name="sweep", source="<spec>") -> Spec:
         import tomllib
     except ImportError:  # Python 3.10
         import tomli as tomllib
+    from ..train.config import _depth_bound
+
+    if _depth_bound(text) > MAX_SPEC_DEPTH:
+        raise ValueError(f"{source} nests brackets or dotted keys {_depth_bound(text)} deep: a spec nests at "
+                         f"most {MAX_SPEC_DEPTH} deep")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -220,6 +239,11 @@ def from_dict(data: dict, *, default_name="sweep", source="<spec>", text="") -> 
     if isinstance(rseed, bool) or not isinstance(rseed, int) or rseed < 0:
         raise err(f"[random] seed: expected an integer >= 0, got {rseed!r}")
 
+    n = len(seeds) * max(samples or 1, 1)
+    for values in grid.values():
+        n *= len(values)
+    _count(n, f"{len(seeds)} seed(s) x {samples or 1} draw(s) x a grid of "
+              f"{' x '.join(str(len(v)) for v in grid.values()) or '1'}", err)
     spec = Spec(name=name, kind=kind, seeds=seeds, fixed=fixed, grid=grid, random=random,
                 samples=samples or 0, random_seed=rseed, description=description, text=text, source=source)
     spec.points()  # every combination checked now, not in the middle of a sweep
@@ -231,10 +255,27 @@ def _kinds(kinds) -> str:
                      for k, v in kinds.items())
 
 
+def max_points() -> int:
+    """The most points a spec may have: MAX_POINTS, or the environment variable BPTT_MAX_POINTS."""
+    text = os.environ.get(MAX_POINTS_ENV)
+    if text is None:
+        return MAX_POINTS
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"the environment variable {MAX_POINTS_ENV} must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def _count(n, what, err):
+    if n > max_points():
+        raise err(f"{what} make {n:,} points, more than the limit of {max_points():,}; raise it with the "
+                  f"environment variable {MAX_POINTS_ENV} if you mean it")
+
+
 def _seeds(v, err) -> tuple:
     if isinstance(v, int) and not isinstance(v, bool):
         if v < 1:
             raise err(f"seeds: expected a count >= 1 or a non-empty list of integers >= 0, got {v!r}")
+        _count(v, f"seeds = {v}", err)
         return tuple(range(v))
     if (isinstance(v, list) and v and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in v)):
         if len(set(v)) != len(v):

@@ -82,7 +82,19 @@ class Store:
         if not create and not path.exists():
             raise ValueError(f"no sweep results at {str(path)!r}: run `bptt sweep SPEC.toml --out DIR` first")
         self.path = path
-        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=60)
+        existing = path.is_file() and path.stat().st_size > 0
+        if path.exists() and not path.is_file():
+            raise ValueError(f"{path} is not a file: a sweep's results.sqlite is an SQLite database")
+        if existing:
+            with open(path, "rb") as f:
+                if f.read(16) != b"SQLite format 3\x00":
+                    raise ValueError(f"{path} is not a bptt sweep store: it is not an SQLite database")
+        try:
+            self.db = sqlite3.connect(str(path), isolation_level=None, timeout=60)
+            if existing:
+                self._ours(path)
+        except sqlite3.DatabaseError as e:
+            raise ValueError(f"{path} is not a readable bptt sweep store: {e}") from None
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA busy_timeout = 60000")
         mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -94,6 +106,15 @@ class Store:
         found = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
         if found != SCHEMA_VERSION:
             raise ValueError(f"{path} has schema version {found}; this bptt reads version {SCHEMA_VERSION}")
+
+    def _ours(self, path):
+        """Refuse an SQLite file that another program wrote (before any table is created in it)."""
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not {"meta", "points", "runs"} <= tables:
+            self.db.close()
+            shown = ", ".join(sorted(tables)[:5]) or "none"
+            raise ValueError(f"{path} is an SQLite database of another program (its tables: {shown}), "
+                             "not a bptt sweep store; give a folder of its own")
 
     @classmethod
     def open(cls, out) -> "Store":

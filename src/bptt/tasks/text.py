@@ -78,9 +78,23 @@ class CharLM(Task):
     @classmethod
     def from_file(cls, path, **kw):
         p = Path(path)
-        if not p.is_file():
+        if not p.exists():
             raise ValueError(f"text file {path} does not exist")
-        return cls(p.read_text(encoding="utf-8"), source=str(p), **kw)
+        if p.is_dir():
+            raise ValueError(f"text file {path} is a folder: give a UTF-8 text file")
+        limit = 100_000_000  # characters
+        try:
+            with open(p, "rb") as f:
+                raw = f.read(limit + 1)
+        except OSError as e:
+            raise ValueError(f"cannot read the text file {path}: {e.strerror or e}") from None
+        if len(raw) > limit:
+            raise ValueError(f"text file {path} is longer than {limit:,} bytes: give a shorter text")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"text file {path} is not UTF-8 text (byte {e.start} is {raw[e.start:e.start + 1]!r})") from None
+        return cls(text, source=str(p), **kw)
 
     @property
     def baseline(self):

@@ -115,6 +115,8 @@ def train(cfg: TrainConfig, out, *, resume=False, progress=True, log=print):
     cfg = cfg.validate()
     fast.wait_for_kernels()  # the same loops from the first step: a resumed run repeats its numbers bit for bit
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder: give a folder for the run's files")
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.npz"
     task = build_task(cfg)
