@@ -2,6 +2,8 @@
 
     python docs/generate.py --write      # rewrite every generated region (make docs)
     python docs/generate.py --check      # exit 1 when a page no longer matches its results files
+    python docs/generate.py --from-sweep runs/flow-phase sweeps/results/flow-phase.json
+                                         # a sweep's results, averaged over seeds, as a results file
 
 A generated region of a page is
 
@@ -97,10 +99,43 @@ def adding_t100(runs):
     return table(["method", "seed", "held-out MSE", "sequences within 0.04", "criterion met"], rows)
 
 
-def sweep_table(rows, caption):
-    """A sweep's summary rows (written by docs' sweep commands) as a table."""
-    header = list(rows[0])
-    return table([caption if h == header[0] else h for h in header], [[row[h] for h in header] for row in rows])
+def flow_phase(summary, length):
+    """The flow-phase sweep at one length: decay rate and long-lag share per radius and activation."""
+    rows = [r for r in summary["points"] if r["length"] == length]
+    acts = sorted({r["activation"] for r in rows}, key=["tanh", "relu"].index)
+    radii = sorted({r["radius"] for r in rows})
+
+    def cell(r, key, fmt):
+        if r["finite"] == 0:
+            return "overflow"
+        mark = "*" if r["finite"] < r["points"] else ""
+        return format(r[key], fmt) + mark
+
+    out = []
+    for radius in radii:
+        row = [radius]
+        for a in acts:
+            r = next(r for r in rows if r["radius"] == radius and r["activation"] == a)
+            row += [cell(r, "decay_rate", ".3f"), cell(r, "long_lag_fraction", ".2g")]
+        out.append(row)
+    header = ["ρ"] + [f"{a}: {what}" for a in acts for what in ("decay rate", f"share beyond lag {rows[0]['long_lag']}")]
+    return table(header, out)
+
+
+def summarise_sweep(folder):
+    """A flow sweep's points averaged over seeds: {spec, points: [...]} (needs the sweep extra)."""
+    from bptt import sweep
+    df = sweep.results(folder)
+    df = df[df.status == "ok"]
+    keys = ["activation", "radius", "length", "long_lag"]
+    points = []
+    for values, g in df.groupby(keys):
+        fin = g[g.finite.astype(bool)]
+        points.append({**dict(zip(keys, [v.item() if hasattr(v, "item") else v for v in values])),
+                       "points": int(len(g)), "finite": int(len(fin)),
+                       "decay_rate": float(fin.decay_rate.mean()) if len(fin) else None,
+                       "long_lag_fraction": float(fin.long_lag_fraction.mean()) if len(fin) else None})
+    return {"spec": str(df.spec.iloc[0]), "seeds": int(df.seed.nunique()), "points": points}
 
 
 RENDERERS = {
@@ -109,6 +144,7 @@ RENDERERS = {
     "parity": parity,
     "copy-table": copy_table,
     "adding-t100": adding_t100,
+    "flow-phase": flow_phase,
 }
 
 
@@ -137,6 +173,11 @@ def render(text, root=ROOT):
 
 
 def main(argv):
+    if len(argv) == 3 and argv[0] == "--from-sweep":
+        Path(argv[2]).parent.mkdir(parents=True, exist_ok=True)
+        Path(argv[2]).write_text(json.dumps(summarise_sweep(argv[1]), indent=1) + "\n")
+        print(f"wrote {argv[2]}")
+        return 0
     if argv not in (["--write"], ["--check"]):
         sys.exit("usage: python docs/generate.py --write | --check")
     stale = []
