@@ -127,6 +127,8 @@ def summarise_sweep(folder):
     from bptt import sweep
     df = sweep.results(folder)
     df = df[df.status == "ok"]
+    if str(df.kind.iloc[0]) == "train":
+        return summarise_training(df)
     keys = ["activation", "radius", "length", "long_lag"]
     points = []
     for values, g in df.groupby(keys):
@@ -138,6 +140,28 @@ def summarise_sweep(folder):
     return {"spec": str(df.spec.iloc[0]), "seeds": int(df.seed.nunique()), "points": points}
 
 
+def summarise_training(df):
+    """A train sweep's points: successes per method and length."""
+    points = [{"method": str(method), "length": int(length), "points": int(len(g)),
+               "successes": int(g.success.astype(bool).sum()), "diverged": int(g.diverged.astype(bool).sum())}
+              for (method, length), g in df.groupby(["method", "length"])]
+    return {"spec": str(df.spec.iloc[0]), "seeds": int(df.seed.nunique()), "max_steps": int(df.steps.max()),
+            "points": points}
+
+
+def sweep_success(summary):
+    """A train sweep's successes per method (rows) and length (columns)."""
+    order = ["vanilla", "clip", "clip_omega", "irnn"]
+    methods = sorted({r["method"] for r in summary["points"]}, key=lambda m: (order + [m]).index(m))
+    lengths = sorted({r["length"] for r in summary["points"]})
+    rows = []
+    for m in methods:
+        cells = {r["length"]: r for r in summary["points"] if r["method"] == m}
+        rows.append([m] + [f"{cells[T]['successes']}/{cells[T]['points']}" + (" (diverged: "
+                     f"{cells[T]['diverged']})" if cells[T]["diverged"] else "") for T in lengths])
+    return table(["method"] + [f"T = {T}" for T in lengths], rows)
+
+
 RENDERERS = {
     "success-table": success_table,
     "success-losses": success_losses,
@@ -145,6 +169,7 @@ RENDERERS = {
     "copy-table": copy_table,
     "adding-t100": adding_t100,
     "flow-phase": flow_phase,
+    "sweep-success": sweep_success,
 }
 
 
