@@ -45,7 +45,6 @@ def uoro_error(model, x, y, *, ns=(1, 3, 10, 30, 100, 300, 1000), seed=0, name="
     require_matplotlib()
     from matplotlib.figure import Figure
     from .. import core
-    from .bias import _vectors
     from .uoro import uoro_samples
 
     ns = sorted({int(n) for n in ns})
@@ -53,7 +52,7 @@ def uoro_error(model, x, y, *, ns=(1, 3, 10, 30, 100, 300, 1000), seed=0, name="
         raise ValueError(f"ns must be positive integers, got {ns!r}")
     _, exact = core.gradients(model, x, y)
     _, many = uoro_samples(model, x, y, ns[-1], seed=seed)
-    g, est = _vectors(exact)[name], _vectors(many, lead=1)[name]  # (P,), (n, P)
+    g, est = _flat(exact, name), _flat(many, name, lead=1)  # (P,), (n, P)
     norm = np.linalg.norm(g)
     means = np.cumsum(est, axis=0) / np.arange(1, len(est) + 1)[:, None]
     rel = [float(np.linalg.norm(means[n - 1] - g) / norm) for n in ns]
@@ -68,6 +67,19 @@ def uoro_error(model, x, y, *, ns=(1, 3, 10, 30, 100, 300, 1000), seed=0, name="
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=9)
     return finish(fig), {"n": ns, "rel": rel, "predicted": predicted}
+
+
+def _flat(grads, name, lead=0):
+    """One parameter's gradient (or the initial state's, "h0", "c0"), or "all" of the parameters
+    together, flattened after `lead` leading axes: (..., P), float64."""
+    vecs = {k: np.asarray(v, dtype=np.float64) for k, v in grads.params.items()}
+    vecs.update({k: np.asarray(v, dtype=np.float64) for k, v in zip(("h0", "c0"), grads.state0)})
+    flat = {k: v.reshape(v.shape[:lead] + (-1,)) for k, v in vecs.items()}
+    if name == "all":
+        return np.concatenate([flat[k] for k in grads.params], axis=-1)
+    if name not in flat:
+        raise ValueError(f"name must be 'all' or one of {', '.join(flat)}, got {name!r}")
+    return flat[name]
 
 
 SWEEP_METHODS = (("window", "window K"), ("tbptt", "TBPTT(k1, k2)"), ("uoro", "UORO (mean of n)"),
