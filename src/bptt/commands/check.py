@@ -90,12 +90,13 @@ def run(args) -> int:
     lead = (args.length,) if args.batch == 1 else (args.batch, args.length)
     x = rng.integers(0, model.D, lead)
     y = rng.normal(size=lead + (model.O,)) if model.head == "mse" else rng.integers(0, model.O, lead)
+    if not args.json:  # what is checked, at once (the frameworks' imports take seconds)
+        print(f"{model!r}, T = {args.length}, N = {args.batch}, truncate = {args.truncate}\n", flush=True)
     ok, text, data = verify(model, x, y, truncate=args.truncate, frameworks=args.frameworks)
     if args.json:
         print(json.dumps({"model": repr(model), "T": args.length, "N": args.batch, "truncate": args.truncate, **data},
                          indent=2))
     else:
-        print(f"{model!r}, T = {args.length}, N = {args.batch}, truncate = {args.truncate}\n")
         print(text)
         print("\nall checks passed" if ok else "\nSOME CHECKS FAILED")
     return 0 if ok else 1
