@@ -80,7 +80,7 @@ def inputs(model, x) -> Inputs:
     if x.ndim == 1 or x.shape[-1] != D or x.ndim > 3:
         integral = np.all(np.isfinite(x)) and np.all(x == np.round(x))
         if x.ndim in (1, 2) and not integral:
-            pos = _first_bad(x != np.round(x))
+            pos = _first_bad(~np.isfinite(x) | (x != np.round(x)))
             raise ValueError(f"x holds the non-integer value {x[pos]} at position {pos if len(pos) > 1 else pos[0]}: "
                              f"token ids must be integers, and {dense_shape}")
         if x.ndim in (1, 2) and integral:
@@ -240,6 +240,11 @@ def read_npz(path, what: str) -> dict:
         for info in infos:
             if not info.filename.endswith(".npy"):
                 raise ValueError(f"{p} is not a {what}: its member {info.filename!r} is not an .npy array")
+            if info.flag_bits & 0x1:
+                raise ValueError(f"{p} is not a {what}: its member {info.filename!r} is encrypted")
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise ValueError(f"{p} is not a {what}: its member {info.filename!r} uses zip compression method "
+                                 f"{info.compress_type}, expected stored (np.savez) or deflated (np.savez_compressed)")
             try:
                 with zf.open(info) as f:
                     shape, dtype = _header(f, info.filename, p)

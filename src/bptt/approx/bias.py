@@ -247,7 +247,8 @@ class Curve:
     def smallest_window(self, delta, name="all"):
         """The smallest K from which on every window meets the tolerance: rel[name][K'] <= delta for
         all K' >= K (K = T always does: its bias is zero)."""
-        if not np.isfinite(delta) or delta < 0:
+        if isinstance(delta, (bool, np.bool_)) or not isinstance(delta, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(delta) or delta < 0:
             raise ValueError(f"delta must be a finite number >= 0, got {delta!r}")
         if name not in self.bias.rel:
             raise ValueError(f"no curve for {name!r}: expected one of {', '.join(self.bias.rel)}")

@@ -247,7 +247,7 @@ def masks(model, lay, order):
     UJ = pJ.reshape(E, H, E, H).any(axis=(0, 2)).astype(np.int64)  # (H, H)
     kept, reach = UI > 0, UI
     kept0, reach0 = UJ > 0, UJ
-    for _ in range(order - 1):
+    for _ in range(min(order, H + 1) - 1):  # after H steps of H units every reachable entry is reached
         reach, reach0 = np.minimum(UJ @ reach, 1), np.minimum(UJ @ reach0, 1)
         kept, kept0 = kept | (reach > 0), kept0 | (reach0 > 0)
     return np.tile(kept, (E, 1)), np.tile(kept0, (E, E))

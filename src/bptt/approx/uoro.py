@@ -42,6 +42,8 @@ class UORO:
     def __init__(self, seed, samples=1, eps=EPS):
         if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
             raise ValueError(f"samples must be a positive integer, got {samples!r}")
+        from ..validate import too_big
+        too_big(f"samples = {samples} UORO estimates", int(samples))
         if seed is None:
             raise ValueError("UORO draws random signs: pass seed= (an int or an np.random.Generator)")
         self.rng = np.random.default_rng(seed)

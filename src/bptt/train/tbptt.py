@@ -37,12 +37,12 @@ from .. import backend, core, heads, validate
 
 def _check_k(k1, k2):
     for name, k in (("k1", k1), ("k2", k2)):
-        if isinstance(k, bool) or int(k) != k or k < 1:
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"{name} must be a positive integer, got {k!r}")
     if k2 < k1:
         raise ValueError(f"TBPTT(k1, k2) needs k2 >= k1 (every output's error must reach its own step), "
                          f"got k1 = {k1}, k2 = {k2}")
-    return int(k1), int(k2)
+    return min(int(k1), 2**31), min(int(k2), 2**31)  # any k beyond the stream's length acts as its length
 
 
 def blocks(T, k1):
