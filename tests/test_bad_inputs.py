@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import bptt
+from bptt import approx
 from bptt.cli import main
 from bptt.model import random_gated
 from bptt.sweep import Store, parse_spec, run_sweep
@@ -59,8 +60,28 @@ API = {
     "hidden-huge": (lambda m, x, y: bptt.random_rnn(100_000, 3, 3, seed=0), ["limit", "BPTT_MAX_ELEMENTS"]),
     "gated-hidden-huge": (lambda m, x, y: random_gated("lstm", 20_000, 3, 3, seed=0), ["BPTT_MAX_ELEMENTS"]),
     "gated-std-nan": (lambda m, x, y: random_gated("gru", 3, 3, 3, seed=0, std=float("nan")), ["std", "nan"]),
+    "x-ids-with-an-inf": (lambda m, x, y: bptt.gradients(m, [1.0, np.inf, 2.0], y), ["non-integer value inf"]),
+    "x-dense-wrong-D-with-an-inf-row": (lambda m, x, y: bptt.gradients(m, np.vstack([np.ones(4), np.full(4, np.inf)]),
+                                                                        [0, 1]), ["inf"]),
+    "tbptt-k1-string": (lambda m, x, y: approx.tbptt_gradient(m, x, y, "a"), ["k1 must be a positive integer"]),
+    "uoro-samples-1e12": (lambda m, x, y: approx.uoro_samples(m, x, y, 10**12, seed=0), ["BPTT_MAX_ELEMENTS"]),
+    "smallest-window-delta-string": (lambda m, x, y: approx.smallest_window(m, x, y, "a"), ["delta must be"]),
     "forget-bias-string": (lambda m, x, y: random_gated("lstm", 3, 3, 3, seed=0, forget_bias="1"), ["forget_bias"]),
 }
+
+
+def test_windows_beyond_any_length_are_the_whole_sequence(seed):
+    """TBPTT's k1 = k2 = 2**69 and SnAp's order 2**69 (once an OverflowError and an endless loop) keep
+    every term: the exact gradient, and RTRL's for this dense W."""
+    m, x, y = seed
+    loss, g = bptt.gradients(m, x, y)
+    loss_t, g_t = approx.tbptt_gradient(m, x, y, 2**69)
+    loss_r, g_r = approx.rtrl(m, x, y)
+    loss_s, g_s = approx.snap(m, x, y, 2**69)
+    for k in ("U", "W", "V"):
+        np.testing.assert_allclose(getattr(g_t, k), getattr(g, k), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(getattr(g_s, k), getattr(g_r, k), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(getattr(g_r, k), getattr(g, k), rtol=1e-10, atol=1e-13)
 
 
 @pytest.mark.parametrize("case", list(API), ids=list(API))
