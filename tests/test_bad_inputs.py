@@ -207,6 +207,16 @@ def test_cli_x_files(tmp_path, capsys):
     cli(["flow", "--x", tmp_path / "junk.npy"], capsys, "not an .npy file")
 
 
+@pytest.mark.parametrize("argv", [
+    ["check", "--length", "1000000000", "--frameworks", "none"],
+    ["check", "--batch", "1000000000", "--frameworks", "none"],
+    ["flow", "--length", "20000"],
+    ["approx", "--length", "1000000000"],
+], ids=["check-length-1e9", "check-batch-1e9", "flow-length-2e4", "approx-length-1e9"])
+def test_cli_sequences_beyond_the_element_limit(argv, capsys):
+    cli(argv, capsys, "asks for", "BPTT_MAX_ELEMENTS")
+
+
 def test_cli_check_radius_and_hidden(capsys):
     cli(["check", "--radius", "-1", "--frameworks", "none"], capsys, "radius", "-1")
     cli(["check", "--hidden", "20000", "--frameworks", "none"], capsys, "BPTT_MAX_ELEMENTS")

@@ -51,3 +51,13 @@ def model_from_args(args, rng):
     if args.bias:
         model = model.replace(b=rng.normal(0, 0.1, model.H), c=rng.normal(0, 0.1, model.O))
     return model
+
+
+def check_sequence_size(model, T, N):
+    """--length T and --batch N at least 1 and, with the model's sizes, within the element limit of
+    bptt.validate.max_elements(): a forward trace holds about N T (G H + H + O) numbers."""
+    from ..validate import too_big
+
+    if T < 1 or N < 1:
+        raise ValueError(f"--length and --batch must be at least 1, got {T} and {N}")
+    too_big(f"--batch {N} x --length {T} with H = {model.H}", N * T * (model.W.shape[0] + model.H + model.O))

@@ -70,8 +70,9 @@ def random_model(args, radius, rng):
 def data(model, T, N, rng):
     from ..approx.measure import random_data
 
-    if T < 1 or N < 1:
-        raise ValueError(f"--length and --batch must be at least 1, got {T} and {N}")
+    from ._model import check_sequence_size
+
+    check_sequence_size(model, T, N)
     return random_data(model, T, N, rng)
 
 

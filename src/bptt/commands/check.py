@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from ._model import add_model_arguments, model_from_args
+from ._model import add_model_arguments, check_sequence_size, model_from_args
 
 HELP = "check gradients against finite differences and every installed framework"
 
@@ -87,6 +87,7 @@ def run(args) -> int:
     for name in ("length", "batch"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    check_sequence_size(model, args.length, args.batch)
     lead = (args.length,) if args.batch == 1 else (args.batch, args.length)
     x = rng.integers(0, model.D, lead)
     y = rng.normal(size=lead + (model.O,)) if model.head == "mse" else rng.integers(0, model.O, lead)

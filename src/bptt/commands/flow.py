@@ -45,10 +45,14 @@ def _data(args, model, rng):
         one = x.ndim == (1 if x.dtype.kind in "iu" else 2)
         x = x[None] if one else x
     else:
-        if args.length < 1 or args.batch < 1:
-            raise ValueError(f"--length and --batch must be at least 1, got {args.length} and {args.batch}")
+        from ._model import check_sequence_size
+
+        check_sequence_size(model, args.length, args.batch)
         x = rng.integers(0, model.D, (args.batch, args.length))
     N, T = x.shape[0], x.shape[1]
+    from bptt.validate import too_big
+
+    too_big(f"the flow's (T, T) tables of {N} sequence(s) of T = {T} steps", N * T * T)
     if args.y:
         y = _load(args.y, "targets")
         y = y[None] if one else y
