@@ -356,6 +356,9 @@ SPECS = {
                     ["1,000,000,000 points", "BPTT_MAX_POINTS"]),
     "grid-x-seeds": ('kind = "flow"\nseeds = 1000\n[grid]\nradius = ' + str([0.1 * i for i in range(1, 201)]) + "\n",
                      ["200,000 points"]),
+    "flow-hidden-1e5": ('kind = "flow"\n[fixed]\nhidden = 100000\n', ["hidden = 100000", "BPTT_MAX_ELEMENTS"]),
+    "flow-length-1e9": ('kind = "flow"\n[fixed]\nlength = 1000000000\n', ["length = 1000000000", "BPTT_MAX_ELEMENTS"]),
+    "train-hidden-1e7": ('kind = "train"\n[fixed]\nhidden = 10000000\n', ["BPTT_MAX_ELEMENTS"]),
     "nested": ('kind = "flow"\nx = ' + "[" * 3000 + "]" * 3000 + "\n", ["3000 deep"]),
 }
 

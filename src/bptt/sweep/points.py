@@ -83,9 +83,15 @@ FLOW_PARAMS = {
 
 
 def _check_flow(p, where):
+    from ..validate import too_big
+
     if p["long_lag"] >= p["length"]:
         raise ValueError(f"{where}: long_lag = {p['long_lag']} must be < length = {p['length']} "
                          "(no term has a lag of length or more)")
+    H, D, O, T = p["hidden"], p["inputs"], p["outputs"], p["length"]
+    G = {"lstm": 4, "gru": 3}.get(p["cell"], 1)
+    too_big(f"{where}: hidden = {H}, inputs = {D}, outputs = {O}, length = {T} (weights, trace and the (T, T) "
+            "tables of a point)", G * H * (H + D) + O * H + T * (G * H + O) + T * T)
 
 
 def run_flow(p, seed) -> dict:
