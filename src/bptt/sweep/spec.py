@@ -160,10 +160,10 @@ def parse_spec(text: str, *, default_name="sweep", source="<spec>") -> Spec:
         import tomllib
     except ImportError:  # Python 3.10
         import tomli as tomllib
-    from ..train.config import _depth_bound
+    from ..train.config import depth_bound
 
-    if _depth_bound(text) > MAX_SPEC_DEPTH:
-        raise ValueError(f"{source} nests brackets or dotted keys {_depth_bound(text)} deep: a spec nests at "
+    if depth_bound(text) > MAX_SPEC_DEPTH:
+        raise ValueError(f"{source} nests brackets or dotted keys {depth_bound(text)} deep: a spec nests at "
                          f"most {MAX_SPEC_DEPTH} deep")
     try:
         data = tomllib.loads(text)

@@ -216,7 +216,7 @@ def parse_toml_bytes(raw: bytes, path) -> dict:
                          "TOML files are UTF-8") from None
     if "\x00" in text:
         raise ValueError(f"{path} is not a text file: it holds NUL characters")
-    depth = _depth_bound(text)
+    depth = depth_bound(text)
     if depth > MAX_TOML_DEPTH * 4 + 8:
         raise ValueError(f"{path} nests brackets or dotted keys {depth} deep: settings nest at most {MAX_TOML_DEPTH} deep")
     try:
@@ -228,7 +228,7 @@ def parse_toml_bytes(raw: bytes, path) -> dict:
     return data
 
 
-def _depth_bound(text: str) -> int:
+def depth_bound(text: str) -> int:
     """An upper bound on how deep the TOML in text nests (brackets and dots, strings not excluded):
     checked before parsing, so that no file can send the parser into deep recursion."""
     deepest = depth = 0
