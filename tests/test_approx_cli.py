@@ -117,3 +117,30 @@ def test_sweep_bias_draws_each_methods_mean_over_seeds_per_cell_and_radius():
     line = axes[0].containers[0].lines[0]  # window K: mean over seeds of (seed + 1) * radius = 2 * radius
     np.testing.assert_allclose(np.asarray(line.get_xdata(), float), [0.5, 1.5])
     np.testing.assert_allclose(np.asarray(line.get_ydata(), float), [1.0, 3.0])
+
+
+def test_the_reports_approx_section_quotes_what_the_engine_gives():
+    need("matplotlib")
+    from bptt.approx.measure import random_data, random_model
+    from bptt.report import approx as section
+    from bptt.report.content import Settings
+
+    st = Settings.quick()
+    a = section.gather(st, lambda fig: b"figure")
+    assert set(a["figures"]) == {"approx_bias", "approx_uoro"}
+    assert len(a["smallest"]) == 3 * len(st.radii)
+    for s in a["smallest"][::2]:
+        cell = {"Elman (tanh)": "elman", "LSTM": "lstm", "GRU": "gru"}[s["cell"]]
+        rng = np.random.default_rng(st.seed + 900)  # the section's draw, made again
+        model = random_model(cell, st.H, st.D, st.D, s["radius"], rng)
+        x, y = random_data(model, st.T, st.N, rng)
+        _, exact = core.gradients(model, x, y)
+        rel = lambda K: approx.compare(exact, core.gradients(model, x, y, truncate=K)[1]).rel["all"]  # noqa: E731
+        K = s["K"]
+        assert rel(K) <= section.DELTA and (K == 0 or rel(K - 1) > section.DELTA), s
+        assert s["rel5"] == pytest.approx(rel(5), rel=1e-8)
+    assert a["uoro"]["slope"] < 0
+    html = section.render(a, lambda name, alt, caption: f"<img {name}>", lambda head, rows, left: str(rows))
+    for s in a["smallest"]:
+        assert f"'{s['K']}'" in html
+    assert all(t in html for t in (a["text"][0].split(":")[0],))

@@ -44,6 +44,7 @@ class Content:
     spectrum: dict = field(default_factory=dict)
     cells: list = field(default_factory=list)  # one dict per cell: Elman, LSTM, GRU on the same data
     cells_text: list = field(default_factory=list)  # the sentences drawn from them
+    approx: dict = field(default_factory=dict)  # approximate gradients against the exact one (report/approx.py)
     figures: dict = field(default_factory=dict)  # name -> SVG bytes
     conclusions: list = field(default_factory=list)
 
@@ -184,7 +185,7 @@ def gather(st: Settings, progress=True) -> Content:
     from ..model import seed_example
     from ..theory import cliff, theory
 
-    steps = ["example", "check"] + [f"{a} sweep" for a in st.activations] + ["spectra", "cliff", "cells"]
+    steps = ["example", "check"] + [f"{a} sweep" for a in st.activations] + ["spectra", "cliff", "cells", "approx"]
     bar = tqdm(total=len(steps), desc="report", unit="part", delay=1.0, disable=not progress, leave=False)
     c = Content(st, __version__)
 
@@ -260,6 +261,12 @@ def gather(st: Settings, progress=True) -> Content:
 
     # Elman, LSTM and GRU of the same size on the same sequences
     _compare_cells(st, c)
+    bar.update()
+
+    # the window, TBPTT, RTRL, UORO and SnAp against the exact gradient
+    from . import approx
+    c.approx = approx.gather(st, _png)
+    c.figures.update(c.approx.pop("figures"))
     bar.update()
     bar.close()
     c.conclusions = _conclusions(c)

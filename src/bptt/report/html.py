@@ -126,7 +126,11 @@ def render(c) -> str:
 
     if c.cells:
         parts.append(_cells(c))
-    parts.append("<h2>9. What to conclude</h2><ul>" + "".join(f"<li>{escape(s)}</li>" for s in c.conclusions)
+    if c.approx:
+        from . import approx
+        parts.append("<h2>9. Approximate gradients against the exact one</h2>")
+        parts.append(approx.render(c.approx, lambda name, alt, caption: _img(c, name, alt, caption), _table))
+    parts.append("<h2>10. What to conclude</h2><ul>" + "".join(f"<li>{escape(s)}</li>" for s in c.conclusions)
                  + "</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)
