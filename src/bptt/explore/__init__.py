@@ -3,18 +3,20 @@
 write_explorer(path) inlines the page's engine (engine.js: the forward pass, the backward pass and
 the per-step decomposition of Elman, LSTM and GRU cells in float64, with the library's names U, W,
 V, s, z, q, o and its conventions), its views (explorer.js) and its style (explorer.css) into
-template.html. The page loads nothing: no server, no network request; it opens from disk.
+template.html, with its hot loop compiled to WebAssembly (kernels.wat -> kernels.wasm, inlined as
+base64). The page loads nothing: no server, no network request; it opens from disk.
 Its engine is exposed as window.bpttExplorer.flow({U, W, V, b, c, activation, x, y, h0}) ->
 {loss, dE_ds, grads} (and .gatedFlow for LSTM and GRU weights in PyTorch's gate order), which the
 test suite compares with bptt.flow and bptt.gradients in a headless browser.
 """
 from __future__ import annotations
 
+import base64
 from importlib import resources
 from pathlib import Path
 
 MAX_BYTES = 2_000_000
-ASSETS = ("template.html", "engine.js", "explorer.js", "explorer.css")
+ASSETS = ("template.html", "engine.js", "explorer.js", "explorer.css", "kernels.wat")
 
 
 def asset(name: str) -> str:
@@ -32,7 +34,8 @@ def page() -> str:
         if "</script" in text.lower() or "</style" in text.lower():
             raise ValueError(f"{name} must not contain a closing </script> or </style> tag")
         html = html.replace(marker, text, 1)
-    return html
+    kernels = resources.files(__package__).joinpath("kernels.wasm").read_bytes()
+    return html.replace("/*WASM*/", base64.b64encode(kernels).decode("ascii"), 1)
 
 
 def output_path(path) -> Path:

@@ -22,6 +22,54 @@ var bpttEngine = (function () {
     return z >= 0 ? 1 / (1 + e) : e / (1 + e);
   }
 
+  // --- the hot product: WebAssembly (kernels.wat) when the browser allows it, else the same loop --
+  var kernel = null;
+  try {
+    if (typeof bpttKernels === "string" && typeof WebAssembly === "object") {
+      var bin = atob(bpttKernels), bytes = new Uint8Array(bin.length);
+      for (var bi = 0; bi < bin.length; bi++) bytes[bi] = bin.charCodeAt(bi);
+      kernel = new WebAssembly.Instance(new WebAssembly.Module(bytes), {}).exports;
+    }
+  } catch (err) { kernel = null; }  // a page served under a policy without 'wasm-unsafe-eval'
+  var useKernel = kernel !== null;
+
+  function padded(n) { return (n + 3) & ~3; }  // the product's column count: a multiple of 4
+
+  // zeroed Float64Arrays of the given lengths: in the kernel's memory when it is in use. Each call
+  // reuses that memory, so a call's arrays are dead after the next call: nothing returned keeps them.
+  function workspace(lengths) {
+    if (!useKernel) return lengths.map(function (n) { return new Float64Array(n); });
+    var total = 0, offsets = lengths.map(function (n) { var o = total; total += n + (n & 1); return o; });  // 16-byte aligned
+    var mem = kernel.memory, need = total * 8 - mem.buffer.byteLength;
+    if (need > 0) mem.grow(Math.ceil(need / 65536));
+    return lengths.map(function (n, i) { return new Float64Array(mem.buffer, offsets[i] * 8, n).fill(0); });
+  }
+
+  // rows r0 .. r0+n-1 of out (row length Q, a multiple of 4) = the same rows of D (row length P)
+  // times M (P, Q), all row-major; D and out reach to row r0 + padded(n) - 1 (D's extra rows zero)
+  function product(D, M, out, r0, n, P, Q) {
+    var nb = (n + 3) >> 2;
+    if (useKernel && D.buffer === kernel.memory.buffer && M.buffer === D.buffer && out.buffer === D.buffer) {
+      kernel.mm(D.byteOffset + r0 * P * 8, M.byteOffset, out.byteOffset + r0 * Q * 8, nb, P, Q);
+      return out;
+    }
+    for (var r = r0; r < r0 + 4 * nb; r++) {  // sum_p D[r, p] M[p, j] in the order p = 0 .. P-1, as mm does
+      var o = r * Q, d = r * P;
+      for (var j = 0; j < Q; j++) out[o + j] = 0;
+      for (var p = 0; p < P; p++) {
+        var x = D[d + p], mp = p * Q;
+        for (var j2 = 0; j2 < Q; j2++) out[o + j2] += x * M[mp + j2];
+      }
+    }
+    return out;
+  }
+
+  function padColumns(M, rows, cols, out) {  // (rows, cols) into out (rows, padded(cols)), zeros after
+    var Q = padded(cols);
+    for (var i = 0; i < rows; i++) for (var j = 0; j < cols; j++) out[i * Q + j] = M[i * cols + j];
+    return out;
+  }
+
   // --- small linear algebra -----------------------------------------------------------------
   function norm(a, from, n) {
     var s = 0;
@@ -79,35 +127,94 @@ var bpttEngine = (function () {
     return Math.exp(logScale / pow);
   }
 
-  // singular values of an (n, n) matrix, largest first: one-sided Jacobi rotations of its rows
-  // (contiguous in memory) until every pair is orthogonal; the row norms are then the values
+  // singular values of an (n, n) matrix, largest first: Householder reflections make it bidiagonal
+  // (Golub and Kahan), whose singular values are the positive eigenvalues of the (2n, 2n) symmetric
+  // tridiagonal with zero diagonal and the bidiagonal's entries interleaved off it (its eigenvalues
+  // are +-sigma_i), found by implicit QL; each to a few units in the last place of sigma_1
   function singularValues(M, n) {
-    var A = Float64Array.from(M);
-    for (var sweep = 0; sweep < 40; sweep++) {
-      var rotated = false;
-      for (var p = 0; p < n - 1; p++)
-        for (var q = p + 1; q < n; q++) {
-          var al = 0, be = 0, ga = 0, P = p * n, Q = q * n;
-          for (var i = 0; i < n; i++) {
-            var x = A[P + i], y = A[Q + i];
-            al += x * x; be += y * y; ga += x * y;
-          }
-          if (ga === 0 || Math.abs(ga) <= 1e-15 * Math.sqrt(al * be)) continue;
-          rotated = true;
-          var zeta = (be - al) / (2 * ga);
-          var t = (zeta >= 0 ? 1 : -1) / (Math.abs(zeta) + Math.sqrt(1 + zeta * zeta));
-          var c = 1 / Math.sqrt(1 + t * t), s = c * t;
-          for (var i2 = 0; i2 < n; i2++) {
-            var x2 = A[P + i2], y2 = A[Q + i2];
-            A[P + i2] = c * x2 - s * y2;
-            A[Q + i2] = s * x2 + c * y2;
-          }
-        }
-      if (!rotated) break;
+    var A = new Float64Array(n * n), big = 0;
+    for (var a = 0; a < n * n; a++) big = Math.max(big, Math.abs(M[a]));
+    if (!(big > 0) || !isFinite(big)) return new Array(n).fill(big === 0 ? 0 : NaN);
+    for (var a2 = 0; a2 < n * n; a2++) A[a2] = M[a2] / big;  // scaled: no overflow in the norms
+    var off = new Float64Array(2 * n), v = new Float64Array(n), w = new Float64Array(n);
+    for (var k = 0; k < n; k++) {
+      off[2 * k] = reflect(A, n, k, true, v, w);                     // zeros below A[k, k]
+      if (k < n - 1) off[2 * k + 1] = reflect(A, n, k, false, v, w);  // zeros right of A[k, k+1]
     }
+    var ev = tridiagonalEigenvalues(new Float64Array(2 * n), off, 2 * n);
+    ev.sort(function (x, y) { return y - x; });
     var out = [];
-    for (var row = 0; row < n; row++) out.push(norm(A, row * n, n));
-    return out.sort(function (a, b) { return b - a; });
+    for (var j = 0; j < n; j++) out.push(Math.abs(ev[j]) * big);
+    return out;
+  }
+
+  function hyp(a, b) {  // sqrt(a^2 + b^2) without overflow or underflow on the way
+    a = Math.abs(a); b = Math.abs(b);
+    if (a < b) { var t = a; a = b; b = t; }
+    if (a === 0) return 0;
+    var q = b / a;
+    return a * Math.sqrt(1 + q * q);
+  }
+
+  // the eigenvalues of the symmetric tridiagonal with diagonal d and off-diagonal e (e[i] joins i and
+  // i + 1; e[n-1] unused), both overwritten: implicit QL with the shift from each leading 2 x 2
+  function tridiagonalEigenvalues(d, e, n) {
+    e[n - 1] = 0;
+    for (var l = 0; l < n; l++) {
+      for (var iter = 0; iter < 100; iter++) {
+        var m = l;
+        for (; m < n - 1; m++) {  // the first negligible off-diagonal at or after l splits the matrix
+          var dd = Math.abs(d[m]) + Math.abs(d[m + 1]);
+          if (Math.abs(e[m]) <= 1.1e-16 * dd || Math.abs(e[m]) < 1e-300) break;
+        }
+        if (m === l) break;
+        var g = (d[l + 1] - d[l]) / (2 * e[l]), r = hyp(g, 1);
+        g = d[m] - d[l] + e[l] / (g + (g >= 0 ? r : -r));  // d[m] - the eigenvalue of the 2 x 2 nearest d[l]
+        var s = 1, c = 1, p = 0, i = m - 1, underflow = false;
+        for (; i >= l; i--) {  // rotations from the bottom of the block up, chasing the bulge
+          var f = s * e[i], b = c * e[i];
+          r = hyp(f, g);
+          e[i + 1] = r;
+          if (r === 0) { d[i + 1] -= p; e[m] = 0; underflow = true; break; }
+          s = f / r; c = g / r;
+          g = d[i + 1] - p;
+          r = (d[i] - g) * s + 2 * c * b;
+          p = s * r;
+          d[i + 1] = g + p;
+          g = c * r - b;
+        }
+        if (underflow) continue;
+        d[l] -= p; e[l] = g; e[m] = 0;
+      }
+    }
+    return d;
+  }
+
+  // a Householder reflection on A (n, n), row-major: column k below the diagonal (column = true),
+  // or row k right of k+1; applied to the rest of A, returns the entry it leaves (+-the norm)
+  function reflect(A, n, k, column, v, w) {
+    var first = column ? k : k + 1, len = n - first, s = 0;
+    for (var i = 0; i < len; i++) { v[i] = column ? A[(first + i) * n + k] : A[k * n + first + i]; s += v[i] * v[i]; }
+    var alpha = Math.sqrt(s);
+    if (alpha === 0) return 0;
+    if (v[0] > 0) alpha = -alpha;
+    v[0] -= alpha;
+    var vv = 0;
+    for (var i2 = 0; i2 < len; i2++) vv += v[i2] * v[i2];
+    var beta = 2 / vv;
+    if (column) {  // rows first.., columns k+1..: A -= beta v (v^T A)
+      for (var j = k + 1; j < n; j++) w[j] = 0;
+      for (var r = 0; r < len; r++) { var vr = v[r], o = (first + r) * n; for (var j2 = k + 1; j2 < n; j2++) w[j2] += vr * A[o + j2]; }
+      for (var r2 = 0; r2 < len; r2++) { var f = beta * v[r2], o2 = (first + r2) * n; for (var j3 = k + 1; j3 < n; j3++) A[o2 + j3] -= f * w[j3]; }
+    } else {  // rows k+1.., columns first..: A -= beta (A v) v^T
+      for (var r3 = k + 1; r3 < n; r3++) {
+        var o3 = r3 * n + first, d = 0;
+        for (var c = 0; c < len; c++) d += A[o3 + c] * v[c];
+        d *= beta;
+        for (var c2 = 0; c2 < len; c2++) A[o3 + c2] -= d * v[c2];
+      }
+    }
+    return alpha;
   }
 
   // --- cells: a step forward and its step back, side by side ------------------------------
@@ -347,99 +454,130 @@ var bpttEngine = (function () {
 
   // the Elman decomposition with every output's error in one flat (T, H) array: at step k the rows
   // t >= k become delta_t = dE_t/ds_k * f'(z_k), then dE_t/ds_{k-1} = delta_t W, all in one product
+  // (G's rows are padded(H) long, the product's layout)
   function decomposeElman(m, x, y, T, h0, K) {
-    var tr = forward(m, x, T, h0, null), H = m.H, out = outputError(m, tr.Q, y), df = m.act.df;
+    var tr = forward(m, x, T, h0, null), H = m.H, Hp = padded(H), out = outputError(m, tr.Q, y), df = m.act.df;
     var dE_ds = new Float64Array(T * T), dE_dz = new Float64Array(T * T), window = K === undefined || K === null ? null : K;
-    var G = new Float64Array(T * H), D = new Float64Array(T * H), fp = new Float64Array(H), WT = transpose(m.W, H);
-    var dA = new Float64Array(T * H), dAK = window === null ? null : new Float64Array(T * H), e = new Float64Array(H);
+    var ws = workspace([H * Hp, (T + 3) * H, (T + 3) * Hp]), Wp = padColumns(m.W, H, H, ws[0]), D = ws[1], G = ws[2];
+    var fp = new Float64Array(H), dA = new Float64Array(T * H), dAK = window === null ? null : new Float64Array(T * H);
+    var e = new Float64Array(H);
     for (var k = T - 1; k >= 0; k--) {
-      G.set(rowTimes(out.dQ[k], m.V, m.O, H, e), k * H);  // dE_k/ds_k from output k itself
+      G.set(rowTimes(out.dQ[k], m.V, m.O, H, e), k * Hp);  // dE_k/ds_k from output k itself
       var s = tr.steps[k].h, base = k * H;
       for (var i = 0; i < H; i++) fp[i] = df(s[i]);
       for (var t = k; t < T; t++) {
-        var r = t * H, gs = 0, ds = 0, keep = window !== null && t - k <= window;
+        var r = t * Hp, rd = t * H, gs = 0, ds = 0, keep = window !== null && t - k <= window;
         for (var j = 0; j < H; j++) {
           var g = G[r + j], d = g * fp[j];
           gs += g * g; ds += d * d;
-          D[r + j] = d; dA[base + j] += d;
+          D[rd + j] = d; dA[base + j] += d;
           if (keep) dAK[base + j] += d;
         }
         dE_ds[t * T + k] = Math.sqrt(gs); dE_dz[t * T + k] = Math.sqrt(ds);
       }
-      rowsTimes(D, WT, H, H, k, T - k, G);
+      product(D, Wp, G, k, T - k, H, Hp);
     }
     var dh0 = new Float64Array(H);
-    for (var t2 = 0; t2 < T; t2++) for (var j2 = 0; j2 < H; j2++) dh0[j2] += G[t2 * H + j2];
+    for (var t2 = 0; t2 < T; t2++) for (var j2 = 0; j2 < H; j2++) dh0[j2] += G[t2 * Hp + j2];
     var res = { trace: tr, loss: out.loss, dQ: out.dQ, dE_ds: dE_ds, dE_dz: dE_dz, dE_dc: null, T: T,
                 grads: weightGrads(m, tr, x, out.dQ, dA, dA), h0: dh0, c0: null };
     if (window !== null) res.gradsK = weightGrads(m, tr, x, out.dQ, dAK, dAK);
     return res;
   }
 
-  // the same for an LSTM or a GRU (reset after): at step k the rows t >= k of every output's error
-  // go through the step's gates element by element (the cell's step back, a row at a time), then
-  // their errors of the recurrent product reach h_{k-1} in one product with W
+  // the same for an LSTM or a GRU (reset after). Step k's gate factors (stepFactors) turn the errors
+  // of the state after the step into the gates' errors element by element; the product with W that
+  // takes them to h_{k-1} is folded into one (P, H) matrix M_k for the step (P = 2H: rows for h_k's
+  // error then c_k's; P = H for a GRU), applied to every output's row at once
   function decomposeGated(m, x, y, T, h0, c0, K) {
-    var tr = forward(m, x, T, h0, c0), H = m.H, GH = m.G * H, out = outputError(m, tr.Q, y), lstm = m.cell === "lstm";
+    var tr = forward(m, x, T, h0, c0), H = m.H, Hp = padded(H), GH = m.G * H, out = outputError(m, tr.Q, y);
+    var lstm = m.cell === "lstm", P = lstm ? 2 * H : H, window = K === undefined || K === null ? null : K;
     var dE_ds = new Float64Array(T * T), dE_dz = new Float64Array(T * T), dE_dc = lstm ? new Float64Array(T * T) : null;
-    var window = K === undefined || K === null ? null : K, WT = transpose(m.W, GH, H);
-    var Gh = new Float64Array(T * H), Gc = new Float64Array(T * H), DR = new Float64Array(T * GH), Hn = new Float64Array(T * H);
-    var dA = new Float64Array(T * GH), dR = new Float64Array(T * GH), e = new Float64Array(H);
-    var dAK = window === null ? null : new Float64Array(T * GH), dRK = window === null ? null : new Float64Array(T * GH);
-    var s = scratch(m), gh = new Float64Array(H), gc = new Float64Array(H), zero = new Float64Array(H);
+    var ws = workspace([P * Hp, (T + 3) * P, (T + 3) * Hp]), Mk = ws[0], X = ws[1], Gh = ws[2];
+    var Gc = new Float64Array(T * H), e = new Float64Array(H), f = stepFactors(H);
+    var dA = new Float64Array(T * GH), dR = lstm ? dA : new Float64Array(T * GH);
+    var dAK = window === null ? null : new Float64Array(T * GH), dRK = window === null ? null : lstm ? dAK : new Float64Array(T * GH);
+    var f1 = f.f1, f2 = f.f2, f3 = f.f3, f4 = f.f4, f5 = f.f5;
     for (var k = T - 1; k >= 0; k--) {
-      Gh.set(rowTimes(out.dQ[k], m.V, m.O, H, e), k * H);  // dE_k/dh_k from output k itself
+      Gh.set(rowTimes(out.dQ[k], m.V, m.O, H, e), k * Hp);  // dE_k/dh_k from output k itself
       if (lstm) Gc.fill(0, k * H, (k + 1) * H);
-      var prev = tr.states[k], st = tr.steps[k], base = k * GH;
+      stepMatrix(m, tr, k, f, Mk);
+      var ca = tr.steps[k].cache, base = k * GH, last = window === null ? -1 : Math.min(T - 1, k + window);
       for (var t = k; t < T; t++) {
-        var r = t * H, keep = window !== null && t - k <= window;
-        for (var i = 0; i < H; i++) { gh[i] = Gh[r + i]; gc[i] = Gc[r + i]; }
-        dE_ds[t * T + k] = norm(gh, 0, H);
-        if (lstm) dE_dc[t * T + k] = norm(gc, 0, H);
-        backGates(m, prev, st, gh, lstm ? gc : zero, s);
-        dE_dz[t * T + k] = norm(s.da, 0, GH);
-        DR.set(s.dr, t * GH);
-        for (var j = 0; j < GH; j++) {
-          dA[base + j] += s.da[j]; dR[base + j] += s.dr[j];
-          if (keep) { dAK[base + j] += s.da[j]; dRK[base + j] += s.dr[j]; }
+        var r = t * Hp, rc = t * H, rx = t * P, gs = 0, cs = 0, as = 0, keep = t <= last;
+        for (var i = 0; i < H; i++) {
+          var gh = Gh[r + i], a0, a1, a2, a3, d2;
+          gs += gh * gh;
+          X[rx + i] = gh;
+          if (lstm) {
+            var gc = Gc[rc + i], dc = gc + gh * f1[i];
+            cs += gc * gc;
+            X[rx + H + i] = gc;
+            a0 = dc * f2[i]; a1 = dc * f3[i]; a2 = dc * f4[i]; a3 = gh * f5[i];
+            Gc[rc + i] = dc * ca[H + i];
+            as += a0 * a0 + a1 * a1 + a2 * a2 + a3 * a3;
+            dA[base + 3 * H + i] += a3;
+            if (keep) dAK[base + 3 * H + i] += a3;
+          } else {
+            a2 = gh * f1[i]; a0 = a2 * f2[i]; a1 = gh * f3[i]; d2 = a2 * f4[i];
+            as += a0 * a0 + a1 * a1 + a2 * a2;
+            dR[base + 2 * H + i] += d2;
+            if (keep) dRK[base + 2 * H + i] += d2;
+          }
+          dA[base + i] += a0; dA[base + H + i] += a1; dA[base + 2 * H + i] += a2;
+          if (keep) { dAK[base + i] += a0; dAK[base + H + i] += a1; dAK[base + 2 * H + i] += a2; }
         }
-        for (var l = 0; l < H; l++) { Gc[r + l] = lstm ? s.dc[l] : 0; Hn[r + l] = lstm ? 0 : gh[l] * st.cache[H + l]; }
+        dE_ds[t * T + k] = Math.sqrt(gs); dE_dz[t * T + k] = Math.sqrt(as);
+        if (lstm) dE_dc[t * T + k] = Math.sqrt(cs);
       }
-      rowsTimes(DR, WT, GH, H, k, T - k, Gh);  // dE_t/dh_{k-1} through W, then the GRU's copy path
-      if (!lstm) for (var q = k * H; q < T * H; q++) Gh[q] += Hn[q];
+      product(X, Mk, Gh, k, T - k, P, Hp);  // dE_t/dh_{k-1} for every output t >= k
     }
+    if (!lstm) for (var q = 0; q < T * GH; q++) if (q % GH < 2 * H) { dR[q] = dA[q]; if (dRK) dRK[q] = dAK[q]; }
     var dh0 = new Float64Array(H), dc0 = new Float64Array(H);
-    for (var t2 = 0; t2 < T; t2++) for (var j2 = 0; j2 < H; j2++) { dh0[j2] += Gh[t2 * H + j2]; dc0[j2] += Gc[t2 * H + j2]; }
+    for (var t2 = 0; t2 < T; t2++) for (var j2 = 0; j2 < H; j2++) { dh0[j2] += Gh[t2 * Hp + j2]; dc0[j2] += Gc[t2 * H + j2]; }
     var res = { trace: tr, loss: out.loss, dQ: out.dQ, dE_ds: dE_ds, dE_dz: dE_dz, dE_dc: dE_dc, T: T,
                 grads: weightGrads(m, tr, x, out.dQ, dA, dR), h0: dh0, c0: lstm ? dc0 : null };
     if (window !== null) res.gradsK = weightGrads(m, tr, x, out.dQ, dAK, dRK);
     return res;
   }
 
-  // the gates' part of a step back, without the product with W: out.da, out.dr and (LSTM) out.dc
-  function backGates(m, prev, st, dh, dc, out) {
-    var H = m.H, ca = st.cache;
-    if (m.cell === "lstm") {
-      for (var j = 0; j < H; j++) {
-        var i = ca[j], f = ca[H + j], g = ca[2 * H + j], o = ca[3 * H + j], tc = ca[4 * H + j];
-        var c = dc[j] + dh[j] * o * (1 - tc * tc);
-        out.da[j] = c * g * i * (1 - i);
-        out.da[H + j] = c * prev.c[j] * f * (1 - f);
-        out.da[2 * H + j] = c * i * (1 - g * g);
-        out.da[3 * H + j] = dh[j] * tc * o * (1 - o);
-        out.dc[j] = c * f;
+  function stepFactors(H) {
+    return { f1: new Float64Array(H), f2: new Float64Array(H), f3: new Float64Array(H), f4: new Float64Array(H), f5: new Float64Array(H) };
+  }
+
+  // step k's gate factors into f, and M_k into M (P rows of padded(H)). LSTM: with dc = dE/dc_k +
+  // dE/dh_k f1, the gates' errors are (dc f2, dc f3, dc f4, dE/dh_k f5) and dE/dc_{k-1} = dc f_k, so
+  // dE/dh_{k-1} = dE/dh_k (f1 A + B) + dE/dc_k A with A = f2 W_i + f3 W_f + f4 W_g, B = f5 W_o (rows
+  // scaled). GRU (reset after): dn = dE/dh_k f1, errors (dn f2, dE/dh_k f3, dn), those of the recurrent
+  // product (.., .., dn f4), so dE/dh_{k-1} = dE/dh_k (f1 f2 W_r + f3 W_z + f1 f4 W_n + diag(f5))
+  function stepMatrix(m, tr, k, f, M) {
+    var H = m.H, Hp = padded(H), W = m.W, HH = H * H, ca = tr.steps[k].cache, hp = tr.states[k].h, cp = tr.states[k].c;
+    var f1 = f.f1, f2 = f.f2, f3 = f.f3, f4 = f.f4, f5 = f.f5, lstm = m.cell === "lstm";
+    for (var j = 0; j < H; j++) {
+      if (lstm) {
+        var ig = ca[j], fg = ca[H + j], gg = ca[2 * H + j], og = ca[3 * H + j], tc = ca[4 * H + j];
+        f1[j] = og * (1 - tc * tc); f2[j] = gg * ig * (1 - ig); f3[j] = cp[j] * fg * (1 - fg); f4[j] = ig * (1 - gg * gg); f5[j] = tc * og * (1 - og);
+      } else {
+        var rg = ca[j], zg = ca[H + j], ng = ca[2 * H + j];
+        f1[j] = (1 - zg) * (1 - ng * ng); f2[j] = ca[3 * H + j] * rg * (1 - rg); f3[j] = (hp[j] - ng) * zg * (1 - zg); f4[j] = rg; f5[j] = zg;
       }
-      out.dr.set(out.da);
-      return;
     }
-    for (var k = 0; k < H; k++) {  // GRU, reset after
-      var r = ca[k], z = ca[H + k], n = ca[2 * H + k], rec = ca[3 * H + k];
-      var dn = dh[k] * (1 - z) * (1 - n * n);
-      out.da[H + k] = out.dr[H + k] = dh[k] * (prev.h[k] - n) * z * (1 - z);
-      out.da[2 * H + k] = dn;
-      out.da[k] = out.dr[k] = dn * rec * r * (1 - r);
-      out.dr[2 * H + k] = dn * r;
+    for (var r = 0; r < H; r++) {
+      var o = r * Hp, w = r * H;
+      if (lstm) {
+        var o2 = o + H * Hp;
+        for (var c = 0; c < H; c++) {
+          var a = f2[r] * W[w + c] + f3[r] * W[HH + w + c] + f4[r] * W[2 * HH + w + c];
+          M[o2 + c] = a;
+          M[o + c] = f1[r] * a + f5[r] * W[3 * HH + w + c];
+        }
+      } else {
+        var u = f1[r] * f2[r], v = f1[r] * f4[r];
+        for (var c2 = 0; c2 < H; c2++) M[o + c2] = u * W[w + c2] + f3[r] * W[HH + w + c2] + v * W[2 * HH + w + c2];
+        M[o + r] += f5[r];
+      }
     }
+    return M;
   }
 
   // dU = sum_k dA_k x_k^T, dW = sum_k dR_k h_{k-1}^T (by row block), db = sum dA, dbh = sum dR,
@@ -518,19 +656,26 @@ var bpttEngine = (function () {
     var rows = [], maxLag = 0;
     lags.forEach(function (l) { if (l <= t) maxLag = Math.max(maxLag, l); });
     for (var r = 0; r < S; r++) { var v = new Float64Array(S); v[r] = 1; rows.push(v); }
-    var logScale = 0, elman = m.cell === "elman", R = elman ? new Float64Array(H * H) : null;
-    var Rd = elman ? new Float64Array(H * H) : null, WT = elman ? transpose(m.W, H) : null;
-    if (elman) for (var r0 = 0; r0 < H; r0++) R[r0 * H + r0] = 1;
+    var logScale = 0, elman = m.cell === "elman", Hp = padded(H), R = null, Rd = null, Wp = null, fp = new Float64Array(H);
     if (!elman && (m.cell === "lstm" || m.resetAfter)) return gatedSpectra(m, res, t, lags, maxLag);
+    if (elman) {  // R: the H unit errors as rows (padded(H) long), Rd = R f'(z_k)
+      var ws = workspace([H * Hp, (H + 3) * H, (H + 3) * Hp]);
+      Wp = padColumns(m.W, H, H, ws[0]); Rd = ws[1]; R = ws[2];
+      for (var r0 = 0; r0 < H; r0++) R[r0 * Hp + r0] = 1;
+    }
     for (var l = 1; l <= maxLag; l++) {
       if (elman) {  // the H unit errors at once: R <- (R * f'(z_k)) W
         var sk = tr.steps[t - l + 1].h, mx = 0;
-        for (var a = 0; a < H * H; a++) Rd[a] = R[a] * m.act.df(sk[a % H]);
-        rowsTimes(Rd, WT, H, H, 0, H, R);
-        for (var b = 0; b < H * H; b++) mx = Math.max(mx, Math.abs(R[b]));
-        if (mx > 0 && (mx > 1e100 || mx < 1e-100)) { for (var c = 0; c < H * H; c++) R[c] /= mx; logScale += Math.log10(mx); }
-        if (lags.indexOf(l) >= 0)
-          out[l] = singularValues(R, H).map(function (v) { return v > 0 ? Math.log10(v) + logScale : -Infinity; });
+        for (var i0 = 0; i0 < H; i0++) fp[i0] = m.act.df(sk[i0]);
+        for (var a = 0; a < H; a++) for (var a2 = 0; a2 < H; a2++) Rd[a * H + a2] = R[a * Hp + a2] * fp[a2];
+        product(Rd, Wp, R, 0, H, H, Hp);
+        for (var b = 0; b < H * Hp; b++) mx = Math.max(mx, Math.abs(R[b]));
+        if (mx > 0 && (mx > 1e100 || mx < 1e-100)) { for (var c = 0; c < H * Hp; c++) R[c] /= mx; logScale += Math.log10(mx); }
+        if (lags.indexOf(l) >= 0) {
+          var RM = new Float64Array(H * H);
+          for (var rr = 0; rr < H; rr++) RM.set(R.subarray(rr * Hp, rr * Hp + H), rr * H);
+          out[l] = singularValues(RM, H).map(function (v) { return v > 0 ? Math.log10(v) + logScale : -Infinity; });
+        }
         continue;
       }
       var k = t - l + 1, big = 0;  // step k's backward: from state_k to state_{k-1}
@@ -554,31 +699,34 @@ var bpttEngine = (function () {
     return out;  // lag -> log10 singular values, largest first
   }
 
-  // the same for an LSTM or a GRU (reset after): the S unit errors (S = 2H: h then c; or H) go
-  // through each step's gates a row at a time, then through W in one product
+  // the same for an LSTM or a GRU (reset after): the S unit errors (S = 2H: h then c; or H) as rows
+  // [dE/dh, dE/dc], each step's M_k (stepMatrix) taking them to h_{k-1} in one product
   function gatedSpectra(m, res, t, lags, maxLag) {
-    var H = m.H, GH = m.G * H, lstm = m.cell === "lstm", S = lstm ? 2 * H : H, tr = res.trace, out = {};
-    var Rh = new Float64Array(S * H), Rc = new Float64Array(S * H), DR = new Float64Array(S * GH);
-    var Hn = new Float64Array(S * H), WT = transpose(m.W, GH, H), s = scratch(m), logScale = 0;
-    for (var r = 0; r < S; r++) { if (r < H) Rh[r * H + r] = 1; else Rc[r * H + r - H] = 1; }
+    var H = m.H, Hp = padded(H), lstm = m.cell === "lstm", S = lstm ? 2 * H : H, P = S, tr = res.trace, out = {};
+    var ws = workspace([P * Hp, (S + 3) * P, (S + 3) * Hp]), Mk = ws[0], X = ws[1], Rh = ws[2];
+    var Rc = new Float64Array(S * H), f = stepFactors(H), logScale = 0;
+    for (var r = 0; r < S; r++) { if (r < H) Rh[r * Hp + r] = 1; else Rc[r * H + r - H] = 1; }
     for (var l = 1; l <= maxLag; l++) {
-      var k = t - l + 1, st = tr.steps[k], big = 0;
-      for (var r2 = 0; r2 < S; r2++) {
-        var gh = Rh.subarray(r2 * H, (r2 + 1) * H), gc = Rc.subarray(r2 * H, (r2 + 1) * H);
-        backGates(m, tr.states[k], st, gh, gc, s);
-        DR.set(s.dr, r2 * GH);
-        for (var j = 0; j < H; j++) { Hn[r2 * H + j] = lstm ? 0 : gh[j] * st.cache[H + j]; if (lstm) gc[j] = s.dc[j]; }
-      }
-      rowsTimes(DR, WT, GH, H, 0, S, Rh);
-      for (var q = 0; q < S * H; q++) { Rh[q] += Hn[q]; big = Math.max(big, Math.abs(Rh[q]), Math.abs(Rc[q])); }
+      var k = t - l + 1, fg = tr.steps[k].cache.subarray(H, 2 * H), big = 0;
+      stepMatrix(m, tr, k, f, Mk);
+      for (var r2 = 0; r2 < S; r2++)
+        for (var j = 0; j < H; j++) {
+          var gh = Rh[r2 * Hp + j];
+          X[r2 * P + j] = gh;
+          if (lstm) { var gc = Rc[r2 * H + j]; X[r2 * P + H + j] = gc; Rc[r2 * H + j] = (gc + gh * f.f1[j]) * fg[j]; }
+        }
+      product(X, Mk, Rh, 0, S, P, Hp);
+      for (var r5 = 0; r5 < S; r5++)
+        for (var j5 = 0; j5 < H; j5++) big = Math.max(big, Math.abs(Rh[r5 * Hp + j5]), Math.abs(Rc[r5 * H + j5]));
       if (big > 0 && (big > 1e100 || big < 1e-100)) {  // rescale, keep the log of the factor
-        for (var q2 = 0; q2 < S * H; q2++) { Rh[q2] /= big; Rc[q2] /= big; }
+        for (var q2 = 0; q2 < S * H; q2++) Rc[q2] /= big;
+        for (var q3 = 0; q3 < S * Hp; q3++) Rh[q3] /= big;
         logScale += Math.log10(big);
       }
       if (lags.indexOf(l) >= 0) {
         var M = new Float64Array(S * S);
         for (var r3 = 0; r3 < S; r3++) {
-          M.set(Rh.subarray(r3 * H, (r3 + 1) * H), r3 * S);
+          M.set(Rh.subarray(r3 * Hp, r3 * Hp + H), r3 * S);
           if (lstm) M.set(Rc.subarray(r3 * H, (r3 + 1) * H), r3 * S + H);
         }
         out[l] = singularValues(M, S).map(function (v) { return v > 0 ? Math.log10(v) + logScale : -Infinity; });
