@@ -48,9 +48,45 @@ def test_write_explorer_refuses_a_path_that_is_not_a_name(tmp_path):
 def test_the_assets_ship_with_the_package():
     from importlib import resources
     files = {p.name for p in resources.files("bptt.explore").iterdir()}
-    assert {"template.html", "engine.js", "explorer.js", "explorer.css"} <= files
+    assert {"template.html", "engine.js", "explorer.js", "explorer.css", "kernels.wat", "kernels.wasm"} <= files
     text = (ROOT / "pyproject.toml").read_text()
-    assert '"explore/*.js"' in text and '"explore/*.html"' in text and '"explore/*.css"' in text
+    for pattern in ("js", "html", "css", "wat", "wasm"):
+        assert f'"explore/*.{pattern}"' in text
+
+
+# --- the WebAssembly kernel, run here by wasmtime -----------------------------------------------
+def _kernel():
+    wasmtime = need("wasmtime")
+    from importlib import resources
+    store = wasmtime.Store()
+    module = wasmtime.Module(store.engine, resources.files("bptt.explore").joinpath("kernels.wasm").read_bytes())
+    exports = wasmtime.Instance(store, module, []).exports(store)
+    return store, exports["memory"], exports["mm"]
+
+
+def test_the_shipped_kernel_is_its_source_compiled():
+    wasmtime = need("wasmtime")
+    src = ROOT / "src" / "bptt" / "explore"
+    assert bytes(wasmtime.wat2wasm((src / "kernels.wat").read_text())) == (src / "kernels.wasm").read_bytes(), \
+        "kernels.wasm is stale: run python scripts/build_wasm.py"
+
+
+@pytest.mark.parametrize("n,P,Q", [(1, 1, 4), (4, 3, 8), (7, 64, 64), (13, 256, 20), (200, 130, 68)])
+def test_the_kernel_product_equals_numpy(n, P, Q):
+    store, memory, mm = _kernel()
+    rng = np.random.default_rng(n + P + Q)
+    rows = -(-n // 4) * 4  # the kernel works on four rows at a time: D's extra rows are zeros
+    D, M = np.zeros((rows, P)), rng.normal(size=(P, Q))
+    D[:n] = rng.normal(size=(n, P))
+    need_bytes = 8 * (D.size + M.size + rows * Q)
+    if memory.data_len(store) < need_bytes:
+        memory.grow(store, -(-(need_bytes - memory.data_len(store)) // 65536))
+    memory.write(store, D.tobytes() + M.tobytes(), 0)
+    mm(store, 0, 8 * D.size, 8 * (D.size + M.size), rows // 4, P, Q)
+    out = np.frombuffer(memory.read(store, 8 * (D.size + M.size), 8 * (D.size + M.size + rows * Q)), dtype=np.float64)
+    want = D @ M
+    assert np.max(np.abs(out.reshape(rows, Q) - want)) <= 1e-13 * max(np.max(np.abs(want)), 1.0)
+    assert not out.reshape(rows, Q)[n:].any()
 
 
 # --- the browser ---------------------------------------------------------------------------------
@@ -64,17 +100,27 @@ def _need_chromium():
         pytest.skip("chromium/chromedriver not installed (run scripts/ensure-chromium)")
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+WASM_POLICY = "script-src 'unsafe-inline' 'wasm-unsafe-eval';"
+
+
+@pytest.fixture(scope="module", params=["wasm", "js"])
+def browser(tmp_path_factory, request):
+    """The page in headless Chromium: as written ("wasm": its product runs in WebAssembly), and
+    served under a policy that forbids WebAssembly ("js": the same loop in JavaScript)."""
     need("selenium.webdriver")
     _need_chromium()
     from bptt.explore.browser import start
     path = write_explorer(tmp_path_factory.mktemp("explore") / "explorer.html")
+    if request.param == "js":
+        html = path.read_text()
+        assert WASM_POLICY in html
+        path.write_text(html.replace(WASM_POLICY, "script-src 'unsafe-inline';"))
     driver, profile = start()
     try:
         driver.set_page_load_timeout(60)
         driver.get_log("performance")  # the browser's own start-up requests, before the page
         driver.get(path.resolve().as_uri())
+        assert driver.execute_script("return bpttExplorer.product;") == request.param
         yield driver, path
     finally:
         driver.quit()
@@ -136,7 +182,7 @@ def test_page_engine_equals_bptt_on_lstm_and_gru(browser, cell, reset_after):
     driver, _ = browser
     rng = np.random.default_rng(5)
     for case in range(4):
-        H, D, O, T = 1 + case, 3, 4, 3 + 2 * case
+        H, D, O, T = (1, 2, 7, 13)[case], 3, 4, 3 + 5 * case  # H from 1 to past the product's 4 columns
         m = bptt.random_gated(cell, H, D, O, seed=rng, bias=case % 2 == 0,
                               **({"reset_after": reset_after} if cell == "gru" else {}))
         x = rng.integers(0, D, T) if case % 2 else rng.normal(size=(T, D))

@@ -193,25 +193,35 @@ var bpttEngine = (function () {
   // a Householder reflection on A (n, n), row-major: column k below the diagonal (column = true),
   // or row k right of k+1; applied to the rest of A, returns the entry it leaves (+-the norm)
   function reflect(A, n, k, column, v, w) {
-    var first = column ? k : k + 1, len = n - first, s = 0;
-    for (var i = 0; i < len; i++) { v[i] = column ? A[(first + i) * n + k] : A[k * n + first + i]; s += v[i] * v[i]; }
+    var first = column ? k : k + 1, len = n - first, s = 0, i;
+    if (column) for (i = 0; i < len; i++) v[i] = A[(first + i) * n + k];
+    else for (i = 0; i < len; i++) v[i] = A[k * n + first + i];
+    for (i = 0; i < len; i++) s += v[i] * v[i];
     var alpha = Math.sqrt(s);
     if (alpha === 0) return 0;
     if (v[0] > 0) alpha = -alpha;
     v[0] -= alpha;
-    var vv = 0;
-    for (var i2 = 0; i2 < len; i2++) vv += v[i2] * v[i2];
-    var beta = 2 / vv;
+    var beta = 0;
+    for (i = 0; i < len; i++) beta += v[i] * v[i];
+    beta = 2 / beta;
+    var j, r, o, x;
     if (column) {  // rows first.., columns k+1..: A -= beta v (v^T A)
-      for (var j = k + 1; j < n; j++) w[j] = 0;
-      for (var r = 0; r < len; r++) { var vr = v[r], o = (first + r) * n; for (var j2 = k + 1; j2 < n; j2++) w[j2] += vr * A[o + j2]; }
-      for (var r2 = 0; r2 < len; r2++) { var f = beta * v[r2], o2 = (first + r2) * n; for (var j3 = k + 1; j3 < n; j3++) A[o2 + j3] -= f * w[j3]; }
+      for (j = k + 1; j < n; j++) w[j] = 0;
+      for (r = 0; r < len; r++) {
+        x = v[r]; o = (first + r) * n;
+        for (j = k + 1; j < n; j++) w[j] += x * A[o + j];
+      }
+      for (j = k + 1; j < n; j++) w[j] *= beta;
+      for (r = 0; r < len; r++) {
+        x = v[r]; o = (first + r) * n;
+        for (j = k + 1; j < n; j++) A[o + j] -= x * w[j];
+      }
     } else {  // rows k+1.., columns first..: A -= beta (A v) v^T
-      for (var r3 = k + 1; r3 < n; r3++) {
-        var o3 = r3 * n + first, d = 0;
-        for (var c = 0; c < len; c++) d += A[o3 + c] * v[c];
-        d *= beta;
-        for (var c2 = 0; c2 < len; c2++) A[o3 + c2] -= d * v[c2];
+      for (r = k + 1; r < n; r++) {
+        o = r * n + first; x = 0;
+        for (j = 0; j < len; j++) x += A[o + j] * v[j];
+        x *= beta;
+        for (j = 0; j < len; j++) A[o + j] -= x * v[j];
       }
     }
     return alpha;
@@ -497,48 +507,69 @@ var bpttEngine = (function () {
     var Gc = new Float64Array(T * H), e = new Float64Array(H), f = stepFactors(H);
     var dA = new Float64Array(T * GH), dR = lstm ? dA : new Float64Array(T * GH);
     var dAK = window === null ? null : new Float64Array(T * GH), dRK = window === null ? null : lstm ? dAK : new Float64Array(T * GH);
-    var f1 = f.f1, f2 = f.f2, f3 = f.f3, f4 = f.f4, f5 = f.f5;
+    var f1 = f.f1, f2 = f.f2, f3 = f.f3, f4 = f.f4, f5 = f.f5, n1 = new Float64Array(H), n2 = new Float64Array(H);
+    var sh = new Float64Array(H), sc = new Float64Array(H), shK = new Float64Array(H), scK = new Float64Array(H);
     for (var k = T - 1; k >= 0; k--) {
       Gh.set(rowTimes(out.dQ[k], m.V, m.O, H, e), k * Hp);  // dE_k/dh_k from output k itself
       if (lstm) Gc.fill(0, k * H, (k + 1) * H);
       stepMatrix(m, tr, k, f, Mk);
-      var ca = tr.steps[k].cache, base = k * GH, last = window === null ? -1 : Math.min(T - 1, k + window);
+      // every gate's error is a factor of the step times dc (LSTM) or dE/dh_k, so the sums over
+      // outputs t (all of them, and those within the window) need only the sums of dc and dE/dh_k
+      var fg = tr.steps[k].cache.subarray(H, 2 * H), last = window === null ? -1 : Math.min(T - 1, k + window);
+      sh.fill(0); sc.fill(0); shK.fill(0); scK.fill(0);
+      for (var j = 0; j < H; j++) {
+        n1[j] = lstm ? f2[j] * f2[j] + f3[j] * f3[j] + f4[j] * f4[j] : f1[j] * f1[j] * (f2[j] * f2[j] + 1) + f3[j] * f3[j];
+        n2[j] = lstm ? f5[j] * f5[j] : 0;
+      }
       for (var t = k; t < T; t++) {
         var r = t * Hp, rc = t * H, rx = t * P, gs = 0, cs = 0, as = 0, keep = t <= last;
-        for (var i = 0; i < H; i++) {
-          var gh = Gh[r + i], a0, a1, a2, a3, d2;
-          gs += gh * gh;
-          X[rx + i] = gh;
-          if (lstm) {
-            var gc = Gc[rc + i], dc = gc + gh * f1[i];
-            cs += gc * gc;
-            X[rx + H + i] = gc;
-            a0 = dc * f2[i]; a1 = dc * f3[i]; a2 = dc * f4[i]; a3 = gh * f5[i];
-            Gc[rc + i] = dc * ca[H + i];
-            as += a0 * a0 + a1 * a1 + a2 * a2 + a3 * a3;
-            dA[base + 3 * H + i] += a3;
-            if (keep) dAK[base + 3 * H + i] += a3;
-          } else {
-            a2 = gh * f1[i]; a0 = a2 * f2[i]; a1 = gh * f3[i]; d2 = a2 * f4[i];
-            as += a0 * a0 + a1 * a1 + a2 * a2;
-            dR[base + 2 * H + i] += d2;
-            if (keep) dRK[base + 2 * H + i] += d2;
+        if (lstm) {
+          for (var i = 0; i < H; i++) {
+            var gh = Gh[r + i], gc = Gc[rc + i], dc = gc + gh * f1[i];
+            gs += gh * gh; cs += gc * gc; as += dc * dc * n1[i] + gh * gh * n2[i];
+            X[rx + i] = gh; X[rx + H + i] = gc;
+            Gc[rc + i] = dc * fg[i];
+            sh[i] += gh; sc[i] += dc;
           }
-          dA[base + i] += a0; dA[base + H + i] += a1; dA[base + 2 * H + i] += a2;
-          if (keep) { dAK[base + i] += a0; dAK[base + H + i] += a1; dAK[base + 2 * H + i] += a2; }
+          if (keep) for (var i2 = 0; i2 < H; i2++) { var g2 = X[rx + i2]; shK[i2] += g2; scK[i2] += X[rx + H + i2] + g2 * f1[i2]; }
+          dE_dc[t * T + k] = Math.sqrt(cs);
+        } else {
+          for (var i3 = 0; i3 < H; i3++) {
+            var g3 = Gh[r + i3];
+            gs += g3 * g3; as += g3 * g3 * n1[i3];
+            X[rx + i3] = g3;
+            sh[i3] += g3;
+          }
+          if (keep) for (var i4 = 0; i4 < H; i4++) shK[i4] += Gh[r + i4];
         }
         dE_ds[t * T + k] = Math.sqrt(gs); dE_dz[t * T + k] = Math.sqrt(as);
-        if (lstm) dE_dc[t * T + k] = Math.sqrt(cs);
       }
+      gateSums(m, f, sh, sc, dA, dR, k);
+      if (window !== null) gateSums(m, f, shK, scK, dAK, dRK, k);
       product(X, Mk, Gh, k, T - k, P, Hp);  // dE_t/dh_{k-1} for every output t >= k
     }
-    if (!lstm) for (var q = 0; q < T * GH; q++) if (q % GH < 2 * H) { dR[q] = dA[q]; if (dRK) dRK[q] = dAK[q]; }
     var dh0 = new Float64Array(H), dc0 = new Float64Array(H);
     for (var t2 = 0; t2 < T; t2++) for (var j2 = 0; j2 < H; j2++) { dh0[j2] += Gh[t2 * Hp + j2]; dc0[j2] += Gc[t2 * H + j2]; }
     var res = { trace: tr, loss: out.loss, dQ: out.dQ, dE_ds: dE_ds, dE_dz: dE_dz, dE_dc: dE_dc, T: T,
                 grads: weightGrads(m, tr, x, out.dQ, dA, dR), h0: dh0, c0: lstm ? dc0 : null };
     if (window !== null) res.gradsK = weightGrads(m, tr, x, out.dQ, dAK, dRK);
     return res;
+  }
+
+  // step k's rows of dA (the gates' errors summed over outputs) and dR (those of the recurrent
+  // product) from the sums sh of dE/dh_k and (LSTM) sc of dc
+  function gateSums(m, f, sh, sc, dA, dR, k) {
+    var H = m.H, GH = m.G * H, base = k * GH;
+    for (var i = 0; i < H; i++) {
+      if (m.cell === "lstm") {
+        dA[base + i] = f.f2[i] * sc[i]; dA[base + H + i] = f.f3[i] * sc[i]; dA[base + 2 * H + i] = f.f4[i] * sc[i];
+        dA[base + 3 * H + i] = f.f5[i] * sh[i];
+      } else {
+        var dn = f.f1[i] * sh[i];
+        dA[base + i] = dR[base + i] = f.f2[i] * dn; dA[base + H + i] = dR[base + H + i] = f.f3[i] * sh[i];
+        dA[base + 2 * H + i] = dn; dR[base + 2 * H + i] = f.f4[i] * dn;
+      }
+    }
   }
 
   function stepFactors(H) {
@@ -582,20 +613,23 @@ var bpttEngine = (function () {
 
   // dU = sum_k dA_k x_k^T, dW = sum_k dR_k h_{k-1}^T (by row block), db = sum dA, dbh = sum dR,
   // dV = sum_t dQ_t s_t^T, dc = sum dQ_t
+  // (dW as one product, dR^T (G H, T) times the inputs h_{k-1} (T, H), in the kernel's memory: so
+  // it runs after the decomposition is done with its own arrays there)
   function weightGrads(m, tr, x, dQ, dA, dR) {
-    var H = m.H, G = m.G, GH = G * H, T = tr.T;
+    var H = m.H, Hp = padded(H), G = m.G, GH = G * H, T = tr.T, resetBefore = m.cell === "gru" && !m.resetAfter;
     var g = { U: new Float64Array(GH * m.D), W: new Float64Array(GH * H), V: new Float64Array(m.O * H) };
     if (m.b) g.b = new Float64Array(GH);
     if (m.bh) g.bh = new Float64Array(GH);
     if (m.c) g.c = new Float64Array(m.O);
+    var ws = workspace([(GH + 3) * T, T * Hp, (GH + 3) * Hp]), RT = ws[0], In = ws[1], dW = ws[2];
     for (var k = 0; k < T; k++) {
       var base = k * GH;
+      In.set(tr.states[k].h, k * Hp);
       for (var i = 0; i < GH; i++) {
         var a = dA[base + i], r = dR[base + i];
+        RT[i * T + k] = r;
         if (x.ids) g.U[i * m.D + x.ids[k]] += a;
         else for (var d = 0; d < m.D; d++) g.U[i * m.D + d] += a * x.dense[k][d];
-        var hin = recurrentInput(m, tr, k, Math.floor(i / H));
-        for (var j = 0; j < H; j++) g.W[i * H + j] += r * hin[j];
         if (g.b) g.b[i] += a;
         if (g.bh) g.bh[i] += r;
       }
@@ -605,6 +639,15 @@ var bpttEngine = (function () {
         for (var j2 = 0; j2 < H; j2++) g.V[o * H + j2] += q * s[j2];
         if (g.c) g.c[o] += q;
       }
+    }
+    product(RT, In, dW, 0, GH, T, Hp);
+    for (var i2 = 0; i2 < GH; i2++) {
+      if (resetBefore && i2 >= 2 * H) {  // the n rows multiply r_k * h_{k-1}
+        for (var k2 = 0; k2 < T; k2++) {
+          var hin = recurrentInput(m, tr, k2, 2), r2 = RT[i2 * T + k2];
+          for (var j3 = 0; j3 < H; j3++) g.W[i2 * H + j3] += r2 * hin[j3];
+        }
+      } else for (var j4 = 0; j4 < H; j4++) g.W[i2 * H + j4] = dW[i2 * Hp + j4];
     }
     return g;
   }
@@ -833,7 +876,7 @@ var bpttEngine = (function () {
 
   function fmt(v) { return Number(v.toPrecision(4)).toString(); }
 
-  return { ACT: ACT, GATES: GATES, model: model, forward: forward, decompose: decompose, outputErrors: outputErrors,
+  return { product: useKernel ? "wasm" : "js", ACT: ACT, GATES: GATES, model: model, forward: forward, decompose: decompose, outputErrors: outputErrors,
            termNorms: termNorms, truncatedTerms: truncatedTerms, jacobianSpectra: jacobianSpectra,
            singularValues: singularValues, spectralRadius: spectralRadius, norm2: norm2, norm: norm,
            randomSetup: randomSetup, theory: theory, fmt: fmt };

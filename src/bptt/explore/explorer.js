@@ -47,6 +47,7 @@
     spectralRadius: function (W) { return E.spectralRadius(flat(W, "W"), W.length); },
     singularValues: function (M) { return E.singularValues(flat(M, "M"), M.length); },
     update: null, lastUpdateMs: null, updates: 0, view: null,
+    product: E.product,  // "wasm" (the WebAssembly kernel) or "js" (where the page's policy forbids it)
     /* the network on display, as nested arrays: {cell, activation, U, W, V, b?, bh?, c?, x, y} */
     current: function () {
       var m = cache.setup.model, G = m.G, H = m.H, out = { cell: m.cell, activation: m.activation,
