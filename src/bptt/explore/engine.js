@@ -114,13 +114,14 @@ var bpttEngine = (function () {
   function spectralRadius(W, n) {
     var f = norm(W, 0, n * n);
     if (f === 0) return 0;
-    var A = new Float64Array(n * n), B = new Float64Array(n * n), logScale = Math.log(f), pow = 1;
+    var np = padded(n), ws = workspace([(n + 3) * n, n * np, (n + 3) * np]), A = ws[0], Ap = ws[1], B = ws[2];
+    var logScale = Math.log(f), pow = 1;
     for (var i = 0; i < n * n; i++) A[i] = W[i] / f;
     for (var m = 0; m < 24; m++) {
-      rowsTimes(A, transpose(A, n), n, n, 0, n, B);
-      var a = norm(B, 0, n * n);
+      product(A, padColumns(A, n, n, Ap), B, 0, n, n, np);  // B = A A
+      var a = norm(B, 0, n * np);
       if (a === 0) return 0;
-      for (var j = 0; j < n * n; j++) A[j] = B[j] / a;
+      for (var r = 0; r < n; r++) for (var j = 0; j < n; j++) A[r * n + j] = B[r * np + j] / a;
       logScale = 2 * logScale + Math.log(a);
       pow *= 2;
     }
@@ -426,40 +427,6 @@ var bpttEngine = (function () {
                 grads: weightGrads(m, tr, x, out.dQ, dA, dR), h0: dh0, c0: dE_dc ? dc0 : null };
     if (window !== null) res.gradsK = weightGrads(m, tr, x, out.dQ, dAK, dRK);
     return res;
-  }
-
-  // out (n, Q) = D (n, P) W (P, Q) for the rows r0..r0+n-1 of the flat row arrays D and out, as
-  // dot products with W^T's rows (WT, (Q, P)), four rows and two columns at a time (the hot loop)
-  function rowsTimes(D, WT, P, Q, r0, n, out) {
-    var r = r0, end = r0 + n;
-    for (; r + 3 < end; r += 4) {
-      var a = r * P, b = a + P, c = b + P, d = c + P, oa = r * Q, ob = oa + Q, oc = ob + Q, od = oc + Q;
-      for (var j = 0; j < Q; j += 2) {
-        var j1 = j + 1 < Q ? j + 1 : j, w0 = j * P, w1 = j1 * P;
-        var s00 = 0, s01 = 0, s10 = 0, s11 = 0, s20 = 0, s21 = 0, s30 = 0, s31 = 0;
-        for (var p = 0; p < P; p++) {
-          var x0 = WT[w0 + p], x1 = WT[w1 + p], da = D[a + p], db = D[b + p], dc = D[c + p], dd = D[d + p];
-          s00 += da * x0; s01 += da * x1; s10 += db * x0; s11 += db * x1;
-          s20 += dc * x0; s21 += dc * x1; s30 += dd * x0; s31 += dd * x1;
-        }
-        out[oa + j] = s00; out[ob + j] = s10; out[oc + j] = s20; out[od + j] = s30;
-        if (j1 !== j) { out[oa + j1] = s01; out[ob + j1] = s11; out[oc + j1] = s21; out[od + j1] = s31; }
-      }
-    }
-    for (; r < end; r++)
-      for (var j2 = 0; j2 < Q; j2++) {
-        var s = 0, base = r * P, wb = j2 * P;
-        for (var p2 = 0; p2 < P; p2++) s += D[base + p2] * WT[wb + p2];
-        out[r * Q + j2] = s;
-      }
-    return out;
-  }
-
-  function transpose(W, rows, cols) {  // (rows, cols) -> (cols, rows); square when cols is not given
-    cols = cols || rows;
-    var WT = new Float64Array(rows * cols);
-    for (var i = 0; i < rows; i++) for (var j = 0; j < cols; j++) WT[j * rows + i] = W[i * cols + j];
-    return WT;
   }
 
   // the Elman decomposition with every output's error in one flat (T, H) array: at step k the rows
