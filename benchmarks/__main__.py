@@ -1,7 +1,8 @@
 """python -m benchmarks [--quick] [--parts gradients,gated,flow,minchar,scaling,startup,approx,explore] [--rounds R] [--out DIR]
 
 Prints every measurement, each ratio with its target and PASS/FAIL, and a summary; writes the
-records as JSON and the scaling plots to --out (benchmarks/results by default).
+records as JSON and the scaling plots to --out (benchmarks/results by default). A run of some parts
+replaces those parts' records in an existing results.json and keeps the others'.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def main(argv=None) -> int:
     from bptt import fast
 
     from .harness import Report, limit_threads
+    from .tables import merged
     print(f"bptt benchmarks: {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
           f"NumPy {np.__version__}; {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
     print("threads:", limit_threads())
@@ -76,9 +78,14 @@ def main(argv=None) -> int:
     print(report.summary())
     print(f"({time.perf_counter() - t0:.0f} s)")
     args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "results.json", "w") as f:
-        json.dump({"records": report.records,
-                   "targets": [dict(t.__dict__, holds=t.holds) for t in report.targets]}, f, indent=1, default=str)
+    path = args.out / "results.json"
+    results = {"records": report.records, "targets": [dict(t.__dict__, holds=t.holds) for t in report.targets]}
+    if set(parts) != set(PARTS) and path.exists():  # a partial run replaces its own parts' results only
+        with open(path) as f:
+            results = merged(json.load(f), results, parts)
+        print(f"{path}: the results of {', '.join(parts)} replaced, the other parts' kept")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1, default=str)
     return 0 if all(t.holds for t in report.targets) else 1
 
 

@@ -270,6 +270,18 @@ def test_the_performance_page_quotes_the_results_file():
     assert tables.spliced(page, want) == page, "run: python -m benchmarks.tables --write docs/performance.md"
 
 
+def test_a_run_of_some_benchmark_parts_keeps_the_other_parts_results():
+    harness = load("bench_tables", ROOT / "benchmarks" / "tables.py")
+    old = {"records": [{"part": "flow", "v": 1}, {"part": "flow-memory", "v": 2}, {"part": "explore", "v": 3},
+                       {"part": "flowers", "v": 4}],
+           "targets": [{"part": "flow", "what": "a"}, {"part": "explore", "what": "b"}]}
+    new = {"records": [{"part": "flow", "v": 5}], "targets": [{"part": "flow", "what": "c"}]}
+    got = harness.merged(old, new, ["flow"])
+    assert got["records"] == [{"part": "explore", "v": 3}, {"part": "flowers", "v": 4}, {"part": "flow", "v": 5}]
+    assert got["targets"] == [{"part": "explore", "what": "b"}, {"part": "flow", "what": "c"}]
+    assert harness.merged(None, new, ["flow"]) == new
+
+
 # --- the pages themselves -----------------------------------------------------------------------
 
 def test_each_docs_page_opens_with_a_table_of_contents_that_links_its_sections():
