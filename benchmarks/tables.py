@@ -60,6 +60,19 @@ def spliced(page: str, block: str) -> str:
     return head + BEGIN + "\n" + block + "\n" + END + rest.split(END, 1)[1]
 
 
+def merged(old: dict | None, new: dict, parts) -> dict:
+    """The results file after a run of some parts: the new run's records and targets, and those of
+    the other parts from the old file (a record or target belongs to part p when its part is p or
+    starts with "p-"), so that running one part does not erase the others'."""
+    if old is None:
+        return new
+
+    def ran(part):
+        return any(part == p or part.startswith(p + "-") for p in parts)
+
+    return {"records": [r for r in old.get("records", []) if not ran(r.get("part", ""))] + new["records"],
+            "targets": [t for t in old.get("targets", []) if not ran(t.get("part", ""))] + new["targets"]}
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.tables", description=__doc__.splitlines()[0])
     p.add_argument("--results", type=Path, default=RESULTS)
@@ -75,18 +88,3 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def merged(old: dict | None, new: dict, parts) -> dict:
-    """The results file after a run of some parts: the new run's records and targets, and those of
-    the other parts from the old file (a record or target belongs to part p when its part is p or
-    starts with "p-"), so that running one part does not erase the others'."""
-    if old is None:
-        return new
-
-    def ran(part):
-        return any(part == p or part.startswith(p + "-") for p in parts)
-
-    return {"records": [r for r in old.get("records", []) if not ran(r.get("part", ""))] + new["records"],
-            "targets": [t for t in old.get("targets", []) if not ran(t.get("part", ""))] + new["targets"]}
-
