@@ -6,7 +6,9 @@ computes the same gradient of the same weights over the same sequence:
   BPTT       bptt.gradients (the default backend) and core.gradients (the reference engine)
   RTRL       bptt.approx.rtrl: the influence matrix M (S x P) carried forward; time O(S^2 P) per
              step (H^4 for Elman), memory O(S P) (H^3), whatever T
-  SnAp-1     bptt.approx.snap(order=1) (dense arrays with a mask: the cost of RTRL, not SnAp's)
+  SnAp-1     bptt.approx.snap(order=1): the influence kept on SnAp-1's pattern, O(P) a step, plus
+             the initial state's influence (S x S, O(S^3) a step) for its h0 gradient; and SnAp-1
+             without the initial state (as the online learner runs it)
   UORO       bptt.approx.uoro: one rank-one estimate
   window     bptt.approx.window_curve: the window's bias for every K at once, O(T^2 G H)
 
@@ -23,6 +25,7 @@ import numpy as np
 
 import bptt
 from bptt import approx, core
+from bptt.approx import influence
 
 from .harness import fmt_time, interleaved
 
@@ -59,13 +62,15 @@ def check(model, x, y):
 
 def run(report, *, rounds, hidden=HIDDEN, T=50):
     print(f"\n== approx: time per step of RTRL, SnAp-1, UORO vs BPTT (Elman, D = O = 8, one sequence, T = {T}) ==")
-    print("   H     BPTT/step   reference/step  RTRL/step    SnAp-1/step  UORO/step    RTRL/BPTT  (RTRL = BPTT to)")
+    print("   H     BPTT/step   reference/step  RTRL/step    SnAp-1/step  SnAp-1 no h0 UORO/step    RTRL/BPTT  "
+          "(RTRL = BPTT to)")
     times = {}
     for H in hidden:
         model, x, y = problem(H, T)
         worst = check(model, x, y)
         fns = {"bptt": lambda: bptt.gradients(model, x, y), "reference": lambda: core.gradients(model, x, y),
                "rtrl": lambda: approx.rtrl(model, x, y), "snap1": lambda: approx.snap(model, x, y, order=1),
+               "snap1_online": lambda: influence.run(model, x, y, influence.SnAp1(initial=False)),
                "uoro": lambda: approx.uoro(model, x, y, seed=0)}
         t = interleaved(fns, rounds=max(3, rounds // 3), warmup=1)
         med = {k: v.median / T for k, v in t.items()}

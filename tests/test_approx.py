@@ -282,6 +282,35 @@ def test_snap1_keeps_for_unit_i_the_parameters_that_feed_it():
         approx.snap(model, *data(model, 3), order=0)
 
 
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("N, dense, head", [(None, False, "softmax"), (3, True, "mse")])
+def test_snap1_on_its_pattern_equals_snap1_on_dense_arrays(cell, N, dense, head):
+    model = make(cell, 5, seed=31, head=head)
+    x, y = data(model, 9, N, seed=32, dense=dense)
+    rng = np.random.default_rng(33)
+    lead = () if N is None else (N,)
+    h0 = tuple(rng.normal(size=lead + (5,)) for _ in model.cell.state)
+    h0 = h0 if cell == "lstm" else h0[0]
+    sparse, dense_run = (influence.run(model, x, y, m, h0=h0) for m in (influence.SnAp1(), influence.SnAp(1)))
+    assert sparse.loss == pytest.approx(dense_run.loss, rel=1e-14)
+    assert_same(influence.to_grads(sparse, x=x, h0=h0), influence.to_grads(dense_run, x=x, h0=h0), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_snap1_on_its_pattern_carries_e_numbers_per_parameter(cell):
+    model = make(cell, 6, seed=34)
+    lay = influence.layout(model)
+    method = influence.SnAp1(initial=False)
+    m, M0 = method.start(model, lay, 2)
+    E = len(model.cell.state)
+    if cell == "gru-before":  # r_j reaches every unit through W_n: SnAp-1's pattern is not one unit each
+        assert method.unit is None and m.shape == (2, E * 6, lay.P)
+    else:
+        assert m.shape == (2, E, lay.P) and M0 is None
+        rows = lay.split(method.unit.astype(float))["W"]  # the unit of each of W's entries: its row's
+        np.testing.assert_array_equal(rows, np.arange(model.W.shape[0])[:, None] % 6 * np.ones((1, 6)))
+
+
 # --- UORO ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cell", CELLS)
 def test_uoro_mean_approaches_the_gradient_like_one_over_sqrt_n(cell):

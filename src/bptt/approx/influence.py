@@ -208,7 +208,8 @@ class SnAp(RTRL):
     structural: read at generic random points (inputs, states) with the model's weights, so a zero
     of W removes its paths. SnAp-1 equals RTRL when W is diagonal (each gate's block diagonal); on a
     dense W, SnAp-2 keeps every entry and equals RTRL.
-    This reference implementation masks dense arrays: it measures the approximation, not its cost.
+    This implementation masks dense arrays: it measures the approximation, not its cost; SnAp1
+    stores SnAp-1 on its pattern (approx.snap and the online learner use it).
     """
 
     name = "snap"
@@ -225,6 +226,74 @@ class SnAp(RTRL):
     def step(self, carry, st):
         M, M0 = carry
         return (st.J @ M + st.I) * self.mask, (st.J @ M0) * self.mask0
+
+
+class SnAp1(SnAp):
+    """SnAp-1 stored on its pattern, at about the cost of the forward pass: for a cell whose every
+    recurrent parameter feeds one unit only (Elman, LSTM, GRU reset after: the rows of unit i in
+    each gate feed unit i), SnAp-1 keeps M[(e, unit(p)), p] for each entry e of the state and each
+    parameter p, E numbers per parameter (E = 1, or 2 for an LSTM's (h, c)), and
+
+        m_t[e, p] = sum_e' J_t[(e, u), (e', u)] m_{t-1}[e', p] + I_t[(e, u), p],    u = unit(p),
+
+    the diagonal blocks of J_t and the pattern's entries of I_t (one step back per state entry with
+    a unit error on every unit: unit u's gates feed unit u only, so each gate error is unit u's own).
+    O(E^2 P) a step on top of the cell's step and Jacobian, against SnAp's O(S^2 P) on dense arrays;
+    the same numbers as SnAp(1) to rounding. initial=True also carries the initial state's influence
+    on SnAp's pattern for it (S x S, O(S^3) a step: snap's h0 gradient); the online learner, which
+    never reads it, carries none. A cell or a tied basis whose pattern is not one unit per parameter
+    (a reset-before GRU: r_j reaches every unit through W_n) runs SnAp(1)."""
+
+    def __init__(self, initial=True):
+        super().__init__(1)
+        self.initial = initial
+
+    def start(self, model, lay, N):
+        self.mask, self.mask0 = masks(model, lay, 1)
+        self.unit = unit_of(model, lay, self.mask)
+        if self.unit is None:
+            return RTRL.start(self, model, lay, N)
+        self.E, self.H = len(model.cell.state), model.H
+        S = self.E * self.H
+        m = np.zeros((N, self.E, lay.P), dtype=model.dtype)
+        return m, (np.broadcast_to(np.eye(S, dtype=model.dtype), (N, S, S)).copy() if self.initial else None)
+
+    def step(self, carry, st):
+        if self.unit is None:
+            return super().step(carry, st)
+        m, M0 = carry
+        E, H, N = self.E, self.H, st.x.shape[0]
+        J = st.J
+        Jd = J.reshape(N, E, H, E, H).diagonal(axis1=2, axis2=4)  # (N, E, E, H): J[(e, i), (e', i)]
+        units = np.zeros((E, N, E * H), dtype=J.dtype)
+        for e in range(E):
+            units[e, :, e * H:(e + 1) * H] = 1
+        immediate = np.moveaxis(st.vjp(units), 0, 1)  # (N, E, P): I_t[(e, unit(p)), p]
+        m = np.einsum("nefp,nfp->nep", Jd[..., self.unit], m) + immediate
+        return m, (None if M0 is None else (J @ M0) * self.mask0)
+
+    def read(self, carry, dS):
+        if self.unit is None:
+            return super().read(carry, dS)
+        m, M0 = carry
+        N = dS.shape[0]
+        g = np.einsum("nep,nep->p", dS.reshape(N, self.E, self.H)[:, :, self.unit], m)
+        return g, (np.zeros_like(dS) if M0 is None else np.einsum("ns,nsk->nk", dS, M0))
+
+
+def unit_of(model, lay, mask):
+    """(P,) the unit each recurrent parameter feeds (the unit of its row), or None where SnAp-1's
+    pattern (mask, from masks(model, lay, 1)) is not one unit per parameter (a tied basis, or a cell
+    such as the reset-before GRU)."""
+    if lay.basis is not None:
+        return None
+    H = model.H
+    unit = np.concatenate([np.repeat(np.arange(shape[0]) % H, int(np.prod(shape[1:])))
+                           for shape in lay.shapes])
+    kept = mask[:H]  # (H, P): the units each parameter feeds, unit by unit
+    own = np.zeros_like(kept)
+    own[unit, np.arange(lay.P)] = True
+    return unit if not (kept & ~own).any() else None
 
 
 def patterns(model, lay, points=16):
@@ -350,5 +419,6 @@ def rtrl(model, x, y, *, h0=None, reduction="sum"):
 def snap(model, x, y, order=1, *, h0=None, reduction="sum"):
     """SnAp-n (order=n): (loss, Grads) like bptt.gradients, from the influence matrix kept on the
     entries reachable within n steps (see SnAp). The head's gradients are exact."""
-    r = run(model, x, y, SnAp(order), h0=h0, reduction=reduction)
+    method = SnAp(order)  # checks the order
+    r = run(model, x, y, SnAp1() if method.order == 1 else method, h0=h0, reduction=reduction)
     return r.loss, to_grads(r, x=x, h0=h0)

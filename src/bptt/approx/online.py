@@ -49,7 +49,8 @@ def method_named(name, *, seed=None):
     if name == "uoro":
         return UORO(seed)
     if isinstance(name, str) and name.startswith("snap-") and name[5:].isdigit():
-        return influence.SnAp(int(name[5:]))
+        n = int(name[5:])
+        return influence.SnAp1(initial=False) if n == 1 else influence.SnAp(n)
     raise ValueError(f"unknown online method {name!r}: expected rtrl, uoro or snap-n (n = 1, 2, ...)")
 
 
