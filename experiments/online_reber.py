@@ -66,7 +66,7 @@ def main(argv=None):
               + f"  ({row['seconds']:.0f} s)", flush=True)
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(out, indent=1))
-    print(f"written {OUT}")
+    print(f"written {OUT.relative_to(Path.cwd()) if OUT.is_relative_to(Path.cwd()) else OUT}")
 
 
 if __name__ == "__main__":
