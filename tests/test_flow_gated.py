@@ -9,7 +9,8 @@ import pytest
 
 import bptt
 from bptt import fast
-from bptt.model import GRU, random_gated
+from bptt import GRU
+from bptt.model import random_gated
 
 HOLD = 1e3  # a bias that holds a sigmoid gate at exactly 1.0 (or 0 with -HOLD) in float64
 CASES = [("lstm", True), ("gru", True), ("gru", False)]

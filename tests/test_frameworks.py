@@ -25,7 +25,7 @@ import bptt
 from bptt import frameworks as fw
 from bptt.frameworks.stress import ambiguous
 from bptt.frameworks.stress import random_case as make_case
-from bptt.model import GRU, LSTM
+from bptt import GRU, LSTM
 
 pytestmark = pytest.mark.frameworks
 

@@ -14,7 +14,8 @@ from conftest import need
 import bptt
 from bptt.frameworks import from_keras, from_torch, to_keras, to_torch
 from bptt.frameworks.tensorflow import keras_gate_order
-from bptt.model import GRU, LSTM, random_gated
+from bptt import GRU, LSTM
+from bptt.model import random_gated
 
 pytestmark = pytest.mark.frameworks
 

@@ -121,7 +121,7 @@ def test_approximations(m, T, k1, k2, samples, order, delta):
 def _model_bytes(kind="elman"):
     buf_path = io.BytesIO()
     m = bptt.random_rnn(3, 2, 2, seed=0, bias=True) if kind == "elman" else random_gated(kind, 2, 2, 2, seed=0)
-    arrays = {"meta": np.array(json.dumps({**m._settings(), "format": f"bptt.{type(m).__name__}/1"})), **m.params}
+    arrays = {"meta": np.array(json.dumps({**m.settings, "format": f"bptt.{type(m).__name__}/1"})), **m.params}
     np.savez(buf_path, **arrays)
     return buf_path.getvalue()
 

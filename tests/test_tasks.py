@@ -180,7 +180,7 @@ def test_sampling_at_low_temperature_is_greedy():
 
 
 def test_sampling_from_an_lstm_carries_h_and_c():
-    from bptt.model import LSTM
+    from bptt import LSTM
 
     V = 5
     vocab = Vocab("abcde")

@@ -13,7 +13,8 @@ import pytest
 
 import bptt
 from bptt.cli import main
-from bptt.model import GRU, LSTM, Model, random_gated
+from bptt import GRU, LSTM
+from bptt.model import Model, random_gated
 from bptt.train import Diverged, checkpoint, lag_fraction, read_toml, resolve, train
 from bptt.train.loop import build_task, initial_model
 from conftest import need

@@ -1,4 +1,9 @@
-"""bptt: exact backpropagation through time for Elman RNNs, term by term, verified."""
+"""bptt: exact backpropagation through time for recurrent networks, term by term, verified.
+
+Every registered cell's model class is an attribute by its name: bptt.RNN, and bptt.LSTM,
+bptt.GRU and the rest of bptt.cells.names() (bptt.model.model_class).
+"""
+from . import cells
 from .batch import analyse_batch
 from .check import CheckReport, check
 from .backend import backward, forward, gradients, loss
@@ -7,14 +12,25 @@ from .flow import Flow, flow
 from .frameworks import compare
 from .spectra import jacobian_spectrum, lyapunov
 from .theory import Theory, cliff
-from .model import (RNN, identity, normal, orthogonal, random_rnn, seed_example, spectral_radius,
-                    uniform, with_spectral_radius)
-from .model import GRU, LSTM, Model, random_gated
+from .model import (RNN, Model, identity, normal, orthogonal, random_gated, random_model, random_rnn,
+                    seed_example, spectral_radius, uniform, with_spectral_radius)
 
 __version__ = "0.1.0"
-__all__ = ["RNN", "LSTM", "GRU", "Model", "random_gated", "Trace", "Grads", "flow", "Flow", "forward",
-           "backward", "gradients", "loss", "check",
-           "CheckReport", "compare", "random_rnn",
-           "seed_example", "uniform", "normal", "orthogonal", "identity", "spectral_radius",
-           "with_spectral_radius", "analyse_batch", "jacobian_spectrum", "lyapunov", "Theory",
-           "cliff"]
+__all__ = ["cells", "Model", "RNN", "random_model", "random_rnn", "random_gated", "Trace", "Grads", "flow", "Flow",
+           "forward", "backward", "gradients", "loss", "check", "CheckReport", "compare", "seed_example",
+           "uniform", "normal", "orthogonal", "identity", "spectral_radius", "with_spectral_radius",
+           "analyse_batch", "jacobian_spectrum", "lyapunov", "Theory", "cliff"]
+
+
+def __getattr__(name):
+    """The model class of a registered cell by its class name (bptt.LSTM), made on first use."""
+    from .model import model_class
+
+    for cell in map(cells.get, cells.names()):
+        if cell.model == name:
+            return model_class(cell)
+    raise AttributeError(f"module 'bptt' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | {cells.get(n).model for n in cells.names()})

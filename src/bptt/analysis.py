@@ -28,15 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import activations
+from . import activations, cells
 
 BLOCK = 1 << 15  # entries of one block of lag-table rows (B, L): 256 KiB in float64
-# the gates of each gated cell, in the order of their row blocks in U, W, b, bh and in the cache
-# (cells.py: the LSTM's cache is (i, f, g, o, tanh c_t), the GRU's (r, z, n, rec))
-GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
-SIGMOID_GATES = {"lstm": ("i", "f", "o"), "gru": ("r", "z")}  # g and n are tanh candidates
-# the gate that multiplies the cell's direct path back in time: c_{k-1} -> c_k (LSTM), h_{k-1} -> h_k (GRU)
-PATH_GATE = {"lstm": "f", "gru": "z"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,7 +189,7 @@ def by_lag(flow, *, rows=None) -> LagProfile:
     n, nm, ns, nlo, nhi = norm.result()
     _, rm, rs, _, _ = ratio.result()
     _, tm, ts, _, _ = term.result()
-    c_mean, path_mean = _path_means(flow, rows) if flow.trace.model.cell.name in PATH_GATE else (None, None)
+    c_mean, path_mean = _path_means(flow, rows) if flow.trace.model.cell.memory else (None, None)
     return LagProfile(np.arange(T), n, nm, ns, nlo, nhi, rm, rs, np.exp(log_ratio.mean), tm, ts,
                       _beyond(term.total), c_mean, path_mean)
 
@@ -298,7 +292,7 @@ def saturation(flow):
     """Elman: f'(z_t) of one Flow's sequence, from its states s_0..s_{T-1}, a Saturation with
     values (T, H). Gated cells: their gates along the sequence, a GateSaturation."""
     model = flow.trace.model
-    if model.cell.name in GATES:
+    if model.cell.gates:
         return gate_saturation(flow.trace)
     act = activations.get(model.activation)
     return Saturation(model.activation, act.df_from_output(flow.trace.S[1:, 0]), act.gamma)
@@ -306,13 +300,18 @@ def saturation(flow):
 
 def gate_values(trace, seq=0) -> dict:
     """The gates of a gated cell along sequence `seq` of a trace (or Flow): name -> (T, H) values,
-    in GATES order (LSTM i, f, g, o; GRU r, z, n). g and n are the tanh candidates, the others
-    sigmoid gates in [0, 1]."""
+    in the cell's order (cell.gates: LSTM i, f, g, o; GRU r, z, n); those in cell.sigmoid_gates lie
+    in [0, 1], the others are tanh candidates."""
     trace = getattr(trace, "trace", trace)
-    name = trace.model.cell.name
-    if name not in GATES:
-        raise ValueError(f"gates belong to gated cells ({', '.join(GATES)}), not to the {name} cell")
-    return {g: trace.cache[j][:, seq] for j, g in enumerate(GATES[name])}
+    cell = trace.model.cell
+    if not cell.gates:
+        raise ValueError(f"gates belong to gated cells ({', '.join(gated_cells())}), not to the {cell.name} cell")
+    return {g: trace.cache[j][:, seq] for j, g in enumerate(cell.gates)}
+
+
+def gated_cells() -> list:
+    """The registered cells that have gates."""
+    return [n for n in cells.names() if cells.get(n).gates]
 
 
 @dataclass(frozen=True, eq=False)
@@ -328,6 +327,7 @@ class GateSaturation:
 
     cell: str
     gates: dict
+    path_gate: str | None  # the gate on the direct path (cell.memory): "f" (LSTM) or "z" (GRU)
     threshold: float = 0.1
 
     def _values(self, gate):
@@ -347,11 +347,6 @@ class GateSaturation:
 
     def mean(self, gate) -> float:
         return float(self._values(gate).mean())
-
-    @property
-    def path_gate(self) -> str:
-        """The gate on the direct path: "f" (LSTM) or "z" (GRU)."""
-        return PATH_GATE[self.cell]
 
     @property
     def path_rate(self) -> float:
@@ -383,5 +378,6 @@ def gate_saturation(trace, *, seq=0, threshold=0.1) -> GateSaturation:
     """The sigmoid gates of a gated cell along sequence `seq` of a trace (or Flow): a GateSaturation."""
     trace = getattr(trace, "trace", trace)
     values = gate_values(trace, seq)
-    name = trace.model.cell.name
-    return GateSaturation(name, {g: values[g] for g in SIGMOID_GATES[name]}, float(threshold))
+    cell = trace.model.cell
+    return GateSaturation(cell.name, {g: values[g] for g in cell.sigmoid_gates},
+                          cell.memory[1] if cell.memory else None, float(threshold))

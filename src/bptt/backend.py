@@ -2,7 +2,8 @@
 
     "reference"   bptt.core: plain NumPy, one step at a time, the definition every path is tested against
     "fast"        bptt.fast: the same results to rounding, with compiled loops (Numba), buffers
-                  written in place, BLAS thread control and a helper thread; Elman, LSTM and GRU
+                  written in place, BLAS thread control and a helper thread; the cells it has
+                  kernels for (fast.supports)
 
 backend=None picks the environment variable BPTT_BACKEND when it is set ("reference" or "fast"),
 else the fast backend wherever it supports the model and the reference elsewhere. Naming "fast"
@@ -28,9 +29,14 @@ def engine(model, backend=None):
     if fast.supports(model):
         return fast
     if name == "fast":
-        raise ValueError(f"the fast backend computes the Elman cell only, not {model.cell.name!r}: "
-                         "use backend='reference'")
+        raise ValueError(f"the fast backend has no kernels for the {model.cell.name} cell: use backend='reference' "
+                         "(or backend=None, which takes the reference for it)")
     return core
+
+
+def name(module) -> str:
+    """The name of a backend module: "reference" for bptt.core, "fast" for bptt.fast."""
+    return "reference" if module is core else "fast"
 
 
 def forward(model, x, h0=None, *, backend=None):

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from . import backend as backends
 from . import core, heads, validate
 
 
@@ -57,6 +58,7 @@ class CheckReport:
     loss: float
     tol: float
     rows: tuple
+    backend: str = "reference"  # the backend whose gradients were checked ("fast" or "reference")
 
     @property
     def passed(self) -> bool:
@@ -69,12 +71,13 @@ class CheckReport:
         raise KeyError(name)
 
     def to_dict(self):
-        return {"loss": self.loss, "tol": self.tol, "passed": self.passed,
+        return {"loss": self.loss, "tol": self.tol, "passed": self.passed, "backend": self.backend,
                 "params": [asdict(r) for r in self.rows]}
 
     def __str__(self):
         head = f"{'param':<6} {'checked':>11} {'max abs err':>12} {'max rel err':>12} {'step':>7}  result"
-        lines = [f"finite differences (five-point, float64), loss = {self.loss:.10g}, tol = {self.tol:g}", head]
+        lines = [f"the {self.backend} backend's gradients against finite differences (five-point, float64), "
+                 f"loss = {self.loss:.10g}, tol = {self.tol:g}", head]
         for r in self.rows:
             lines.append(f"{r.name:<6} {f'{r.checked}/{r.total}':>11} {r.max_abs:>12.2e} {r.max_rel:>12.2e} "
                          f"{r.step:>7.0e}  {'pass' if r.passed else 'FAIL'}"
@@ -186,13 +189,16 @@ def _own(a) -> np.ndarray:
 
 
 def check(model, x, y, *, grads=None, h0=None, reduction="sum", step=1e-4, tol=1e-6, floor=1e-6,
-          max_entries=60, seed=0) -> CheckReport:
+          max_entries=60, seed=0, backend=None) -> CheckReport:
     """Compare a gradient with finite differences of the loss, in float64.
 
     grads: the gradient to check (anything with the model's parameters by name and .h0, and .c0 for
-    an LSTM); by default the full-BPTT
-    gradient of bptt.gradients. A truncated gradient is not the gradient of any loss, so it is
-    checked against the frameworks instead (bptt.frameworks.compare).
+    an LSTM); by default the full-BPTT gradient of bptt.gradients, computed by the backend that
+    bptt.gradients takes for this model (backend=None: the fast backend where it has the cell, as
+    bptt.gradients does) or by the one named ("fast" or "reference"); the report says which.
+    A truncated gradient is not the gradient of any loss, so it is checked against the frameworks
+    instead (bptt.frameworks.compare). The loss the differences are taken of is always the
+    reference engine's forward pass.
     floor: relative to the largest |entry| of each gradient (so 1e-6 means entries smaller than a
     millionth of the largest one are compared in absolute terms), in [0, 1].
     step: h relative to max(1, |θ|), > 0; tol: the largest relative error that passes, in (0, 1);
@@ -209,8 +215,10 @@ def check(model, x, y, *, grads=None, h0=None, reduction="sum", step=1e-4, tol=1
     tg = validate.targets(m, y, xin)
     state0 = core.initial_state(m, h0, xin)  # (N, H) arrays: h0, and c0 for a cell with a memory
     state0 = tuple(s if xin.batched else s[0] for s in state0)
-    loss, g = core.gradients(m, x, y, h0=state0 if len(state0) > 1 else state0[0], reduction=reduction)
+    engine = backends.engine(m, backend)
+    loss, g = engine.gradients(m, x, y, h0=state0 if len(state0) > 1 else state0[0], reduction=reduction)
     g = g if grads is None else grads
+    which = "given" if grads is not None else backends.name(engine)
     # the arrays the difference quotient perturbs in place, and the only ones fun() reads
     params = {k: _own(v) for k, v in m.params.items()}
     starts = ("h0", "c0")[:len(state0)]
@@ -245,4 +253,4 @@ def check(model, x, y, *, grads=None, h0=None, reduction="sum", step=1e-4, tol=1
         ok = bool(np.all(np.isfinite(n)) and np.all(np.isfinite(av)) and np.all((err <= tol) | (abs_err <= noise)))
         rows.append(ParamCheck(name, len(av), a.size, float(np.max(abs_err)), float(np.max(err)), step, ok,
                                int(kink.sum())))
-    return CheckReport(float(loss), tol, tuple(rows))
+    return CheckReport(float(loss), tol, tuple(rows), which)

@@ -19,7 +19,6 @@ projection and the weight gradients are here.
 from __future__ import annotations
 
 import functools
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,13 +112,6 @@ def truncation(truncate):
 
 
 # --- forward ---------------------------------------------------------------------------------
-def project(model, xin):
-    """a_t = U x_t + b for every step: (T, N, G). For ids, U x_t is column x_t of U (a gather)."""
-    U, _, b, _ = (None if k is None else getattr(model, k) for k in model.cell.weights)
-    A = U.T[xin.ids.T] if xin.ids is not None else np.swapaxes(xin.X, 0, 1) @ U.T
-    return A if b is None else A + b
-
-
 def forward(model, x, h0=None) -> Trace:
     """Run the network over x: a Trace with .states (T+1, H) / (N, T+1, H), .z, .q, .o, .final.
 
@@ -144,7 +136,7 @@ def initial_state(model, h0, xin) -> tuple:
 
 def run(model, xin, state0) -> Trace:
     """The forward loop from checked inputs and an initial state tuple."""
-    cell, A = model.cell, project(model, xin)
+    cell, A = model.cell, model.cell.project(model, xin)
     state, states, cache = state0, [state0], []
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is named by finite() below
         for t in range(xin.T):
@@ -217,29 +209,54 @@ def backprop_window(trace, dH, K):
 
 
 def weight_grads(trace, dQ, dA, dR, t0=0, t1=None, q0=None) -> dict:
-    """The weight gradients of steps t0..t1-1 from their errors, one product per parameter:
-    dU = sum_t dA_t^T x_t, dW = sum_t dR_t^T h_{t-1}, db = sum_t dA_t, dV = sum_t dQ_t^T h_t,
-    dc = sum_t dQ_t, over the outputs q0..t1-1 (q0 = t0 unless given). dA, dR: (t1-t0, N, G)."""
+    """The parameter gradients of steps t0..t1-1 from their errors, one product per parameter:
+    dU = sum_t dA_t^T x_t, dW = sum_t dR_t^T h_{t-1} (the cell's recurrent_grad), db = sum_t dA_t,
+    dbh = sum_t dR_t, the cell's own parameters from its param_grads (all steps at once), and the
+    head's dV = sum_t dQ_t^T h_t, dc = sum_t dQ_t over the outputs q0..t1-1 (q0 = t0 unless
+    given). dA, dR: (t1-t0, N, G)."""
     model, xin = trace.model, trace.inputs
+    cell = model.cell
     t1 = xin.T if t1 is None else t1
     q0 = t0 if q0 is None else q0
-    iw, rw, ib, rb = model.cell.weights
-    S, G = trace.S, dA.shape[-1]
-    A2, R2 = dA.reshape(-1, G), dR.reshape(-1, G)  # a row per step and sequence
-    if xin.ids is not None:  # x_t one-hot: dU's column d sums dA_t over the steps with x_t = d
-        dUT = np.zeros((model.D, G), dtype=dA.dtype)
-        np.add.at(dUT, xin.ids.T[t0:t1].reshape(-1), A2)
-        dU = dUT.T
-    else:
-        dU = A2.T @ np.swapaxes(xin.X, 0, 1)[t0:t1].reshape(-1, model.D)
-    Q2 = dQ[q0:t1].reshape(-1, model.O)
     prev = tuple(s[t0:t1] for s in trace.cell_states)  # the states before steps t0..t1-1
-    dW = model.cell.recurrent_grad(model, dR, prev, tuple(c[t0:t1] for c in trace.cache))
-    g = {iw: dU, rw: dW, "V": Q2.T @ S[q0 + 1:t1 + 1].reshape(-1, model.H)}
-    for name, rows in ((ib, A2), (rb, R2), ("c", Q2)):
-        if name is not None and getattr(model, name) is not None:
-            g[name] = rows.sum(axis=0)
+    cache = tuple(c[t0:t1] for c in trace.cache)
+    g = {}
+    for name, p in cell.params.items():
+        if name not in model.params or p.role is None:
+            continue
+        if p.role == "input":
+            g[name] = input_grad(model, xin, dA, t0, t1)
+        elif p.role == "recurrent":
+            g[name] = cell.recurrent_grad(model, dR, prev, cache)
+        else:
+            g[name] = (dA if p.role == "input bias" else dR).reshape(-1, dA.shape[-1] if p.role == "input bias"
+                                                                     else dR.shape[-1]).sum(axis=0)
+    own = [k for k, p in cell.params.items() if p.role is None and k in model.params]
+    if own:
+        state = tuple(s[t0 + 1:t1 + 1] for s in trace.cell_states)
+        per_step = cell.param_grads(model, prev, state, cache, dA, dR)
+        missing = sorted(set(own) - set(per_step))
+        if missing:
+            raise ValueError(f"the {cell.name} cell's param_grads gave no gradient for {', '.join(missing)}")
+        for k in own:
+            g[k] = per_step[k].reshape((-1,) + model.params[k].shape).sum(axis=0)
+    Q2, H = dQ[q0:t1].reshape(-1, model.O), trace.S.shape[-1]
+    g["V"] = Q2.T @ trace.S[q0 + 1:t1 + 1].reshape(-1, H)
+    if model.c is not None:
+        g["c"] = Q2.sum(axis=0)
     return {k: g[k].astype(model.dtype, copy=False) for k in model.params}
+
+
+def input_grad(model, xin, dA, t0=0, t1=None):
+    """dU = sum over steps t0..t1-1 and sequences of dA_t^T x_t: (G, D); dA (t1-t0, N, G). For ids,
+    x_t one-hot: column d of dU sums dA_t over the steps with x_t = d."""
+    t1 = xin.T if t1 is None else t1
+    A2 = dA.reshape(-1, dA.shape[-1])  # a row per step and sequence
+    if xin.ids is not None:
+        dUT = np.zeros((model.D, A2.shape[-1]), dtype=dA.dtype)
+        np.add.at(dUT, xin.ids.T[t0:t1].reshape(-1), A2)
+        return dUT.T
+    return A2.T @ np.swapaxes(xin.X, 0, 1)[t0:t1].reshape(-1, model.D)
 
 
 @reports_overflow

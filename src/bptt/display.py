@@ -200,7 +200,7 @@ def model_html(model) -> str:
                      float(a64.min()), float(a64.max()), entries])
         keys.append([None, f"shape({k})", f"norm({k})", f"min({k})", f"max({k})", None])
     parts = [table(("param", "shape", "||.||", "min", "max", "entries"), rows, keys=keys)]
-    if model.cell.name == "elman" and model.H <= 512:
+    if model.cell.pascanu and model.H <= 512:
         W = np.asarray(model.W, dtype=np.float64)
         parts.append(pairs([("rho(W)", float(np.max(np.abs(np.linalg.eigvals(W))))),
                             ("lambda_1 = ||W||_2", float(np.linalg.norm(W, 2)))]))
@@ -266,7 +266,7 @@ def flow_html(fl) -> str:
              (f"||dE_{T - 1}/ds_{T - 1}||", float(fl.dE_ds[T - 1, T - 1])),
              (f"||dE_{T - 1}/ds_0||", float(fl.dE_ds[T - 1, 0])),
              ("decay rate per step", decay)]
-    if fl.cell == "elman":  # Pascanu's bound is for Elman cells only
+    if fl.trace.model.cell.pascanu:  # Pascanu's bound is for Elman cells only
         th = fl.theory()
         items += [("lambda_1 gamma", float(th.growth)), ("verdict", th.verdict)]
     prof = fl.by_lag()

@@ -9,7 +9,8 @@ Conventions:
   A gated cell's terms are the same products of its step's errors (cells.py): dU's term is
   d_a_k x_k^T, dW's is the cell's recurrent_grad of d_r_k (d_r_k h_{k-1}^T; the GRU's reset-before
   n rows take r_k * h_{k-1}), db's is d_a_k, dbh's is d_r_k; their rows come in gate blocks
-  (analysis.GATES: LSTM i, f, g, o; GRU r, z, n).
+  (cell.gates: LSTM i, f, g, o; GRU r, z, n). A cell's own parameters (no role) take their
+  terms from its param_grads, step by step.
 - The lag of term (t, k) is l = t - k.
 - dE_ds[t, k] = ||dE_t/ds_k||_2, the size of the error of output t when it reaches state s_k (the
   hidden output h_k of a gated cell). dE_dz[t, k] = ||dE_t/da_k||, the error of step k's input
@@ -50,12 +51,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import activations, analysis, backend, core, heads, validate
+from . import activations, analysis, backend, cells, core, heads, validate
 from .fast.engine import one_blas_thread
 
-TERM_PARAMS = ("W", "U", "b")
-GATED_TERM_PARAMS = ("W", "U", "b", "bh")
-PATHS = ("cell", "h")
+PATHS = ("cell", "h")  # the two parts of a term of a cell whose memory is a state entry of its own
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,8 +66,8 @@ class Flow:
     dE_ds: np.ndarray  # (T, T): ||dE_t/ds_k|| (||dE_t/dh_k||), zero above the diagonal
     dE_dz: np.ndarray  # (T, T): ||dE_t/da_k||, zero above the diagonal
     loss: float
-    dE_dc: np.ndarray | None = None  # LSTM: (T, T) ||dE_t/dc_k||, the error that arrived along c
-    dE_dW: np.ndarray | None = None  # GRU: (T, T) ||term_{t,k} of W||_F
+    dE_dc: np.ndarray | None = None  # a state's second entry (LSTM): (T, T) ||dE_t/dc_k||, the error along c
+    dE_dW: np.ndarray | None = None  # a W not multiplying h_{k-1} alone (GRU): (T, T) ||term_{t,k} of W||_F
 
     @property
     def T(self) -> int:
@@ -76,7 +75,7 @@ class Flow:
 
     @property
     def cell(self) -> str:
-        """The cell's name: "elman", "lstm" or "gru"."""
+        """The cell's registered name ("rnn", "lstm", "gru", ...)."""
         return self.trace.model.cell.name
 
     def _check_t(self, t):
@@ -85,8 +84,8 @@ class Flow:
         return int(t)
 
     def _gated(self, what):
-        if self.cell not in analysis.GATES:
-            raise ValueError(f"{what} belongs to gated cells ({', '.join(analysis.GATES)}), "
+        if not self.trace.model.cell.memory:
+            raise ValueError(f"{what} belongs to gated cells ({', '.join(analysis.gated_cells())}), "
                              f"not to the {self.cell} cell")
 
     def _errors(self, t):
@@ -122,14 +121,16 @@ class Flow:
         self._gated("a cell path")
         t = self._check_t(t)
         tr, model = self.trace, self.trace.model
-        gate = analysis.gate_values(tr)[analysis.PATH_GATE[self.cell]]  # (T, H): f_k or z_k
+        entry, gate_name = model.cell.memory
+        gate = analysis.gate_values(tr)[gate_name]  # (T, H): f_k or z_k
         e = self.dQ[t] @ model.V  # (H,): dE_t/dh_t
         out = np.zeros((self.T, e.shape[-1]), dtype=e.dtype)
-        if self.cell == "lstm":  # e_t * f_t, what output t alone sends from c_t to c_{t-1}
+        j = model.cell.state.index(entry)
+        if j:  # a memory of its own (LSTM): e_t * f_t, what output t alone sends from c_t to c_{t-1}
             if t == 0:
                 return out
-            d = (e[None], np.zeros_like(e)[None])
-            first, last = model.cell.step_back(model, *core.step(tr, t), d)[2][1][0], t - 1
+            d = (e[None],) + tuple(np.zeros_like(e)[None] for _ in model.cell.state[1:])
+            first, last = model.cell.step_back(model, *core.step(tr, t), d)[2][j][0], t - 1
         else:
             first, last = e, t
         # row j: the path's error at step last - j, each step one more gate factor
@@ -139,32 +140,34 @@ class Flow:
     def terms(self, name, t, *, gate=None, path=None) -> np.ndarray:
         """Step k's term of dE_t/d(name) for every k: (T, *shape of name); slices k > t are zero.
 
-        name: "W" (delta_k s_{k-1}^T), "U" (delta_k x_k^T) or "b" (delta_k), and for gated cells
-        "bh" (the recurrent bias, d_r_k); their sum over k is dE_t/d(name). V and c have a single
-        term, at k = t. gate: one gate's block of rows (LSTM "i", "f", "g", "o"; GRU "r", "z",
-        "n"): (T, H, ...). path (LSTM): "cell" or "h", the part of each term made by the error
-        that arrived along the cell state or through h (module notes); the two add up to the term.
+        name: any of the cell's parameters: "W" (delta_k s_{k-1}^T), "U" (delta_k x_k^T), "b"
+        (delta_k), a gated cell's "bh" (the recurrent bias, d_r_k), a cell's own ones from its
+        param_grads; their sum over k is dE_t/d(name). V and c have a single term, at k = t.
+        gate: one gate's block of rows (LSTM "i", "f", "g", "o"; GRU "r", "z", "n"): (T, H, ...).
+        path: "cell" or "h" for a cell whose memory is a state entry of its own (LSTM): the part of
+        each term made by the error that arrived along the memory or through h (module notes);
+        the two add up to the term.
         """
         t = self._check_t(t)
-        model, cell = self.trace.model, self.cell
-        names = GATED_TERM_PARAMS if cell in analysis.GATES else TERM_PARAMS
-        if name not in names:
-            raise ValueError(f"terms are defined for {', '.join(names)}, got {name!r} "
+        model = self.trace.model
+        cell = model.cell
+        if name not in cell.params:
+            raise ValueError(f"terms are defined for {', '.join(cell.params)}, got {name!r} "
                              "(V and c get only the step-t term dE_t/dq_t s_t^T and dE_t/dq_t)")
-        if name in ("b", "bh") and getattr(model, name) is None:
+        if name not in model.params:
             raise ValueError(f"the model has no bias {name}")
         if gate is not None:
             self._gated("a gate")
-            if gate not in analysis.GATES[cell]:
-                raise ValueError(f"the {cell} cell's gates are {', '.join(analysis.GATES[cell])}, got {gate!r}")
-        if path is not None and (cell != "lstm" or path not in PATHS):
-            raise ValueError(f"path splits an LSTM's terms into {' and '.join(PATHS)}, got path={path!r} "
-                             f"for the {cell} cell")
+            if gate not in cell.gates:
+                raise ValueError(f"the {self.cell} cell's gates are {', '.join(cell.gates)}, got {gate!r}")
+        if path is not None and (not _own_memory(cell) or path not in PATHS):
+            raise ValueError(f"path splits the terms of a cell with a memory of its own (a cell state) into "
+                             f"{' and '.join(PATHS)}, got path={path!r} for the {self.cell} cell")
         dA, dR = self._errors(t) if path is None else self._path_errors(t, path)
         out = self._term(name, dA, dR, t)
         if gate is not None:
             H = model.H
-            j = analysis.GATES[cell].index(gate)
+            j = cell.gates.index(gate)
             out = out[:, j * H:(j + 1) * H]
         return out
 
@@ -181,19 +184,25 @@ class Flow:
 
     def _term(self, name, dA, dR, t):
         tr, model = self.trace, self.trace.model
-        if name == "b":
+        role = model.cell.params[name].role
+        if role == "input bias":
             return dA
-        if name == "bh":
+        if role == "recurrent bias":
             return dR
-        if name == "U":
+        if role == "input":
             return dA[:, :, None] * _dense_inputs(tr)[:, None, :]
-        if self.cell == "elman":
-            return dA[:, :, None] * tr.S[:-1, 0][:, None, :]
-        out = np.zeros((self.T,) + model.W.shape, dtype=dR.dtype)
-        for k in range(t + 1):  # the cell's own product for W, one step at a time
+        if role == "recurrent" and type(model.cell).recurrent_grad is cells.Cell.recurrent_grad:
+            return dR[:, :, None] * tr.S[:-1, 0][:, None, :]
+        out = np.zeros((self.T,) + model.params[name].shape, dtype=dR.dtype)
+        for k in range(t + 1):  # the cell's own product, one step at a time
             at = lambda a: a[k:k + 1]  # noqa: E731  (1, N, ...): step k alone
-            out[k] = model.cell.recurrent_grad(model, dR[k][None, None], tuple(at(s) for s in tr.cell_states),
-                                               tuple(at(c) for c in tr.cache))
+            prev, state = tuple(at(s) for s in tr.cell_states), tuple(s[k + 1:k + 2] for s in tr.cell_states)
+            cache = tuple(at(c) for c in tr.cache)
+            if role == "recurrent":
+                out[k] = model.cell.recurrent_grad(model, dR[k][None, None], prev, cache)
+            else:
+                out[k] = model.cell.param_grads(model, prev, state, cache, dA[k][None, None],
+                                                dR[k][None, None])[name][0, 0]
         return out
 
     def explain(self, name="W", t=None, precision=4) -> str:
@@ -201,9 +210,11 @@ class Flow:
         (for an LSTM with the forget gates' product on the cell path, for a GRU the update gates'
         product on its copy)."""
         t = self.T - 1 if t is None else self._check_t(t)
-        if self.cell in analysis.GATES:
+        if self.trace.model.cell.memory:
             return _explain_gated(self, name, t, precision)
-        return _explain(self, name, t, precision)
+        if self.trace.model.cell.pascanu:
+            return _explain(self, name, t, precision)
+        return _explain_terms(self, name, t, precision)
 
     # lag analysis (analysis.py, spectra.py, theory.py hold the details) -----------------------
     def by_lag(self):
@@ -285,7 +296,7 @@ def recurrent_inputs(trace, k) -> np.ndarray:
     recurrent_grad of a unit error on each row (h_{k-1} in every row, but r_k * h_{k-1} in the
     n rows of a GRU with the reset gate before W_n)."""
     model = trace.model
-    G = model.W.shape[0]
+    G = model.params[model.cell.role("recurrent")].shape[0]
     wide = lambda a: np.broadcast_to(a[k][None], (1, G, a.shape[-1]))  # noqa: E731  (1, G, ...)
     probe = np.eye(G, dtype=model.dtype)[None]  # (1, G, G): row g of the batch is a unit error on row g
     return model.cell.recurrent_grad(model, probe, tuple(wide(s) for s in trace.cell_states),
@@ -316,7 +327,7 @@ def flow(model, x, y, *, h0=None) -> Flow:
             if dE_dc is not None:
                 np.einsum("th,th->t", g[1], g[1], out=dE_dc[k:, k])  # ||dE_t/dc_k||^2
             np.einsum("tg,tg->t", da, da, out=dE_dz[k:, k])  # ||dE_t/da_k||^2
-            if dr is not da:  # W's term is not dE_t/da_k h_{k-1}^T (GRU): its norm from W's inputs
+            if dr is not da and model.cell.role("recurrent"):  # W's term is not dE_t/da_k h_{k-1}^T (GRU)
                 dE_dW = np.zeros((T, T), dtype=model.dtype) if dE_dW is None else dE_dW
                 x2 = np.einsum("gh,gh->g", *(recurrent_inputs(trace, k),) * 2)  # (G,)
                 np.matmul(dr * dr, x2, out=dE_dW[k:, k])  # ||term_{t,k}||_F^2
@@ -368,18 +379,26 @@ def _explain(fl: Flow, name, t, p) -> str:
     return "\n".join(lines)
 
 
+def _own_memory(cell) -> bool:
+    """Whether the cell's memory path runs on a state entry of its own (an LSTM's c), not on h."""
+    return bool(cell.memory) and cell.state.index(cell.memory[0]) > 0
+
+
 def _explain_gated(fl: Flow, name, t, p) -> str:
-    """explain() for an LSTM or GRU: each term's errors and gates, with the direct path's gate
-    product (the forget gates on the LSTM's cell state, the update gates on the GRU's copy)."""
-    model, cell, H = fl.trace.model, fl.cell, fl.trace.model.H
-    gates, pg = analysis.GATES[cell], analysis.PATH_GATE[cell]
+    """explain() for a cell with gates and a memory path (LSTM, GRU): each term's errors and gates,
+    with the memory path's gate product (the forget gates on the LSTM's cell state, the update
+    gates on the GRU's copy)."""
+    model, H = fl.trace.model, fl.trace.model.H
+    cell = model.cell
+    own = _own_memory(cell)
+    gates, (entry, pg) = cell.gates, cell.memory
     gv = analysis.gate_values(fl.trace)  # name -> (T, H)
     dA, dR = fl._errors(t)
     terms = fl.terms(name, t)
     errs, path = fl.state_errors(t), fl.cell_path(t)
-    cell_part = fl.terms(name, t, path="cell") if cell == "lstm" else None
+    cell_part = fl.terms(name, t, path="cell") if own else None
     S, X = fl.trace.S[:, 0], _dense_inputs(fl.trace)  # S[k] = h_{k-1}; x_k (T, D)
-    rec = name in ("W", "bh")  # W and bh take the recurrent part's error d_r, U and b the input part's d_a
+    rec = cell.params[name].role in ("recurrent", "recurrent bias")  # W, bh take d_r; U, b take d_a
     err = dR if rec else dA
 
     def err_name(k):  # k an int, or "k" for the general term
@@ -389,39 +408,30 @@ def _explain_gated(fl: Flow, name, t, p) -> str:
     def blocks(v):
         return "; ".join(f"{g}: {_fmt(v[j * H:(j + 1) * H], p)}" for j, g in enumerate(gates))
 
-    last = {"W": lambda k: (f"h_{k - 1}", S[k]), "U": lambda k: (f"x_{k}", X[k])}.get(name)
+    role = cell.params[name].role
+    last = {"recurrent": lambda k: (f"h_{k - 1}", S[k]), "input": lambda k: (f"x_{k}", X[k])}.get(role)
     head = f"o_{t} - y_{t}" if model.head == "softmax" else f"2 (q_{t} - y_{t})"
     lines = [f"dE_{t}/d{name} = sum over k = {t}..0 of {t + 1} term(s) ({type(model).__name__}, gates "
              f"{', '.join(gates)})", "",
              f"  dE_{t}/dq_{t} = dE_{t}/do_{t} . do_{t}/dq_{t} = {head} = {_fmt(fl.dQ[t], p)}",
              f"  dE_{t}/dh_{t} = V^T dE_{t}/dq_{t} = {_fmt(errs[0][t], p)}   (the error output {t} puts on h_{t})", ""]
-    if cell == "lstm":
-        lines += ["Each step k sends the error at its state (h_k, c_k) back along two paths:",
-                  "  along the cell state:  dE/dc_(k-1) = (dE/dc_k + dE/dh_k * o_k * (1 - tanh^2 c_k)) * f_k",
-                  "  through h:             dE/dh_(k-1) = dE/d[i, f, g, o]_k . W",
-                  f"The error e_{t} = dE_{t}/dh_{t} * o_{t} * (1 - tanh^2 c_{t}) that output {t} puts into c_{t} "
-                  f"reaches c_k, if it stays on the cell path, times the forget gates f_{t} * ... * f_(k+1)."]
-    else:
-        lines += ["Each step k sends the error at h_k back along two paths:",
-                  "  along the update gate's copy:  dE/dh_k * z_k",
-                  "  through the gates:             dE/d(W h_(k-1) + bh)_k . W   (r_k between them)",
-                  f"The error of h_{t} reaches h_k, if it stays on the copy, times the update gates "
-                  f"z_{t} * ... * z_(k+1)."]
+    lines += cell.path_lines(t)
     lines.append(f"Term k of dE_{t}/d{name} = {err_name('k')}"
-                 + {"W": " h_(k-1)^T", "U": " x_k^T"}.get(name, "") + ".")
+                 + {"recurrent": " h_(k-1)^T", "input": " x_k^T"}.get(role, "") + ".")
+    j = cell.state.index(entry)
     for k in range(t, -1, -1):
-        factors = " * ".join(f"{pg}_{j}" for j in range(t, k, -1))
+        factors = " * ".join(f"{pg}_{i}" for i in range(t, k, -1))
         lines += ["", f"term k = {k} (lag {t - k})",
                   "  gates: " + ", ".join(f"{g}_{k} = {_fmt(gv[g][k], p)}" for g in gates),
-                  f"  dE_{t}/dh_{k} = {_fmt(errs[0][k], p)}" + ("   (arrived through h)" if cell == "lstm" else "")]
-        if cell == "lstm":
-            lines.append(f"  dE_{t}/dc_{k} = {_fmt(errs[1][k], p)}   (arrived along the cell state)")
+                  f"  dE_{t}/dh_{k} = {_fmt(errs[0][k], p)}" + ("   (arrived through h)" if own else "")]
+        if own:
+            lines.append(f"  dE_{t}/d{entry}_{k} = {_fmt(errs[j][k], p)}   (arrived along the cell state)")
         if factors:
             lines.append(f"  {factors} = {_fmt(np.prod(gv[pg][k + 1:t + 1], axis=0), p)}")
-        if cell == "lstm" and k < t:
+        if own and k < t:
             lines.append(f"  the cell path alone: e_{t} * {factors} = {_fmt(path[k], p)}   "
-                         f"(part of dE_{t}/dc_{k}; the rest went through h)")
-        elif cell == "gru":
+                         f"(part of dE_{t}/d{entry}_{k}; the rest went through h)")
+        elif not own:
             lines.append(f"  the copy alone: dE_{t}/dh_{t}" + (f" * {factors}" if factors else "")
                          + f" = {_fmt(path[k], p)}   (part of dE_{t}/dh_{k})")
         lines.append(f"  {err_name(k)} = {blocks(err[k])}")
@@ -433,5 +443,16 @@ def _explain_gated(fl: Flow, name, t, p) -> str:
             split = (f"; from the cell path {np.linalg.norm(cell_part[k]):.{p}g}, through h "
                      f"{np.linalg.norm(terms[k] - cell_part[k]):.{p}g}")
         lines.append(f"  term = {_fmt(terms[k], p)}   (norm {np.linalg.norm(terms[k]):.{p}g}{split})")
+    lines += ["", f"sum = dE_{t}/d{name} = {_fmt(terms.sum(0), p)}"]
+    return "\n".join(lines)
+
+
+def _explain_terms(fl: Flow, name, t, p) -> str:
+    """explain() for any other cell: each step's term of dE_t/d(name) and its norm."""
+    terms = fl.terms(name, t)
+    lines = [f"dE_{t}/d{name} = sum over k = {t}..0 of {t + 1} term(s) ({type(fl.trace.model).__name__})", "",
+             f"  dE_{t}/dq_{t} = {_fmt(fl.dQ[t], p)}"]
+    for k in range(t, -1, -1):
+        lines += ["", f"term k = {k} (lag {t - k}) = {_fmt(terms[k], p)}   (norm {np.linalg.norm(terms[k]):.{p}g})"]
     lines += ["", f"sum = dE_{t}/d{name} = {_fmt(terms.sum(0), p)}"]
     return "\n".join(lines)

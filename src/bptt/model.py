@@ -1,10 +1,10 @@
-"""The Elman RNN of the notebook, its initialisers, and the checks on inputs and targets.
+"""A model: a registered cell's parameters and a linear head, checked and frozen.
 
 The notebook's names, kept everywhere in bptt (N batch, T time, D input, H hidden, O output):
 
-    z_t = U x_t + W s_{t-1} + b        U (H, D), W (H, H), b (H,) optional
+    z_t = U x_t + W s_{t-1} + b        U (H, D), W (H, H), b (H,) optional       (the Elman cell)
     s_t = f(z_t)                       f in tanh, relu, sigmoid, identity; s_{-1} = h0 (zeros by default)
-    q_t = V s_t + c                    V (O, H), c (O,) optional
+    q_t = V s_t + c                    V (O, H), c (O,) optional                  (every model's head)
     o_t = softmax(q_t)
     E   = sum_t E_t                    E_t = -log o_t[y_t]    (head "softmax", targets are ids)
                                        E_t = ||q_t - y_t||^2  (head "mse", real-valued targets)
@@ -14,19 +14,26 @@ The same weights under other names:
     PyTorch nn.RNN    weight_ih_l0 = U, weight_hh_l0 = W, bias_ih_l0 + bias_hh_l0 = b;
                       nn.Linear head: weight = V, bias = c
     Keras SimpleRNN   kernel = U.T, recurrent_kernel = W.T, bias = b; Dense head: kernel = V.T, bias = c
+A gated cell stacks its gates' rows in U, W, b and bh, in PyTorch's gate order (bptt.cells).
+
+Each registered cell has a model class named by the cell (bptt.RNN for "rnn"), made here from the
+cell's declaration: its parameters by name, positionally in the order required parameters, V,
+optional parameters, c; its settings (e.g. activation) by keyword; and head.
 """
 from __future__ import annotations
 
-import dataclasses
+import inspect
 import json
-from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 
-from . import activations, cells
+from . import cells
+from .inits import identity, normal, orthogonal, spectral_radius, uniform, with_spectral_radius  # noqa: F401
 
 HEADS = ("softmax", "mse")
-PARAMS = ("U", "W", "V", "b", "c")  # the Elman model's
+HEAD_PARAMS = {"V": cells.Param(("O", "out")), "c": cells.Param(("O",), optional=True)}
+FORMAT = "bptt.model/2"  # a model file's format; bptt.RNN/1, bptt.LSTM/1, bptt.GRU/1 are read too
 
 
 def _finite(name: str, a: np.ndarray) -> None:
@@ -37,28 +44,61 @@ def _finite(name: str, a: np.ndarray) -> None:
 
 
 class Model:
-    """What the models share: their arrays checked and frozen, sizes, params, files.
+    """A registered cell's parameters and the head V, c; arrays checked, copied and read-only.
 
-    A model holds its cell's weights (U: input, W: recurrent, b: input bias, and bh: the recurrent
-    bias of a gated cell), the linear head V, c, and the head's loss. A cell with G gates stacks
-    their rows: U (G H, D), W (G H, H), b and bh (G H,), in PyTorch's gate order.
+    Model("lstm", U=..., W=..., V=...) or the cell's own class (bptt.LSTM(U=..., W=..., V=...)).
+    m.params: the parameters by name (a bias left out is absent; m.b is None then); m.cell: the
+    cell, with its settings; m.H, m.D, m.O, m.dtype. The dtype follows the arrays (float32 stays
+    float32; integers become float64).
     """
 
-    PARAMS: tuple = ()
-    GATES = 1
+    CELL = None  # the Cell subclass, in each cell's model class
 
-    def _setup(self, cell):
-        object.__setattr__(self, "cell", cell)
-        name = type(self).__name__
-        if self.head not in HEADS:
-            raise ValueError(f"unknown head {self.head!r}: expected one of {', '.join(HEADS)}")
+    def __new__(cls, *args, **kwargs):
+        if cls.CELL is None:  # Model(name, ...): the model class of that cell
+            if not args:
+                raise TypeError("Model(cell, **params) needs the cell's name first, e.g. Model('rnn', U=..., "
+                                "W=..., V=...)")
+            cell, alias = cells.resolve(args[0])
+            return model_class(cell)(*args[1:], **{**alias, **kwargs})
+        return super().__new__(cls)
+
+    def __init__(self, *args, head="softmax", **kwargs):
+        cls = type(self)
+        if "params" in self.__dict__:  # Model(name, ...): made and set up in __new__ already
+            return
+        order = signature(cls.CELL)
+        if len(args) > len(order):
+            raise TypeError(f"{cls.__name__} takes at most {len(order)} arrays by position ({', '.join(order)}), "
+                            f"got {len(args)}")
+        both = sorted(set(order[:len(args)]) & set(kwargs))
+        if both:
+            raise TypeError(f"{cls.__name__} got {', '.join(both)} both by position and by name")
+        kwargs.update(zip(order, args))
+        settings = {k: kwargs.pop(k) for k in list(kwargs) if k in cls.CELL.settings}
+        unknown = sorted(set(kwargs) - set(order))
+        if unknown:
+            extra = f" and settings {', '.join(cls.CELL.settings)}" if cls.CELL.settings else ""
+            raise TypeError(f"{cls.__name__} has no parameter {', '.join(unknown)}: its parameters are "
+                            f"{', '.join(order)}{extra}, and head")
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}: expected one of {', '.join(HEADS)}")
+        put = object.__setattr__
+        put(self, "cell", cls.CELL(**settings))
+        put(self, "head", head)
+        self._setup(kwargs)
+
+    def _setup(self, given):
+        name, declared = type(self).__name__, {**self.cell.params, **HEAD_PARAMS}
         arrays = {}
-        for k in self.PARAMS:
-            v = getattr(self, k)
+        for k, p in declared.items():
+            v = given.get(k)
             if v is None:
-                if k in ("U", "W", "V"):
+                if not p.optional:
                     raise ValueError(f"{name} needs {k}, an array, got None")
                 continue
+            if isinstance(v, np.ma.MaskedArray):
+                raise TypeError(f"{k} is a masked array: give a plain array (e.g. {k}.filled(0))")
             try:
                 a = np.asarray(v)
             except (ValueError, TypeError):
@@ -67,56 +107,56 @@ class Model:
             if a.dtype == object or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)
                                          or a.dtype == bool):
                 raise ValueError(f"{k} must be an array of real numbers, got dtype {a.dtype}")
+            if a.ndim != len(p.shape):
+                raise ValueError(f"{k} must have {len(p.shape)} dimension(s), got shape {a.shape}")
             arrays[k] = a
         dtype = np.result_type(*[a.dtype for a in arrays.values()])
         if not np.issubdtype(dtype, np.floating) or dtype == np.float16:
             dtype = np.dtype(np.float64)
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"the weights must be float32 or float64 (or integers), got {dtype}")
-        for k, a in arrays.items():
-            want = 1 if k in ("b", "bh", "c") else 2
-            if a.ndim != want:
-                raise ValueError(f"{k} must have {want} dimension(s), got shape {a.shape}")
-        G = self.GATES
-        GH, H = arrays["W"].shape
-        D, O = arrays["U"].shape[1], arrays["V"].shape[0]
-        rows = f"{G} H = {G * H}" if G > 1 else "H"
-        if GH != G * H:
-            gates = f" (the {name}'s {G} gates stacked)" if G > 1 else ""
-            raise ValueError(f"W must be ({rows}, H){gates}, got {arrays['W'].shape}")
-        if H == 0 or D == 0 or O == 0:
+        H, src = _hidden(self.cell, arrays, name)
+        D = next((a.shape[i] for k, a in arrays.items() if k in self.cell.params
+                  for i, s in enumerate(self.cell.params[k].shape) if s == "D"), 0)
+        O = arrays["V"].shape[0]
+        if H == 0 or O == 0 or (D == 0 and any("D" in p.shape for p in self.cell.params.values())):
             raise ValueError(f"every dimension must be at least 1, got H={H}, D={D}, O={O}")
-        shapes = {"U": (G * H, D), "W": (G * H, H), "V": (O, H), "b": (G * H,), "bh": (G * H,), "c": (O,)}
         for k, a in arrays.items():
-            if a.shape != shapes[k]:
-                raise ValueError(f"{k} must have shape {shapes[k]} (H = {H} from W), got {a.shape}")
+            want = _shape(declared[k], D, H, O, self.cell)
+            if a.shape != want:
+                raise ValueError(f"{k} must have shape {want} (H = {H} from {src}), got {a.shape}")
             a = np.array(a, dtype=dtype, copy=True)
             a.flags.writeable = False
-            object.__setattr__(self, k, a)
-        nonfinite = [k for k in self.PARAMS if k in arrays and not np.isfinite(getattr(self, k)).all()]
-        object.__setattr__(self, "_nonfinite", nonfinite[0] if nonfinite else None)
+            arrays[k] = a
+        order = signature(type(self).CELL)
+        put = object.__setattr__
+        put(self, "params", {k: arrays[k] for k in order if k in arrays})
+        put(self, "H", H)
+        put(self, "D", D)
+        put(self, "O", O)
+        put(self, "dtype", np.dtype(dtype))
+        nonfinite = [k for k, a in self.params.items() if not np.isfinite(a).all()]
+        put(self, "_nonfinite", nonfinite[0] if nonfinite else None)
 
-    # sizes ---------------------------------------------------------------------------
-    @property
-    def H(self) -> int:
-        return self.W.shape[1]
+    def __getattr__(self, name):
+        """A parameter by name (None for an optional one the model leaves out), or a cell setting."""
+        if name.startswith("_") or name in ("params", "cell", "head"):
+            raise AttributeError(name)
+        if name in self.params:
+            return self.params[name]
+        if name in self.cell.params or name in HEAD_PARAMS:
+            return None
+        if name in self.cell.values:
+            return self.cell.values[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"a model is read-only: use model.replace({name}=...) for a new one")
 
     @property
-    def D(self) -> int:
-        return self.U.shape[1]
-
-    @property
-    def O(self) -> int:  # noqa: E743 (the notebook's letter)
-        return self.V.shape[0]
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.W.dtype
-
-    @property
-    def params(self) -> dict[str, np.ndarray]:
-        """The parameters this model has, by name (None biases left out)."""
-        return {k: getattr(self, k) for k in self.PARAMS if getattr(self, k) is not None}
+    def settings(self) -> dict:
+        """The cell's settings and the head: what a model file keeps besides the arrays."""
+        return {**self.cell.values, "head": self.head}
 
     def check_finite(self) -> None:
         """Raise a ValueError naming the first NaN or Inf weight (forward calls this on every run).
@@ -124,22 +164,21 @@ class Model:
         The arrays are read-only copies, so whether they are finite is found once, at construction.
         """
         if self._nonfinite is not None:
-            _finite(self._nonfinite, getattr(self, self._nonfinite))
+            _finite(self._nonfinite, self.params[self._nonfinite])
 
     def replace(self, **changes):
-        """A new model with some fields changed: model.replace(W=2 * model.W)."""
-        return dataclasses.replace(self, **changes)
+        """A new model with some parameters or settings changed: model.replace(W=2 * model.W)
+        (None leaves out an optional parameter)."""
+        return type(self)(**{**self.params, **self.settings, **changes})
 
     def astype(self, dtype):
         return self.replace(**{k: v.astype(dtype) for k, v in self.params.items()})
 
-    def _settings(self) -> dict:
-        return {"head": self.head}
-
     def __repr__(self):
-        bias = "+".join(k for k in self.PARAMS if k in ("b", "bh", "c") and getattr(self, k) is not None) or "none"
-        extra = "".join(f", {k}={v!r}" for k, v in self._settings().items())
-        return f"{type(self).__name__}(H={self.H}, D={self.D}, O={self.O}{extra}, biases={bias}, dtype={self.dtype})"
+        optional = [k for k, p in {**self.cell.params, **HEAD_PARAMS}.items() if p.optional and k in self.params]
+        extra = "".join(f", {k}={v!r}" for k, v in self.settings.items())
+        return (f"{type(self).__name__}(H={self.H}, D={self.D}, O={self.O}{extra}, "
+                f"biases={'+'.join(optional) or 'none'}, dtype={self.dtype})")
 
     def _repr_html_(self):
         """The model in a notebook: each parameter's shape, norm, range and (when small) entries."""
@@ -149,7 +188,7 @@ class Model:
     # files ---------------------------------------------------------------------------
     def save(self, path) -> None:
         """Write the model to an .npz file (arrays + JSON metadata, no pickles)."""
-        meta = json.dumps({**self._settings(), "format": f"bptt.{type(self).__name__}/1"})
+        meta = json.dumps({"format": FORMAT, "cell": self.cell.name, **self.settings})
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, meta=np.array(meta), **self.params)
@@ -157,155 +196,115 @@ class Model:
 
     @classmethod
     def load(cls, path):
-        """Read a model written by `save` (loaded with allow_pickle=False); Model.load reads any kind."""
+        """Read a model written by `save` (loaded with allow_pickle=False); Model.load reads any
+        registered cell's model, a cell's class only its own."""
         from .validate import read_npz, show
 
         arrays = read_npz(path, "model file")
-        if "meta" not in arrays or "U" not in arrays:
-            raise ValueError(f"{path} is not a bptt model file: it lacks the arrays 'meta' and 'U'")
+        if "meta" not in arrays:
+            raise ValueError(f"{path} is not a bptt model file: it lacks the array 'meta'")
         meta_arr = arrays.pop("meta")
         if meta_arr.shape != () or meta_arr.dtype.kind != "U":
             raise ValueError(f"{path}: 'meta' must be a JSON string, got an array of shape {meta_arr.shape}, "
                              f"dtype {meta_arr.dtype}")
         try:
             meta = json.loads(str(meta_arr))
-        except ValueError as e:
-            raise ValueError(f"{path}: 'meta' is not valid JSON ({e})") from None
+        except (ValueError, RecursionError) as e:
+            raise ValueError(f"{path}: 'meta' is not valid JSON ({str(e)[:80]})") from None
         if not isinstance(meta, dict):
             raise ValueError(f"{path}: 'meta' must be a JSON object, got {show(meta)}")
-        missing = [k for k in ("W", "V") if k not in arrays]
+        cell = _cell_of(meta, path)
+        want = model_class(cell)
+        if cls is not Model and want is not cls:
+            raise ValueError(f"{path} holds a {want.__name__} model, not a {cls.__name__}")
+        unknown = sorted(set(arrays) - set(signature(cell)))
+        if unknown:
+            raise ValueError(f"{path} has arrays {', '.join(unknown)} that a {want.__name__} model does not have")
+        missing = [k for k, p in {**cell.params, **HEAD_PARAMS}.items() if not p.optional and k not in arrays]
         if missing:
             raise ValueError(f"{path} is not a complete model file: it lacks the array(s) {', '.join(missing)}")
-        kind = str(meta.pop("format", "bptt.RNN/1")).split("/")[0].removeprefix("bptt.")[:40]
-        kinds = {k.__name__: k for k in (RNN, LSTM, GRU)}
-        if kind not in kinds:
-            raise ValueError(f"{path} holds a model of unknown kind {kind!r}: expected one of {', '.join(kinds)}")
-        if cls is not Model and kinds[kind] is not cls:
-            raise ValueError(f"{path} holds a {kind} model, not a {cls.__name__}: read it with bptt.Model.load")
-        want = kinds[kind]
-        unknown = sorted(set(arrays) - set(want.PARAMS))
-        if unknown:
-            raise ValueError(f"{path} has arrays {', '.join(unknown)} that a {kind} model does not have")
-        settings = {k: v for k, v in meta.items() if k in ("activation", "head", "reset_after")}
+        settings = {k: v for k, v in meta.items() if k in cell.settings or k == "head"}
         for k, v in settings.items():
-            if not isinstance(v, (str, bool)):
-                raise ValueError(f"{path}: meta {k!r} must be a string or true/false, got {show(v)}")
+            if not isinstance(v, (str, bool, int, float)) or isinstance(v, float) and not np.isfinite(v):
+                raise ValueError(f"{path}: meta {k!r} must be a string, a number or true/false, got {show(v)}")
         return want(**arrays, **settings)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class RNN(Model):
-    """An Elman RNN: U (H, D), W (H, H), V (O, H), optional biases b (H,) and c (O,).
+def _cell_of(meta, path):
+    """The registered cell a model file's meta names: "cell" (format 2), or the model kind of
+    format 1 ("bptt.RNN/1")."""
+    from .validate import show
 
-    The dtype follows the arrays (float32 stays float32; integers become float64).
-    Arrays are copied and made read-only, so a model never changes under a caller.
-    """
-
-    U: np.ndarray
-    W: np.ndarray
-    V: np.ndarray
-    b: np.ndarray | None = None
-    c: np.ndarray | None = None
-    activation: str = "tanh"
-    head: str = "softmax"
-    PARAMS = PARAMS
-
-    def __post_init__(self):
-        self._setup(cells.Elman(self.activation))  # checks the activation
-
-    def _settings(self):
-        return {"activation": self.activation, "head": self.head}
+    fmt = meta.pop("format", "bptt.RNN/1")
+    if fmt == FORMAT:
+        name = meta.pop("cell", None)
+        try:
+            return cells.get(name)
+        except ValueError:
+            raise ValueError(f"{path} holds a model of the cell {show(name)}, which is not registered: "
+                             f"register it with bptt.cells.register before loading (registered: "
+                             f"{', '.join(cells.names())})") from None
+    kind = str(fmt).split("/")[0].removeprefix("bptt.")[:40]
+    found = [c for c in map(cells.get, cells.names()) if c.model == kind]
+    if not found:
+        raise ValueError(f"{path} holds a model of unknown kind {kind!r}: expected one of "
+                         f"{', '.join(cells.get(n).model for n in cells.names())}")
+    return found[0]
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class LSTM(Model):
-    """A long short-term memory network with a linear head, PyTorch's nn.LSTM + nn.Linear:
-    U (4H, D) = weight_ih, W (4H, H) = weight_hh, b (4H,) = bias_ih, bh (4H,) = bias_hh (both
-    optional), rows in the gate order i, f, g, o; V (O, H), c (O,). State (h, c); h0 may be (h0, c0).
-    """
-
-    U: np.ndarray
-    W: np.ndarray
-    V: np.ndarray
-    b: np.ndarray | None = None
-    bh: np.ndarray | None = None
-    c: np.ndarray | None = None
-    head: str = "softmax"
-    PARAMS = ("U", "W", "V", "b", "bh", "c")
-    GATES = 4
-
-    def __post_init__(self):
-        self._setup(cells.LSTM())
+def _hidden(cell, arrays, name):
+    """(H, the parameter it is read from): the recurrent parameter's last plain H axis (W's columns),
+    else the first parameter's with a plain H axis; checks that parameter's own H axes."""
+    ordered = sorted((k for k in arrays if k in cell.params and "H" in cell.params[k].shape),
+                     key=lambda k: cell.params[k].role != "recurrent")
+    if not ordered:
+        raise ValueError(f"{name} needs {', '.join(k for k in cell.params if 'H' in cell.params[k].shape)}")
+    src = ordered[0]
+    p, a = cell.params[src], arrays[src]
+    H = a.shape[len(p.shape) - 1 - p.shape[::-1].index("H")]
+    for size, s in zip(a.shape, p.shape):
+        if s.endswith("H") and size != int(s[:-1] or 1) * H:
+            rows = ", ".join(f"{s[:-1]} H = {int(s[:-1]) * H}" if s[:-1] else s for s in p.shape)
+            stacked = f" ({cell.label or cell.name}: {len(cell.gates)} gates stacked)" if cell.gates else ""
+            raise ValueError(f"{src} must be ({rows}){stacked}, got {a.shape}")
+    return H, src
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class GRU(Model):
-    """A gated recurrent unit network with a linear head, PyTorch's nn.GRU + nn.Linear: U (3H, D) =
-    weight_ih, W (3H, H) = weight_hh, b (3H,) = bias_ih, bh (3H,) = bias_hh (both optional), rows in
-    the gate order r, z, n; V (O, H), c (O,). reset_after=False is Keras's other form, where the
-    reset gate multiplies the state before W_n (see bptt.cells).
-    """
-
-    U: np.ndarray
-    W: np.ndarray
-    V: np.ndarray
-    b: np.ndarray | None = None
-    bh: np.ndarray | None = None
-    c: np.ndarray | None = None
-    head: str = "softmax"
-    reset_after: bool = True
-    PARAMS = ("U", "W", "V", "b", "bh", "c")
-    GATES = 3
-
-    def __post_init__(self):
-        if not isinstance(self.reset_after, (bool, np.bool_)):
-            raise ValueError(f"reset_after must be True or False, got {self.reset_after!r}")
-        self._setup(cells.GRU(bool(self.reset_after)))
-
-    def _settings(self):
-        return {"head": self.head, "reset_after": bool(self.reset_after)}
+def _shape(p, D, H, O, cell) -> tuple:
+    """A declared shape in numbers; the head's "O" and "out" (the columns V reads, cell.out(H))."""
+    return tuple(O if s == "O" else cell.out(H) if s == "out" else cells.sizes((s,), D, H)[0] for s in p.shape)
 
 
-# --- initialisers ----------------------------------------------------------------------
-def uniform(shape, *, seed) -> np.ndarray:
-    """Uniform on [-1/sqrt(n), 1/sqrt(n)], n = shape[-1] (the fan-in; the notebook's source)."""
-    n = shape[-1]
-    return np.random.default_rng(seed).uniform(-1 / np.sqrt(n), 1 / np.sqrt(n), shape)
+def signature(cell) -> tuple:
+    """The parameters of a cell's model in positional order: required ones, V, optional ones, c."""
+    required = [k for k, p in cell.params.items() if not p.optional]
+    optional = [k for k, p in cell.params.items() if p.optional]
+    return tuple(required + ["V"] + optional + ["c"])
 
 
-def normal(shape, std, *, seed) -> np.ndarray:
-    """Gaussian with mean 0 and standard deviation std (min-char-rnn uses std = 0.01)."""
-    return np.random.default_rng(seed).normal(0.0, std, shape)
+_CLASSES: dict = {}
 
 
-def orthogonal(n, *, seed, gain=1.0) -> np.ndarray:
-    """A random (n, n) orthogonal matrix (QR of a Gaussian, signs fixed so it is Haar-distributed)."""
-    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(n, n)))
-    return gain * q * np.sign(np.diag(r))
+def model_class(cell) -> type:
+    """The model class of a cell (a registered name or a Cell subclass): bptt.RNN for "rnn"."""
+    if isinstance(cell, str):
+        cell = cells.get(cell)
+    got = _CLASSES.get(cell)
+    if got is None:
+        got = _CLASSES[cell] = type(cell.model, (Model,), {
+            "CELL": cell, "__module__": "bptt",
+            "__doc__": f"A model of the {cell.name} cell: {((cell.__doc__ or '').strip() or cell.name).splitlines()[0]}\n\n"
+                       f"Parameters ({', '.join(signature(cell))}), settings "
+                       f"({', '.join(f'{k}={v!r}' for k, v in cell.settings.items()) or 'none'}) and head "
+                       f"by keyword; see bptt.Model."})
+    return got
 
 
-def identity(n, gain=1.0) -> np.ndarray:
-    """gain * I: the IRNN initialisation of Le, Jaitly & Hinton (2015), used with relu."""
-    return gain * np.eye(n)
+RNN = model_class("rnn")
 
 
-def spectral_radius(W) -> float:
-    """rho(W) = max |eigenvalue of W|."""
-    return float(np.max(np.abs(np.linalg.eigvals(np.asarray(W, dtype=np.float64)))))
-
-
-def with_spectral_radius(W, rho) -> np.ndarray:
-    """W rescaled so that its spectral radius is rho."""
-    r = spectral_radius(W)
-    if r == 0:
-        raise ValueError("cannot rescale W to a spectral radius: all its eigenvalues are 0")
-    return np.asarray(W) * (rho / r)
-
-
-INITS = ("uniform", "normal", "orthogonal", "identity")
-
-
-def _sizes(hidden, inputs, outputs, G):
+# --- random models -----------------------------------------------------------------------
+def _sizes(hidden, inputs, outputs, cell):
     """(H, D, O) as ints >= 1, within the element limit of bptt.validate.max_elements()."""
     from .validate import too_big
 
@@ -313,70 +312,64 @@ def _sizes(hidden, inputs, outputs, G):
         if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"{name} must be a positive integer, got {n!r}")
     H, D, O = int(hidden), int(inputs), int(outputs)
-    too_big(f"a model with H = {H}, D = {D}, O = {O}", G * H * (H + D + 2) + O * (H + 1))
+    count = sum(int(np.prod(cells.sizes(p.shape, D, H))) for p in cell.params.values()) + O * (cell.out(H) + 1)
+    too_big(f"a model with H = {H}, D = {D}, O = {O}", count)
     return H, D, O
 
 
+def random_model(cell, hidden, inputs, outputs, *, seed, head="softmax", dtype=np.float64, **init):
+    """A random model of any registered cell with H=hidden, D=inputs, O=outputs.
+
+    cell: a registered name ("rnn", "lstm", "gru", ...; bptt.cells.names()) or alias. init: the
+    cell's settings (e.g. activation="relu", reset_after=False) and the options of its init (e.g.
+    std, bias, radius, forget_bias; see the cell's init). seed: an int or an np.random.Generator
+    (required: randomness is never global).
+    """
+    cls, alias = cells.resolve(cell)
+    settings = {**alias, **{k: init.pop(k) for k in list(init) if k in cls.settings}}
+    cell_ = cls(**settings)  # checks the settings before anything is drawn
+    H, D, O = _sizes(hidden, inputs, outputs, cell_)
+    takes = [k for k in inspect.signature(cell_.init).parameters if k not in ("rng", "D", "H", "O")]
+    unknown = sorted(set(init) - set(takes))
+    if unknown:
+        raise ValueError(f"the {cls.name} cell has no option {', '.join(unknown)}: a random {cls.name} model takes "
+                         f"{', '.join(takes + list(cls.settings))}")
+    params = cell_.init(np.random.default_rng(seed), D, H, O, **init)
+    return model_class(cls)(**params, **settings, head=head).astype(dtype)
+
+
 def random_rnn(hidden, inputs, outputs, *, seed, init="uniform", std=None, radius=None,
-               bias=False, activation="tanh", head="softmax", dtype=np.float64) -> RNN:
-    """A random model H=hidden, D=inputs, O=outputs.
+               bias=False, activation="tanh", head="softmax", dtype=np.float64):
+    """A random Elman model H=hidden, D=inputs, O=outputs: random_model("rnn", ...).
 
     init picks W: "uniform" (+-1/sqrt(H)), "normal" (std), "orthogonal", or "identity" (IRNN).
     U and V are Gaussian with `std` when std is given, else uniform +-1/sqrt(fan-in).
     radius rescales W to that spectral radius. Biases, when asked for, start at zero.
     seed: an int or an np.random.Generator (required: randomness is never global).
     """
-    if init not in INITS:
-        raise ValueError(f"unknown init {init!r}: expected one of {', '.join(INITS)}")
-    if init == "normal" and std is None:
-        raise ValueError("init='normal' needs std, the standard deviation of the weights")
-    H, D, O = _sizes(hidden, inputs, outputs, 1)
-    for name, v in (("std", std), ("radius", radius)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating))
-                              or not np.isfinite(v) or v < 0):
-            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-    rng = np.random.default_rng(seed)
-    side = (lambda shape: normal(shape, std, seed=rng)) if std is not None else (lambda shape: uniform(shape, seed=rng))
-    U, V = side((H, D)), side((O, H))
-    W = {"uniform": lambda: uniform((H, H), seed=rng), "normal": lambda: normal((H, H), std, seed=rng),
-         "orthogonal": lambda: orthogonal(H, seed=rng), "identity": lambda: identity(H)}[init]()
-    if radius is not None:
-        W = with_spectral_radius(W, radius)
-    b, c = (np.zeros(H), np.zeros(O)) if bias else (None, None)
-    return RNN(U=U, W=W, V=V, b=b, c=c, activation=activation, head=head).astype(dtype)
+    return random_model("rnn", hidden, inputs, outputs, seed=seed, init=init, std=std, radius=radius, bias=bias,
+                        activation=activation, head=head, dtype=dtype)
 
 
 def random_gated(cell, hidden, inputs, outputs, *, seed, std=None, bias=True, forget_bias=0.0,
                  reset_after=True, head="softmax", dtype=np.float64):
-    """A random LSTM (cell="lstm") or GRU (cell="gru") with H=hidden, D=inputs, O=outputs.
-
-    Every weight and bias uniform on +-1/sqrt(H), PyTorch's initialisation of nn.LSTM and nn.GRU
-    (the head V, c: +-1/sqrt(H) too), or Gaussian with `std` when given. bias=False leaves b, bh
-    and c out. forget_bias (LSTM): added to the forget gate's rows of b, e.g. 1.0 (Gers et al.
-    2000; Jozefowicz et al. 2015), so the cell starts by keeping its memory.
-    seed: an int or an np.random.Generator.
+    """A random gated model, random_model(cell, ...) for a cell with gates, with PyTorch's
+    initialisation (every weight and bias uniform on +-1/sqrt(H)) or Gaussian with `std`.
+    bias=False leaves b, bh and c out. forget_bias: added to the forget gate's rows of b (a cell
+    whose init takes it). reset_after: for a cell with that setting. seed: an int or a Generator.
     """
-    kinds = {"lstm": LSTM, "gru": GRU}
-    if cell not in kinds:
-        raise ValueError(f"unknown cell {cell!r}: expected one of {', '.join(kinds)}")
-    _sizes(hidden, inputs, outputs, kinds[cell].GATES)
-    if std is not None and (isinstance(std, bool) or not isinstance(std, (int, float, np.integer, np.floating))
-                            or not np.isfinite(std) or std < 0):
-        raise ValueError(f"std must be a finite number >= 0, got {std!r}")
-    if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(forget_bias) or (forget_bias != 0 and cell != "lstm"):
-        raise ValueError(f"forget_bias must be a finite number, for an LSTM, got {forget_bias!r} for {cell}")
-    rng = np.random.default_rng(seed)
-    H, D, O, G = int(hidden), int(inputs), int(outputs), kinds[cell].GATES
-    k = 1 / np.sqrt(H)
-    draw = (lambda shape: rng.normal(0.0, std, shape)) if std is not None else (lambda shape: rng.uniform(-k, k, shape))
-    U, W, V = draw((G * H, D)), draw((G * H, H)), draw((O, H))
-    b, bh, c = (draw((G * H,)), draw((G * H,)), draw((O,))) if bias else (None, None, None)
-    if forget_bias:
-        b = np.zeros(G * H) if b is None else b
-        b[H:2 * H] += forget_bias  # rows of the forget gate (order i, f, g, o)
-    settings = {"reset_after": reset_after} if cell == "gru" else {}
-    return kinds[cell](U=U, W=W, V=V, b=b, bh=bh, c=c, head=head, **settings).astype(dtype)
+    cls, _ = cells.resolve(cell)
+    if not cls.gates:
+        gated = [n for n in cells.names() if cells.get(n).gates]
+        raise ValueError(f"unknown cell {cell!r}: expected one of {', '.join(gated)}")
+    init = {"forget_bias": forget_bias} if forget_bias or "forget_bias" in _options(cls) else {}
+    if "reset_after" in cls.settings:
+        init["reset_after"] = reset_after
+    return random_model(cell, hidden, inputs, outputs, seed=seed, std=std, bias=bias, head=head, dtype=dtype, **init)
+
+
+def _options(cls) -> tuple:
+    return tuple(inspect.signature(cls.init).parameters)
 
 
 def seed_example():

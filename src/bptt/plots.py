@@ -173,7 +173,7 @@ def diverging_ticks(lo, centre, hi, n=3) -> np.ndarray:
 
 def label(model) -> str:
     """A short name for a model's cell: its activation for an Elman cell ("tanh"), else "LSTM", "GRU"."""
-    return model.activation if model.cell.name == "elman" else type(model).__name__
+    return model.activation if model.cell.pascanu else type(model).__name__
 
 
 def _log_table(flow):

@@ -41,7 +41,7 @@ def iter_step_jacobians(trace, seq=0, start=0, stop=None):
     stop = T if stop is None else stop
     model = trace.model
     S = sum(s.shape[-1] for s in trace.cell_states)
-    C = max(1, CHUNK // (S * model.W.shape[0]))
+    C = max(1, CHUNK // (S * model.cell.width(model)))
     for j0 in range(start, stop, C):
         j1 = min(stop, j0 + C)
         prev = tuple(s[j0:j1, seq] for s in trace.cell_states)  # (C, H) each: the states before

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import activations
+from . import activations, cells
 
 EQUAL_TOL = 1e-9  # |x - 1| below this counts as x = 1 in the verdicts
 GATED_VERDICT = "not bounded by the weights"
@@ -46,13 +46,13 @@ class Theory:
     rho: float      # spectral radius of W (NaN for a gated cell)
     verdict: str    # "vanishing", "exploding", "neither is guaranteed", or for a gated cell GATED_VERDICT
     reason: str     # the verdict's reason, in words
-    cell: str = "elman"
+    cell: str = "rnn"
     measured: dict | None = field(default=None, compare=False)  # gated cells: measure(flow), when given one
 
     @property
     def applies(self) -> bool:
         """Whether Pascanu's bound holds for this cell (Elman cells only)."""
-        return self.cell == "elman"
+        return bool(cells.get(self.cell).pascanu) if self.cell in cells.names() else False
 
     def _require(self):
         if not self.applies:
@@ -107,7 +107,7 @@ def theory(model, flow=None) -> Theory:
     instead; given a Flow of that model, the Theory carries its measured numbers (`measure`) and
     the reason quotes them. flow is not read for an Elman cell, whose verdict is the weights'.
     """
-    if model.cell.name != "elman":
+    if not model.cell.pascanu:
         return _gated(model, flow)
     act = activations.get(model.activation)
     W = np.asarray(model.W, dtype=np.float64)
@@ -144,19 +144,20 @@ def theory(model, flow=None) -> Theory:
     return Theory(act.name, g, lam, rho, verdict, reason)
 
 
-_PATHS = {  # cell -> (its direct path, the gate on it, what that gate near 1 does)
-    "lstm": ("along the cell state c_k -> c_(k-1), multiplied by the forget gate f_k alone", "forget", "f",
-             "keeps the cell path open", "the joint state (h, c)"),
-    "gru": ("along the update gate's copy h_k -> h_(k-1), multiplied by the update gate z_k alone", "update", "z",
-            "copies the state", "the state h"),
-}
-
-
 def _gated(model, flow) -> Theory:
-    cell = model.cell.name
-    route, gname, g, does, state = _PATHS[cell]
+    cell = model.cell
     name = type(model).__name__
     article = "an" if name[0] in "AEFHILMNORSX" else "a"
+    state = f"the joint state ({', '.join(cell.state)})" if len(cell.state) > 1 else f"the state {cell.state[0]}"
+    nan = float("nan")
+    if not cell.memory:  # no gated path to point at: the measurements alone decide
+        reason = (f"Pascanu's bounds (gamma = max |f'|, lambda_1 = ||W||_2) are for Elman cells, whose every "
+                  f"backward step multiplies the error by diag(f'(z)) W; {article} {name}'s step is another, so "
+                  f"neither condition decides. What decides is measured along the sequence: the decay rate of "
+                  f"||dE_t/dh_(t-l)|| and the Lyapunov spectrum of {state}")
+        return Theory("cell", nan, nan, nan, GATED_VERDICT, reason, cell.name)
+    route, gname, does = cell.memory_text
+    g = cell.memory[1]
     reason = (f"Pascanu's bounds (gamma = max |f'|, lambda_1 = ||W||_2) are for Elman cells, whose every backward "
               f"step multiplies the error by diag(f'(z)) W; {article} {name}'s error also travels {route}, a factor "
               "up to 1 that no norm of W bounds, so neither condition decides. What decides is measured along the "
@@ -172,8 +173,7 @@ def _gated(model, flow) -> Theory:
                    + f"{trend}, largest Lyapunov exponent {ly:.4g} (exp {np.exp(ly):.4g}), "
                    f"{100 * measured['path_gate_near_1']:.1f}% of the {gname} gates above 0.9, their geometric "
                    f"mean {measured['path_rate']:.4g}")
-    nan = float("nan")
-    return Theory("sigmoid+tanh", nan, nan, nan, GATED_VERDICT, reason, cell, measured)
+    return Theory("sigmoid+tanh", nan, nan, nan, GATED_VERDICT, reason, cell.name, measured)
 
 
 def measure(flow) -> dict:

@@ -45,7 +45,7 @@ def chunks(trace, dH, budget=CHUNK_BYTES):
     the output), and d the rows' errors at state_{-1}, a tuple of (tb - ta, N, H).
     dH (T, N, H): dE_t/dh_t of each output at its own step."""
     T, N = dH.shape[:2]
-    G = trace.model.W.shape[0]
+    G = trace.model.cell.width(trace.model)
     per_row = 2 * T * N * G * dH.itemsize
     C = int(max(1, min(T, budget // max(per_row, 1))))
     for ta in range(0, T, C):
@@ -115,10 +115,9 @@ def lag_table(model, x, y, *, h0=None, reduction="sum", budget=CHUNK_BYTES) -> L
     with np.errstate(over="ignore", invalid="ignore"):
         dH = dQ @ model.V
     zero = np.zeros_like(dQ)
-    head = core.weight_grads(trace, dQ, np.zeros(dQ.shape[:2] + (model.W.shape[0],), dQ.dtype),
-                             np.zeros(dQ.shape[:2] + (model.W.shape[0],), dQ.dtype))
-    iw, rw, ib, rb = model.cell.weights
-    rec = [k for k in (iw, rw, ib, rb) if k is not None and k in model.params]
+    G = model.cell.width(model)
+    head = core.weight_grads(trace, dQ, np.zeros(dQ.shape[:2] + (G,), dQ.dtype), np.zeros(dQ.shape[:2] + (G,), dQ.dtype))
+    rec = [k for k in model.cell.params if k in model.params]
     by_lag = {k: np.zeros((T + 1,) + model.params[k].shape, dtype=model.dtype) for k in rec}
     names = ("h0", "c0")[:len(model.cell.state)]
     state = [np.zeros((T + 1, xin.N, model.H), dtype=model.dtype) for _ in names]
@@ -151,7 +150,7 @@ def rule_gradient(model, x, y, keep, keep0, *, h0=None, reduction="sum", budget=
         raise ValueError(f"keep must be (T, T) and keep0 (T,) with T = {T}, got {keep.shape} and {keep0.shape}")
     with np.errstate(over="ignore", invalid="ignore"):
         dH = dQ @ model.V
-        A = np.zeros(dQ.shape[:2] + (model.W.shape[0],), dtype=dQ.dtype)  # (T, N, G)
+        A = np.zeros(dQ.shape[:2] + (model.cell.width(model),), dtype=dQ.dtype)  # (T, N, G)
         R = np.zeros_like(A)
         state = [np.zeros_like(s[0]) for s in trace.cell_states]
         for ta, tb, dA, dR, d in chunks(trace, dH, budget):

@@ -93,7 +93,8 @@ def sweep_bias(df, metric="rel"):
     require_matplotlib()
     from matplotlib.figure import Figure
 
-    cells = [c for c in ("elman", "lstm", "gru", "gru-before") if (df["cell"] == c).any()]
+    from ..cells import variants
+    cells = [c for c in variants() if (df["cell"] == c).any()]
     fig = Figure(figsize=(3.6 * len(cells) + 1.2, 3.8), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(cells), sharey=True))
     for ax, cell in zip(axes, cells):

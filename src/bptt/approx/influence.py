@@ -3,15 +3,16 @@ SnAp's sparse version of it, over any cell.
 
 Conventions (N batch, T time, D input, H hidden, O output, G = gates * H; S the state's size: H for
 Elman and GRU, 2H for an LSTM's (h, c); P the number of recurrent parameters):
-- theta are the cell's parameters in the order cell.weights names them, those the model has: the
-  input weight U (G, D), the recurrent weight W (G, H), the input bias b (G,), the recurrent bias
-  bh (G,); each flattened row-major, then concatenated: P = G D + G H + G (+ G).
+- theta are the cell's parameters in the order cell.params declares them, those the model has
+  (the Elman cell's U (H, D), W (H, H), b (H,); a gated cell's U (G, D), W (G, H), b, bh (G,));
+  each flattened row-major, then concatenated: P = G D + G H + G (+ G).
 - step t maps state_{t-1} to state_t. Its state Jacobian J_t = d state_t / d state_{t-1} (N, S, S)
   and its immediate influence I_t = d state_t / d theta with state_{t-1} held fixed (N, S, P) both
   come from the cell's step_back applied to the identity basis (row j: a unit error on entry j of
   state_t): its d_a gives U's rows (d_a x_t^T) and b, its d_r gives W's rows (d_r times the vector
   that W's row multiplies: h_{t-1}, or r * h_{t-1} for W_n of a reset-before GRU) and bh, exactly
-  as core.weight_grads maps d_a and d_r to the parameters.
+  as core.weight_grads maps d_a and d_r to the parameters; a cell's own parameters (no role) from
+  its param_grads, per sequence.
 - RTRL:  M_t = J_t M_{t-1} + I_t, M_{-1} = 0; the initial state's influence M0_t = J_t M0_{t-1},
   M0_{-1} = identity. dE/dtheta = sum_t dE_t/dstate_t M_t and dE/dstate_{-1} = sum_t dE_t/dstate_t
   M0_t, with dE_t/dstate_t = (dQ_t V, and 0 for an LSTM's c). For fixed weights this is BPTT's
@@ -28,8 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import cells, core, heads, validate
-
-ROLES = ("input weight", "recurrent weight", "input bias", "recurrent bias")
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,19 +74,23 @@ class Layout:
         return np.concatenate([params[k].reshape(params[k].shape[:params[k].ndim - len(s)] + (-1,))
                                for k, s in zip(self.names, self.shapes)], axis=-1)
 
-    def from_errors(self, d_a, d_r, x, R) -> np.ndarray:
+    def from_errors(self, d_a, d_r, x, R, own=None) -> np.ndarray:
         """The parameter error of one step from its input-part and recurrent-part errors.
 
-        d_a, d_r (..., N, G); x (N, D) the step's input; R (N, G, H) the vectors W's rows multiply.
+        d_a, d_r (..., N, G); x (N, D) the step's input; R (N, G, H) the vectors W's rows multiply;
+        own: the cell's own parameters' errors {name: (..., N, *shape)} (cell.param_grads).
         Returns (..., N, P): dU = d_a x^T, dW = d_r * R, db = d_a, dbh = d_r, per sequence (times
         the basis when there is one).
         """
         out = []
-        for role in self.roles:
-            if role == "input weight":
+        for name, role in zip(self.names, self.roles):
+            if role == "input":
                 out.append((d_a[..., :, None] * x[:, None, :]).reshape(d_a.shape[:-1] + (-1,)))
-            elif role == "recurrent weight":
+            elif role == "recurrent":
                 out.append((d_r[..., :, None] * R).reshape(d_r.shape[:-1] + (-1,)))
+            elif role is None:
+                g = own[name]
+                out.append(g.reshape(g.shape[:g.ndim - len(self.shapes[self.names.index(name)])] + (-1,)))
             else:
                 out.append(d_a if role == "input bias" else d_r)
         flat = np.concatenate(out, axis=-1)
@@ -96,13 +99,9 @@ class Layout:
 
 def layout(model) -> Layout:
     """The recurrent parameters of this model (those it has), in the cell's order."""
-    names, shapes, roles = [], [], []
-    for role, name in zip(ROLES, model.cell.weights):
-        if name is not None and getattr(model, name, None) is not None:
-            names.append(name)
-            shapes.append(getattr(model, name).shape)
-            roles.append(role)
-    return Layout(tuple(names), tuple(shapes), tuple(roles))
+    names = tuple(k for k in model.cell.params if k in model.params)
+    return Layout(names, tuple(model.params[k].shape for k in names),
+                  tuple(model.cell.params[k].role for k in names))
 
 
 def state_size(model) -> int:
@@ -130,7 +129,9 @@ def recurrent_inputs(model, prev, cache) -> np.ndarray:
     otherwise)."""
     cell, h = model.cell, prev[0]
     N, H = h.shape
-    G = model.W.shape[0]
+    if cell.role("recurrent") is None:
+        return None
+    G = model.params[cell.role("recurrent")].shape[0]
     if type(cell).recurrent_grad is cells.Cell.recurrent_grad:
         return np.broadcast_to(h[:, None, :], (N, G, H))
     eye = np.eye(G, dtype=h.dtype)[:, None, :]  # (G, 1, G): G one-step "sequences", one unit error each
@@ -159,9 +160,12 @@ class Step:
 
     def vjp(self, d):
         """d (..., N, S) -> d^T (d state_t / d theta) (..., N, P), state_{t-1} held."""
-        d_a, d_r, _ = self.model.cell.step_back(self.model, self.prev, self.state, self.cache,
-                                                split_state(d, self.model))
-        return self.lay.from_errors(d_a, d_r, self.x, self.R)
+        cell = self.model.cell
+        d_a, d_r, _ = cell.step_back(self.model, self.prev, self.state, self.cache, split_state(d, self.model))
+        own = None
+        if None in self.lay.roles:
+            own = cell.param_grads(self.model, self.prev, self.state, self.cache, d_a, d_r)
+        return self.lay.from_errors(d_a, d_r, self.x, self.R, own)
 
     @functools.cached_property
     def I(self):  # noqa: E743 (the immediate influence's letter)
@@ -301,7 +305,7 @@ def patterns(model, lay, points=16):
     points (random states, inputs and input parts, a fixed internal seed: the patterns depend on the
     model's weights only)."""
     rng = np.random.default_rng(0)
-    H, G, dt = model.H, model.W.shape[0], model.dtype
+    H, G, dt = model.H, model.cell.width(model), model.dtype
     prev = tuple(rng.normal(size=(points, H)).astype(dt) for _ in model.cell.state)
     state, cache = model.cell.step(model, rng.normal(size=(points, G)).astype(dt), prev)
     st = Step(model, lay, prev, state, cache, rng.normal(size=(points, model.D)).astype(dt))
@@ -327,7 +331,7 @@ def step_forward(model, xin, t, prev):
     """One step of the forward pass: (state_t, cache_t, x_t (N, D) dense) from state_{t-1}."""
     one = xin._replace(ids=None if xin.ids is None else xin.ids[:, t:t + 1],
                        X=None if xin.X is None else xin.X[:, t:t + 1], T=1)
-    state, cache = model.cell.step(model, core.project(model, one)[0], prev)
+    state, cache = model.cell.step(model, model.cell.project(model, one)[0], prev)
     return state, cache, inputs_at(model, xin, t)
 
 

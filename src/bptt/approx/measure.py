@@ -17,28 +17,28 @@ from .bias import Agreement, compare, tbptt_gradient, window_curve
 from .influence import rtrl, snap
 from .uoro import uoro
 
-CELLS = ("elman", "lstm", "gru", "gru-before")  # gru-before: Keras's reset_after=False
-
-
 def random_model(cell, H, D, O, radius, rng):
-    """A random model of `cell` (CELLS), H x D x O, each H x H block of W at spectral radius `radius`:
-    the Elman cell from random_rnn (biases b ~ N(0, 0.1^2)), the gated cells from random_gated."""
-    from ..model import random_gated, random_rnn, with_spectral_radius
+    """A random model of `cell` (a registered cell or alias, bptt.cells.variants()), H x D x O, with
+    biases, each H x H block of its recurrent weight at spectral radius `radius`; an input bias that
+    its initialisation leaves at zero (the Elman cell's) drawn from N(0, 0.1^2)."""
+    from ..model import random_model as draw
+    from ..model import with_spectral_radius
 
-    if cell not in CELLS:
-        raise ValueError(f"unknown cell {cell!r}: expected one of {', '.join(CELLS)}")
     for name, v in (("H", H), ("D", D), ("O", O)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
     if isinstance(radius, bool) or not isinstance(radius, (int, float, np.number)) or not np.isfinite(radius) \
             or radius <= 0:
         raise ValueError(f"a spectral radius must be a positive number, got {radius!r}")
-    if cell == "elman":
-        model = random_rnn(H, D, O, seed=rng, bias=True)
-        return model.replace(W=with_spectral_radius(model.W, radius), b=rng.normal(0, 0.1, H))
-    model = random_gated(cell.split("-")[0], H, D, O, seed=rng, reset_after=cell != "gru-before")
-    W = np.concatenate([with_spectral_radius(model.W[g:g + H], radius) for g in range(0, model.W.shape[0], H)])
-    return model.replace(W=W)
+    model = draw(cell, H, D, O, seed=rng, bias=True)
+    rec, bias = model.cell.role("recurrent"), model.cell.role("input bias")
+    if rec is not None:
+        W = model.params[rec]
+        model = model.replace(**{rec: np.concatenate([with_spectral_radius(W[g:g + H], radius)
+                                                      for g in range(0, W.shape[0], H)])})
+    if bias is not None and not model.params[bias].any():
+        model = model.replace(**{bias: rng.normal(0, 0.1, model.params[bias].shape)})
+    return model
 
 
 def random_data(model, T, N, rng):

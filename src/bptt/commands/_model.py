@@ -1,54 +1,59 @@
-"""The model a command works on: a model file, or a random model described by options."""
+"""The model a command works on: a model file of any registered cell, or a random model described by options."""
 from __future__ import annotations
 
-CELLS = ("elman", "lstm", "gru")
 
+def add_model_arguments(p, *, hidden, inputs, outputs, init="uniform"):
+    """The options of a random model of any registered cell (--cell and its options), or --model FILE."""
+    from .. import cells
 
-def add_model_arguments(p, *, hidden, inputs, outputs, init="uniform", cells=False):
-    """The options of a random model (or --model FILE). cells=True adds --cell elman|lstm|gru and
-    --forget-bias, and lets --model read a model of any kind."""
-    p.add_argument("--model", metavar="FILE", help="a model saved with .save (.npz); default: a random model")
-    if cells:
-        p.add_argument("--cell", default="elman", help="the random model's cell: elman, lstm or gru (default elman; "
-                       "lstm and gru with PyTorch's initialisation, every weight and bias uniform on +-1/sqrt(H))")
-        p.add_argument("--forget-bias", type=float, default=0.0,
-                       help="added to the forget gate's bias of a random LSTM (default 0; 1 keeps its memory)")
+    names = cells.names()
+    p.add_argument("--model", metavar="FILE", help="a model saved with .save (.npz), of any cell; default: a "
+                   "random model")
+    p.add_argument("--cell", default="rnn", help=f"the random model's cell: {', '.join(names)} (default rnn, the "
+                   "Elman cell; a gated cell with PyTorch's initialisation, every weight and bias uniform on "
+                   "+-1/sqrt(H))")
     p.add_argument("--hidden", type=int, default=hidden, help=f"H for a random model (default {hidden})")
     p.add_argument("--inputs", type=int, default=inputs, help=f"D for a random model (default {inputs})")
     p.add_argument("--outputs", type=int, default=outputs, help=f"O for a random model (default {outputs})")
-    p.add_argument("--activation", default="tanh", help="tanh, relu, sigmoid or identity (default tanh; Elman)")
-    why = ("" if init == "uniform" else "; orthogonal here so that --radius sets every singular value of W, "
-           "where bptt check and bptt.random_rnn default to uniform")
-    p.add_argument("--init", default=init, help=f"W's initialiser: uniform, normal, orthogonal or identity "
-                   f"(default {init}; Elman{why})")
+    for option, text in (
+            ("activation", "tanh, relu, sigmoid or identity (default tanh)"),
+            ("init", f"W's initialiser: uniform, normal, orthogonal or identity (default {init}"
+                     + ("" if init == "uniform" else "; orthogonal here so that --radius sets every singular value "
+                        "of W, where bptt check and bptt.random_rnn default to uniform") + ")"),
+            ("radius", "rescale W to this spectral radius"),
+            ("forget_bias", "added to the forget gate's bias (default 0, PyTorch's initialisation; 1 keeps the "
+                            "memory)")):
+        p.add_argument("--" + option.replace("_", "-"), type=float if option in ("radius", "forget_bias") else str,
+                       help=f"{text}; for the {', '.join(cells.owners(option))} cell")
     p.add_argument("--std", type=float, help="standard deviation of the weights for --init normal (of every weight "
-                   "of a random LSTM or GRU: Gaussian instead of uniform)")
-    p.add_argument("--radius", type=float, help="rescale W to this spectral radius (Elman)")
+                   "of a cell with its own initialisation: Gaussian instead of uniform)")
     p.add_argument("--bias", action="store_true", help="give the random Elman model biases b and c (drawn from "
-                   "N(0, 0.1)); a random LSTM or GRU always has them")
+                   "N(0, 0.1)); a gated cell always has them")
+    p.set_defaults(_model_init=init)
 
 
 def model_from_args(args, rng):
-    """The --model file, or a random model from the options, drawing from rng: bptt.random_rnn for
-    an Elman cell, bptt.model.random_gated for --cell lstm or gru."""
-    from ..model import RNN, Model, random_gated, random_rnn
+    """The --model file (any registered cell), or a random model of --cell from the options given,
+    drawing from rng (bptt.random_model). An option the cell does not take is a ValueError."""
+    from .. import cells
+    from ..model import Model, random_model
 
-    cell = getattr(args, "cell", "elman")
-    if cell not in CELLS:
-        raise ValueError(f"unknown cell {cell!r}: expected one of {', '.join(CELLS)}")
     if args.model:
-        return (Model if hasattr(args, "cell") else RNN).load(args.model)
-    if cell != "elman":
-        if args.radius is not None:
-            raise ValueError(f"--radius rescales an Elman cell's W, not a {cell.upper()}'s: "
-                             "leave it out or use --cell elman")
-        return random_gated(cell, args.hidden, args.inputs, args.outputs, seed=rng, std=args.std,
-                            forget_bias=args.forget_bias if cell == "lstm" else 0.0)
-    if getattr(args, "forget_bias", 0.0):
-        raise ValueError("--forget-bias is the forget gate's bias of an LSTM: use it with --cell lstm")
-    model = random_rnn(args.hidden, args.inputs, args.outputs, seed=rng, init=args.init, std=args.std,
-                       radius=args.radius, activation=args.activation)
-    if args.bias:
+        return Model.load(args.model)
+    cls, _ = cells.resolve(args.cell)
+    options = cls.options()
+    given = {k: getattr(args, k) for k in ("activation", "init", "radius", "forget_bias", "std")
+             if getattr(args, k) is not None}
+    if "init" in options:
+        given.setdefault("init", args._model_init)
+        given.setdefault("activation", "tanh")
+    for k in given:
+        if k not in options:
+            raise ValueError(f"--{k.replace('_', '-')} is an option of the {', '.join(cells.owners(k)) or 'no'} "
+                             f"cell, not of {cls.name}: leave it out or use --cell "
+                             f"{(cells.owners(k) or ['rnn'])[0]}")
+    model = random_model(args.cell, args.hidden, args.inputs, args.outputs, seed=rng, **given)
+    if args.bias and cls.pascanu:
         model = model.replace(b=rng.normal(0, 0.1, model.H), c=rng.normal(0, 0.1, model.O))
     return model
 
@@ -60,4 +65,4 @@ def check_sequence_size(model, T, N):
 
     if T < 1 or N < 1:
         raise ValueError(f"--length and --batch must be at least 1, got {T} and {N}")
-    too_big(f"--batch {N} x --length {T} with H = {model.H}", N * T * (model.W.shape[0] + model.H + model.O))
+    too_big(f"--batch {N} x --length {T} with H = {model.H}", N * T * (model.cell.width(model) + model.H + model.O))

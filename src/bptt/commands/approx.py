@@ -7,7 +7,6 @@ import json
 import numpy as np
 
 HELP = "how far truncated and online gradients (window K, TBPTT, RTRL, UORO, SnAp) are from the exact one"
-from ..approx.measure import CELLS  # noqa: E402
 RADII = (0.5, 0.75, 1.0, 1.25, 1.5)
 
 
@@ -28,13 +27,15 @@ def _floats(text, what):
 
 def add_arguments(p):
     p.add_argument("--model", metavar="FILE", help="a model saved with .save (.npz), any cell; default: a random model")
-    p.add_argument("--cell", default="elman", help=f"the random model's cell: {', '.join(CELLS)} (default elman; "
-                                                    "gru-before is Keras's reset_after=False)")
+    from ..cells import variants
+
+    p.add_argument("--cell", default="rnn", help=f"the random model's cell: {', '.join(variants())} (default rnn, the "
+                                                  "Elman cell; an alias names a variant, e.g. Keras's reset_after=False)")
     p.add_argument("--hidden", type=int, default=16, help="H (default 16)")
     p.add_argument("--inputs", type=int, default=8, help="D, the number of input ids (default 8)")
     p.add_argument("--outputs", type=int, default=8, help="O, the number of output classes (default 8)")
     p.add_argument("--radius", type=float, default=1.0,
-                   help="spectral radius of W (of each gate's H x H block for LSTM/GRU) (default 1.0)")
+                   help="spectral radius of W (of each gate's H x H block for a gated cell) (default 1.0)")
     p.add_argument("--length", type=int, default=50, help="T, steps of the random sequence (default 50)")
     p.add_argument("--batch", type=int, default=1, help="N, random sequences (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed for the model, the data and UORO's signs (default 0)")
@@ -59,8 +60,6 @@ def random_model(args, radius, rng):
     """A random model of args.cell with W rescaled to the spectral radius (each gate's block)."""
     from ..approx.measure import random_model
 
-    if args.cell not in CELLS:
-        raise ValueError(f"unknown cell {args.cell!r}: expected one of {', '.join(CELLS)}")
     for name in ("hidden", "inputs", "outputs"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}")

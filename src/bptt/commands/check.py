@@ -46,6 +46,8 @@ def verify(model, x, y, *, truncate=None, frameworks="installed", h0=None):
 
     truncate = core.truncation(truncate)  # the one check of a truncation: None or an int K >= 0
     names, absent = _frameworks(frameworks)
+    lacking = [n for n in names if model.cell.name not in fw.reference(n).CELLS]
+    names = [n for n in names if n not in lacking]
     T = np.asarray(x).shape[-1] if np.asarray(x).dtype.kind in "iu" else np.asarray(x).shape[-2]
     full = truncate is None or truncate >= T
     if not full and not names:  # a check of nothing must not report "all checks passed"
@@ -68,6 +70,8 @@ def verify(model, x, y, *, truncate=None, frameworks="installed", h0=None):
         parts.append(str(cmp))
         data["frameworks"] = cmp.to_dict()
         ok &= cmp.passed
+    if lacking:
+        parts.append("\n".join(f"{n}: has no {model.cell.name} cell, not compared" for n in lacking))
     if absent:
         parts.append("\n".join(f"{a}: not installed, not compared (pip install 'bptt[{a}]')" for a in absent))
     data["passed"] = bool(ok)

@@ -1,7 +1,7 @@
 """bptt evaluate: a trained model on its task's held-out set, next to the baseline and the criterion."""
 from __future__ import annotations
 
-HELP = "evaluate a trained run (or its checkpoint) on the task's held-out set (any cell: RNN, LSTM, GRU)"
+HELP = "evaluate a trained run (or its checkpoint) on the task's held-out set (any cell)"
 
 
 def add_arguments(p):

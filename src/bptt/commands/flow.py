@@ -1,7 +1,7 @@
 """`bptt flow`: the lag analysis of a model on one or more sequences, as a table, JSON or figures.
 
-Any cell: a random Elman RNN (default), LSTM or GRU (--cell), or a model file of any kind. For
-gated cells Pascanu's bound does not apply: the table says so and shows the gates instead.
+Any registered cell: a random Elman RNN (default) or another cell (--cell), or a model file of any
+cell. For other cells Pascanu's bound does not apply: the table says so and shows the gates instead.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ HELP = "how the gradient shrinks or grows with the lag: measured, bounded and ex
 
 
 def add_arguments(p):
-    add_model_arguments(p, hidden=16, inputs=8, outputs=8, init="orthogonal", cells=True)
+    add_model_arguments(p, hidden=16, inputs=8, outputs=8, init="orthogonal")
     p.add_argument("--length", type=int, default=50, help="T, steps of each random sequence (default 50)")
     p.add_argument("--batch", type=int, default=1, help="N, random sequences to average over (default 1)")
     p.add_argument("--x", metavar="FILE", help=".npy inputs: ids (T,) / (N, T) or vectors (T, D) / (N, T, D)")
@@ -79,7 +79,7 @@ def analyse(model, x, y, progress=True) -> dict:
     fls = batch.flows(model, x, y, progress=progress)
     ba = batch.analyse_flows(fls) if len(fls) > 1 else None
     th = theory(model)  # the weights' verdict; the measured numbers follow for every sequence
-    out = {"model": repr(model), "cell": model.cell.name, "N": len(fls), "T": fls[0].T, "theory": th.as_dict(),
+    out = {"model": repr(model), "cell": model.cell.name, "state": list(model.cell.state), "N": len(fls), "T": fls[0].T, "theory": th.as_dict(),
            "loss": float(np.mean([f.loss for f in fls]))}
     decays = []
     for f in fls:
@@ -167,12 +167,14 @@ def table(res, lags) -> str:
 
 
 def _gated_table(res, lags) -> str:
-    """The table for an LSTM or GRU: the verdict, the measured numbers and the gates; no bound."""
+    """The table for a cell without Pascanu's bound (a gated cell): the verdict, the measured numbers and
+    the gates; no bound."""
     th, N, cell = res["theory"], res["N"], res["cell"].upper()
     spread = "" if N == 1 else f" (mean +- sd over {N} sequences)"
     d, ly = res["decay_rate"], res["lyapunov_max"]
     pm = (lambda s: f"{_g(s['mean'], '.4g')} +- {_g(s['std'], '.2g')}") if N > 1 else (lambda s: _g(s["mean"], ".4g"))
-    state = "the joint state (h, c)" if res["cell"] == "lstm" else "the state h"
+    names = res["state"]
+    state = f"the joint state ({', '.join(names)})" if len(names) > 1 else f"the state {names[0]}"
     gates = "; ".join(f"{g} mean {v['mean']['mean']:.3g}, {100 * v['near_0']['mean']:.1f}% below 0.1, "
                       f"{100 * v['near_1']['mean']:.1f}% above 0.9" for g, v in res["gates"].items())
     lines = [f"{res['model']}, T = {res['T']}, N = {N}, mean loss {res['loss']:.6g}", "",
@@ -184,14 +186,14 @@ def _gated_table(res, lags) -> str:
              f"          the direct path's gate {res['path_gate']}: geometric mean {pm(res['path_rate'])}",
              ""]
     rows = {r["lag"]: r for r in res["by_lag"]}
-    one, lstm = N == 1, res["cell"] == "lstm"
-    head = ["lag", "mean ||dE_t/dh_t-l||", "ratio to lag 0", "+- sd"] + (["mean ||dE_t/dc_t-l||"] if lstm else []) \
+    one, own = N == 1, len(names) > 1  # own: a memory of its own (an LSTM's c)
+    head = ["lag", "mean ||dE_t/dh_t-l||", "ratio to lag 0", "+- sd"] + (["mean ||dE_t/dc_t-l||"] if own else []) \
         + ["mean cell path"] + (["mean ||term||_F"] if one else []) + ["share beyond lag"]
     out = [head]
     for l in lags:
         r = rows[l]
         cells = [str(l), _g(r["norm_mean"]), _g(r["ratio_mean"]), _g(r["ratio_std"], ".2g")]
-        if lstm:
+        if own:
             cells.append(_g(r["c_mean"]))
         cells.append(_g(r["path_mean"]))
         if one:

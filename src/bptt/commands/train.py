@@ -1,10 +1,11 @@
-"""bptt train: train an RNN, LSTM or GRU on a task, logging metrics, lag snapshots and checkpoints into --out."""
+"""bptt train: train a recurrent network of any registered cell on a task, logging metrics, lag snapshots
+and checkpoints into --out."""
 from __future__ import annotations
 
 import argparse
 
-HELP = ("train an RNN, LSTM or GRU on a task (adding, copy, temporal, reber, char) with clipping, Omega, "
-        "TBPTT, checkpoints")
+HELP = ("train a recurrent network (any cell) on a task (adding, copy, temporal, reber, char) with clipping, "
+        "Omega, TBPTT, checkpoints")
 
 # The tasks' paper settings, as the tasks' `defaults` hold them (tests/test_cli.py checks this text
 # against them); a flag or --config overrides each.
@@ -15,20 +16,27 @@ TASK_DEFAULTS = """\
   reber     hidden 20, activation tanh, init normal, std 0.1, optimizer adam, lr 0.01, clip_norm 1.0, batch 8, chunk 25, steps 2000
   char      hidden 100, activation tanh, init normal, std 0.01, optimizer adagrad, lr 0.1, clip_value 5.0, batch 1, chunk 25, steps 2000"""
 
-EPILOG = f"""\
+def _epilog():
+    """The help's closing text, its cells and their options read from the registry."""
+    from .. import cells
+
+    gated = next((n for n in cells.owners("forget_bias")), None)
+    example = (f"  bptt train --task adding --length 100 --cell {gated} --forget-bias 1.0 --optimizer adam --lr 0.001 "
+               f"--out runs/{gated}\n  bptt train --out runs/{gated} --resume   (with the same flags: continues from "
+               f"runs/{gated}/checkpoint.npz)") if gated else ""
+    return f"""\
 defaults: a flag > --config FILE.toml > the task's paper settings (below) > the default in each
 flag's help. The task's settings:
 {TASK_DEFAULTS}
-With --cell lstm or gru the task's activation, init and std (the Elman cell's) do not apply: the
-gated cell starts from PyTorch's initialisation (every weight uniform on +-1/sqrt(H)), or Gaussian
-with --init normal --std S. --activation, --radius, --omega and the orthogonal and identity (IRNN)
-inits are the Elman cell's; --forget-bias the LSTM's; --reset-after the GRU's: each is refused for
-another cell (exit 2).
+With a --cell other than rnn (the Elman cell) the task's activation, init and std do not apply:
+the cell starts from its own initialisation (a gated cell from PyTorch's, every weight uniform on
++-1/sqrt(H)), or Gaussian with --init normal --std S. --activation, --radius, --omega and the
+orthogonal and identity (IRNN) inits are the Elman cell's; --forget-bias the {', '.join(cells.owners('forget_bias'))}
+cell's; --reset-after the {', '.join(cells.owners('reset_after'))} cell's: each is refused for another cell (exit 2).
 
 examples:
   bptt train --task temporal --length 40 --out runs/t40
-  bptt train --task adding --length 100 --cell lstm --forget-bias 1.0 --optimizer adam --lr 0.001 --out runs/lstm
-  bptt train --out runs/lstm --resume   (with the same flags: continues from runs/lstm/checkpoint.npz)
+{example}
 """
 
 
@@ -41,7 +49,9 @@ def _bool(text):
 
 
 def add_arguments(p):
-    p.epilog = EPILOG
+    from .. import cells
+
+    p.epilog = _epilog()
     from ..cli import HelpFormatter
 
     p.formatter_class = HelpFormatter  # keeps the epilog's layout, shows each flag's default
@@ -50,18 +60,19 @@ def add_arguments(p):
     p.add_argument("--text", help="text file for --task char (without one: the embedded Reber corpus)")
     p.add_argument("--variant", help="adding problem: hochreiter (1997, default) or le (Le et al. 2015)")
     p.add_argument("--length", type=int, help="sequence length T (adding, copy, temporal; default the task's: 100)")
-    p.add_argument("--cell", help="elman | lstm | gru (default elman)")
+    p.add_argument("--cell", help=f"{' | '.join(cells.names())} (default rnn, the Elman cell)")
     p.add_argument("--hidden", type=int, help="hidden units H (default the task's, else 50)")
-    p.add_argument("--activation", help="elman: tanh | relu | sigmoid | identity (default tanh)")
-    p.add_argument("--init", help="uniform | normal (needs --std) | orthogonal | identity (IRNN): elman W's init; "
-                                  "lstm, gru: uniform or normal (default the task's, else uniform)")
+    p.add_argument("--activation", help="rnn: tanh | relu | sigmoid | identity (default tanh)")
+    p.add_argument("--init", help="uniform | normal (needs --std) | orthogonal | identity (IRNN): the Elman cell's W; "
+                                  "another cell: uniform (its own) or normal (default the task's, else uniform)")
     p.add_argument("--std", type=float, help="standard deviation of Gaussian weights (default the task's, else none)")
-    p.add_argument("--radius", type=float, help="elman: rescale W to this spectral radius (default: not rescaled)")
+    p.add_argument("--radius", type=float, help="rnn: rescale W to this spectral radius (default: not rescaled)")
     p.add_argument("--forget-bias", type=float,
-                   help="lstm: added to the forget gate's bias at the start (default 1.0, Jozefowicz et al. "
-                        "2015; 0 = PyTorch's init)")
+                   help=f"{', '.join(cells.owners('forget_bias'))}: added to the forget gate's bias at the start "
+                        "(default 1.0, Jozefowicz et al. 2015; 0 = PyTorch's init)")
     p.add_argument("--reset-after", type=_bool, metavar="true|false",
-                   help="gru: the reset gate after W_n (true, default: PyTorch, Keras) or before (false)")
+                   help=f"{', '.join(cells.owners('reset_after'))}: the reset gate after W_n (true, default: PyTorch, "
+                        "Keras) or before (false)")
     p.add_argument("--optimizer", help="sgd | momentum | nesterov | adagrad | rmsprop | adam (default the task's, else sgd)")
     p.add_argument("--lr", type=float, help="learning rate (default the task's, else 0.01)")
     p.add_argument("--clip-norm", type=float,
@@ -71,7 +82,7 @@ def add_arguments(p):
     p.add_argument("--clip-per-param", type=float, help="clip each parameter's gradient norm; 0 = off (default off)")
     p.add_argument("--fallback", help="when the gradient norm is NaN/Inf/>1e10: stop (default) | shrink | skip")
     p.add_argument("--omega", type=float,
-                   help="elman: strength alpha of Pascanu's regulariser Omega (default 0 = off)")
+                   help="rnn: strength alpha of Pascanu's regulariser Omega (default 0 = off)")
     p.add_argument("--truncate", type=int,
                    help="the notebook's window: output t reaches steps t-K..t (default: full BPTT)")
     p.add_argument("--chunk", type=int, help="streams: k1, outputs per update (default 25, min-char-rnn's)")

@@ -138,10 +138,12 @@ def compare(model, x, y, *, frameworks=None, truncate=None, h0=None, reduction="
             rtol=1e-10, backend=None) -> Comparison:
     """bptt.gradients (in float64) against each framework's autodiff of the same model.
 
-    model: a bptt.RNN, LSTM or GRU; one row per framework for the loss, each of the model's
-    params, h0, and c0 for an LSTM (whose h0 may be the pair (h0, c0)).
+    model: a bptt model whose cell the frameworks have (each module's CELLS); one row per framework
+    for the loss, each of the model's params, h0, and c0 for an LSTM (whose h0 may be the pair
+    (h0, c0)).
 
-    frameworks: names from FRAMEWORKS, or None for every installed one (at least one is needed).
+    frameworks: names from FRAMEWORKS, or None for every installed one that has the cell (at least
+    one is needed).
     x, y, truncate, h0, reduction, backend: as in bptt.gradients. Each quantity passes when its largest
     relative error (see relative_error) is at most rtol. Returns a Comparison: .passed, .rows,
     print() for a table, .to_dict() for JSON.
@@ -163,6 +165,14 @@ def compare(model, x, y, *, frameworks=None, truncate=None, h0=None, reduction="
     if missing:
         raise ValueError(f"{', '.join(missing)} is not installed: pip install "
                          + " ".join(f"'{_EXTRA[n]}'" for n in missing))
+    cell = model.cell.name
+    lacking = [n for n in names if cell not in reference(n).CELLS]
+    if lacking and frameworks is not None:
+        raise ValueError(f"{', '.join(lacking)} has no reference for the {cell} cell (only for "
+                         f"{', '.join(reference(lacking[0]).CELLS)})")
+    names = [n for n in names if n not in lacking]
+    if not names:
+        raise ValueError(f"no installed framework has a reference for the {cell} cell")
     model64 = model.astype(np.float64)
     loss, g = gradients(model64, x, y, truncate=truncate, h0=h0, reduction=reduction, backend=backend)
     ours = {"loss": loss, **g.params, "h0": g.h0, **({"c0": g.c0} if g.c0 is not None else {})}

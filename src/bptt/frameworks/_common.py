@@ -14,14 +14,12 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import core, validate
-from ..model import GRU, LSTM, RNN
-
-MODELS = (RNN, LSTM, GRU)
+from ..model import Model
 
 
 class Problem(NamedTuple):
     params: dict            # name -> float64 array: the model's params (U (G, D), W (G, H), V (O, H), b, bh, c)
-    cell: str               # "elman", "lstm" or "gru"
+    cell: str               # the registered cell's name
     activation: str | None  # the Elman cell's f; None for a gated cell
     reset_after: bool       # GRU: PyTorch's form (True) or Keras's reset-before form (False)
     head: str
@@ -67,8 +65,8 @@ def problem(model, x, y, *, truncate=None, h0=None, reduction="sum") -> Problem:
 
     h0: (H,) / (N, H) or None; for an LSTM also the pair (h0, c0), as bptt.gradients takes it.
     """
-    if not isinstance(model, MODELS):
-        raise ValueError(f"model must be a bptt.RNN, LSTM or GRU, got {type(model).__name__}")
+    if not isinstance(model, Model):
+        raise ValueError(f"model must be a bptt model (bptt.Model), got {type(model).__name__}")
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     K = core.truncation(truncate)  # the engine's own check, so both refuse the same values
@@ -80,8 +78,8 @@ def problem(model, x, y, *, truncate=None, h0=None, reduction="sum") -> Problem:
     mask = tg.mask.astype(np.float64)
     scale = 1.0 / max(int(tg.mask.sum()), 1) if reduction == "mean" else 1.0
     return Problem(params={k: np.array(v) for k, v in model.params.items()}, cell=model.cell.name,
-                   activation=getattr(model, "activation", None),
-                   reset_after=bool(getattr(model, "reset_after", True)), head=model.head,
+                   activation=model.cell.values.get("activation"),
+                   reset_after=bool(model.cell.values.get("reset_after", True)), head=model.head,
                    ids=xin.ids, X=xin.X, y_ids=tg.ids, y_values=tg.values, mask=mask,
                    state0=tuple(np.array(s, dtype=np.float64) for s in state0), N=xin.N, T=xin.T,
                    batched=xin.batched, K=K, scale=scale)
@@ -107,7 +105,7 @@ def windows(T: int, K: int) -> list[Window]:
 
 
 def check_terms_args(p: Problem, name: str, t) -> int:
-    if p.cell != "elman":
+    if p.cell != "rnn":
         raise ValueError(f"terms are defined for the Elman cell (bptt.RNN) only, got a {p.cell} model: "
                          "use gradients for a gated cell")
     if name not in ("W", "U", "b"):

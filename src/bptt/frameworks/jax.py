@@ -32,6 +32,8 @@ from ..model import RNN
 from ._common import check_terms_args, problem, windows
 
 
+CELLS = ("rnn", "lstm", "gru")  # the cells this framework computes (both GRU forms)
+
 def _act(jnp, name):
     import jax
 
@@ -196,7 +198,7 @@ def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum"):
 
     p = problem(model, x, y, truncate=truncate, h0=h0, reduction=reduction)
     with jax.enable_x64(True):
-        if p.cell != "elman":
+        if p.cell != "rnn":
             return _gated_gradients(jax, p)
         fn = jax.value_and_grad(_energy(p), argnums=(0, 1), has_aux=True)
         (_, E), (gP, gh0) = fn(p.params, p.h0)

@@ -14,35 +14,36 @@ import time
 
 import numpy as np
 
+from .. import cells as registry
 from ..activations import ACTIVATIONS
-from ..model import GRU, LSTM, RNN
-
-CELLS = ("elman", "lstm", "gru", "gru reset_after=False")  # the cells a case is drawn from
+from ..model import model_class
 
 
-def random_model(rng, D, H, O, *, cell="elman", activation="tanh", head="softmax", b=False, c=False, bh=False):
+def random_model(rng, D, H, O, *, cell="rnn", activation="tanh", head="softmax", b=False, c=False, bh=False):
     """A model with weights drawn from rng, small enough that no unit saturates exactly.
 
-    cell: one of CELLS. b, bh, c: whether the model has that bias (bh: the gated cells' recurrent
-    bias). U (G, D), W (G, H), V (O, H) with G = H, 4H or 3H.
+    cell: a registered cell or alias (registry.variants()). b, bh, c: whether the model has the input bias
+    (role "input bias"), the recurrent bias (role "recurrent bias") and the head's bias. A weight
+    with an H axis last is N(0, 0.8 / sqrt(H)), the others N(0, 0.7); biases N(0, 0.3).
     """
-    if cell not in CELLS:
-        raise ValueError(f"unknown cell {cell!r}: expected one of {', '.join(CELLS)}")
-    gates = {"elman": 1, "lstm": 4}.get(cell, 3)
-    G = gates * H
-    U, W = rng.normal(0, 0.7, (G, D)), rng.normal(0, 0.8 / np.sqrt(H), (G, H))
-    V = rng.normal(0, 0.7, (O, H))
-    bb = rng.normal(0, 0.3, G) if b else None
-    cc = rng.normal(0, 0.3, O) if c else None
-    if cell == "elman":
-        return RNN(U=U, W=W, V=V, b=bb, c=cc, activation=activation, head=head)
-    rb = rng.normal(0, 0.3, G) if bh else None
-    if cell == "lstm":
-        return LSTM(U=U, W=W, V=V, b=bb, bh=rb, c=cc, head=head)
-    return GRU(U=U, W=W, V=V, b=bb, bh=rb, c=cc, head=head, reset_after=cell == "gru")
+    cls, settings = registry.resolve(cell)
+    if "activation" in cls.settings:
+        settings["activation"] = activation
+    keep = {"input bias": b, "recurrent bias": bh}
+    params = {}
+    for name, p in cls.params.items():
+        shape = registry.sizes(p.shape, D, H)
+        if p.optional and not keep.get(p.role, True):
+            continue
+        scale = 0.3 if len(shape) == 1 else 0.8 / np.sqrt(H) if p.shape[-1] == "H" else 0.7
+        params[name] = rng.normal(0, scale, shape)
+    params["V"] = rng.normal(0, 0.7, (O, cls(**settings).out(H)))
+    if c:
+        params["c"] = rng.normal(0, 0.3, O)
+    return model_class(cls)(**params, **settings, head=head)
 
 
-def random_case(rng, N, T, D, H, O, *, batched, activation, head, b, c, dense, h0, mask, cell="elman",
+def random_case(rng, N, T, D, H, O, *, batched, activation, head, b, c, dense, h0, mask, cell="rnn",
                 bh=False):
     """(model, x, y, h0) drawn from rng (see random_model for the model).
 
@@ -63,8 +64,8 @@ def random_case(rng, N, T, D, H, O, *, batched, activation, head, b, c, dense, h
             y[rng.random(lead) < 0.4] = -1
     shape = (N, H) if batched else (H,)
     hh = rng.normal(0, 0.5, shape) if h0 else None
-    if h0 and cell == "lstm":
-        hh = (hh, rng.normal(0, 0.5, shape))
+    if h0 and len(m.cell.state) > 1:
+        hh = (hh,) + tuple(rng.normal(0, 0.5, shape) for _ in m.cell.state[1:])
     return m, x, y, hh
 
 
@@ -95,11 +96,11 @@ def announce(names, say=None) -> str | None:
     return line
 
 
-def stress(cases=100, *, seed=0, frameworks=None, max_size=(3, 8, 4, 6, 4), cells=CELLS, progress=None) -> dict:
+def stress(cases=100, *, seed=0, frameworks=None, max_size=(3, 8, 4, 6, 4), cells=None, progress=None) -> dict:
     """Run `cases` random cross-checks per framework: {name: {"cases", "passed", "worst_rel_err",
     "seconds", "cells": {cell: {"cases", "passed"}}}}.
 
-    max_size: the largest (N, T, D, H, O) drawn. cells: the cells drawn from (CELLS by default).
+    max_size: the largest (N, T, D, H, O) drawn. cells: the cells drawn from (registry.variants() by default).
     progress: None, or a function of one line of text, told when a framework is about to be imported
     and then after every twentieth of the cases (and at least every 2 s): "torch: 40/200 cases, 40
     passed, 6 s".
@@ -107,9 +108,10 @@ def stress(cases=100, *, seed=0, frameworks=None, max_size=(3, 8, 4, 6, 4), cell
     from . import available, compare
 
     names = available() if frameworks is None else list(frameworks)
+    cells = registry.variants() if cells is None else tuple(cells)
     for cell in cells:
-        if cell not in CELLS:
-            raise ValueError(f"unknown cell {cell!r}: expected some of {', '.join(CELLS)}")
+        if cell not in registry.variants():
+            raise ValueError(f"unknown cell {cell!r}: expected some of {', '.join(registry.variants())}")
     activations = tuple(ACTIVATIONS)
     rng = np.random.default_rng(seed)
     out = {}
@@ -150,17 +152,15 @@ def main(argv=None) -> int:
     p.add_argument("--cases", type=int, default=100, help="random cases per framework (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random cases (default 0)")
     p.add_argument("--frameworks", help="comma-separated torch,jax,tensorflow (default: every installed one)")
-    p.add_argument("--cells", help="comma-separated cells to draw from: elman,lstm,gru,gru-reset-before "
-                                   "(default: all four)")
+    p.add_argument("--cells", help=f"comma-separated cells to draw from: {','.join(registry.variants())} (default: all)")
     args = p.parse_args(argv)
     names = args.frameworks.split(",") if args.frameworks else None
-    spelled = {"elman": "elman", "lstm": "lstm", "gru": "gru", "gru-reset-before": "gru reset_after=False"}
-    cells = CELLS
+    cells = None
     if args.cells:
-        unknown = [c for c in args.cells.split(",") if c not in spelled]
+        unknown = [c for c in args.cells.split(",") if c not in registry.variants()]
         if unknown:
-            p.error(f"unknown cell {unknown[0]!r}: expected some of {', '.join(spelled)}")
-        cells = tuple(spelled[c] for c in args.cells.split(","))
+            p.error(f"unknown cell {unknown[0]!r}: expected some of {', '.join(registry.variants())}")
+        cells = tuple(args.cells.split(","))
     ok = True
     import sys
 

@@ -33,11 +33,15 @@ import os
 
 import numpy as np
 
-from ..model import GRU, LSTM, RNN
-from ._common import MODELS, check_terms_args, problem, windows
+from ..model import model_class
+from ._common import check_terms_args, problem, windows
+
+RNN, LSTM, GRU = (model_class(name) for name in ("rnn", "lstm", "gru"))
 
 KERAS_ACTIVATIONS = {"tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid", "identity": "linear"}
 
+
+CELLS = ("rnn", "lstm", "gru")  # the cells this framework computes (both GRU forms)
 
 def _load(name):
     """Import tensorflow or keras; TensorFlow's start-up INFO lines are silenced unless the caller
@@ -77,7 +81,7 @@ def _step(tf, p, P):
     """The cell's step with tf ops: step(a, state) -> state; a (N, G) = U x_t + b, state a tuple
     of (N, H) tensors ((s,), (h, c) or (h,)); bptt.cells' equations in PyTorch's gate order."""
     W, bh = P["W"], P.get("bh")
-    if p.cell == "elman":
+    if p.cell == "rnn":
         f = _act(tf, p.activation)
         return lambda a, state: (f(a + tf.matmul(state[0], W, transpose_b=True)),)
     if p.cell == "lstm":
@@ -217,7 +221,7 @@ def to_keras(model):
     GRU has no recurrent bias: a model with bh raises a ValueError. Dense(O): kernel = V.T, bias = c.
     Call layer(x, initial_state=[h0]) (an LSTM: [h0, c0]) for a given initial state.
     """
-    if not isinstance(model, MODELS):
+    if not isinstance(model, (RNN, LSTM, GRU)):
         raise ValueError(f"to_keras expects a bptt.RNN, LSTM or GRU, got {type(model).__name__}")
     dtype = _keras_dtype(model)
     bias = _keras_bias(model)

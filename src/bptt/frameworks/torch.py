@@ -30,11 +30,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..model import GRU, LSTM, RNN
-from ._common import MODELS, check_terms_args, problem, windows
+from ..model import model_class
+from ._common import check_terms_args, problem, windows
 
-MODULES = {"elman": "RNN", "lstm": "LSTM", "gru": "GRU"}  # bptt's cell -> the torch.nn module
+RNN, LSTM, GRU = (model_class(name) for name in ("rnn", "lstm", "gru"))
 
+MODULES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}  # bptt's cell -> the torch.nn module
+
+
+CELLS = ("rnn", "lstm", "gru")  # the cells this framework computes (both GRU forms)
 
 def _act(torch, name):
     return {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid,
@@ -88,7 +92,7 @@ def _own_step(torch, p, P):
     h_t = (1 - z) * n + z * h. a_t (N, G) = U x_t + b; state a tuple of (N, H).
     """
     W = P["W"]
-    if p.cell == "elman":
+    if p.cell == "rnn":
         f = _act(torch, p.activation)
         return lambda a, state: (f(a + state[0] @ W.T),)
     bh = P.get("bh")
@@ -107,7 +111,7 @@ def _own_step(torch, p, P):
 def _runner(torch, p, P):
     """run(k0, k1, state) -> (Hs (k1-k0, N, H), the state after step k1-1): steps k0..k1-1 from
     `state`, a tuple of (N, H) tensors ((h,) or (h, c))."""
-    if p.cell == "elman" or (p.cell == "gru" and not p.reset_after):
+    if p.cell == "rnn" or (p.cell == "gru" and not p.reset_after):
         A = _inputs(torch, p, P["U"], P.get("b"))  # (T, N, G)
         step = _own_step(torch, p, P)
 
@@ -213,7 +217,7 @@ def to_torch(model):
     model lacks (bias=False when it has neither). A GRU with reset_after=False raises a ValueError:
     nn.GRU computes the reset-after form only.
     """
-    if not isinstance(model, MODELS):
+    if not isinstance(model, (RNN, LSTM, GRU)):
         raise ValueError(f"to_torch expects a bptt.RNN, LSTM or GRU, got {type(model).__name__}")
     if isinstance(model, RNN) and model.activation not in ("tanh", "relu"):
         raise ValueError(f"torch.nn.RNN supports the nonlinearities 'tanh' and 'relu' only; this model "

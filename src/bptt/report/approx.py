@@ -8,7 +8,14 @@ from html import escape
 import numpy as np
 
 DELTA = 0.01  # the tolerance of the smallest window quoted
-CELLS = (("elman", "Elman (tanh)"), ("lstm", "LSTM"), ("gru", "GRU"))
+
+
+def cells() -> list:
+    """(name, label) of every registered cell: the Elman cell labelled with its activation."""
+    from .. import cells as registry
+
+    return [(n, registry.get(n).label + (" (tanh)" if "activation" in registry.get(n).settings else ""))
+            for n in registry.names()]
 
 
 def gather(st, figure) -> dict:
@@ -19,7 +26,7 @@ def gather(st, figure) -> dict:
     from ..approx.measure import measure, random_data, random_model
 
     curves, smallest, methods = {}, [], []
-    for cell, label in CELLS:
+    for cell, label in cells():
         curves[label] = {}
         for r in st.radii:
             rng = np.random.default_rng(st.seed + 900)  # one draw per cell: only W's scale changes with r
@@ -34,7 +41,7 @@ def gather(st, figure) -> dict:
                 res = measure(model, *one, windows=(5,), rules=((5, 10),), samples=100, seed=st.seed, delta=DELTA)
                 methods.append({"cell": label, "radius": r, "rows": res["methods"]})
     rng = np.random.default_rng(st.seed + 901)
-    model = random_model("elman", st.H, st.D, st.D, 1.0, rng)
+    model = random_model("rnn", st.H, st.D, st.D, 1.0, rng)
     x, y = random_data(model, st.T, 1, rng)
     ns = [n for n in (1, 3, 10, 30, 100, 300, 1000) if n <= 1000]
     fig, uoro = figures.uoro_error(model, x, y, ns=ns, seed=st.seed)
@@ -49,7 +56,7 @@ def _sentences(st, a) -> list[str]:
     by = {(s["cell"], s["radius"]): s for s in a["smallest"]}
     lo, hi = min(st.radii), max(st.radii)
     out = []
-    for _, label in CELLS:
+    for _, label in cells():
         out.append(f"{label}: a window within {100 * DELTA:g}% of the exact gradient needs K = "
                    f"{by[(label, lo)]['K']} at radius {lo:g} and K = {by[(label, hi)]['K']} at radius {hi:g} "
                    f"(of T = {st.T}); the window K = 5 is off by {by[(label, lo)]['rel5']:.2g} and "

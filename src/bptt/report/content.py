@@ -76,19 +76,19 @@ CELL_LAG = 10  # the lag the cells' comparison quotes (less on short sequences)
 
 
 def cell_models(st) -> dict:
-    """An Elman RNN (tanh), an LSTM and a GRU with H = st.H, D = O = st.D and biases, every weight
-    and bias uniform on +-1/sqrt(H) (PyTorch's initialisation of nn.RNN, nn.LSTM, nn.GRU and the
-    head): label -> model."""
-    from ..model import RNN, random_gated
+    """One model of every registered cell (an Elman RNN with tanh, an LSTM, a GRU, ...) with H = st.H,
+    D = O = st.D and biases, every weight and bias uniform on +-1/sqrt(H) (PyTorch's initialisation
+    of nn.RNN, nn.LSTM, nn.GRU and the head): label -> model."""
+    from .. import cells
+    from ..model import model_class
 
-    H, D = st.H, st.D
-    rng = np.random.default_rng(st.seed + 700)
-    k = 1 / np.sqrt(H)
-    draw = lambda *shape: rng.uniform(-k, k, shape)  # noqa: E731
-    elman = RNN(U=draw(H, D), W=draw(H, H), V=draw(D, H), b=draw(H), c=draw(D), activation="tanh")
-    return {"Elman (tanh)": elman,
-            "LSTM": random_gated("lstm", H, D, D, seed=st.seed + 701),
-            "GRU": random_gated("gru", H, D, D, seed=st.seed + 702)}
+    out = {}
+    for i, name in enumerate(cells.names()):
+        cell = cells.get(name)()
+        params = cells.Cell.init(cell, np.random.default_rng(st.seed + 700 + i), st.D, st.H, st.D, bias=True)
+        label = cell.label + (f" ({cell.activation})" if "activation" in cell.settings else "")
+        out[label] = model_class(name)(**params)
+    return out
 
 
 def cell_data(st):
@@ -117,13 +117,15 @@ def _compare_cells(st, c):
                "lag": lag, "ratio_lag": float(np.nanmean([p.ratio_mean[lag] for p in profs])),
                "beyond": float(np.nanmean(ba.beyond[:, lag])), "bound_applies": th.applies,
                "verdict": th.verdict, "lambda1_gamma": th.growth if th.applies else None}
-        if m.cell.name != "elman":
+        if m.cell.memory:
             sats = [gate_saturation(f.trace) for f in fls]
             g = sats[0].path_gate
+            route, gname, _ = m.cell.memory_text
             row.update({"path_gate": g, "path_gate_mean": float(np.mean([s.mean(g) for s in sats])),
                         "path_near_1": float(np.mean([s.near_one(g) for s in sats])),
-                        "path_rate": float(np.exp(np.mean([np.log(s.path_rate) for s in sats])))})
-        if m.cell.name == "lstm":
+                        "path_rate": float(np.exp(np.mean([np.log(s.path_rate) for s in sats]))),
+                        "route": route, "gate_name": gname})
+        if len(m.cell.state) > 1:  # a memory of its own (an LSTM's c)
             row["c_lag"] = float(np.nanmean([p.c_mean[lag] for p in profs]))
             row["norm_lag"] = float(np.nanmean([p.norm_mean[lag] for p in profs]))
         c.cells.append(row)
@@ -137,9 +139,8 @@ def _compare_cells(st, c):
 
 def _cell_sentences(st, rows) -> list[str]:
     """What the comparison of the cells shows, in words, every number from rows."""
-    by = {r["cell"]: r for r in rows}
     lag = rows[0]["lag"]
-    names = {r["cell"]: "the Elman cell" if r["cell"] == "elman" else f"the {r['label']}" for r in rows}
+    names = {r["cell"]: "the Elman cell" if r["bound_applies"] else f"the {r['label']}" for r in rows}
     out = [f"On the same {st.N} sequences of {st.T} steps, with H = {st.H} and every weight uniform on "
            f"+-1/sqrt(H) (PyTorch's initialisation), the error of an output keeps per step back "
            + _and([f"{r['decay_mean']:.3g} of its size in {names[r['cell']]}" for r in rows])
@@ -151,22 +152,23 @@ def _cell_sentences(st, rows) -> list[str]:
                + f": {names[order[0]['cell']]} carries the error furthest here. Truncating BPTT to {lag} steps "
                "would drop " + _and([f"{100 * r['beyond']:.2g}% of the terms' mass in {names[r['cell']]}"
                                      for r in order]) + ".")
-    if "lstm" in by:
-        r = by["lstm"]
-        out.append(f"The LSTM's forget gates average {r['path_gate_mean']:.3g} (geometric mean {r['path_rate']:.3g}, "
-                   f"{100 * r['path_near_1']:.0f}% above 0.9): the error that stays on the cell path keeps "
-                   f"{r['path_rate'] ** lag:.2g} of its size over {lag} steps, and at lag {lag} the mean "
-                   f"||dE_t/dc_(t-{lag})|| is {r['c_lag']:.2g} against {r['norm_lag']:.2g} at h.")
-    if "gru" in by:
-        r = by["gru"]
-        out.append(f"The GRU's update gates average {r['path_gate_mean']:.3g} (geometric mean {r['path_rate']:.3g}, "
-                   f"{100 * r['path_near_1']:.0f}% above 0.9), the factor of the error that stays on its copy "
-                   "h_k = z_k h_(k-1) + ...")
-    if "elman" in by:
-        r = by["elman"]
+    for r in rows:
+        if "path_gate" not in r:
+            continue
+        text = (f"The {r['label']}'s {r['gate_name']} gates average {r['path_gate_mean']:.3g} (geometric mean "
+                f"{r['path_rate']:.3g}, {100 * r['path_near_1']:.0f}% above 0.9): the error that stays on the path "
+                f"{r['route']} keeps {r['path_rate'] ** lag:.2g} of its size over {lag} steps")
+        if "c_lag" in r:
+            text += (f", and at lag {lag} the mean ||dE_t/dc_(t-{lag})|| is {r['c_lag']:.2g} against "
+                     f"{r['norm_lag']:.2g} at h")
+        out.append(text + ".")
+    bounded = [r for r in rows if r["bound_applies"]]
+    if bounded:
+        r = bounded[0]
+        others = [f"the {o['label']}" for o in rows if not o["bound_applies"]]
         out.append(f"Pascanu's bound applies to the Elman cell alone (lambda_1 gamma = {r['lambda1_gamma']:.3g}, "
-                   f"theory: {r['verdict']}); for the LSTM and the GRU the measured decay rate, Lyapunov exponents "
-                   "and gate saturation above are what decide.")
+                   f"theory: {r['verdict']})" + (f"; for {_and(others)} the measured decay rate, Lyapunov exponents "
+                                                 "and gate saturation above are what decide." if others else "."))
     return out
 
 

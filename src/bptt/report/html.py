@@ -6,6 +6,7 @@ reads the same offline, attached to an e-mail or opened from a file.
 from __future__ import annotations
 
 import base64
+import math
 from html import escape
 
 CSS = """
@@ -154,19 +155,19 @@ def _verdicts(rows) -> str:
 
 
 def _cells(c) -> str:
-    """Section 8: Elman, LSTM and GRU of the same size on the same sequences."""
+    """Section 8: every registered cell, of the same size, on the same sequences."""
     st, rows = c.settings, c.cells
     lag = rows[0]["lag"]
-    out = [f"<h2>8. Elman, LSTM and GRU side by side</h2><p>Three networks with H = {st.H} hidden units "
+    labels = _and([escape(r["label"]) for r in rows])
+    paths = "; ".join(f"the {escape(r['label'])}'s travels {escape(r['route'])}" for r in rows if "route" in r)
+    out = [f"<h2>8. {labels} side by side</h2><p>{len(rows)} networks with H = {st.H} hidden units "
            f"and biases, every weight uniform on &plusmn;1/&radic;H (PyTorch's initialisation), on the same "
-           f"{st.N} random sequences of {st.T} steps. For the gated cells s is the hidden output h; an "
-           "LSTM's error also travels on its cell state c, multiplied by the forget gate at every step back "
-           "(a GRU's on its copy h<sub>k</sub> = z<sub>k</sub> h<sub>k-1</sub> + &hellip;, by the update "
-           "gate).</p>"]
-    out.append(_img(c, "cells_lags", "lag curves of the three cells",
+           f"{st.N} random sequences of {st.T} steps. For the gated cells s is the hidden output h; the error "
+           f"of a cell with a memory path also travels along it at every step back ({paths}).</p>"]
+    out.append(_img(c, "cells_lags", "lag curves of the cells",
                     "Mean ||dE_t/ds_(t-l)|| against the lag, log scale (band: +- one standard deviation over "
-                    "sequences); dashed: the LSTM's ||dE_t/dc_(t-l)||, on its cell state."))
-    out.append(_img(c, "cells_heatmaps", "heatmaps of the three cells",
+                    "sequences); dashed: ||dE_t/dc_(t-l)|| of a cell with a cell state c."))
+    out.append(_img(c, "cells_heatmaps", "heatmaps of the cells",
                     "log10 ||dE_t/ds_k|| for every output t and step k, one colour scale."))
     out.append(_table(
         ["cell", "parameters", "decay rate (mean &plusmn; sd)", "exp(largest Lyapunov exp.)",
@@ -174,8 +175,8 @@ def _cells(c) -> str:
          "Pascanu's bound"],
         [[escape(r["label"]), str(r["params"]), f"{r['decay_mean']:.4g} &plusmn; {r['decay_std']:.2g}",
           _exp(r["lyap_max_mean"]), f"{r['ratio_lag']:.3g}", f"{100 * r['beyond']:.2g}%",
-          "-" if r["cell"] == "elman" else f"{100 * r['saturated']:.0f}%",
-          "-" if r["cell"] == "elman" else (f"{r['path_gate']}: mean {r['path_gate_mean']:.3g}, "
+          "-" if r["bound_applies"] else f"{100 * r['saturated']:.0f}%",
+          "-" if "path_gate" not in r else (f"{r['path_gate']}: mean {r['path_gate_mean']:.3g}, "
                                             f"{100 * r['path_near_1']:.0f}% &gt; 0.9"),
           f"applies ({escape(r['verdict'])})" if r["bound_applies"] else "does not apply"] for r in rows],
         left=(0, 7, 8)))
@@ -184,4 +185,8 @@ def _cells(c) -> str:
 
 
 def _exp(v):
-    return f"{__import__('math').exp(v):.4g}" if v < 700 else f"e^{v:.1f}"
+    return f"{math.exp(v):.4g}" if v < 700 else f"e^{v:.1f}"
+
+
+def _and(items) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]

@@ -82,11 +82,11 @@ def phase_diagram(df, metrics=("decay_rate", "long_lag_fraction")):
     from ..plots import cell_text_colour, diverging_ticks
 
     gated = set()
-    if "cell" in df and (df["cell"].fillna("elman") != "elman").any():  # a gated cell's points: a column of its own
+    if "cell" in df and (_cells(df) != "rnn").any():  # another cell's points: a column of its own
         df = df.copy()
-        cells = df["cell"].fillna("elman")
-        gated = set(cells[cells != "elman"])
-        df["activation"] = df["activation"].where(cells == "elman", cells)
+        cells = _cells(df)
+        gated = set(cells[cells != "rnn"])
+        df["activation"] = df["activation"].where(cells == "rnn", cells)
     acts = sorted(df["activation"].unique())
     fig, axs = plt.subplots(len(metrics), len(acts), figsize=(5.4 * len(acts) + 0.8, 3.8 * len(metrics)),
                             squeeze=False, constrained_layout=True)
@@ -155,13 +155,19 @@ def _cell_text(sub, T, r, v, metric) -> str:
     return "over-\nflow" if "finite" in cell and not cell["finite"].astype(bool).any() else "n/a"
 
 
+def _cells(df):
+    """The points' cells in their one spelling ("elman", in older stores, is "rnn"; none is "rnn")."""
+    from ..cells import canonical
+    return df["cell"].fillna("rnn").map(canonical)
+
+
 def with_cells(df, line="method"):
     """The train points with each gated cell's points on lines of their own: method "clip" of cell
     "lstm" becomes "lstm clip" (the Elman cell's keep the method's name)."""
-    if "cell" not in df or (df["cell"].fillna("elman") == "elman").all():
+    if "cell" not in df or (_cells(df) == "rnn").all():
         return df
     df = df.copy()
-    gated = df["cell"].fillna("elman") != "elman"
+    gated = _cells(df) != "rnn"
     df.loc[gated, line] = df.loc[gated, "cell"] + " " + df.loc[gated, line]
     return df
 

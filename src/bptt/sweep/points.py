@@ -2,9 +2,10 @@
 
 A kind is a set of parameters (with defaults and allowed values, checked when a spec loads) and a
 function run(params, seed) -> metrics (a flat dict of numbers, booleans or strings). The public
-kinds take `cell` (elman, lstm, gru; approx also gru-before). A parameter that does not apply to a
-point's cell (the Elman cell's radius, activation, init, std and omega; the LSTM's forget_bias) is
-stored at its default (Kind.normalize), so points that differ only in it are one point.
+kinds take `cell`, a registered cell (bptt.cells; approx also a variant such as Keras's reset-before
+GRU). A parameter that does not apply to a point's cell (one its settings and init do not take: the
+Elman cell's radius, activation, init, std and omega; the LSTM's forget_bias) is stored at its
+default (Kind.normalize), so points that differ only in it are one point.
 
 `run_point` wraps a kind's function for the worker: it limits BLAS/OpenMP to one thread for the
 duration of the point (a worker runs one point per thread, so more BLAS threads would only
@@ -32,12 +33,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import cells
 from ..activations import ACTIVATIONS
-from ..cells import GRU, LSTM, Elman
 from .params import Param
 
 DTYPES = ("float32", "float64")
-CELLS = tuple(c.name for c in (Elman, LSTM, GRU))  # "elman", "lstm", "gru"
+SPELLINGS = cells.variants() + tuple(a for n in cells.names() for a, s in cells.get(n).aliases.items() if not s)
+
+
+def _takes(option):
+    """A test of a Cell subclass: whether its settings or its init take this option."""
+    return lambda cls: option in cls.options()
 
 
 @dataclass(frozen=True)
@@ -47,12 +53,16 @@ class Kind:
     run: str              # "module:function", imported in the worker
     public: bool = True
     check: object = None  # optional check(params, where) of a whole point
-    only: dict | None = None  # parameter -> the cells it applies to (others store its default)
+    only: dict | None = None  # parameter -> a test of the Cell subclasses it applies to (others store its default)
 
     def normalize(self, params) -> dict:
-        """The point's parameters with those that do not apply to its cell set to their defaults."""
-        cell = params.get("cell")
-        return {n: (self.params[n].default if self.only and n in self.only and cell not in self.only[n] else v)
+        """The point's parameters with the cell in its one spelling ("elman" -> "rnn") and those that
+        do not apply to its cell set to their defaults."""
+        if "cell" not in params:
+            return dict(params)
+        params = {**params, "cell": cells.canonical(params["cell"])}
+        cls = cells.get(params["cell"])
+        return {n: (self.params[n].default if self.only and n in self.only and not self.only[n](cls) else v)
                 for n, v in params.items()}
 
     def check_point(self, params, where):
@@ -62,8 +72,8 @@ class Kind:
 
 # --- flow ---------------------------------------------------------------------------------
 FLOW_PARAMS = {
-    "cell": Param(str, "elman", "elman (random_rnn, W at `radius`) or lstm, gru (random_gated: PyTorch's "
-                  "uniform init)", choices=CELLS),
+    "cell": Param(str, "rnn", "rnn (the Elman cell: random_rnn, W at `radius`) or another registered cell "
+                  "(random_model: the gated cells with PyTorch's uniform init)", choices=SPELLINGS),
     "hidden": Param(int, 32, "H, hidden units", low=1),
     "inputs": Param(int, 8, "D, input size (ids in 0..D-1 for head softmax)", low=1),
     "outputs": Param(int, 8, "O, output size", low=1),
@@ -73,10 +83,11 @@ FLOW_PARAMS = {
     "init": Param(str, "normal", "elman: W before rescaling: normal (std 1/sqrt(H), the default here; bptt.random_rnn's is "
                   "uniform), uniform, orthogonal, identity",
                   choices=("normal", "uniform", "orthogonal", "identity")),
-    "forget_bias": Param(float, 1.0, "lstm: added to the forget gate's bias (0: PyTorch's init)"),
+    "forget_bias": Param(float, 1.0, "a cell with a forget gate: added to its bias (0: PyTorch's init)"),
     "head": Param(str, "softmax", "softmax (random ids in and out) or mse (Gaussian inputs and targets)",
                   choices=("softmax", "mse")),
-    "bias": Param(bool, False, "elman: biases b and c (zero); lstm, gru: b, bh and c (PyTorch's uniform init)"),
+    "bias": Param(bool, False, "the Elman cell: biases b and c (zero); a gated cell: b, bh and c (PyTorch's "
+                  "uniform init)"),
     "long_lag": Param(int, 50, "the lag beyond which gradient counts as long-range", low=1),
     "dtype": Param(str, "float32", "the model's and the computation's dtype", choices=DTYPES),
 }
@@ -89,7 +100,7 @@ def _check_flow(p, where):
         raise ValueError(f"{where}: long_lag = {p['long_lag']} must be < length = {p['length']} "
                          "(no term has a lag of length or more)")
     H, D, O, T = p["hidden"], p["inputs"], p["outputs"], p["length"]
-    G = {"lstm": 4, "gru": 3}.get(p["cell"], 1)
+    G = max(int(s[:-1] or 1) for q in cells.get(p["cell"]).params.values() for s in q.shape if s.endswith("H"))
     too_big(f"{where}: hidden = {H}, inputs = {D}, outputs = {O}, length = {T} (weights, trace and the (T, T) "
             "tables of a point)", G * H * (H + D) + O * H + T * (G * H + O) + T * T)
 
@@ -98,18 +109,15 @@ def run_flow(p, seed) -> dict:
     """The lag analysis of a random model (H, D, O, W at spectral radius `radius`) on a random sequence."""
     from .. import fast
     from ..flow import flow
-    from ..model import random_gated, random_rnn, spectral_radius
+    from ..model import random_model, spectral_radius
 
     dtype = np.dtype(p["dtype"])
     rng = np.random.default_rng(seed)
     H, D, O, T = p["hidden"], p["inputs"], p["outputs"], p["length"]
-    if p["cell"] == "elman":
-        std = 1 / math.sqrt(H) if p["init"] == "normal" else None
-        model = random_rnn(H, D, O, seed=rng, init=p["init"], std=std, radius=p["radius"], bias=p["bias"],
-                           activation=p["activation"], head=p["head"], dtype=dtype)
-    else:
-        model = random_gated(p["cell"], H, D, O, seed=rng, bias=p["bias"], head=p["head"], dtype=dtype,
-                             forget_bias=p["forget_bias"] if p["cell"] == "lstm" else 0.0)
+    options = {k: p[k] for k in ("init", "radius", "activation", "forget_bias") if k in cells.get(p["cell"]).options()}
+    if "init" in options:
+        options["std"] = 1 / math.sqrt(H) if p["init"] == "normal" else None
+    model = random_model(p["cell"], H, D, O, seed=rng, bias=p["bias"], head=p["head"], dtype=dtype, **options)
     if p["head"] == "softmax":
         x, y = rng.integers(0, D, T), rng.integers(0, O, T)  # (T,), (T,)
     else:
@@ -130,13 +138,13 @@ def run_flow(p, seed) -> dict:
                 decay = fl.decay_rate()
             except ValueError:  # no error reaches a lag >= 1 with a non-zero size
                 pass
-    W64 = model.W.astype(np.float64)
+    W64 = model.params[model.cell.role("recurrent")].astype(np.float64)
     return {
         "loss": loss,
         "decay_rate": decay,                 # Flow.decay_rate(): per-step factor of ||dE_t/ds_k|| with the lag
         "long_lag_fraction": share,          # Flow.by_lag().beyond[long_lag]: share of lags > long_lag
         "grad_lag0": lag0,                   # mean ||dE_t/ds_t||
-        "rho": spectral_radius(W64) if p["cell"] == "elman" else None,  # a gated W (G H, H) is not square
+        "rho": spectral_radius(W64) if W64.shape[0] == W64.shape[1] else None,  # a gated W (G H, H) is not square
         "lambda1": float(np.linalg.norm(W64, 2)),
         "finite": finite,
     }
@@ -147,8 +155,8 @@ METHODS = ("vanilla", "clip", "clip_omega", "irnn")
 GATED_METHODS = ("vanilla", "clip")  # the methods of a gated cell (Omega and the IRNN are the Elman cell's)
 TRAIN_PARAMS = {
     "task": Param(str, "temporal", "adding, temporal (order) or copy", choices=("adding", "temporal", "copy")),
-    "cell": Param(str, "elman", "elman, lstm or gru; a gated cell starts from PyTorch's uniform init and takes "
-                  "method vanilla or clip", choices=CELLS),
+    "cell": Param(str, "rnn", "rnn (the Elman cell) or another registered cell; a gated cell starts from "
+                  "PyTorch's uniform init and takes method vanilla or clip", choices=SPELLINGS),
     "variant": Param(str, "hochreiter", "the adding problem's variant", choices=("hochreiter", "le")),
     "length": Param(int, 50, "T, the task's sequence length", low=2),
     "method": Param(str, "clip", "vanilla: tanh, Gaussian W (std), no clipping; clip: + global-norm clipping at "
@@ -165,7 +173,8 @@ TRAIN_PARAMS = {
     "clip": Param(float, 1.0, "the global-norm clipping threshold (clip, clip_omega, irnn)", above=0),
     "omega": Param(float, 2.0, "alpha, the strength of Omega (clip_omega)", above=0),
     "std": Param(float, 0.1, "elman: standard deviation of the Gaussian init (all methods but irnn)", above=0),
-    "forget_bias": Param(float, 1.0, "lstm: added to the forget gate's bias at the start (0: PyTorch's init)"),
+    "forget_bias": Param(float, 1.0, "a cell with a forget gate: added to its bias at the start (0: PyTorch's "
+                         "init)"),
     "dtype": Param(str, "float32", "the training dtype", choices=DTYPES),
 }
 
@@ -178,8 +187,9 @@ def train_settings(p, seed) -> dict:
          "eval_every": p["eval_every"], "checkpoint_every": p["steps"], "dtype": p["dtype"], "seed": seed,
          "clip_norm": 0.0 if m == "vanilla" else p["clip"], "clip_value": 0.0,
          "omega": p["omega"] if m == "clip_omega" else 0.0, "stop_on_success": p["stop_on_success"]}
-    if p["cell"] != "elman":
-        s.update(init="uniform", forget_bias=p["forget_bias"] if p["cell"] == "lstm" else None)
+    cls = cells.get(cells.canonical(p["cell"]))
+    if "init" not in cls.options():  # a cell with its own initialisation
+        s.update(init="uniform", forget_bias=p["forget_bias"] if "forget_bias" in cls.options() else None)
     elif m == "irnn":
         s.update(activation="relu", init="identity")
     else:
@@ -191,7 +201,7 @@ def _check_train(p, where):
     from bptt import tasks
     from bptt.train import resolve
 
-    if p["cell"] != "elman" and p["method"] not in GATED_METHODS:
+    if not cells.get(cells.canonical(p["cell"])).pascanu and p["method"] not in GATED_METHODS:
         raise ValueError(f"{where}: method {p['method']!r} is the Elman cell's; a point with cell {p['cell']!r} "
                          f"takes method {' or '.join(GATED_METHODS)}")
     try:
@@ -233,8 +243,8 @@ def run_train(p, seed) -> dict:
 
 # --- approx -------------------------------------------------------------------------------
 APPROX_PARAMS = {
-    "cell": Param(str, "elman", "elman, lstm, gru, or gru-before (Keras's reset_after=False)",
-                  choices=("elman", "lstm", "gru", "gru-before")),
+    "cell": Param(str, "rnn", f"a registered cell or a variant of one: {', '.join(cells.variants())}",
+                  choices=SPELLINGS),
     "hidden": Param(int, 16, "H, hidden units", low=1, high=256),
     "inputs": Param(int, 8, "D, the number of input ids", low=1),
     "outputs": Param(int, 8, "O, the number of output classes", low=1),
@@ -309,9 +319,9 @@ def run_selftest(p, seed) -> dict:
 
 KINDS = {
     "flow": Kind("flow", FLOW_PARAMS, "bptt.sweep.points:run_flow", check=_check_flow,
-                 only={"radius": ("elman",), "activation": ("elman",), "init": ("elman",), "forget_bias": ("lstm",)}),
+                 only={k: _takes(k) for k in ("radius", "activation", "init", "forget_bias")}),
     "train": Kind("train", TRAIN_PARAMS, "bptt.sweep.points:run_train", check=_check_train,
-                  only={"std": ("elman",), "omega": ("elman",), "forget_bias": ("lstm",)}),
+                  only={"std": _takes("init"), "omega": lambda cls: cls.pascanu, "forget_bias": _takes("forget_bias")}),
     "approx": Kind("approx", APPROX_PARAMS, "bptt.sweep.points:run_approx", check=_check_approx),
     "selftest": Kind("selftest", SELFTEST_PARAMS, "bptt.sweep.points:run_selftest", public=False,
                      check=_check_selftest),

@@ -5,27 +5,27 @@ Layout of the .npz (no pickles; read with allow_pickle=False):
     opt/<slot>/<name>         the optimiser's state arrays (bptt.train.optim.flatten_state)
     extra/<name>              other arrays (the carried hidden state of a stream)
     meta                      a JSON string: step, RNG bit_generator.state, loop scalars, config,
-                              and the model's kind and settings: model_kind (RNN, LSTM or GRU;
-                              RNN when absent, as checkpoints written before the gated cells),
-                              head, activation (RNN), reset_after (GRU)
+                              and the model's cell and settings: cell (a registered cell's name),
+                              model_kind (its model class: RNN, LSTM, GRU, ...; checkpoints
+                              without cell name only this, those before the gated cells neither:
+                              RNN), head and the cell's settings (activation, reset_after, ...)
 The same JSON is written next to it as <name>.json for people to read. Both files are written to a
 temporary name first and then renamed (os.replace), so a killed process leaves either the old
 checkpoint or the new one, never half of one.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from ..model import GRU, LSTM, RNN
+from .. import cells
+from ..model import HEAD_PARAMS, model_class
 from .optim import flatten_state, unflatten_state
 
 FORMAT = "bptt.checkpoint/1"
-KINDS = {k.__name__: k for k in (RNN, LSTM, GRU)}
 
 
 def _atomic(path: Path, write):
@@ -41,16 +41,11 @@ def _atomic(path: Path, write):
             tmp.unlink()
 
 
-def settings(model) -> dict:
-    """The model's settings other than its arrays (head; activation of an RNN; reset_after of a GRU)."""
-    return {f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.name not in model.PARAMS}
-
-
 def save(path, model, opt_state, meta: dict, extra: dict | None = None) -> Path:
-    """Write a checkpoint of a model of any kind (RNN, LSTM, GRU) to path (.npz) and path with
-    .json; returns the .npz path."""
+    """Write a checkpoint of a model of any registered cell to path (.npz) and path with .json;
+    returns the .npz path."""
     path = Path(path)
-    meta = {"format": FORMAT, "model_kind": type(model).__name__, **settings(model), **meta}
+    meta = {"format": FORMAT, "cell": model.cell.name, "model_kind": type(model).__name__, **model.settings, **meta}
     text = json.dumps(meta, indent=1, sort_keys=True)
     arrays = {f"model/{k}": v for k, v in model.params.items()}
     arrays.update({f"opt/{k}": v for k, v in flatten_state(opt_state).items()})
@@ -84,24 +79,40 @@ def load(path):
     if odd:
         raise ValueError(f"{path} holds array(s) {', '.join(map(show, odd[:5]))} that a checkpoint does not have")
     params = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
-    kind = meta.get("model_kind", "RNN")
-    if not isinstance(kind, str) or kind not in KINDS:
-        raise ValueError(f"{path} holds a model of unknown kind {show(kind)}: expected one of {', '.join(KINDS)}")
-    missing = [k for k in ("U", "W", "V") if k not in params]
+    cell = _cell(path, meta)
+    kind = model_class(cell).__name__
+    declared = {**cell.params, **HEAD_PARAMS}
+    missing = [k for k, p in declared.items() if not p.optional and k not in params]
     if missing:
         raise ValueError(f"{path} is not a complete checkpoint: it lacks the array(s) "
                          f"{', '.join('model/' + k for k in missing)}")
-    unknown = sorted(set(params) - set(KINDS[kind].PARAMS))
+    unknown = sorted(set(params) - set(declared))
     if unknown:
         raise ValueError(f"{path} has model array(s) {', '.join(unknown)} that a {kind} model does not have")
-    names = {f.name for f in dataclasses.fields(KINDS[kind])} - set(KINDS[kind].PARAMS)
     try:
-        model = KINDS[kind](**params, **{k: meta[k] for k in names if k in meta})
+        model = model_class(cell)(**params, **{k: meta[k] for k in (*cell.settings, "head") if k in meta})
     except (ValueError, TypeError) as e:
         raise ValueError(f"{path} holds a model that is not valid: {e}") from None
     opt_state = unflatten_state({k[4:]: v for k, v in arrays.items() if k.startswith("opt/")})
     extra = {k[6:]: v for k, v in arrays.items() if k.startswith("extra/")}
     return model, opt_state, meta, extra
+
+
+def _cell(path, meta):
+    """The registered cell a checkpoint's meta names: "cell", else its model_kind (RNN when absent)."""
+    from ..validate import show
+
+    name = meta.get("cell")
+    if name is not None:
+        if not isinstance(name, str) or name not in cells.names():
+            raise ValueError(f"{path} holds a model of the cell {show(name)}, which is not registered "
+                             f"(registered: {', '.join(cells.names())})")
+        return cells.get(name)
+    kind = meta.get("model_kind", "RNN")
+    kinds = {cells.get(n).model: cells.get(n) for n in cells.names()}
+    if not isinstance(kind, str) or kind not in kinds:
+        raise ValueError(f"{path} holds a model of unknown kind {show(kind)}: expected one of {', '.join(kinds)}")
+    return kinds[kind]
 
 
 LOOP_KEYS = ("step", "smooth", "last_norm", "last_norm_step", "rng", "config")

@@ -5,17 +5,20 @@ Precedence: command-line flags > TOML file ([train] table or top level) > the ta
 the general defaults below. TOML is parsed with tomllib (tomli before Python 3.11); nothing is
 executed. Unknown keys and wrong types are errors that name the key.
 
-The cell: "elman" (the default), "lstm" or "gru". Settings of one cell only:
-    activation, radius, omega, init orthogonal / identity (IRNN)    the Elman cell
-    forget_bias        the LSTM: added to the forget gate's input bias at the start; default 1.0
-                       (Gers et al. 2000; Jozefowicz et al. 2015; Keras's unit_forget_bias), where
-                       PyTorch's nn.LSTM starts from 0; give 0 for PyTorch's initialisation
-    reset_after        the GRU: True (default, PyTorch's and Keras's default form) or False (the
-                       reset gate before W_n, Keras's reset_after=False)
-Given for another cell, each is a ValueError. A gated cell starts from bptt.model.random_gated:
-init "uniform" is PyTorch's (every weight uniform on +-1/sqrt(H)), init "normal" Gaussian with std.
-The tasks' paper defaults for the Elman cell (activation, its Gaussian or orthogonal init and std)
-do not carry over to the gated cells.
+The cell: any registered cell (bptt.cells.names(); "rnn", the Elman cell, by default) or alias.
+A setting that belongs to some cells only is checked against the cell's declaration (its settings
+and the options of its init; bptt.cells):
+    activation, radius, init orthogonal / identity (IRNN)    the Elman cell's
+    omega              Pascanu's regulariser, for a cell whose bound it is (the Elman cell)
+    forget_bias        a cell whose init takes it (the LSTM): added to the forget gate's input bias
+                       at the start; default 1.0 (Gers et al. 2000; Jozefowicz et al. 2015; Keras's
+                       unit_forget_bias), where PyTorch's nn.LSTM starts from 0; give 0 for PyTorch's
+    reset_after        a cell with that setting (the GRU): True (default) or False (the reset gate
+                       before W_n, Keras's reset_after=False)
+Given for another cell, each is a ValueError. A cell whose init has no `init` option starts from
+its own initialisation: init "uniform" is its default (PyTorch's +-1/sqrt(H) for the gated cells),
+init "normal" Gaussian with std. The tasks' paper defaults for the Elman cell (activation, its
+Gaussian or orthogonal init and std) do not carry over to other cells.
 """
 from __future__ import annotations
 
@@ -23,14 +26,14 @@ import dataclasses
 import sys
 from dataclasses import dataclass, field, fields
 
+from .. import cells
 from ..activations import ACTIVATIONS
-from ..cells import GRU, LSTM, Elman
-from ..model import INITS
+from ..inits import INITS
 from ..validate import show, too_big
 from .optim import OPTIMIZERS
 
-CELLS = tuple(c.name for c in (Elman, LSTM, GRU))  # "elman", "lstm", "gru"
-GATED_INITS = ("uniform", "normal")
+OWN_INITS = ("uniform", "normal")  # init for a cell without an init option: its default, or Gaussian with std
+CELL_OPTIONS = ("activation", "radius", "forget_bias", "reset_after")  # settings that some cells take
 
 
 @dataclass
@@ -39,7 +42,7 @@ class TrainConfig:
     text: str | None = None
     variant: str = "hochreiter"
     length: int | None = None
-    cell: str = "elman"
+    cell: str = "rnn"
     hidden: int = 50
     activation: str | None = None  # the Elman cell's f; None: tanh
     init: str = "uniform"
@@ -87,9 +90,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a string, got {show(v)}")
         _choice("task", self.task, TASKS)
         _choice("variant", self.variant, ("hochreiter", "le"))
-        _choice("cell", self.cell, CELLS)
         self._cell_settings()
-        _choice("init", self.init, INITS)
         _choice("optimizer", self.optimizer, tuple(OPTIMIZERS))
         _choice("fallback", self.fallback, ("stop", "shrink", "skip"))
         _choice("dtype", self.dtype, ("float32", "float64"))
@@ -129,7 +130,7 @@ class TrainConfig:
     def _sizes(self):
         """The run's largest arrays within bptt.validate.max_elements(): the weights (G H (H + D)) and
         a batch's trace (batch x steps x G H; steps = length, or backprop for a stream)."""
-        G = {"elman": 1, "lstm": 4, "gru": 3}[self.cell]
+        G = max(int(s[:-1] or 1) for p in cells.get(self.cell).params.values() for s in p.shape if s.endswith("H"))
         H = self.hidden
         too_big(f"hidden = {H} (cell {self.cell})", G * H * H)
         steps = self.backprop or self.chunk if self.task in ("reber", "char") else (self.length or 0)
@@ -138,40 +139,64 @@ class TrainConfig:
             too_big(f"length = {self.length}", self.batch * self.length)
 
     def _cell_settings(self):
-        """Check the settings that belong to one cell; fill in the cell's defaults (None: not given)."""
-        def refuse(name, value, owner):
-            raise ValueError(f"{name} applies to the {owner} cell only, not to cell {self.cell!r} (got {value!r})")
+        """Check the settings that belong to some cells against this cell's declaration; fill in its
+        defaults (None: not given); the cell by its one spelling (an alias's settings applied)."""
+        try:
+            cls, alias = cells.resolve(self.cell)
+        except ValueError:
+            raise ValueError(f"cell must be one of {', '.join(cells.names())}, got {show(self.cell)}") from None
+        self.cell = cls.name
+        for k, v in alias.items():
+            if getattr(self, k) is not None and getattr(self, k) != v:
+                raise ValueError(f"the cell spelled {show(self.cell)} has {k} = {v!r}, got {k} = {getattr(self, k)!r}")
+            setattr(self, k, v)
+        options = cls.options()
 
-        if self.cell == "elman":
-            self.activation = "tanh" if self.activation is None else self.activation
+        def refuse(name, value):
+            owners = cells.owners(name) if name != "omega" else [n for n in cells.names() if cells.get(n).pascanu]
+            raise ValueError(f"{name} applies to the {', '.join(owners) or 'no'} cell only, not to cell "
+                             f"{self.cell!r} (got {value!r})")
+
+        for name in CELL_OPTIONS:
+            value = getattr(self, name)
+            if name not in options:
+                if value is not None:
+                    refuse(name, value)
+            elif value is None and name in cls.settings:
+                setattr(self, name, cls.settings[name])
+        if self.omega and not cls.pascanu:
+            refuse("omega", self.omega)
+        if "activation" in options:
             _choice("activation", self.activation, tuple(ACTIVATIONS))
+        if "init" in options:
+            _choice("init", self.init, INITS)
         else:
-            if self.activation is not None:
-                refuse("activation", self.activation, "elman")
-            if self.init not in GATED_INITS:
-                raise ValueError(f"init for cell {self.cell!r} must be one of {', '.join(GATED_INITS)} "
-                                 f"(PyTorch's uniform, or Gaussian with std), got {self.init!r}; "
-                                 "orthogonal and identity (IRNN) are for the elman cell")
-            for name in ("radius", "omega"):
-                if getattr(self, name):
-                    refuse(name, getattr(self, name), "elman")
+            if self.init not in OWN_INITS:
+                raise ValueError(f"init for cell {self.cell!r} must be one of {', '.join(OWN_INITS)} "
+                                 f"(its own initialisation, or Gaussian with std), got {self.init!r}; "
+                                 "orthogonal and identity (IRNN) are for the rnn cell")
             if self.init == "uniform" and self.std is not None:
                 raise ValueError(f"std applies to init 'normal' for cell {self.cell!r} (the uniform init is "
-                                 f"PyTorch's +-1/sqrt(H)), got std = {self.std!r} with init 'uniform'")
-        if self.cell == "lstm":
+                                 f"its own), got std = {self.std!r} with init 'uniform'")
+        if "forget_bias" in options:
             self.forget_bias = 1.0 if self.forget_bias is None else self.forget_bias
             if isinstance(self.forget_bias, bool) or not isinstance(self.forget_bias, (int, float)) \
                     or self.forget_bias != self.forget_bias or abs(self.forget_bias) == float("inf"):
                 raise ValueError(f"forget_bias must be a finite number, got {self.forget_bias!r}")
             self.forget_bias = float(self.forget_bias)
-        elif self.forget_bias is not None:
-            refuse("forget_bias", self.forget_bias, "lstm")
-        if self.cell == "gru":
-            self.reset_after = True if self.reset_after is None else self.reset_after
-            if not isinstance(self.reset_after, bool):
-                raise ValueError(f"reset_after must be true or false, got {self.reset_after!r}")
-        elif self.reset_after is not None:
-            refuse("reset_after", self.reset_after, "gru")
+        if "reset_after" in options and not isinstance(self.reset_after, bool):
+            raise ValueError(f"reset_after must be true or false, got {self.reset_after!r}")
+
+    def model_options(self) -> dict:
+        """What random_model takes for this cell: its settings and the options of its init."""
+        options = cells.get(self.cell).options()
+        out = {k: getattr(self, k) for k in CELL_OPTIONS if k in options}
+        out["bias"] = self.bias
+        if "init" in options:
+            out.update(init=self.init, std=self.std)
+        else:
+            out["std"] = self.std if self.init == "normal" else None
+        return out
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -179,6 +204,7 @@ class TrainConfig:
 
 KEYS = {f.name for f in fields(TrainConfig)}
 ELMAN_ONLY = ("activation", "init", "std", "radius")  # task defaults that go with the Elman cell
+
 
 
 def _choice(name, v, options):
@@ -290,7 +316,8 @@ def resolve(cli: dict, toml: dict | None = None) -> TrainConfig:
     cls = {"adding": tasks.Adding, "copy": tasks.Copy, "temporal": tasks.TemporalOrder, "reber": tasks.Reber,
            "char": tasks.CharLM}[task]
     defaults = dict(getattr(cls, "defaults", {}) or Task.defaults)
-    if given.get("cell", TrainConfig.cell) != "elman":
+    cell = given.get("cell", TrainConfig.cell)
+    if not isinstance(cell, str) or not cells.resolve(cell)[0].pascanu:
         for k in ELMAN_ONLY:  # the paper's settings of the Elman cell; a gated cell starts from its own
             defaults.pop(k, None)
     if given.get("init") not in (None, "normal") and "std" not in given:

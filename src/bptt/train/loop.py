@@ -1,7 +1,7 @@
 """The training loop: batched, deterministic per seed, logged, checkpointed, resumable.
 
-The loop does not depend on the cell (cfg.cell: elman, lstm or gru): the model comes from
-bptt.model.random_rnn or random_gated, the gradients from bptt.backend.backward, which computes for
+The loop does not depend on the cell (cfg.cell, any registered cell): the model comes from
+bptt.model.random_model, the gradients from bptt.backend.backward, which computes for
 every cell, and a stream carries the cell's whole state (h, and c for an LSTM) between updates.
 
 One step: a batch (a fresh set of sequences, or the next TBPTT window of the stream with the
@@ -40,10 +40,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import tasks as tasks_mod
-from .. import fast
+from .. import cells, fast
 from ..backend import backward, forward
 from ..flow import flow
-from ..model import random_gated, random_rnn, spectral_radius
+from ..model import random_model, spectral_radius
 from . import checkpoint, clip as clipping, optim
 from .config import TrainConfig
 from .omega import omega as omega_fn
@@ -51,7 +51,7 @@ from .tbptt import Stream
 
 
 STATE_ARRAYS = ("h", "c")  # a stream's carried state in the checkpoint: extra/h, and extra/c for an LSTM
-BEFORE_CELLS = {"cell": "elman", "forget_bias": None, "reset_after": None}  # what older checkpoints' configs lack
+BEFORE_CELLS = {"cell": "rnn", "forget_bias": None, "reset_after": None}  # what older checkpoints' configs lack
 
 
 class Diverged(RuntimeError):
@@ -63,17 +63,10 @@ def build_task(cfg: TrainConfig):
 
 
 def initial_model(cfg: TrainConfig, task):
-    """The random model the run starts from: an RNN for cell "elman", else an LSTM or GRU."""
+    """The random model the run starts from: random_model of the config's cell and options."""
     rng = np.random.default_rng([cfg.seed, 0])
-    if cfg.cell == "elman":
-        return random_rnn(cfg.hidden, task.D, task.O, seed=rng, init=cfg.init, std=cfg.std, radius=cfg.radius,
-                          bias=cfg.bias, activation=cfg.activation, head=task.head,
-                          dtype=np.dtype(cfg.dtype))
-    return random_gated(cfg.cell, cfg.hidden, task.D, task.O, seed=rng,
-                        std=cfg.std if cfg.init == "normal" else None, bias=cfg.bias,
-                        forget_bias=cfg.forget_bias if cfg.cell == "lstm" else 0.0,
-                        reset_after=cfg.reset_after if cfg.cell == "gru" else True, head=task.head,
-                        dtype=np.dtype(cfg.dtype))
+    return random_model(cfg.cell, cfg.hidden, task.D, task.O, seed=rng, head=task.head, dtype=np.dtype(cfg.dtype),
+                        **cfg.model_options())
 
 
 def lag_fraction(fl, threshold) -> float:
@@ -130,6 +123,7 @@ def train(cfg: TrainConfig, out, *, resume=False, progress=True, log=print):
         fresh = initial_model(cfg, task)
         checkpoint.verify(ckpt_path, loaded, fresh, opt.init(fresh.params), cfg.steps, stream is not None)
         saved = {**BEFORE_CELLS, **meta["config"]}
+        saved["cell"] = cells.canonical(saved["cell"])
         if saved != cfg.to_dict():
             diff = sorted(k for k in cfg.to_dict() if saved.get(k) != cfg.to_dict()[k])
             raise ValueError(f"the checkpoint in {out} was made with other settings ({', '.join(diff)}); "
@@ -280,9 +274,10 @@ def _diverged(st, norm, loss, ckpt_path, weights=False):
 
 
 def _analysis(cfg, task, model, px, py):
-    W = model.W.astype(np.float64)
-    rec = {"rho": spectral_radius(W) if W.shape[0] == W.shape[1] else None,  # a gated W (G H, H): none
-           "lambda1": float(np.linalg.norm(W, 2))}
+    W = model.params.get(model.cell.role("recurrent"))
+    W = None if W is None else W.astype(np.float64)
+    rec = {"rho": spectral_radius(W) if W is not None and W.shape[0] == W.shape[1] else None,  # a gated W: none
+           "lambda1": None if W is None else float(np.linalg.norm(W, 2))}
     fl = flow(model.astype(np.float64), px, py)
     rec["lag_fraction"] = lag_fraction(fl, cfg.lag_threshold)
     rec.update({f"test_{k}": (float(v) if not isinstance(v, bool) else v) for k, v in task.evaluate(model).items()})

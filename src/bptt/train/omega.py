@@ -40,7 +40,7 @@ def omega(trace: core.Trace, y, *, reduction="sum", exact=True, bound=BOUND):
     """
     heads.check_reduction(reduction)
     model, xin = trace.model, trace.inputs
-    if model.cell.name != "elman":
+    if not model.cell.pascanu:
         raise ValueError(f"Omega is derived here for the Elman cell (s_t = f(z_t)), not for a "
                          f"{model.cell.name} model: train gated cells without omega")
     tg = validate.targets(model, y, xin)

@@ -1,0 +1,18 @@
+"""Recurrent cells and their registry.
+
+A cell is one class (bptt.cells.Cell: its parameters, state, initialisation, step and the step's
+vector-Jacobian product) and one call, bptt.cells.register(MyCell); every verb then takes it by
+name (docs/engine.md, "Adding a cell"). The built-in cells are the modules of this package, each
+registering its class when imported.
+"""
+import importlib
+import pkgutil
+
+from .base import ROLES, Cell, Param, sizes
+from .registry import canonical, get, make, names, owners, register, resolve, variants
+
+for _m in pkgutil.iter_modules(__path__):
+    if _m.name not in ("base", "registry"):
+        importlib.import_module(f"{__name__}.{_m.name}")
+
+__all__ = ["Cell", "Param", "ROLES", "register", "names", "get", "resolve", "make", "sizes", "variants", "canonical", "owners"]

@@ -1,0 +1,78 @@
+"""The notebook's cell, the Elman RNN:  z_t = U x_t + W s_{t-1} + b,  s_t = f(z_t).
+
+state (s,): s (N, H);  cache (z_t,): (N, H);  G = H. f is the `activation` setting: tanh, relu,
+sigmoid or identity.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import activations
+from ..inits import INITS, identity, normal, orthogonal, uniform, with_spectral_radius
+from .base import Cell, Param
+from .registry import register
+
+
+class Elman(Cell):
+    """The notebook's cell:  z_t = U x_t + W s_{t-1} + b,  s_t = f(z_t).
+
+    U (H, D), W (H, H), b (H,) optional; state (s,); cache (z_t,).
+    """
+
+    name = "rnn"
+    aliases = {"elman": {}}
+    label = "Elman"
+    model = "RNN"
+    params = {"U": Param(("H", "D"), role="input"), "W": Param(("H", "H"), role="recurrent"),
+              "b": Param(("H",), optional=True, role="input bias")}
+    settings = {"activation": "tanh"}
+    state = ("s",)
+    pascanu = True
+
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        self.f = activations.get(self.activation)  # checks the name
+
+    def init(self, rng, D, H, O, *, init="uniform", std=None, radius=None, bias=False):
+        """U and V Gaussian with std when given, else uniform on +-1/sqrt(fan-in); W by `init`:
+        "uniform" (+-1/sqrt(H)), "normal" (std), "orthogonal" or "identity" (IRNN); radius rescales
+        W to that spectral radius. bias=True adds b and c, zero."""
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}: expected one of {', '.join(INITS)}")
+        if init == "normal" and std is None:
+            raise ValueError("init='normal' needs std, the standard deviation of the weights")
+        for what, v in (("std", std), ("radius", radius)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating))
+                                  or not np.isfinite(v) or v < 0):
+                raise ValueError(f"{what} must be a finite number >= 0, got {v!r}")
+        side = (lambda shape: normal(shape, std, seed=rng)) if std is not None else \
+            (lambda shape: uniform(shape, seed=rng))
+        U, V = side((H, D)), side((O, H))
+        W = {"uniform": lambda: uniform((H, H), seed=rng), "normal": lambda: normal((H, H), std, seed=rng),
+             "orthogonal": lambda: orthogonal(H, seed=rng), "identity": lambda: identity(H)}[init]()
+        if radius is not None:
+            W = with_spectral_radius(W, radius)
+        params = {"U": U, "W": W, "V": V}
+        if bias:
+            params.update(b=np.zeros(H), c=np.zeros(O))
+        return params
+
+    def step(self, m, a, state):
+        """z_t = a_t + W s_{t-1} (a_t = U x_t + b),  s_t = f(z_t)."""
+        (s_prev,) = state
+        z = a + s_prev @ m.W.T          # (N, H)
+        return (self.f.f(z),), (z,)
+
+    def step_back(self, m, prev, state, cache, d):
+        """delta_t = dE/ds_t * f'(z_t);  dE/ds_{t-1} = W^T delta_t (row vectors: delta_t W)."""
+        (s,), (ds,) = state, d
+        delta = ds * self.f.df_from_output(s)  # (..., N, H): dE/dz_t
+        return delta, delta, (delta @ m.W,)
+
+    def jacobian(self, m, prev, state, cache):
+        """ds_t/ds_{t-1} = diag(f'(z_t)) W: (N, H, H)."""
+        (s,) = state
+        return self.f.df_from_output(s)[..., :, None] * m.W
+
+
+register(Elman)
