@@ -47,6 +47,11 @@ def tables(results) -> str:
     gated = gradient_table(records, "gated")
     if gated:
         out += ["", "The same for LSTM and GRU (PyTorch's nn.LSTM / nn.GRU + nn.Linear, JAX's lax.scan):", ""] + gated
+    busy = gradient_table(records, "contention")
+    if busy:
+        k = next(r["busy"] for r in records if r["part"] == "contention")
+        out += ["", f"Every row of both tables with {k} busy processes beside it, one per core (benchmarks/contention.py):",
+                ""] + busy
     held = sum(t["holds"] for t in targets)
     out += ["", f"Every target of the run ({held} of {len(targets)} hold):", ""] + target_table(targets)
     return "\n".join(out)

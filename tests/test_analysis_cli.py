@@ -110,9 +110,9 @@ def test_flow_forget_bias_opens_the_forget_gates(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["flow", "--cell", "bogus"], "unknown cell 'bogus': expected one of elman, lstm, gru"),
-    (["flow", "--cell", "lstm", "--radius", "1.1"], "--radius rescales an Elman cell's W"),
-    (["flow", "--forget-bias", "1"], "--forget-bias is the forget gate's bias of an LSTM"),
+    (["flow", "--cell", "bogus"], "unknown cell 'bogus': expected one of rnn"),
+    (["flow", "--cell", "lstm", "--radius", "1.1"], "--radius is an option of the rnn cell, not of lstm"),
+    (["flow", "--forget-bias", "1"], "--forget-bias is an option of the lstm cell, not of rnn"),
 ])
 def test_bad_cell_arguments_are_sentences(argv, message, capsys):
     assert main(argv) == 2

@@ -63,7 +63,7 @@ def test_the_spec_is_grid_times_seeds_and_each_point_measures_its_own_model():
     ("window = 40", "window = 40 must be <= length = 30"),
     ("k1 = 8\nk2 = 4", "k2 = 4 must be >= k1 = 8"),
     ("samples = 0", "samples"),
-    ("cell = 'rnn'", "cell"),
+    ("cell = 'vanilla'", "cell"),
 ])
 def test_bad_approx_specs_say_what_is_wrong(fixed, expected):
     text = f'kind = "approx"\n[fixed]\nlength = 30\n{fixed}\n'

@@ -228,3 +228,39 @@ def test_frameworks_problem_uses_the_engine_truncation_check(monkeypatch):
     m, x, y = bptt.seed_example()
     assert _common.problem(m, x, y, truncate=np.int64(2)).K == 2
     assert seen == [2]
+
+
+# --- check checks what runs ------------------------------------------------------------------------
+def test_check_reports_the_backend_it_checked_and_catches_a_wrong_fast_gradient(monkeypatch):
+    from bptt import fast
+
+    m = bptt.random_model("lstm", 4, 3, 3, seed=0)
+    x, y = [0, 1, 2, 1], [2, 1, 0, 0]
+    assert fast.supports(m)
+    assert check(m, x, y).backend == "fast" and check(m, x, y).passed
+    assert check(m, x, y, backend="reference").backend == "reference"
+    real = fast.gradients
+
+    def wrong(*args, **kwargs):  # what a broken kernel would return: W's gradient doubled
+        loss, g = real(*args, **kwargs)
+        return loss, g.replace(W=2 * g.W)
+
+    monkeypatch.setattr(fast, "gradients", wrong)
+    report = check(m, x, y)
+    assert report.backend == "fast" and not report["W"].passed and report["U"].passed
+    assert check(m, x, y, backend="reference").passed
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "gru-before", "rnn"])
+def test_bptt_check_takes_every_cell(cell, capsys):
+    assert main(["check", "--cell", cell, "--hidden", "4", "--length", "6", "--frameworks", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "the fast backend's gradients against finite differences" in out and "all checks passed" in out
+
+
+def test_bptt_check_reads_a_model_file_of_any_cell(tmp_path, capsys):
+    path = tmp_path / "gru.npz"
+    bptt.random_model("gru", 3, 4, 4, seed=1, reset_after=False).save(path)
+    assert main(["check", "--model", str(path), "--length", "5", "--frameworks", "none"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("GRU(H=3, D=4, O=4, reset_after=False") and "all checks passed" in out

@@ -3,7 +3,7 @@
 The rules a page follows (its fenced blocks, by info string):
 
 - ```python: run in a fresh interpreter, in a scratch folder that holds links to the repository's
-  data/, sweeps/ and experiments/ (so a block may read them, and what it writes stays there).
+  data/, sweeps/, experiments/ and examples/ (so a block may read them, and what it writes stays there).
 - ```sh: a transcript when a line starts with `$ ` (each such line is a command, the lines after it
   up to the next `$ ` its expected output); otherwise every line that is not blank or a comment is
   a command, required to exit 0. Commands run through the shell in the same scratch folder, with
@@ -40,7 +40,7 @@ PAGES = ["README.md", "docs/engine.md", "docs/frameworks.md", "docs/analysis.md"
          "docs/sweeps.md", "docs/approx.md", "docs/performance.md"]
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.S | re.M)
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
-LINKED = ["data", "sweeps", "experiments"]
+LINKED = ["data", "sweeps", "experiments", "examples"]
 CORPUS_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 
 

@@ -301,7 +301,7 @@ def test_gated_errors_are_sentences():
         fl.terms("V", 2)
     with pytest.raises(ValueError, match="gates are r, z, n, got 'f'"):
         fl.terms("W", 2, gate="f")
-    with pytest.raises(ValueError, match="path splits an LSTM's terms"):
+    with pytest.raises(ValueError, match="path splits the terms of a cell with a memory of its own"):
         fl.terms("W", 2, path="cell")
     with pytest.raises(ValueError, match="Elman cells"):
         fl.bound()

@@ -52,7 +52,7 @@ def cases(draw, sizes=None):
     return m, x, y, dict(truncate=truncate, h0=h0, reduction=reduction)
 
 
-GATED = ["lstm", "gru", "gru reset_after=False"]  # stress.CELLS without the Elman cell
+GATED = ["lstm", "gru", "gru-before"]  # the variants stress draws from, without the Elman cell
 JAX_GATED_SIZES = [(1, 3, 4, 3, 4), (2, 3, 2, 4, 5)]  # (N, D, H, O, T)
 
 
@@ -342,7 +342,7 @@ def test_framework_side_rejects_bad_input_like_the_engine(name):
         ref.gradients(m, x, y, truncate=-1)
     with pytest.raises(ValueError, match="reduction"):
         ref.gradients(m, x, y, reduction="avg")
-    with pytest.raises(ValueError, match="bptt.RNN, LSTM or GRU, got str"):
+    with pytest.raises(ValueError, match="bptt model \\(bptt.Model\\), got str"):
         ref.gradients("model.npz", x, y)
     lstm, x, y, _ = make_case(np.random.default_rng(0), 2, 3, 2, 2, 2, batched=True, activation="tanh",
                               head="softmax", b=True, c=False, dense=False, h0=False, mask=False, cell="lstm")
@@ -463,19 +463,21 @@ def test_compare_is_exported_and_import_bptt_stays_light():
 
 def test_stress_command_runs_random_cross_checks(capsys):
     need("torch")
-    from bptt.frameworks.stress import CELLS, main, stress
+    from bptt.cells import variants as cell_variants
+    from bptt.frameworks.stress import main, stress
 
     r = stress(12, seed=1, frameworks=["torch"])["torch"]
     assert r["cases"] == 12 and r["passed"] == 12 and 0 <= r["worst_rel_err"] <= 1e-10
-    assert list(r["cells"]) == list(CELLS) and sum(c["cases"] for c in r["cells"].values()) == 12
+    has = [c for c in cell_variants() if bptt.cells.resolve(c)[0].name in fw.reference("torch").CELLS]
+    assert list(r["cells"]) == has and sum(c["cases"] for c in r["cells"].values()) == 12
     assert all(c["cases"] > 0 and c["passed"] == c["cases"] for c in r["cells"].values())  # every cell drawn
-    assert main(["--cases", "2", "--frameworks", "torch", "--cells", "lstm,gru-reset-before"]) == 0
+    assert main(["--cases", "2", "--frameworks", "torch", "--cells", "lstm,gru-before"]) == 0
     out = capsys.readouterr().out
     assert re.match(r"torch +2/2 passed, worst relative error \d\.\d\de-\d\d \(lstm \d/\d, "
-                    r"gru reset_after=False \d/\d\)$", out.strip()), out
+                    r"gru-before \d/\d\)$", out.strip()), out
     with pytest.raises(SystemExit):
-        main(["--cells", "rnn"])
-    assert "unknown cell 'rnn'" in capsys.readouterr().err
+        main(["--cells", "vanilla"])
+    assert "unknown cell 'vanilla'" in capsys.readouterr().err
 
 
 def test_stress_cases_are_the_cells_they_say():
@@ -483,11 +485,11 @@ def test_stress_cases_are_the_cells_they_say():
 
     rng = np.random.default_rng(0)
     lstm = random_model(rng, 3, 4, 2, cell="lstm", b=True, bh=True)
-    gru = random_model(rng, 3, 4, 2, cell="gru reset_after=False", c=True)
+    gru = random_model(rng, 3, 4, 2, cell="gru-before", c=True)
     assert isinstance(lstm, LSTM) and lstm.U.shape == (16, 3) and lstm.bh is not None
     assert isinstance(gru, GRU) and not gru.reset_after and gru.W.shape == (12, 4) and gru.b is None
-    with pytest.raises(ValueError, match="unknown cell 'rnn'"):
-        random_model(rng, 3, 4, 2, cell="rnn")
+    with pytest.raises(ValueError, match="unknown cell 'vanilla'"):
+        random_model(rng, 3, 4, 2, cell="vanilla")
 
 
 @pytest.mark.parametrize("name", fw.FRAMEWORKS)

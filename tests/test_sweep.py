@@ -330,16 +330,16 @@ def test_a_parameter_another_cell_lacks_is_stored_at_its_default_so_such_points_
         forget_bias = [0.0, 1.0]
         std = [0.1, 0.2]
         """).points()
-    by_cell = {c: [p.params for p in pts if p.params["cell"] == c] for c in ("elman", "lstm", "gru")}
-    assert {(q["forget_bias"], q["std"]) for q in by_cell["elman"]} == {(1.0, 0.1), (1.0, 0.2)}
+    by_cell = {c: [p.params for p in pts if p.params["cell"] == c] for c in ("rnn", "lstm", "gru")}  # one spelling
+    assert {(q["forget_bias"], q["std"]) for q in by_cell["rnn"]} == {(1.0, 0.1), (1.0, 0.2)}
     assert {(q["forget_bias"], q["std"]) for q in by_cell["lstm"]} == {(0.0, 0.1), (1.0, 0.1)}
     assert {(q["forget_bias"], q["std"]) for q in by_cell["gru"]} == {(1.0, 0.1)}
     assert len(pts) == 5 == len({p.key for p in pts})
     flow = spec_of('kind = "flow"\n[fixed]\nlength = 60\n[grid]\ncell = ["elman", "gru"]\nradius = [0.5, 2.0]\n'
                    'activation = ["tanh", "relu"]').points()
     assert sorted((p.params["cell"], p.params["radius"], p.params["activation"]) for p in flow) == [
-        ("elman", 0.5, "relu"), ("elman", 0.5, "tanh"), ("elman", 2.0, "relu"), ("elman", 2.0, "tanh"),
-        ("gru", 1.0, "tanh")]
+        ("gru", 1.0, "tanh"), ("rnn", 0.5, "relu"), ("rnn", 0.5, "tanh"), ("rnn", 2.0, "relu"),
+        ("rnn", 2.0, "tanh")]
 
 
 @pytest.mark.parametrize("method", ["clip_omega", "irnn"])
@@ -413,4 +413,4 @@ def test_the_specs_in_sweeps_load(path):
     pts = load_spec(path).points()
     assert pts and len({p.key for p in pts}) == len(pts)
     if "cells" in path.name:
-        assert {p.params["cell"] for p in pts} == {"elman", "lstm", "gru"}
+        assert {p.params["cell"] for p in pts} == {"rnn", "lstm", "gru"}

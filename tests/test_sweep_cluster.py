@@ -133,11 +133,11 @@ def test_a_spec_over_cells_runs_and_stores_each_cells_results(cluster, tmp_path,
     df = results(tmp_path / "out")
     cells = df.groupby("cell").size().to_dict()
     if spec.kind == "train":  # two seeds each
-        assert cells == {"elman": 2, "lstm": 2, "gru": 2}
+        assert cells == {"rnn": 2, "lstm": 2, "gru": 2}
         assert set(df[df.cell == "lstm"]["forget_bias"]) == {0.5} and set(df[df.cell == "gru"]["forget_bias"]) == {1.0}
     else:  # the radius is the Elman cell's: one point for each gated cell
-        assert cells == {"elman": 2, "lstm": 1, "gru": 1}
-    assert df[df.cell != "elman"]["rho"].isna().all() and df[df.cell == "elman"]["rho"].notna().all()
+        assert cells == {"rnn": 2, "lstm": 1, "gru": 1}
+    assert df[df.cell != "rnn"]["rho"].isna().all() and df[df.cell == "rnn"]["rho"].notna().all()
     with Store.open(tmp_path / "out") as st:
         rows = {r["key"]: r for r in st.rows()}
     skip = {"train_seconds"}

@@ -242,16 +242,16 @@ def test_the_lstm_starts_with_the_forget_bias_added_to_pytorchs_init():
 
 
 @pytest.mark.parametrize("settings, words", [
-    ({"cell": "lstm", "activation": "relu"}, "activation applies to the elman cell only, not to cell 'lstm'"),
-    ({"cell": "gru", "omega": 2.0}, "omega applies to the elman cell only, not to cell 'gru'"),
+    ({"cell": "lstm", "activation": "relu"}, "activation applies to the rnn cell only, not to cell 'lstm'"),
+    ({"cell": "gru", "omega": 2.0}, "omega applies to the rnn cell only, not to cell 'gru'"),
     ({"cell": "lstm", "init": "identity"}, "init for cell 'lstm' must be one of uniform, normal"),
-    ({"cell": "gru", "radius": 1.1}, "radius applies to the elman cell only"),
+    ({"cell": "gru", "radius": 1.1}, "radius applies to the rnn cell only"),
     ({"cell": "gru", "forget_bias": 1.0}, "forget_bias applies to the lstm cell only, not to cell 'gru'"),
-    ({"forget_bias": 0.0}, "forget_bias applies to the lstm cell only, not to cell 'elman'"),
+    ({"forget_bias": 0.0}, "forget_bias applies to the lstm cell only, not to cell 'rnn'"),
     ({"cell": "lstm", "reset_after": False}, "reset_after applies to the gru cell only"),
     ({"cell": "lstm", "std": 0.1}, "std applies to init 'normal' for cell 'lstm'"),
     ({"cell": "lstm", "forget_bias": float("nan")}, "forget_bias must be a finite number"),
-    ({"cell": "rnn"}, "cell must be one of elman, lstm, gru, got 'rnn'"),
+    ({"cell": "vanilla"}, "unknown cell 'vanilla': expected one of rnn"),
 ])
 def test_settings_of_another_cell_are_refused(settings, words):
     with pytest.raises(ValueError, match=re.escape(words)):

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser = argparse.ArgumentParser(
-        prog="bptt", description="Exact backpropagation through time for Elman RNNs, term by term, verified.")
+        prog="bptt", description="Exact backpropagation through time for recurrent networks, term by term, verified.")
     parser.add_argument("--version", action="version", version=f"bptt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():

@@ -109,7 +109,7 @@ class Flow:
         t = self._check_t(t)
         out = tuple(np.zeros((self.T, s.shape[-1]), dtype=s.dtype) for s in self.trace.cell_states)
         e = (self.dQ[t] @ self.trace.model.V)[None]  # (1, H)
-        for k, _, g, _, _ in sweep(self.trace, e, np.array([t])):
+        for k, _, g, _, _ in back_by_output(self.trace, e, np.array([t])):
             for o, a in zip(out, g):
                 o[k] = a[0]
         return out
@@ -267,7 +267,7 @@ class Flow:
         return flow_html(self)
 
 
-def sweep(trace, E, ts):
+def back_by_output(trace, E, ts):
     """The backward recurrence of sequence 0 of a trace for the outputs ts (ascending, distinct),
     one row each, all at once: yields (k, lo, g, da, dr) for k = ts[-1] down to 0.
 
@@ -322,7 +322,7 @@ def flow(model, x, y, *, h0=None) -> Flow:
     dE_dW = None
     e = dQ @ model.V  # (T, H): row t is dE_t/ds_t from output t itself
     with one_blas_thread():  # a product of at most T rows a step: BLAS's threads would only wait
-        for k, _, g, da, dr in sweep(trace, e, np.arange(T)):  # rows k..T-1: the outputs t >= k
+        for k, _, g, da, dr in back_by_output(trace, e, np.arange(T)):  # rows k..T-1: the outputs t >= k
             np.einsum("th,th->t", g[0], g[0], out=dE_ds[k:, k])  # ||dE_t/ds_k||^2
             if dE_dc is not None:
                 np.einsum("th,th->t", g[1], g[1], out=dE_dc[k:, k])  # ||dE_t/dc_k||^2

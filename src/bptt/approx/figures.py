@@ -93,7 +93,8 @@ def sweep_bias(df, metric="rel"):
     require_matplotlib()
     from matplotlib.figure import Figure
 
-    from ..cells import variants
+    from ..cells import canonical, variants
+    df = df.assign(cell=df["cell"].map(canonical))  # "elman", in older stores, is "rnn"
     cells = [c for c in variants() if (df["cell"] == c).any()]
     fig = Figure(figsize=(3.6 * len(cells) + 1.2, 3.8), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(cells), sharey=True))

@@ -7,7 +7,7 @@ bptt.gradients and friends use it wherever it supports the model (backend.py say
 from . import engine, gated
 from .engine import set_compiled, wait_for_kernels
 
-CELLS = ("elman", "lstm", "gru")  # the cells this backend computes
+CELLS = ("rnn", "lstm", "gru")  # the cells this backend computes
 
 
 def supports(model) -> bool:
@@ -17,7 +17,7 @@ def supports(model) -> bool:
 
 def _module(model):
     """engine.py for the Elman cell, gated.py for the LSTM and the GRU."""
-    return engine if model.cell.name == "elman" else gated
+    return engine if model.cell.name == "rnn" else gated
 
 
 def forward(model, x, h0=None):

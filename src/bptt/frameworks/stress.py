@@ -100,15 +100,16 @@ def stress(cases=100, *, seed=0, frameworks=None, max_size=(3, 8, 4, 6, 4), cell
     """Run `cases` random cross-checks per framework: {name: {"cases", "passed", "worst_rel_err",
     "seconds", "cells": {cell: {"cases", "passed"}}}}.
 
-    max_size: the largest (N, T, D, H, O) drawn. cells: the cells drawn from (registry.variants() by default).
+    max_size: the largest (N, T, D, H, O) drawn. cells: the cells drawn from (registry.variants() by default),
+    each framework drawing from those it has.
     progress: None, or a function of one line of text, told when a framework is about to be imported
     and then after every twentieth of the cases (and at least every 2 s): "torch: 40/200 cases, 40
     passed, 6 s".
     """
-    from . import available, compare
+    from . import available, compare, reference
 
     names = available() if frameworks is None else list(frameworks)
-    cells = registry.variants() if cells is None else tuple(cells)
+    cells = registry.variants() if cells is None else tuple(registry.canonical(c) for c in cells)
     for cell in cells:
         if cell not in registry.variants():
             raise ValueError(f"unknown cell {cell!r}: expected some of {', '.join(registry.variants())}")
@@ -118,12 +119,15 @@ def stress(cases=100, *, seed=0, frameworks=None, max_size=(3, 8, 4, 6, 4), cell
     every = max(1, cases // 20)
     for name in names:
         start, passed, worst, done = time.perf_counter(), 0, 0.0, 0
-        per_cell = {cell: {"cases": 0, "passed": 0} for cell in cells}
+        pool = [c for c in cells if registry.resolve(c)[0].name in reference(name).CELLS]  # the cells it has
+        per_cell = {cell: {"cases": 0, "passed": 0} for cell in pool}
+        if not pool:
+            raise ValueError(f"{name} has none of the cells {', '.join(cells)}: it has {', '.join(reference(name).CELLS)}")
         if progress is not None:
             announce([name], progress)
         last = start
         while done < cases:
-            cell = cells[rng.integers(len(cells))]
+            cell = pool[rng.integers(len(pool))]
             N, T, D, H, O = (int(rng.integers(1, k + 1)) for k in max_size)
             kw = dict(activation=activations[rng.integers(len(activations))], head=("softmax", "mse")[rng.integers(2)],
                       b=bool(rng.integers(2)), c=bool(rng.integers(2)), dense=bool(rng.integers(2)),
@@ -157,7 +161,7 @@ def main(argv=None) -> int:
     names = args.frameworks.split(",") if args.frameworks else None
     cells = None
     if args.cells:
-        unknown = [c for c in args.cells.split(",") if c not in registry.variants()]
+        unknown = [c for c in args.cells.split(",") if registry.canonical(c) not in registry.variants()]
         if unknown:
             p.error(f"unknown cell {unknown[0]!r}: expected some of {', '.join(registry.variants())}")
         cells = tuple(args.cells.split(","))

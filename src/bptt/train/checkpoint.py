@@ -102,17 +102,18 @@ def _cell(path, meta):
     """The registered cell a checkpoint's meta names: "cell", else its model_kind (RNN when absent)."""
     from ..validate import show
 
-    name = meta.get("cell")
-    if name is not None:
-        if not isinstance(name, str) or name not in cells.names():
-            raise ValueError(f"{path} holds a model of the cell {show(name)}, which is not registered "
-                             f"(registered: {', '.join(cells.names())})")
-        return cells.get(name)
-    kind = meta.get("model_kind", "RNN")
     kinds = {cells.get(n).model: cells.get(n) for n in cells.names()}
+    kind = meta.get("model_kind", "RNN")
     if not isinstance(kind, str) or kind not in kinds:
         raise ValueError(f"{path} holds a model of unknown kind {show(kind)}: expected one of {', '.join(kinds)}")
-    return kinds[kind]
+    name = meta.get("cell", kinds[kind].name)
+    if not isinstance(name, str) or name not in cells.names():
+        raise ValueError(f"{path} holds a model of the cell {show(name)}, which is not registered "
+                         f"(registered: {', '.join(cells.names())})")
+    if cells.get(name).model != kind:
+        raise ValueError(f"{path}: its model_kind {show(kind)} is not the model of its cell {name!r} "
+                         f"({cells.get(name).model})")
+    return cells.get(name)
 
 
 LOOP_KEYS = ("step", "smooth", "last_norm", "last_norm_step", "rng", "config")
