@@ -198,7 +198,7 @@ def test_check_report_shows_each_parameters_row():
         assert s.number(f"{r.name}.checked") == r.checked and s.number(f"{r.name}.total") == r.total
         assert s.number(f"{r.name}.max_abs") == r.max_abs and s.number(f"{r.name}.max_rel") == r.max_rel
         assert s.number(f"{r.name}.step") == r.step and s.label(f"{r.name}.result") == "pass"
-    assert str(rep).startswith("finite differences (five-point, float64)")
+    assert str(rep).startswith("the fast backend's gradients against finite differences (five-point, float64)")
 
 
 def test_check_report_shows_a_failure():

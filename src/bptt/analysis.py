@@ -294,6 +294,9 @@ def saturation(flow):
     model = flow.trace.model
     if model.cell.gates:
         return gate_saturation(flow.trace)
+    if "activation" not in model.cell.settings:
+        raise ValueError(f"saturation is measured on a cell's activation or gates; the {model.cell.name} cell has "
+                         "neither setting")
     act = activations.get(model.activation)
     return Saturation(model.activation, act.df_from_output(flow.trace.S[1:, 0]), act.gamma)
 

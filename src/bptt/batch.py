@@ -124,6 +124,12 @@ def _decay_or_nan(fl):
         return np.nan
 
 
+def _saturated_or_nan(fl) -> float:
+    """The share of saturated units or gates; NaN for a cell with neither an activation nor gates."""
+    cell = fl.trace.model.cell
+    return analysis.saturation(fl).fraction_saturated() if cell.gates or "activation" in cell.settings else np.nan
+
+
 def analyse_flows(fls) -> BatchAnalysis:
     """The lag analysis of Flows of N sequences of the same length (a list, or an iterator that
     yields one at a time so that only one is alive), stacked (see BatchAnalysis)."""
@@ -131,7 +137,7 @@ def analyse_flows(fls) -> BatchAnalysis:
     for fl in fls:
         prof = analysis.by_lag(fl)
         rows.append((prof.ratio_mean, prof.norm_mean, prof.beyond, _decay_or_nan(fl),
-                     spectra.lyapunov(fl.trace).max, analysis.saturation(fl).fraction_saturated(), fl.loss,
+                     spectra.lyapunov(fl.trace).max, _saturated_or_nan(fl), fl.loss,
                      prof.c_mean, prof.path_mean))
     ratio_mean, norm_mean, beyond, decay, lyap, saturated, loss, c_mean, path_mean = zip(*rows)
     stack = lambda a: None if a[0] is None else np.stack(a)  # noqa: E731

@@ -11,11 +11,11 @@ DELTA = 0.01  # the tolerance of the smallest window quoted
 
 
 def cells() -> list:
-    """(name, label) of every registered cell: the Elman cell labelled with its activation."""
+    """(name, label) of each of the package's cells: the Elman cell labelled with its activation."""
     from .. import cells as registry
 
     return [(n, registry.get(n).label + (" (tanh)" if "activation" in registry.get(n).settings else ""))
-            for n in registry.names()]
+            for n in registry.names() if registry.get(n).__module__.startswith("bptt.cells.")]  # the package's
 
 
 def gather(st, figure) -> dict:

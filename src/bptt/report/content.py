@@ -76,14 +76,15 @@ CELL_LAG = 10  # the lag the cells' comparison quotes (less on short sequences)
 
 
 def cell_models(st) -> dict:
-    """One model of every registered cell (an Elman RNN with tanh, an LSTM, a GRU, ...) with H = st.H,
+    """One model of each of the package's cells (an Elman RNN with tanh, a GRU, an LSTM) with H = st.H,
     D = O = st.D and biases, every weight and bias uniform on +-1/sqrt(H) (PyTorch's initialisation
     of nn.RNN, nn.LSTM, nn.GRU and the head): label -> model."""
     from .. import cells
     from ..model import model_class
 
     out = {}
-    for i, name in enumerate(cells.names()):
+    own = [n for n in cells.names() if cells.get(n).__module__.startswith("bptt.cells.")]  # the package's cells
+    for i, name in enumerate(own):
         cell = cells.get(name)()
         params = cells.Cell.init(cell, np.random.default_rng(st.seed + 700 + i), st.D, st.H, st.D, bias=True)
         label = cell.label + (f" ({cell.activation})" if "activation" in cell.settings else "")
