@@ -166,3 +166,18 @@ def test_sample_echoes_its_start_before_the_drawn_text(tmp_path, capsys):
     drawn = sample(Model.load(tmp_path / "run" / "model.npz"), vocab, 6, seed=3, start="BT")
     assert len(drawn) == 6 and out == "BT" + drawn
     assert np.all([c in vocab.chars for c in out])
+
+
+@pytest.mark.frameworks
+def test_tensorflows_start_up_lines_do_not_reach_the_user():
+    import subprocess
+
+    from conftest import need
+
+    need("tensorflow")
+    run = subprocess.run([sys.executable, "-m", "bptt.cli", "check", "--cell", "gru", "--hidden", "3", "--length", "4",
+                          "--frameworks", "tensorflow"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "all checks passed" in run.stdout, run.stderr
+    assert "tensorflow  U" in run.stdout  # TensorFlow did run
+    for noise in ("absl::InitializeLog", "oneDNN", "cpu_feature_guard"):
+        assert noise not in run.stderr, run.stderr

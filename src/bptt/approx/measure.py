@@ -52,13 +52,16 @@ def random_data(model, T, N, rng):
 
 
 def measure(model, x, y, *, windows=(0, 1, 2, 5, 10, 20), rules=((5, 5), (5, 10)), samples=100, seed=0,
-            delta=0.01) -> dict:
+            delta=0.01, stage=None) -> dict:
     """Every method's relative error and cosine against the exact gradient: {"model", "T", "N",
     "loss", "delta", "smallest_window", "methods": [{"method", "cost", name: {"rel", "cos"}, ...}]}
     with one entry per window K, TBPTT(k1, k2) rule, RTRL, UORO (mean of `samples`), SnAp-1, SnAp-2;
-    names: each parameter, "h0" (and "c0"), "all". Non-finite values are None (JSON has no NaN)."""
+    names: each parameter, "h0" (and "c0"), "all". Non-finite values are None (JSON has no NaN).
+    stage: None, or a function told the name of each method as it starts (bptt.progress.Stages)."""
+    stage = stage or (lambda name: None)
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
         raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+    stage("the exact gradient and every window K")
     loss, exact = core.gradients(model, x, y)
     curve = window_curve(model, x, y)
     T = len(curve.K) - 1
@@ -76,10 +79,14 @@ def measure(model, x, y, *, windows=(0, 1, 2, 5, 10, 20), rules=((5, 5), (5, 10)
         cos = {k: float(v[K]) for k, v in curve.bias.cos.items()}
         row(f"window K={K}", f"{min(K + 1, T)} steps back per output", agreement=Agreement(rel, cos))
     for k1, k2 in rules:
+        stage(f"TBPTT({k1}, {k2})")
         row(f"TBPTT({k1}, {k2})", f"{k2} steps back every {k1}", tbptt_gradient(model, x, y, k1, k2)[1])
+    stage("RTRL, O(S^2 P) a step")
     row("RTRL", "O(S^2 P) per step", rtrl(model, x, y)[1])
+    stage(f"UORO, {samples} estimates")
     row(f"UORO, mean of {samples}", "O(P) per step and sample", uoro(model, x, y, seed=seed, samples=samples)[1])
     for n in (1, 2):
+        stage(f"SnAp-{n}")
         row(f"SnAp-{n}", "its pattern's entries per step", snap(model, x, y, order=n)[1])
     return {"model": repr(model), "T": T, "N": 1 if np.ndim(x) == 1 else int(np.shape(x)[0]), "loss": float(loss),
             "delta": delta, "smallest_window": curve.smallest_window(delta), "methods": rows}

@@ -8,6 +8,7 @@ import numpy as np
 
 HELP = "how far truncated and online gradients (window K, TBPTT, RTRL, UORO, SnAp) are from the exact one"
 RADII = (0.5, 0.75, 1.0, 1.25, 1.5)
+WINDOWS = (0, 1, 2, 5, 10, 20)  # the windows listed by default, those of them up to T
 
 
 def _ints(text, what):
@@ -39,7 +40,8 @@ def add_arguments(p):
     p.add_argument("--length", type=int, default=50, help="T, steps of the random sequence (default 50)")
     p.add_argument("--batch", type=int, default=1, help="N, random sequences (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed for the model, the data and UORO's signs (default 0)")
-    p.add_argument("--windows", default="0,1,2,5,10,20", help="the windows K to list (default 0,1,2,5,10,20)")
+    p.add_argument("--windows", help=f"the windows K to list (default {','.join(map(str, WINDOWS))}, those up to "
+                                     "--length)")
     p.add_argument("--tbptt", default="5:5,5:10",
                    help="TBPTT(k1, k2) rules as k1:k2, comma-separated (default 5:5,5:10)")
     p.add_argument("--samples", type=int, default=100, help="n, UORO estimates averaged (default 100)")
@@ -112,7 +114,8 @@ def plot(args, path, radii):
 def run(args) -> int:
     from ..model import Model
 
-    windows = _ints(args.windows, "--windows")
+    windows = _ints(args.windows, "--windows") if args.windows is not None else \
+        [K for K in WINDOWS if K <= max(args.length, 0)]
     rules = []
     for spec in str(args.tbptt).split(","):
         if spec.strip():
@@ -136,8 +139,11 @@ def run(args) -> int:
 
     if args.samples < 1:
         raise ValueError(f"--samples must be at least 1, got {args.samples}")
-    res = measure(model, x, y, windows=windows, rules=rules, samples=args.samples, seed=args.seed,
-                  delta=args.delta)
+    from ..progress import Stages
+
+    with Stages("bptt approx") as stage:  # each method's start, and a line every few seconds while it runs
+        res = measure(model, x, y, windows=windows, rules=rules, samples=args.samples, seed=args.seed,
+                      delta=args.delta, stage=stage)
     if args.plot:
         res["figure"] = str(plot(args, args.plot, radii))
     if args.plot_uoro:

@@ -43,11 +43,36 @@ KERAS_ACTIVATIONS = {"tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid", "iden
 
 CELLS = ("rnn", "lstm", "gru")  # the cells this framework computes (both GRU forms)
 
+# what TensorFlow's C++ side prints on stderr when it is imported, which says nothing to a bptt user
+NOISE = ("All log messages before absl::InitializeLog()", "oneDNN custom operations are on",
+         "cpu_feature_guard", "This TensorFlow binary is optimized", "rebuild TensorFlow with the appropriate")
+
+
 def _load(name):
-    """Import tensorflow or keras; TensorFlow's start-up INFO lines are silenced unless the caller
-    set TF_CPP_MIN_LOG_LEVEL."""
+    """Import tensorflow or keras. TensorFlow's start-up lines (NOISE; its C++ logger writes them to
+    the process's stderr whatever TF_CPP_MIN_LOG_LEVEL says) are held back; anything else it prints
+    while importing is passed on to stderr."""
+    import sys
+    import tempfile
+
+    if "tensorflow" in sys.modules:
+        return importlib.import_module(name)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-    return importlib.import_module(name)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            module = importlib.import_module(name)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            text = held.read().decode(errors="replace")
+    kept = [line for line in text.splitlines() if line.strip() and not any(n in line for n in NOISE)]
+    if kept:
+        print("\n".join(kept), file=sys.stderr, flush=True)
+    return module
 
 
 def _act(tf, name):
