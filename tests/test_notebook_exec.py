@@ -162,3 +162,15 @@ def test_each_installed_framework_agrees_and_none_is_skipped_in_ci(executed):
     for s in comparisons:
         assert s.label("result") == "passed"
         assert {k.split(".")[0] for k in s.keys if k.endswith(".max_rel_err")} == set(present)
+
+
+def test_the_readme_says_how_to_install_what_the_notebook_needs():
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert "bptt[plot]" in extras["notebook"] and any(r.startswith("notebook") for r in extras["notebook"])
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install -e '.[notebook]'" in readme and "jupyter notebook examples/vanishing-exploding" in readme
