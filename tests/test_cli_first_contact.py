@@ -181,3 +181,13 @@ def test_tensorflows_start_up_lines_do_not_reach_the_user():
     assert "tensorflow  U" in run.stdout  # TensorFlow did run
     for noise in ("absl::InitializeLog", "oneDNN", "cpu_feature_guard"):
         assert noise not in run.stderr, run.stderr
+
+
+def test_sweep_help_names_every_public_kind(capsys):
+    from bptt.sweep.points import KINDS
+
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    public = [k for k, kind in KINDS.items() if kind.public]
+    assert f"names a kind of run ({', '.join(public[:-1])} or {public[-1]})" in text

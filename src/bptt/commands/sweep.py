@@ -13,7 +13,7 @@ USAGE = """
   bptt sweep params KIND            (the parameters of a kind of point: flow, train, approx)"""
 
 EPILOG = """\
-SPEC.toml names a kind of run (flow or train), fixed parameters, a [grid] and/or [random] draws and
+SPEC.toml names a kind of run (flow, train or approx), fixed parameters, a [grid] and/or [random] draws and
 a number of seeds; see sweeps/ for ready ones. Each point runs in float32 with single-threaded BLAS
 in a Dask worker; its row in DIR/results.sqlite is committed as soon as it finishes. Running the
 same command again skips the finished points (failed ones too, unless --retry-failed), so a killed
@@ -67,7 +67,7 @@ def run(args) -> int:
               "status": ("json", "slowest", "failures"), "plot": ("to", "format"), "params": ()}
     action = args.target if args.target in ACTIONS and args.dir is not None else "run"
     if args.target in ACTIONS and args.dir is None:
-        what, arg = ("the kind (flow or train)", "KIND") if args.target == "params" else ("the sweep folder", "DIR")
+        what, arg = ("the kind (flow, train or approx)", "KIND") if args.target == "params" else ("the sweep folder", "DIR")
         raise ValueError(f"`bptt sweep {args.target}` needs {what}: bptt sweep {args.target} {arg}")
     wrong = [o for g, names in groups.items() if g != action for o in _given(args, names)]
     if wrong:
