@@ -235,6 +235,9 @@ def test_cli_train_out_a_file_and_text_dev_null(tmp_path, capsys):
     (tmp_path / "f").write_text("")
     cli(["train", "--out", tmp_path / "f", "--steps", "1"], capsys, "is a file, not a folder")
     cli(["train", "--task", "char", "--text", os.devnull, "--out", tmp_path / "r", "--steps", "1"], capsys,
+        "character device, not a regular file")
+    (tmp_path / "empty.txt").write_text("")
+    cli(["train", "--task", "char", "--text", tmp_path / "empty.txt", "--out", tmp_path / "r", "--steps", "1"], capsys,
         "at least 100 characters, got 0")
     (tmp_path / "bin.txt").write_bytes(b"\xff\xfe" + b"a" * 200)
     cli(["train", "--task", "char", "--text", tmp_path / "bin.txt", "--out", tmp_path / "r", "--steps", "1"], capsys,
@@ -403,5 +406,5 @@ def test_two_sweep_folders_sharing_one_store_through_a_symlink_are_refused(tmp_p
     spec = parse_spec('kind = "flow"\n[fixed]\nhidden = 4\nlength = 8\nlong_lag = 4\n')
     with open(a / "results.sqlite", "ab") as f:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a driver writing to a holds it
-        sentence(ValueError, lambda: run_sweep(spec, b, workers=1), "another `bptt sweep` is writing to",
+        sentence(ValueError, lambda: run_sweep(spec, b, workers=1), "another `bptt train` or `bptt sweep` is writing to",
                  "the same file as")
