@@ -246,7 +246,7 @@ def test_cliff_has_a_wall_along_w():
     near = np.abs(w - w[i]) <= 0.02
     left, right = loss[near & (w < w[i])], loss[near & (w > w[i])]
     assert left.mean() - right.mean() > 0.2  # the loss falls off a wall 0.04 wide
-    with pytest.raises(ValueError, match="steps must be a positive integer"):
+    with pytest.raises(ValueError, match="steps must be an integer >= 1"):
         cliff([1.0], [0.0], steps=0)
 
 

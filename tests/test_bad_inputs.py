@@ -156,7 +156,7 @@ MODEL_FILES = {
     "declared-1e5x1e5": (lambda t: _header_only(t / "bad.npz", "W", (100_000, 100_000)), ["BPTT_MAX_ELEMENTS"]),
     "declared-bigger-than-bytes": (lambda t: _header_only(t / "bad.npz", "W", (300, 300)), ["damaged", "declares"]),
     "object-dtype": (lambda t: _header_only(t / "bad.npz", "W", (2,), "|O"), ["Python objects"]),
-    "a-folder": (lambda t: t, ["not a file"]),
+    "a-folder": (lambda t: t, ["a folder, not a regular file"]),
     "absent": (lambda t: t / "absent.npz", ["does not exist"]),
 }
 

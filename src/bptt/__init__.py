@@ -1,7 +1,10 @@
 """bptt: exact backpropagation through time for Elman RNNs, term by term, verified."""
+import functools
+
+from . import backend as _backend
 from .batch import analyse_batch
 from .check import CheckReport, check
-from .backend import backward, forward, gradients, loss
+from .backend import forward, gradients, loss
 from .core import Grads, Trace
 from .flow import Flow, flow
 from .frameworks import compare
@@ -10,6 +13,15 @@ from .theory import Theory, cliff
 from .model import (RNN, identity, normal, orthogonal, random_rnn, seed_example, spectral_radius,
                     uniform, with_spectral_radius)
 from .model import GRU, LSTM, Model, random_gated
+
+
+
+@functools.wraps(_backend.backward)
+def backward(trace, y, **kwargs):
+    if not isinstance(trace, Trace):  # the backend reads trace.model first: anything else is an AttributeError there
+        raise TypeError(f"backward takes the Trace that bptt.forward returns, got {type(trace).__name__}")
+    return _backend.backward(trace, y, **kwargs)
+
 
 __version__ = "0.1.0"
 __all__ = ["RNN", "LSTM", "GRU", "Model", "random_gated", "Trace", "Grads", "flow", "Flow", "forward",

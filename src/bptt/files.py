@@ -38,25 +38,27 @@ def read_bytes(path, what: str, limit: int) -> bytes:
     p = as_path(path, what)
     try:
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO opens without waiting for a writer
+    except FileNotFoundError:
+        raise ValueError(f"cannot read {what} {p}: it does not exist") from None
     except OSError as e:
         raise ValueError(f"cannot read {what} {p}: {e.strerror or e}") from None
     with os.fdopen(fd, "rb") as f:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise ValueError(f"cannot read {what} {p}: it is {_kind(mode)}, not a regular file")
+            raise ValueError(f"cannot read {what} {p}: it is {kind_of(mode)}, not a regular file")
         raw = f.read(limit + 1)
     if len(raw) > limit:
         raise ValueError(f"{what} {p} is longer than {limit:,} bytes")
     return raw
 
 
-def _kind(mode) -> str:
+def kind_of(mode) -> str:
     for test, words in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
                         (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                         (stat.S_ISSOCK, "a socket")):
         if test(mode):
             return words
-    return "not a regular file"
+    return "a special file"
 
 
 def read_text(path, what: str, limit: int) -> str:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import cells, core, heads, validate
+from ..validate import too_big
 
 ROLES = ("input weight", "recurrent weight", "input bias", "recurrent bias")
 
@@ -178,6 +179,7 @@ class RTRL:
 
     def start(self, model, lay, N):
         S = state_size(model)
+        too_big(f"the influence matrix (N = {N}, S = {S}, P = {lay.P}) of {self.name}", N * S * (lay.P + S))
         return (np.zeros((N, S, lay.P), dtype=model.dtype),
                 np.broadcast_to(np.eye(S, dtype=model.dtype), (N, S, S)).copy())
 

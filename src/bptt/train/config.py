@@ -112,8 +112,9 @@ class TrainConfig:
         for name in ("clip_norm", "clip_value", "clip_per_param", "std", "radius"):
             if getattr(self, name) is not None:
                 _pos(name, getattr(self, name))
-        if not isinstance(self.omega, (int, float)) or isinstance(self.omega, bool) or self.omega < 0:
-            raise ValueError(f"omega (the strength alpha of Pascanu's regulariser) must be a number >= 0, got {self.omega!r}")
+        if (not isinstance(self.omega, (int, float)) or isinstance(self.omega, bool) or not self.omega >= 0
+                or self.omega == float("inf")):
+            raise ValueError(f"omega (the strength alpha of Pascanu's regulariser) must be a finite number >= 0, got {self.omega!r}")
         if self.init == "normal" and self.std is None:
             raise ValueError("init 'normal' needs std")
         if not isinstance(self.stop_on_success, bool):

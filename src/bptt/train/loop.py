@@ -132,6 +132,9 @@ def _train(cfg, out, resume, progress, log):
     k2 = cfg.backprop or cfg.chunk
     steps = k2 if task.kind == "stream" else getattr(task, "T", k2)
     too_big(f"batch = {cfg.batch} sequences of {steps} steps of {task.O} outputs", cfg.batch * steps * task.O)
+    probe_x, probe_y = task.probe()
+    P = np.shape(probe_x)[0]
+    too_big(f"the evaluations' (T, T) tables of the gradient's flow over T = {P} steps", 4 * P * P)
     opt = optim.get(cfg.optimizer, cfg.lr)
     stream = Stream(task.stream(cfg.batch), cfg.chunk, k2) if task.kind == "stream" else None
     rng = np.random.default_rng([cfg.seed, 1])
@@ -163,7 +166,6 @@ def _train(cfg, out, resume, progress, log):
     write_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=1))
     if progress:
         log(task.describe())
-    probe_x, probe_y = task.probe()
     snap_dir = out / "snapshots"
     t0 = time.perf_counter()
     bar = _bar(cfg, st.step, progress)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import backend, core, heads, validate
+from ..validate import integer, too_big
 
 
 def _check_k(k1, k2):
@@ -47,15 +48,20 @@ def _check_k(k1, k2):
 
 def blocks(T, k1):
     """The updates of TBPTT over T steps: list of (first output, last output tau) of each block."""
+    T = integer("T", T, 0)
+    k1, _ = _check_k(k1, k1)
+    too_big(f"TBPTT over T = {T} steps in blocks of k1 = {k1}", T // k1 + 1)
     return [(s, min(s + k1, T) - 1) for s in range(0, T, k1)]
 
 
 def kept_terms(T, *, truncate=None, k1=None, k2=None) -> np.ndarray:
     """(T, T) bool: True where term (t, k) is kept. truncate=K: the per-output window; k1, k2: TBPTT."""
+    T = integer("T", T, 0)
+    too_big(f"the (T, T) table of kept terms, T = {T}", 2 * T * T)
     t, k = np.indices((T, T))
     keep = k <= t
     if truncate is not None:
-        keep &= k >= t - int(truncate)
+        keep &= k >= t - integer("truncate", truncate, 0)
     if k1 is not None:
         k1, k2 = _check_k(k1, k2 if k2 is not None else k1)
         tau = np.minimum((t // k1 + 1) * k1, T) - 1
