@@ -271,7 +271,9 @@ def cliff_model(w, b, *, steps=50, x0=0.5, target=0.7):
 
     model = RNN(U=np.zeros((1, 1)), W=np.array([[float(w)]]), V=np.ones((1, 1)), b=np.array([float(b)]),
                 activation="sigmoid", head="mse")
-    x = np.zeros((int(steps), 1))
-    y = np.full((int(steps), 1), np.nan)
+    steps = integer("steps", steps, 1)
+    too_big(f"cliff_model: {steps} steps", steps)
+    x = np.zeros((steps, 1))
+    y = np.full((steps, 1), np.nan)
     y[-1] = target
     return model, x, y, _sigmoid(np.array([float(x0)]))

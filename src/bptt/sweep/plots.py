@@ -29,6 +29,7 @@ def plot(out, *, to=None, fmt="png") -> list[Path]:
     to = Path(out) / "plots" if to is None else Path(to)
     written = []
     kinds = [k for k in ("flow", "train", "approx") if (df["kind"] == k).any()]
+    names = {kind: figure_name(df, kind) for kind in kinds}  # every name checked before any figure is made
     for kind in kinds:
         sub = df[df["kind"] == kind]
         if kind == "flow":
@@ -38,7 +39,7 @@ def plot(out, *, to=None, fmt="png") -> list[Path]:
         else:
             from ..approx.figures import sweep_bias
             fig = sweep_bias(sub)
-        written.append(_save(fig, to / f"{figure_name(df, kind)}.{fmt}"))
+        written.append(_save(fig, to / f"{names[kind]}.{fmt}"))
     if not written:
         kinds = sorted(set(df["kind"])) or ["none"]
         raise ValueError(f"nothing to plot in {out}: figures exist for flow, train and approx points, and the "
