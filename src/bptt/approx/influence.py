@@ -172,6 +172,11 @@ class Step:
 
 
 # --- methods: start, step, read ---------------------------------------------------------------
+def check_size(S, P, N) -> None:
+    """RTRL's influence matrices (N, S, P) and (N, S, S) within the element limit, or a ValueError."""
+    too_big(f"RTRL's influence matrix (N = {N}, S = {S}, P = {P})", N * S * (P + S))
+
+
 class RTRL:
     """Exact real-time recurrent learning: carry M (N, S, P) and M0 (N, S, S)."""
 
@@ -179,7 +184,7 @@ class RTRL:
 
     def start(self, model, lay, N):
         S = state_size(model)
-        too_big(f"the influence matrix (N = {N}, S = {S}, P = {lay.P}) of {self.name}", N * S * (lay.P + S))
+        check_size(S, lay.P, N)
         return (np.zeros((N, S, lay.P), dtype=model.dtype),
                 np.broadcast_to(np.eye(S, dtype=model.dtype), (N, S, S)).copy())
 
