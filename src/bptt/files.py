@@ -42,10 +42,11 @@ def read_bytes(path, what: str, limit: int) -> bytes:
         raise ValueError(f"cannot read {what} {p}: it does not exist") from None
     except OSError as e:
         raise ValueError(f"cannot read {what} {p}: {e.strerror or e}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ValueError(f"cannot read {what} {p}: it is {kind_of(mode)}, not a regular file")
     with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise ValueError(f"cannot read {what} {p}: it is {kind_of(mode)}, not a regular file")
         raw = f.read(limit + 1)
     if len(raw) > limit:
         raise ValueError(f"{what} {p} is longer than {limit:,} bytes")

@@ -61,7 +61,7 @@ def kept_terms(T, *, truncate=None, k1=None, k2=None) -> np.ndarray:
     t, k = np.indices((T, T))
     keep = k <= t
     if truncate is not None:
-        keep &= k >= t - integer("truncate", truncate, 0)
+        keep &= k >= t - min(integer("truncate", truncate, 0), T)  # a window beyond T keeps every term
     if k1 is not None:
         k1, k2 = _check_k(k1, k2 if k2 is not None else k1)
         tau = np.minimum((t // k1 + 1) * k1, T) - 1
