@@ -29,6 +29,9 @@ Files in the run's folder:
     model.npz, vocab.json         the final model (bptt.model.Model.load reads any kind) and, for
                                   character tasks, its vocabulary
     summary.json      cell, final test metrics, baseline, criterion, success, wall time
+One process writes into a folder at a time (bptt.files.folder_lock, shared with `bptt sweep`); every
+file the loop rewrites goes through bptt.files.write_atomic, so a run killed at any instant can be
+resumed, and the temporaries of a killed run are removed when the next one starts.
 """
 from __future__ import annotations
 
@@ -122,7 +125,9 @@ def train(cfg: TrainConfig, out, *, resume=False, progress=True, log=print):
         raise ValueError(f"--out {out} is a file, not a folder: give a folder for the run's files")
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out):
-        clean_stale(out)
+        for folder in (out, out / "snapshots"):
+            if folder.is_dir():
+                clean_stale(folder)
         return _train(cfg, out, resume, progress, log)
 
 
