@@ -414,7 +414,7 @@ def test_row_blocks_cover_every_output_once():
         assert blocks[0][0] == 0 and blocks[-1][1] == T
         assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(blocks, blocks[1:] + [(T, T + 1)]))
     assert analysis.row_blocks(5000)[0] == (0, analysis.BLOCK // 5000)
-    with pytest.raises(ValueError, match="at least one output"):
+    with pytest.raises(ValueError, match="rows .* must be an integer >= 1, got 0"):
         analysis.row_blocks(10, 0)
 
 

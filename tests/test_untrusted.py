@@ -4,7 +4,6 @@ bound, no rewrite that a kill can leave half done, no two writers in one run fol
 import fcntl
 import io
 import json
-import signal
 import os
 import sqlite3
 import subprocess
@@ -249,13 +248,11 @@ def test_a_resume_whose_rewrite_of_the_history_fails_midway_leaves_the_run_resum
     assert json.loads((run / "checkpoint.json").read_text())["step"] == 6
     history = (run / "metrics.jsonl").read_bytes()
     # a full disk (a file size limit) stops the resume while it rewrites metrics.jsonl: the first file it writes
-    def limited():
-        import resource
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (len(history) // 2, len(history) // 2))
-    r = subprocess.run([sys.executable, "-m", "bptt.cli", "train", *RUN, "--steps", "6", "--checkpoint-every", "4",
-                        "--out", str(run), "--resume"], preexec_fn=limited, capture_output=True, text=True,
-                       timeout=120)
+    limited = (f"import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+               f"resource.setrlimit(resource.RLIMIT_FSIZE, ({len(history) // 2}, {len(history) // 2})); "
+               f"sys.argv = ['bptt'] + sys.argv[1:]; runpy.run_module('bptt.cli', run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", limited, "train", *RUN, "--steps", "6", "--checkpoint-every", "4",
+                        "--out", str(run), "--resume"], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0
     assert (run / "metrics.jsonl").read_bytes() == history and ck.exists()
     assert main(["train", *RUN, "--steps", "6", "--checkpoint-every", "4", "--out", str(run), "--resume"]) == 0

@@ -163,7 +163,7 @@ def targets(model, y, xin: Inputs) -> Targets:
             raise ValueError(f"target ids must be integers, got {y[_first_bad(bad)]} at {_first_bad(bad)}")
     elif y.dtype.kind not in "iu":
         raise ValueError(f"target ids must be integers, got dtype {y.dtype}")
-    _in_range(y, O)  # before the cast to int64, which wraps unsigned and huge values
+    _in_range(y.reshape(N, T), O)  # before the cast to int64, which wraps unsigned and huge values
     return _ids(np.asarray(y, dtype=np.int64).reshape(N, T), O)
 
 
