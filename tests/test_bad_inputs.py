@@ -16,6 +16,7 @@ from bptt.model import random_gated
 from bptt.sweep import Store, parse_spec, run_sweep
 from bptt.train import checkpoint
 from bptt.train.config import read_toml, resolve
+from bptt.train.tbptt import blocks, kept_terms
 
 
 def sentence(kind, call, *words):
@@ -67,7 +68,69 @@ API = {
     "uoro-samples-1e12": (lambda m, x, y: approx.uoro_samples(m, x, y, 10**12, seed=0), ["BPTT_MAX_ELEMENTS"]),
     "smallest-window-delta-string": (lambda m, x, y: approx.smallest_window(m, x, y, "a"), ["delta must be"]),
     "forget-bias-string": (lambda m, x, y: random_gated("lstm", 3, 3, 3, seed=0, forget_bias="1"), ["forget_bias"]),
+    # integers checked in their own dtype, before any cast that could wrap them
+    "y-uint64-huge": (lambda m, x, y: bptt.loss(m, x, np.array([1, 2**64 - 1, 0], np.uint64)),
+                      ["target id 18446744073709551615", "out of range"]),
+    "y-int64-huge": (lambda m, x, y: bptt.loss(m, x, np.array([1, 2**62, 0])), ["target id 4611686018427387904"]),
+    "y-float-huge": (lambda m, x, y: bptt.loss(m, x, np.array([1.0, 1e30, 0.0])), ["out of range"]),
+    "x-uint64-huge": (lambda m, x, y: bptt.loss(m, np.array([0, 2**64 - 1, 1], np.uint64), y), ["out of range"]),
+    # numbers that never end, never fit, or index from the end
+    "cliff-steps-1e9": (lambda m, x, y: bptt.cliff([1.0], [0.0], steps=10**9), ["steps", "BPTT_MAX_ELEMENTS"]),
+    "cliff-steps-inf": (lambda m, x, y: bptt.cliff([1.0], [0.0], steps=float("inf")), ["steps", "inf"]),
+    "blocks-2**70": (lambda m, x, y: blocks(2**70, 2), ["BPTT_MAX_ELEMENTS"]),
+    "blocks-inf": (lambda m, x, y: blocks(float("inf"), 2), ["T must be an integer", "inf"]),
+    "kept-terms-inf": (lambda m, x, y: kept_terms(float("inf")), ["T must be an integer", "inf"]),
+    "kept-terms-truncate-inf": (lambda m, x, y: kept_terms(4, truncate=float("inf")), ["truncate", "inf"]),
+    "kept-terms-huge": (lambda m, x, y: kept_terms(10**6), ["BPTT_MAX_ELEMENTS"]),
+    "analyse-batch-y-0d": (lambda m, x, y: bptt.analyse_batch(m, np.array([x]), np.array(1), progress=False),
+                           ["targets must be (N, T)", "shape ()"]),
+    "spectrum-seq-out-of-range": (lambda m, x, y: bptt.jacobian_spectrum(bptt.forward(m, x), 2, 0, seq=1),
+                                  ["seq", "0..0", "1"]),
+    "spectrum-seq-negative": (lambda m, x, y: bptt.jacobian_spectrum(bptt.forward(m, x), 2, 0, seq=-1),
+                              ["seq", "-1"]),
+    "spectrum-t-inf": (lambda m, x, y: bptt.jacobian_spectrum(bptt.forward(m, x), float("inf"), 0), ["t", "inf"]),
+    "spectrum-max-rounds-0": (lambda m, x, y: bptt.jacobian_spectrum(bptt.forward(m, x), 2, 0, max_rounds=0),
+                              ["max_rounds", ">= 1"]),
+    "lyapunov-seq-negative": (lambda m, x, y: bptt.lyapunov(bptt.forward(m, x), seq=-1), ["seq", "-1"]),
+    "lyapunov-burn-in-inf": (lambda m, x, y: bptt.lyapunov(bptt.forward(m, x), burn_in=float("inf")),
+                             ["burn_in", "inf"]),
+    "online-lr-nan": (lambda m, x, y: approx.online.train(m, x, y, "rtrl", lr=float("nan")), ["lr", "nan"]),
+    "online-lr-inf": (lambda m, x, y: approx.online.train(m, x, y, "rtrl", lr=float("inf")), ["lr", "inf"]),
+    "online-lr-0": (lambda m, x, y: approx.online.train(m, x, y, "rtrl", lr=0), ["lr", "> 0"]),
+    "online-lr-list": (lambda m, x, y: approx.online.train(m, x, y, "rtrl", lr=[0.1]), ["lr", "[0.1]"]),
+    "online-tbptt-lr-nan": (lambda m, x, y: approx.online.train_tbptt(m, x, y, 2, lr=float("nan")), ["lr"]),
+    "rtrl-hidden-1500": (lambda m, x, y: approx.online.train(bptt.random_rnn(1500, 3, 3, seed=0), x, y, "rtrl",
+                                                             lr=0.1), ["influence matrix", "BPTT_MAX_ELEMENTS"]),
 }
+
+# TypeError: a masked array (its mask would be dropped), a thing of the wrong type
+API_TYPES = {
+    "x-masked": (lambda m, x, y: bptt.loss(m, np.ma.array(x, mask=[0, 1, 0]), y), ["masked", "x.filled("]),
+    "y-masked": (lambda m, x, y: bptt.loss(m, x, np.ma.array(y, mask=[0, 1, 0])), ["masked", "y.filled(", "-1"]),
+    "h0-masked": (lambda m, x, y: bptt.forward(m, x, np.ma.array(np.zeros(m.H))), ["masked", "h0.filled("]),
+    "batch-y-masked": (lambda m, x, y: bptt.analyse_batch(m, np.array([x]), np.ma.array([y]), progress=False),
+                       ["masked"]),
+    "backward-none": (lambda m, x, y: bptt.backward(None, y), ["Trace", "NoneType"]),
+    "online-method-3": (lambda m, x, y: approx.online.train(m, x, y, 3, lr=0.1), ["method", "int"]),
+}
+
+
+@pytest.mark.parametrize("case", list(API_TYPES), ids=list(API_TYPES))
+def test_the_api_refuses_the_wrong_type_in_a_sentence(seed, case):
+    call, words = API_TYPES[case]
+    sentence(TypeError, lambda: call(*seed), *words)
+
+
+INITIALISERS = {
+    "with-spectral-radius-nan": lambda: bptt.with_spectral_radius(np.eye(3), float("nan")),
+    "orthogonal-gain-nan": lambda: bptt.orthogonal(3, seed=0, gain=float("nan")),
+    "normal-std-nan": lambda: bptt.normal((3, 3), float("nan"), seed=0),
+}
+
+
+@pytest.mark.parametrize("case", list(INITIALISERS), ids=list(INITIALISERS))
+def test_initialisers_refuse_nan(case):
+    sentence(ValueError, INITIALISERS[case], "nan")
 
 
 def test_windows_beyond_any_length_are_the_whole_sequence(seed):
@@ -156,7 +219,7 @@ MODEL_FILES = {
     "declared-1e5x1e5": (lambda t: _header_only(t / "bad.npz", "W", (100_000, 100_000)), ["BPTT_MAX_ELEMENTS"]),
     "declared-bigger-than-bytes": (lambda t: _header_only(t / "bad.npz", "W", (300, 300)), ["damaged", "declares"]),
     "object-dtype": (lambda t: _header_only(t / "bad.npz", "W", (2,), "|O"), ["Python objects"]),
-    "a-folder": (lambda t: t, ["not a file"]),
+    "a-folder": (lambda t: t, ["a folder, not a regular file"]),
     "absent": (lambda t: t / "absent.npz", ["does not exist"]),
 }
 
@@ -207,6 +270,28 @@ def test_cli_x_files(tmp_path, capsys):
     cli(["flow", "--x", tmp_path / "junk.npy"], capsys, "not an .npy file")
 
 
+@pytest.mark.parametrize("x, words", [
+    (np.array([True, False, True]), ["dtype bool"]),
+    (np.array([1 + 1j, 2, 0]), ["dtype complex128"]),
+    (np.array(["a", "b", "c"]), ["dtype <U1"]),
+    (np.zeros(3, dtype=[("a", "i4"), ("b", "f4")]), ["dtype [("]),
+    (np.array([0.0, 1.0, 2.0]), ["floats of shape (3,)", "(T, D)"]),
+], ids=["bool", "complex", "string", "structured", "float-1d"])
+def test_cli_x_of_a_dtype_that_is_no_input(tmp_path, capsys, x, words):
+    np.save(tmp_path / "x.npy", x)
+    cli(["flow", "--x", tmp_path / "x.npy"], capsys, *words)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["demo", "--precision", "99999999999999999999"], ["--precision", "0..17"]),
+    (["approx", "--hidden", "1500"], ["influence matrix", "BPTT_MAX_ELEMENTS"]),
+    (["train", "--task", "temporal", "--length", "25000", "--batch", "1", "--hidden", "2"],
+     ["(T, T) tables", "25000", "BPTT_MAX_ELEMENTS"]),
+], ids=["demo-precision-1e20", "approx-hidden-1500", "train-temporal-length-25000"])
+def test_cli_numbers_that_would_hang_or_exhaust_memory(tmp_path, capsys, argv, words):
+    cli(argv + (["--out", tmp_path / "run"] if argv[0] == "train" else []), capsys, *words)
+
+
 @pytest.mark.parametrize("argv", [
     ["check", "--length", "1000000000", "--frameworks", "none"],
     ["check", "--batch", "1000000000", "--frameworks", "none"],
@@ -235,6 +320,9 @@ def test_cli_train_out_a_file_and_text_dev_null(tmp_path, capsys):
     (tmp_path / "f").write_text("")
     cli(["train", "--out", tmp_path / "f", "--steps", "1"], capsys, "is a file, not a folder")
     cli(["train", "--task", "char", "--text", os.devnull, "--out", tmp_path / "r", "--steps", "1"], capsys,
+        "character device, not a regular file")
+    (tmp_path / "empty.txt").write_text("")
+    cli(["train", "--task", "char", "--text", tmp_path / "empty.txt", "--out", tmp_path / "r", "--steps", "1"], capsys,
         "at least 100 characters, got 0")
     (tmp_path / "bin.txt").write_bytes(b"\xff\xfe" + b"a" * 200)
     cli(["train", "--task", "char", "--text", tmp_path / "bin.txt", "--out", tmp_path / "r", "--steps", "1"], capsys,
@@ -334,6 +422,8 @@ TOMLS = {
     "hidden-1e7": (b"hidden = 10000000\n", ["hidden = 10000000", "BPTT_MAX_ELEMENTS"]),
     "length-1e9": (b'task = "adding"\nlength = 1000000000\n', ["BPTT_MAX_ELEMENTS"]),
     "not-toml": (b"hidden == 4\n", ["not valid TOML"]),
+    "omega-nan": (b"omega = nan\n", ["omega", "finite", "nan"]),
+    "omega-inf": (b"omega = inf\n", ["omega", "finite", "inf"]),
 }
 
 
@@ -403,5 +493,5 @@ def test_two_sweep_folders_sharing_one_store_through_a_symlink_are_refused(tmp_p
     spec = parse_spec('kind = "flow"\n[fixed]\nhidden = 4\nlength = 8\nlong_lag = 4\n')
     with open(a / "results.sqlite", "ab") as f:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a driver writing to a holds it
-        sentence(ValueError, lambda: run_sweep(spec, b, workers=1), "another `bptt sweep` is writing to",
+        sentence(ValueError, lambda: run_sweep(spec, b, workers=1), "another `bptt train` or `bptt sweep` is writing to",
                  "the same file as")

@@ -4,6 +4,7 @@ configs and sweep specs. The outcome must be a result or a one-line ValueError/T
 overflowing gradient: the documented FloatingPointError), never another exception.
 Derandomized and bounded, so the run is the same on every machine."""
 import io
+import os
 import json
 import zipfile
 
@@ -275,3 +276,84 @@ def test_sweep_specs(kind, top, tables):
     for name, table in tables.items():
         text += f"[{name}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in table.items())
     outcome(lambda: parse_spec(text))
+
+
+# --- numeric extremes for the counts, steps and rates of the public functions ---------------------
+extremes = st.one_of(st.sampled_from([float("nan"), float("inf"), -float("inf"), 0, -1, 0.5, 1e30, 2**63, 2**64,
+                                      -2**70, True, None, "3", [2], np.uint64(2**64 - 1), np.int64(-1),
+                                      np.float32("nan")]), st.integers(-3, 6))
+
+
+@FUZZ
+@given(a=extremes, b=extremes, c=extremes)
+def test_counts_and_steps_at_their_extremes(a, b, c):
+    from bptt.train.tbptt import blocks, kept_terms
+
+    m, x, y = bptt.seed_example()
+    trace = bptt.forward(m, x)
+    outcome(lambda: bptt.cliff([1.0, 2.0], [0.0], steps=a))
+    outcome(lambda: blocks(a, b))
+    outcome(lambda: kept_terms(a if isinstance(a, int) and a < 50 else 3, truncate=b, k1=c))
+    outcome(lambda: bptt.jacobian_spectrum(trace, a, b, seq=c))
+    outcome(lambda: bptt.jacobian_spectrum(trace, 2, 0, max_rounds=a))
+    outcome(lambda: bptt.lyapunov(trace, seq=a, burn_in=b))
+    outcome(lambda: approx.online.train(m, x, y, "rtrl", lr=a, limit=1e12 if b is None else b))
+    outcome(lambda: approx.online.train(m, x, y, a, lr=0.1))
+
+
+# --- special files wherever a path is read -----------------------------------------------------------
+def _special(tmp_path, kind):
+    p = tmp_path / kind
+    if kind == "fifo":
+        os.mkfifo(p)
+    elif kind == "dev-zero":
+        p.symlink_to("/dev/zero")
+    elif kind == "folder":
+        p.mkdir()
+    elif kind == "nested-json":
+        p.write_text("[" * 50_000 + "]" * 50_000)
+    elif kind == "garbage-npy":
+        p.write_bytes(b"\x93NUMPY\x01\x00\x20\x00{'descr': '''<f8, 'shape': (3,)}  \n")
+    return p
+
+
+def _readers():
+    from bptt.sweep import load_spec
+    from bptt.tasks import CharLM
+    from bptt.validate import read_npy
+
+    return {"read_toml": read_toml, "load_spec": load_spec, "char-text": CharLM.from_file,
+            "Model.load": bptt.Model.load, "checkpoint.load": checkpoint.load,
+            "read_npy": lambda p: read_npy(p, "inputs")}
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "folder", "nested-json", "garbage-npy"])
+@pytest.mark.parametrize("reader", ["read_toml", "load_spec", "char-text", "Model.load", "checkpoint.load", "read_npy"])
+def test_special_files_are_refused_in_a_sentence(tmp_path, kind, reader):
+    path = _special(tmp_path, kind)
+    if (reader, kind) == ("char-text", "nested-json"):  # brackets are a text like any other
+        assert bptt.tasks.CharLM.from_file(path).D == 2
+        return
+    with pytest.raises((ValueError, TypeError)) as e:
+        _readers()[reader](path)
+    assert "\n" not in str(e.value)
+
+
+# --- masked arrays and unsigned dtypes -------------------------------------------------------------
+@FUZZ
+@given(dtype=st.sampled_from([np.uint8, np.uint16, np.uint32, np.uint64, np.int8, np.int64]),
+       ys=st.lists(st.integers(0, 2**64 - 1), min_size=3, max_size=3), masked=st.sampled_from([None, "x", "y", "h0"]))
+def test_unsigned_and_masked_inputs_give_the_int64_numbers_or_a_sentence(dtype, ys, masked):
+    m, x, y = bptt.seed_example()
+    info = np.iinfo(dtype)
+    yv = np.array([min(v, int(info.max)) for v in ys], dtype=dtype)
+    args = {"x": np.asarray(x), "y": yv, "h0": np.zeros(m.H)}
+    if masked is not None:
+        args[masked] = np.ma.array(args[masked])
+    got = outcome(lambda: bptt.loss(m, args["x"], args["y"], h0=args["h0"]))
+    if masked is not None:
+        assert got is None
+    elif all(0 <= int(v) < m.O for v in yv):
+        assert got == bptt.loss(m, x, [int(v) for v in yv])
+    else:
+        assert got is None

@@ -15,6 +15,7 @@ from conftest import need
 from bptt.cli import main
 from bptt.sweep import Store, parse_spec
 from bptt.sweep.points import run_point
+from bptt.sweep.spec import internal_spec
 
 FLOW = """
 name = "small"
@@ -153,7 +154,7 @@ def test_raising_points_and_dying_workers_are_recorded_and_the_sweep_goes_on(clu
     from bptt.sweep import results, run_sweep
 
     marker = tmp_path / "died-once"
-    spec = parse_spec(textwrap.dedent(f"""
+    spec = internal_spec(textwrap.dedent(f"""
         kind = "selftest"
         [fixed]
         marker = "{marker}"
@@ -246,7 +247,7 @@ def test_one_driver_per_folder(cluster, tmp_path):
     out.mkdir()
     with open(out / ".lock", "a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running driver holds it
-        with pytest.raises(ValueError, match="another `bptt sweep` is writing to"):
+        with pytest.raises(ValueError, match="another `bptt train` or `bptt sweep` is writing to"):
             run_sweep(parse_spec(FLOW), out, scheduler=cluster.scheduler_address)
 
 
@@ -275,7 +276,7 @@ def test_a_cluster_that_goes_away_leaves_the_unfinished_points_pending_for_the_r
 
     from bptt.sweep import local_cluster, run_sweep
 
-    spec = parse_spec('kind = "selftest"\nseeds = 12\n[fixed]\nseconds = 0.5\n')
+    spec = internal_spec('kind = "selftest"\nseeds = 12\n[fixed]\nseconds = 0.5\n')
     doomed = local_cluster(2)
     out = tmp_path / "out"
 

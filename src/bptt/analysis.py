@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import activations, cells
+from .validate import integer
 
 BLOCK = 1 << 15  # entries of one block of lag-table rows (B, L): 256 KiB in float64
 
@@ -82,9 +83,7 @@ def _num(v):
 def row_blocks(T, rows=None):
     """(t0, t1) pairs that cover the outputs 0..T-1 in order, `rows` outputs each (the last may be
     shorter); by default as many as make a block of BLOCK entries, B = max(1, BLOCK // T)."""
-    rows = max(1, BLOCK // max(T, 1)) if rows is None else int(rows)
-    if rows < 1:
-        raise ValueError(f"a block holds at least one output, got rows={rows}")
+    rows = max(1, BLOCK // max(T, 1)) if rows is None else integer("rows (outputs a block holds)", rows, 1)
     return [(t0, min(T, t0 + rows)) for t0 in range(0, T, rows)]
 
 
@@ -235,7 +234,8 @@ def decay_rate(flow, *, min_lag=1, max_lag=None, rows=None) -> float:
     log ratio[t, l] and count[l], both (T,); then log r = sum l log_sum[l] / sum l^2 count[l].
     """
     T = flow.T
-    max_lag = T - 1 if max_lag is None else int(max_lag)
+    max_lag = T - 1 if max_lag is None else integer("max_lag", max_lag)
+    min_lag = integer("min_lag", min_lag)
     if T < 2:
         raise ValueError(f"a decay rate needs a sequence of at least 2 steps, got T = {T}")
     if not 1 <= min_lag <= max_lag <= T - 1:

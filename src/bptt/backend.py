@@ -49,6 +49,8 @@ def forward(model, x, h0=None, *, backend=None):
 
 def backward(trace, y, *, truncate=None, reduction="sum", backend=None):
     """BPTT from a forward trace: (loss, Grads). truncate=K: the notebook's window (core.py)."""
+    if not isinstance(trace, core.Trace):
+        raise TypeError(f"backward takes the Trace that bptt.forward returns, got {type(trace).__name__}")
     return engine(trace.model, backend).backward(trace, y, truncate=truncate, reduction=reduction)
 
 

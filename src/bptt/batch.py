@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import analysis, spectra
+from . import analysis, spectra, validate
 from .flow import flow
 
 
@@ -80,11 +80,15 @@ def _nanstd(a):
 def _check_batch(model, x, y, h0):
     """x (N, T) ids or (N, T, D), y (N, T) or (N, T, O), h0 None or (N, H) (an LSTM's: or the pair
     (h0, c0) of (N, H) arrays): as arrays, or ValueError."""
+    validate.not_masked(x, "x")
+    validate.not_masked(y, "y")
     x, y = np.asarray(x), np.asarray(y)
     dense = np.issubdtype(x.dtype, np.floating)
     if x.ndim != (3 if dense else 2):
         raise ValueError(f"a batch of inputs must be (N, T) ids or (N, T, D) vectors, got shape {x.shape}")
     N = x.shape[0]
+    if y.ndim not in (2, 3):
+        raise ValueError(f"a batch of targets must be (N, T) ids or (N, T, O) rows, got shape {y.shape}")
     if y.shape[0] != N:
         raise ValueError(f"x holds {N} sequences but y holds {y.shape[0]}")
     for part in (h0 if isinstance(h0, tuple) else (h0,)):

@@ -312,6 +312,7 @@ def flow(model, x, y, *, h0=None) -> Flow:
     if xin.batched:
         raise ValueError(f"flow takes one sequence, got a batch of {xin.N}: call it for each sequence")
     tg = validate.targets(model, y, xin)
+    validate.too_big(f"the flow's (T, T) tables of T = {xin.T} steps", 4 * xin.T * xin.T)
     trace = backend.forward(model, x, h0)
     loss, dQ = heads.error(model.head, trace.Q, tg)
     dQ = dQ[:, 0]  # (T, O)

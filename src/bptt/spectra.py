@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .validate import integer
+
 CHUNK = 1 << 16  # entries (S x steps x G) of the step errors a chunk of step Jacobians is made from
 
 
@@ -97,6 +99,7 @@ def product_log_singular_values(mats, *, tol=1e-12, max_rounds=20, cluster=3.0) 
     each such group is finished exactly: the group's diagonal block of the triangular factor
     R_n ... R_1 is the product of the R_j's diagonal blocks (kept rescaled), and its SVD gives them.
     """
+    max_rounds = integer("max_rounds", max_rounds, 1)
     mats = np.asarray(mats)
     if mats.ndim != 3 or mats.shape[1] != mats.shape[2]:
         raise ValueError(f"mats must be (n, H, H) square factors, got shape {mats.shape}")
@@ -150,14 +153,17 @@ def jacobian_spectrum(trace, t, k, *, seq=0, tol=1e-12, max_rounds=20) -> np.nda
     """
     trace = getattr(trace, "trace", trace)
     T = trace.S.shape[0] - 1
-    for name, v in (("t", t), ("k", k)):
-        if isinstance(v, bool) or int(v) != v:
-            raise ValueError(f"{name} must be an integer step, got {v!r}")
-    t, k = int(t), int(k)
+    t, k = integer("the step t", t), integer("the step k", k)
+    seq = _seq(trace, seq)
     if not 0 <= k <= t <= T - 1:
         raise ValueError(f"need 0 <= k <= t <= T - 1 = {T - 1} for ds_t/ds_k, got t={t}, k={k}")
     A = step_jacobians(trace, seq, k + 1, t + 1)  # A_{k+1} .. A_t, in the order they act
     return product_log_singular_values(A, tol=tol, max_rounds=max_rounds)
+
+
+def _seq(trace, seq) -> int:
+    """seq checked against the batch: an integer in 0..N-1 (a negative one would index from the end)."""
+    return integer("seq (the sequence of the batch)", seq, 0, trace.cell_states[0].shape[1] - 1)
 
 
 def lag_spectrum(trace, t, lags, *, seq=0) -> np.ndarray:
@@ -191,9 +197,8 @@ def lyapunov(trace, *, seq=0, burn_in=0) -> Lyapunov:
     basis). trace: a Trace (bptt.forward) or a Flow; seq picks the sequence of a batch."""
     trace = getattr(trace, "trace", trace)
     T = trace.cell_states[0].shape[0] - 1
-    if isinstance(burn_in, bool) or int(burn_in) != burn_in or not 0 <= burn_in < T:
-        raise ValueError(f"burn_in must be an integer in 0..T-1 = {T - 1}, got {burn_in!r}")
-    burn_in = int(burn_in)
+    burn_in = integer("burn_in", burn_in, 0, T - 1)
+    seq = _seq(trace, seq)
     Q = np.eye(sum(s.shape[-1] for s in trace.cell_states))
     for A in iter_step_jacobians(trace, seq, 0, burn_in):
         Q, _ = _sweep(A, Q)

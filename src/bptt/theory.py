@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import activations, cells
+from .validate import integer, too_big
 
 EQUAL_TOL = 1e-9  # |x - 1| below this counts as x = 1 in the verdicts
 GATED_VERDICT = "not bounded by the weights"
@@ -243,8 +244,8 @@ def cliff(w, b, *, steps=50, x0=0.5, target=0.7) -> Cliff:
     b = np.atleast_1d(np.asarray(b, dtype=np.float64))
     if w.ndim != 1 or b.ndim != 1 or not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
         raise ValueError(f"w and b must be finite 1-D grids, got shapes {w.shape} and {b.shape}")
-    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    steps = integer("steps", steps, 1)
+    too_big(f"cliff: {steps} steps over a grid of {w.size} x {b.size}", steps * w.size * b.size)
     W, B = np.meshgrid(w, b)  # (NB, NW)
     x = np.full_like(W, float(x0))
     dxw = np.zeros_like(W)
@@ -270,7 +271,9 @@ def cliff_model(w, b, *, steps=50, x0=0.5, target=0.7):
 
     model = RNN(U=np.zeros((1, 1)), W=np.array([[float(w)]]), V=np.ones((1, 1)), b=np.array([float(b)]),
                 activation="sigmoid", head="mse")
-    x = np.zeros((int(steps), 1))
-    y = np.full((int(steps), 1), np.nan)
+    steps = integer("steps", steps, 1)
+    too_big(f"cliff_model: {steps} steps", steps)
+    x = np.zeros((steps, 1))
+    y = np.full((steps, 1), np.nan)
     y[-1] = target
     return model, x, y, _sigmoid(np.array([float(x0)]))

@@ -29,7 +29,39 @@ class Targets(NamedTuple):
     mask: np.ndarray           # (N, T) bool, True where the step is scored
 
 
+def integer(name: str, v, low=None, high=None) -> int:
+    """v as an int: an integer (Python or NumPy, not a bool) or a float with a finite integral value,
+    in low..high where given; anything else is a ValueError naming name, what is allowed and what came."""
+    want = "an integer" + (f" in {low}..{high}" if low is not None and high is not None
+                           else f" >= {low}" if low is not None else f" <= {high}" if high is not None else "")
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer, float, np.floating)):
+        raise ValueError(f"{name} must be {want}, got {show(v)}")
+    if isinstance(v, (float, np.floating)) and not (np.isfinite(v) and v == np.floor(v)):
+        raise ValueError(f"{name} must be {want}, got {show(v)}")
+    n = int(v)
+    if (low is not None and n < low) or (high is not None and n > high):
+        raise ValueError(f"{name} must be {want}, got {show(v)}")
+    return n
+
+
+def positive(name: str, v) -> float:
+    """v as a float: a finite number > 0 (not a bool, not an array); else a ValueError naming name."""
+    if (isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer, float, np.floating))
+            or not np.isfinite(float(v)) or not v > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {show(v)}")
+    return float(v)
+
+
+def not_masked(a, what):
+    """A TypeError for a masked array (np.ma), whose mask every computation here would silently drop."""
+    if isinstance(a, np.ma.MaskedArray):
+        hint = " (for targets: -1, or a row of NaN for the mse head, means no loss)" if what == "y" else ""
+        raise TypeError(f"{what} is a masked array (np.ma), whose mask would be ignored: pass {what}.filled(value) "
+                        f"with the value the masked entries should take{hint}")
+
+
 def _array(a, what):
+    not_masked(a, what)
     try:
         arr = np.asarray(a)
     except ValueError as e:
@@ -131,7 +163,17 @@ def targets(model, y, xin: Inputs) -> Targets:
             raise ValueError(f"target ids must be integers, got {y[_first_bad(bad)]} at {_first_bad(bad)}")
     elif y.dtype.kind not in "iu":
         raise ValueError(f"target ids must be integers, got dtype {y.dtype}")
+    _in_range(y.reshape(N, T), O)  # before the cast to int64, which wraps unsigned and huge values
     return _ids(np.asarray(y, dtype=np.int64).reshape(N, T), O)
+
+
+def _in_range(y, O):
+    """Target ids in -1..O-1, compared in their own dtype (no cast that could wrap them)."""
+    bad = (y < -1) | (y > O - 1) if y.dtype.kind != "u" else y > O - 1
+    if bad.any():
+        pos = _first_bad(bad)
+        raise ValueError(f"target id {y[pos]} at position {pos} is out of range: the model has O = {O} "
+                         f"outputs, so targets lie in 0..{O - 1} (or -1 for no loss at that step)")
 
 
 def _ids(ids, O):
@@ -147,6 +189,7 @@ def initial_state(model, h0, xin: Inputs) -> np.ndarray:
     N, H = xin.N, model.H
     if h0 is None:
         return np.zeros((N, H), dtype=model.dtype)
+    not_masked(h0, "h0")
     h = np.asarray(h0)
     want = (N, H) if xin.batched else (H,)
     if h.shape == (H,) and xin.batched:
@@ -211,18 +254,15 @@ def read_npz(path, what: str) -> dict:
     """The arrays of an .npz file by name, read without pickles. Every member's .npy header is read
     first: an object dtype, a shape larger than its bytes, or more elements in all than
     max_elements() is a ValueError before any array is allocated. what: "model file", "checkpoint"."""
+    import tokenize
     import zipfile
     import zlib
-    from pathlib import Path
 
     from numpy.lib import format as npformat
 
-    p = Path(path)
-    if not p.exists():
-        raise ValueError(f"cannot read a {what} from {p}: it does not exist")
-    if not p.is_file():
-        raise ValueError(f"cannot read a {what} from {p}: it is not a file")
-    damaged = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, SyntaxError)
+    p = regular_file(path, f"a {what}")
+    damaged = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, SyntaxError,
+               tokenize.TokenError, RecursionError, MemoryError)
     try:
         zf = zipfile.ZipFile(p)
     except zipfile.BadZipFile:
@@ -266,19 +306,42 @@ def read_npz(path, what: str) -> dict:
                     arrays[info.filename[:-4]] = npformat.read_array(f, allow_pickle=False)
             except damaged as e:
                 raise ValueError(f"{p} is a damaged {what}: member {info.filename!r}: {e}") from None
+    meta = arrays.get("meta")
+    if meta is not None and meta.dtype.kind == "U" and meta.shape == ():
+        from .files import MAX_JSON_DEPTH, nesting
+        if nesting(str(meta)) > MAX_JSON_DEPTH:  # read as JSON by its caller: refused before any recursion
+            raise ValueError(f"{p}: 'meta' nests brackets {nesting(str(meta))} deep; a {what} nests at most "
+                             f"{MAX_JSON_DEPTH} deep")
     return arrays
+
+
+def regular_file(path, what: str):
+    """path as a Path to an existing regular file; else a ValueError (TypeError for a non-path)."""
+    import os
+    import stat
+
+    from .files import as_path, kind_of
+
+    p = as_path(path, what)
+    try:
+        mode = os.stat(p).st_mode
+    except FileNotFoundError:
+        raise ValueError(f"cannot read {what} from {p}: it does not exist") from None
+    except OSError as e:
+        raise ValueError(f"cannot read {what} from {p}: {e.strerror or e}") from None
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"cannot read {what} from {p}: it is {kind_of(mode)}, not a regular file")
+    return p
 
 
 def read_npy(path, what: str) -> np.ndarray:
     """The array in an .npy file, read without pickles, its header checked before anything is
     allocated (as read_npz). what: "inputs", "targets"."""
-    from pathlib import Path
+    import tokenize
 
     from numpy.lib import format as npformat
 
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"cannot read {what} from {p}: " + ("it is not a file" if p.exists() else "it does not exist"))
+    p = regular_file(path, what)
     with open(p, "rb") as f:
         start = f.read(6)
         f.seek(0)
@@ -288,7 +351,7 @@ def read_npy(path, what: str) -> np.ndarray:
             raise ValueError(f"{p} is not an .npy file: give the {what} as an array written by np.save")
         try:
             shape, dtype = _header(f, "the array", p)
-        except (ValueError, EOFError, SyntaxError) as e:
+        except (ValueError, EOFError, SyntaxError, tokenize.TokenError, RecursionError, MemoryError) as e:
             raise ValueError(f"{p} is a damaged .npy file: {e}") from None
         if dtype.hasobject:
             raise ValueError(f"{p} holds Python objects (dtype {dtype}): the {what} must be numbers")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import cells, core, heads, validate
+from ..validate import too_big
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,6 +176,11 @@ class Step:
 
 
 # --- methods: start, step, read ---------------------------------------------------------------
+def check_size(S, P, N) -> None:
+    """RTRL's influence matrices (N, S, P) and (N, S, S) within the element limit, or a ValueError."""
+    too_big(f"RTRL's influence matrix (N = {N}, S = {S}, P = {P})", N * S * (P + S))
+
+
 class RTRL:
     """Exact real-time recurrent learning: carry M (N, S, P) and M0 (N, S, S)."""
 
@@ -182,6 +188,7 @@ class RTRL:
 
     def start(self, model, lay, N):
         S = state_size(model)
+        check_size(S, lay.P, N)
         return (np.zeros((N, S, lay.P), dtype=model.dtype),
                 np.broadcast_to(np.eye(S, dtype=model.dtype), (N, S, S)).copy())
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import core
+from .. import core, validate
+from . import influence
 from .bias import Agreement, compare, tbptt_gradient, window_curve
 from .influence import rtrl, snap
 from .uoro import uoro
@@ -61,6 +62,8 @@ def measure(model, x, y, *, windows=(0, 1, 2, 5, 10, 20), rules=((5, 5), (5, 10)
     stage = stage or (lambda name: None)
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
         raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+    N = validate.inputs(model, x).N
+    influence.check_size(influence.state_size(model), influence.layout(model).P, N)  # before any other work
     stage("the exact gradient and every window K")
     loss, exact = core.gradients(model, x, y)
     curve = window_curve(model, x, y)

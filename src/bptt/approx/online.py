@@ -84,6 +84,10 @@ def train(model, x, y, method, *, lr, h0=None, basis=None, head=True, reduction=
     x: ids (T,) / (N, T) or dense (T, D) / (N, T, D), one long stream; y: its targets.
     """
     method = method_named(method, seed=seed) if isinstance(method, str) else method
+    if not all(callable(getattr(method, a, None)) for a in ("start", "step", "read")):
+        raise TypeError(f"method must be a name (rtrl, uoro, snap-n) or a method object with start, step and read, "
+                        f"got {type(method).__name__} {method!r:.40}")
+    lr, limit = validate.positive("lr", lr), validate.positive("limit", limit)
     xin, tg, scale, state, lay = _setup(model, x, y, h0, reduction, basis)
     z = np.zeros(lay.P) if basis is not None else None
     carry = method.start(model, lay, xin.N)
@@ -112,6 +116,7 @@ def train(model, x, y, method, *, lr, h0=None, basis=None, head=True, reduction=
 def train_tbptt(model, x, y, k1, k2=None, *, lr, h0=None, basis=None, head=True, reduction="sum", limit=1e12):
     """Online TBPTT(k1, k2) over one stream: (the final model, History), see the module's notes."""
     k2 = k1 if k2 is None else k2
+    lr, limit = validate.positive("lr", lr), validate.positive("limit", limit)
     xin, tg, scale, state, lay = _setup(model, x, y, h0, reduction, basis)
     tbptt.kept_terms(1, k1=k1, k2=k2)  # checks k1, k2
     z = np.zeros(lay.P) if basis is not None else None

@@ -26,7 +26,9 @@ def run(args) -> int:
     from ..model import seed_example
     from .check import verify
 
-    p = args.precision
+    from ..validate import integer
+
+    p = integer("--precision", args.precision, 0, 17)  # float64 holds 17 significant digits
     model, x, y = seed_example()
     say = print
     say("bptt demo: the notebook's RNN, computed exactly and verified\n")

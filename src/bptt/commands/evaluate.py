@@ -14,6 +14,7 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
+    from ..files import read_json
     from ..model import Model
     from ..train import TrainConfig, checkpoint
     from ..train.loop import build_task
@@ -21,10 +22,7 @@ def run(args) -> int:
     run_dir = Path(args.run)
     if not (run_dir / "config.json").is_file():
         raise ValueError(f"{run_dir} has no config.json: give a folder written by `bptt train --out`")
-    try:
-        saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"{run_dir / 'config.json'} is not valid JSON ({e})") from None
+    saved = read_json(run_dir / "config.json", "the run's settings", limit=1_000_000)
     cfg = TrainConfig.from_dict(saved, source=str(run_dir / "config.json"))
     if args.checkpoint:
         model = checkpoint.load(run_dir / "checkpoint.npz")[0]

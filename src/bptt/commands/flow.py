@@ -30,6 +30,9 @@ def _load(path, what):
     from bptt.validate import read_npy
 
     a = read_npy(path, what)
+    if a.dtype.kind not in "iuf":
+        raise ValueError(f"{path} holds values of dtype {a.dtype}: the {what} must be integers (token ids) "
+                         "or floats (dense vectors or values)")
     if a.ndim == 0:
         raise ValueError(f"{path} holds a single number: the {what} must be a sequence, (T,) or longer")
     return a
@@ -44,6 +47,9 @@ def _data(args, model, rng):
         x = _load(args.x, "inputs")
         one = x.ndim == (1 if x.dtype.kind in "iu" else 2)
         x = x[None] if one else x
+        if x.ndim < 2:
+            raise ValueError(f"{args.x} holds floats of shape {x.shape}: dense inputs have shape (T, D) or "
+                             "(N, T, D), and token ids are integers")
     else:
         from ._model import check_sequence_size
 

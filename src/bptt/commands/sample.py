@@ -29,14 +29,14 @@ def run(args) -> int:
     return 0
 
 
+MAX_VOCAB_BYTES = 50_000_000
+
+
 def _chars(path, O):
     """The characters of a vocab.json ({"chars": [one-character strings]}), one per model output."""
-    import json
+    from ..files import read_json
 
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON ({e})") from None
+    data = read_json(path, "the vocabulary", limit=MAX_VOCAB_BYTES)
     chars = data.get("chars") if isinstance(data, dict) else None
     if not isinstance(chars, list) or not all(isinstance(c, str) and len(c) == 1 for c in chars):
         raise ValueError(f'{path} must be {{"chars": [...]}} with one-character strings, got {str(data)[:60]}')

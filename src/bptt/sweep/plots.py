@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import MAX_NAME, file_name
 from ..plots import finish
 from .report import results
 
@@ -28,6 +29,7 @@ def plot(out, *, to=None, fmt="png") -> list[Path]:
     to = Path(out) / "plots" if to is None else Path(to)
     written = []
     kinds = [k for k in ("flow", "train", "approx") if (df["kind"] == k).any()]
+    names = {kind: figure_name(df, kind) for kind in kinds}  # every name checked before any figure is made
     for kind in kinds:
         sub = df[df["kind"] == kind]
         if kind == "flow":
@@ -37,7 +39,7 @@ def plot(out, *, to=None, fmt="png") -> list[Path]:
         else:
             from ..approx.figures import sweep_bias
             fig = sweep_bias(sub)
-        written.append(_save(fig, to / f"{figure_name(df, kind)}.{fmt}"))
+        written.append(_save(fig, to / f"{names[kind]}.{fmt}"))
     if not written:
         kinds = sorted(set(df["kind"])) or ["none"]
         raise ValueError(f"nothing to plot in {out}: figures exist for flow, train and approx points, and the "
@@ -50,11 +52,13 @@ DEFAULT_NAMES = {"flow": "flow-phase", "train": "success-vs-length", "approx": "
 
 def figure_name(df, kind) -> str:
     """The file name (no suffix) of a kind's figure: its spec's name, "-KIND" added when the specs of
-    the folder hold points of several kinds; the kind's old name when no spec is recorded."""
+    the folder hold points of several kinds; the kind's old name when no spec is recorded. A name
+    that is not one safe file name (a store written by hand: "../x", "/tmp/x") is a ValueError."""
     names = sorted({str(v) for v in df.loc[df["kind"] == kind, "spec"].dropna()}) if "spec" in df else []
     if not names:
         return DEFAULT_NAMES[kind]
-    name = "+".join(names)
+    names = [file_name(n, "the spec name recorded in the store") for n in names]
+    name = "+".join(names) if len("+".join(names)) <= MAX_NAME else f"{names[0]}+{len(names) - 1}-more"
     several = "spec" in df and df[df["spec"].isin(names)]["kind"].nunique() > 1
     return f"{name}-{kind}" if several else name
 

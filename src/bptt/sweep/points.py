@@ -290,7 +290,7 @@ def run_approx(p, seed) -> dict:
 SELFTEST_PARAMS = {
     "mode": Param(str, "ok", "ok, raise, exit (kills its worker every time), exit_once (kills its worker "
                   "once: the first run creates `marker`)", choices=("ok", "raise", "exit", "exit_once")),
-    "seconds": Param(float, 0.0, "sleep this long first", low=0),
+    "seconds": Param(float, 0.0, "sleep this long first", low=0, high=60),
     "value": Param(float, 0.0, "returned as value * 2 + seed"),
     "marker": Param(str, "", "a file path, for exit_once"),
 }

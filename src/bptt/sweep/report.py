@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import time
 
+from ..files import printable
 from .store import Store, store_path
 
 BASE_COLUMNS = ("key", "spec", "kind", "status", "seed")
@@ -85,7 +86,8 @@ def status_summary(out, *, slowest=5, failures=10) -> dict:
 
 
 def status_text(out, *, slowest=5, failures=10) -> str:
-    """The report of `bptt sweep status DIR`: counts, runs, slowest points, failures."""
+    """The report of `bptt sweep status DIR`: counts, runs, slowest points, failures; every character
+    that is not printable (a terminal escape, a newline inside a name) is shown as its escape."""
     s = status_summary(out, slowest=slowest, failures=failures)
     c = s["counts"]
     lines = [f"{s['store']}: {s['points']} points: {c['ok']} ok, {c['failed']} failed, {c['pending']} pending", ""]
@@ -111,4 +113,4 @@ def status_text(out, *, slowest=5, failures=10) -> str:
             lines.append(f"  {r['key']}  {_params(r['params'], r['seed'], s['varying'])}")
             lines.append(f"      {r['error']}")
         lines.append("  (tracebacks: the `traceback` column of results(), or the points table of the store)")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # a name or error from the store cannot forge lines

@@ -30,6 +30,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..files import folder_lock
 from .spec import Spec, load_spec
 from .store import Store, store_path
 
@@ -101,31 +102,6 @@ def _worker_probe():
     return __version__
 
 
-@contextlib.contextmanager
-def _folder_lock(out: Path):
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    path = out / ".lock"
-    store = store_path(out)
-    with open(path, "a+") as f, open(store, "ab") as g:  # the store file's identity, whatever its path
-        for handle, held in ((f, path), (g, store)):
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                real = Path(os.path.realpath(held))
-                same = f" (the same file as {real})" if real != held.absolute() else ""
-                raise ValueError(f"another `bptt sweep` is writing to {held}{same}; "
-                                 "wait for it to finish or stop it") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(g, fcntl.LOCK_UN)
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _driver_failure(e: BaseException, what: str) -> dict:
     return {"status": "failed", "metrics": None, "error": f"{what}: {e}".splitlines()[0][:500],
             "traceback": "".join(traceback.format_exception(type(e), e, e.__traceback__)),
@@ -163,7 +139,7 @@ def run_sweep(spec, out, *, scheduler=None, workers=None, retry_failed=False, pr
     out.mkdir(parents=True, exist_ok=True)
     points = spec.points()
     by_key = {KEY_PREFIX + p.key: p for p in points}
-    with _folder_lock(out), Store(store_path(out)) as store:
+    with folder_lock(out, also=store_path(out)), Store(store_path(out)) as store:
         store.add_points(spec.name, points)
         status = store.statuses(p.key for p in points)
         done = {"ok"} if retry_failed else {"ok", "failed"}

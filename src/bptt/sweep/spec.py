@@ -33,13 +33,17 @@ import itertools
 import json
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 import os
 from pathlib import Path
 
 import numpy as np
 
+from ..files import file_name, parse_toml, printable, read_text
 from .params import Param
 from .points import KINDS
+
+PUBLIC_KINDS = {k: v for k, v in KINDS.items() if v.public}
 
 MAX_POINTS = 100_000  # points of one spec; raised with the environment variable BPTT_MAX_POINTS
 MAX_POINTS_ENV = "BPTT_MAX_POINTS"
@@ -78,7 +82,11 @@ def point_key(config: dict) -> str:
 
 @dataclass(frozen=True)
 class Spec:
-    """A validated sweep spec (see the module's notes). `points()` lists its runs."""
+    """A validated sweep spec (see the module's notes). `points()` lists its runs.
+
+    Built directly or by parse_spec, it is checked the same way (ValueError naming the field):
+    seeds a count >= 1 or a list of distinct integers in 0..2**63 - 1; fixed, grid and random
+    values those of the kind's parameters; name one safe file name (it names the sweep's figures)."""
 
     name: str
     kind: str
@@ -91,10 +99,52 @@ class Spec:
     description: str = ""
     text: str = field(default="", repr=False)  # the TOML it came from
     source: str = "<spec>"                     # where it came from (for messages)
+    kinds: ClassVar[dict] = PUBLIC_KINDS       # the kinds a spec may name
+
+    def __post_init__(self):
+        source = self.source if isinstance(self.source, str) else "<spec>"
+
+        def err(msg):
+            return ValueError(f"{printable(source)}: {msg}")
+
+        if not isinstance(self.kind, str) or self.kind not in self.kinds:
+            raise err(f"kind: expected one of {', '.join(map(repr, self.kinds))}, got {self.kind!r:.60}")
+        file_name(self.name, f"{printable(source)}: name")
+        if not isinstance(self.description, str):
+            raise err(f"description: expected a string, got {self.description!r:.60}")
+        params = self.kinds[self.kind].params
+        for sec, table in (("fixed", self.fixed), ("grid", self.grid), ("random", self.random)):
+            if not isinstance(table, dict):
+                raise err(f"[{sec}] must be a table (name = value lines under a [{sec}] header), got {table!r:.60}")
+            for pname in table:
+                if pname == "seed":
+                    raise err(f"[{sec}] seed: seeds are set by the top-level key 'seeds' (a count or a list)")
+                if pname not in params:
+                    raise err(f"[{sec}] unknown parameter {pname!r:.60} for kind {self.kind!r}; allowed: "
+                              f"{', '.join(sorted(params))}")
+        seeds = _seeds(self.seeds, err)
+        fixed = {n: params[n].check(v, f"{source}: [fixed] {n}") for n, v in self.fixed.items()}
+        grid = {n: _grid(n, v, params[n], err, source) for n, v in self.grid.items()}
+        random = {n: _distribution(n, {d[0]: list(d[1])} if isinstance(d, tuple) and len(d) == 2 else d,
+                                   params[n], err, source) for n, d in self.random.items()}
+        samples, rseed = self.samples, self.random_seed
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0 or (random and samples < 1):
+            raise err(f"[random] samples: expected an integer >= 1 (the number of draws), got {samples!r:.60}")
+        if samples and not random:
+            raise err("[random] has 'samples' but no parameter to draw")
+        if isinstance(rseed, bool) or not isinstance(rseed, int) or not 0 <= rseed < 2**63:
+            raise err(f"[random] seed: expected an integer in 0..2**63 - 1, got {rseed!r:.60}")
+        n = len(seeds) * max(samples, 1)
+        for values in grid.values():
+            n *= len(values)
+        _count(n, f"{len(seeds)} seed(s) x {samples or 1} draw(s) x a grid of "
+                  f"{' x '.join(str(len(v)) for v in grid.values()) or '1'}", err)
+        for name, value in (("seeds", seeds), ("fixed", fixed), ("grid", grid), ("random", random)):
+            object.__setattr__(self, name, value)
 
     def points(self) -> list[Point]:
         """Every point, grid x random draws x seeds, duplicates (same key) dropped, in a fixed order."""
-        kind = KINDS[self.kind]
+        kind = self.kinds[self.kind]
         names = list(self.grid)
         grid = [dict(zip(names, combo)) for combo in itertools.product(*(self.grid[n] for n in names))]
         draws = _draws(self.random, self.samples, self.random_seed, kind.params) if self.random else [{}]
@@ -138,42 +188,26 @@ def _draws(random, samples, seed, params):
 
 def load_spec(path) -> Spec:
     """Read and validate a spec file; ValueError names the key, the allowed values and what came."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_SPEC_BYTES + 1)
-    except OSError as e:
-        raise ValueError(f"cannot read the sweep spec {str(path)!r}: {e.strerror or e}") from None
-    if len(raw) > MAX_SPEC_BYTES:
-        raise ValueError(f"the sweep spec {path} is longer than {MAX_SPEC_BYTES:,} bytes")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"the sweep spec {path} is not UTF-8 text (byte {e.start} is "
-                         f"{raw[e.start:e.start + 1]!r}): TOML files are UTF-8") from None
-    return parse_spec(text, default_name=path.stem, source=str(path))
+    text = read_text(path, "the sweep spec", MAX_SPEC_BYTES)
+    return parse_spec(text, default_name=Path(path).stem, source=str(path))
 
 
 def parse_spec(text: str, *, default_name="sweep", source="<spec>") -> Spec:
     """Validate a spec given as TOML text (see load_spec)."""
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib
-    from ..train.config import depth_bound
-
-    if depth_bound(text) > MAX_SPEC_DEPTH:
-        raise ValueError(f"{source} nests brackets or dotted keys {depth_bound(text)} deep: a spec nests at "
-                         f"most {MAX_SPEC_DEPTH} deep")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{source} is not valid TOML: {e}") from None
-    return from_dict(data, default_name=default_name, source=source, text=text)
+    return _parse(text, default_name, source, Spec)
 
 
-def from_dict(data: dict, *, default_name="sweep", source="<spec>", text="") -> Spec:
-    """Validate a spec given as a dict (the parsed TOML)."""
+def _parse(text, default_name, source, cls):
+    if not isinstance(text, str):
+        raise TypeError(f"a spec is TOML text (a str), got {type(text).__name__}")
+    data = parse_toml(text, source, MAX_SPEC_DEPTH)
+    return from_dict(data, default_name=default_name, source=source, text=text, cls=cls)
+
+
+def from_dict(data: dict, *, default_name="sweep", source="<spec>", text="", cls=None) -> Spec:
+    """Validate a spec given as a dict (the parsed TOML); cls: the Spec class (InternalSpec in tests)."""
+    cls = cls or Spec
+
     def err(msg):
         return ValueError(f"{source}: {msg}")
 
@@ -181,19 +215,7 @@ def from_dict(data: dict, *, default_name="sweep", source="<spec>", text="") -> 
     if unknown:
         raise err(f"unknown key {unknown[0]!r}; allowed top-level keys: {', '.join(TOP_KEYS)}")
     if "kind" not in data:
-        raise err(f"missing key 'kind': expected one of {_kinds(KINDS)}")
-    kind = data["kind"]
-    if kind not in KINDS:
-        raise err(f"kind: expected one of {_kinds(KINDS)}, got {kind!r}")
-    params = KINDS[kind].params
-    name = data.get("name", default_name)
-    if not isinstance(name, str) or not name.strip():
-        raise err(f"name: expected a non-empty string, got {name!r}")
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        raise err(f"description: expected a string, got {description!r}")
-    seeds = _seeds(data.get("seeds", 1), err)
-
+        raise err(f"missing key 'kind': expected one of {', '.join(map(repr, cls.kinds))}")
     sections = {}
     for sec in ("fixed", "grid", "random"):
         v = data.get(sec, {})
@@ -203,56 +225,34 @@ def from_dict(data: dict, *, default_name="sweep", source="<spec>", text="") -> 
     rnd = dict(sections["random"])
     samples = rnd.pop("samples", None)
     rseed = rnd.pop("seed", 0)
+    if rnd and samples is None:
+        raise err("[random] needs 'samples', the number of draws (an integer >= 1)")
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+        raise err(f"[random] samples: expected an integer >= 1, got {samples!r}")
     owner = {}
     for sec, table in (("fixed", sections["fixed"]), ("grid", sections["grid"]), ("random", rnd)):
         for pname in table:
-            if pname == "seed":
-                raise err(f"[{sec}] seed: seeds are set by the top-level key 'seeds' (a count or a list)")
-            if pname not in params:
-                raise err(f"[{sec}] unknown parameter {pname!r} for kind {kind!r}; allowed: "
-                          f"{', '.join(sorted(params))}")
             if pname in owner:
                 raise err(f"parameter {pname!r} is set in both [{owner[pname]}] and [{sec}]; give it in one place")
             owner[pname] = sec
-
-    fixed = {n: params[n].check(v, f"{source}: [fixed] {n}") for n, v in sections["fixed"].items()}
-    grid = {}
-    for n, values in sections["grid"].items():
-        if not isinstance(values, list) or not values:
-            raise err(f"[grid] {n}: expected a non-empty list of values ({params[n].allowed()}), got {values!r}")
-        checked = tuple(params[n].check(v, f"{source}: [grid] {n}[{i}]") for i, v in enumerate(values))
-        if len(set(checked)) != len(checked):
-            raise err(f"[grid] {n}: the list {values!r} repeats a value")
-        grid[n] = checked
-
-    random = {}
-    if rnd:
-        if samples is None:
-            raise err("[random] needs 'samples', the number of draws (an integer >= 1)")
-        for n, d in rnd.items():
-            random[n] = _distribution(n, d, params[n], err, source)
-    if samples is not None:
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise err(f"[random] samples: expected an integer >= 1, got {samples!r}")
-        if not rnd:
-            raise err("[random] has 'samples' but no parameter to draw")
-    if isinstance(rseed, bool) or not isinstance(rseed, int) or rseed < 0:
-        raise err(f"[random] seed: expected an integer >= 0, got {rseed!r}")
-
-    n = len(seeds) * max(samples or 1, 1)
-    for values in grid.values():
-        n *= len(values)
-    _count(n, f"{len(seeds)} seed(s) x {samples or 1} draw(s) x a grid of "
-              f"{' x '.join(str(len(v)) for v in grid.values()) or '1'}", err)
-    spec = Spec(name=name, kind=kind, seeds=seeds, fixed=fixed, grid=grid, random=random,
-                samples=samples or 0, random_seed=rseed, description=description, text=text, source=source)
+    spec = cls(name=data.get("name", default_name), kind=data["kind"], seeds=data.get("seeds", 1),
+               fixed=sections["fixed"], grid=sections["grid"], random=rnd, samples=samples or 0, random_seed=rseed,
+               description=data.get("description", ""), text=text, source=source)
     spec.points()  # every combination checked now, not in the middle of a sweep
     return spec
 
 
-def _kinds(kinds) -> str:
-    return ", ".join(f"{k!r}" + ("" if v.public else " (internal: exercises failure handling in tests)")
-                     for k, v in kinds.items())
+@dataclass(frozen=True)
+class InternalSpec(Spec):
+    """A spec that may also name the internal kinds (the test-suite's selftest). No file reaches it:
+    load_spec and parse_spec build a Spec, which knows the public kinds only."""
+
+    kinds: ClassVar[dict] = KINDS
+
+
+def internal_spec(text: str) -> InternalSpec:
+    """An InternalSpec from TOML text (for the test-suite)."""
+    return _parse(text, "sweep", "<spec>", InternalSpec)
 
 
 def max_points() -> int:
@@ -272,16 +272,27 @@ def _count(n, what, err):
 
 
 def _seeds(v, err) -> tuple:
+    want = "a count >= 1 or a non-empty list of distinct integers in 0..2**63 - 1"
     if isinstance(v, int) and not isinstance(v, bool):
         if v < 1:
-            raise err(f"seeds: expected a count >= 1 or a non-empty list of integers >= 0, got {v!r}")
+            raise err(f"seeds: expected {want}, got {v!r}")
         _count(v, f"seeds = {v}", err)
         return tuple(range(v))
-    if (isinstance(v, list) and v and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in v)):
+    if (isinstance(v, (list, tuple)) and v
+            and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in v)):
         if len(set(v)) != len(v):
-            raise err(f"seeds: the list {v!r} repeats a seed")
+            raise err(f"seeds: the list {v!r:.60} repeats a seed")
         return tuple(v)
-    raise err(f"seeds: expected a count >= 1 or a non-empty list of integers >= 0, got {v!r}")
+    raise err(f"seeds: expected {want}, got {v!r:.60}")
+
+
+def _grid(n, values, param: Param, err, source) -> tuple:
+    if not isinstance(values, (list, tuple)) or not values:
+        raise err(f"[grid] {n}: expected a non-empty list of values ({param.allowed()}), got {values!r:.60}")
+    checked = tuple(param.check(v, f"{source}: [grid] {n}[{i}]") for i, v in enumerate(values))
+    if len(set(checked)) != len(checked):
+        raise err(f"[grid] {n}: the list {list(values)!r:.60} repeats a value")
+    return checked
 
 
 def _distribution(name, d, param: Param, err, source):

@@ -17,11 +17,14 @@ look at the file while a sweep writes to it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sqlite3
 import time
 from pathlib import Path
+
+from ..files import loads_json
 
 FILENAME = "results.sqlite"
 SCHEMA_VERSION = "1"
@@ -75,9 +78,9 @@ def store_path(out) -> Path:
 
 
 class Store:
-    """A results.sqlite, opened for reading and writing (see the module's notes)."""
+    """A results.sqlite, opened for reading and writing, or for reading only (readonly=True, Store.open)."""
 
-    def __init__(self, path, *, create=True):
+    def __init__(self, path, *, create=True, readonly=False):
         path = Path(path)
         if not create and not path.exists():
             raise ValueError(f"no sweep results at {str(path)!r}: run `bptt sweep SPEC.toml --out DIR` first")
@@ -87,25 +90,40 @@ class Store:
             raise ValueError(f"{path} is not a file: a sweep's results.sqlite is an SQLite database")
         if existing:
             with open(path, "rb") as f:
-                if f.read(16) != b"SQLite format 3\x00":
-                    raise ValueError(f"{path} is not a bptt sweep store: it is not an SQLite database")
-        try:
-            self.db = sqlite3.connect(str(path), isolation_level=None, timeout=60)
+                head = f.read(16)
+        if existing and head != b"SQLite format 3\x00":
+            raise ValueError(f"{path} is not a bptt sweep store: it is not an SQLite database")
+        with self._errors("open"):
+            if readonly:
+                self.db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                                          timeout=60)
+            else:
+                self.db = sqlite3.connect(str(path), isolation_level=None, timeout=60)
             if existing:
                 self._ours(path)
-        except sqlite3.DatabaseError as e:
-            raise ValueError(f"{path} is not a readable bptt sweep store: {e}") from None
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA busy_timeout = 60000")
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA busy_timeout = 60000")
+            if not readonly:
+                self._prepare(path)
+            found = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if found is None or found[0] != SCHEMA_VERSION:
+            raise ValueError(f"{path} has schema version {found and found[0]}; this bptt reads version {SCHEMA_VERSION}")
+
+    def _prepare(self, path):
         mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise ValueError(f"{path}: cannot switch SQLite to WAL mode (got {mode!r}); is it on a network file system?")
         self.db.execute("PRAGMA synchronous = FULL")
         self.db.executescript(SCHEMA)
         self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
-        found = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-        if found != SCHEMA_VERSION:
-            raise ValueError(f"{path} has schema version {found}; this bptt reads version {SCHEMA_VERSION}")
+
+    @contextlib.contextmanager
+    def _errors(self, doing):
+        """SQLite's errors (a full disk, a damaged or unwritable file) as a one-line ValueError."""
+        try:
+            yield
+        except sqlite3.DatabaseError as e:
+            raise ValueError(f"cannot {doing} the sweep store {self.path}: {e}") from None
 
     def _ours(self, path):
         """Refuse an SQLite file that another program wrote (before any table is created in it)."""
@@ -118,8 +136,8 @@ class Store:
 
     @classmethod
     def open(cls, out) -> "Store":
-        """The store of an existing sweep folder (ValueError when it has none)."""
-        return cls(store_path(out), create=False)
+        """The store of an existing sweep folder, opened for reading only (ValueError when it has none)."""
+        return cls(store_path(out), create=False, readonly=True)
 
     def close(self):
         self.db.close()
@@ -134,7 +152,7 @@ class Store:
     def add_points(self, spec_name: str, points) -> int:
         """Insert the points not yet in the store as 'pending'; returns how many were new."""
         now = time.time()
-        with self.db:
+        with self._errors("write to"), self.db:
             self.db.execute("BEGIN IMMEDIATE")
             before = self.db.total_changes
             self.db.executemany(
@@ -157,7 +175,13 @@ class Store:
     def record(self, key: str, result: dict, run_id: int | None = None) -> None:
         """Store one point's result and commit it before returning."""
         metrics = result.get("metrics")
-        cur = self.db.execute(
+        with self._errors("write to"):
+            cur = self._record(key, result, metrics, run_id)
+        if cur.rowcount != 1:
+            raise KeyError(f"point {key} is not in {self.path}")
+
+    def _record(self, key, result, metrics, run_id):
+        return self.db.execute(
             "UPDATE points SET status = ?, metrics = ?, error = ?, traceback = ?, attempts = attempts + 1, "
             "started_at = ?, finished_at = ?, seconds = ?, worker = ?, blas_threads = ?, version = ?, run_id = ? "
             "WHERE key = ?",
@@ -165,8 +189,6 @@ class Store:
              result.get("error"), result.get("traceback"), result.get("started_at"), result.get("finished_at"),
              result.get("seconds"), result.get("worker"), result.get("blas_threads"), result.get("version"),
              run_id, key))
-        if cur.rowcount != 1:
-            raise KeyError(f"point {key} is not in {self.path}")
 
     def rows(self, status=None) -> list[dict]:
         """Every point as a dict, params and metrics decoded from JSON (optionally one status only)."""
@@ -174,34 +196,42 @@ class Store:
         if status is not None:
             q, args = q + " WHERE status = ?", (status,)
         out = []
-        for r in self.db.execute(q + " ORDER BY added_at, rowid", args):
+        with self._errors("read"):
+            found = self.db.execute(q + " ORDER BY added_at, rowid", args).fetchall()
+        for r in found:
             d = dict(r)
-            d["params"] = json.loads(d["params"])
-            d["metrics"] = json.loads(d["metrics"]) if d["metrics"] is not None else None
+            d["params"] = loads_json(d["params"], f"{self.path}: the params of point {d['key']}")
+            d["metrics"] = (loads_json(d["metrics"], f"{self.path}: the metrics of point {d['key']}")
+                            if d["metrics"] is not None else None)
             out.append(d)
         return out
 
     def counts(self) -> dict:
         """status -> number of points (every status present, 0 where none)."""
-        got = dict(self.db.execute("SELECT status, COUNT(*) FROM points GROUP BY status").fetchall())
+        with self._errors("read"):
+            got = dict(self.db.execute("SELECT status, COUNT(*) FROM points GROUP BY status").fetchall())
         return {s: got.get(s, 0) for s in STATUSES}
 
     # --- runs ---------------------------------------------------------------------------
     def begin_run(self, spec, todo: int) -> int:
         from .. import __version__
 
-        cur = self.db.execute(
-            "INSERT INTO runs (spec, spec_text, state, started_at, todo, host, version) VALUES (?, ?, 'running', ?, ?, ?, ?)",
-            (spec.name, spec.text, time.time(), todo, socket.gethostname(), __version__))
+        with self._errors("write to"):
+            cur = self.db.execute(
+                "INSERT INTO runs (spec, spec_text, state, started_at, todo, host, version) VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                (spec.name, spec.text, time.time(), todo, socket.gethostname(), __version__))
         return cur.lastrowid
 
     def run_ready(self, run_id: int, scheduler: str, threads: int) -> None:
-        self.db.execute("UPDATE runs SET ready_at = ?, scheduler = ?, threads = ? WHERE id = ?",
-                        (time.time(), scheduler, threads, run_id))
+        with self._errors("write to"):
+            self.db.execute("UPDATE runs SET ready_at = ?, scheduler = ?, threads = ? WHERE id = ?",
+                            (time.time(), scheduler, threads, run_id))
 
     def end_run(self, run_id: int, state: str, ok: int, failed: int) -> None:
-        self.db.execute("UPDATE runs SET state = ?, finished_at = ?, ok = ?, failed = ? WHERE id = ?",
-                        (state, time.time(), ok, failed, run_id))
+        with self._errors("write to"):
+            self.db.execute("UPDATE runs SET state = ?, finished_at = ?, ok = ?, failed = ? WHERE id = ?",
+                            (state, time.time(), ok, failed, run_id))
 
     def runs(self) -> list[dict]:
-        return [dict(r) for r in self.db.execute("SELECT * FROM runs ORDER BY id")]
+        with self._errors("read"):
+            return [dict(r) for r in self.db.execute("SELECT * FROM runs ORDER BY id")]

@@ -13,10 +13,10 @@ when its held-out loss is below the memoryless baseline (it uses its state).
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
+from ..files import read_text
 from .base import Task
 from ..backend import forward
 from ..heads import log_softmax
@@ -43,13 +43,13 @@ class Vocab:
 
 def conditional_entropy(ids, V) -> float:
     """H(x_{t+1} | x_t) in nats of the pairs in ids (the best loss of a memoryless predictor)."""
-    ids = np.asarray(ids)
-    pairs = np.zeros((V, V))
-    np.add.at(pairs, (ids[:-1], ids[1:]), 1)
-    n = pairs.sum()
-    row = pairs.sum(axis=1, keepdims=True)
-    nz = pairs > 0
-    return float(-(pairs[nz] * np.log(pairs[nz] / np.broadcast_to(row, pairs.shape)[nz])).sum() / n)
+    ids = np.asarray(ids, dtype=np.int64)
+    pairs, counts = np.unique(ids[:-1] * V + ids[1:], return_counts=True)  # the pairs that occur, never V x V
+    row = np.bincount(pairs // V, weights=counts, minlength=V)
+    return float(-(counts * np.log(counts / row[pairs // V])).sum() / counts.sum())
+
+
+MAX_TEXT_BYTES = 100_000_000
 
 
 class CharLM(Task):
@@ -77,24 +77,8 @@ class CharLM(Task):
 
     @classmethod
     def from_file(cls, path, **kw):
-        p = Path(path)
-        if not p.exists():
-            raise ValueError(f"text file {path} does not exist")
-        if p.is_dir():
-            raise ValueError(f"text file {path} is a folder: give a UTF-8 text file")
-        limit = 100_000_000  # characters
-        try:
-            with open(p, "rb") as f:
-                raw = f.read(limit + 1)
-        except OSError as e:
-            raise ValueError(f"cannot read the text file {path}: {e.strerror or e}") from None
-        if len(raw) > limit:
-            raise ValueError(f"text file {path} is longer than {limit:,} bytes: give a shorter text")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ValueError(f"text file {path} is not UTF-8 text (byte {e.start} is {raw[e.start:e.start + 1]!r})") from None
-        return cls(text, source=str(p), **kw)
+        text = read_text(path, "the text file", MAX_TEXT_BYTES)
+        return cls(text, source=str(path), **kw)
 
     @property
     def baseline(self):

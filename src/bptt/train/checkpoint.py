@@ -16,29 +16,16 @@ checkpoint or the new one, never half of one.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from .. import cells
+from ..files import as_path, loads_json, write_atomic
 from ..model import HEAD_PARAMS, model_class
 from .optim import flatten_state, unflatten_state
 
 FORMAT = "bptt.checkpoint/1"
-
-
-def _atomic(path: Path, write):
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def save(path, model, opt_state, meta: dict, extra: dict | None = None) -> Path:
@@ -50,8 +37,8 @@ def save(path, model, opt_state, meta: dict, extra: dict | None = None) -> Path:
     arrays = {f"model/{k}": v for k, v in model.params.items()}
     arrays.update({f"opt/{k}": v for k, v in flatten_state(opt_state).items()})
     arrays.update({f"extra/{k}": v for k, v in (extra or {}).items() if v is not None})
-    _atomic(path, lambda f: np.savez(f, meta=np.array(text), **arrays))
-    _atomic(path.with_suffix(".json"), lambda f: f.write(text.encode()))
+    write_atomic(path, lambda f: np.savez(f, meta=np.array(text), **arrays))
+    write_atomic(path.with_suffix(".json"), text)
     return path
 
 
@@ -60,17 +47,14 @@ def load(path):
     anything is read (bptt.validate.read_npz); a file that is not such a checkpoint is a ValueError."""
     from ..validate import read_npz, show
 
-    path = Path(path)
+    path = as_path(path, "a checkpoint")
     if not path.is_file():
         raise ValueError(f"no checkpoint at {path}")
     arrays = read_npz(path, "checkpoint")
     meta_arr = arrays.pop("meta", None)
     if meta_arr is None or meta_arr.shape != () or meta_arr.dtype.kind != "U":
         raise ValueError(f"{path} is not a bptt checkpoint: it lacks 'meta', a JSON string")
-    try:
-        meta = json.loads(str(meta_arr))
-    except ValueError as e:
-        raise ValueError(f"{path}: 'meta' is not valid JSON ({e})") from None
+    meta = loads_json(str(meta_arr), f"{path}: 'meta'")
     if not isinstance(meta, dict):
         raise ValueError(f"{path}: 'meta' must be a JSON object, got {show(meta)}")
     if meta.get("format") != FORMAT:
@@ -148,8 +132,17 @@ def verify(path, loaded, fresh_model, fresh_opt_state, steps: int, stream: bool)
     if type(model) is not type(fresh_model):
         raise ValueError(f"{path} holds a {type(model).__name__} model, but the run's cell makes a "
                          f"{type(fresh_model).__name__}")
+    ours, theirs = model.settings, fresh_model.settings
+    for k in sorted(set(ours) | set(theirs)):
+        if ours.get(k) != theirs.get(k):
+            raise ValueError(f"{path} holds a model with {k} = {show(ours.get(k))}, but the run's config makes "
+                             f"{k} = {show(theirs.get(k))}")
     _same(path, "model", model.params, fresh_model.params)
     _same(path, "optimiser state", flatten_state(opt_state), flatten_state(fresh_opt_state))
+    for what, arrays in (("model", model.params), ("optimiser state", flatten_state(opt_state)), ("extra", extra)):
+        bad = sorted(k for k, a in arrays.items() if not np.all(np.isfinite(a)))
+        if bad:
+            raise ValueError(f"{path}: the {what} array {bad[0]} holds NaN or inf; a checkpoint holds finite numbers")
     if stream:
         sc = meta["stream"]
         if not isinstance(sc, dict) or not all(isinstance(sc.get(k), int) and not isinstance(sc.get(k), bool)

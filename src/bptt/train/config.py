@@ -23,11 +23,11 @@ Gaussian or orthogonal init and std) do not carry over to other cells.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass, field, fields
 
 from .. import cells
 from ..activations import ACTIVATIONS
+from ..files import parse_toml, read_text
 from ..inits import INITS
 from ..validate import show, too_big
 from .optim import OPTIMIZERS
@@ -113,8 +113,9 @@ class TrainConfig:
         for name in ("clip_norm", "clip_value", "clip_per_param", "std", "radius"):
             if getattr(self, name) is not None:
                 _pos(name, getattr(self, name))
-        if not isinstance(self.omega, (int, float)) or isinstance(self.omega, bool) or self.omega < 0:
-            raise ValueError(f"omega (the strength alpha of Pascanu's regulariser) must be a number >= 0, got {self.omega!r}")
+        if (not isinstance(self.omega, (int, float)) or isinstance(self.omega, bool) or not self.omega >= 0
+                or self.omega == float("inf")):
+            raise ValueError(f"omega (the strength alpha of Pascanu's regulariser) must be a finite number >= 0, got {self.omega!r}")
         if self.init == "normal" and self.std is None:
             raise ValueError("init 'normal' needs std")
         if not isinstance(self.stop_on_success, bool):
@@ -226,48 +227,6 @@ MAX_TOML_BYTES = 1_000_000
 MAX_TOML_DEPTH = 4
 
 
-def parse_toml_bytes(raw: bytes, path) -> dict:
-    """TOML bytes as a dict: UTF-8 text of at most MAX_TOML_BYTES, tables nested at most MAX_TOML_DEPTH
-    deep; anything else is a ValueError naming the file."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
-    if len(raw) > MAX_TOML_BYTES:
-        raise ValueError(f"{path} is {len(raw):,} bytes: a TOML settings file holds at most {MAX_TOML_BYTES:,}")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path} is not UTF-8 text (byte {e.start} is {raw[e.start:e.start + 1]!r}): "
-                         "TOML files are UTF-8") from None
-    if "\x00" in text:
-        raise ValueError(f"{path} is not a text file: it holds NUL characters")
-    depth = depth_bound(text)
-    if depth > MAX_TOML_DEPTH * 4 + 8:
-        raise ValueError(f"{path} nests brackets or dotted keys {depth} deep: settings nest at most {MAX_TOML_DEPTH} deep")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{path} is not valid TOML: {e}") from None
-    if _depth(data) > MAX_TOML_DEPTH:
-        raise ValueError(f"{path} nests tables {_depth(data)} deep: settings nest at most {MAX_TOML_DEPTH} deep")
-    return data
-
-
-def depth_bound(text: str) -> int:
-    """An upper bound on how deep the TOML in text nests (brackets and dots, strings not excluded):
-    checked before parsing, so that no file can send the parser into deep recursion."""
-    deepest = depth = 0
-    for ch in text:
-        if ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth = max(depth - 1, 0)
-    dots = max((line.split("=")[0].count(".") for line in text.splitlines()), default=0)
-    return max(deepest, dots)
-
-
 def _depth(v) -> int:
     if isinstance(v, dict):
         return 1 + max((_depth(x) for x in v.values()), default=0)
@@ -278,12 +237,10 @@ def _depth(v) -> int:
 
 def read_toml(path) -> dict:
     """The settings in a TOML file: its [train] table if it has one, else its top level."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_TOML_BYTES + 1)
-    except OSError as e:
-        raise ValueError(f"cannot read the config file {path}: {e.strerror or e}") from None
-    data = parse_toml_bytes(raw, path)
+    text = read_text(path, "the config file", MAX_TOML_BYTES)
+    data = parse_toml(text, str(path), MAX_TOML_DEPTH * 4 + 8)
+    if _depth(data) > MAX_TOML_DEPTH:
+        raise ValueError(f"{path} nests tables {_depth(data)} deep: settings nest at most {MAX_TOML_DEPTH} deep")
     if "train" in data:
         others = sorted(set(data) - {"train"})
         if others:

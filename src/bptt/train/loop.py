@@ -29,6 +29,9 @@ Files in the run's folder:
     model.npz, vocab.json         the final model (bptt.model.Model.load reads any kind) and, for
                                   character tasks, its vocabulary
     summary.json      cell, final test metrics, baseline, criterion, success, wall time
+One process writes into a folder at a time (bptt.files.folder_lock, shared with `bptt sweep`); every
+file the loop rewrites goes through bptt.files.write_atomic, so a run killed at any instant can be
+resumed, and the temporaries of a killed run are removed when the next one starts.
 """
 from __future__ import annotations
 
@@ -42,8 +45,10 @@ import numpy as np
 from .. import tasks as tasks_mod
 from .. import cells, fast
 from ..backend import backward, forward
+from ..files import clean_stale, folder_lock, loads_json, read_text, write_atomic
 from ..flow import flow
 from ..model import random_model, spectral_radius
+from ..validate import too_big
 from . import checkpoint, clip as clipping, optim
 from .config import TrainConfig
 from .omega import omega as omega_fn
@@ -51,6 +56,7 @@ from .tbptt import Stream
 
 
 STATE_ARRAYS = ("h", "c")  # a stream's carried state in the checkpoint: extra/h, and extra/c for an LSTM
+MAX_METRICS_LINE = 4096  # bytes a line of metrics.jsonl may take, on average, when it is read back
 BEFORE_CELLS = {"cell": "rnn", "forget_bias": None, "reset_after": None}  # what older checkpoints' configs lack
 
 
@@ -111,10 +117,23 @@ def train(cfg: TrainConfig, out, *, resume=False, progress=True, log=print):
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder: give a folder for the run's files")
     out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out):
+        for folder in (out, out / "snapshots"):
+            if folder.is_dir():
+                clean_stale(folder)
+        return _train(cfg, out, resume, progress, log)
+
+
+def _train(cfg, out, resume, progress, log):
     ckpt_path = out / "checkpoint.npz"
     task = build_task(cfg)
-    opt = optim.get(cfg.optimizer, cfg.lr)
     k2 = cfg.backprop or cfg.chunk
+    steps = k2 if task.kind == "stream" else getattr(task, "T", k2)
+    too_big(f"batch = {cfg.batch} sequences of {steps} steps of {task.O} outputs", cfg.batch * steps * task.O)
+    probe_x, probe_y = task.probe()
+    P = np.shape(probe_x)[0]
+    too_big(f"the evaluations' (T, T) tables of the gradient's flow over T = {P} steps", 4 * P * P)
+    opt = optim.get(cfg.optimizer, cfg.lr)
     stream = Stream(task.stream(cfg.batch), cfg.chunk, k2) if task.kind == "stream" else None
     rng = np.random.default_rng([cfg.seed, 1])
     metrics_path = out / "metrics.jsonl"
@@ -130,22 +149,22 @@ def train(cfg: TrainConfig, out, *, resume=False, progress=True, log=print):
                              "resume with the same settings")
         try:
             rng.bit_generator.state = meta["rng"]
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, OverflowError):
             raise ValueError(f"{ckpt_path}: rng is not the state of a {type(rng.bit_generator).__name__} "
                              "generator") from None
         if stream is not None:
-            stream.restore(meta["stream"], tuple(extra[k] for k in STATE_ARRAYS if k in extra) or None)
+            stream.restore(meta["stream"], tuple(extra[k] for k in STATE_ARRAYS if k in extra) or None,
+                           where=str(ckpt_path))
         st = _Loop(meta["step"], meta["smooth"], meta["last_norm"], meta["last_norm_step"])
-        _truncate_metrics(metrics_path, st.step, log)
+        _truncate_metrics(metrics_path, st.step, log, limit=(cfg.steps + 1) * MAX_METRICS_LINE)
     else:
         model = initial_model(cfg, task)
         opt_state = opt.init(model.params)
         st = _Loop(0, None, None, None)
-        metrics_path.write_text("")
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+        write_atomic(metrics_path, b"")
+    write_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=1))
     if progress:
         log(task.describe())
-    probe_x, probe_y = task.probe()
     snap_dir = out / "snapshots"
     t0 = time.perf_counter()
     bar = _bar(cfg, st.step, progress)
@@ -179,12 +198,12 @@ def train(cfg: TrainConfig, out, *, resume=False, progress=True, log=print):
     final = task.evaluate(model)
     model.save(out / "model.npz")
     if hasattr(task, "vocab"):
-        (out / "vocab.json").write_text(json.dumps({"chars": task.vocab.chars}))
+        write_atomic(out / "vocab.json", json.dumps({"chars": task.vocab.chars}))
     summary = {"task": task.name, "cell": cfg.cell, "steps": st.step,
                "solved_at": st.step if final["success"] else None, "wall_s": wall, "baseline": float(task.baseline),
                "baseline_text": task.baseline_text, "criterion": task.criterion,
                **{f"test_{k}": v for k, v in final.items()}}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_atomic(out / "summary.json", json.dumps(summary, indent=1))
     if progress:
         log(f"test loss {final['loss']:.5g} (memoryless baseline {task.baseline:.5g}); "
             f"success: {final['success']} ({task.criterion})")
@@ -286,7 +305,8 @@ def _analysis(cfg, task, model, px, py):
 
 def _snapshot(snap_dir, step, model, px, py):
     snap_dir.mkdir(exist_ok=True)
-    np.save(snap_dir / f"dE_ds_step{step}.npy", flow(model.astype(np.float64), px, py).dE_ds)
+    table = flow(model.astype(np.float64), px, py).dE_ds
+    write_atomic(snap_dir / f"dE_ds_step{step}.npy", lambda f: np.save(f, table))
 
 
 def _save(path, cfg, model, opt_state, rng, stream, st):
@@ -300,8 +320,10 @@ def _save(path, cfg, model, opt_state, rng, stream, st):
     checkpoint.save(path, model, opt_state, meta, extra)
 
 
-def _truncate_metrics(path, step, log=print):
-    """Keep the metric lines of steps <= step (the checkpoint's); later ones are recomputed.
+def _truncate_metrics(path, step, log=print, limit=None):
+    """Keep the metric lines of steps <= step (the checkpoint's); later ones are recomputed. The file
+    is read up to limit bytes (a regular file only) and rewritten atomically: a kill at any instant
+    leaves the old history or the new one.
 
     A last line cut short (a run killed while writing it) is dropped and said through log; a
     missing file, another line that is not a JSON record with its step, or a history that does not
@@ -311,13 +333,13 @@ def _truncate_metrics(path, step, log=print):
             return
         raise ValueError(f"{path} is missing: the checkpoint is at step {step}, and resuming without the "
                          "history of steps 1..{0} would lose it; restore the file or start a new run".format(step))
-    lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
+    lines = read_text(path, "the metrics history", limit or MAX_METRICS_LINE * (step + 1)).split("\n")
     records = []
     for i, ln in enumerate(lines):
         if not ln.strip():
             continue
         try:
-            rec = json.loads(ln)
+            rec = loads_json(ln, f"{path}: line {i + 1}", depth=2)
             ok = isinstance(rec, dict) and isinstance(rec.get("step"), int) and not isinstance(rec["step"], bool)
         except ValueError:
             rec, ok = None, False
@@ -333,4 +355,4 @@ def _truncate_metrics(path, step, log=print):
     if last != step:
         raise ValueError(f"{path} ends at step {last} but the checkpoint is at step {step}: the history "
                          "between them is lost; restore the file or start a new run")
-    path.write_text("".join(ln + "\n" for ln in keep))
+    write_atomic(path, "".join(ln + "\n" for ln in keep))

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import backend, core, heads, validate
+from ..validate import integer, too_big
 
 
 def _check_k(k1, k2):
@@ -47,15 +48,20 @@ def _check_k(k1, k2):
 
 def blocks(T, k1):
     """The updates of TBPTT over T steps: list of (first output, last output tau) of each block."""
+    T = integer("T", T, 0)
+    k1, _ = _check_k(k1, k1)
+    too_big(f"TBPTT over T = {T} steps in blocks of k1 = {k1}", T // k1 + 1)
     return [(s, min(s + k1, T) - 1) for s in range(0, T, k1)]
 
 
 def kept_terms(T, *, truncate=None, k1=None, k2=None) -> np.ndarray:
     """(T, T) bool: True where term (t, k) is kept. truncate=K: the per-output window; k1, k2: TBPTT."""
+    T = integer("T", T, 0)
+    too_big(f"the (T, T) table of kept terms, T = {T}", 2 * T * T)
     t, k = np.indices((T, T))
     keep = k <= t
     if truncate is not None:
-        keep &= k >= t - int(truncate)
+        keep &= k >= t - min(integer("truncate", truncate, 0), T)  # a window beyond T keeps every term
     if k1 is not None:
         k1, k2 = _check_k(k1, k2 if k2 is not None else k1)
         tau = np.minimum((t // k1 + 1) * k1, T) - 1
@@ -142,9 +148,26 @@ class Stream:
         """(scalars, the carried state: a tuple of (N, H) arrays, or None before the first window)."""
         return {"p": self.p, "ws": self.ws, "epoch": self.epoch}, self.h
 
-    def restore(self, scalars, h):
-        """Back to a state() taken earlier; h a tuple of arrays (an array alone: a one-array state) or None."""
-        self.p, self.ws, self.epoch = int(scalars["p"]), int(scalars["ws"]), int(scalars["epoch"])
+    def restore(self, scalars, h, where="the stream's state"):
+        """Back to a state() taken earlier; h a tuple of arrays (an array alone: a one-array state) or None.
+        A state this stream cannot have reached (a position past the end of the data, a window start
+        that does not go with it, no carried state after the first block, a state of another batch
+        size) is a ValueError naming where it came from."""
+        p, ws, epoch = (scalars.get(k) if isinstance(scalars, dict) else None for k in ("p", "ws", "epoch"))
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (p, ws, epoch)):
+            raise ValueError(f"{where}: the stream's p, ws and epoch must be integers >= 0, got {scalars!r:.80}")
+        N, L = self.data.shape
+        if p % self.k1 or p >= L - 1 or ws != max(0, p + self.k1 - self.k2):
+            raise ValueError(f"{where}: stream position p = {p}, ws = {ws} is not one this stream reaches: p is a "
+                             f"multiple of k1 = {self.k1} below L - 1 = {L - 1}, ws = max(0, p + k1 - k2) "
+                             f"= {max(0, p + self.k1 - self.k2)}")
         if h is not None and not isinstance(h, tuple):
             h = (h,)
+        if h is None and p > 0:
+            raise ValueError(f"{where}: the stream is at p = {p} but its carried state is missing; resuming "
+                             "from zeros would silently change the run")
+        if h is not None and any(np.shape(a)[:1] != (N,) for a in h):
+            raise ValueError(f"{where}: the carried state must hold {N} rows (the batch), got shape(s) "
+                             f"{', '.join(str(np.shape(a)) for a in h)}")
+        self.p, self.ws, self.epoch = p, ws, epoch
         self.h = None if h is None else tuple(np.array(a) for a in h)
