@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import activations, analysis, backend, core, heads, validate
-from .fast.engine import one_blas_thread
+from .fast import one_blas_thread
 
 TERM_PARAMS = ("W", "U", "b")
 GATED_TERM_PARAMS = ("W", "U", "b", "bh")
