@@ -2,11 +2,13 @@
 
     "reference"   bptt.core: plain NumPy, one step at a time, the definition every path is tested against
     "fast"        bptt.fast: the same results to rounding, with compiled loops (Numba), buffers
-                  written in place, BLAS thread control and a helper thread; Elman, LSTM and GRU
+                  written in place, BLAS thread control and a helper thread, for the cells that
+                  have kernels there (fast.supports: Elman, LSTM and GRU)
 
 backend=None picks the environment variable BPTT_BACKEND when it is set ("reference" or "fast"),
-else the fast backend wherever it supports the model and the reference elsewhere. Naming "fast"
-for a model it does not support is an error, not a quiet fallback.
+else the fast backend wherever it supports the model and the reference elsewhere (a cell a user
+registers has no kernels: it runs on the reference). Naming "fast" for a model it does not support
+is an error, not a quiet fallback.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ def engine(model, backend=None):
     if fast.supports(model):
         return fast
     if name == "fast":
-        raise ValueError(f"the fast backend computes the Elman cell only, not {model.cell.name!r}: "
+        raise ValueError(f"the fast backend has no kernels for the {model.cell.name!r} cell: "
                          "use backend='reference'")
     return core
 

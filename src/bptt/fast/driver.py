@@ -30,6 +30,7 @@ from ..core import Grads, finite, initial_state, nonfinite_message, reports_over
 from . import runtime
 
 CELLS = {}  # cell name -> its adapter, filled by the cells' modules (register)
+_found = []  # whether every module of this package has been imported
 
 
 def register(name, adapter):
@@ -39,9 +40,10 @@ def register(name, adapter):
 
 def _registered() -> dict:
     """CELLS, once every module of this package has been imported (each cell's registers it)."""
-    if not CELLS:
+    if not _found:
         for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
             importlib.import_module(f"{__package__}.{module.name}")
+        _found.append(True)
     return CELLS
 
 
