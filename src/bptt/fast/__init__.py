@@ -3,14 +3,17 @@ same results to rounding, computed faster, for the cells that have kernels here 
 GRU). bptt.gradients and friends use it wherever it supports the model (backend.py says how to
 choose); a cell without kernels here (a user's own, say) runs on the reference engine.
 
-The modules: driver.py, the entry points for every cell; runtime.py, what every cell shares
-(BLAS and thread control, the two-thread pipeline, output errors, inputs' part and weight
-products); numerics.py, the Numba math and the kernels every cell shares; one module per cell
-with its step kernels and its adapter to the driver (elman.py with window.py, lstm.py, gru.py).
+The modules: driver.py, the entry points for every cell; the runtime every cell shares,
+runtime.py (compiled kernels or not, BLAS and thread control, the two-thread pipeline, working
+arrays) and shared.py (inputs' part, output errors, weight products); numerics.py, the Numba math
+and the kernels every cell shares; one module per cell with its step kernels and its adapter to
+the driver (elman.py with window.py, lstm.py, gru.py).
+
+A call's numbers depend on its inputs, sizes, dtype and set_compiled only: the same call gives the
+same bits first in a process or hundredth, the kernels cached or not.
 """
 from .driver import backward, forward, gradients, loss, supports, wait_for_kernels
 from .runtime import one_blas_thread, set_compiled
-
 
 __all__ = ["backward", "forward", "gradients", "loss", "one_blas_thread", "set_compiled", "supports",
            "wait_for_kernels"]

@@ -9,7 +9,7 @@ cell's name (register) that gives its arrays, its steps and its recurrent weight
 
     forward(model, xin, state0, mem, threaded) -> an object with .trace (core.Trace), .A (T, N, G)
         the inputs' part, which the steps turn into what they keep, .UT (D, G) and .bias (G,) or
-        None for runtime.project, and .steps(t0, t1), the forward steps t0 <= t < t1
+        None for shared.project, and .steps(t0, t1), the forward steps t0 <= t < t1
     backward(trace, dS, mem, threaded, forward) -> an object with .dA, .dR (T, N, G) the errors of
         the input parts and of the recurrent products, .steps(t0, t1), the backward steps t1-1
         down to t0, and .state0(), dE/d(initial state) once the steps reached t = 0
@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import heads, validate
 from ..core import Grads, finite, initial_state, nonfinite_message, reports_overflow, truncation
-from . import runtime
+from . import runtime, shared
 
 CELLS = {}  # cell name -> its adapter, filled by the cells' modules (register)
 _found = []  # whether every module of this package has been imported
@@ -99,12 +99,12 @@ def _forward_blocks(cell, model, xin, state0, plan, mem, then=None):
     blocks = plan.blocks
     done = []
     with plan.section(), np.errstate(over="ignore", invalid="ignore"):  # finite() names an overflow
-        runtime.project(xin, F.UT, F.bias, F.A, *blocks[0])
-        ins = [plan.helper.submit(runtime.project, xin, F.UT, F.bias, F.A, t0, t1) for t0, t1 in blocks[1:]]
+        shared.project(xin, F.UT, F.bias, F.A, *blocks[0])
+        ins = [plan.helper.submit(shared.project, xin, F.UT, F.bias, F.A, t0, t1) for t0, t1 in blocks[1:]]
         try:
             for i, (t0, t1) in enumerate(blocks):
                 if i > 0:
-                    runtime.claim(ins, i - 1, runtime.project, xin, F.UT, F.bias, F.A, t0, t1)
+                    runtime.claim(ins, i - 1, shared.project, xin, F.UT, F.bias, F.A, t0, t1)
                 with runtime.blas_for(work):
                     F.steps(t0, t1)
                 done.append(plan.helper.submit(after, t0, t1))
@@ -118,7 +118,7 @@ def _forward_blocks(cell, model, xin, state0, plan, mem, then=None):
 
 def _weight_terms(cell, trace, dQ, dA, dR, t0, t1, threaded=False) -> dict:
     """The steps t0 <= t < t1's share of every weight gradient, by name (model.params)."""
-    g = runtime.weight_terms(trace, dQ, dA, t0, t1, threaded)
+    g = shared.weight_terms(trace, dQ, dA, t0, t1, threaded)
     g.update(cell.weight_terms(trace, dA, dR, t0, t1, threaded))
     return {k: g[k] for k in trace.model.params}
 
@@ -152,7 +152,7 @@ def _backward_full(cell, trace, plan, errors, losses, block, mem, forward=None):
 def _backward_truncated(cell, trace, tg, K, reduction):
     """The notebook's truncated BPTT, K < T: each output's error flows back K steps only."""
     model, xin = trace.model, trace.inputs
-    loss, dQ = runtime.output_error(trace, tg, reduction)
+    loss, dQ = shared.output_error(trace, tg, reduction)
     dS = runtime.matmul(dQ.reshape(-1, model.O), model.V).reshape(xin.T, xin.N, model.H)
     dA, dR, d = cell.truncated(trace, dS, K)
     grads = Grads(_weight_terms(cell, trace, dQ, dA, dR, 0, xin.T), tuple(s if xin.batched else s[0] for s in d))
@@ -170,7 +170,7 @@ def backward(trace, y, *, truncate=None, reduction="sum"):
     if K is not None and K < xin.T:
         return _backward_truncated(cell, trace, tg, K, reduction)
     mem = runtime.Memory.reused(model, xin)  # the errors and the loop's arrays: none is returned
-    errors = runtime.Errors(model, xin, tg, scale, plan.threaded, mem)
+    errors = shared.Errors(model, xin, tg, scale, plan.threaded, mem)
     with plan.section():
         losses = [None] * len(plan.blocks)
         for i in reversed(range(len(plan.blocks))):  # from the end: the loop starts there
@@ -194,7 +194,7 @@ def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum"):
     mem = runtime.Memory.reused(model, xin)  # the trace and the errors: gradients() returns none of them
     if K is not None and K < xin.T:
         return _backward_truncated(cell, _forward_blocks(cell, model, xin, state0, plan, mem)[0], tg, K, reduction)
-    errors = runtime.Errors(model, xin, tg, scale, plan.threaded, mem)
+    errors = shared.Errors(model, xin, tg, scale, plan.threaded, mem)
     with plan.section():  # the errors of each block are computed while the forward loop goes on
         trace, losses, block, F = _forward_blocks(cell, model, xin, state0, plan, mem, then=errors.block)
         return _backward_full(cell, trace, plan, errors, losses, block, mem, F)
@@ -210,7 +210,7 @@ def loss(model, x, y, *, h0=None, reduction="sum") -> float:
     heads.check_reduction(reduction)
     cell, plan = _setup(model, xin)
     trace = _forward_blocks(cell, model, xin, state0, plan, runtime.Memory.reused(model, xin))[0]  # not returned
-    value = runtime.output_error(trace, tg, reduction)[0]
+    value = shared.output_error(trace, tg, reduction)[0]
     if not np.isfinite(value):
         raise FloatingPointError(nonfinite_message(trace))
     return value
