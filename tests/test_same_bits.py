@@ -55,12 +55,12 @@ print(json.dumps({"first": first, "second": second}))
 """
 
 
-def _run(code, env=None, user=None):
-    """(stdout, stderr) of python -c code in a fresh process with env's changes (None: unset)."""
+def _run(code, env=None, user=None, args=()):
+    """(stdout, stderr) of python -c code args in a fresh process with env's changes (None: unset)."""
     full = {k: v for k, v in os.environ.items() if k not in (env or {})}
     full.update({k: v for k, v in (env or {}).items() if v is not None})
     full.setdefault("PYTHONPATH", str(SRC))
-    command = [sys.executable, "-c", code]
+    command = [sys.executable, "-c", code, *map(str, args)]
     if user is not None:  # as another user: setpriv drops root's rights
         command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"] + command
     done = subprocess.run(command, capture_output=True, text=True, env=full, timeout=900)
@@ -97,7 +97,7 @@ np.savez(sys.argv[-1], **{f"{k} {p}": v for k, (loss, g) in got.items()
 
 
 def _gated_results(path, env=None, user=None):
-    _, err = _run(GATED.replace("sys.argv[-1]", repr(str(path))), env, user)
+    _, err = _run(GATED, env, user, [path])
     with np.load(path) as f:
         return dict(f), err
 
@@ -136,3 +136,33 @@ def test_without_a_writable_cache_every_call_runs_says_so_once_and_gives_the_sam
     assert got.keys() == want.keys()
     for k, a in want.items():
         np.testing.assert_array_equal(got[k], a, err_msg=k)  # the same machine code, not cached
+
+
+def test_without_the_jit_the_numerics_run_as_python_with_the_compiled_arithmetic(tmp_path):
+    # the bit casts of exp have Python forms: interpreted, sigma and tanh give the compiled values
+    # (to the rounding of the fused multiply-adds the compiler may form)
+    need("numba")
+    from bptt.fast import numerics
+    code = """
+import sys
+import numpy as np
+from bptt.fast import numerics
+z = np.load(sys.argv[1])
+out = {}
+for dtype in ("float32", "float64"):
+    for name in ("sigmoid", "tanh"):
+        got = np.empty_like(z.astype(dtype))
+        getattr(numerics, name + "_values")(z.astype(dtype), got)
+        out[dtype + " " + name] = got
+np.savez(sys.argv[2], **out)
+"""
+    z = np.concatenate([np.linspace(-30, 30, 601), [0.0, -0.0, 1e-30, 800.0, -800.0, np.inf, -np.inf, np.nan]])
+    path = tmp_path / "z.npy"
+    np.save(path, z)
+    _run(code, {"NUMBA_DISABLE_JIT": "1"}, args=[path, tmp_path / "off.npz"])
+    with np.load(tmp_path / "off.npz") as off:
+        for key, got in off.items():
+            dtype, name = key.split()
+            want = np.empty_like(z.astype(dtype))
+            getattr(numerics, name + "_values")(z.astype(dtype), want)
+            np.testing.assert_array_max_ulp(got, want, maxulp=2, dtype=np.dtype(dtype))

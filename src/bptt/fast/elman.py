@@ -1,5 +1,5 @@
 """The Elman cell in the fast backend: its compiled step kernels (Numba) and its adapter to the
-driver (driver.py's notes), registered as "elman".
+driver (driver.py's notes), registered as "elman" and "rnn" (its name in the cell registry).
 
     forward step    z_t = (U x_t + b) + W s_{t-1},  s_t = f(z_t)
     backward step   dE/ds_t += W^T delta_{t+1},  delta_t = dE/ds_t * f'(z_t)
@@ -217,7 +217,7 @@ class Backward:
     (T, N, H) delta_t (dA and dR, for the driver), dh (N, H) dE/ds_{t-1} from the steps after."""
 
     def __init__(self, trace, dS, mem, threaded, forward=None):
-        model, N, H = trace.model, trace.inputs.N, trace.model.H
+        N, H = trace.inputs.N, trace.model.H
         self.trace, self.dS = trace, dS
         self.dA = self.dR = mem.empty("dA", dS.shape)
         self.dh = mem.zeros("dh", (N, H))
@@ -264,4 +264,5 @@ class Elman:
                                     threaded=threaded)}  # sum_t delta_t s_{t-1}^T
 
 
-driver.register("elman", Elman)
+for name in ("elman", "rnn"):  # the Elman cell's name, before the cell registry and in it
+    driver.register(name, Elman)

@@ -27,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import activations
-from ..core import Trace, backprop_window
-from . import driver, runtime
+from ..core import Trace
+from . import driver, runtime, shared
 from .numerics import dot, kernel, sig, th
 
 
@@ -346,15 +346,10 @@ class Backward:
         return (self.dh + self.keep,)  # the step leaves its two parts apart
 
 
-class GRU:
+class GRU(shared.Gated):
     """The GRU's adapter to the driver, both forms."""
 
     forward, backward = Forward, Backward
-    pipelines = staticmethod(runtime.gated_pipelines)
-
-    @staticmethod
-    def truncated(trace, dS, K):
-        return backprop_window(trace, dS, K)
 
     @staticmethod
     def weight_terms(trace, dA, dR, t0, t1, threaded=False):

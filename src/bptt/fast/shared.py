@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import heads, validate
+from ..core import backprop_window
 from . import runtime
 
 
@@ -131,3 +132,14 @@ def weight_terms(trace, dQ, dA, t0, t1, threaded=False) -> dict:
     if model.c is not None:
         g["c"] = Q2.sum(axis=0)
     return g
+
+
+class Gated:
+    """What the adapters of the cells whose step is one product for all the gates share."""
+
+    pipelines = staticmethod(runtime.gated_pipelines)
+
+    @staticmethod
+    def truncated(trace, dS, K):
+        """The notebook's window: the reference's (core.backprop_window) on the trace."""
+        return backprop_window(trace, dS, K)
