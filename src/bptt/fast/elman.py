@@ -12,8 +12,8 @@ overhead on each call (three a step); a compiled loop over the steps removes it.
 do the step's product as axpys over the output index (contiguous, vectorised, no sum reordered);
 the _blas kernels hand it to BLAS (np.dot, through SciPy's BLAS) and do the rest of the step in
 one fused pass. step_kernel picks by size; NumPy's loop runs where neither pays, or without
-compiled kernels. Activation codes (ACT_CODES): 0 tanh (numerics.th: float32 in float32
-arithmetic), 1 relu, 2 sigmoid, 3 identity.
+compiled kernels. Activation codes (ACT_CODES): 0 tanh, 1 relu, 2 sigmoid, 3 identity, and 4 tanh
+in float32 arithmetic (numerics.tanh32, for float32 arrays: eight values to a vector instruction).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import numpy as np
 from .. import activations
 from ..core import Trace
 from . import driver, runtime
-from .numerics import inline, kernel, th
+from .numerics import inline, kernel, tanh, tanh32
 from .window import window
 
 ACT_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}
@@ -45,7 +45,7 @@ def f(z, act):
 @inline
 def df(s, act):
     """f'(z) from s = f(z), as activations.py's df_from_output."""
-    if act == 0:
+    if act == 0 or act == 4:
         return 1 - s * s
     if act == 1:
         return 1.0 if s > 0 else 0.0
@@ -72,7 +72,10 @@ def forward_steps(Z, S, WT, act, t0, t1):
             s = S[t + 1, n]
             if act == 0:
                 for i in range(H):
-                    s[i] = th(z[i])
+                    s[i] = tanh(z[i])
+            elif act == 4:
+                for i in range(H):
+                    s[i] = tanh32(z[i])
             else:
                 for i in range(H):
                     s[i] = f(z[i], act)
@@ -116,7 +119,11 @@ def forward_steps_blas(Z, S, WT, act, t0, t1):
             if act == 0:
                 for i in range(H):
                     zn[i] += sn[i]  # z_t = U x_t + b + W s_{t-1}
-                    sn[i] = th(zn[i])
+                    sn[i] = tanh(zn[i])
+            elif act == 4:
+                for i in range(H):
+                    zn[i] += sn[i]
+                    sn[i] = tanh32(zn[i])
             else:
                 for i in range(H):
                     zn[i] += sn[i]
@@ -140,6 +147,12 @@ def backward_steps_blas(dS, dZ, S, W, dh, act, t0, t1):
                 dsn[i] += h[i]  # dE/ds_t: from output t, and from step t + 1 through W
                 dzn[i] = dsn[i] * df(sn[i], act)  # delta_t = dE/ds_t * f'(z_t)
         np.dot(dz, W, dh)  # dE/ds_{t-1} from step t
+
+
+def act_code(model):
+    """The activation's code for the kernels: tanh of float32 arrays in float32 arithmetic."""
+    act = ACT_CODES[model.activation]
+    return 4 if act == 0 and model.dtype == np.float32 else act
 
 
 def step_kernel(kind, N, H, threaded=False):
@@ -200,7 +213,7 @@ class Forward:
         """z_t and s_t for t0 <= t < t1."""
         Z, S, WT, model = self.A, self.S, self.WT, self.model
         if self.compiled is not None:
-            return self.compiled(Z, S, WT, ACT_CODES[model.activation], t0, t1)
+            return self.compiled(Z, S, WT, act_code(model), t0, t1)
         f_into = _F_INTO.get(model.activation)
         for t in range(t0, t1):
             s_prev, s, z = S[t], S[t + 1], Z[t]  # (N, H) views
@@ -227,7 +240,7 @@ class Backward:
         """t = t1-1 down to t0."""
         model, S, dS, dZ, dh, W = self.trace.model, self.trace.S, self.dS, self.dA, self.dh, self.trace.model.W
         if self.compiled is not None:  # the loop below, compiled, with f'(z_t) from s_t on the way
-            return self.compiled(dS, dZ, S, W, dh, ACT_CODES[model.activation], t0, t1)
+            return self.compiled(dS, dZ, S, W, dh, act_code(model), t0, t1)
         _df_into(model, S[t0 + 1:t1 + 1], dZ[t0:t1])
         for t in range(t1 - 1, t0 - 1, -1):
             ds, dz = dS[t], dZ[t]  # (N, H) views

@@ -2,8 +2,7 @@
 cell (the softmax error, the gather of dU for token ids).
 
 Conventions: `kernel` compiles a function that Python calls (nogil, so the runtime's two threads
-run at once), `inline` one that Numba inlines into the kernels that call it, `function` one they
-call (which LLVM inlines); all with
+run at once), `inline` one that Numba inlines into the kernels that call it; both with
 error_model="numpy" (divisions are IEEE divisions, no zero check, no branch) and
 fastmath={"contract"} (fused multiply-adds only: as accurate or more, and no sum is reordered).
 The machine code is cached on disk (Numba's cache, NUMBA_CACHE_DIR); where no cache directory is
@@ -22,8 +21,9 @@ sides of a choice are computed and one selected):
                   below x = -708 (float32: -87), where e leaves the normal numbers, e stays there.
   tanh(x)         -E / (2 + E), E = exp(-2|x|) - 1 = 2^k q + (2^k - 1) (no cancellation: q alone
                   for small |x|), and the sign of x; float32: Cephes' tanhf polynomial below 0.625.
-`sig` and `th` compute in the arithmetic of their argument's type: float32 values eight to a
-vector instruction. tests/test_kernels.py checks them against NumPy in units in the last place.
+`sig` and `th` compute in the arithmetic of their argument's type (a call: Numba does not inline
+an inlined function's inlined callees cleanly); the inlined `tanh` and `tanh32` vectorise in a
+loop, float32 values eight to an instruction. tests/test_kernels.py checks them against NumPy in units in the last place.
 """
 from __future__ import annotations
 
@@ -70,11 +70,6 @@ def kernel(fn):
 def inline(fn):
     """A function inlined into the kernels that call it (by Numba, before typing)."""
     return _njit(fn, inline="always")
-
-
-def function(fn):
-    """A function the kernels call (compiled into them; LLVM inlines it where it pays)."""
-    return _njit(fn)
 
 
 if JIT:
@@ -154,7 +149,7 @@ def exp32(y):
     return e * float32_from_bits(bits(k + MAGIC_F) << 23)
 
 
-@function
+@inline
 def sigmoid(x):
     """sigma(x) in float64 arithmetic."""
     y = -abs(x)
@@ -163,7 +158,7 @@ def sigmoid(x):
     return (1.0 if x >= 0 else e) / (1.0 + e)
 
 
-@function
+@inline
 def sigmoid32(x):
     """sigma(x) for a float32 x in float32 arithmetic."""
     y = -abs(x)
@@ -171,7 +166,7 @@ def sigmoid32(x):
     return (ONE if x >= ZERO else e) / (ONE + e)
 
 
-@function
+@inline
 def tanh(x):
     """tanh(x) in float64 arithmetic."""
     y = -2.0 * abs(x)
@@ -181,7 +176,7 @@ def tanh(x):
     return t if x >= 0 else -t  # NaN stays NaN
 
 
-@function
+@inline
 def tanh32(x):
     """tanh(x) for a float32 x in float32 arithmetic."""
     a = abs(x)
@@ -205,7 +200,7 @@ def th(x):
 
 
 if JIT:
-    @overload(sig, inline="always")
+    @overload(sig)
     def _sig_typed(x):
         if x == types.float32:
             def impl(x):
@@ -215,7 +210,7 @@ if JIT:
                 return sigmoid(x)
         return impl
 
-    @overload(th, inline="always")
+    @overload(th)
     def _th_typed(x):
         if x == types.float32:
             def impl(x):
