@@ -46,7 +46,8 @@ def run():
                 lb, gb = bptt.backward(trace, y)
                 lk, gk = bptt.gradients(m, x, y, truncate=3)
                 arrays = [np.float64(loss), np.float64(lb), np.float64(lk), np.float64(bptt.loss(m, x, y))]
-                arrays += [*g.params.values(), *g.state0, *gb.params.values(), *gk.params.values(), trace.states, trace.q]
+                arrays += [*g.params.values(), *g.state0, *gb.params.values(), *gk.params.values()]
+                arrays += [trace.states, trace.q]
                 out[f"{cell} {np.dtype(dtype).name} N={N} H={H}"] = digest(*arrays)
     return out
 

@@ -23,7 +23,8 @@ sides of a choice are computed and one selected):
                   for small |x|), and the sign of x; float32: Cephes' tanhf polynomial below 0.625.
 `sig` and `th` compute in the arithmetic of their argument's type (a call: Numba does not inline
 an inlined function's inlined callees cleanly); the inlined `tanh` and `tanh32` vectorise in a
-loop, float32 values eight to an instruction. tests/test_kernels.py checks them against NumPy in units in the last place.
+loop, float32 values eight to an instruction. tests/test_kernels.py and tests/test_fast_gated.py
+check them against NumPy in units in the last place.
 """
 from __future__ import annotations
 
