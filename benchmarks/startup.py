@@ -3,8 +3,9 @@
 Each sample is a new Python process that imports bptt, builds the model and data of the
 (N, T, H, O) = (32, 100, 128, 64) gradient row, and times the first bptt.gradients call and the
 whole way from before `import bptt` to that gradient's result (the interpreter's own start-up
-excluded). The compiled kernels, when installed, load on a background thread at the first call,
-so neither waits for Numba; the second call of the same process is timed too, for comparison.
+excluded). The first call waits for the compiled kernels it needs, when installed (Numba's import,
+then their machine code from Numba's cache), so that it gives the same bits as every later call;
+the second call of the same process is timed too, for comparison.
 """
 from __future__ import annotations
 

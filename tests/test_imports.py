@@ -2,8 +2,7 @@
 
 (a) no import cycle between bptt modules, counting module-level AND function-level imports;
 (b) no module uses another module's private names (`from .x import _y`, `x._y` on an imported
-    bptt module, a private module `_m` imported from outside its own package), except inside
-    the `fast` unit, whose engine.py and kernels.py are one piece of code;
+    bptt module, a private module `_m` imported from outside its own package), no exception;
 (c) the top package `bptt` is a re-export hub for users: nothing inside src/bptt imports from it
     (`import bptt`, `from bptt import name`, `from .. import name` reaching the top package, or
     `bptt.name` after `import bptt.x`), except `__version__` inside a function.
@@ -31,8 +30,6 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 TOP = "bptt"
-# modules (below the top package) that are one unit and may use each other's private names
-FRIENDS = (frozenset({"fast.engine", "fast.kernels", "fast.gated", "fast.gated_kernels"}),)  # one unit: the fast backend
 # names a module may take from the top package, inside a function only (defined there, not re-exported)
 FROM_TOP = frozenset({"__version__"})
 
@@ -55,11 +52,6 @@ class Analysis:
 
 def is_private(name: str) -> bool:
     return name.startswith("_") and not name.startswith("__")
-
-
-def friends(a: str, b: str) -> bool:
-    a, b = a.partition(".")[2], b.partition(".")[2]  # without the top package's name
-    return a == b or any(a in unit and b in unit for unit in FRIENDS)
 
 
 def ancestors(mod: str):
@@ -217,7 +209,7 @@ def analyse(src: Path = SRC, top: str = TOP) -> Analysis:
                             top_name(node, a.name, "from-import")
                         continue
                     edge(node, target)
-                    if is_private(a.name) and not friends(mod, target):
+                    if is_private(a.name) and mod != target:
                         res.private.append(f"{loc(node)}: {mod} imports the private name {a.name} of {target}: "
                                            f"{stmt(node)}")
 
@@ -239,7 +231,7 @@ def analyse(src: Path = SRC, top: str = TOP) -> Analysis:
                     continue
                 if target == top:
                     top_name(node, attr, f"`{spelled}`")
-                elif is_private(attr) and not friends(mod, target):
+                elif is_private(attr) and mod != target:
                     res.private.append(f"{loc(node)}: {mod} uses the private name {attr} of {target} "
                                        f"(`{spelled}`): {stmt(node)}")
                 break
@@ -346,7 +338,7 @@ def _report(title: str, found: list) -> str:
 # --- the rules, on src/bptt -------------------------------------------------------------------
 def test_the_scan_sees_the_package():
     res = _analysis()
-    assert {"bptt", "bptt.sweep.spec", "bptt.sweep.points", "bptt.fast.engine", "bptt.tasks.base"} <= set(res.modules)
+    assert {"bptt", "bptt.sweep.spec", "bptt.sweep.points", "bptt.fast.driver", "bptt.tasks.base"} <= set(res.modules)
     assert any(e.src == "bptt.sweep.runner" and e.dst == "bptt.sweep.spec" for e in res.edges)
 
 
@@ -426,8 +418,9 @@ def test_analyser_finds_private_names_and_top_package_use(tmp_path):
     priv, hub = "\n".join(res.private), "\n".join(res.hub)
     assert "pkg/b.py:1" in priv and "pkg/b.py:4" in priv and "pkg/b.py:5" in priv
     assert "pkg/c.py:5" in priv and "private module pkg.sub._m" in priv and "pkg/d.py:3" in priv
-    assert "fast" not in priv and "sub/s.py" not in priv
-    assert len(res.private) == 6, priv
+    assert "pkg/fast/engine.py:1" in priv and "pkg/fast/engine.py:3" in priv  # no unit is exempt
+    assert "sub/s.py" not in priv
+    assert len(res.private) == 8, priv
     assert "pkg/b.py" not in hub  # __version__ inside a function
     for line in (1, 2, 3, 6, 8, 9):
         assert f"pkg/c.py:{line}:" in hub, hub

@@ -6,8 +6,9 @@
                   kernels for (fast.supports)
 
 backend=None picks the environment variable BPTT_BACKEND when it is set ("reference" or "fast"),
-else the fast backend wherever it supports the model and the reference elsewhere. Naming "fast"
-for a model it does not support is an error, not a quiet fallback.
+else the fast backend wherever it supports the model and the reference elsewhere (a cell a user
+registers has no kernels: it runs on the reference). Naming "fast" for a model it does not support
+is an error, not a quiet fallback.
 """
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import activations, analysis, backend, cells, core, heads, validate
-from .fast.engine import one_blas_thread
+from .fast import one_blas_thread
 
 PATHS = ("cell", "h")  # the two parts of a term of a cell whose memory is a state entry of its own
 

@@ -1,0 +1,216 @@
+"""The fast backend's entry points, one set for every cell: the reference engine's functions
+(core.py: forward, backward, gradients, loss) with its arguments and its results to rounding.
+
+Conventions are core.py's (time-major arrays, truncate=K the notebook's window, the loss summed
+over time and batch); N batch, T time, H hidden, O output, G the columns of a step's input part.
+The driver runs the blocks of steps (runtime.plan), the inputs' part, the outputs, the errors and
+the weight gradients; a cell's module (elman.py, lstm.py, gru.py) registers an adapter under the
+cell's name (register) that gives its arrays, its steps and its recurrent weights' gradients:
+
+    forward(model, xin, state0, mem, threaded) -> an object with .trace (core.Trace), .A (T, N, G)
+        the inputs' part, which the steps turn into what they keep, .UT (D, G) and .bias (G,) or
+        None for shared.project, and .steps(t0, t1), the forward steps t0 <= t < t1
+    backward(trace, dS, mem, threaded, forward) -> an object with .dA, .dR (T, N, G) the errors of
+        the input parts and of the recurrent products, .steps(t0, t1), the backward steps t1-1
+        down to t0, and .state0(), dE/d(initial state) once the steps reached t = 0
+    truncated(trace, dS, K) -> (dA, dR, state0): the notebook's window
+    weight_terms(trace, dA, dR, t0, t1, threaded) -> {"W": ..., and "bh" where the cell has it}
+    pipelines(step_work) -> whether a step of step_work multiply-adds may run in the pipeline
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
+
+import numpy as np
+
+from .. import heads, validate
+from ..core import Grads, finite, initial_state, nonfinite_message, reports_overflow, truncation
+from . import runtime, shared
+
+CELLS = {}  # cell name -> its adapter, filled by the cells' modules (register)
+_found = []  # whether every module of this package has been imported
+
+
+def register(name, adapter):
+    """Make the fast backend compute the cell called name with adapter (see the module's notes)."""
+    CELLS[name] = adapter
+
+
+def _registered() -> dict:
+    """CELLS, once every module of this package has been imported (each cell's registers it)."""
+    if not _found:
+        for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
+            importlib.import_module(f"{__package__}.{module.name}")
+        _found.append(True)
+    return CELLS
+
+
+def supports(model) -> bool:
+    """Whether this backend computes for the model's cell (a cell with kernels here)."""
+    return getattr(model.cell, "name", None) in _registered()
+
+
+def wait_for_kernels():
+    """Import Numba and every cell's module now; returns the numerics module where calls run
+    compiled kernels, else None. Never needed for the numbers: a call compiles (or loads from
+    Numba's cache) the kernels it needs when it first needs them, and waits for them."""
+    _registered()
+    return runtime.kernels()
+
+
+def _setup(model, xin):
+    """(adapter, plan) for a call on these inputs."""
+    cell = _registered()[model.cell.name]
+    N, H, G = xin.N, model.H, model.W.shape[0]
+    return cell, runtime.plan(xin.T, N, N * H * G, cell.pipelines(N * H * G))
+
+
+def forward(model, x, h0=None):
+    """Run the network over x: a Trace (core.forward's).
+
+    x: token ids (T,) / (N, T), or dense vectors (T, D) / (N, T, D). h0: (H,) / (N, H), zeros if
+    None; for the LSTM h0 or the pair (h0, c0).
+    """
+    model.check_finite()
+    xin = validate.inputs(model, x)
+    state0 = initial_state(model, h0, xin)
+    cell, plan = _setup(model, xin)
+    return _forward_blocks(cell, model, xin, state0, plan, runtime.Memory(model.dtype))[0]
+
+
+def _forward_blocks(cell, model, xin, state0, plan, mem, then=None):
+    """The forward pass a block of steps at a time (runtime.plan): (trace, futures, after,
+    forward). After each block the helper computes after(t0, t1): its outputs q_t and then, if
+    given, then(trace, t0, t1), whose results the futures hold, in time order (outputs only: all
+    done on return); forward: the cell's forward object."""
+    N, H, O = xin.N, model.H, model.O
+    F = cell.forward(model, xin, state0, mem, plan.threaded)
+    trace, work = F.trace, 0 if plan.threaded else N * H * F.A.shape[-1]
+
+    def after(t0, t1):  # q_t = V s_t + c for t0 <= t < t1, then `then`: one task, claimed whole
+        runtime.matmul(trace.S[t0 + 1:t1 + 1].reshape(-1, H), model.V.T, threaded=plan.threaded,
+                       out=trace.Q[t0:t1].reshape(-1, O))  # a view: Q is contiguous
+        if model.c is not None:
+            trace.Q[t0:t1] += model.c
+        return None if then is None else then(trace, t0, t1)
+
+    blocks = plan.blocks
+    done = []
+    with plan.section(), np.errstate(over="ignore", invalid="ignore"):  # finite() names an overflow
+        shared.project(xin, F.UT, F.bias, F.A, *blocks[0])
+        ins = [plan.helper.submit(shared.project, xin, F.UT, F.bias, F.A, t0, t1) for t0, t1 in blocks[1:]]
+        try:
+            for i, (t0, t1) in enumerate(blocks):
+                if i > 0:
+                    runtime.claim(ins, i - 1, shared.project, xin, F.UT, F.bias, F.A, t0, t1)
+                with runtime.blas_for(work):
+                    F.steps(t0, t1)
+                done.append(plan.helper.submit(after, t0, t1))
+            if then is None:  # the blocks the helper has not started, this thread does, from the end
+                for i in reversed(range(len(blocks))):
+                    runtime.claim(done, i, after, *blocks[i])
+        finally:
+            runtime.results(ins + ([] if then is not None else done))
+    return trace, done, after, F
+
+
+def _weight_terms(cell, trace, dQ, dA, dR, t0, t1, threaded=False) -> dict:
+    """The steps t0 <= t < t1's share of every weight gradient, by name (model.params)."""
+    g = shared.weight_terms(trace, dQ, dA, t0, t1, threaded)
+    g.update(cell.weight_terms(trace, dA, dR, t0, t1, threaded))
+    return {k: g[k] for k in trace.model.params}
+
+
+def _backward_full(cell, trace, plan, errors, losses, block, mem, forward=None):
+    """Full BPTT, the loop from t = T-1 down to 0 a block at a time, each block once its errors
+    are there (losses: the futures of block(t0, t1), which fills them and returns the block's
+    loss, in time order); the helper sums each finished block's share of the weight gradients,
+    and at the end the loop's thread takes the shares not yet started."""
+    model, xin = trace.model, trace.inputs
+    B = cell.backward(trace, errors.dS, mem, plan.threaded, forward)
+    work = 0 if plan.threaded else xin.N * model.H * B.dA.shape[-1]
+    terms = [None] * len(plan.blocks)
+    try:
+        for i in reversed(range(len(plan.blocks))):
+            t0, t1 = plan.blocks[i]
+            runtime.claim(losses, i, block, t0, t1)
+            with runtime.blas_for(work):
+                B.steps(t0, t1)
+            terms[i] = plan.helper.submit(_weight_terms, cell, trace, errors.dQ, B.dA, B.dR, t0, t1, plan.threaded)
+        for i in range(len(terms)):  # the helper works from the end; this thread from the start
+            runtime.claim(terms, i, _weight_terms, cell, trace, errors.dQ, B.dA, B.dR, *plan.blocks[i], plan.threaded)
+    finally:
+        loss = sum(runtime.results(losses))
+        terms = runtime.results([f for f in terms if f is not None])
+    grads = terms[0] if len(terms) == 1 else {k: sum(t[k] for t in terms) for k in terms[0]}
+    state0 = tuple(np.array(s if xin.batched else s[0]) for s in B.state0())  # copies: B's arrays may be kept
+    return finite(trace, loss, Grads(grads, state0), errors.dQ)
+
+
+def _backward_truncated(cell, trace, tg, K, reduction):
+    """The notebook's truncated BPTT, K < T: each output's error flows back K steps only."""
+    model, xin = trace.model, trace.inputs
+    loss, dQ = shared.output_error(trace, tg, reduction)
+    dS = runtime.matmul(dQ.reshape(-1, model.O), model.V).reshape(xin.T, xin.N, model.H)
+    dA, dR, d = cell.truncated(trace, dS, K)
+    grads = Grads(_weight_terms(cell, trace, dQ, dA, dR, 0, xin.T), tuple(s if xin.batched else s[0] for s in d))
+    return finite(trace, loss, grads, dQ)
+
+
+@reports_overflow
+def backward(trace, y, *, truncate=None, reduction="sum"):
+    """BPTT from a forward trace: (loss, Grads). See core.py's notes for truncate=K."""
+    model, xin = trace.model, trace.inputs
+    tg = validate.targets(model, y, xin)
+    K = truncation(truncate)
+    scale = heads.scale(tg, reduction)
+    cell, plan = _setup(model, xin)
+    if K is not None and K < xin.T:
+        return _backward_truncated(cell, trace, tg, K, reduction)
+    mem = runtime.Memory.reused(model, xin)  # the errors and the loop's arrays: none is returned
+    errors = shared.Errors(model, xin, tg, scale, plan.threaded, mem)
+    with plan.section():
+        losses = [None] * len(plan.blocks)
+        for i in reversed(range(len(plan.blocks))):  # from the end: the loop starts there
+            losses[i] = plan.helper.submit(errors.block, trace, *plan.blocks[i])
+        return _backward_full(cell, trace, plan, errors, losses, lambda t0, t1: errors.block(trace, t0, t1), mem)
+
+
+@reports_overflow
+def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum"):
+    """Loss and gradients: (loss, grads) with grads.params by name (U, W, V, b, bh, c), .h0 and,
+    for a cell with a memory, .c0. x: ids (T,) / (N, T) or dense (T, D) / (N, T, D); y: ids
+    (-1 = no loss) or one-hot rows, or real values for the mse head. truncate=K: the notebook's
+    rule (output t reaches steps t-K..t)."""
+    model.check_finite()
+    xin = validate.inputs(model, x)
+    state0 = initial_state(model, h0, xin)
+    tg = validate.targets(model, y, xin)
+    K = truncation(truncate)
+    scale = heads.scale(tg, reduction)
+    cell, plan = _setup(model, xin)
+    mem = runtime.Memory.reused(model, xin)  # the trace and the errors: gradients() returns none of them
+    if K is not None and K < xin.T:
+        return _backward_truncated(cell, _forward_blocks(cell, model, xin, state0, plan, mem)[0], tg, K, reduction)
+    errors = shared.Errors(model, xin, tg, scale, plan.threaded, mem)
+    with plan.section():  # the errors of each block are computed while the forward loop goes on
+        trace, losses, block, F = _forward_blocks(cell, model, xin, state0, plan, mem, then=errors.block)
+        return _backward_full(cell, trace, plan, errors, losses, block, mem, F)
+
+
+@reports_overflow
+def loss(model, x, y, *, h0=None, reduction="sum") -> float:
+    """The loss E alone (a forward pass)."""
+    model.check_finite()
+    xin = validate.inputs(model, x)
+    state0 = initial_state(model, h0, xin)
+    tg = validate.targets(model, y, xin)
+    heads.check_reduction(reduction)
+    cell, plan = _setup(model, xin)
+    trace = _forward_blocks(cell, model, xin, state0, plan, runtime.Memory.reused(model, xin))[0]  # not returned
+    value = shared.output_error(trace, tg, reduction)[0]
+    if not np.isfinite(value):
+        raise FloatingPointError(nonfinite_message(trace))
+    return value

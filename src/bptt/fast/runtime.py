@@ -1,0 +1,306 @@
+"""The fast backend's shared runtime, for every cell: whether calls run compiled kernels, BLAS
+thread control (threadpoolctl), the two-thread block pipeline, the working arrays a call may keep
+and the weights as the kernels read them. shared.py holds the arithmetic every cell shares.
+
+Conventions are core.py's: arrays time-major, N batch, T time, D input, H hidden, O output,
+G = the columns of a step's input part (H for the Elman cell, 4H for the LSTM, 3H for the GRU).
+
+Which loops a call runs depends only on its sizes, its dtype and the setting of set_compiled,
+never on what was loaded before it: a kernel a call needs is compiled (or loaded from Numba's
+cache) when that call first needs it, and the call waits for it. So the same call gives the same
+bits in every process, first call or hundredth. docs/performance.md says what each piece gains.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+
+
+_state = {"enabled": os.environ.get("BPTT_COMPILED", "1") != "0",
+          "blas": None}  # threadpoolctl's controller of the BLAS libraries, False without one
+
+
+def set_compiled(enabled: bool) -> bool:
+    """Use the compiled kernels (Numba) where they are faster; returns the previous setting.
+
+    Off, or without Numba or with NUMBA_DISABLE_JIT=1, everything runs in NumPy's loops; the two
+    agree to rounding. The environment variable BPTT_COMPILED=0 turns them off at start-up.
+    """
+    previous = _state["enabled"]
+    _state["enabled"] = bool(enabled)
+    _state["blas"] = None  # the BLAS libraries to control may change with it
+    return previous
+
+
+def kernels():
+    """numerics.py (Numba imported) when calls run compiled kernels, else None."""
+    if not _state["enabled"]:
+        return None
+    from . import numerics
+    return numerics if numerics.JIT else None
+
+
+def compiled() -> bool:
+    """Whether calls run compiled kernels."""
+    return kernels() is not None
+
+
+# cells whose step is one product for all the gates, then an element-wise part (numerics-compiled)
+COMPILED_LOOP_MAX_WORK = 1 << 20  # N H G multiply-adds a step up to which the whole time loop is compiled
+PIPELINE_MIN_STEP_WORK = 1 << 22  # N H G multiply-adds a step from which the pipeline may take the steps
+
+
+def gated_loops(N, step_work):
+    """(compiled, whole) for a gated cell: whether its steps run compiled, and whether the whole
+    time loop does (its products by BLAS through Numba), for one sequence and for small steps,
+    where the cost of a call from Python would count; else a Python loop calls NumPy's product and
+    the compiled element-wise step (NumPy's BLAS can be the faster of the two)."""
+    if not compiled():
+        return False, False
+    return True, N == 1 or step_work <= COMPILED_LOOP_MAX_WORK
+
+
+def gated_pipelines(step_work):
+    """Whether a gated cell's steps may run in the pipeline: where each step's product is at least
+    PIPELINE_MIN_STEP_WORK. There BLAS would split every step's product over its threads, which
+    wait for each other at every step; below, the steps' products run on one BLAS thread and the
+    products over all steps, after the loop, on all of them."""
+    return step_work >= PIPELINE_MIN_STEP_WORK
+
+
+# --- BLAS threads ----------------------------------------------------------------------------
+ONE_THREAD_MAX_PRODUCT = 1 << 22  # multiply-adds per product below which BLAS gets one thread
+
+
+def _blas():
+    """threadpoolctl's controller of the BLAS libraries, or None without it."""
+    if _state["blas"] is None:
+        kernels()  # first SciPy's BLAS, which the compiled loops call, so that it is controlled too
+        try:
+            from threadpoolctl import ThreadpoolController
+            blas = ThreadpoolController().select(user_api="blas")
+            _state["blas"] = blas if blas.lib_controllers else False
+        except ImportError:
+            _state["blas"] = False
+        if _state["blas"]:
+            with _state["blas"].limit(limits=1):
+                page_in_blas()
+    return _state["blas"] or None
+
+
+def page_in_blas(n=256):
+    """One n x n product in float32 and float64 through NumPy's BLAS and, where the compiled
+    loops call it, SciPy's: a few milliseconds, once per process.
+
+    Why: OpenBLAS maps its packing buffer untouched, and a product of a few rows writes only its
+    first pages, yet runs slower on one thread until a larger product has written more of them
+    (docs/performance.md). The per-step products are such products, thousands of them.
+    """
+    libraries = [np.matmul]
+    if compiled():
+        from scipy.linalg import blas
+        libraries.append(lambda a, b: blas.get_blas_funcs("gemm", (a,))(1.0, a, b))
+    for dtype in (np.float32, np.float64):
+        a = np.zeros((n, n), dtype=dtype)
+        for product in libraries:
+            product(a, a)
+
+
+def one_blas_thread():
+    """A context in which every BLAS library runs on one thread (threadpoolctl), for a loop of small
+    products that BLAS's threads would only slow; a no-op without threadpoolctl."""
+    blas = _blas()
+    return blas.limit(limits=1) if blas else contextlib.nullcontext()
+
+
+def blas_for(work):
+    """A context in which BLAS runs on one thread when a product has fewer than
+    ONE_THREAD_MAX_PRODUCT multiply-adds, else a no-op.
+
+    Small products are not worth splitting, yet OpenBLAS splits them over its threads and waits
+    for all of them at every call, at every time step in the loops; on a busy machine the wait
+    can cost many times the product (docs/performance.md).
+    """
+    if work < 1 << 18 or work >= ONE_THREAD_MAX_PRODUCT:  # below 2^18 OpenBLAS uses one thread itself
+        return contextlib.nullcontext()
+    return one_blas_thread()
+
+
+def blas_threads():
+    """How many threads BLAS may use (threadpoolctl), 1 without threadpoolctl."""
+    blas = _blas()
+    return 1 if blas is None else min(lib.get_num_threads() for lib in blas.lib_controllers)
+
+
+def matmul(A, B, tn=False, threaded=False, out=None):
+    """A @ B, or A^T @ B when tn, for the products over many steps (into out if given): small ones
+    on one BLAS thread, large ones on all (see blas_for); inside a pipeline (threaded), as
+    they come, on the one BLAS thread the pipeline has set."""
+    context = contextlib.nullcontext() if threaded else blas_for(A.shape[0] * A.shape[1] * B.shape[1])
+    with context:
+        return np.matmul(A.T if tn else A, B, out=out)
+
+
+# --- the pipeline ----------------------------------------------------------------------------
+# On two or more cores: the time loop is a chain, one step after another, but much of the rest is
+# not. The outputs and errors of steps t0..t1 need only their states, and the weight gradients of
+# those steps only their errors. So for large problems the loops run over blocks of steps, and a
+# second thread follows: in the forward pass it computes the inputs' part of each block ahead of
+# the loop and the outputs of each block the loop has finished (and, within gradients, its errors
+# dE/dq_t and dE_t/ds_t); for backward(trace, y) it computes the errors block by block from the
+# end, where the loop starts; then each finished block's share of the weight gradients. The loop's
+# thread has little besides its chain, and takes over any block the helper has not started when
+# it needs it (claim), so a helper slowed by other work on the machine costs no more than doing
+# without it. NumPy and the compiled loops release the GIL while they compute.
+# BLAS runs on one thread throughout: its own threads would wait for each other at every small
+# per-step product, and after each call they spin a while (OpenBLAS), taking the core the second
+# thread needs. Without threadpoolctl, with BLAS set to one thread, or where plan finds it does
+# not pay, everything runs in one thread, as one block.
+PIPELINE_BLOCKS = 16  # blocks of steps in a pipeline
+PIPELINE_MIN_BLOCK_WORK = 1 << 23  # multiply-adds of a block's step products, at least
+_helper = {"executor": None}
+
+
+class Inline:
+    """Runs what is submitted at once, in the caller's thread: the pipeline's one-thread stand-in.
+    Like an executor's future, what it returns raises the call's exception at result()."""
+
+    class Done:
+        def __init__(self, fn, args):
+            self.value, self.error = None, None
+            try:
+                self.value = fn(*args)
+            except Exception as e:  # noqa: BLE001 - raised again by result()
+                self.error = e
+
+        def result(self):
+            if self.error is not None:
+                raise self.error
+            return self.value
+
+        def cancel(self):
+            return False  # done already
+
+    def submit(self, fn, *args):
+        return self.Done(fn, args)
+
+
+@dataclass(frozen=True)
+class Plan:
+    blocks: list  # [(t0, t1)]: the blocks of steps, in time order
+    helper: object  # where the off-chain work goes: a one-thread executor, or Inline()
+
+    @property
+    def threaded(self):
+        return not isinstance(self.helper, Inline)
+
+    def section(self):
+        """The context the pipeline runs in: BLAS on one thread when threaded."""
+        return _blas().limit(limits=1) if self.threaded else contextlib.nullcontext()
+
+
+def plan(T, N, step_work, allowed=True) -> Plan:
+    """One block in this thread, or PIPELINE_BLOCKS blocks with a helper thread where it pays
+    (allowed, by the cell): with a batch (for one sequence the work off the chain is small), and
+    blocks of at least PIPELINE_MIN_BLOCK_WORK multiply-adds in the loop's products, step_work a
+    step (handing a block over costs tens of microseconds; docs/performance.md)."""
+    if not allowed or N < 2 or T < 2 * PIPELINE_BLOCKS \
+            or T * step_work < PIPELINE_BLOCKS * PIPELINE_MIN_BLOCK_WORK or blas_threads() < 2:
+        return Plan([(0, T)], Inline())
+    if _helper["executor"] is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _helper["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bptt")
+    edges = [T * i // PIPELINE_BLOCKS for i in range(PIPELINE_BLOCKS + 1)]
+    return Plan(list(zip(edges, edges[1:])), _helper["executor"])
+
+
+def claim(futures, i, fn, *args):
+    """The result of futures[i], a task on the helper; if the helper has not started it yet, this
+    thread runs fn(*args) instead (the helper may be slow to come: another process, or another
+    library's threads, can have its core)."""
+    if futures[i].cancel():
+        futures[i] = Inline().submit(fn, *args)
+    return futures[i].result()
+
+
+def results(futures):
+    """The futures' results in order; if one raised, raises after all have finished."""
+    done = []
+    error = None
+    for f in futures:
+        try:
+            done.append(f.result())
+        except BaseException as e:  # noqa: BLE001 - re-raised below, once every block has stopped
+            error = error or e
+    if error is not None:
+        raise error
+    return done
+
+
+# --- working arrays --------------------------------------------------------------------------
+WORKSPACE_MAX_BYTES = 1 << 26  # a call keeps its working arrays (per thread) for the next up to this size
+_workspace = threading.local()
+
+
+class Memory:
+    """Where a call's working arrays come from: new ones, or (keep, for a call that returns none
+    of them) this thread's arrays of the same name, shape and dtype from its earlier calls, which
+    spares the allocations and finds them in the cache."""
+
+    def __init__(self, dtype, keep=False):
+        self.dtype = dtype
+        self.kept = None
+        if keep:
+            if getattr(_workspace, "arrays", None) is None:
+                _workspace.arrays = {}
+            self.kept = _workspace.arrays
+
+    @classmethod
+    def reused(cls, model, xin):
+        """For gradients(), backward() and loss(): the kept arrays when they take at most
+        WORKSPACE_MAX_BYTES, else new ones."""
+        T, N, H, G, O = xin.T, xin.N, model.H, model.W.shape[0], model.O
+        size = model.dtype.itemsize * (T + 1) * N * (3 * G + 5 * H + 2 * O)
+        return cls(model.dtype, size <= WORKSPACE_MAX_BYTES)
+
+    def empty(self, name, shape):
+        if self.kept is None:
+            return np.empty(shape, dtype=self.dtype)
+        a = self.kept.get(name)
+        if a is None or a.shape != shape or a.dtype != self.dtype:
+            a = self.kept[name] = np.empty(shape, dtype=self.dtype)
+        return a
+
+    def zeros(self, name, shape):
+        a = self.empty(name, shape)
+        a.fill(0)
+        return a
+
+
+_prepared = weakref.WeakKeyDictionary()  # model -> {make: make(model)}
+
+
+def prepared(model, make):
+    """make(model), made once per model: the weights as the kernels read them (a model's arrays are
+    read-only, and keep the order they came in)."""
+    made = _prepared.setdefault(model, {})
+    if make not in made:
+        made[make] = make(model)
+    return made[make]
+
+
+def stacked(parts):
+    """The (T, N, k H) array whose blocks of H columns are the arrays parts (T, N, H): the array the
+    forward pass wrote them in when they are its views, else a copy (a trace of the reference)."""
+    base, H = parts[0].base, parts[0].shape[-1]
+    shape = parts[0].shape[:-1] + (H * len(parts),)
+    if isinstance(base, np.ndarray) and base.flags.c_contiguous and base.shape == shape:
+        views = (base[..., k * H:(k + 1) * H] for k in range(len(parts)))  # where the blocks would be
+        if all(p.base is base and p.__array_interface__ == v.__array_interface__ for p, v in zip(parts, views)):
+            return base
+    return np.concatenate(parts, axis=-1)
