@@ -27,3 +27,25 @@ def each_backend(request, monkeypatch):
     """Run the test once on each backend (BPTT_BACKEND), the reference engine and the fast one."""
     monkeypatch.setenv("BPTT_BACKEND", request.param)
     return request.param
+
+
+def sentence(kind, call, *words):
+    """call() raises exactly kind (ValueError or TypeError) with one line holding every word."""
+    with pytest.raises((ValueError, TypeError)) as e:
+        call()
+    assert isinstance(e.value, kind) and "\n" not in str(e.value), repr(e.value)
+    for w in words:
+        assert w in str(e.value), (w, str(e.value))
+
+
+def cli(argv, capsys, *words):
+    """bptt argv exits 2 with one line `bptt <verb>: error: ...` on stderr holding every word."""
+    from bptt.cli import main
+
+    capsys.readouterr()
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith(f"bptt {argv[0]}: error: ") and "Traceback" not in "\n".join(err), err
+    for w in words:
+        assert w in err[-1], (w, err[-1])
+    return err[-1]

@@ -17,26 +17,7 @@ from bptt.sweep import Store, parse_spec, run_sweep
 from bptt.train import checkpoint
 from bptt.train.config import read_toml, resolve
 from bptt.train.tbptt import blocks, kept_terms
-
-
-def sentence(kind, call, *words):
-    """call() raises exactly kind (ValueError or TypeError) with one line holding every word."""
-    with pytest.raises((ValueError, TypeError)) as e:
-        call()
-    assert isinstance(e.value, kind) and "\n" not in str(e.value), repr(e.value)
-    for w in words:
-        assert w in str(e.value), (w, str(e.value))
-
-
-def cli(argv, capsys, *words):
-    """bptt argv exits 2 with one line `bptt <verb>: error: ...` on stderr holding every word."""
-    capsys.readouterr()
-    assert main([str(a) for a in argv]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err and err[-1].startswith(f"bptt {argv[0]}: error: ") and "Traceback" not in "\n".join(err), err
-    for w in words:
-        assert w in err[-1], (w, err[-1])
-    return err[-1]
+from conftest import cli, sentence
 
 
 @pytest.fixture

@@ -17,26 +17,10 @@ from bptt.cli import main
 from bptt.sweep import Store, parse_spec
 from bptt.sweep.spec import Spec
 from bptt.train import read_toml, resolve, train
+from conftest import cli, sentence
 
 RUN = ["--task", "temporal", "--length", "12", "--hidden", "4", "--batch", "2", "--eval-every", "2",
        "--checkpoint-every", "2", "--quiet"]
-
-
-def sentence(kind, call, *words):
-    with pytest.raises((ValueError, TypeError)) as e:
-        call()
-    assert isinstance(e.value, kind) and "\n" not in str(e.value), repr(e.value)
-    for w in words:
-        assert w in str(e.value), (w, str(e.value))
-
-
-def cli(argv, capsys, *words):
-    capsys.readouterr()
-    assert main([str(a) for a in argv]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err and err[-1].startswith(f"bptt {argv[0]}: error: ") and "Traceback" not in "\n".join(err), err
-    for w in words:
-        assert w in err[-1], (w, err[-1])
 
 
 def flow_points(text='kind = "flow"\n[fixed]\nhidden = 4\nlength = 8\nlong_lag = 4\n'):
