@@ -191,3 +191,23 @@ def test_sweep_help_names_every_public_kind(capsys):
     text = " ".join(capsys.readouterr().out.split())
     public = [k for k, kind in KINDS.items() if kind.public]
     assert f"names a kind of run ({', '.join(public[:-1])} or {public[-1]})" in text
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    import subprocess
+
+    reader = "import sys; sys.stdin.buffer.read(100)"  # reads a little, then closes the pipe
+    cmd = (f"{sys.executable} -m bptt.cli flow --json --length 400 --hidden 64 | {sys.executable} -c '{reader}'; "
+           "echo rc=${PIPESTATUS[0]} >&2")
+    run = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=300)
+    assert run.stderr.strip() == "rc=141", run.stderr  # 128 + SIGPIPE, and not a word more
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_flow_of_one_step_prints_no_warning(cell):
+    import subprocess
+
+    run = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "bptt.cli", "flow", "--cell", cell,
+                          "--length", "1", "--batch", "2"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    assert "decay rate - +- - per step" in run.stdout  # no lag to fit a rate on: said as "-"

@@ -59,6 +59,15 @@ def _tolerant_streams() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
+def _quiet_stdout():
+    """Point stdout at /dev/null, so that the flush at exit does not meet the closed pipe again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv=None) -> int:
     _tolerant_streams()
     parser = build_parser()
@@ -71,6 +80,9 @@ def main(argv=None) -> int:
     except (ValueError, TypeError) as e:  # bad input: a sentence, not a traceback
         print(f"bptt {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (bptt flow --json | head): end quietly, as a Unix tool does
+        _quiet_stdout()
+        return 141  # 128 + SIGPIPE
     except OSError as e:  # a file or folder that cannot be read or written: its name and why
         where = f" {e.filename}" if e.filename else ""
         print(f"bptt {args.command}: error: cannot use{where}: {e.strerror or e}", file=sys.stderr)

@@ -127,8 +127,12 @@ def _f(v):
 
 
 def _stat(vals):
+    """mean, std, min and max of the finite values, None where there are none (a decay rate at T = 1)."""
     a = np.asarray(vals, dtype=float)
-    return {"mean": _f(np.nanmean(a)), "std": _f(np.nanstd(a)), "min": _f(np.nanmin(a)), "max": _f(np.nanmax(a))}
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return {"mean": None, "std": None, "min": None, "max": None}
+    return {"mean": _f(a.mean()), "std": _f(a.std()), "min": _f(a.min()), "max": _f(a.max())}
 
 
 def _g(v, fmt=".3g"):
