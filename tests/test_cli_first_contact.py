@@ -211,3 +211,13 @@ def test_flow_of_one_step_prints_no_warning(cell):
                           "--length", "1", "--batch", "2"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and run.stderr == "", run.stderr
     assert "decay rate - +- - per step" in run.stdout  # no lag to fit a rate on: said as "-"
+
+
+def test_a_sweep_without_dask_says_what_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as in the core install: no Dask
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = "s"\nkind = "flow"\n[fixed]\nlength = 60\n')
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["bptt sweep: error: sweeps need Dask and pandas (distributed cannot be "
+                                        "imported): pip install 'bptt[sweep]'"]

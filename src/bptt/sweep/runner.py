@@ -73,12 +73,25 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def require_dask():
+    """Raise a ValueError that says how to install Dask when it (or pandas) is missing: the core
+    install has neither."""
+    try:
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+        import pandas  # noqa: F401
+    except ImportError as e:
+        raise ValueError(f"sweeps need Dask and pandas ({e.name or e} cannot be imported): "
+                         "pip install 'bptt[sweep]'") from None
+
+
 def local_cluster(workers=None, **kwargs):
     """A LocalCluster for sweeps: `workers` processes of one thread each, on 127.0.0.1 (its HTTP port too).
 
     Its scheduler fails a point after ALLOWED_FAILURES + 1 worker deaths and queues points on
     the scheduler (worker-saturation 1.0). Extra kwargs go to LocalCluster.
     """
+    require_dask()
     import dask
     from distributed import LocalCluster
 
@@ -118,6 +131,7 @@ def run_sweep(spec, out, *, scheduler=None, workers=None, retry_failed=False, pr
     """
     from concurrent.futures import CancelledError  # what a cancelled Dask future raises, in every version
 
+    require_dask()
     from distributed import Client, as_completed
     from distributed.scheduler import KilledWorker
     from tqdm.auto import tqdm
