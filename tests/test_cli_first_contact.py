@@ -221,3 +221,33 @@ def test_a_sweep_without_dask_says_what_to_install(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert err.strip().splitlines() == ["bptt sweep: error: sweeps need Dask and pandas (distributed cannot be "
                                         "imported): pip install 'bptt[sweep]'"]
+
+
+def test_sample_and_evaluate_say_that_a_run_folder_does_not_exist(tmp_path, capsys):
+    for verb in ("sample", "evaluate"):
+        assert main([verb, str(tmp_path / "nope")]) == 2
+        assert capsys.readouterr().err.strip() == (f"bptt {verb}: error: {tmp_path / 'nope'} does not exist: give a "
+                                                   "folder written by `bptt train --out`")
+
+
+def test_evaluate_prints_each_number_once_and_rounded(tmp_path, capsys):
+    assert main(["train", "--task", "temporal", "--length", "10", "--steps", "4", "--hidden", "4", "--out",
+                 str(tmp_path), "--quiet"]) == 0
+    assert "success: no (criterion: no misclassified" in capsys.readouterr().out
+    assert main(["evaluate", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sum("baseline" in line for line in lines) == 1 and not any("mse" in line for line in lines)
+    loss = next(line for line in lines if line.strip().startswith("loss:"))
+    assert len(loss.split(":")[1].strip().replace(".", "")) <= 7  # six significant digits, not a raw float
+    assert lines[-1].strip() in ("success: yes", "success: no")
+
+
+def test_a_divergence_prints_its_numbers_alike():
+    from bptt.train.loop import _diverged
+
+    class State:
+        step, last_norm, last_norm_step = 9, 12.5, 8
+
+    from pathlib import Path
+    text = _diverged(State(), 7864180.123456, 3.037470984263343e+27, Path("/nonexistent/checkpoint.npz"))
+    assert "the loss is 3.03747e+27 and the gradient norm is 7.86418e+06" in text

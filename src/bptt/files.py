@@ -32,6 +32,17 @@ def as_path(path, what: str) -> Path:
     return Path(path)
 
 
+def run_folder(path) -> Path:
+    """A run folder given on the command line (what `bptt train --out` wrote), or a ValueError that
+    says it does not exist or is no folder."""
+    folder = as_path(path, "a run folder")
+    if not folder.exists():
+        raise ValueError(f"{folder} does not exist: give a folder written by `bptt train --out`")
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder: give a folder written by `bptt train --out`")
+    return folder
+
+
 def read_bytes(path, what: str, limit: int) -> bytes:
     """The bytes of the regular file at path, at most limit of them (more is a ValueError).
     what names the file in messages ("the config file", "the sweep spec")."""

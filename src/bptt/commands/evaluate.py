@@ -12,14 +12,13 @@ def add_arguments(p):
 
 def run(args) -> int:
     import json
-    from pathlib import Path
 
-    from ..files import read_json
+    from ..files import read_json, run_folder
     from ..model import Model
     from ..train import TrainConfig, checkpoint
     from ..train.loop import build_task
 
-    run_dir = Path(args.run)
+    run_dir = run_folder(args.run)
     if not (run_dir / "config.json").is_file():
         raise ValueError(f"{run_dir} has no config.json: give a folder written by `bptt train --out`")
     saved = read_json(run_dir / "config.json", "the run's settings", limit=1_000_000)
@@ -34,8 +33,11 @@ def run(args) -> int:
     res = {**task.evaluate(model), "baseline": float(task.baseline)}
     if args.json:
         print(json.dumps(res))
-    else:
+    else:  # the task's description holds the baseline and the criterion; mse is the loss of an mse head
         print(task.describe())
         for k, v in res.items():
-            print(f"  {k}: {v}")
+            if k == "baseline" or (k == "mse" and v == res.get("loss")):
+                continue
+            shown = ("yes" if v else "no") if isinstance(v, bool) else f"{v:.6g}" if isinstance(v, float) else v
+            print(f"  {k}: {shown}")
     return 0

@@ -13,13 +13,11 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    import json
-    from pathlib import Path
-
+    from ..files import run_folder
     from ..model import Model
     from ..tasks import Vocab, sample
 
-    run_dir = Path(args.run)
+    run_dir = run_folder(args.run)
     if not (run_dir / "vocab.json").is_file():
         raise ValueError(f"{run_dir} has no vocab.json: sampling needs a run of a character task (char or reber)")
     model = Model.load(run_dir / "model.npz")

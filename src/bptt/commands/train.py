@@ -125,5 +125,5 @@ def run(args) -> int:
         return 1
     if args.quiet:  # --quiet hides the progress, never the result
         print(f"test loss {summary['test_loss']:.5g} (memoryless baseline {summary['baseline']:.5g}); "
-              f"success: {summary['test_success']} ({summary['criterion']})")
+              f"success: {'yes' if summary['test_success'] else 'no'} (criterion: {summary['criterion']})")
     return 0

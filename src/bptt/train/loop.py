@@ -206,7 +206,7 @@ def _train(cfg, out, resume, progress, log):
     write_atomic(out / "summary.json", json.dumps(summary, indent=1))
     if progress:
         log(f"test loss {final['loss']:.5g} (memoryless baseline {task.baseline:.5g}); "
-            f"success: {final['success']} ({task.criterion})")
+            f"success: {'yes' if final['success'] else 'no'} (criterion: {task.criterion})")
     return TrainSummary(summary)
 
 
@@ -284,7 +284,8 @@ def _chance(task, y, N):
 
 
 def _diverged(st, norm, loss, ckpt_path, weights=False):
-    what = "the updated weights are not finite" if weights else f"the loss is {loss} and the gradient norm is {norm}"
+    what = "the updated weights are not finite" if weights else \
+        f"the loss is {float(loss):.6g} and the gradient norm is {float(norm):.6g}"
     last = (f"the last finite gradient norm was {st.last_norm:.6g} at step {st.last_norm_step}"
             if st.last_norm is not None else "no finite gradient norm was seen")
     where = (f"resume from {ckpt_path} with --resume (and a smaller --lr, or --clip-norm, or --fallback shrink)"
