@@ -332,3 +332,34 @@ def test_a_run_checkpointed_before_the_gated_cells_resumes(tmp_path):
     np.savez(ck, meta=np.array(json.dumps(meta)), **arrays)
     train(_cfg(steps=8), tmp_path / "old", resume=True, progress=False)
     assert _metrics(tmp_path / "old") == _metrics(tmp_path / "whole")
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_resume_with_more_steps_extends_the_run_to_an_uninterrupted_runs_numbers(tmp_path, cell):
+    train(_cfg(steps=12, cell=cell), tmp_path / "whole", progress=False)
+    train(_cfg(steps=6, cell=cell), tmp_path / "short", progress=False)
+    train(_cfg(steps=12, cell=cell), tmp_path / "short", resume=True, progress=False)
+    a, b = Model.load(tmp_path / "whole" / "model.npz"), Model.load(tmp_path / "short" / "model.npz")
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    steps = lambda run: [(r["step"], r["loss"], r["grad_norm"]) for r in _metrics(run)]  # noqa: E731
+    assert steps(tmp_path / "whole") == steps(tmp_path / "short")
+    with pytest.raises(ValueError, match="step must be an integer in 0..4"):  # fewer steps than it has run
+        train(_cfg(steps=4, cell=cell), tmp_path / "short", resume=True, progress=False)
+
+
+def test_a_folder_with_a_run_is_not_overwritten_without_force(tmp_path, capsys):
+    args = ["train", "--task", "temporal", "--length", "10", "--hidden", "4", "--steps", "3", "--quiet",
+            "--out", str(tmp_path)]
+    assert main(args) == 0
+    before = (tmp_path / "metrics.jsonl").read_bytes()
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--resume" in err and "--force" in err
+    assert (tmp_path / "metrics.jsonl").read_bytes() == before
+    (tmp_path / "snapshots").mkdir()
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main([*args, "--force", "--seed", "1"]) == 0
+    assert (tmp_path / "notes.txt").read_text() == "mine" and not (tmp_path / "snapshots").exists()
+    assert (tmp_path / "metrics.jsonl").read_bytes() != before

@@ -29,7 +29,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if (not action.option_strings or action.default is argparse.SUPPRESS or "default" in text.lower()
+        if (not action.option_strings or action.required or action.default is argparse.SUPPRESS
+                or "default" in text.lower()
                 or "required" in text.lower() or isinstance(action, (argparse._StoreTrueAction,
                                                                       argparse._StoreFalseAction))):
             return text

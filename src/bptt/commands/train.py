@@ -99,7 +99,10 @@ def add_arguments(p):
     p.add_argument("--stop-on-success", action="store_true", default=None,
                    help="end the run when the held-out set meets the task's success criterion")
     p.add_argument("--out", required=True, help="folder for metrics.jsonl, checkpoints, the model")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint (with a larger "
+                   "--steps: extend it)")
+    p.add_argument("--force", action="store_true", help="start a new run in an --out that holds one (its files are "
+                   "replaced)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (the final result is still printed)")
 
 
@@ -118,7 +121,9 @@ def run(args) -> int:
             raise ValueError(f"--snapshots takes step numbers separated by commas, got {args.snapshots!r}") from None
     cfg = resolve(cli, read_toml(args.config) if args.config else None)
     try:
-        summary = train(cfg, args.out, resume=args.resume, progress=not args.quiet,
+        if args.resume and args.force:
+            raise ValueError("--resume continues the run in --out and --force replaces it: give one of them")
+        summary = train(cfg, args.out, resume=args.resume, force=args.force, progress=not args.quiet,
                         log=lambda s: print(s, file=sys.stderr))
     except Diverged as e:
         print(f"bptt train: {e}", file=sys.stderr)

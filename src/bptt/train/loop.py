@@ -36,6 +36,7 @@ resumed, and the temporaries of a killed run are removed when the next one start
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,10 +106,17 @@ class _Loop:
     last_norm_step: int | None
 
 
-def train(cfg: TrainConfig, out, *, resume=False, progress=True, log=print):
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.npz", "checkpoint.json", "model.npz", "summary.json",
+             "vocab.json")  # what a run writes into its folder (and snapshots/)
+
+
+def train(cfg: TrainConfig, out, *, resume=False, force=False, progress=True, log=print):
     """Train per cfg, writing into the folder out; returns the summary dict.
 
-    resume=True continues from out/checkpoint.npz and produces the same metrics as an uninterrupted run.
+    resume=True continues from out/checkpoint.npz and produces the same metrics as an uninterrupted run;
+    with more steps than the checkpoint's run it extends that run to them, to the same numbers as a run
+    of that many steps from the start. A folder that holds a run already is refused unless resume, or
+    force, which removes that run's files (RUN_FILES, snapshots/) first.
     Raises Diverged when the loss, gradient or weights stop being finite (cfg.fallback "stop").
     """
     cfg = cfg.validate()
@@ -121,6 +129,15 @@ def train(cfg: TrainConfig, out, *, resume=False, progress=True, log=print):
         for folder in (out, out / "snapshots"):
             if folder.is_dir():
                 clean_stale(folder)
+        held = [f for f in RUN_FILES if (out / f).exists()]
+        if held and not resume:
+            if not force:
+                raise ValueError(f"{out} holds a run already ({', '.join(held)}): --resume continues it, --force "
+                                 "starts a new one in its place")
+            for f in held:
+                (out / f).unlink()
+            if (out / "snapshots").is_dir():
+                shutil.rmtree(out / "snapshots")
         return _train(cfg, out, resume, progress, log)
 
 
@@ -141,7 +158,7 @@ def _train(cfg, out, resume, progress, log):
         model, opt_state, meta, extra = loaded = checkpoint.load(ckpt_path)
         fresh = initial_model(cfg, task)
         checkpoint.verify(ckpt_path, loaded, fresh, opt.init(fresh.params), cfg.steps, stream is not None)
-        saved = {**BEFORE_CELLS, **meta["config"]}
+        saved = {**BEFORE_CELLS, **meta["config"], "steps": cfg.steps}  # more steps extend the run
         saved["cell"] = cells.canonical(saved["cell"])
         if saved != cfg.to_dict():
             diff = sorted(k for k in cfg.to_dict() if saved.get(k) != cfg.to_dict()[k])
