@@ -155,7 +155,7 @@ def test_check_says_nothing_extra_when_every_entry_is_compared(capsys):
 
 
 def test_sample_echoes_its_start_before_the_drawn_text(tmp_path, capsys):
-    assert main(["train", "--task", "char", "--steps", "2", "--hidden", "8", "--out", str(tmp_path / "run"),
+    assert main(["train", "--task", "reber", "--steps", "2", "--hidden", "8", "--out", str(tmp_path / "run"),
                  "--quiet"]) == 0
     capsys.readouterr()
     assert main(["sample", str(tmp_path / "run"), "-n", "6", "--start", "BT", "--seed", "3"]) == 0

@@ -363,3 +363,8 @@ def test_a_folder_with_a_run_is_not_overwritten_without_force(tmp_path, capsys):
     assert main([*args, "--force", "--seed", "1"]) == 0
     assert (tmp_path / "notes.txt").read_text() == "mine" and not (tmp_path / "snapshots").exists()
     assert (tmp_path / "metrics.jsonl").read_bytes() != before
+
+
+def test_the_char_task_needs_a_text(capsys):
+    assert main(["train", "--task", "char", "--out", "unused-folder"]) == 2
+    assert "task 'char' models a text: give one (--text FILE" in capsys.readouterr().err

@@ -57,7 +57,7 @@ def add_arguments(p):
     p.formatter_class = HelpFormatter  # keeps the epilog's layout, shows each flag's default
     p.add_argument("--config", metavar="FILE.toml", help="settings from a TOML file (flags override it)")
     p.add_argument("--task", help="adding | copy | temporal | reber | char (default reber)")
-    p.add_argument("--text", help="text file for --task char (without one: the embedded Reber corpus)")
+    p.add_argument("--text", help="the text file --task char models (required there)")
     p.add_argument("--variant", help="adding problem: hochreiter (1997, default) or le (Le et al. 2015)")
     p.add_argument("--length", type=int, help="sequence length T (adding, copy, temporal; default the task's: 100)")
     p.add_argument("--cell", help=f"{' | '.join(cells.names())} (default rnn, the Elman cell)")

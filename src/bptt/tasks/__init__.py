@@ -21,7 +21,10 @@ def make(name, *, length=None, variant="hochreiter", text=None, seed=0) -> Task:
         T = length if length is not None else 100
         return {"adding": lambda: Adding(T, variant=variant), "copy": lambda: Copy(T),
                 "temporal": lambda: TemporalOrder(T)}[name]()
-    if name == "char" and text is not None:
+    if name == "char":
+        if text is None:
+            raise ValueError("task 'char' models a text: give one (--text FILE, e.g. the repository's "
+                             "data/tinyshakespeare.txt); the embedded Reber corpus is task 'reber'")
         return CharLM.from_file(text)
     return Reber(seed=seed)
 
