@@ -16,7 +16,7 @@ import pytest
 from bptt.cli import main
 from bptt.sweep import Store, parse_spec
 from bptt.sweep.spec import Spec
-from bptt.train import read_toml, resolve, train
+from bptt.train import read_toml
 
 RUN = ["--task", "temporal", "--length", "12", "--hidden", "4", "--batch", "2", "--eval-every", "2",
        "--checkpoint-every", "2", "--quiet"]
