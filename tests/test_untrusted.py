@@ -16,7 +16,7 @@ import pytest
 from bptt.cli import main
 from bptt.sweep import Store, parse_spec
 from bptt.sweep.spec import Spec
-from bptt.train import read_toml, resolve, train
+from bptt.train import read_toml
 from conftest import cli, sentence
 
 RUN = ["--task", "temporal", "--length", "12", "--hidden", "4", "--batch", "2", "--eval-every", "2",
@@ -270,7 +270,7 @@ def test_temporaries_of_killed_processes_are_removed_on_the_next_start(tmp_path)
         p.write_bytes(b"half a file")
     alive = run / f".checkpoint.npz.tmp{os.getppid()}"  # a live process's: left alone
     alive.write_bytes(b"being written")
-    assert main(["train", *RUN, "--steps", "4", "--out", str(run)]) == 0
+    assert main(["train", *RUN, "--steps", "4", "--out", str(run), "--resume"]) == 0  # extends the run
     assert not any(p.exists() for p in stale) and alive.exists()
 
 
