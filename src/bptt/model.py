@@ -187,12 +187,12 @@ class Model:
 
     # files ---------------------------------------------------------------------------
     def save(self, path) -> None:
-        """Write the model to an .npz file (arrays + JSON metadata, no pickles)."""
+        """Write the model to an .npz file (arrays + JSON metadata, no pickles), atomically: a killed
+        process leaves the old file or the new one."""
+        from .files import write_atomic
+
         meta = json.dumps({"format": FORMAT, "cell": self.cell.name, **self.settings})
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, meta=np.array(meta), **self.params)
-        tmp.replace(path)
+        write_atomic(Path(path), lambda f: np.savez(f, meta=np.array(meta), **self.params))
 
     @classmethod
     def load(cls, path):
