@@ -251,3 +251,14 @@ def test_a_divergence_prints_its_numbers_alike():
     from pathlib import Path
     text = _diverged(State(), 7864180.123456, 3.037470984263343e+27, Path("/nonexistent/checkpoint.npz"))
     assert "the loss is 3.03747e+27 and the gradient norm is 7.86418e+06" in text
+
+
+def test_every_verb_starts_a_random_lstm_with_the_same_forget_bias(tmp_path, capsys):
+    from bptt.commands._model import FORGET_BIAS
+    from bptt.sweep.points import TRAIN_PARAMS
+    from bptt.train import resolve
+
+    assert resolve({"cell": "lstm"}).forget_bias == TRAIN_PARAMS["forget_bias"].default == FORGET_BIAS
+    assert main(["flow", "--cell", "lstm", "--length", "6", "--hidden", "4", "--json"]) == 0
+    mean_f = json.loads(capsys.readouterr().out)["gates"]["f"]["mean"]["mean"]
+    assert mean_f > 0.65  # sigma(1 + small): the forget gates start open, as in training

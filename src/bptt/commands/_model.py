@@ -1,6 +1,8 @@
 """The model a command works on: a model file of any registered cell, or a random model described by options."""
 from __future__ import annotations
 
+FORGET_BIAS = 1.0  # a random LSTM's forget-gate bias on the command line, the default of bptt train and sweeps
+
 
 def add_model_arguments(p, *, hidden, inputs, outputs, init="uniform"):
     """The options of a random model of any registered cell (--cell and its options), or --model FILE."""
@@ -21,8 +23,8 @@ def add_model_arguments(p, *, hidden, inputs, outputs, init="uniform"):
                      + ("" if init == "uniform" else "; orthogonal here so that --radius sets every singular value "
                         "of W, where bptt check and bptt.random_rnn default to uniform") + ")"),
             ("radius", "rescale W to this spectral radius"),
-            ("forget_bias", "added to the forget gate's bias (default 0, PyTorch's initialisation; 1 keeps the "
-                            "memory)")):
+            ("forget_bias", "added to the forget gate's bias (default 1.0, as bptt train and sweeps: the cell starts "
+                            "by keeping its memory; 0 is PyTorch's initialisation)")):
         p.add_argument("--" + option.replace("_", "-"), type=float if option in ("radius", "forget_bias") else str,
                        help=f"{text}; for the {', '.join(cells.owners(option))} cell")
     p.add_argument("--std", type=float, help="standard deviation of the weights for --init normal (of every weight "
@@ -47,6 +49,8 @@ def model_from_args(args, rng):
     if "init" in options:
         given.setdefault("init", args._model_init)
         given.setdefault("activation", "tanh")
+    if "forget_bias" in options:
+        given.setdefault("forget_bias", FORGET_BIAS)
     for k in given:
         if k not in options:
             raise ValueError(f"--{k.replace('_', '-')} is an option of the {', '.join(cells.owners(k)) or 'no'} "
