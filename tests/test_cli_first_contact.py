@@ -262,3 +262,23 @@ def test_every_verb_starts_a_random_lstm_with_the_same_forget_bias(tmp_path, cap
     assert main(["flow", "--cell", "lstm", "--length", "6", "--hidden", "4", "--json"]) == 0
     mean_f = json.loads(capsys.readouterr().out)["gates"]["f"]["mean"]["mean"]
     assert mean_f > 0.65  # sigma(1 + small): the forget gates start open, as in training
+
+
+def test_the_stress_run_says_why_a_framework_is_slow(monkeypatch):
+    import time
+
+    from bptt import frameworks
+    from bptt.frameworks.stress import stress
+
+    fake = _fake_compare([])
+
+    def slow(*args, **kwargs):  # a case that takes as long as JAX's compilation of its shapes
+        time.sleep(1.05)
+        return fake(*args, **kwargs)
+
+    monkeypatch.setattr(frameworks, "compare", slow)
+    monkeypatch.setitem(sys.modules, "jax", sys)  # as if imported: no announcement
+    lines = []
+    stress(2, frameworks=["jax"], cells=("rnn",), progress=lines.append)
+    assert lines[-1].startswith("jax: 2/2 cases, 2 passed, 2 s (1.") and \
+        lines[-1].endswith(" s a case: JAX compiles each case's shapes anew)"), lines

@@ -77,6 +77,7 @@ def ambiguous(x, D) -> bool:
 
 
 SPELLED = {"torch": "PyTorch", "jax": "JAX", "tensorflow": "TensorFlow"}
+WHY_SLOW = {"jax": ": JAX compiles each case's shapes anew", "tensorflow": ": TensorFlow traces each case anew"}
 IMPORT_SECONDS = {"torch": 4, "jax": 3, "tensorflow": 8}  # roughly, the first import on a laptop
 
 
@@ -144,7 +145,9 @@ def stress(cases=100, *, seed=0, frameworks=None, max_size=(3, 8, 4, 6, 4), cell
             done += 1
             now = time.perf_counter()
             if progress is not None and (done % every == 0 or done == cases or now - last > 2.0):
-                progress(f"{name}: {done}/{cases} cases, {passed} passed, {now - start:.0f} s")
+                why = WHY_SLOW.get(name, "") if (now - start) / done > 1.0 else ""
+                progress(f"{name}: {done}/{cases} cases, {passed} passed, {now - start:.0f} s "
+                         f"({(now - start) / done:.2g} s a case{why})")
                 last = now
         out[name] = {"cases": done, "passed": passed, "worst_rel_err": worst,
                      "seconds": round(time.perf_counter() - start, 1), "cells": per_cell}
