@@ -365,6 +365,7 @@ def test_a_folder_with_a_run_is_not_overwritten_without_force(tmp_path, capsys):
     assert (tmp_path / "metrics.jsonl").read_bytes() != before
 
 
-def test_the_char_task_needs_a_text(capsys):
-    assert main(["train", "--task", "char", "--out", "unused-folder"]) == 2
+def test_the_char_task_needs_a_text(tmp_path, capsys):
+    assert main(["train", "--task", "char", "--out", str(tmp_path / "run")]) == 2
     assert "task 'char' models a text: give one (--text FILE" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before anything is written

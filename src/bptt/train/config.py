@@ -105,6 +105,9 @@ class TrainConfig:
         if self.task in ("reber", "char") and self.length is not None:
             raise ValueError(f"length applies to adding, copy and temporal; task {self.task!r} is a stream "
                              "(use chunk and backprop)")
+        if self.task == "char" and self.text is None:
+            raise ValueError("task 'char' models a text: give one (--text FILE, e.g. the repository's "
+                             "data/tinyshakespeare.txt); the embedded Reber corpus is task 'reber'")
         if self.text is not None and self.task != "char":
             raise ValueError(f"text applies to task 'char', not {self.task!r}")
         if self.backprop is not None and self.backprop < self.chunk:
