@@ -369,3 +369,30 @@ def test_the_char_task_needs_a_text(tmp_path, capsys):
     assert main(["train", "--task", "char", "--out", str(tmp_path / "run")]) == 2
     assert "task 'char' models a text: give one (--text FILE" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # refused before anything is written
+
+
+@pytest.mark.slow
+def test_kills_during_a_resumes_start_up_lose_nothing(tmp_path):
+    """SIGKILL lands at 20 random instants of `bptt train --resume`'s start-up (loading and checking
+    the checkpoint, rewriting metrics.jsonl and config.json, the first steps): every time the folder
+    stays resumable, and the run ends with the uninterrupted run's parameters and metrics, bit for bit."""
+    args = ["--task", "temporal", "--length", "12", "--hidden", "6", "--batch", "4", "--eval-every", "10",
+            "--checkpoint-every", "5", "--quiet", "--seed", "2"]
+    whole = _run_cli([*args, "--steps", "60", "--out", str(tmp_path / "whole")])
+    assert whole.wait(timeout=300) == 0, whole.stderr.read()
+    run = tmp_path / "killed"
+    first = _run_cli([*args, "--steps", "30", "--out", str(run)])
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    rng = np.random.default_rng(7)
+    for delay in rng.uniform(0.05, 2.5, 20):
+        p = _run_cli([*args, "--steps", "60", "--out", str(run), "--resume"])
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    last = _run_cli([*args, "--steps", "60", "--out", str(run), "--resume"])
+    assert last.wait(timeout=300) == 0, last.stderr.read()
+    a, b = Model.load(tmp_path / "whole" / "model.npz"), Model.load(run / "model.npz")
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    steps = lambda d: [(r["step"], r["loss"], r["grad_norm"]) for r in _metrics(d)]  # noqa: E731
+    assert steps(tmp_path / "whole") == steps(run)
