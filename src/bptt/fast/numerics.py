@@ -44,6 +44,9 @@ except ImportError:  # no Numba: the functions below run as Python, and the runt
     numba = None
 
 JIT = numba is not None and not numba.config.DISABLE_JIT  # whether `kernel` gives machine code
+if JIT:  # a first call that compiles says so while it waits (compiling.py)
+    from .compiling import install
+    install()
 OPTIONS = dict(error_model="numpy", fastmath={"contract"})
 uncached = []  # the kernels compiled without a cache: the warning is given at the first
 
