@@ -1,5 +1,5 @@
 """The Elman cell in the fast backend: its compiled step kernels (Numba) and its adapter to the
-driver (driver.py's notes), registered as "elman" and "rnn" (its name in the cell registry).
+driver (driver.py's notes), registered under the cell's name, "rnn".
 
     forward step    z_t = (U x_t + b) + W s_{t-1},  s_t = f(z_t)
     backward step   dE/ds_t += W^T delta_{t+1},  delta_t = dE/ds_t * f'(z_t)
@@ -277,5 +277,4 @@ class Elman:
                                     threaded=threaded)}  # sum_t delta_t s_{t-1}^T
 
 
-for name in ("elman", "rnn"):  # the Elman cell's name, before the cell registry and in it
-    driver.register(name, Elman)
+driver.register("rnn", Elman)
