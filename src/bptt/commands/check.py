@@ -64,9 +64,12 @@ def verify(model, x, y, *, truncate=None, frameworks="installed", h0=None):
         parts.append(f"finite differences: not applicable (truncate={truncate} < T={T} is not the gradient of the loss)")
     if names:
         from bptt.frameworks.stress import announce
+        from bptt.progress import Stages
 
-        announce(names)  # a line on stderr before the imports' silence
-        cmp = fw.compare(model, x, y, frameworks=names, truncate=truncate, h0=h0)
+        line = announce(names, say=lambda text: None)  # what the imports will take, if any is still to come
+        with Stages("bptt") as stage:  # said on stderr now, and every few seconds while it lasts
+            stage(line.removesuffix("...") if line else f"comparing with {', '.join(names)}")
+            cmp = fw.compare(model, x, y, frameworks=names, truncate=truncate, h0=h0)
         parts.append(str(cmp))
         data["frameworks"] = cmp.to_dict()
         ok &= cmp.passed
