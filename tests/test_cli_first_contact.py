@@ -101,7 +101,7 @@ def test_every_option_of_every_verb_states_its_default_in_help():
     missing = []
     for verb, p, a in _options():
         text = p.formatter_class(verb)._get_help_string(a) % {"default": a.default}
-        if "default" not in text.lower() and "required" not in text.lower():
+        if "default" not in text.lower() and "required" not in text.lower() and not a.required:
             missing.append(f"{verb} {a.option_strings[0]}")
     assert missing == []
     assert all(p.formatter_class is HelpFormatter for _, p, _ in _options())
@@ -124,7 +124,7 @@ def test_quiet_training_hides_the_bar_but_prints_the_result(tmp_path, capsys):
     assert "train copy" not in cap.err and "%|" not in cap.err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert cap.out.startswith(f"test loss {summary['test_loss']:.5g} (memoryless baseline")
-    assert f"success: {summary['test_success']}" in cap.out
+    assert f"success: {'yes' if summary['test_success'] else 'no'} (criterion: {summary['criterion']})" in cap.out
 
 
 def test_the_copy_tasks_smoothed_loss_is_in_the_unit_of_its_loss(tmp_path, capsys):
