@@ -3,11 +3,13 @@ another, with gaps under IDLE seconds) has gone on for FIRST_WORD seconds, a lin
 one every HEARTBEAT seconds until it stops, and how long it took.
 
 A kernel is compiled the first time a call needs it on a machine; Numba keeps the machine code in
-its cache, so later processes load it in milliseconds and nothing is said. The lines name no
+its cache, so later processes load it in milliseconds and nothing is said. The lines go to a
+terminal only (stderr a TTY), never into a log or a pipe. The lines name no
 kernel: they tell a user who waits why (docs/performance.md gives the cold and warm figures).
 """
 from __future__ import annotations
 
+import atexit
 import sys
 import threading
 import time
@@ -23,9 +25,9 @@ class Announcer(event.Listener):
     """A Numba listener of "numba:compile" for bptt's own functions; a watcher thread while they compile."""
 
     def __init__(self, say=None):
-        self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.say = say or _to_terminal
         self.lock = threading.Lock()
-        self.depth, self.since, self.last, self.watching = 0, 0.0, 0.0, False
+        self.depth, self.since, self.last, self.watching, self.said = 0, 0.0, 0.0, False, False
 
     def on_start(self, ev):
         if not _ours(ev):
@@ -44,18 +46,28 @@ class Announcer(event.Listener):
             self.depth -= 1
             self.last = time.monotonic()
 
+    def finish(self):
+        """At exit: the closing line of a compile that was announced and had not been closed yet."""
+        with self.lock:
+            if self.watching and self.said:
+                self.watching = False
+                self.say(f"bptt: compiled in {self.last - self.since:.0f} s (cached: later runs load them at once)")
+
     def _watch(self):
         said_at = None
         while True:
             time.sleep(0.1)
             with self.lock:
                 now = time.monotonic()
+                if not self.watching:  # closed at exit
+                    return
                 if self.depth == 0 and now - self.last >= IDLE:  # compiling has stopped
-                    self.watching = False
+                    self.watching, self.said = False, False
                     took = self.last - self.since
                     break
                 busy = now - self.since
             if said_at is None and busy >= FIRST_WORD:
+                self.said = True
                 self.say("bptt: compiling the fast backend's kernels for this machine, once...")
                 said_at = now
             elif said_at is not None and now - said_at >= HEARTBEAT:
@@ -63,6 +75,13 @@ class Announcer(event.Listener):
                 said_at = now
         if said_at is not None:
             self.say(f"bptt: compiled in {took:.0f} s (cached: later runs load them at once)")
+
+
+def _to_terminal(line):
+    """Print the line on stderr when it is a terminal: whether a call compiles depends on the cache,
+    so a log or a pipe, which the same command should fill alike every time, gets none of it."""
+    if sys.stderr.isatty():
+        print(line, file=sys.stderr, flush=True)
 
 
 def _ours(ev) -> bool:
@@ -79,4 +98,5 @@ def install():
     """Listen to Numba's compilations from now on (once per process)."""
     if not _installed:
         event.register("numba:compile", ANNOUNCER)
+        atexit.register(ANNOUNCER.finish)
         _installed.append(ANNOUNCER)
