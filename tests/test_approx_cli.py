@@ -57,14 +57,16 @@ def test_a_model_file(tmp_path, capsys):
     assert "GRU(H=3, D=4, O=2" in capsys.readouterr().out
 
 
-def test_the_figure_is_a_png_at_150_dpi(tmp_path, capsys):
+def test_the_figures_are_pngs_at_150_dpi_in_the_folder_plot_names(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     from PIL import Image
-    path = tmp_path / "bias.png"
-    assert main(SMALL + ["--plot", str(path), "--radii", "0.5,1.5"]) == 0
-    assert f"figure: {path}" in capsys.readouterr().out
-    with Image.open(path) as im:
+    folder = tmp_path / "figs"  # made when missing, as bptt flow --plot does
+    assert main(SMALL + ["--plot", str(folder), "--radii", "0.5,1.5", "--samples", "10"]) == 0
+    assert f"figures: {folder / 'window-bias.png'}, {folder / 'uoro.png'}" in capsys.readouterr().out
+    with Image.open(folder / "window-bias.png") as im:
         assert im.info["dpi"][0] == pytest.approx(150, abs=1) and im.size[0] >= 1200
+    with Image.open(folder / "uoro.png") as im:
+        assert im.info["dpi"][0] == pytest.approx(150, abs=1)
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -81,12 +83,11 @@ def test_bad_arguments_are_sentences(argv, words, capsys):
     assert words in capsys.readouterr().err
 
 
-def test_plot_uoro_draws_the_error_of_the_mean_against_n(tmp_path, capsys):
+def test_plot_draws_the_error_of_the_mean_of_n_uoro_estimates_against_n(tmp_path, capsys):
     need("matplotlib")
-    path = tmp_path / "uoro.png"
-    assert main(SMALL + ["--samples", "300", "--plot-uoro", str(path), "--json"]) == 0
+    assert main(SMALL + ["--samples", "300", "--plot", str(tmp_path), "--radii", "1", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "uoro.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     u = res["uoro_error"]
     assert u["n"] == [1, 3, 10, 30, 100, 300]
     # the mean of all n estimates is the table's "UORO, mean of 300": the same signs, summed two ways

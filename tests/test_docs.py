@@ -41,6 +41,7 @@ PAGES = ["README.md", "docs/engine.md", "docs/frameworks.md", "docs/analysis.md"
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.S | re.M)
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 LINKED = ["data", "sweeps", "experiments", "examples"]
+WRITTEN = ["runs", "report.html", "report-quick.html", "explorer.html"]  # what .gitignore keeps out of git
 CORPUS_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 
 
@@ -184,6 +185,8 @@ def test_block_runs_and_prints_what_the_page_says(page, index, info, code, outpu
             got = shell(command, scratch)
             if want is not None and want.strip():
                 assert_prints(got, want, info)
+        stray = sorted(p.name for p in scratch.iterdir() if p.name not in LINKED + ["docs"] + WRITTEN)
+        assert not stray, f"{page}: a command wrote {stray} where a user's clone would keep it (write under runs/)"
     else:
         try:
             import tomllib

@@ -48,11 +48,10 @@ def add_arguments(p):
     p.add_argument("--delta", type=float, default=0.01,
                    help="the tolerance for the smallest window K (relative error of all parameters; default 0.01)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.add_argument("--plot", metavar="FILE", help="draw cosine and relative bias against K for each radius "
-                                                  "of --radii into FILE (a PNG at 150 dpi; needs matplotlib)")
-    p.add_argument("--plot-uoro", metavar="FILE",
-                   help="draw the error of the mean of n UORO estimates against n = 1..--samples on this model "
-                        "and data into FILE (150 dpi; needs matplotlib)")
+    p.add_argument("--plot", metavar="DIR", help="draw the figures into DIR (made if missing), as bptt flow "
+                   "--plot does: window-bias.png, the cosine and relative bias against K for each radius of "
+                   "--radii (random models), and uoro.png, the error of the mean of n UORO estimates against n = "
+                   "1..--samples on this model and data (PNG, 150 dpi; needs matplotlib)")
     p.add_argument("--param", default="W", help="the parameter --plot draws: W, U, b, ... or all (default W)")
     p.add_argument("--radii", default=",".join(str(r) for r in RADII),
                    help=f"the spectral radii of --plot (default {','.join(str(r) for r in RADII)})")
@@ -106,9 +105,9 @@ def plot(args, path, radii):
         x, y = data(model, args.length, args.batch, rng)
         curves[f"radius {r:g}"] = approx.window_curve(model, x, y)
     title = f"{args.cell}, H = {args.hidden}, T = {args.length}: the window's bias"
-    fig = figures.bias_curves(curves, name=args.param, title=title)
-    fig.savefig(path, dpi=150)
-    return path
+    from ..plots import savefig
+
+    return savefig(figures.bias_curves(curves, name=args.param, title=title), path, dpi=150)
 
 
 def run(args) -> int:
@@ -124,10 +123,9 @@ def run(args) -> int:
                 raise ValueError(f"--tbptt takes rules k1:k2, got {spec!r}")
             rules.append(tuple(_ints(",".join(parts), "--tbptt")))
     radii = _floats(args.radii, "--radii")
-    if args.plot or args.plot_uoro:
+    if args.plot:
         from ..plots import require_matplotlib
         require_matplotlib()
-    if args.plot:
         if args.param not in ("all", "U", "W", "b", "bh", "h0", "c0"):
             raise ValueError(f"--param must be one of all, U, W, b, bh, h0, c0, got {args.param!r}")
         if args.model:
@@ -145,24 +143,24 @@ def run(args) -> int:
         res = measure(model, x, y, windows=windows, rules=rules, samples=args.samples, seed=args.seed,
                       delta=args.delta, stage=stage)
     if args.plot:
-        res["figure"] = str(plot(args, args.plot, radii))
-    if args.plot_uoro:
-        from ..approx import figures
+        from pathlib import Path
 
+        from ..approx import figures
+        from ..plots import savefig
+
+        folder = Path(args.plot)
         ns = sorted({n for n in (1, 3, 10, 30, 100, 300, 1000, 3000, 10000) if n < args.samples} | {args.samples})
         fig, res["uoro_error"] = figures.uoro_error(model, x, y, ns=ns, seed=args.seed)
-        fig.savefig(args.plot_uoro, dpi=150)
-        res["uoro_figure"] = str(args.plot_uoro)
+        res["figures"] = [str(plot(args, folder / "window-bias.png", radii)),
+                          str(savefig(fig, folder / "uoro.png", dpi=150))]
     if args.json:
         print(json.dumps(res, indent=2, default=float))
     else:
         print(table(res))
-        if args.plot_uoro:
+        if args.plot:
             u = res["uoro_error"]
             print("\nUORO, the mean of n estimates against the exact gradient (all parameters):")
             for n, rel, pred in zip(u["n"], u["rel"], u["predicted"]):
                 print(f"  n = {n:<6d} relative error {rel:.3e}   sqrt(v/n)/||g|| {pred:.3e}")
-        for key in ("figure", "uoro_figure"):
-            if key in res:
-                print(f"\nfigure: {res[key]}")
+            print(f"\nfigures: {', '.join(res['figures'])}")
     return 0
