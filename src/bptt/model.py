@@ -22,7 +22,6 @@ optional parameters, c; its settings (e.g. activation) by keyword; and head.
 """
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 
@@ -329,11 +328,10 @@ def random_model(cell, hidden, inputs, outputs, *, seed, head="softmax", dtype=n
     settings = {**alias, **{k: init.pop(k) for k in list(init) if k in cls.settings}}
     cell_ = cls(**settings)  # checks the settings before anything is drawn
     H, D, O = _sizes(hidden, inputs, outputs, cell_)
-    takes = [k for k in inspect.signature(cell_.init).parameters if k not in ("rng", "D", "H", "O")]
-    unknown = sorted(set(init) - set(takes))
+    unknown = sorted(set(init) - set(cls.options()))
     if unknown:
         raise ValueError(f"the {cls.name} cell has no option {', '.join(unknown)}: a random {cls.name} model takes "
-                         f"{', '.join(takes + list(cls.settings))}")
+                         f"{', '.join(cls.options())}")
     params = cell_.init(np.random.default_rng(seed), D, H, O, **init)
     return model_class(cls)(**params, **settings, head=head).astype(dtype)
 
@@ -362,14 +360,10 @@ def random_gated(cell, hidden, inputs, outputs, *, seed, std=None, bias=True, fo
     if not cls.gates:
         gated = [n for n in cells.names() if cells.get(n).gates]
         raise ValueError(f"unknown cell {cell!r}: expected one of {', '.join(gated)}")
-    init = {"forget_bias": forget_bias} if forget_bias or "forget_bias" in _options(cls) else {}
+    init = {"forget_bias": forget_bias} if forget_bias or "forget_bias" in cls.options() else {}
     if "reset_after" in cls.settings:
         init["reset_after"] = reset_after
     return random_model(cell, hidden, inputs, outputs, seed=seed, std=std, bias=bias, head=head, dtype=dtype, **init)
-
-
-def _options(cls) -> tuple:
-    return tuple(inspect.signature(cls.init).parameters)
 
 
 def seed_example():
