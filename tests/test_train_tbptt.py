@@ -89,13 +89,13 @@ def test_stream_with_fixed_weights_reproduces_the_blocks():
     ref = tbptt_gradients(m, data[:, :-1], data[:, 1:], k1, k2)
     n_updates = (40 - 1) // k1 - 1  # the stream restarts when p + k1 + 1 >= L
     for i in range(n_updates):
-        x, y, h = st.window(m.H, m.dtype)
+        x, y, h = st.window(m.state_sizes, m.dtype)
         tr = bptt.forward(m, x, h)
         loss, g = bptt.backward(tr, y)
         st.advance(tr)
         assert loss == pytest.approx(ref[i][0], rel=1e-12)
         np.testing.assert_allclose(g.W, ref[i][1].W, rtol=1e-11, atol=1e-14)
-    x, y, h = st.window(m.H, m.dtype)
+    x, y, h = st.window(m.state_sizes, m.dtype)
     assert st.p == 0 and st.epoch == 1 and not h.any()  # back to the start with a zero state
 
 
@@ -110,7 +110,7 @@ def test_an_lstm_stream_carries_h_and_c():
     st = Stream(data, k1, k2)
     ref = tbptt_gradients(m, data[:, :-1], data[:, 1:], k1, k2)
     for i in range((30 - 1) // k1 - 1):
-        x, y, h = st.window(m.H, m.dtype, 2)
+        x, y, h = st.window(m.state_sizes, m.dtype)
         assert isinstance(h, tuple) and len(h) == 2
         tr = bptt.forward(m, x, h)
         loss, g = bptt.backward(tr, y)
@@ -123,7 +123,7 @@ def test_an_lstm_stream_carries_h_and_c():
         for name in ("U", "W", "b", "bh", "V"):
             np.testing.assert_allclose(getattr(g, name), getattr(ref[i][1], name), rtol=1e-11, atol=1e-14)
     with pytest.raises(ValueError, match="carries a state of 2 array"):
-        st.window(m.H, m.dtype, 1)
+        st.window((m.H,), m.dtype)
 
 
 def test_bad_k_is_a_sentence():

@@ -91,9 +91,9 @@ def _check_batch(model, x, y, h0):
         raise ValueError(f"a batch of targets must be (N, T) ids or (N, T, O) rows, got shape {y.shape}")
     if y.shape[0] != N:
         raise ValueError(f"x holds {N} sequences but y holds {y.shape[0]}")
-    for part in (h0 if isinstance(h0, tuple) else (h0,)):
-        if part is not None and np.shape(part) != (N, model.H):
-            raise ValueError(f"h0 for a batch must be (N, H) = ({N}, {model.H}), got {np.shape(part)}")
+    for part, H in zip(h0 if isinstance(h0, tuple) else (h0,), model.state_sizes):
+        if part is not None and np.shape(part) != (N, H):
+            raise ValueError(f"h0 for a batch must be (N, H) = ({N}, {H}), got {np.shape(part)}")
     return x, y
 
 

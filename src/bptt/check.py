@@ -227,7 +227,7 @@ def check(model, x, y, *, grads=None, h0=None, reduction="sum", step=1e-4, tol=1
 
     def fun():
         mm = m.replace(**{k: v for k, v in params.items() if k not in starts})
-        trace = core.run(mm, xin, tuple(params[k].reshape(xin.N, m.H) for k in starts))
+        trace = core.run(mm, xin, tuple(params[k].reshape(xin.N, H) for k, H in zip(starts, m.state_sizes)))
         return heads.error(mm.head, trace.Q, tg, reduction)[0], (trace.Z > 0) if relu else None
 
     noise = 100 * max(1.0, abs(loss)) * np.finfo(np.float64).eps / step

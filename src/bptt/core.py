@@ -131,7 +131,7 @@ def initial_state(model, h0, xin) -> tuple:
     if len(parts) != len(names):
         raise ValueError(f"the {model.cell.name} cell's state is ({', '.join(names)}): pass h0 as an array"
                          + (" or the pair (h0, c0)" if len(names) > 1 else "") + f", got a tuple of {len(parts)}")
-    return tuple(validate.initial_state(model, p, xin) for p in parts)
+    return tuple(validate.initial_state(model, p, xin, H) for p, H in zip(parts, model.state_sizes))
 
 
 def run(model, xin, state0) -> Trace:
@@ -225,12 +225,12 @@ def weight_grads(trace, dQ, dA, dR, t0=0, t1=None, q0=None) -> dict:
         if name not in model.params or p.role is None:
             continue
         if p.role == "input":
-            g[name] = input_grad(model, xin, dA, t0, t1)
+            g[name] = input_grad(model, xin, dA[..., cell.rows(model, name)], t0, t1)
         elif p.role == "recurrent":
             g[name] = cell.recurrent_grad(model, dR, prev, cache)
         else:
-            g[name] = (dA if p.role == "input bias" else dR).reshape(-1, dA.shape[-1] if p.role == "input bias"
-                                                                     else dR.shape[-1]).sum(axis=0)
+            e = dA[..., cell.rows(model, name)] if p.role == "input bias" else dR
+            g[name] = e.reshape(-1, e.shape[-1]).sum(axis=0)
     own = [k for k, p in cell.params.items() if p.role is None and k in model.params]
     if own:
         state = tuple(s[t0 + 1:t1 + 1] for s in trace.cell_states)

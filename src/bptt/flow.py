@@ -186,11 +186,11 @@ class Flow:
         tr, model = self.trace, self.trace.model
         role = model.cell.params[name].role
         if role == "input bias":
-            return dA
+            return dA[:, model.cell.rows(model, name)]
         if role == "recurrent bias":
             return dR
         if role == "input":
-            return dA[:, :, None] * _dense_inputs(tr)[:, None, :]
+            return dA[:, model.cell.rows(model, name), None] * _dense_inputs(tr)[:, None, :]
         if role == "recurrent" and type(model.cell).recurrent_grad is cells.Cell.recurrent_grad:
             return dR[:, :, None] * tr.S[:-1, 0][:, None, :]
         out = np.zeros((self.T,) + model.params[name].shape, dtype=dR.dtype)

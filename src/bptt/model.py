@@ -153,6 +153,11 @@ class Model:
         raise AttributeError(f"a model is read-only: use model.replace({name}=...) for a new one")
 
     @property
+    def state_sizes(self) -> tuple:
+        """The widths of the cell's state entries: (H,) for Elman, (H, H) for an LSTM's (h, c)."""
+        return self.cell.state_sizes(self.H)
+
+    @property
     def settings(self) -> dict:
         """The cell's settings and the head: what a model file keeps besides the arrays."""
         return {**self.cell.values, "head": self.head}
@@ -253,14 +258,24 @@ def _cell_of(meta, path):
 
 def _hidden(cell, arrays, name):
     """(H, the parameter it is read from): the recurrent parameter's last plain H axis (W's columns),
-    else the first parameter's with a plain H axis; checks that parameter's own H axes."""
-    ordered = sorted((k for k in arrays if k in cell.params and "H" in cell.params[k].shape),
-                     key=lambda k: cell.params[k].role != "recurrent")
+    else the first parameter's with a plain H axis, else the first one's kH axis divided by k (a
+    minGRU's U, 2H rows); checks that parameter's own H axes."""
+    def has_h(k, plain):
+        return k in arrays and k in cell.params and any(s == "H" if plain else s.endswith("H")
+                                                        for s in cell.params[k].shape)
+    ordered = sorted((k for k in cell.params if has_h(k, True)), key=lambda k: cell.params[k].role != "recurrent") \
+        or [k for k in cell.params if has_h(k, False)]
     if not ordered:
-        raise ValueError(f"{name} needs {', '.join(k for k in cell.params if 'H' in cell.params[k].shape)}")
+        raise ValueError(f"{name} needs {', '.join(k for k in cell.params if any(s.endswith('H') for s in cell.params[k].shape))}")
     src = ordered[0]
     p, a = cell.params[src], arrays[src]
-    H = a.shape[len(p.shape) - 1 - p.shape[::-1].index("H")]
+    j = next(i for i in range(len(p.shape) - 1, -1, -1) if p.shape[i].endswith("H") and
+             (p.shape[i] == "H" or "H" not in p.shape))
+    k = int(p.shape[j][:-1] or 1)
+    if a.shape[j] % k:
+        raise ValueError(f"{src} must have {p.shape[j][:-1]} H rows ({cell.label or cell.name}: {len(cell.gates)} "
+                         f"blocks stacked), got shape {a.shape}")
+    H = a.shape[j] // k
     for size, s in zip(a.shape, p.shape):
         if s.endswith("H") and size != int(s[:-1] or 1) * H:
             rows = ", ".join(f"{s[:-1]} H = {int(s[:-1]) * H}" if s[:-1] else s for s in p.shape)

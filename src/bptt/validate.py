@@ -184,9 +184,10 @@ def _ids(ids, O):
     return Targets(ids, None, ids >= 0)
 
 
-def initial_state(model, h0, xin: Inputs) -> np.ndarray:
-    """h0 as (N, H) in the model's dtype; zeros when h0 is None."""
-    N, H = xin.N, model.H
+def initial_state(model, h0, xin: Inputs, H=None) -> np.ndarray:
+    """h0 as (N, H) in the model's dtype; zeros when h0 is None. H: the width of this entry of the
+    state (model.H unless given)."""
+    N, H = xin.N, model.H if H is None else H
     if h0 is None:
         return np.zeros((N, H), dtype=model.dtype)
     not_masked(h0, "h0")

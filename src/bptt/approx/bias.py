@@ -120,7 +120,7 @@ def lag_table(model, x, y, *, h0=None, reduction="sum", budget=CHUNK_BYTES) -> L
     rec = [k for k in model.cell.params if k in model.params]
     by_lag = {k: np.zeros((T + 1,) + model.params[k].shape, dtype=model.dtype) for k in rec}
     names = ("h0", "c0")[:len(model.cell.state)]
-    state = [np.zeros((T + 1, xin.N, model.H), dtype=model.dtype) for _ in names]
+    state = [np.zeros((T + 1, xin.N, H), dtype=model.dtype) for H in model.state_sizes]
     with np.errstate(over="ignore", invalid="ignore"):
         for ta, tb, dA, dR, d in chunks(trace, dH, budget):
             for s, part in zip(state, d):

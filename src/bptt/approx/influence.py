@@ -75,25 +75,27 @@ class Layout:
         return np.concatenate([params[k].reshape(params[k].shape[:params[k].ndim - len(s)] + (-1,))
                                for k, s in zip(self.names, self.shapes)], axis=-1)
 
-    def from_errors(self, d_a, d_r, x, R, own=None) -> np.ndarray:
+    def from_errors(self, d_a, d_r, x, R, own=None, rows=None) -> np.ndarray:
         """The parameter error of one step from its input-part and recurrent-part errors.
 
         d_a, d_r (..., N, G); x (N, D) the step's input; R (N, G, H) the vectors W's rows multiply;
-        own: the cell's own parameters' errors {name: (..., N, *shape)} (cell.param_grads).
+        own: the cell's own parameters' errors {name: (..., N, *shape)} (cell.param_grads); rows:
+        {name: slice} the rows of d_a of each input parameter where several share the role.
         Returns (..., N, P): dU = d_a x^T, dW = d_r * R, db = d_a, dbh = d_r, per sequence (times
         the basis when there is one).
         """
         out = []
         for name, role in zip(self.names, self.roles):
             if role == "input":
-                out.append((d_a[..., :, None] * x[:, None, :]).reshape(d_a.shape[:-1] + (-1,)))
+                e = d_a[..., rows[name]] if rows else d_a
+                out.append((e[..., :, None] * x[:, None, :]).reshape(e.shape[:-1] + (-1,)))
             elif role == "recurrent":
                 out.append((d_r[..., :, None] * R).reshape(d_r.shape[:-1] + (-1,)))
             elif role is None:
                 g = own[name]
                 out.append(g.reshape(g.shape[:g.ndim - len(self.shapes[self.names.index(name)])] + (-1,)))
             else:
-                out.append(d_a if role == "input bias" else d_r)
+                out.append((d_a[..., rows[name]] if rows else d_a) if role == "input bias" else d_r)
         flat = np.concatenate(out, axis=-1)
         return flat if self.basis is None else flat @ self.basis.astype(flat.dtype)
 
@@ -107,12 +109,19 @@ def layout(model) -> Layout:
 
 def state_size(model) -> int:
     """S: the number of entries of the cell's state (H per named entry)."""
-    return model.H * len(model.cell.state)
+    return sum(model.state_sizes)
+
+
+def units(model) -> tuple:
+    """(E, H): the state's E entries of H units each, unit i being index i of every entry (a state
+    whose entries differ in width counts as one entry of all its numbers)."""
+    sizes = model.state_sizes
+    return (len(sizes), sizes[0]) if len(set(sizes)) == 1 else (1, sum(sizes))
 
 
 def split_state(d, model) -> tuple:
     """(..., S) -> a tuple of (..., H), one per entry of the state."""
-    return tuple(np.split(d, len(model.cell.state), axis=-1))
+    return tuple(np.split(d, np.cumsum(model.state_sizes)[:-1], axis=-1))
 
 
 def inputs_at(model, xin, t) -> np.ndarray:
@@ -166,7 +175,9 @@ class Step:
         own = None
         if None in self.lay.roles:
             own = cell.param_grads(self.model, self.prev, self.state, self.cache, d_a, d_r)
-        return self.lay.from_errors(d_a, d_r, self.x, self.R, own)
+        rows = {k: cell.rows(self.model, k) for k, r in zip(self.lay.names, self.lay.roles)
+                if r in ("input", "input bias")}
+        return self.lay.from_errors(d_a, d_r, self.x, self.R, own, rows)
 
     @functools.cached_property
     def I(self):  # noqa: E743 (the immediate influence's letter)
@@ -264,7 +275,7 @@ class SnAp1(SnAp):
         self.unit = unit_of(model, lay, self.mask)
         if self.unit is None:
             return RTRL.start(self, model, lay, N)
-        self.E, self.H = len(model.cell.state), model.H
+        self.E, self.H = units(model)
         S = self.E * self.H
         m = np.zeros((N, self.E, lay.P), dtype=model.dtype)
         return m, (np.broadcast_to(np.eye(S, dtype=model.dtype), (N, S, S)).copy() if self.initial else None)
@@ -298,7 +309,7 @@ def unit_of(model, lay, mask):
     such as the reset-before GRU)."""
     if lay.basis is not None:
         return None
-    H = model.H
+    H = units(model)[1]
     unit = np.concatenate([np.repeat(np.arange(shape[0]) % H, int(np.prod(shape[1:])))
                            for shape in lay.shapes])
     kept = mask[:H]  # (H, P): the units each parameter feeds, unit by unit
@@ -312,8 +323,8 @@ def patterns(model, lay, points=16):
     points (random states, inputs and input parts, a fixed internal seed: the patterns depend on the
     model's weights only)."""
     rng = np.random.default_rng(0)
-    H, G, dt = model.H, model.cell.width(model), model.dtype
-    prev = tuple(rng.normal(size=(points, H)).astype(dt) for _ in model.cell.state)
+    G, dt = model.cell.width(model), model.dtype
+    prev = tuple(rng.normal(size=(points, H)).astype(dt) for H in model.state_sizes)
     state, cache = model.cell.step(model, rng.normal(size=(points, G)).astype(dt), prev)
     st = Step(model, lay, prev, state, cache, rng.normal(size=(points, model.D)).astype(dt))
     return (st.I != 0).any(axis=0), (st.J != 0).any(axis=0)
@@ -322,7 +333,7 @@ def patterns(model, lay, points=16):
 def masks(model, lay, order):
     """SnAp-n's kept entries: (mask (S, P), mask0 (S, S)) booleans (see SnAp), by unit."""
     pI, pJ = patterns(model, lay)
-    E, H = len(model.cell.state), model.H  # the state's entries: E blocks of H, unit i = index i of each
+    E, H = units(model)  # the state's entries: E blocks of H, unit i = index i of each
     UI = pI.reshape(E, H, -1).any(axis=0).astype(np.int64)  # (H, P)
     UJ = pJ.reshape(E, H, E, H).any(axis=(0, 2)).astype(np.int64)  # (H, H)
     kept, reach = UI > 0, UI

@@ -35,6 +35,9 @@ D and H ("4H" is four blocks of H), whether it may be left out (a bias), and its
 the engine how its gradient is made from the step errors:
     "input"            U (G, D): dU = sum_t d_a_t x_t^T
     "input bias"       b (G,):   db = sum_t d_a_t
+                       (several parameters may share these two roles: they are stacked by rows,
+                       in their declared order, into U and b, and each takes its rows of d_a:
+                       an LRU's B_re and B_im)
     "recurrent"        W (G, H): dW = recurrent_grad(...) = sum_t d_r_t h_{t-1}^T
     "recurrent bias"   bh (G,):  dbh = sum_t d_r_t
     None               the cell's own: param_grads gives it, per step and sequence
@@ -121,9 +124,14 @@ class Cell:
         init = [k for k in inspect.signature(cls.init).parameters if k not in ("self", "rng", "D", "H", "O")]
         return tuple(cls.settings) + tuple(k for k in init if k not in cls.settings)
 
+    def state_sizes(self, H) -> tuple:
+        """The widths of the state's entries: H each by default (a cell whose state is wider than
+        its units, e.g. the LRU's real and imaginary parts side by side, says so here)."""
+        return (H,) * len(self.state)
+
     def out(self, H) -> int:
-        """The number of hidden outputs the head reads (V's columns): H."""
-        return H
+        """The number of hidden outputs the head reads (V's columns): the state's first entry."""
+        return self.state_sizes(H)[0]
 
     # initialisation -----------------------------------------------------------------------
     def init(self, rng, D, H, O, *, bias=True, std=None):
@@ -145,17 +153,34 @@ class Cell:
 
     # the step -----------------------------------------------------------------------------
     def role(self, role):
-        """The name of the parameter with this role, or None."""
+        """The name of the (first) parameter with this role, or None."""
         return next((n for n, p in self.params.items() if p.role == role), None)
+
+    def rows(self, m, name) -> slice:
+        """The rows of the input part a_t (and of d_a) that the parameter `name` with the role
+        "input" or "input bias" makes: all G rows unless several parameters share the role."""
+        role = self.params[name].role
+        start = 0
+        for k, p in self.params.items():
+            if p.role == role and k in m.params:
+                if k == name:
+                    return slice(start, start + m.params[k].shape[0])
+                start += m.params[k].shape[0]
+        raise ValueError(f"{name} is not a parameter of this model with the role 'input' or 'input bias'")
+
+    def stacked(self, m, role):
+        """The parameters with this role stacked by rows (U, or b; None if the model has none)."""
+        parts = [m.params[k] for k, p in self.params.items() if p.role == role and k in m.params]
+        return None if not parts else parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def width(self, m) -> int:
         """G, the width of the step's input part a_t and of its errors d_a, d_r: the input
-        parameter's rows."""
-        return m.params[self.role("input")].shape[0]
+        parameters' rows."""
+        return self.stacked(m, "input").shape[0]
 
     def project(self, m, xin):
         """a_t = U x_t + b for every step: (T, N, G). For ids, U x_t is column x_t of U (a gather)."""
-        U, b = m.params[self.role("input")], m.params.get(self.role("input bias"))
+        U, b = self.stacked(m, "input"), self.stacked(m, "input bias")
         A = U.T[xin.ids.T] if xin.ids is not None else np.swapaxes(xin.X, 0, 1) @ U.T
         return A if b is None else A + b
 

@@ -43,8 +43,9 @@ def _check(cell):
                                   for s in p.shape):
             raise ValueError(f"{what}: the shape of {n} must be a tuple of 'D', 'H' or 'kH', got {p.shape!r}")
     roles = [p.role for p in cell.params.values() if p.role is not None]
-    if len(roles) != len(set(roles)):
-        raise ValueError(f"{what}: each role may be given to one parameter only")
+    shared = [r for r in roles if r not in ("input", "input bias")]
+    if len(shared) != len(set(shared)):
+        raise ValueError(f"{what}: the roles 'recurrent' and 'recurrent bias' may be given to one parameter only")
     if not cell.params or not any("H" in s for p in cell.params.values() for s in p.shape):
         raise ValueError(f"{what}: some parameter must have an H axis, from which H is read")
     if not isinstance(cell.state, tuple) or not cell.state:

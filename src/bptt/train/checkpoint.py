@@ -148,9 +148,10 @@ def verify(path, loaded, fresh_model, fresh_opt_state, steps: int, stream: bool)
         if not isinstance(sc, dict) or not all(isinstance(sc.get(k), int) and not isinstance(sc.get(k), bool)
                                                and sc[k] >= 0 for k in ("p", "ws", "epoch")):
             raise ValueError(f"{path}: stream must hold the integers p, ws, epoch >= 0, got {show(sc)}")
+    widths = dict(zip(("h", "c"), fresh_model.state_sizes))
     for k, a in extra.items():
-        if k not in ("h", "c") or a.ndim != 2 or a.shape[1] != fresh_model.H or a.dtype != fresh_model.dtype:
-            raise ValueError(f"{path}: extra/{k} must be a carried state h or c of shape (N, {fresh_model.H}), "
+        if k not in widths or a.ndim != 2 or a.shape[1] != widths[k] or a.dtype != fresh_model.dtype:
+            raise ValueError(f"{path}: extra/{k} must be a carried state h or c of shape (N, {widths.get(k, fresh_model.H)}), "
                              f"dtype {fresh_model.dtype}, got shape {a.shape}, dtype {a.dtype}")
 
 

@@ -243,7 +243,7 @@ def _loss_unit(task) -> str:
 def _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path):
     N = cfg.batch
     if stream is not None:
-        x, y, h0 = stream.window(model.H, model.dtype, len(model.cell.state))
+        x, y, h0 = stream.window(model.state_sizes, model.dtype)
     else:
         x, y = task.batch(rng, N)
         h0 = None

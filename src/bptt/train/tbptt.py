@@ -121,15 +121,16 @@ class Stream:
             raise ValueError(f"a stream needs data of shape (N, L) with L >= k1 + 2 = {self.k1 + 2}, "
                              f"got {self.data.shape}")
 
-    def window(self, H, dtype, parts=1):
+    def window(self, widths, dtype):
         """(x (N, n), y (N, n) with -1 before the block, h0) for the next update: h0 (N, H) for a
-        state of one array, the tuple (h0, c0) for parts = 2 (an LSTM's)."""
+        state of one array, the tuple (h0, c0) for two (an LSTM's). widths: the state entries'
+        widths (model.state_sizes)."""
+        parts = len(widths)
         L = self.data.shape[1]
         if self.p + self.k1 + 1 >= L or self.h is None:
             if self.h is not None:
                 self.epoch += 1
-            zeros = np.zeros((self.data.shape[0], H), dtype=dtype)
-            self.p, self.ws, self.h = 0, 0, tuple(zeros.copy() for _ in range(parts))
+            self.p, self.ws, self.h = 0, 0, tuple(np.zeros((self.data.shape[0], H), dtype=dtype) for H in widths)
         if len(self.h) != parts:
             raise ValueError(f"the stream carries a state of {len(self.h)} array(s), the model's has {parts}")
         end = self.p + self.k1
