@@ -11,7 +11,13 @@ Methods (H = 50, batch 20, the same optimiser and the same number of updates for
   LSTM       an LSTM cell (H = 50 cells, PyTorch's initialisation, forget-gate bias + 1: Gers et al.
              2000, Jozefowicz et al. 2015), clipping at 1
   GRU        a GRU cell (H = 50, PyTorch's form and initialisation), clipping at 1
-(With H = 50 the gated networks have more weights: 4x and 3x the Elman cell's U, W, b.)
+  LRU        a linear recurrent unit (Orvieto et al. 2023; H = 50 complex units, the cell's ring
+             initialisation: |lambda|^2 uniform on [0, 1], phases on [0, 2 pi], gamma normalisation),
+             clipping at 1
+  minGRU     a minGRU (Feng et al. 2024; H = 50, its own uniform +-1/sqrt(H) initialisation),
+             clipping at 1
+(With H = 50 the gated networks have more weights: 4x and 3x the Elman cell's U, W, b. The LRU
+and the minGRU have no recurrent matrix: one layer, read by the same linear head as the others.)
 Each run stops at the first evaluation (every 250 updates) that meets the task's criterion: the
 adding problem in Le et al.'s variant (held-out MSE < 0.01 against the 0.167 baseline), the temporal
 order problem as Pascanu et al. generate it (no misclassified held-out sequence). A run that has not
@@ -36,6 +42,8 @@ METHODS = {
     "IRNN": {"activation": "relu", "init": "identity", "clip_norm": 1.0},
     "LSTM": {"cell": "lstm", "forget_bias": 1.0, "clip_norm": 1.0},
     "GRU": {"cell": "gru", "clip_norm": 1.0},
+    "LRU": {"cell": "lru", "clip_norm": 1.0},
+    "minGRU": {"cell": "mingru", "clip_norm": 1.0},
 }
 TASKS = {"adding": {"task": "adding", "variant": "le"}, "temporal": {"task": "temporal"}}
 
@@ -87,7 +95,7 @@ def plot(results, path):
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         allT = sorted({r["T"] for r in rows if r["task"] == task})
-        for i, (method, marker) in enumerate(zip(METHODS, "osD^vP")):
+        for i, (method, marker) in enumerate(zip(METHODS, "osD^vPXh")):
             rs = [r for r in rows if r["task"] == task and r["method"] == method]
             Ts = sorted({r["T"] for r in rs})
             if not Ts:

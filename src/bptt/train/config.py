@@ -15,14 +15,23 @@ and the options of its init; bptt.cells):
                        unit_forget_bias), where PyTorch's nn.LSTM starts from 0; give 0 for PyTorch's
     reset_after        a cell with that setting (the GRU): True (default) or False (the reset gate
                        before W_n, Keras's reset_after=False)
-Given for another cell, each is a ValueError. A cell whose init has no `init` option starts from
-its own initialisation: init "uniform" is its default (PyTorch's +-1/sqrt(H) for the gated cells),
-init "normal" Gaussian with std. The tasks' paper defaults for the Elman cell (activation, its
-Gaussian or orthogonal init and std) do not carry over to other cells.
+    r_min, r_max       a cell whose init takes them (the LRU: the ring r_min <= |lambda| <= r_max;
+                       the linear cell: lambda's range); default the cell's init's (0 and 1)
+    max_phase, normalise   the LRU's: the eigenvalues' phases on [0, max_phase] (default 2 pi), and
+                       gamma = sqrt(1 - |lambda|^2) (true, default) or gamma = 1 (false)
+    std, bias = false  a cell whose init takes them (not the LRU's nor the linear cell's)
+Given for another cell, each is a ValueError; a value the cell's init refuses (e.g. r_min >= r_max)
+is one when the settings are read. A setting left out (None) is filled in with the cell's default
+(its init's, or TRAIN_DEFAULTS's where training starts otherwise), so config.json shows it.
+A cell whose init has no `init` option starts from its own initialisation: init "uniform" is its
+default (PyTorch's +-1/sqrt(H) for the gated cells, the ring for the LRU), init "normal" Gaussian
+with std for a cell whose init takes std. The tasks' paper defaults for the Elman cell (activation,
+its Gaussian or orthogonal init and std) do not carry over to other cells.
 """
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass, field, fields
 
 from .. import cells
@@ -33,7 +42,11 @@ from ..validate import show, too_big
 from .optim import OPTIMIZERS
 
 OWN_INITS = ("uniform", "normal")  # init for a cell without an init option: its default, or Gaussian with std
-CELL_OPTIONS = ("activation", "radius", "forget_bias", "reset_after")  # settings that some cells take
+CELL_OPTIONS = ("activation", "radius", "forget_bias", "reset_after", "r_min", "r_max", "max_phase",
+                "normalise")  # settings that some cells take (Cell.options)
+TRAIN_DEFAULTS = {"forget_bias": 1.0}  # where training starts a cell otherwise than its init's default
+FLOATS = ("lr", "clip_norm", "clip_value", "clip_per_param", "omega", "std", "radius", "forget_bias", "r_min",
+          "r_max", "max_phase")  # settings that are numbers (a TOML integer is taken as one)
 
 
 @dataclass
@@ -50,6 +63,10 @@ class TrainConfig:
     radius: float | None = None
     forget_bias: float | None = None  # LSTM only; None: 1.0
     reset_after: bool | None = None   # GRU only; None: True
+    r_min: float | None = None        # LRU, linear: |lambda|'s (lambda's) range; None: the cell's default
+    r_max: float | None = None
+    max_phase: float | None = None    # LRU only; None: 2 pi
+    normalise: bool | None = None     # LRU only; None: True (gamma_log); False: gamma = 1
     bias: bool = True
     optimizer: str = "sgd"
     lr: float = 0.01
@@ -129,6 +146,7 @@ class TrainConfig:
                                                            for s in self.snapshots):
             raise ValueError(f"snapshots must be a list of step numbers >= 0, got {show(self.snapshots)}")
         self._sizes()
+        self._init_values()
         return self
 
     def _sizes(self):
@@ -155,50 +173,71 @@ class TrainConfig:
                 raise ValueError(f"the cell spelled {show(self.cell)} has {k} = {v!r}, got {k} = {getattr(self, k)!r}")
             setattr(self, k, v)
         options = cls.options()
+        init_defaults = {k: q.default for k, q in inspect.signature(cls.init).parameters.items()
+                         if q.default is not inspect.Parameter.empty}
 
         def refuse(name, value):
             owners = cells.owners(name) if name != "omega" else [n for n in cells.names() if cells.get(n).pascanu]
-            raise ValueError(f"{name} applies to the {', '.join(owners) or 'no'} cell only, not to cell "
-                             f"{self.cell!r} (got {value!r})")
+            raise ValueError(f"{name} applies to the {', '.join(owners) or 'no'} cell{'s' if len(owners) > 1 else ''} "
+                             f"only, not to cell {self.cell!r} (got {value!r})")
 
         for name in CELL_OPTIONS:
             value = getattr(self, name)
             if name not in options:
                 if value is not None:
                     refuse(name, value)
-            elif value is None and name in cls.settings:
-                setattr(self, name, cls.settings[name])
+            elif value is None:
+                setattr(self, name, TRAIN_DEFAULTS.get(name, cls.settings.get(name, init_defaults.get(name))))
         if self.omega and not cls.pascanu:
             refuse("omega", self.omega)
+        if self.std is not None and "std" not in options:
+            refuse("std", self.std)
+        if self.bias is not True and "bias" not in options:
+            refuse("bias", self.bias)
         if "activation" in options:
             _choice("activation", self.activation, tuple(ACTIVATIONS))
         if "init" in options:
             _choice("init", self.init, INITS)
         else:
-            if self.init not in OWN_INITS:
-                raise ValueError(f"init for cell {self.cell!r} must be one of {', '.join(OWN_INITS)} "
-                                 f"(its own initialisation, or Gaussian with std), got {self.init!r}; "
-                                 "orthogonal and identity (IRNN) are for the rnn cell")
+            own = OWN_INITS if "std" in options else OWN_INITS[:1]
+            if self.init not in own:
+                normal = ("" if "std" in options else
+                          f"; init 'normal' is for the cells whose init takes std ({', '.join(cells.owners('std'))})")
+                raise ValueError(f"init for cell {self.cell!r} must be {' or '.join(own)} (its own initialisation"
+                                 f"{', or Gaussian with std' if 'std' in options else ''}), got {self.init!r}; "
+                                 f"orthogonal and identity (IRNN) are for the {', '.join(cells.owners('init'))} "
+                                 f"cell{normal}")
             if self.init == "uniform" and self.std is not None:
                 raise ValueError(f"std applies to init 'normal' for cell {self.cell!r} (the uniform init is "
                                  f"its own), got std = {self.std!r} with init 'uniform'")
-        if "forget_bias" in options:
-            self.forget_bias = 1.0 if self.forget_bias is None else self.forget_bias
-            if isinstance(self.forget_bias, bool) or not isinstance(self.forget_bias, (int, float)) \
-                    or self.forget_bias != self.forget_bias or abs(self.forget_bias) == float("inf"):
-                raise ValueError(f"forget_bias must be a finite number, got {self.forget_bias!r}")
-            self.forget_bias = float(self.forget_bias)
-        if "reset_after" in options and not isinstance(self.reset_after, bool):
-            raise ValueError(f"reset_after must be true or false, got {self.reset_after!r}")
+        for name in ("forget_bias", "r_min", "r_max", "max_phase"):
+            if name in options:
+                v = getattr(self, name)
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or abs(v) == float("inf"):
+                    raise ValueError(f"{name} must be a finite number, got {v!r}")
+                setattr(self, name, float(v))
+        for name in ("reset_after", "normalise"):
+            if name in options and not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+    def _init_values(self):
+        """The cell's init checks its own options (the LRU's ring, a radius >= 0, ...): a model of
+        one unit is drawn from them, so that a value it refuses is an error when the settings are
+        read, not when the run starts."""
+        from ..model import random_model
+        if self.init == "normal" and self.std is None:
+            return  # said by validate
+        random_model(self.cell, 1, 1, 1, seed=0, **self.model_options())
 
     def model_options(self) -> dict:
         """What random_model takes for this cell: its settings and the options of its init."""
         options = cells.get(self.cell).options()
         out = {k: getattr(self, k) for k in CELL_OPTIONS if k in options}
-        out["bias"] = self.bias
+        if "bias" in options:
+            out["bias"] = self.bias
         if "init" in options:
             out.update(init=self.init, std=self.std)
-        else:
+        elif "std" in options:
             out["std"] = self.std if self.init == "normal" else None
         return out
 
@@ -257,8 +296,7 @@ def read_toml(path) -> dict:
     if unknown:
         raise ValueError(f"unknown setting(s) {', '.join(map(show, unknown))} in {path}; known: {', '.join(sorted(KEYS))}")
     for k, v in data.items():  # TOML integers where floats are expected are fine
-        floats = ("lr", "clip_norm", "clip_value", "clip_per_param", "omega", "std", "radius", "forget_bias")
-        if k in floats and isinstance(v, int) and not isinstance(v, bool):
+        if k in FLOATS and isinstance(v, int) and not isinstance(v, bool):
             data[k] = float(v)
     return data
 
