@@ -290,7 +290,9 @@ class Saturation:
 
 def saturation(flow):
     """Elman: f'(z_t) of one Flow's sequence, from its states s_0..s_{T-1}, a Saturation with
-    values (T, H). Gated cells: their gates along the sequence, a GateSaturation."""
+    values (T, H). Gated cells: their gates along the sequence, a GateSaturation. A cell with
+    neither (a linear recurrence: the LRU, the linear cell) is a ValueError; has_saturation says
+    which cells have it."""
     model = flow.trace.model
     if model.cell.gates:
         return gate_saturation(flow.trace)
@@ -299,6 +301,11 @@ def saturation(flow):
                          "neither setting")
     act = activations.get(model.activation)
     return Saturation(model.activation, act.df_from_output(flow.trace.S[1:, 0]), act.gamma)
+
+
+def has_saturation(cell) -> bool:
+    """Whether saturation() measures something for this cell: it has gates or an activation."""
+    return bool(cell.gates) or "activation" in cell.settings
 
 
 def gate_values(trace, seq=0) -> dict:
@@ -354,7 +361,10 @@ class GateSaturation:
     @property
     def path_rate(self) -> float:
         """The geometric mean of the direct path's gate, exp(mean log f) (LSTM) or exp(mean log z)
-        (GRU): the per-step factor by which the error that stays on that path shrinks, on average."""
+        (GRU): the per-step factor by which the error that stays on that path shrinks, on average.
+        NaN for a cell that declares no such path (cell.memory None, e.g. the minGRU)."""
+        if self.path_gate is None:
+            return float("nan")
         with np.errstate(divide="ignore"):
             return float(np.exp(np.log(self._values(self.path_gate)).mean()))
 

@@ -131,7 +131,7 @@ def _decay_or_nan(fl):
 def _saturated_or_nan(fl) -> float:
     """The share of saturated units or gates; NaN for a cell with neither an activation nor gates."""
     cell = fl.trace.model.cell
-    return analysis.saturation(fl).fraction_saturated() if cell.gates or "activation" in cell.settings else np.nan
+    return analysis.saturation(fl).fraction_saturated() if analysis.has_saturation(cell) else np.nan
 
 
 def analyse_flows(fls) -> BatchAnalysis:

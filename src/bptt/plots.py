@@ -414,5 +414,7 @@ def gate_saturation(sat, bins=20, title=None):
     ax.set_ylabel("share of (t, unit) pairs")
     ax.set_xlim(0, 1)
     ax.legend(fontsize=8)
-    ax.set_title(title or f"Gates: the {sat.path_gate} gates' geometric mean is {sat.path_rate:.3g}")
+    ax.set_title(title or (f"Gates: the {sat.path_gate} gates' geometric mean is {sat.path_rate:.3g}"
+                           if sat.path_gate else f"Gates: {100 * sat.fraction_saturated():.1f}% within "
+                           f"{sat.threshold:g} of 0 or 1"))
     return finish(fig)

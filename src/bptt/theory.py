@@ -21,6 +21,12 @@ those cells the Theory's verdict says so, gamma, lambda_1 and rho are NaN, and w
 measured on a sequence (`measure`): the decay rate, the Lyapunov spectrum of the state (the joint
 (h, c) of an LSTM) and the saturation of the path's gate.
 
+A linear recurrence (cell.linear: the LRU, the linear cell) has no activation and no gate: its
+step's Jacobian A = d h_t / d h_{t-1} is the same at every step, whatever the inputs (the LRU's
+diag(lambda) in real form, the linear cell's diag(lambda)), so the error at lag l is multiplied by
+A^l exactly, and rho(A) = max |lambda| decides: every error vanishes like rho^l when rho < 1, some
+explode when rho > 1. Its Theory has gamma = 1, lambda_1 = ||A||_2 and rho = rho(A) (`transition`).
+
 `cliff` is the one-unit network of Pascanu et al. (2013, figure 6), x_t = w sigma(x_{t-1}) + b,
 whose loss surface over (w, b) has a wall where the gradient jumps by orders of magnitude.
 """
@@ -145,10 +151,65 @@ def theory(model, flow=None) -> Theory:
     return Theory(act.name, g, lam, rho, verdict, reason)
 
 
+def _article(name) -> str:
+    """"an" before a vowel or a spelt-out acronym ("an LSTM", "an LRU"), else "a" ("a GRU", "a MinGRU")."""
+    return "an" if name[0] in "AEIOU" or (name[:2].isupper() and name[0] in "AEFHILMNORSX") else "a"
+
+
+def transition(model) -> np.ndarray:
+    """A = d state_t / d state_{t-1} of a linear recurrence (cell.linear), (S, S) float64: the same at
+    every step, read from the cell's Jacobian at a zero state and input."""
+    m = model.astype(np.float64)
+    cell = m.cell
+    if not cell.linear:
+        raise ValueError(f"the {cell.name} cell's step Jacobian depends on its state and inputs: it has no single "
+                         "transition matrix (a linear recurrence has one: "
+                         f"{', '.join(n for n in cells.names() if cells.get(n).linear)})")
+    state = tuple(np.zeros((1, w)) for w in m.state_sizes)
+    new, cache = cell.step(m, np.zeros((1, cell.width(m))), state)
+    return cell.jacobian(m, state, new, cache)[0]
+
+
+def _linear(model, flow) -> Theory:
+    """The verdict of a linear recurrence: rho(A) of its transition A (module's notes)."""
+    A = transition(model)
+    rho = float(np.max(np.abs(np.linalg.eigvals(A))))
+    lam = float(np.linalg.norm(A, 2))
+    name = type(model).__name__
+    head = (f"{_article(name)} {name}'s step is linear, so dh_t/dh_k = A^(t-k) with the "
+            f"same A at every step, whatever the inputs; rho(A) = max |lambda| = {rho:.4g}")
+    after = "" if lam <= rho * (1 + EQUAL_TOL) else f" (after a transient: ||A||_2 = {lam:.4g} > rho)"
+    if abs(rho - 1) <= EQUAL_TOL:
+        verdict = "neither is guaranteed"
+        reason = f"{head}: the error along an eigenvalue of modulus 1 keeps its size, neither vanishing nor exploding"
+    elif rho < 1:
+        verdict = "vanishing"
+        reason = (f"{head} < 1: every error shrinks like {rho:.4g}^(t-k){after}, the slowest unit's rate; "
+                  "none can explode")
+    else:
+        verdict = "exploding"
+        reason = (f"{head} > 1: every error with a component along an eigenvector of modulus {rho:.4g} grows "
+                  f"like {rho:.4g}^(t-k)")
+    measured = None
+    if flow is not None:
+        from .analysis import decay_rate
+        from .spectra import lyapunov
+
+        try:
+            d = decay_rate(flow)
+        except ValueError:
+            d = None
+        measured = {"decay_rate": d, "lyapunov_max": lyapunov(flow.trace).max}
+        reason += "; measured on this sequence: decay rate " + ("undefined" if d is None else f"{d:.4g} per step")
+    return Theory("linear", 1.0, lam, rho, verdict, reason, model.cell.name, measured)
+
+
 def _gated(model, flow) -> Theory:
     cell = model.cell
+    if cell.linear:
+        return _linear(model, flow)
     name = type(model).__name__
-    article = "an" if name[0] in "AEFHILMNORSX" else "a"
+    article = _article(name)
     state = f"the joint state ({', '.join(cell.state)})" if len(cell.state) > 1 else f"the state {cell.state[0]}"
     nan = float("nan")
     if not cell.memory:  # no gated path to point at: the measurements alone decide

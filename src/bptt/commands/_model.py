@@ -2,6 +2,23 @@
 from __future__ import annotations
 
 FORGET_BIAS = 1.0  # a random LSTM's forget-gate bias on the command line, the default of bptt train and sweeps
+OPTIONS = ("activation", "init", "radius", "forget_bias", "r_min", "r_max", "max_phase", "normalise", "std")
+# the options of a cell's random model that the command line takes (each checked against Cell.options)
+
+
+def _bool(text):
+    import argparse
+
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def cells_text(owners) -> str:
+    """"the lru cell", "the lru, linear cells": the cells an option belongs to, for a help or an error."""
+    return f"the {', '.join(owners) or 'no'} cell{'s' if len(owners) > 1 else ''}"
 
 
 def add_model_arguments(p, *, hidden, inputs, outputs, init="uniform"):
@@ -24,13 +41,23 @@ def add_model_arguments(p, *, hidden, inputs, outputs, init="uniform"):
                         "of W, where bptt check and bptt.random_rnn default to uniform") + ")"),
             ("radius", "rescale W to this spectral radius"),
             ("forget_bias", "added to the forget gate's bias (default 1.0, as bptt train and sweeps: the cell starts "
-                            "by keeping its memory; 0 is PyTorch's initialisation)")):
-        p.add_argument("--" + option.replace("_", "-"), type=float if option in ("radius", "forget_bias") else str,
-                       help=f"{text}; for the {', '.join(cells.owners(option))} cell")
+                            "by keeping its memory; 0 is PyTorch's initialisation)"),
+            ("r_min", "the smallest |lambda| of the recurrence (the LRU's ring; the linear cell's range) (default 0)"),
+            ("r_max", "the largest |lambda| (default 1)"),
+            ("max_phase", "the eigenvalues' phases drawn on [0, max_phase] (default 2 pi)"),
+            ("normalise", "true: gamma = sqrt(1 - |lambda|^2) (default); false: gamma = 1, the complex diagonal "
+                          "recurrence without normalisation")):
+        kind = float if option in ("radius", "forget_bias", "r_min", "r_max", "max_phase") else \
+            _bool if option == "normalise" else str
+        p.add_argument("--" + option.replace("_", "-"), type=kind, metavar="true|false" if kind is _bool else None,
+                       help=f"{text}; for {cells_text(cells.owners(option))}")
     p.add_argument("--std", type=float, help="standard deviation of the weights for --init normal (of every weight "
-                   "of a cell with its own initialisation: Gaussian instead of uniform)")
+                   f"of a cell with its own initialisation: Gaussian instead of uniform); for "
+                   f"{cells_text(cells.owners('std'))}")
     p.add_argument("--bias", action="store_true", help="give the random Elman model biases b and c (drawn from "
-                   "N(0, 0.1)); a gated cell always has them")
+                   f"N(0, 0.1)); the other cells whose init takes bias "
+                   f"({', '.join(n for n in cells.owners('bias') if not cells.get(n).pascanu)}) "
+                   "always have them")
     p.set_defaults(_model_init=init)
 
 
@@ -44,8 +71,9 @@ def model_from_args(args, rng):
         return Model.load(args.model)
     cls, _ = cells.resolve(args.cell)
     options = cls.options()
-    given = {k: getattr(args, k) for k in ("activation", "init", "radius", "forget_bias", "std")
-             if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) is not None}
+    if args.bias:
+        given["bias"] = True
     if "init" in options:
         given.setdefault("init", args._model_init)
         given.setdefault("activation", "tanh")
@@ -53,9 +81,10 @@ def model_from_args(args, rng):
         given.setdefault("forget_bias", FORGET_BIAS)
     for k in given:
         if k not in options:
-            raise ValueError(f"--{k.replace('_', '-')} is an option of the {', '.join(cells.owners(k)) or 'no'} "
-                             f"cell, not of {cls.name}: leave it out or use --cell "
-                             f"{(cells.owners(k) or ['rnn'])[0]}")
+            raise ValueError(f"--{k.replace('_', '-')} is an option of {cells_text(cells.owners(k))}, not of "
+                             f"{cls.name}: leave it out or use --cell {(cells.owners(k) or ['rnn'])[0]}")
+    if cls.pascanu:
+        given.pop("bias", None)  # drawn below, from N(0, 0.1)
     model = random_model(args.cell, args.hidden, args.inputs, args.outputs, seed=rng, **given)
     if args.bias and cls.pascanu:
         model = model.replace(b=rng.normal(0, 0.1, model.H), c=rng.normal(0, 0.1, model.O))

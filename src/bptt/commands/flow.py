@@ -80,6 +80,7 @@ def _lags(T, rows):
 def analyse(model, x, y, progress=True) -> dict:
     """Everything `bptt flow` reports, as plain data, plus the flows themselves under "_flows"."""
     from bptt import batch
+    from bptt.analysis import has_saturation
     from bptt.theory import theory
 
     fls = batch.flows(model, x, y, progress=progress)
@@ -94,7 +95,7 @@ def analyse(model, x, y, progress=True) -> dict:
         except ValueError:
             decays.append(float("nan"))
     lyap = [f.lyapunov() for f in fls]
-    sat = [f.saturation() for f in fls]
+    sat = [f.saturation() for f in fls] if has_saturation(model.cell) else []  # none for a linear recurrence
     viol = sum(int(np.sum(f.dE_ds > f.bound() * (1 + 1e-9))) for f in fls) if th.applies else None
     out.update({
         "decay_rate": _stat(decays), "lyapunov_max": _stat([ly.max for ly in lyap]),
@@ -104,9 +105,9 @@ def analyse(model, x, y, progress=True) -> dict:
         out["mean_df"] = _stat([s.mean for s in sat])
     else:  # per sigmoid gate: its mean and the shares below 0.1 and above 0.9, over the sequences
         out["gates"] = {g: {"mean": _stat([s.mean(g) for s in sat]), "near_0": _stat([s.near_zero(g) for s in sat]),
-                            "near_1": _stat([s.near_one(g) for s in sat])} for g in sat[0].gates}
-        out["path_gate"] = sat[0].path_gate
-        out["path_rate"] = _stat([s.path_rate for s in sat])
+                            "near_1": _stat([s.near_one(g) for s in sat])} for g in (sat[0].gates if sat else ())}
+        out["path_gate"] = sat[0].path_gate if sat else None
+        out["path_rate"] = _stat([s.path_rate for s in sat] if out["path_gate"] else [])
     if ba is None:
         out["by_lag"] = fls[0].by_lag().rows()
     else:
@@ -179,7 +180,9 @@ def table(res, lags) -> str:
 def _gated_table(res, lags) -> str:
     """The table for a cell without Pascanu's bound (a gated cell): the verdict, the measured numbers and
     the gates; no bound."""
-    th, N, cell = res["theory"], res["N"], res["cell"].upper()
+    from bptt import cells
+
+    th, N, cell = res["theory"], res["N"], cells.get(res["cell"]).label
     spread = "" if N == 1 else f" (mean +- sd over {N} sequences)"
     d, ly = res["decay_rate"], res["lyapunov_max"]
     pm = (lambda s: f"{_g(s['mean'], '.4g')} +- {_g(s['std'], '.2g')}") if N > 1 else (lambda s: _g(s["mean"], ".4g"))
@@ -187,25 +190,32 @@ def _gated_table(res, lags) -> str:
     state = f"the joint state ({', '.join(names)})" if len(names) > 1 else f"the state {names[0]}"
     gates = "; ".join(f"{g} mean {v['mean']['mean']:.3g}, {100 * v['near_0']['mean']:.1f}% below 0.1, "
                       f"{100 * v['near_1']['mean']:.1f}% above 0.9" for g, v in res["gates"].items())
+    linear = th["activation"] == "linear"  # a linear recurrence: rho and lambda_1 of its transition A
     lines = [f"{res['model']}, T = {res['T']}, N = {N}, mean loss {res['loss']:.6g}", "",
+             f"theory    a linear recurrence: dh_t/dh_(t-1) = A at every step, rho(A) = {th['rho']:.4g}, "
+             f"||A||_2 = {th['lambda1']:.4g}; Pascanu's bound with gamma = 1 is ||A||_2^l" if linear else
              f"theory    Pascanu's bound (gamma, lambda_1) is for Elman cells: it does not apply to the {cell}",
              f"verdict   {th['verdict']}: {th['reason']}",
              f"measured  decay rate {pm(d)} per step{spread}; largest Lyapunov exponent {pm(ly)} of {state} "
-             f"(exp = {_g(np.exp(ly['mean']) if ly['mean'] is not None and ly['mean'] < 700 else None, '.4g')})",
-             f"gates     {gates}",
-             f"          the direct path's gate {res['path_gate']}: geometric mean {pm(res['path_rate'])}",
-             ""]
+             f"(exp = {_g(np.exp(ly['mean']) if ly['mean'] is not None and ly['mean'] < 700 else None, '.4g')})"]
+    if gates:
+        lines.append(f"gates     {gates}")
+    if res["path_gate"]:
+        lines.append(f"          the direct path's gate {res['path_gate']}: geometric mean {pm(res['path_rate'])}")
+    lines.append("")
     rows = {r["lag"]: r for r in res["by_lag"]}
     one, own = N == 1, len(names) > 1  # own: a memory of its own (an LSTM's c)
+    path = res["path_gate"] is not None  # the error on the direct path alone (Flow.cell_path)
     head = ["lag", "mean ||dE_t/dh_t-l||", "ratio to lag 0", "+- sd"] + (["mean ||dE_t/dc_t-l||"] if own else []) \
-        + ["mean cell path"] + (["mean ||term||_F"] if one else []) + ["share beyond lag"]
+        + (["mean cell path"] if path else []) + (["mean ||term||_F"] if one else []) + ["share beyond lag"]
     out = [head]
     for l in lags:
         r = rows[l]
         cells = [str(l), _g(r["norm_mean"]), _g(r["ratio_mean"]), _g(r["ratio_std"], ".2g")]
         if own:
             cells.append(_g(r["c_mean"]))
-        cells.append(_g(r["path_mean"]))
+        if path:
+            cells.append(_g(r["path_mean"]))
         if one:
             cells.append(_g(r["term_mean"]))
         cells.append(_g(None if r["beyond"] is None else 100 * r["beyond"], ".3g") + "%")
@@ -218,15 +228,18 @@ def _gated_table(res, lags) -> str:
 def plot(res, directory, progress=True) -> list:
     from tqdm.auto import tqdm
 
-    from bptt import plots
+    from bptt import cells, plots
+    from bptt.analysis import has_saturation
 
     fls = res["_flows"]
     th = res["theory"]
-    name = f"{th['activation']}, rho = {th['rho']:.3g}" if th["bound_applies"] else res["cell"].upper()
+    cell = cells.get(res["cell"])
+    name = f"{th['activation']}, rho = {th['rho']:.3g}" if th["bound_applies"] else cell.label
     jobs = {"heatmap": lambda: plots.heatmap(fls[0]),
             "lags": lambda: plots.lag_curves({name: fls if len(fls) > 1 else fls[0]}),
-            "singular_values": lambda: plots.singular_values(fls[0]),
-            "saturation": lambda: plots.saturation(fls[0].saturation())}
+            "singular_values": lambda: plots.singular_values(fls[0])}
+    if has_saturation(cell):  # a linear recurrence has no activation and no gate
+        jobs["saturation"] = lambda: plots.saturation(fls[0].saturation())
     written = []
     for name, make in tqdm(jobs.items(), desc="figures", delay=1.0, disable=not progress, leave=False):
         written += plots.save(make(), f"{directory}/{name}")
