@@ -18,10 +18,31 @@ from .bias import Agreement, compare, tbptt_gradient, window_curve
 from .influence import rtrl, snap
 from .uoro import uoro
 
+def rescalable(cell) -> bool:
+    """Whether a random model of this cell (a name or alias) has a recurrent weight W that `radius`
+    rescales (the Elman cell, the LSTM, the GRU); a cell without one (the LRU, the minGRU, ...)
+    starts from its own initialisation whatever the radius."""
+    from .. import cells
+
+    return any(p.role == "recurrent" for p in cells.resolve(cell)[0].params.values())
+
+
+def focus(cell) -> str:
+    """The parameter the tables single out, by the cell's declaration: its recurrent weight W; else
+    its first parameter of its own (no role: the LRU's nu_log, the linear cell's lam, the recurrence);
+    else its first parameter (the minGRU's U)."""
+    from .. import cells
+
+    c = cells.resolve(cell)[0]()
+    return c.role("recurrent") or next((n for n, p in c.params.items() if p.role is None), next(iter(c.params)))
+
+
 def random_model(cell, H, D, O, radius, rng):
     """A random model of `cell` (a registered cell or alias, bptt.cells.variants()), H x D x O, with
-    biases, each H x H block of its recurrent weight at spectral radius `radius`; an input bias that
-    its initialisation leaves at zero (the Elman cell's) drawn from N(0, 0.1^2)."""
+    biases (a cell whose init takes `bias`), each H x H block of its recurrent weight at spectral
+    radius `radius` (a cell without one: its own initialisation, the radius unused; rescalable);
+    an input bias that its initialisation leaves at zero (the Elman cell's) drawn from N(0, 0.1^2)."""
+    from .. import cells
     from ..model import random_model as draw
     from ..model import with_spectral_radius
 
@@ -31,7 +52,7 @@ def random_model(cell, H, D, O, radius, rng):
     if isinstance(radius, bool) or not isinstance(radius, (int, float, np.number)) or not np.isfinite(radius) \
             or radius <= 0:
         raise ValueError(f"a spectral radius must be a positive number, got {radius!r}")
-    model = draw(cell, H, D, O, seed=rng, bias=True)
+    model = draw(cell, H, D, O, seed=rng, **({"bias": True} if "bias" in cells.resolve(cell)[0].options() else {}))
     rec, bias = model.cell.role("recurrent"), model.cell.role("input bias")
     if rec is not None:
         W = model.params[rec]

@@ -35,8 +35,10 @@ def add_arguments(p):
     p.add_argument("--hidden", type=int, default=16, help="H (default 16)")
     p.add_argument("--inputs", type=int, default=8, help="D, the number of input ids (default 8)")
     p.add_argument("--outputs", type=int, default=8, help="O, the number of output classes (default 8)")
-    p.add_argument("--radius", type=float, default=1.0,
-                   help="spectral radius of W (of each gate's H x H block for a gated cell) (default 1.0)")
+    p.add_argument("--radius", type=float,
+                   help="spectral radius of W (of each gate's H x H block for a gated cell); for a cell with a "
+                        "recurrent W, "
+                        f"{', '.join(n for n in variants() if _rescalable(n))} (default 1.0)")
     p.add_argument("--length", type=int, default=50, help="T, steps of the random sequence (default 50)")
     p.add_argument("--batch", type=int, default=1, help="N, random sequences (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed for the model, the data and UORO's signs (default 0)")
@@ -52,19 +54,28 @@ def add_arguments(p):
                    "--plot does: window-bias.png, the cosine and relative bias against K for each radius of "
                    "--radii (random models), and uoro.png, the error of the mean of n UORO estimates against n = "
                    "1..--samples on this model and data (PNG, 150 dpi; needs matplotlib)")
-    p.add_argument("--param", default="W", help="the parameter --plot draws: W, U, b, ... or all (default W)")
-    p.add_argument("--radii", default=",".join(str(r) for r in RADII),
-                   help=f"the spectral radii of --plot (default {','.join(str(r) for r in RADII)})")
+    p.add_argument("--param", help="the parameter --plot draws and the table singles out: W, U, b, nu_log, ..., "
+                                   "h0 or all (default the cell's recurrent W; without one its own recurrence's "
+                                   "parameter: the LRU's nu_log, the linear cell's lam; else its first, U)")
+    p.add_argument("--radii", help=f"the spectral radii of --plot (default {','.join(str(r) for r in RADII)}); "
+                                   "a cell without a recurrent W draws its one model")
+
+
+def _rescalable(cell) -> bool:
+    from ..approx.measure import rescalable
+
+    return rescalable(cell)
 
 
 def random_model(args, radius, rng):
-    """A random model of args.cell with W rescaled to the spectral radius (each gate's block)."""
+    """A random model of args.cell with W rescaled to the spectral radius (each gate's block); a cell
+    without W from its own initialisation (radius None)."""
     from ..approx.measure import random_model
 
     for name in ("hidden", "inputs", "outputs"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}")
-    return random_model(args.cell, args.hidden, args.inputs, args.outputs, radius, rng)
+    return random_model(args.cell, args.hidden, args.inputs, args.outputs, 1.0 if radius is None else radius, rng)
 
 
 def data(model, T, N, rng):
@@ -80,13 +91,14 @@ def _g(v, fmt):
     return "-" if v is None else format(v, fmt)
 
 
-def table(res) -> str:
+def table(res, param="W") -> str:
+    """The methods' errors: all parameters together, `param` (the focus: W, or a cell's own), h0."""
     lines = [f"{res['model']}, T = {res['T']}, N = {res['N']}, loss {res['loss']:.6g}",
              f"smallest window K with relative error <= {res['delta']:g} (all parameters), for it and every longer "
              f"one: K = {res['smallest_window']}", ""]
-    head = ["method", "rel. error (all)", "cosine (all)", "rel. error W", "cosine W", "rel. error h0"]
-    out = [head] + [[r["method"], _g(r["all"]["rel"], ".3e"), _g(r["all"]["cos"], ".6f"), _g(r["W"]["rel"], ".3e"),
-                     _g(r["W"]["cos"], ".6f"), _g(r["h0"]["rel"], ".3e")] for r in res["methods"]]
+    head = ["method", "rel. error (all)", "cosine (all)", f"rel. error {param}", f"cosine {param}", "rel. error h0"]
+    out = [head] + [[r["method"], _g(r["all"]["rel"], ".3e"), _g(r["all"]["cos"], ".6f"), _g(r[param]["rel"], ".3e"),
+                     _g(r[param]["cos"], ".6f"), _g(r["h0"]["rel"], ".3e")] for r in res["methods"]]
     widths = [max(len(row[i]) for row in out) for i in range(len(head))]
     for row in out:
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
@@ -99,11 +111,11 @@ def plot(args, path, radii):
     from ..approx import figures
 
     curves = {}
-    for r in radii:
+    for r in radii:  # [None] for a cell without W: its one model
         rng = np.random.default_rng(args.seed)  # the same draw at every radius: only the scale of W changes
         model = random_model(args, r, rng)
         x, y = data(model, args.length, args.batch, rng)
-        curves[f"radius {r:g}"] = approx.window_curve(model, x, y)
+        curves[f"radius {r:g}" if r is not None else "its own initialisation"] = approx.window_curve(model, x, y)
     title = f"{args.cell}, H = {args.hidden}, T = {args.length}: the window's bias"
     from ..plots import savefig
 
@@ -122,16 +134,33 @@ def run(args) -> int:
             if len(parts) != 2:
                 raise ValueError(f"--tbptt takes rules k1:k2, got {spec!r}")
             rules.append(tuple(_ints(",".join(parts), "--tbptt")))
-    radii = _floats(args.radii, "--radii")
+    from .. import cells
+    from ..approx.measure import focus, rescalable
+
+    if not args.model:
+        cells.resolve(args.cell)  # an unknown cell, said before anything else
+    if not args.model and not rescalable(args.cell):
+        for flag, value in (("--radius", args.radius), ("--radii", args.radii)):
+            if value is not None:
+                raise ValueError(f"{flag} rescales a recurrent weight W, and the {args.cell} cell has none: leave it "
+                                 f"out (its model starts from its own initialisation) or use --cell "
+                                 f"{next(n for n in cells.names() if rescalable(n))}")
+        radii = [None]
+    else:
+        radii = _floats(args.radii if args.radii is not None else ",".join(str(r) for r in RADII), "--radii")
+    rng = np.random.default_rng(args.seed)
+    model = Model.load(args.model) if args.model else random_model(args, args.radius, rng)
+    names = ("all", *(k for k in model.params if k not in ("V", "c")), "V", "c",
+             *(f"{s}0" for s in model.cell.state))
+    args.param = args.param if args.param is not None else focus(model.cell.name)
+    if args.param not in names:
+        raise ValueError(f"--param must be one of {', '.join(names)} (the {model.cell.name} model's), "
+                         f"got {args.param!r}")
     if args.plot:
         from ..plots import require_matplotlib
         require_matplotlib()
-        if args.param not in ("all", "U", "W", "b", "bh", "h0", "c0"):
-            raise ValueError(f"--param must be one of all, U, W, b, bh, h0, c0, got {args.param!r}")
         if args.model:
             raise ValueError("--plot draws random models over --radii; it cannot take --model")
-    rng = np.random.default_rng(args.seed)
-    model = Model.load(args.model) if args.model else random_model(args, args.radius, rng)
     x, y = data(model, args.length, args.batch, rng)
     from ..approx.measure import measure
 
@@ -156,7 +185,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(res, indent=2, default=float))
     else:
-        print(table(res))
+        print(table(res, args.param))
         if args.plot:
             u = res["uoro_error"]
             print("\nUORO, the mean of n estimates against the exact gradient (all parameters):")

@@ -109,7 +109,8 @@ def run_flow(p, seed) -> dict:
     """The lag analysis of a random model (H, D, O, W at spectral radius `radius`) on a random sequence."""
     from .. import fast
     from ..flow import flow
-    from ..model import random_model, spectral_radius
+    from ..model import random_model
+    from ..theory import recurrence_norms
 
     dtype = np.dtype(p["dtype"])
     rng = np.random.default_rng(seed)
@@ -117,7 +118,9 @@ def run_flow(p, seed) -> dict:
     options = {k: p[k] for k in ("init", "radius", "activation", "forget_bias") if k in cells.get(p["cell"]).options()}
     if "init" in options:
         options["std"] = 1 / math.sqrt(H) if p["init"] == "normal" else None
-    model = random_model(p["cell"], H, D, O, seed=rng, bias=p["bias"], head=p["head"], dtype=dtype, **options)
+    if "bias" in cells.get(p["cell"]).options():
+        options["bias"] = p["bias"]
+    model = random_model(p["cell"], H, D, O, seed=rng, head=p["head"], dtype=dtype, **options)
     if p["head"] == "softmax":
         x, y = rng.integers(0, D, T), rng.integers(0, O, T)  # (T,), (T,)
     else:
@@ -138,14 +141,14 @@ def run_flow(p, seed) -> dict:
                 decay = fl.decay_rate()
             except ValueError:  # no error reaches a lag >= 1 with a non-zero size
                 pass
-    W64 = model.params[model.cell.role("recurrent")].astype(np.float64)
+    rho, lambda1 = recurrence_norms(model)
     return {
         "loss": loss,
         "decay_rate": decay,                 # Flow.decay_rate(): per-step factor of ||dE_t/ds_k|| with the lag
         "long_lag_fraction": share,          # Flow.by_lag().beyond[long_lag]: share of lags > long_lag
         "grad_lag0": lag0,                   # mean ||dE_t/ds_t||
-        "rho": spectral_radius(W64) if W64.shape[0] == W64.shape[1] else None,  # a gated W (G H, H) is not square
-        "lambda1": float(np.linalg.norm(W64, 2)),
+        "rho": rho,
+        "lambda1": lambda1,
         "finite": finite,
     }
 
@@ -282,7 +285,7 @@ def run_approx(p, seed) -> dict:
     for name, row in zip(APPROX_METHODS, res["methods"]):
         for stat in ("rel", "cos"):
             out[f"{name}_{stat}"] = row["all"][stat]
-            out[f"{name}_{stat}_W"] = row["W"][stat]
+            out[f"{name}_{stat}_W"] = row["W"][stat] if "W" in row else None  # a cell without W: none
     return out
 
 
@@ -319,10 +322,11 @@ def run_selftest(p, seed) -> dict:
 
 KINDS = {
     "flow": Kind("flow", FLOW_PARAMS, "bptt.sweep.points:run_flow", check=_check_flow,
-                 only={k: _takes(k) for k in ("radius", "activation", "init", "forget_bias")}),
+                 only={k: _takes(k) for k in ("radius", "activation", "init", "forget_bias", "bias")}),
     "train": Kind("train", TRAIN_PARAMS, "bptt.sweep.points:run_train", check=_check_train,
                   only={"std": _takes("init"), "omega": lambda cls: cls.pascanu, "forget_bias": _takes("forget_bias")}),
-    "approx": Kind("approx", APPROX_PARAMS, "bptt.sweep.points:run_approx", check=_check_approx),
+    "approx": Kind("approx", APPROX_PARAMS, "bptt.sweep.points:run_approx", check=_check_approx,
+                   only={"radius": lambda cls: any(q.role == "recurrent" for q in cls.params.values())}),
     "selftest": Kind("selftest", SELFTEST_PARAMS, "bptt.sweep.points:run_selftest", public=False,
                      check=_check_selftest),
 }

@@ -19,7 +19,9 @@ Files in the run's folder:
                       loss), grad_norm and grad_norm_clipped (global 2-norms before and after clipping),
                       omega, fallback; every eval_every steps also rho (spectral radius of W; null for
                       a gated cell, whose W (G H, H) stacks its gates' blocks), lambda1 (largest singular
-                      value of W, Pascanu's lambda_1), lag_fraction (share of the
+                      value of W, Pascanu's lambda_1; both of the transition A of a linear recurrence,
+                      the LRU's and the linear cell's; both null for a cell with neither W nor A,
+                      theory.recurrence_norms), lag_fraction (share of the
                       W-gradient's term norms ||dE_t/dz_k|| ||s_{k-1}|| with lag t - k >= lag_threshold,
                       from bptt.flow on one held-out sequence) and test metrics (test_loss, ...);
                       with stop_on_success the run ends at the first evaluation that meets the
@@ -48,7 +50,8 @@ from .. import cells, fast
 from ..backend import backward, forward
 from ..files import clean_stale, folder_lock, loads_json, read_text, write_atomic
 from ..flow import flow
-from ..model import random_model, spectral_radius
+from ..model import random_model
+from ..theory import recurrence_norms
 from ..validate import too_big
 from . import checkpoint, clip as clipping, optim
 from .config import TrainConfig
@@ -312,10 +315,8 @@ def _diverged(st, norm, loss, ckpt_path, weights=False):
 
 
 def _analysis(cfg, task, model, px, py):
-    W = model.params.get(model.cell.role("recurrent"))
-    W = None if W is None else W.astype(np.float64)
-    rec = {"rho": spectral_radius(W) if W is not None and W.shape[0] == W.shape[1] else None,  # a gated W: none
-           "lambda1": None if W is None else float(np.linalg.norm(W, 2))}
+    rho, lambda1 = recurrence_norms(model)  # a gated W (G H, H): no rho; a linear recurrence: its transition's
+    rec = {"rho": rho, "lambda1": lambda1}
     fl = flow(model.astype(np.float64), px, py)
     rec["lag_fraction"] = lag_fraction(fl, cfg.lag_threshold)
     rec.update({f"test_{k}": (float(v) if not isinstance(v, bool) else v) for k, v in task.evaluate(model).items()})
