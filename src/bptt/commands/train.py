@@ -24,15 +24,22 @@ def _epilog():
     example = (f"  bptt train --task adding --length 100 --cell {gated} --forget-bias 1.0 --optimizer adam --lr 0.001 "
                f"--out runs/{gated}\n  bptt train --out runs/{gated} --resume   (with the same flags: continues from "
                f"runs/{gated}/checkpoint.npz)") if gated else ""
+    import textwrap
+
+    own = lambda option: ", ".join(cells.owners(option))  # noqa: E731
+    cells_text = textwrap.fill(
+        "With a --cell other than rnn (the Elman cell) the task's activation, init and std do not apply: the cell "
+        "starts from its own initialisation (a gated cell from PyTorch's, every weight uniform on +-1/sqrt(H); the "
+        "LRU from its ring), or Gaussian with --init normal --std S. --activation, --radius, --omega and the "
+        f"orthogonal and identity (IRNN) inits are the Elman cell's; --forget-bias the {own('forget_bias')} cell's; "
+        f"--reset-after the {own('reset_after')} cell's; --r-min and --r-max the {own('r_min')} cells'; --max-phase "
+        f"and --normalise the {own('normalise')} cell's; --std (and --init normal) those whose init takes it "
+        f"({own('std')}): each is refused for another cell (exit 2).", width=100)
     return f"""\
 defaults: a flag > --config FILE.toml > the task's paper settings (below) > the default in each
 flag's help. The task's settings:
 {TASK_DEFAULTS}
-With a --cell other than rnn (the Elman cell) the task's activation, init and std do not apply:
-the cell starts from its own initialisation (a gated cell from PyTorch's, every weight uniform on
-+-1/sqrt(H)), or Gaussian with --init normal --std S. --activation, --radius, --omega and the
-orthogonal and identity (IRNN) inits are the Elman cell's; --forget-bias the {', '.join(cells.owners('forget_bias'))}
-cell's; --reset-after the {', '.join(cells.owners('reset_after'))} cell's: each is refused for another cell (exit 2).
+{cells_text}
 
 examples:
   bptt train --task temporal --length 40 --out runs/t40
@@ -73,6 +80,15 @@ def add_arguments(p):
     p.add_argument("--reset-after", type=_bool, metavar="true|false",
                    help=f"{', '.join(cells.owners('reset_after'))}: the reset gate after W_n (true, default: PyTorch, "
                         "Keras) or before (false)")
+    p.add_argument("--r-min", type=float, help=f"{', '.join(cells.owners('r_min'))}: the smallest |lambda| of the "
+                   "recurrence (the LRU's ring, the linear cell's range) (default the cell's: 0)")
+    p.add_argument("--r-max", type=float, help=f"{', '.join(cells.owners('r_max'))}: the largest |lambda| "
+                   "(default the cell's: 1)")
+    p.add_argument("--max-phase", type=float, help=f"{', '.join(cells.owners('max_phase'))}: the eigenvalues' phases "
+                   "on [0, max_phase] (default the cell's: 2 pi)")
+    p.add_argument("--normalise", type=_bool, metavar="true|false",
+                   help=f"{', '.join(cells.owners('normalise'))}: gamma = sqrt(1 - |lambda|^2) (true, default) or "
+                        "gamma = 1 (false: the complex diagonal recurrence without normalisation)")
     p.add_argument("--optimizer", help="sgd | momentum | nesterov | adagrad | rmsprop | adam (default the task's, else sgd)")
     p.add_argument("--lr", type=float, help="learning rate (default the task's, else 0.01)")
     p.add_argument("--clip-norm", type=float,

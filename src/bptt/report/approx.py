@@ -23,20 +23,20 @@ def gather(st, figure) -> dict:
     the report stores for a figure. Returns {"smallest", "methods", "uoro", "figures", "text"}."""
     from .. import approx
     from ..approx import figures
-    from ..approx.measure import measure, random_data, random_model
+    from ..approx.measure import measure, random_data, random_model, rescalable
 
     curves, smallest, methods = {}, [], []
     for cell, label in cells():
         curves[label] = {}
-        for r in st.radii:
+        for r in st.radii if rescalable(cell) else (None,):  # None: a cell without W, its own initialisation
             rng = np.random.default_rng(st.seed + 900)  # one draw per cell: only W's scale changes with r
-            model = random_model(cell, st.H, st.D, st.D, r, rng)
+            model = random_model(cell, st.H, st.D, st.D, 1.0 if r is None else r, rng)
             x, y = random_data(model, st.T, st.N, rng)
             c = approx.window_curve(model, x, y)
-            curves[label][f"radius {r:g}"] = c
+            curves[label][f"radius {r:g}" if r is not None else "its own initialisation"] = c
             smallest.append({"cell": label, "radius": r, "K": c.smallest_window(DELTA),
                              "rel5": float(c.bias.rel["all"][min(5, st.T)])})
-            if r == 1.0 or (1.0 not in st.radii and r == st.radii[len(st.radii) // 2]):
+            if r is None or r == 1.0 or (1.0 not in st.radii and r == st.radii[len(st.radii) // 2]):
                 one = (x, y) if st.N == 1 else (x[0], y[0])  # forward mode costs S^2 P a step: one sequence
                 res = measure(model, *one, windows=(5,), rules=((5, 10),), samples=100, seed=st.seed, delta=DELTA)
                 methods.append({"cell": label, "radius": r, "rows": res["methods"]})
@@ -57,6 +57,12 @@ def _sentences(st, a) -> list[str]:
     lo, hi = min(st.radii), max(st.radii)
     out = []
     for _, label in cells():
+        if (label, None) in by:  # a cell without W: one model
+            one = by[(label, None)]
+            out.append(f"{label} (no W to rescale; its own initialisation): a window within {100 * DELTA:g}% of the "
+                       f"exact gradient needs K = {one['K']} (of T = {st.T}); the window K = 5 is off by "
+                       f"{one['rel5']:.2g}.")
+            continue
         out.append(f"{label}: a window within {100 * DELTA:g}% of the exact gradient needs K = "
                    f"{by[(label, lo)]['K']} at radius {lo:g} and K = {by[(label, hi)]['K']} at radius {hi:g} "
                    f"(of T = {st.T}); the window K = 5 is off by {by[(label, lo)]['rel5']:.2g} and "
@@ -68,7 +74,8 @@ def _sentences(st, a) -> list[str]:
     for m in a["methods"]:
         rows = {r["method"]: r for r in m["rows"]}
         s1, rt = rows["SnAp-1"]["all"]["rel"], rows["RTRL"]["all"]["rel"]
-        out.append(f"{m['cell']}, radius {m['radius']:g}: SnAp-1 (the influence of each parameter on its own "
+        at = "its own initialisation" if m["radius"] is None else f"radius {m['radius']:g}"
+        out.append(f"{m['cell']}, {at}: SnAp-1 (the influence of each parameter on its own "
                    f"unit only) is off by {s1:.3g}; RTRL, exact, by {rt:.1g} (rounding).")
     return out
 
@@ -79,15 +86,18 @@ def render(a, img, table) -> str:
              "truncated BPTT, real-time recurrent learning (RTRL) and its cheap estimators (UORO, SnAp) are "
              "others. Each is measured here against the exact gradient: the relative error "
              "||g<sub>R</sub> &minus; g|| / ||g|| of all parameters together, the same random draw per cell with "
-             "each H &times; H block of W rescaled to the spectral radius.</p>",
+             "each H &times; H block of W rescaled to the spectral radius (a cell without W: its own "
+             "initialisation, radius -).</p>",
              img("approx_bias", "the window's relative bias against K, per cell and radius",
                  "The notebook's window K: relative bias of the gradient against K, one line per spectral "
                  "radius (a line ends where the bias is exactly 0, at K = T)."),
              table(["cell", "radius", f"smallest K within {100 * DELTA:g}%", "bias at K = 5"],
-                   [[escape(s["cell"]), f"{s['radius']:g}", str(s["K"]), f"{s['rel5']:.2e}"] for s in a["smallest"]],
+                   [[escape(s["cell"]), "-" if s["radius"] is None else f"{s['radius']:g}", str(s["K"]),
+                     f"{s['rel5']:.2e}"] for s in a["smallest"]],
                    left=(0,))]
     for m in a["methods"]:
-        parts.append(f"<p>Every method on the {escape(m['cell'])} at radius {m['radius']:g} (its first sequence):</p>")
+        at = "from its own initialisation" if m["radius"] is None else f"at radius {m['radius']:g}"
+        parts.append(f"<p>Every method on the {escape(m['cell'])} {at} (its first sequence):</p>")
         parts.append(table(["method", "relative error", "cosine"],
                            [[escape(r["method"]), _num(r["all"]["rel"], ".2e"), _num(r["all"]["cos"], ".4f")]
                             for r in m["rows"]], left=(0,)))

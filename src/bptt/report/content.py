@@ -75,10 +75,18 @@ def _batch(st, m, seed):
 CELL_LAG = 10  # the lag the cells' comparison quotes (less on short sequences)
 
 
+def own_init(cls) -> bool:
+    """Whether the report starts a cell from its own initialisation: one whose init takes none of
+    PyTorch's options (bias; the LRU's ring, the linear cell's range), where a uniform +-1/sqrt(H)
+    draw of its parameters would not be the model it stands for."""
+    return "bias" not in cls.options()
+
+
 def cell_models(st) -> dict:
-    """One model of each of the package's cells (an Elman RNN with tanh, a GRU, an LSTM) with H = st.H,
-    D = O = st.D and biases, every weight and bias uniform on +-1/sqrt(H) (PyTorch's initialisation
-    of nn.RNN, nn.LSTM, nn.GRU and the head): label -> model."""
+    """One model of each of the package's cells with H = st.H, D = O = st.D: those whose init takes
+    PyTorch's options (the Elman RNN with tanh, the GRU, the LSTM, the minGRU, the minLSTM) with
+    biases and every weight and bias uniform on +-1/sqrt(H) (PyTorch's initialisation of nn.RNN,
+    nn.LSTM, nn.GRU and the head), the others from their own (own_init): label -> model."""
     from .. import cells
     from ..model import model_class
 
@@ -86,7 +94,9 @@ def cell_models(st) -> dict:
     own = [n for n in cells.names() if cells.get(n).__module__.startswith("bptt.cells.")]  # the package's cells
     for i, name in enumerate(own):
         cell = cells.get(name)()
-        params = cells.Cell.init(cell, np.random.default_rng(st.seed + 700 + i), st.D, st.H, st.D, bias=True)
+        rng = np.random.default_rng(st.seed + 700 + i)
+        params = cell.init(rng, st.D, st.H, st.D) if own_init(type(cell)) else \
+            cells.Cell.init(cell, rng, st.D, st.H, st.D, bias=True)
         label = cell.label + (f" ({cell.activation})" if "activation" in cell.settings else "")
         out[label] = model_class(name)(**params)
     return out
@@ -117,7 +127,9 @@ def _compare_cells(st, c):
                "lyap_max_mean": float(np.mean(ba.lyapunov_max)), "saturated": float(np.mean(ba.saturated)),
                "lag": lag, "ratio_lag": float(np.nanmean([p.ratio_mean[lag] for p in profs])),
                "beyond": float(np.nanmean(ba.beyond[:, lag])), "bound_applies": th.applies,
-               "verdict": th.verdict, "lambda1_gamma": th.growth if th.applies else None}
+               "verdict": th.verdict, "lambda1_gamma": th.growth if th.applies else None,
+               "linear": bool(m.cell.linear), "rho": float(th.rho) if m.cell.linear else None,
+               "own_init": own_init(type(m.cell))}
         if m.cell.memory:
             sats = [gate_saturation(f.trace) for f in fls]
             g = sats[0].path_gate
@@ -142,8 +154,11 @@ def _cell_sentences(st, rows) -> list[str]:
     """What the comparison of the cells shows, in words, every number from rows."""
     lag = rows[0]["lag"]
     names = {r["cell"]: "the Elman cell" if r["bound_applies"] else f"the {r['label']}" for r in rows}
+    own = [names[r["cell"]] for r in rows if r.get("own_init")]
     out = [f"On the same {st.N} sequences of {st.T} steps, with H = {st.H} and every weight uniform on "
-           f"+-1/sqrt(H) (PyTorch's initialisation), the error of an output keeps per step back "
+           f"+-1/sqrt(H) (PyTorch's initialisation)" + (f", {_and(own)} from {'its' if len(own) == 1 else 'their'} "
+                                                       "own initialisation" if own else "")
+           + ", the error of an output keeps per step back "
            + _and([f"{r['decay_mean']:.3g} of its size in {names[r['cell']]}" for r in rows])
            + " (decay rates, mean over the sequences); the largest Lyapunov exponents of their states are "
            + _and([f"{r['lyap_max_mean']:.3g}" for r in rows]) + "."]
@@ -163,10 +178,17 @@ def _cell_sentences(st, rows) -> list[str]:
             text += (f", and at lag {lag} the mean ||dE_t/dc_(t-{lag})|| is {r['c_lag']:.2g} against "
                      f"{r['norm_lag']:.2g} at h")
         out.append(text + ".")
+    linear = [r for r in rows if r.get("linear")]
+    if linear:
+        out.append(_and([names[r["cell"]] for r in linear]) + (" is a linear recurrence" if len(linear) == 1 else
+                                                                " are linear recurrences")
+                   + ": the error goes back multiplied by the same transition A at every step, so rho(A) = max "
+                   "|lambda| decides (" + _and([f"{r['rho']:.3g} in {names[r['cell']]}, theory: {r['verdict']}"
+                                              for r in linear]) + ").")
     bounded = [r for r in rows if r["bound_applies"]]
     if bounded:
         r = bounded[0]
-        others = [f"the {o['label']}" for o in rows if not o["bound_applies"]]
+        others = [f"the {o['label']}" for o in rows if not o["bound_applies"] and not o.get("linear")]
         out.append(f"Pascanu's bound applies to the Elman cell alone (lambda_1 gamma = {r['lambda1_gamma']:.3g}, "
                    f"theory: {r['verdict']})" + (f"; for {_and(others)} the measured decay rate, Lyapunov exponents "
                                                  "and gate saturation above are what decide." if others else "."))

@@ -160,8 +160,10 @@ def _cells(c) -> str:
     lag = rows[0]["lag"]
     labels = _and([escape(r["label"]) for r in rows])
     paths = "; ".join(f"the {escape(r['label'])}'s travels {escape(r['route'])}" for r in rows if "route" in r)
+    own = [escape(r["label"]) for r in rows if r.get("own_init")]
+    own = f" ({_and(own)}: {'its' if len(own) == 1 else 'their'} own initialisation)" if own else ""
     out = [f"<h2>8. {labels} side by side</h2><p>{len(rows)} networks with H = {st.H} hidden units "
-           f"and biases, every weight uniform on &plusmn;1/&radic;H (PyTorch's initialisation), on the same "
+           f"and biases, every weight uniform on &plusmn;1/&radic;H (PyTorch's initialisation){own}, on the same "
            f"{st.N} random sequences of {st.T} steps. For the gated cells s is the hidden output h; the error "
            f"of a cell with a memory path also travels along it at every step back ({paths}).</p>"]
     out.append(_img(c, "cells_lags", "lag curves of the cells",
@@ -175,10 +177,13 @@ def _cells(c) -> str:
          "Pascanu's bound"],
         [[escape(r["label"]), str(r["params"]), f"{r['decay_mean']:.4g} &plusmn; {r['decay_std']:.2g}",
           _exp(r["lyap_max_mean"]), f"{r['ratio_lag']:.3g}", f"{100 * r['beyond']:.2g}%",
-          "-" if r["bound_applies"] else f"{100 * r['saturated']:.0f}%",
+          "-" if r["bound_applies"] or not math.isfinite(r["saturated"]) else f"{100 * r['saturated']:.0f}%",
           "-" if "path_gate" not in r else (f"{r['path_gate']}: mean {r['path_gate_mean']:.3g}, "
                                             f"{100 * r['path_near_1']:.0f}% &gt; 0.9"),
-          f"applies ({escape(r['verdict'])})" if r["bound_applies"] else "does not apply"] for r in rows],
+          f"applies ({escape(r['verdict'])})" if r["bound_applies"] else
+          f"||A||<sub>2</sub><sup>l</sup> with A its transition, rho(A) = {r['rho']:.3g} ({escape(r['verdict'])})"
+          if r.get("linear") else
+          "does not apply"] for r in rows],
         left=(0, 7, 8)))
     out.append("<ul>" + "".join(f"<li>{escape(s)}</li>" for s in c.cells_text) + "</ul>")
     return "\n".join(out)

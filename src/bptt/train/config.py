@@ -203,7 +203,8 @@ class TrainConfig:
             if self.init not in own:
                 normal = ("" if "std" in options else
                           f"; init 'normal' is for the cells whose init takes std ({', '.join(cells.owners('std'))})")
-                raise ValueError(f"init for cell {self.cell!r} must be {' or '.join(own)} (its own initialisation"
+                must = f"one of {', '.join(own)}" if len(own) > 1 else own[0]
+                raise ValueError(f"init for cell {self.cell!r} must be {must} (its own initialisation"
                                  f"{', or Gaussian with std' if 'std' in options else ''}), got {self.init!r}; "
                                  f"orthogonal and identity (IRNN) are for the {', '.join(cells.owners('init'))} "
                                  f"cell{normal}")
