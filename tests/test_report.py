@@ -89,8 +89,12 @@ def test_report_puts_elman_lstm_and_gru_side_by_side_with_their_numbers(report_f
     import bptt
     from bptt.report.content import CELL_LAG, Settings, cell_data, cell_models
 
+    from bptt import cells
+    from bptt.report.content import _and
+
     html = report_file.read_text()
-    title = "Elman (tanh), GRU and LSTM side by side"  # every registered cell, in the registry's order
+    labels = [cells.get(n).label + (" (tanh)" if "activation" in cells.get(n).settings else "") for n in cells.names()]
+    title = f"{_and(labels)} side by side"  # every registered cell, in the registry's order
     assert title in html
     start = html.index(title)
     section = html[start:html.index("<h2>", start)]
@@ -110,3 +114,7 @@ def test_report_puts_elman_lstm_and_gru_side_by_side_with_their_numbers(report_f
     sats = [bptt.flow(lstm, x[i], y[i]).saturation() for i in range(st.N)]
     assert f"forget gates average {np.mean([s.mean('f') for s in sats]):.3g}" in section
     assert "does not apply" in section and "applies (" in section
+    lru = models["LRU"]  # from its own initialisation, the ring: its transition's rho is max |lambda|
+    rho = np.exp(-np.exp(lru.nu_log)).max()
+    assert lru.gamma_log is not None and f"rho(A) = {rho:.3g} (vanishing)" in section
+    assert f"{rho:.3g} in the LRU (theory: vanishing)" in section and "are linear recurrences" in section

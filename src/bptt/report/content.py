@@ -180,11 +180,11 @@ def _cell_sentences(st, rows) -> list[str]:
         out.append(text + ".")
     linear = [r for r in rows if r.get("linear")]
     if linear:
-        out.append(_and([names[r["cell"]] for r in linear]) + (" is a linear recurrence" if len(linear) == 1 else
-                                                                " are linear recurrences")
-                   + ": the error goes back multiplied by the same transition A at every step, so rho(A) = max "
-                   "|lambda| decides (" + _and([f"{r['rho']:.3g} in {names[r['cell']]}, theory: {r['verdict']}"
-                                              for r in linear]) + ").")
+        text = _and([names[r["cell"]] for r in linear]) + (" is a linear recurrence" if len(linear) == 1 else
+                                                            " are linear recurrences")
+        out.append(text[0].upper() + text[1:] + ": the error goes back multiplied by the same transition A at every "
+                   "step, so rho(A) = max |lambda| decides: rho(A) = "
+                   + _and([f"{r['rho']:.3g} in {names[r['cell']]} (theory: {r['verdict']})" for r in linear]) + ".")
     bounded = [r for r in rows if r["bound_applies"]]
     if bounded:
         r = bounded[0]
