@@ -4,7 +4,8 @@ A kind is a set of parameters (with defaults and allowed values, checked when a 
 function run(params, seed) -> metrics (a flat dict of numbers, booleans or strings). The public
 kinds take `cell`, a registered cell (bptt.cells; approx also a variant such as Keras's reset-before
 GRU). A parameter that does not apply to a point's cell (one its settings and init do not take: the
-Elman cell's radius, activation, init, std and omega; the LSTM's forget_bias) is stored at its
+Elman cell's radius, activation, init, std and omega; the LSTM's forget_bias; bias for the LRU and
+the linear cell; approx's radius for a cell without a recurrent W) is stored at its
 default (Kind.normalize), so points that differ only in it are one point.
 
 `run_point` wraps a kind's function for the worker: it limits BLAS/OpenMP to one thread for the
@@ -73,7 +74,8 @@ class Kind:
 # --- flow ---------------------------------------------------------------------------------
 FLOW_PARAMS = {
     "cell": Param(str, "rnn", "rnn (the Elman cell: random_rnn, W at `radius`) or another registered cell "
-                  "(random_model: the gated cells with PyTorch's uniform init)", choices=SPELLINGS),
+                  "(random_model: the gated cells with PyTorch's uniform init, the LRU and the linear cell with their "
+                  "own)", choices=SPELLINGS),
     "hidden": Param(int, 32, "H, hidden units", low=1),
     "inputs": Param(int, 8, "D, input size (ids in 0..D-1 for head softmax)", low=1),
     "outputs": Param(int, 8, "O, output size", low=1),
@@ -87,7 +89,7 @@ FLOW_PARAMS = {
     "head": Param(str, "softmax", "softmax (random ids in and out) or mse (Gaussian inputs and targets)",
                   choices=("softmax", "mse")),
     "bias": Param(bool, False, "the Elman cell: biases b and c (zero); a gated cell: b, bh and c (PyTorch's "
-                  "uniform init)"),
+                  "uniform init); a cell whose init takes no bias (the LRU, the linear cell): its own"),
     "long_lag": Param(int, 50, "the lag beyond which gradient counts as long-range", low=1),
     "dtype": Param(str, "float32", "the model's and the computation's dtype", choices=DTYPES),
 }
@@ -159,7 +161,8 @@ GATED_METHODS = ("vanilla", "clip")  # the methods of a gated cell (Omega and th
 TRAIN_PARAMS = {
     "task": Param(str, "temporal", "adding, temporal (order) or copy", choices=("adding", "temporal", "copy")),
     "cell": Param(str, "rnn", "rnn (the Elman cell) or another registered cell; a gated cell starts from "
-                  "PyTorch's uniform init and takes method vanilla or clip", choices=SPELLINGS),
+                  "PyTorch's uniform init, the LRU and the linear cell from their own, and each takes method "
+                  "vanilla or clip", choices=SPELLINGS),
     "variant": Param(str, "hochreiter", "the adding problem's variant", choices=("hochreiter", "le")),
     "length": Param(int, 50, "T, the task's sequence length", low=2),
     "method": Param(str, "clip", "vanilla: tanh, Gaussian W (std), no clipping; clip: + global-norm clipping at "
