@@ -45,7 +45,7 @@ def test_each_new_cell_trains_checkpoints_and_resumes_to_the_same_bits(tmp_path,
     assert json.loads((whole / "summary.json").read_text())["cell"] == cell
     evals = [r for r in _metrics(whole) if "test_loss" in r]
     assert len(evals) == 3
-    if bptt.cells.get(cell).linear:  # rho and lambda_1 of the transition: max |lambda| of the model's units
+    if bptt.cells.get(cell).time_invariant:  # rho and lambda_1 of the transition: max |lambda| of the model's units
         want = _modulus(a).max()
         assert evals[-1]["rho"] == pytest.approx(want, rel=1e-6)
         assert evals[-1]["lambda1"] == pytest.approx(want, rel=1e-6)
@@ -132,7 +132,7 @@ def test_flow_on_each_new_cell(cell, capsys):
     out = capsys.readouterr().out
     m = bptt.random_model(cell, 5, 8, 8, seed=np.random.default_rng(0))  # the command's draw
     label = bptt.cells.get(cell).label
-    if bptt.cells.get(cell).linear:
+    if bptt.cells.get(cell).time_invariant:
         rho = _modulus(m).max()
         assert f"rho(A) = {rho:.4g}" in out and "verdict   vanishing" in out and "gates" not in out
     else:
@@ -210,3 +210,14 @@ def test_sweeps_take_the_new_cells():
         res = run_point(p.config)
         assert res["status"] == "ok", res["traceback"]
         assert res["metrics"]["steps_done"] == 3 and 0 < res["metrics"]["rho"] < 1
+
+
+def test_a_stream_carries_the_lrus_state_of_width_2h_across_a_resume(tmp_path):
+    args = ["train", "--task", "reber", "--cell", "lru", "--hidden", "5", "--batch", "3", "--eval-every", "5",
+            "--checkpoint-every", "3", "--quiet"]
+    assert main([*args, "--steps", "10", "--out", str(tmp_path / "whole")]) == 0
+    assert main([*args, "--steps", "5", "--out", str(tmp_path / "cut")]) == 0
+    with np.load(tmp_path / "cut" / "checkpoint.npz") as f:
+        assert f["extra/h"].shape == (3, 10)  # [Re h, Im h] of each stream
+    assert main([*args, "--steps", "10", "--out", str(tmp_path / "cut"), "--resume"]) == 0
+    assert _metrics(tmp_path / "cut") == _metrics(tmp_path / "whole")

@@ -21,7 +21,7 @@ those cells the Theory's verdict says so, gamma, lambda_1 and rho are NaN, and w
 measured on a sequence (`measure`): the decay rate, the Lyapunov spectrum of the state (the joint
 (h, c) of an LSTM) and the saturation of the path's gate.
 
-A linear recurrence (cell.linear: the LRU, the linear cell) has no activation and no gate: its
+A linear recurrence (cell.time_invariant: the LRU, the linear cell) has no activation and no gate: its
 step's Jacobian A = d h_t / d h_{t-1} is the same at every step, whatever the inputs (the LRU's
 diag(lambda) in real form, the linear cell's diag(lambda)), so the error at lag l is multiplied by
 A^l exactly, and rho(A) = max |lambda| decides: every error vanishes like rho^l when rho < 1, some
@@ -157,14 +157,14 @@ def _article(name) -> str:
 
 
 def transition(model) -> np.ndarray:
-    """A = d state_t / d state_{t-1} of a linear recurrence (cell.linear), (S, S) float64: the same at
+    """A = d state_t / d state_{t-1} of a linear time-invariant recurrence (cell.time_invariant), (S, S) float64: the same at
     every step, read from the cell's Jacobian at a zero state and input."""
     m = model.astype(np.float64)
     cell = m.cell
-    if not cell.linear:
+    if not cell.time_invariant:
         raise ValueError(f"the {cell.name} cell's step Jacobian depends on its state and inputs: it has no single "
                          "transition matrix (a linear recurrence has one: "
-                         f"{', '.join(n for n in cells.names() if cells.get(n).linear)})")
+                         f"{', '.join(n for n in cells.names() if cells.get(n).time_invariant)})")
     state = tuple(np.zeros((1, w)) for w in m.state_sizes)
     new, cache = cell.step(m, np.zeros((1, cell.width(m))), state)
     return cell.jacobian(m, state, new, cache)[0]
@@ -176,7 +176,7 @@ def recurrence_norms(model) -> tuple:
     transition A; a gated cell's W (G H, H) has lambda_1 only (rho None: not square); a cell with
     neither (the minGRU, the minLSTM) (None, None)."""
     W = model.params.get(model.cell.role("recurrent")) if model.cell.role("recurrent") else None
-    if W is None and model.cell.linear:
+    if W is None and model.cell.time_invariant:
         W = transition(model)
     if W is None:
         return None, None
@@ -221,7 +221,7 @@ def _linear(model, flow) -> Theory:
 
 def _gated(model, flow) -> Theory:
     cell = model.cell
-    if cell.linear:
+    if cell.time_invariant:
         return _linear(model, flow)
     name = type(model).__name__
     article = _article(name)

@@ -89,10 +89,11 @@ class Cell:
               gate alone (an LSTM's ("c", "f")), or None; memory_text: (that path in words, the gate's
               name, what the gate near 1 does), for the theory's verdict
     pascanu   whether Pascanu et al.'s bound (lambda_1 gamma)^l holds for its backward step
-    linear    whether its step is linear in the state with a Jacobian A = d state_t / d state_{t-1}
-              that depends on neither the state nor the input (a linear recurrence: the LRU, the
-              linear cell): the error then goes back multiplied by A^l at lag l, and the theory
-              reads its verdict from A's eigenvalues
+    time_invariant  whether its step is linear in the state with a Jacobian A = d state_t /
+              d state_{t-1} that depends on neither the state nor the input (a linear time-invariant
+              recurrence: the LRU, the linear cell; not the minGRU, whose coefficient is the input's
+              gate): the error then goes back multiplied by A^l at lag l, and the theory reads its
+              verdict from A's eigenvalues
     """
 
     name = None
@@ -107,7 +108,7 @@ class Cell:
     memory = None
     memory_text = None
     pascanu = False
-    linear = False
+    time_invariant = False
 
     def __init__(self, **settings):
         unknown = sorted(set(settings) - set(self.settings))

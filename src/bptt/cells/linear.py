@@ -24,7 +24,7 @@ class Linear(Cell):
     model = "Linear"
     params = {"lam": Param(("H",)), "B": Param(("H", "D"), role="input")}
     state = ("h",)
-    linear = True
+    time_invariant = True
 
     def init(self, rng, D, H, O, *, r_min=0.0, r_max=1.0):
         """lambda uniform on [r_min, r_max); B Gaussian with variance 1/D; the head uniform on

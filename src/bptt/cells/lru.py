@@ -31,7 +31,7 @@ class LRU(Cell):
               "B_re": Param(("H", "D"), role="input"), "B_im": Param(("H", "D"), role="input"),
               "gamma_log": Param(("H",), optional=True)}
     state = ("h",)
-    linear = True
+    time_invariant = True
 
     def state_sizes(self, H) -> tuple:
         return (2 * H,)

@@ -128,7 +128,7 @@ def _compare_cells(st, c):
                "lag": lag, "ratio_lag": float(np.nanmean([p.ratio_mean[lag] for p in profs])),
                "beyond": float(np.nanmean(ba.beyond[:, lag])), "bound_applies": th.applies,
                "verdict": th.verdict, "lambda1_gamma": th.growth if th.applies else None,
-               "linear": bool(m.cell.linear), "rho": float(th.rho) if m.cell.linear else None,
+               "linear": bool(m.cell.time_invariant), "rho": float(th.rho) if m.cell.time_invariant else None,
                "own_init": own_init(type(m.cell))}
         if m.cell.memory:
             sats = [gate_saturation(f.trace) for f in fls]
