@@ -206,6 +206,31 @@ class Cell:
         a memory path); none by default."""
         return []
 
+    # a step linear in the state: h_t = a_t * h_{t-1} + b_t, solved by a scan (bptt.scan) ---------
+    def drive(self, m, A):
+        """For a cell whose state is one entry and whose step is linear in it, elementwise: (b, cache),
+        b (T, N, W) the part of every step that does not depend on the state and cache what the
+        steps keep (stacked, (T, ...)), in the scan's form (to_scan). Other cells: None."""
+        return None
+
+    def decay(self, m, cache):
+        """a_t, the state's coefficient at every step (broadcasting against (T, N, W)), from the
+        cache drive made: the cell's step is state_t = a_t * state_{t-1} + b_t in the scan's form."""
+        raise NotImplementedError
+
+    def to_scan(self, s):
+        """A state (or an error at one) in the scan's form: itself (an LRU's: complex)."""
+        return s
+
+    def from_scan(self, h):
+        """The inverse of to_scan."""
+        return h
+
+    @classmethod
+    def linear(cls) -> bool:
+        """Whether the cell's step is linear in its state, so that a scan may run it (drive)."""
+        return cls.drive is not Cell.drive
+
     # gradients ----------------------------------------------------------------------------
     def recurrent_grad(self, m, dR, prev, cache):
         """dW = sum over steps and sequences of dR_t^T h_{t-1}: dR (T, N, G), prev the states
