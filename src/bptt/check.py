@@ -75,11 +75,12 @@ class CheckReport:
                 "params": [asdict(r) for r in self.rows]}
 
     def __str__(self):
-        head = f"{'param':<6} {'checked':>11} {'max abs err':>12} {'max rel err':>12} {'step':>7}  result"
+        w = max([6] + [len(r.name) for r in self.rows])  # the names' column: the longest name (gamma_log)
+        head = f"{'param':<{w}} {'checked':>11} {'max abs err':>12} {'max rel err':>12} {'step':>7}  result"
         lines = [f"the {self.backend} backend's gradients against finite differences (five-point, float64), "
                  f"loss = {self.loss:.10g}, tol = {self.tol:g}", head]
         for r in self.rows:
-            lines.append(f"{r.name:<6} {f'{r.checked}/{r.total}':>11} {r.max_abs:>12.2e} {r.max_rel:>12.2e} "
+            lines.append(f"{r.name:<{w}} {f'{r.checked}/{r.total}':>11} {r.max_abs:>12.2e} {r.max_rel:>12.2e} "
                          f"{r.step:>7.0e}  {'pass' if r.passed else 'FAIL'}"
                          + (f"  ({r.kinks} at a relu kink, skipped)" if r.kinks else "")
                          + (f"  (a sample of {r.checked + r.kinks} of {r.total} entries: the largest and a random "

@@ -113,10 +113,11 @@ def state_size(model) -> int:
 
 
 def units(model) -> tuple:
-    """(E, H): the state's E entries of H units each, unit i being index i of every entry (a state
-    whose entries differ in width counts as one entry of all its numbers)."""
-    sizes = model.state_sizes
-    return (len(sizes), sizes[0]) if len(set(sizes)) == 1 else (1, sum(sizes))
+    """(E, H): the state's numbers as E blocks of H, unit i being index i of every block: an LSTM's
+    (h, c) two blocks, an LRU's [Re h, Im h] two blocks too (a state whose width is not a multiple
+    of H counts as one block of all its numbers)."""
+    S, H = sum(model.state_sizes), model.H
+    return (S // H, H) if S % H == 0 else (1, S)
 
 
 def split_state(d, model) -> tuple:
