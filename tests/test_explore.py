@@ -271,6 +271,8 @@ def test_page_engine_refuses_a_parameter_of_the_wrong_size(browser):
         driver.execute_script("return bpttExplorer.flow(arguments[0]);", p)
     with pytest.raises(Exception, match="unknown cell"):
         driver.execute_script("return bpttExplorer.flow(arguments[0]);", {**p, "cell": "nope"})
+    with pytest.raises(Exception, match="the lru cell needs B_re"):
+        driver.execute_script("return bpttExplorer.flow(arguments[0]);", {k: v for k, v in p.items() if k != "B_re"})
 
 
 def test_page_numerics_agree_with_numpy_and_bptt_theory(browser):

@@ -34,6 +34,7 @@
     var cell = p.cell || "rnn", meta = E.META[cell];
     if (!meta) throw new TypeError("unknown cell " + JSON.stringify(cell) + ": expected one of " + E.CELLS.join(", "));
     var input = meta.params.filter(function (q) { return q[3] === "input"; })[0];
+    if (!p[input[0]] || !p.V) throw new TypeError("the " + cell + " cell needs " + (p.V ? input[0] : "V"));
     var H = hidden(meta, p), D = p[input[0]][0].length, O = p.V.length, T = p.x.length, S = meta.widths[0] * H, params = {};
     meta.params.forEach(function (q) {
       var name = q[0], a = flat(p[name], name);
