@@ -5,7 +5,8 @@ PyTorch loop (bptt.frameworks.torch_modern, through compare()), and JAX's lax.as
 (through compare()) and lax.scan (jax_modern.gradients(form="scan")): the loss first, then every
 parameter and h0 (for the LRU h0 is (N, 2H), [Re h0, Im h0]), each to 1e-10 relative error with
 the floored denominator of bptt.frameworks.relative_error. Also: check passes on each cell and
-fails on a mutant with one sign flipped in step_back; RTRL equals BPTT.
+fails on a mutant with one sign flipped in step_back; RTRL equals BPTT (these two need no
+framework and carry no frameworks mark).
 
 JAX compiles one program per shape, so its random cases draw sizes from a small pool.
 """
@@ -22,8 +23,6 @@ from bptt.cells import registry
 from bptt.frameworks import jax_modern, torch_modern
 from bptt.frameworks.stress import ambiguous
 from bptt.frameworks.stress import random_case as make_case
-
-pytestmark = pytest.mark.frameworks
 
 MODERN = list(jax_modern.CELLS)
 JAX_SIZES = [(2, 3, 2, 3, 5), (1, 2, 3, 2, 4)]  # (N, D, H, O, T)
@@ -71,6 +70,7 @@ def assert_agrees(m, x, y, frameworks=("torch", "jax"), scan=True, **kw):
     return result
 
 
+@pytest.mark.frameworks
 @settings(max_examples=40, **SETTINGS)
 @given(case=modern_cases())
 def test_torch_agrees_on_random_modern_cases(case):
@@ -78,6 +78,7 @@ def test_torch_agrees_on_random_modern_cases(case):
     assert_agrees(m, x, y, frameworks=("torch",), **kw)
 
 
+@pytest.mark.frameworks
 @settings(max_examples=8, **SETTINGS)
 @given(case=modern_cases(sizes=JAX_SIZES))
 def test_torch_and_both_jax_forms_agree_on_random_modern_cases(case):
@@ -85,6 +86,7 @@ def test_torch_and_both_jax_forms_agree_on_random_modern_cases(case):
     assert_agrees(m, x, y, **kw)
 
 
+@pytest.mark.frameworks
 @pytest.mark.parametrize("cell", MODERN)
 def test_every_modern_cell_with_everything_on(cell):
     """The cell's own initialisation (the LRU's ring near the unit circle), every optional
@@ -105,6 +107,7 @@ def test_every_modern_cell_with_everything_on(cell):
     assert_agrees(m, x[0], y[0], h0=h0[0], truncate=1, scan=False)
 
 
+@pytest.mark.frameworks
 @pytest.mark.parametrize("cell", MODERN)
 def test_truncation_is_really_applied_by_each_framework_and_form(cell):
     """K = 0 changes the recurrent parameters' gradient, leaves V's alone and h0's at zero; K = T-1
@@ -131,6 +134,7 @@ def test_truncation_is_really_applied_by_each_framework_and_form(cell):
                 np.testing.assert_allclose(kT[k], full[k], rtol=1e-12, atol=1e-15, err_msg=f"{label} {k}")
 
 
+@pytest.mark.frameworks
 def test_the_lru_state_is_complex_and_gamma_is_optional():
     """Im h0 moves the loss (the state really is complex in the frameworks); without gamma_log
     (gamma = 1) there is no gamma_log gradient, and the model differs from the normalised one."""
@@ -152,6 +156,7 @@ def test_the_lru_state_is_complex_and_gamma_is_optional():
     assert_agrees(normalised, x, y, h0=h0)
 
 
+@pytest.mark.frameworks
 def test_the_references_never_call_bptt(monkeypatch):
     """The PyTorch loop and both JAX forms give their numbers with bptt's engine and every cell's
     step, step_back and param_grads disabled."""
@@ -178,6 +183,7 @@ def test_the_references_never_call_bptt(monkeypatch):
             assert all(np.isfinite(v).all() and np.abs(v).max() > 0 for v in g.values())
 
 
+@pytest.mark.frameworks
 def test_the_benchmark_callable_keeps_the_models_dtype():
     """value_and_grad(model, x, y, form=...) runs in float32 for a float32 model, close to the
     float64 gradient (each cell in one form); bad forms and cells are refused."""
@@ -203,6 +209,7 @@ def test_the_benchmark_callable_keeps_the_models_dtype():
         torch_modern.gradients(m, x, y)
 
 
+@pytest.mark.frameworks
 def test_stress_draws_the_modern_cells():
     need("torch")
     from bptt.frameworks.stress import main, stress
@@ -245,7 +252,8 @@ class FlippedMinLSTM(cells.get("minlstm")):
         ((h_prev,), (dh,), (f, i, cand)) = prev, d, cache
         s = f + i
         diff = dh * (h_prev - cand) / (s * s)
-        d_a = np.concatenate([diff * i * f * (1 - f), diff * f * i * (1 - i), dh * i / s], axis=-1)  # the i block had -diff
+        d_a = np.concatenate([diff * i * f * (1 - f), diff * f * i * (1 - i),  # the i block had -diff
+                              dh * i / s], axis=-1)
         return d_a, d_a, (dh * f / s,)
 
 
@@ -276,6 +284,28 @@ def test_check_passes_each_cell_and_fails_its_mutant(cell, monkeypatch):
     assert loss == bptt.gradients(m, x, y, h0=h0)[0]  # the same forward pass: only the backward differs
     report = bptt.check(bad, x, y, h0=h0)
     assert not report.passed and not report[wrong].passed, report
+
+
+@pytest.mark.frameworks
+@pytest.mark.parametrize("cell", MODERN)
+def test_the_frameworks_catch_each_mutant(cell, monkeypatch):
+    """The cross-check has teeth: the mutant's gradients (same forward pass) disagree with PyTorch's
+    and JAX's gradients of the true cell, where check says they are wrong."""
+    need("torch")
+    need("jax")
+    monkeypatch.setattr(registry, "_CELLS", dict(registry._CELLS))
+    mutant, wrong = MUTANTS[cell]
+    cells.register(mutant)
+    rng = np.random.default_rng(MODERN.index(cell) + 20)
+    N, D, H, O, T = JAX_SIZES[0]
+    m = bptt.random_model(cell, H, D, O, seed=rng)
+    x, y, h0 = rng.integers(0, D, (N, T)), rng.integers(0, O, (N, T)), rng.normal(size=(N, m.state_sizes[0]))
+    _, g = bptt.gradients(bptt.Model(mutant.name, **m.params), x, y, h0=h0)
+    ours = g.h0 if wrong == "h0" else g.params[wrong]
+    for name in ("torch", "jax"):
+        _, theirs = fw.reference(name).gradients(m, x, y, h0=h0)
+        assert fw.relative_error(ours, theirs[wrong])[1] > 1e-3, name
+    assert fw.compare(m, x, y, h0=h0, frameworks=["torch", "jax"]).passed  # the true cell passes
 
 
 @pytest.mark.parametrize("cell", MODERN)

@@ -19,8 +19,6 @@ initial state itself, kept, when t - K <= -1), so autograd stops the error after
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ._common import problem, windows
 
 CELLS = ("lru", "mingru", "minlstm", "linear")
