@@ -1,8 +1,9 @@
 """Cross-checks against PyTorch, JAX and TensorFlow, and import/export of their layers.
 
 Each reference module (bptt.frameworks.torch, .jax, .tensorflow) rebuilds the same model (a
-bptt.RNN, LSTM or GRU in either form) from the model's arrays in float64 and lets the framework's
-own autodiff differentiate it:
+bptt.RNN, LSTM or GRU in either form; in torch and jax also an LRU, MinGRU, MinLSTM or Linear,
+written in torch_modern and jax_modern) from the model's arrays in float64 and lets the
+framework's own autodiff differentiate it:
 
     gradients(model, x, y, *, truncate=None, h0=None, reduction="sum") -> (loss, dict)
         dict keys: the model's params (U, W, V and those of b, bh, c it has), h0, and c0 for an
