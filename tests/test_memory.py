@@ -73,6 +73,10 @@ def test_the_linear_cells_loop_equals_the_generic_forward_mode():
     for name in ("lam", "B"):
         assert fast[name].shape == s.final[name].shape
         np.testing.assert_allclose(fast[name], s.final[name], rtol=1e-12, atol=1e-13, err_msg=name)
+    h2, pieces = memory.linear_sensitivity(model, x[:, 25:], memory.linear_sensitivity(model, x[:, :25]))
+    np.testing.assert_allclose(h2, h, rtol=1e-13)
+    for name in ("lam", "B"):
+        np.testing.assert_allclose(pieces[name], fast[name], rtol=1e-13, atol=1e-14, err_msg=name)
 
 
 def test_the_lrus_nu_log_sensitivity_is_the_chain_rule_through_the_linear_cell():

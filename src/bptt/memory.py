@@ -206,14 +206,17 @@ def closed_forms(lam, rho) -> dict:
 
 
 # --- the Monte Carlo check, from bptt's exact sensitivities -----------------------------------------
-def ar1(N, T, rho, *, seed) -> np.ndarray:
-    """N sequences of T steps of x_t = rho x_(t-1) + sqrt(1 - rho^2) eps_t, eps_t standard normal,
-    x_0 standard normal (so started stationary: unit variance, E[x_t x_(t-k)] = rho^|k|): (N, T, 1).
-    seed: an int or an np.random.Generator."""
+def ar1(N, T, rho, *, seed, x0=None) -> np.ndarray:
+    """N sequences of T steps of x_t = rho x_(t-1) + sqrt(1 - rho^2) eps_t, eps_t standard normal, and
+    x_0 standard normal (started stationary: unit variance, E[x_t x_(t-k)] = rho^|k|), or, given x0
+    (N,) the step before, x_0 = rho x0 + sqrt(1 - rho^2) eps_0 (a long sequence drawn in pieces):
+    (N, T, 1). seed: an int or an np.random.Generator."""
     _check(0.0, rho)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((T, N))  # time-major while it is made: each step one contiguous row
     s = np.sqrt(1 - rho * rho)
+    if x0 is not None:
+        x[0] = rho * np.asarray(x0) + s * x[0]
     for t in range(1, T):
         x[t] = rho * x[t - 1] + s * x[t]
     return x.T[..., None]  # a view: time-major in memory, as the loops over steps read it
@@ -226,20 +229,25 @@ def burn_in(lam) -> int:
     return int(np.ceil(12 / (1 - abs(lam)))) + 1
 
 
-def linear_sensitivity(model, x):
+def linear_sensitivity(model, x, start=None):
     """The `linear` cell's (h_{T-1}, {"lam": dh_{T-1}/dlam, "B": dh_{T-1}/dB}) as sensitivity(model, x,
     params=("lam", "B")) gives them, from h_{-1} = 0, by a loop that keeps the influence's non-zero
     entries only: it is diagonal (entry i of lam and row i of B move unit i alone), and they follow
         h_t = lam h_{t-1} + B x_t,  dh_t/dlam = lam dh_{t-1}/dlam + h_{t-1},  dh_t/dB_ij = lam dh_{t-1}/dB_ij + x_tj
     O(N H D) a step instead of RTRL's O(N H^2 (H + H D)). x (N, T, D); h (N, H), "lam" (N, H, H)
-    and "B" (N, H, H, D), zero off the diagonal. tests/test_memory.py holds it equal to sensitivity's."""
+    and "B" (N, H, H, D), zero off the diagonal. start: what a call on the sequences' previous steps
+    returned, to go on from there (a long sequence in pieces). tests/test_memory.py holds it equal to
+    sensitivity's."""
     if model.cell.name != "linear":
         raise ValueError(f"linear_sensitivity runs the linear cell, got the {model.cell.name} cell")
     X = np.swapaxes(np.asarray(x, dtype=model.dtype), 0, 1)  # (T, N, D)
     T, N, D = X.shape
     lam, B = model.lam, model.B
-    h = np.zeros((N, model.H), dtype=model.dtype)
-    d_lam, d_B = np.zeros_like(h), np.zeros((N,) + B.shape, dtype=model.dtype)
+    if start is None:
+        h = np.zeros((N, model.H), dtype=model.dtype)
+        d_lam, d_B = np.zeros_like(h), np.zeros((N,) + B.shape, dtype=model.dtype)
+    else:
+        h, d_lam, d_B = start[0], np.einsum("nii->ni", start[1]["lam"]), np.einsum("niid->nid", start[1]["B"])
     for t in range(T):
         d_lam = lam * d_lam + h
         d_B = lam[:, None] * d_B + X[t][:, None, :]
@@ -251,9 +259,9 @@ def linear_sensitivity(model, x):
 def samples(lam, rho, n, *, seed, normalise=False, chunk=8192):
     """n independent samples of (h_T, dh_T/dlambda) at step T = burn_in(lam) of the `linear` cell
     with H = D = 1 on AR(1) inputs (ar1), read from bptt's exact sensitivities (linear_sensitivity,
-    the scan form of sensitivity's for this cell). normalise: the input weight B = gamma =
+    the same numbers as sensitivity's for this cell). normalise: the input weight B = gamma =
     sqrt(1 - lambda^2) tied to lambda, and dh/dlambda the total derivative dh/dlam + gamma'(lambda)
-    dh/dB. Two (n,) arrays."""
+    dh/dB. Two (n,) arrays. chunk sequences are drawn at a time, in pieces of 2^22 numbers."""
     from .model import Model
 
     lam, rho = float(lam), float(rho)
@@ -263,8 +271,14 @@ def samples(lam, rho, n, *, seed, normalise=False, chunk=8192):
     rng = np.random.default_rng(seed)
     T = burn_in(lam)
     h, d = [], []
-    for start in range(0, n, chunk):
-        last, sens = linear_sensitivity(model, ar1(min(chunk, n - start), T, rho, seed=rng))
+    for first in range(0, n, chunk):
+        N = min(chunk, n - first)
+        piece = max(1, (1 << 22) // N)
+        x, out = None, None
+        for t0 in range(0, T, piece):
+            x = ar1(N, min(piece, T - t0), rho, seed=rng, x0=None if x is None else x[:, -1, 0])
+            out = linear_sensitivity(model, x, out)
+        last, sens = out
         dh = sens["lam"][:, 0, 0]
         if normalise:
             dh = dh + (-lam / g) * sens["B"][:, 0, 0, 0]
