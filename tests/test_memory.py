@@ -160,6 +160,8 @@ def test_the_normalisation_and_the_reparametrisation_tame_the_growth():
     assert np.all(np.diff(c["lambda"]) > 0) and c["lambda"][-1] > 1e11  # ~ (1 - lambda)^-3 / 4
     np.testing.assert_allclose(c["gamma"], 1 / (1 - lam ** 2) ** 2, rtol=1e-9)
     np.testing.assert_allclose(c["nu+gamma"][-1], 0.25, rtol=1e-3)  # bounded: 1/4 as lambda -> 1
+    for rho in (0.5, 0.9):  # (1 + rho) / (4 (1 - rho)) for correlated inputs
+        assert memory.closed_forms(1 - 1e-6, rho)["nu+gamma"] == pytest.approx((1 + rho) / (4 * (1 - rho)), rel=1e-3)
 
 
 def test_bad_arguments_are_one_sentence():
@@ -171,3 +173,16 @@ def test_bad_arguments_are_one_sentence():
     mingru = bptt.random_model("mingru", 3, 2, 2, seed=0, head="mse")
     sentence(ValueError, lambda: memory.sensitivity(mingru, x), "no recurrent parameters", "params=")
     sentence(ValueError, lambda: memory.linear_sensitivity(mingru, x), "linear cell")
+
+
+def test_the_experiments_learning_rates_are_the_pilots_choice():
+    """experiments/results/curse_of_memory.json: each student's rate in the teacher part is the one
+    with the lowest held-out loss in the pilot part (the rule its docstring states)."""
+    import json
+    from pathlib import Path
+
+    res = json.loads((Path(__file__).resolve().parents[1] / "experiments" / "results" / "curse_of_memory.json").read_text())
+    for kind, lr in res["teacher"]["lr"].items():
+        runs = [r for r in res["pilot"]["runs"] if r["student"] == kind and r["final_loss"] is not None]
+        assert lr == min(runs, key=lambda r: r["final_loss"])["lr"], kind
+        assert all(r["lr"] == lr for r in res["teacher"]["runs"] if r["student"] == kind)

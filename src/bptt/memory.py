@@ -191,7 +191,10 @@ def closed_forms(lam, rho) -> dict:
                     = -lambda and gamma'^2 = lambda^2 / (1 - lambda^2) this is
                         (1 - lambda^2) F - G (lambda^2 / (1 - lambda^2) + 2 lambda rho / (1 - rho^2 lambda^2))
                     which for rho = 0 is 1 / (1 - lambda^2)^2
-        "nu+gamma"  both: (lambda ln lambda)^2 times "gamma"'s, which tends to 1/4 as lambda -> 1 for rho = 0
+        "nu+gamma"  both: (lambda ln lambda)^2 times "gamma"'s, which stays bounded: as lambda -> 1,
+                    (lambda ln lambda)^2 ~ (1 - lambda)^2, (1 - lambda^2) F ~ (1 + rho) / (2 (1 - rho) (1 - lambda)^2)
+                    and G lambda^2 / (1 - lambda^2) ~ (1 + rho) / (4 (1 - rho) (1 - lambda)^2) (the rest is of
+                    lower order), so it tends to (1 + rho) / (4 (1 - rho)): 1/4 for white inputs
         "h2"        E[h^2] = G;  "h2 gamma": E[h^2] with the normalisation, (1 - lambda^2) G
     """
     lam, rho = _check(lam, rho)
