@@ -215,6 +215,25 @@ def memory_teacher(res):
     return table(["ν₀"] + [f"{names[k]} (lr {part['lr'][k]:g})" for k in students], rows)
 
 
+def memory_timing(res):
+    """One sentence: each part's wall time in the last run that wrote it."""
+    names = {"closed": "closed forms", "sensitivity": "sensitivity", "teacher": "teacher-student", "pilot": "pilot"}
+    parts = [f"{names[k]} {res[k]['part_seconds']:.0f} s" for k in names if k in res and "part_seconds" in res[k]]
+    return "Wall time of each part on 2 cores shared with other jobs: " + ", ".join(parts) + "."
+
+
+def memory_pilot(res):
+    """The learning rates' pilot: held-out loss per student (rows) and rate (columns)."""
+    p = res["pilot"]
+    names = {"rnn": "tanh Elman RNN", "lru": "LRU", "cdiag": "complex diagonal, no normalisation"}
+    rows = []
+    for k in ("rnn", "lru", "cdiag"):
+        mine = {r["lr"]: r for r in p["runs"] if r["student"] == k}
+        rows.append([names[k]] + ["diverged" if mine[lr]["final_loss"] is None else _g(mine[lr]["final_loss"])
+                                  for lr in p["lrs"]] + [f"{res['teacher']['lr'][k]:g}"])
+    return table(["student"] + [f"lr {lr:g}" for lr in p["lrs"]] + ["chosen"], rows)
+
+
 def memory_teacher_setup(res):
     """One sentence: what the teacher part ran and how long it took."""
     p = res["teacher"]
@@ -236,6 +255,8 @@ RENDERERS = {
     "memory-sensitivity": memory_sensitivity,
     "memory-teacher": memory_teacher,
     "memory-teacher-setup": memory_teacher_setup,
+    "memory-pilot": memory_pilot,
+    "memory-timing": memory_timing,
 }
 
 
