@@ -232,8 +232,9 @@ def too_big(what: str, n: int) -> None:
 
 
 def show(v, width=60) -> str:
-    """repr(v), cut to width characters, for messages about values that may be huge."""
-    text = repr(v)
+    """repr(v) on one line (an array's rows joined by spaces), cut to width characters, for messages
+    about values that may be huge."""
+    text = " ".join(repr(v).split())
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
