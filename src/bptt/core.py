@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import heads, validate
+from .validate import show
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,7 +108,7 @@ def truncation(truncate):
     if truncate is None:
         return None
     if isinstance(truncate, (bool, np.bool_)) or not isinstance(truncate, (int, np.integer)) or truncate < 0:
-        raise ValueError(f"truncate must be None (full BPTT) or an integer K >= 0, got {truncate!r}")
+        raise ValueError(f"truncate must be None (full BPTT) or an integer K >= 0, got {show(truncate)}")
     return int(truncate)
 
 
@@ -118,7 +119,7 @@ def forward(model, x, h0=None) -> Trace:
     x: token ids (T,) / (N, T), or dense vectors (T, D) / (N, T, D). h0: (H,) / (N, H), zeros if None;
     for a cell with a memory (LSTM) h0 or the pair (h0, c0).
     """
-    model.check_finite()
+    validate.a_model(model).check_finite()
     xin = validate.inputs(model, x)
     return run(model, xin, initial_state(model, h0, xin))
 
