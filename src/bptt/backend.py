@@ -15,16 +15,18 @@ from __future__ import annotations
 import os
 
 from . import core, fast
+from .validate import a_model, show
 
 BACKENDS = ("reference", "fast")
 
 
 def engine(model, backend=None):
     """The module that computes for this model: bptt.core or bptt.fast."""
+    a_model(model)
     name = backend if backend is not None else os.environ.get("BPTT_BACKEND") or None
     where = "backend" if backend is not None else "the environment variable BPTT_BACKEND"
     if name is not None and (not isinstance(name, str) or name not in BACKENDS):
-        raise ValueError(f"{where} must be one of {', '.join(BACKENDS)}, got {name!r}")
+        raise ValueError(f"{where} must be one of {', '.join(BACKENDS)}, got {show(name)}")
     if name == "reference":
         return core
     if fast.supports(model):

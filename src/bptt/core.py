@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import heads, validate
+from .validate import show
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,7 +112,7 @@ def truncation(truncate):
     if truncate is None:
         return None
     if isinstance(truncate, (bool, np.bool_)) or not isinstance(truncate, (int, np.integer)) or truncate < 0:
-        raise ValueError(f"truncate must be None (full BPTT) or an integer K >= 0, got {truncate!r}")
+        raise ValueError(f"truncate must be None (full BPTT) or an integer K >= 0, got {show(truncate)}")
     return int(truncate)
 
 
@@ -134,7 +135,7 @@ def scan_method(model, scan) -> str:
     from .cells import names, get
     from .scan import method
 
-    if method(scan) == "parallel" and not model.cell.linear():
+    if method(scan) == "parallel" and not validate.a_model(model).cell.linear():
         linear = [n for n in names() if get(n).linear()]
         raise ValueError(f"scan='parallel' runs a cell whose step is linear in its state ({', '.join(linear)}); "
                          f"the {model.cell.name} cell's is not: use scan='sequential'")

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import cells, core, heads, validate
-from ..validate import too_big
+from ..validate import show, too_big
 
 
 @dataclass(frozen=True, eq=False)
@@ -239,7 +239,7 @@ class SnAp(RTRL):
 
     def __init__(self, order=1):
         if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 1:
-            raise ValueError(f"order must be an integer n >= 1 (SnAp-n), got {order!r}")
+            raise ValueError(f"order must be an integer n >= 1 (SnAp-n), got {show(order)}")
         self.order = int(order)
 
     def start(self, model, lay, N):
@@ -386,7 +386,7 @@ def run(model, x, y, method, *, h0=None, reduction="sum") -> Run:
     """Run a method (start, step, read) forward over x with the weights held fixed. The forward pass
     goes step by step with the method: nothing is kept per step, so memory does not grow with T."""
     heads.check_reduction(reduction)
-    model.check_finite()
+    validate.a_model(model).check_finite()
     xin = validate.inputs(model, x)
     tg = validate.targets(model, y, xin)
     scale = heads.scale(tg, reduction)

@@ -51,6 +51,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import activations
+from ..validate import show
 
 ROLES = ("input", "recurrent", "input bias", "recurrent bias")
 
@@ -66,6 +67,8 @@ class Param(NamedTuple):
 
 def sizes(shape, D, H) -> tuple:
     """A Param's shape in numbers: ("4H", "D") with D = 3, H = 2 -> (8, 3)."""
+    if not isinstance(shape, tuple) or not all(isinstance(s, str) and (s == "D" or s.endswith("H")) for s in shape):
+        raise ValueError(f"shape must be a tuple of 'D', 'H' or 'kH', got {show(shape)}")
     return tuple((int(s[:-1] or 1) * H if s.endswith("H") else D) for s in shape)
 
 
@@ -140,7 +143,7 @@ class Cell:
         bias=False leaves the optional ones out. Override for another initialisation."""
         if std is not None and (isinstance(std, bool) or not isinstance(std, (int, float, np.integer, np.floating))
                                 or not np.isfinite(std) or std < 0):
-            raise ValueError(f"std must be a finite number >= 0, got {std!r}")
+            raise ValueError(f"std must be a finite number >= 0, got {show(std)}")
         k = 1 / np.sqrt(H)
         draw = (lambda shape: rng.normal(0.0, std, shape)) if std is not None else \
             (lambda shape: rng.uniform(-k, k, shape))

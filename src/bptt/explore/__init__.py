@@ -19,6 +19,8 @@ import json
 from importlib import resources
 from pathlib import Path
 
+from ..validate import show
+
 MAX_BYTES = 2_000_000
 ASSETS = ("template.html", "engine.js", "explorer.js", "explorer.css", "kernels.wat")
 
@@ -26,7 +28,7 @@ ASSETS = ("template.html", "engine.js", "explorer.js", "explorer.css", "kernels.
 def asset(name: str) -> str:
     """The text of one of the page's files (ASSETS), shipped inside the package."""
     if name not in ASSETS:
-        raise ValueError(f"unknown explorer asset {name!r}: expected one of {', '.join(ASSETS)}")
+        raise ValueError(f"unknown explorer asset {show(name)}: expected one of {', '.join(ASSETS)}")
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
 
 
@@ -65,7 +67,7 @@ def page() -> str:
 def output_path(path) -> Path:
     """path as a Path for a new or existing file in an existing directory; a ValueError otherwise."""
     if not isinstance(path, (str, Path)) or str(path) == "":
-        raise TypeError(f"the explorer's path must be a file name (str or Path), got {path!r}")
+        raise TypeError(f"the explorer's path must be a file name (str or Path), got {show(path)}")
     p = Path(path)
     if p.is_dir():
         raise ValueError(f"the explorer's path must be a file, but {p} is a directory")

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, fields
 
 from .. import cells
 from ..activations import ACTIVATIONS
-from ..files import parse_toml, read_text
+from ..files import parse_toml, printable, read_text
 from ..inits import INITS
 from ..validate import show, too_big
 from .optim import OPTIMIZERS
@@ -103,13 +103,13 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 _int(name, getattr(self, name), 0 if name == "truncate" else 1)
         if self.task in ("reber", "char") and self.length is not None:
-            raise ValueError(f"length applies to adding, copy and temporal; task {self.task!r} is a stream "
+            raise ValueError(f"length applies to adding, copy and temporal; task {show(self.task)} is a stream "
                              "(use chunk and backprop)")
         if self.task == "char" and self.text is None:
             raise ValueError("task 'char' models a text: give one (--text FILE, e.g. the repository's "
                              "data/tinyshakespeare.txt); the embedded Reber corpus is task 'reber'")
         if self.text is not None and self.task != "char":
-            raise ValueError(f"text applies to task 'char', not {self.task!r}")
+            raise ValueError(f"text applies to task 'char', not {show(self.task)}")
         if self.backprop is not None and self.backprop < self.chunk:
             raise ValueError(f"backprop (k2 = {self.backprop}) must be at least chunk (k1 = {self.chunk})")
         _pos("lr", self.lr)
@@ -118,13 +118,13 @@ class TrainConfig:
                 _pos(name, getattr(self, name))
         if (not isinstance(self.omega, (int, float)) or isinstance(self.omega, bool) or not self.omega >= 0
                 or self.omega == float("inf")):
-            raise ValueError(f"omega (the strength alpha of Pascanu's regulariser) must be a finite number >= 0, got {self.omega!r}")
+            raise ValueError(f"omega (the strength alpha of Pascanu's regulariser) must be a finite number >= 0, got {show(self.omega)}")
         if self.init == "normal" and self.std is None:
             raise ValueError("init 'normal' needs std")
         if not isinstance(self.stop_on_success, bool):
-            raise ValueError(f"stop_on_success must be true or false, got {self.stop_on_success!r}")
+            raise ValueError(f"stop_on_success must be true or false, got {show(self.stop_on_success)}")
         if not isinstance(self.bias, bool):
-            raise ValueError(f"bias must be true or false, got {self.bias!r}")
+            raise ValueError(f"bias must be true or false, got {show(self.bias)}")
         if not isinstance(self.snapshots, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
                                                            for s in self.snapshots):
             raise ValueError(f"snapshots must be a list of step numbers >= 0, got {show(self.snapshots)}")
@@ -152,14 +152,14 @@ class TrainConfig:
         self.cell = cls.name
         for k, v in alias.items():
             if getattr(self, k) is not None and getattr(self, k) != v:
-                raise ValueError(f"the cell spelled {show(self.cell)} has {k} = {v!r}, got {k} = {getattr(self, k)!r}")
+                raise ValueError(f"the cell spelled {show(self.cell)} has {k} = {show(v)}, got {k} = {show(getattr(self, k))}")
             setattr(self, k, v)
         options = cls.options()
 
         def refuse(name, value):
             owners = cells.owners(name) if name != "omega" else [n for n in cells.names() if cells.get(n).pascanu]
             raise ValueError(f"{name} applies to the {', '.join(owners) or 'no'} cell only, not to cell "
-                             f"{self.cell!r} (got {value!r})")
+                             f"{show(self.cell)} (got {show(value)})")
 
         for name in CELL_OPTIONS:
             value = getattr(self, name)
@@ -176,20 +176,20 @@ class TrainConfig:
             _choice("init", self.init, INITS)
         else:
             if self.init not in OWN_INITS:
-                raise ValueError(f"init for cell {self.cell!r} must be one of {', '.join(OWN_INITS)} "
-                                 f"(its own initialisation, or Gaussian with std), got {self.init!r}; "
+                raise ValueError(f"init for cell {show(self.cell)} must be one of {', '.join(OWN_INITS)} "
+                                 f"(its own initialisation, or Gaussian with std), got {show(self.init)}; "
                                  "orthogonal and identity (IRNN) are for the rnn cell")
             if self.init == "uniform" and self.std is not None:
-                raise ValueError(f"std applies to init 'normal' for cell {self.cell!r} (the uniform init is "
-                                 f"its own), got std = {self.std!r} with init 'uniform'")
+                raise ValueError(f"std applies to init 'normal' for cell {show(self.cell)} (the uniform init is "
+                                 f"its own), got std = {show(self.std)} with init 'uniform'")
         if "forget_bias" in options:
             self.forget_bias = 1.0 if self.forget_bias is None else self.forget_bias
             if isinstance(self.forget_bias, bool) or not isinstance(self.forget_bias, (int, float)) \
                     or self.forget_bias != self.forget_bias or abs(self.forget_bias) == float("inf"):
-                raise ValueError(f"forget_bias must be a finite number, got {self.forget_bias!r}")
+                raise ValueError(f"forget_bias must be a finite number, got {show(self.forget_bias)}")
             self.forget_bias = float(self.forget_bias)
         if "reset_after" in options and not isinstance(self.reset_after, bool):
-            raise ValueError(f"reset_after must be true or false, got {self.reset_after!r}")
+            raise ValueError(f"reset_after must be true or false, got {show(self.reset_after)}")
 
     def model_options(self) -> dict:
         """What random_model takes for this cell: its settings and the options of its init."""
@@ -266,9 +266,12 @@ def read_toml(path) -> dict:
 def resolve(cli: dict, toml: dict | None = None) -> TrainConfig:
     """A validated TrainConfig: CLI values (None = not given) over TOML over task defaults."""
     from ..tasks.base import Task
-    unknown = sorted(set(cli) - KEYS)
+    for what, table in (("cli", cli), ("toml", toml)):
+        if not isinstance(table, dict) and not (what == "toml" and table is None):
+            raise TypeError(f"{what} must be a dict of settings, got {type(table).__name__}")
+    unknown = sorted(map(str, set(cli) - KEYS))
     if unknown:
-        raise ValueError(f"unknown setting(s) {', '.join(unknown)}")
+        raise ValueError(f"unknown setting(s) {', '.join(map(printable, unknown))}")
     given = {**(toml or {}), **{k: v for k, v in cli.items() if v is not None}}
     task = given.get("task", TrainConfig.task)
     from .. import tasks
