@@ -15,6 +15,10 @@ $(VENV)/.core: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) -e .
 	touch $@
 
+$(VENV)/.plot: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) -e '.[plot]'
+	touch $@
+
 $(VENV)/.all: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) -e '.[all,test]'
 	touch $@
@@ -29,8 +33,8 @@ test: $(VENV)/.all
 bench: $(VENV)/.all
 	$(BIN)/python -m benchmarks
 
-# the numbers the docs quote, written again from the results files that hold them
-docs: $(VENV)/.core
+# the numbers and figures the docs quote, written again from the results files that hold them
+docs: $(VENV)/.plot
 	$(BIN)/python docs/generate.py --write
 	$(BIN)/python -m benchmarks.tables --write docs/performance.md
 

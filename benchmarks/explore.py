@@ -1,8 +1,8 @@
 """Part 8: the explorer page's update after a control moves, in headless Chromium.
 
-The page (bptt explore) recomputes everything in JavaScript when a control moves. For each cell at
-H = 64, T = 200 (the largest the controls allow) the spectral radius and the seed are moved back
-and forth, so every update draws the network anew and makes its whole decomposition (the worst
+The page (bptt explore) recomputes everything in JavaScript when a control moves. For each cell the
+page has (the registry's) at H = 64, T = 200 (the largest the controls allow) the spectral radius
+(where it applies) and the seed are moved back and forth, so every update draws the network anew and makes its whole decomposition (the worst
 case), and the output t is moved, which redraws from the decomposition already made. The time is the page's own
 (performance.now() around its update: computing and drawing), the median of `rounds` moves after
 one warm-up move. Target: at most 100 ms per update after a change of the network.
@@ -34,6 +34,7 @@ def measure(driver, cell, rounds):
 
 
 def run(report, *, rounds):
+    from bptt import cells
     from bptt.explore import write_explorer
     from bptt.explore.browser import binaries, start
 
@@ -46,7 +47,7 @@ def run(report, *, rounds):
     driver, profile = start()
     try:
         driver.get(write_explorer(Path(tmp) / "explorer.html").resolve().as_uri())
-        for cell in ("elman", "lstm", "gru"):
+        for cell in cells.names():
             network, output = measure(driver, cell, max(rounds, 5))
             load = os.getloadavg()[0]  # other work on the machine slows the page down
             print(f"   {cell}: a change of the network {network * 1e3:.1f} ms, a change of the output t "

@@ -1,7 +1,7 @@
 """Write the numbers the docs quote from the results files that hold them.
 
-    python docs/generate.py --write      # rewrite every generated region (make docs)
-    python docs/generate.py --check      # exit 1 when a page no longer matches its results files
+    python docs/generate.py --write      # rewrite every generated region and figure (make docs)
+    python docs/generate.py --check      # exit 1 when a page or a figure no longer matches its results files
     python docs/generate.py --from-sweep runs/flow-phase sweeps/results/flow-phase.json
                                          # a sweep's results, averaged over seeds, as a results file
 
@@ -14,6 +14,10 @@ A generated region of a page is
 SOURCE is a path from the repository's root (a .json or .jsonl results file written by the command
 the page names); everything between the markers is replaced. tests/test_docs.py renders every page
 again and fails when it differs.
+
+FIGURES: figures drawn from a results file by a function of the script that wrote it, `figures(results)`
+-> {path: matplotlib Figure}; written as PNG at 150 dpi without the metadata that would change from one
+run to the next (matplotlib's version), so drawing them again from the same file gives the same bytes.
 """
 import json
 import re
@@ -22,7 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["README.md", "docs/engine.md", "docs/frameworks.md", "docs/analysis.md", "docs/training.md",
-         "docs/sweeps.md", "docs/approx.md"]
+         "docs/sweeps.md", "docs/approx.md", "docs/memory.md"]
+FIGURES = [("experiments/results/curse_of_memory.json", "experiments/curse_of_memory.py")]
 REGION = re.compile(r"(<!-- generated: (\S+) ([^>]*?) -->\n)(.*?)(<!-- end -->)", re.S)
 METHODS = {"vanilla": "vanilla", "clip": "clip", "clip+Omega": "clip+Ω", "IRNN": "IRNN", "LSTM": "LSTM", "GRU": "GRU",
            "LRU": "LRU", "minGRU": "minGRU"}
@@ -163,6 +168,82 @@ def sweep_success(summary):
     return table(["method"] + [f"T = {T}" for T in lengths], rows)
 
 
+def _g(v, digits=3):
+    """A number in a table: 3 significant digits, exponents for the very large and small."""
+    return "–" if v is None else f"{v:.{digits}g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
+
+
+MEMORY_COLUMNS = {"h2": "E[h²]", "lambda": "λ (raw)", "nu": "ν: λ = exp(−exp ν)", "gamma": "λ, input × √(1−λ²)",
+                  "nu+gamma": "ν and √(1−λ²)"}
+
+
+def memory_closed(res, rho):
+    """The closed forms at one rho, each with the Monte Carlo estimate's ratio to it and its
+    relative standard error."""
+    part = res["closed"]
+    rho = float(rho)  # the marker's argument, e.g. 0.9
+    rows = []
+    for r in (r for r in part["rows"] if r["rho"] == rho):
+        cells = [r["lam"]]
+        for k in MEMORY_COLUMNS:
+            mc = r["monte_carlo"][k]
+            cells.append(f"{_g(r['closed'][k])} ({mc['mean'] / r['closed'][k]:.3f} ± {mc['se'] / mc['mean']:.3f})")
+        rows.append(cells)
+    return table(["λ"] + [f"E[(dh/dθ)²], θ = {v}" if k != "h2" else v for k, v in MEMORY_COLUMNS.items()], rows)
+
+
+def memory_sensitivity(res):
+    """The state's sensitivity against the memory, beside the error flow, per model."""
+    part = res["sensitivity"]
+    rows = [[r["model"], r["memory"], f"d h/d {r['param']}", _g(r["moment"]), _g(r["state"]), f"{r['decay']:.4f}",
+             _g(r["ratio_10"]), _g(r["ratio_100"])] for r in part["rows"]]
+    return table(["model", "memory", "θ", "mean ‖dh_T/dθ_p‖²", "E‖h_T‖²/H", "error decay rate",
+                  "error ratio at lag 10", "at lag 100"], rows)
+
+
+def memory_teacher(res):
+    """The held-out loss after training, per teacher nu0 (rows) and student (columns)."""
+    part = res["teacher"]
+    students = [k for k in ("rnn", "lru", "cdiag") if any(r["student"] == k for r in part["runs"])]
+    names = {"rnn": "tanh Elman RNN", "lru": "LRU", "cdiag": "complex diagonal, no normalisation"}
+    rows = []
+    for nu0 in part["nu0"]:
+        row = [nu0]
+        for k in students:
+            r = next(r for r in part["runs"] if r["student"] == k and r["nu0"] == nu0)
+            row.append("diverged" if r["final_loss"] is None else _g(r["final_loss"]))
+        rows.append(row)
+    return table(["ν₀"] + [f"{names[k]} (lr {part['lr'][k]:g})" for k in students], rows)
+
+
+def memory_timing(res):
+    """One sentence: each part's wall time in the last run that wrote it."""
+    names = {"closed": "closed forms", "sensitivity": "sensitivity", "teacher": "teacher-student", "pilot": "pilot"}
+    parts = [f"{names[k]} {res[k]['part_seconds']:.0f} s" for k in names if k in res and "part_seconds" in res[k]]
+    return "Wall time of each part on 2 cores shared with other jobs: " + ", ".join(parts) + "."
+
+
+def memory_pilot(res):
+    """The learning rates' pilot: held-out loss per student (rows) and rate (columns)."""
+    p = res["pilot"]
+    names = {"rnn": "tanh Elman RNN", "lru": "LRU", "cdiag": "complex diagonal, no normalisation"}
+    rows = []
+    for k in ("rnn", "lru", "cdiag"):
+        mine = {r["lr"]: r for r in p["runs"] if r["student"] == k}
+        rows.append([names[k]] + ["diverged" if mine[lr]["final_loss"] is None else _g(mine[lr]["final_loss"])
+                                  for lr in p["lrs"]] + [f"{res['teacher']['lr'][k]:g}"])
+    return table(["student"] + [f"lr {lr:g}" for lr in p["lrs"]] + ["chosen"], rows)
+
+
+def memory_teacher_setup(res):
+    """One sentence: what the teacher part ran and how long it took."""
+    p = res["teacher"]
+    return (f"{len(p['runs'])} runs ({len(p['nu0'])} values of ν₀ × {len(p['runs']) // len(p['nu0'])} students), "
+            f"{p['steps']} Adam updates of {p['batch']} sequences of T = {p['length']} each, teacher of "
+            f"{p['teacher_units']} complex units, students of H = {p['hidden']}, seed {p['seed']}, "
+            f"{p['jobs']} processes: {p['wall_seconds']:.0f} s of wall time.")
+
+
 RENDERERS = {
     "success-table": success_table,
     "success-losses": success_losses,
@@ -171,6 +252,12 @@ RENDERERS = {
     "adding-t100": adding_t100,
     "flow-phase": flow_phase,
     "sweep-success": sweep_success,
+    "memory-closed": memory_closed,
+    "memory-sensitivity": memory_sensitivity,
+    "memory-teacher": memory_teacher,
+    "memory-teacher-setup": memory_teacher_setup,
+    "memory-pilot": memory_pilot,
+    "memory-timing": memory_timing,
 }
 
 
@@ -198,6 +285,37 @@ def render(text, root=ROOT):
     return REGION.sub(one, text)
 
 
+def load(name, path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def png(fig) -> bytes:
+    """A figure's PNG bytes at 150 dpi (bptt.plots.finish first), with no Software entry: the same
+    results file gives the same bytes."""
+    import io
+    from bptt import plots
+
+    plots.finish(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=plots.DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def drawn(root=ROOT):
+    """{path: PNG bytes} of every figure of FIGURES, drawn from its results file under root."""
+    out = {}
+    for source, script in FIGURES:
+        module = load(Path(script).stem, Path(root) / script)
+        for path, fig in module.figures(read(Path(root) / source)).items():
+            out[path] = png(fig)
+    return out
+
+
 def main(argv):
     if len(argv) == 3 and argv[0] == "--from-sweep":
         Path(argv[2]).parent.mkdir(parents=True, exist_ok=True)
@@ -215,6 +333,11 @@ def main(argv):
             stale.append(page)
             if argv == ["--write"]:
                 path.write_text(new)
+    for path, data in drawn().items():
+        if not (ROOT / path).exists() or (ROOT / path).read_bytes() != data:
+            stale.append(path)
+            if argv == ["--write"]:
+                (ROOT / path).write_bytes(data)
     verb = "rewrote" if argv == ["--write"] else "out of date:"
     print(f"{verb} {', '.join(stale)}" if stale else "every generated region matches its results file")
     return 1 if stale and argv == ["--check"] else 0

@@ -352,3 +352,18 @@ def test_uoro_is_reproducible_and_its_samples_are_independent_draws():
         approx.uoro(model, x, y, seed=None)
     with pytest.raises(ValueError, match="samples"):
         approx.uoro(model, x, y, seed=0, samples=0)
+
+
+@pytest.mark.parametrize("cell", [n for n in bptt.cells.names() if bptt.cells.get(n).linear()])
+def test_on_a_diagonal_recurrence_snap1_is_exact_rtrl_and_bptt(cell):
+    """A cell whose state Jacobian is diagonal unit by unit (the LRU's 2 x 2 rotation blocks on
+    (Re h_i, Im h_i), minGRU's 1 - z, minLSTM's f', lambda) feeds each unit from its own parameters
+    alone, so SnAp-1's pattern loses nothing: it is RTRL, kept on E numbers per parameter, and
+    equals BPTT; the dense Elman W's SnAp-1 does not (test above)."""
+    model = bptt.random_model(cell, 5, 3, 3, seed=41)
+    x, y = data(model, 12, 2, seed=42)
+    _, exact = bptt.gradients(model, x, y, backend="reference")
+    lay = influence.layout(model)
+    assert influence.unit_of(model, lay, influence.masks(model, lay, 1)[0]) is not None  # stored on its pattern
+    assert_same(approx.snap(model, x, y, order=1)[1], exact)
+    assert_same(approx.rtrl(model, x, y)[1], exact)

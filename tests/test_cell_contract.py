@@ -26,13 +26,16 @@ VARIANTS = [v for v in cells.variants() if v in ("diagonal",) or cells.resolve(v
 
 
 def _model(cell, seed=0, H=4, D=3, O=3):
-    return bptt.random_model(cell, H, D, O, seed=seed, bias=True)
+    """A random model with every optional parameter (bias=True where the cell's init takes it)."""
+    bias = {"bias": True} if "bias" in cells.resolve(cell)[0].options() else {}
+    return bptt.random_model(cell, H, D, O, seed=seed, **bias)
 
 
 def _point(model, rng, N=2):
-    """A step's inputs at a random point: a (N, G), the state before it (tuple of (N, H))."""
+    """A step's inputs at a random point: a (N, G), the state before it (tuple of (N, S), S each
+    entry's width)."""
     a = rng.normal(size=(N, model.cell.width(model)))
-    prev = tuple(rng.normal(scale=0.5, size=(N, model.H)) for _ in model.cell.state)
+    prev = tuple(rng.normal(scale=0.5, size=(N, S)) for S in model.state_sizes)
     return a, prev
 
 
@@ -64,14 +67,14 @@ def test_jacobian_is_the_state_derivative_of_step(cell):
     state, cache = m.cell.step(m, a, prev)
     J = m.cell.jacobian(m, prev, state, cache)[0]  # (S, S)
     flat = np.concatenate(prev, axis=-1)[0]
-    H, h = m.H, 1e-6
+    h, ends = 1e-6, np.cumsum(m.state_sizes)[:-1]
     numeric = np.empty_like(J)
     for j in range(flat.size):
         cols = []
         for e in (h, -h):
             p = flat.copy()
             p[j] += e
-            out, _ = m.cell.step(m, a, tuple(p[None, i * H:(i + 1) * H] for i in range(len(prev))))
+            out, _ = m.cell.step(m, a, tuple(part[None] for part in np.split(p, ends)))
             cols.append(np.concatenate(out, axis=-1)[0])
         numeric[:, j] = (cols[0] - cols[1]) / (2 * h)
     np.testing.assert_allclose(J, numeric, rtol=1e-6, atol=1e-8)

@@ -13,10 +13,13 @@ from conftest import need
 
 import bptt
 from bptt.cli import main
-from bptt.explore import MAX_BYTES, page, write_explorer
+from bptt.explore import MAX_BYTES, cells_json, page, write_explorer
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-12
+# the library's own cells, each of which the page's engine has a step for (a cell registered from
+# outside, such as examples/custom_cell.py's, is described in the page but not listed)
+BUILT_IN = [n for n in bptt.cells.names() if bptt.cells.get(n).__module__.startswith("bptt.")]
 
 
 # --- the file ------------------------------------------------------------------------------------
@@ -28,6 +31,17 @@ def test_page_is_one_small_file_that_loads_nothing(tmp_path):
     assert not re.search(r"""(src|href)\s*=""", html) and "url(" not in html and "import(" not in html
     assert "default-src 'none'" in html  # the page forbids itself any request
     assert "/*ENGINE*/" not in html and "window.bpttExplorer" in html and "function decompose" in html
+    assert "/*CELLS*/" not in html
+
+
+def test_the_page_carries_the_registry_s_description_of_every_cell():
+    described = json.loads(cells_json())
+    assert [c["name"] for c in described] == list(bptt.cells.names())
+    for c in described:
+        cell = bptt.cells.get(c["name"])
+        assert c["params"] == [[k, list(p.shape), p.optional, p.role] for k, p in cell.params.items()]
+        assert c["widths"] == list(cell().state_sizes(1)) and c["options"] == list(cell.options())
+    assert "</" not in cells_json()  # nothing in it can close the page's script
 
 
 def test_cli_writes_the_page_and_refuses_bad_paths(tmp_path, capsys):
@@ -165,7 +179,7 @@ def test_page_engine_equals_bptt_flow_and_gradients_on_drawn_elman_cases(browser
     for case in range(12):
         m, x, y, h0 = _elman_case(rng)
         got = driver.execute_script("return bpttExplorer.flow(arguments[0]);",
-                                    _payload(m, x, y, h0, activation=m.activation))
+                                    _payload(m, x, y, h0, activation=m.activation))  # no cell: "rnn"
         fl = bptt.flow(m, x, y, h0=h0)
         loss, g = bptt.gradients(m, x, y, h0=h0)
         label = f"case {case}: {m!r}, T = {len(y)}"
@@ -199,6 +213,66 @@ def test_page_engine_equals_bptt_on_lstm_and_gru(browser, cell, reset_after):
         assert sorted(got["grads"]) == sorted(m.params)
         for k in m.params:
             assert rel(got["grads"][k], getattr(g, k)) <= TOL, (cell, case, k)
+
+
+def _drawn_options(cell, rng):
+    """Options of a random model of this cell, drawn among those its random model takes (the
+    registry's Cell.options): biases or none, the GRU's reset gate before or after, the LRU's
+    normalisation, a ring of eigenvalues, larger weights."""
+    takes = bptt.cells.get(cell).options()
+    opts = {k: bool(rng.random() < 0.5) for k in ("bias", "normalise", "reset_after") if k in takes}
+    if "r_min" in takes:
+        lo, hi = np.sort(rng.uniform(0, 1, 2))
+        opts.update(r_min=float(lo), r_max=float(hi))
+    if "std" in takes and rng.random() < 0.5:
+        opts["std"] = float(rng.uniform(0.5, 2.0))
+    return opts
+
+
+@pytest.mark.parametrize("cell", BUILT_IN)
+def test_page_engine_equals_bptt_on_every_registered_cell(browser, cell):
+    """bpttExplorer.flow({cell, parameters by name, ...}) against bptt.flow and bptt.gradients on
+    random configurations: sizes, ids or dense inputs, unscored steps, h0 (and c0) or none."""
+    driver, _ = browser
+    assert cell in driver.execute_script("return bpttExplorer.cells;")
+    rng = np.random.default_rng(sum(map(ord, cell)))
+    for case in range(5):
+        H, D, O = (int(v) for v in rng.integers(1, 7, 3))
+        T = int(rng.integers(1, 13))
+        m = bptt.random_model(cell, H, D, O, seed=rng, **_drawn_options(cell, rng))
+        x = rng.normal(size=(T, D)) if case % 2 else rng.integers(0, D, T)
+        y = rng.integers(0, O, T)
+        y[rng.random(T) < 0.2] = -1  # unscored steps
+        y[0] = rng.integers(0, O)
+        states = tuple(rng.normal(size=n) for n in m.state_sizes)
+        h0 = None if case == 0 else states[0] if len(states) == 1 else states
+        settings = {k: getattr(m, k) for k in bptt.cells.get(cell).settings}
+        got = driver.execute_script("return bpttExplorer.flow(arguments[0]);",
+                                    _payload(m, x, y, h0, cell=cell, **settings))
+        fl = bptt.flow(m, x, y, h0=h0)
+        loss, g = bptt.gradients(m, x, y, h0=h0)
+        label = f"{cell} case {case}: {m!r}, T = {T}, h0 {'given' if h0 is not None else 'zero'}"
+        assert abs(got["loss"] - loss) <= TOL * abs(loss), label
+        assert rel(got["dE_ds"], fl.dE_ds) <= TOL, label
+        if fl.dE_dc is not None:
+            assert rel(got["dE_dc"], fl.dE_dc) <= TOL and rel(got["c0"], g.c0) <= TOL, label
+        assert sorted(got["grads"]) == sorted(m.params), label
+        for k in m.params:
+            assert rel(got["grads"][k], getattr(g, k)) <= TOL, (label, k)
+        assert rel(got["h0"], g.h0) <= TOL, label
+
+
+def test_page_engine_refuses_a_parameter_of_the_wrong_size(browser):
+    driver, _ = browser
+    m = bptt.random_model("lru", 3, 2, 2, seed=0)
+    p = _payload(m, [0, 1], [1, 0], None, cell="lru")
+    p["theta_log"] = p["theta_log"][:2]
+    with pytest.raises(Exception, match=r"theta_log must be \(H\) with H = 3"):
+        driver.execute_script("return bpttExplorer.flow(arguments[0]);", p)
+    with pytest.raises(Exception, match="unknown cell"):
+        driver.execute_script("return bpttExplorer.flow(arguments[0]);", {**p, "cell": "nope"})
+    with pytest.raises(Exception, match="the lru cell needs B_re"):
+        driver.execute_script("return bpttExplorer.flow(arguments[0]);", {k: v for k, v in p.items() if k != "B_re"})
 
 
 def test_page_numerics_agree_with_numpy_and_bptt_theory(browser):
@@ -237,50 +311,124 @@ def _drawn(driver):
         ".concat(['verdict', 'truncation', 'words'].map(i => document.getElementById(i).innerText));")
 
 
-def test_the_views_show_the_library_numbers_of_the_network_on_display(browser):
+def _shown(cell):
+    """The parameter whose terms the page shows, from the registry: the cell's recurrent W, else its
+    first own parameter (no role), else its first input parameter."""
+    params = bptt.cells.get(cell).params
+    return next(k for role in ("recurrent", None, "input") for k, p in params.items() if p.role == role)
+
+
+@pytest.mark.parametrize("cell", BUILT_IN)
+def test_the_views_show_the_library_numbers_of_the_network_on_display(browser, cell):
     driver, _ = browser
-    for cell in ("elman", "lstm", "gru"):
-        for k, v in (("cell", cell), ("H", 6), ("T", 30), ("t", 25), ("K", 7), ("rho", 1.2)):
+    for k, v in (("cell", cell), ("H", 6), ("T", 30), ("t", 25), ("K", 7), ("rho", 1.2), ("r_min", 0.3),
+                 ("r_max", 0.97)):
+        _set(driver, k, v)
+    net = driver.execute_script("return bpttExplorer.current();")
+    view = driver.execute_script("return bpttExplorer.view;")
+    assert net["cell"] == cell and view["settings"]["t"] == 25 and view["settings"]["K"] == 7
+    described = bptt.cells.get(cell)
+    arrays = {k: np.array(net[k]) for k in (*described.params, "V") if k in net}
+    m = getattr(bptt, described.model)(**arrays, **net["settings"])  # bptt.LRU for "lru"
+    assert m.H == 6
+    x, y = np.array(net["x"]), np.array(net["y"])
+    fl = bptt.flow(m, x, y)
+    assert abs(view["loss"] - fl.loss) <= TOL * fl.loss
+    P = view["param"]
+    assert P == _shown(cell)
+    terms = fl.terms(P, 25)  # (T, *shape of P)
+    assert rel(view["terms"], np.linalg.norm(terms[:26].reshape(26, -1), axis=1)) <= 1e-11
+    lost = np.linalg.norm(terms[:25 - 7].sum(axis=0))
+    assert abs(view["truncation"]["lost"] - lost) <= 1e-11 * max(lost, 1e-300)
+    _, g = bptt.gradients(m, x, y)
+    _, gK = bptt.gradients(m, x, y, truncate=7)
+    whole = np.linalg.norm(getattr(gK, P) - getattr(g, P)) / np.linalg.norm(getattr(g, P))
+    assert abs(view["truncation"]["wholeRelError"] - whole) <= 1e-9 * whole
+    ratio = [np.mean([fl.dE_ds[t, t - l] / fl.dE_ds[t, t] for t in range(l, 30)]) for l in range(30)]
+    assert rel(view["lagMean"], ratio) <= 1e-11
+    for lag, logs in view["spectra"].items():  # log10 of the singular values against bptt's ln
+        want = fl.jacobian_spectrum(25, 25 - int(lag)) / np.log(10)
+        resolved = want >= want[0] - 8  # float64 resolves sigma_i down to about 1e-16 sigma_1
+        assert resolved.sum() >= 1 and len(logs) == len(want)
+        assert np.max(np.abs(np.array(logs) - want)[resolved]) <= 1e-7, (cell, lag)
+    assert set(view["spectra"]) == {"1", "8"}  # the lags shown (1, 8, 32) up to t = 25
+    if described.pascanu:
+        th = bptt.theory.theory(m)
+        assert view["verdict"] == th.verdict and abs(view["lambda1"] - th.lambda1) <= 1e-9 * th.lambda1
+        assert abs(view["rho"] - th.rho) <= 1e-6 * th.rho  # W rescaled by the page's estimate of rho
+    else:
+        assert view["verdict"] == bptt.theory.theory(m).verdict == bptt.theory.GATED_VERDICT
+    ring = "r_min" in described.options()  # a diagonal linear recurrence with its eigenvalues on a ring
+    assert (view["envelope"] is not None) == ring
+    if ring:  # min|lambda|, max|lambda|: the one-step Jacobian's singular values, by the library
+        one = np.exp(fl.jacobian_spectrum(10, 9))
+        lo, hi = view["envelope"]
+        assert abs(lo - one.min()) <= 1e-12 and abs(hi - one.max()) <= 1e-12 and 0.3 - 1e-12 <= lo <= hi <= 0.97
+        for t in range(30):  # the page's dashed lines hold exactly: the error at lag l is lambda^l times it
+            lags = np.arange(t + 1)
+            r = fl.dE_ds[t, t - lags] / fl.dE_ds[t, t]
+            assert np.all(r >= lo ** lags * (1 - 1e-9)) and np.all(r <= hi ** lags * (1 + 1e-9)), t
+
+
+def test_the_cell_list_is_the_registry_s_and_the_ring_keeps_its_order(browser):
+    driver, _ = browser
+    options = driver.execute_script("return Array.from(document.getElementById('cell').options)"
+                                    ".map(o => [o.value, o.textContent]);")
+    assert options == [[n, bptt.cells.get(n).label] for n in BUILT_IN]
+    _set(driver, "cell", "lru")
+    _set(driver, "r_max", 0.6)
+    _set(driver, "r_min", 0.8)  # above r_max: r_max follows
+    assert driver.execute_script("return [bpttExplorer.view.settings.rmin, bpttExplorer.view.settings.rmax, "
+                                 "+document.getElementById('r_max').value];") == [0.8, 0.8, 0.8]
+    _set(driver, "r_max", 0.3)  # below r_min: r_min follows
+    ring = "return [bpttExplorer.view.settings.rmin, bpttExplorer.view.settings.rmax];"
+    assert driver.execute_script(ring) == [0.3, 0.3]
+    lo, hi = driver.execute_script("return bpttExplorer.view.envelope;")
+    assert abs(lo - 0.3) <= 1e-9 and abs(hi - 0.3) <= 1e-9  # every |lambda| on the ring of radius 0.3
+
+
+def _applies(cell):
+    """The controls that apply to a cell, from the registry: rho and the initialisation of W to a
+    cell with a recurrent W, the activation to a cell with that setting, the ring r_min, r_max to a
+    cell whose random model takes them; the others to every cell."""
+    described = bptt.cells.get(cell)
+    w = any(p.role == "recurrent" for p in described.params.values())
+    ring = "r_min" in described.options()
+    return {"rho": w, "init": w, "activation": "activation" in described.settings, "r_min": ring, "r_max": ring}
+
+
+def test_for_every_cell_each_control_that_applies_changes_what_is_drawn_and_the_others_are_off(browser):
+    driver, _ = browser
+    start = {"H": 8, "T": 40, "rho": 0.9, "activation": "tanh", "init": "uniform", "r_min": 0.5, "r_max": 0.95,
+             "inputScale": 1, "seed": 0, "t": 30, "K": 5}
+    moves = {"H": 12, "T": 50, "rho": 1.5, "activation": "relu", "init": "orthogonal", "r_min": 0.8, "r_max": 0.99,
+             "inputScale": 2.5, "seed": 7, "t": 12, "K": 2}
+    for cell in BUILT_IN:
+        _set(driver, "cell", cell)
+        for k, v in start.items():
             _set(driver, k, v)
-        net = driver.execute_script("return bpttExplorer.current();")
-        view = driver.execute_script("return bpttExplorer.view;")
-        assert view["settings"]["t"] == 25 and view["settings"]["K"] == 7
-        arrays = {k: np.array(net[k]) for k in ("U", "W", "V", "b", "bh") if k in net}
-        m = bptt.RNN(**arrays, activation=net["activation"]) if cell == "elman" else \
-            {"lstm": bptt.LSTM, "gru": bptt.GRU}[cell](**arrays)
-        x, y = np.array(net["x"]), np.array(net["y"])
-        fl = bptt.flow(m, x, y)
-        assert abs(view["loss"] - fl.loss) <= TOL * fl.loss
-        terms = fl.terms("W", 25)  # (T, G H, H)
-        assert rel(view["terms"], np.linalg.norm(terms[:26].reshape(26, -1), axis=1)) <= 1e-11
-        lost = np.linalg.norm(terms[:25 - 7].sum(axis=0))
-        assert abs(view["truncation"]["lost"] - lost) <= 1e-11 * max(lost, 1e-300)
-        _, g = bptt.gradients(m, x, y)
-        _, gK = bptt.gradients(m, x, y, truncate=7)
-        whole = np.linalg.norm(gK.W - g.W) / np.linalg.norm(g.W)
-        assert abs(view["truncation"]["wholeRelError"] - whole) <= 1e-9 * whole
-        ratio = [np.mean([fl.dE_ds[t, t - l] / fl.dE_ds[t, t] for t in range(l, 30)]) for l in range(30)]
-        assert rel(view["lagMean"], ratio) <= 1e-11
-        for lag, logs in view["spectra"].items():  # log10 of the singular values against bptt's ln
-            want = fl.jacobian_spectrum(25, 25 - int(lag)) / np.log(10)
-            resolved = want >= want[0] - 8  # float64 resolves sigma_i down to about 1e-16 sigma_1
-            assert resolved.sum() >= 1 and len(logs) == len(want)
-            assert np.max(np.abs(np.array(logs) - want)[resolved]) <= 1e-7, (cell, lag)
-        assert set(view["spectra"]) == {"1", "8"}  # the lags shown (1, 8, 32) up to t = 25
-        if cell == "elman":
-            th = bptt.theory.theory(m)
-            assert view["verdict"] == th.verdict and abs(view["lambda1"] - th.lambda1) <= 1e-9 * th.lambda1
-            assert abs(view["rho"] - th.rho) <= 1e-6 * th.rho  # W rescaled by the page's estimate of rho
-        else:
-            assert view["verdict"] == bptt.theory.GATED_VERDICT
+        applies = _applies(cell)
+        off = driver.execute_script("return arguments[0].filter(id => document.getElementById(id).disabled);",
+                                    list(moves))
+        assert set(off) == {k for k in moves if not applies.get(k, True)}, cell
+        before = _drawn(driver)
+        for control, value in moves.items():
+            if applies.get(control, True):
+                _set(driver, control, value)
+                now = _drawn(driver)
+                assert now != before, f"{cell}: moving {control} to {value} changed nothing on the page"
+                before = now
+    errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR", "WARNING")]
+    assert errors == [], errors
 
 
 def test_every_control_changes_what_is_drawn_without_console_errors(browser):
     driver, _ = browser
-    for k, v in (("cell", "elman"), ("H", 8), ("T", 40), ("rho", 0.9), ("activation", "tanh"), ("init", "uniform"),
+    for k, v in (("cell", "rnn"), ("H", 8), ("T", 40), ("rho", 0.9), ("activation", "tanh"), ("init", "uniform"),
                  ("inputScale", 1), ("seed", 0), ("t", 30), ("K", 5)):
         _set(driver, k, v)
-    moves = [("cell", "gru"), ("cell", "elman"), ("H", 12), ("T", 50), ("rho", 1.5), ("activation", "relu"),
+    moves = [("cell", "gru"), ("cell", "lru"), ("cell", "rnn"), ("H", 12), ("T", 50), ("rho", 1.5),
+             ("activation", "relu"),
              ("init", "orthogonal"), ("inputScale", 2.5), ("seed", 7), ("t", 12), ("K", 2)]
     before = _drawn(driver)
     updates = driver.execute_script("return bpttExplorer.updates;")
@@ -334,3 +482,24 @@ def test_the_screenshot_command_writes_a_picture_of_the_page(tmp_path):
     png = screenshot(tmp_path / "explorer.png", settings=DOCS_SETTINGS)
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000
+
+
+def test_a_described_cell_the_engine_has_no_step_for_is_left_out_of_the_list(tmp_path):
+    need("selenium.webdriver")
+    _need_chromium()
+    from bptt.explore.browser import start
+    described = json.loads(cells_json())
+    extra = described + [{"name": "unknown", "label": "Unknown", "params": [["U", ["H", "D"], False, "input"]],
+                          "settings": {}, "state": ["h"], "widths": [1], "options": [], "pascanu": False}]
+    html = page()
+    assert cells_json() in html
+    path = tmp_path / "explorer.html"
+    path.write_text(html.replace(cells_json(), json.dumps(extra), 1))
+    driver, profile = start()
+    try:
+        driver.get(path.resolve().as_uri())
+        assert driver.execute_script("return bpttExplorer.cells;") == BUILT_IN
+        assert [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR", "WARNING")] == []
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)

@@ -298,7 +298,38 @@ def _scaling_figure():
     return scaling
 
 
-FIGURES = ["plots", "sweep", "approx", "scaling"]
+def _load(name, path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _memory_results():
+    """Results shaped like experiments/curse_of_memory.py's: the closed part's rows with Monte Carlo
+    estimates near the closed forms, and teacher runs over seven nu0 (one diverged)."""
+    from bptt import memory
+
+    rows = []
+    for lam in (0.5, 0.9, 0.99, 0.999):
+        for rho in (0.0, 0.9):
+            cf = memory.closed_forms(lam, rho)
+            rows.append({"lam": lam, "rho": rho, "closed": {k: float(v) for k, v in cf.items()},
+                         "monte_carlo": {k: {"mean": 1.01 * float(v), "se": 0.01 * float(v)} for k, v in cf.items()}})
+    nu0 = [0.36, 0.6, 0.8, 0.9, 0.95, 0.97, 0.99]
+    runs = [{"student": k, "nu0": n, "final_loss": None if (k, n) == ("rnn", 0.99) else 10 ** (-5 + 4 * n * (k == "rnn")),
+             "curve": [[s, 1.0 / (1 + s)] for s in range(0, 200, 4)]} for k in ("rnn", "lru", "cdiag") for n in nu0]
+    return {"closed": {"rows": rows}, "teacher": {"nu0": nu0, "steps": 200, "runs": runs}}
+
+
+def _memory_figures():
+    experiment = _load("curse_of_memory", ROOT / "experiments" / "curse_of_memory.py")
+    yield from experiment.figures(_memory_results()).items()
+
+
+FIGURES = ["plots", "sweep", "approx", "scaling", "memory"]
 
 
 @pytest.mark.parametrize("group", FIGURES)
@@ -311,6 +342,8 @@ def test_every_figure_is_readable_on_a_slide(group, flows, tmp_path):
         figs = list(_sweep_figures())
     elif group == "approx":
         figs = list(_approx_figures())
+    elif group == "memory":
+        figs = [(Path(k).stem, v) for k, v in _memory_figures()]
     else:
         figs = [("scaling", _scaling_figure().figure(_scaling_results(), "float64"))]
     assert figs
@@ -360,10 +393,24 @@ def test_a_sweeps_figure_is_named_after_its_spec():
 def test_the_figures_written_into_the_repository_are_at_150_dpi():
     need("PIL")
     files = [ROOT / "docs" / "analysis-lags.png", ROOT / "docs" / "analysis-cliff.png",
+             ROOT / "docs" / "memory-closed.png", ROOT / "docs" / "memory-teacher.png",
              *sorted((ROOT / "benchmarks" / "results").glob("scaling-*.png")),
              *sorted((ROOT / "sweeps" / "figures").glob("*.png"))]
     low = {str(f.relative_to(ROOT)): png_dpi(f) for f in files if f.exists() and png_dpi(f) < MIN_DPI - 0.5}
     assert files and low == {}
+
+
+def test_the_docs_figures_are_drawn_again_to_the_same_bytes_without_a_date_or_a_version():
+    """docs/generate.py --write draws docs/memory-*.png from the results file: twice the same bytes,
+    at 150 dpi, and no text chunk that names a time or matplotlib's version."""
+    need("matplotlib")
+    generate = _load("docs_generate", ROOT / "docs" / "generate.py")
+    first, second = generate.drawn(), generate.drawn()
+    assert first and first == second
+    for path, data in first.items():
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+        for word in (b"Software", b"Creation", b"Date", b"matplotlib"):
+            assert word not in data, (path, word)
 
 
 # ---- the report -------------------------------------------------------------------------------

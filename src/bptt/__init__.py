@@ -1,7 +1,8 @@
 """bptt: exact backpropagation through time for recurrent networks, term by term, verified.
 
 Every registered cell's model class is an attribute by its name: bptt.RNN, and bptt.LSTM,
-bptt.GRU and the rest of bptt.cells.names() (bptt.model.model_class).
+bptt.GRU and the rest of bptt.cells.names() (bptt.model.model_class). bptt.memory (the curse of
+memory: the state's exact sensitivities, the closed forms) is imported on first use.
 """
 from . import cells
 from .batch import analyse_batch
@@ -19,11 +20,16 @@ __version__ = "0.1.0"
 __all__ = ["cells", "Model", "RNN", "random_model", "random_rnn", "random_gated", "Trace", "Grads", "flow", "Flow",
            "forward", "backward", "gradients", "loss", "check", "CheckReport", "compare", "seed_example",
            "uniform", "normal", "orthogonal", "identity", "spectral_radius", "with_spectral_radius",
-           "analyse_batch", "jacobian_spectrum", "lyapunov", "Theory", "cliff"]
+           "analyse_batch", "jacobian_spectrum", "lyapunov", "Theory", "cliff", "memory"]
+LAZY = ("memory",)  # submodules imported on first use
 
 
 def __getattr__(name):
-    """The model class of a registered cell by its class name (bptt.LSTM), made on first use."""
+    """The model class of a registered cell by its class name (bptt.LSTM), made on first use; a
+    submodule of LAZY, imported on first use."""
+    if name in LAZY:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
     from .model import model_class
 
     for cell in map(cells.get, cells.names()):
@@ -33,4 +39,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | {cells.get(n).model for n in cells.names()})
+    return sorted(set(globals()) | set(LAZY) | {cells.get(n).model for n in cells.names()})

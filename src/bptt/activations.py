@@ -10,6 +10,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from .validate import show
+
 
 class Activation(NamedTuple):
     name: str
@@ -38,5 +40,5 @@ def get(name: str) -> Activation:
         return ACTIVATIONS[name]
     except (KeyError, TypeError):
         raise ValueError(
-            f"unknown activation {name!r}: expected one of {', '.join(sorted(ACTIVATIONS))}"
+            f"unknown activation {show(name)}: expected one of {', '.join(sorted(ACTIVATIONS))}"
         ) from None

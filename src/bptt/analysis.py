@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import activations, cells
-from .validate import integer
+from .validate import integer, show
 
 BLOCK = 1 << 15  # entries of one block of lag-table rows (B, L): 256 KiB in float64
 
@@ -342,7 +342,7 @@ class GateSaturation:
 
     def _values(self, gate):
         if gate not in self.gates:
-            raise ValueError(f"the {self.cell} cell's sigmoid gates are {', '.join(self.gates)}, got {gate!r}")
+            raise ValueError(f"the {self.cell} cell's sigmoid gates are {', '.join(self.gates)}, got {show(gate)}")
         return self.gates[gate]
 
     def near_one(self, gate, threshold=None) -> float:

@@ -15,16 +15,18 @@ from __future__ import annotations
 import os
 
 from . import core, fast
+from .validate import a_model, show
 
 BACKENDS = ("reference", "fast")
 
 
 def engine(model, backend=None):
     """The module that computes for this model: bptt.core or bptt.fast."""
+    a_model(model)
     name = backend if backend is not None else os.environ.get("BPTT_BACKEND") or None
     where = "backend" if backend is not None else "the environment variable BPTT_BACKEND"
     if name is not None and (not isinstance(name, str) or name not in BACKENDS):
-        raise ValueError(f"{where} must be one of {', '.join(BACKENDS)}, got {name!r}")
+        raise ValueError(f"{where} must be one of {', '.join(BACKENDS)}, got {show(name)}")
     if name == "reference":
         return core
     if fast.supports(model):
@@ -40,12 +42,14 @@ def name(module) -> str:
     return "reference" if module is core else "fast"
 
 
-def forward(model, x, h0=None, *, backend=None):
+def forward(model, x, h0=None, *, scan="sequential", backend=None):
     """Run the network over x: a Trace with .states (T+1, H) / (N, T+1, H), .z, .q, .o, .final.
 
     x: token ids (T,) / (N, T), or dense vectors (T, D) / (N, T, D). h0: (H,) / (N, H), zeros if None.
+    scan: "sequential" (a loop over the steps) or "parallel" (an associative scan, for a cell whose
+    step is linear in its state: bptt.scan); backward then computes the errors the same way.
     """
-    return engine(model, backend).forward(model, x, h0)
+    return engine(model, backend).forward(model, x, h0, scan=core.scan_method(model, scan))
 
 
 def backward(trace, y, *, truncate=None, reduction="sum", backend=None):
@@ -55,15 +59,18 @@ def backward(trace, y, *, truncate=None, reduction="sum", backend=None):
     return engine(trace.model, backend).backward(trace, y, truncate=truncate, reduction=reduction)
 
 
-def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum", backend=None):
+def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum", scan="sequential", backend=None):
     """Loss and gradients: (loss, grads) with grads.params by name (grads.U, .W, .V, .b, .c, None
     for a bias the model lacks) and grads.h0.
 
     x: ids (T,) / (N, T) or dense (T, D) / (N, T, D); y: ids (-1 = no loss) or one-hot rows, or
     real values for the mse head. truncate=K: the notebook's rule (output t reaches steps t-K..t).
-    A loss or gradient that overflows raises a FloatingPointError naming the step where it began.
+    scan: "sequential" or "parallel" (an associative scan, for a cell whose step is linear in its
+    state; full BPTT's errors by a scan too). A loss or gradient that overflows raises a
+    FloatingPointError naming the step where it began.
     """
-    return engine(model, backend).gradients(model, x, y, truncate=truncate, h0=h0, reduction=reduction)
+    return engine(model, backend).gradients(model, x, y, truncate=truncate, h0=h0, reduction=reduction,
+                                            scan=core.scan_method(model, scan))
 
 
 def loss(model, x, y, *, h0=None, reduction="sum", backend=None) -> float:

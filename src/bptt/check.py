@@ -39,6 +39,7 @@ import numpy as np
 
 from . import backend as backends
 from . import core, heads, validate
+from .validate import show
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,12 @@ class CheckReport:
                 "params": [asdict(r) for r in self.rows]}
 
     def __str__(self):
-        head = f"{'param':<6} {'checked':>11} {'max abs err':>12} {'max rel err':>12} {'step':>7}  result"
+        w = max([6] + [len(r.name) for r in self.rows])  # the names' column: the longest name (gamma_log)
+        head = f"{'param':<{w}} {'checked':>11} {'max abs err':>12} {'max rel err':>12} {'step':>7}  result"
         lines = [f"the {self.backend} backend's gradients against finite differences (five-point, float64), "
                  f"loss = {self.loss:.10g}, tol = {self.tol:g}", head]
         for r in self.rows:
-            lines.append(f"{r.name:<6} {f'{r.checked}/{r.total}':>11} {r.max_abs:>12.2e} {r.max_rel:>12.2e} "
+            lines.append(f"{r.name:<{w}} {f'{r.checked}/{r.total}':>11} {r.max_abs:>12.2e} {r.max_rel:>12.2e} "
                          f"{r.step:>7.0e}  {'pass' if r.passed else 'FAIL'}"
                          + (f"  ({r.kinks} at a relu kink, skipped)" if r.kinks else "")
                          + (f"  (a sample of {r.checked + r.kinks} of {r.total} entries: the largest and a random "
@@ -151,17 +153,17 @@ def numeric_gradient(fun, theta, index, step, retries=2):
 
 def _number(name, value, expected):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
+        raise ValueError(f"{name} must be {expected}, got {show(value)}")
     v = float(value)
     if not np.isfinite(v):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
+        raise ValueError(f"{name} must be {expected}, got {show(value)}")
     return v
 
 
 def _positive(name, value):
     v = _number(name, value, "a finite number > 0")
     if v <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        raise ValueError(f"{name} must be a finite number > 0, got {show(value)}")
     return v
 
 
@@ -171,15 +173,15 @@ def check_arguments(*, step, tol, floor, max_entries):
     step = _positive("step", step)
     tol = _number("tol", tol, "a finite number in (0, 1)")
     if not 0 < tol < 1:
-        raise ValueError(f"tol must be a finite number in (0, 1), got {tol!r} (a relative error is at most 2, "
+        raise ValueError(f"tol must be a finite number in (0, 1), got {show(tol)} (a relative error is at most 2, "
                          "and a gradient of zeros has relative error 1: tol >= 1 could not fail it)")
     floor = _number("floor", floor, "a finite number in [0, 1]")
     if not 0 <= floor <= 1:
         raise ValueError(f"floor must be a finite number in [0, 1] (a fraction of the largest gradient entry), "
-                         f"got {floor!r}")
+                         f"got {show(floor)}")
     if isinstance(max_entries, (bool, np.bool_)) or not isinstance(max_entries, (int, np.integer)) \
             or max_entries < 1:
-        raise ValueError(f"max_entries must be an integer >= 1, got {max_entries!r}")
+        raise ValueError(f"max_entries must be an integer >= 1, got {show(max_entries)}")
     return step, tol, floor, int(max_entries)
 
 
@@ -208,9 +210,9 @@ def check(model, x, y, *, grads=None, h0=None, reduction="sum", step=1e-4, tol=1
     """
     step, tol, floor, max_entries = check_arguments(step=step, tol=tol, floor=floor, max_entries=max_entries)
     heads.check_reduction(reduction)
-    m = model.astype(np.float64)
+    m = validate.a_model(model).astype(np.float64)
     m.check_finite()
-    rng = np.random.default_rng(seed)
+    rng = validate.rng(seed)
     xin = validate.inputs(m, x)
     tg = validate.targets(m, y, xin)
     state0 = core.initial_state(m, h0, xin)  # (N, H) arrays: h0, and c0 for a cell with a memory

@@ -13,6 +13,9 @@ Conventions (N batch, T time, D input, H hidden, O output; arrays time-major ins
   gradient with respect to h0 = s_{-1} takes the error of outputs t whose window reaches it,
   t - K <= -1. truncate=None is full BPTT; any K >= T equals it exactly.
 - the loss is summed over time and batch; reduction="mean" divides by the number of scored steps.
+- scan="parallel", for a cell whose step is linear in its state (Cell.linear: h_t = a_t * h_{t-1} +
+  b_t), runs the forward states and full BPTT's errors by an associative scan (bptt.scan) instead
+  of the step loop; the truncation window always runs the loop. The loop is the definition.
 The step itself, forward and back, is the cell's (cells.py); the loop, the window, the input
 projection and the weight gradients are here.
 """
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import heads, validate
+from .validate import show
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,6 +44,7 @@ class Trace:
     cell_states: tuple
     cache: tuple
     Q: np.ndarray
+    scan: str = "sequential"  # how the states were computed, and how backward computes the errors
 
     @property
     def S(self):  # (T+1, N, H): the hidden outputs h_{-1}, ..., h_{T-1}
@@ -107,20 +112,34 @@ def truncation(truncate):
     if truncate is None:
         return None
     if isinstance(truncate, (bool, np.bool_)) or not isinstance(truncate, (int, np.integer)) or truncate < 0:
-        raise ValueError(f"truncate must be None (full BPTT) or an integer K >= 0, got {truncate!r}")
+        raise ValueError(f"truncate must be None (full BPTT) or an integer K >= 0, got {show(truncate)}")
     return int(truncate)
 
 
 # --- forward ---------------------------------------------------------------------------------
-def forward(model, x, h0=None) -> Trace:
+def forward(model, x, h0=None, *, scan="sequential") -> Trace:
     """Run the network over x: a Trace with .states (T+1, H) / (N, T+1, H), .z, .q, .o, .final.
 
     x: token ids (T,) / (N, T), or dense vectors (T, D) / (N, T, D). h0: (H,) / (N, H), zeros if None;
-    for a cell with a memory (LSTM) h0 or the pair (h0, c0).
+    for a cell with a memory (LSTM) h0 or the pair (h0, c0). scan: "sequential" (the step loop) or
+    "parallel" (an associative scan, for a cell whose step is linear in its state).
     """
+    scan_method(model, scan)
     model.check_finite()
     xin = validate.inputs(model, x)
-    return run(model, xin, initial_state(model, h0, xin))
+    return run(model, xin, initial_state(model, h0, xin), scan)
+
+
+def scan_method(model, scan) -> str:
+    """scan checked for this model: "parallel" needs a cell whose step is linear in its state."""
+    from .cells import names, get
+    from .scan import method
+
+    if method(scan) == "parallel" and not validate.a_model(model).cell.linear():
+        linear = [n for n in names() if get(n).linear()]
+        raise ValueError(f"scan='parallel' runs a cell whose step is linear in its state ({', '.join(linear)}); "
+                         f"the {model.cell.name} cell's is not: use scan='sequential'")
+    return scan
 
 
 def initial_state(model, h0, xin) -> tuple:
@@ -134,9 +153,18 @@ def initial_state(model, h0, xin) -> tuple:
     return tuple(validate.initial_state(model, p, xin, H) for p, H in zip(parts, model.state_sizes))
 
 
-def run(model, xin, state0) -> Trace:
-    """The forward loop from checked inputs and an initial state tuple."""
+def run(model, xin, state0, scan="sequential") -> Trace:
+    """The forward loop (or scan) from checked inputs and an initial state tuple."""
     cell, A = model.cell, model.cell.project(model, xin)
+    if scan == "parallel":
+        from . import scan as scans
+
+        b, cache = cell.drive(model, A)
+        with np.errstate(over="ignore", invalid="ignore"):
+            h = scans.linear(cell.decay(model, cache), b, cell.to_scan(state0[0]), "parallel")
+            S = np.concatenate([state0[0][None], cell.from_scan(h).astype(model.dtype, copy=False)])
+            Q = S[1:] @ model.V.T + (0 if model.c is None else model.c)
+        return Trace(model, xin, (S,), cache, Q, scan)
     state, states, cache = state0, [state0], []
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is named by finite() below
         for t in range(xin.T):
@@ -185,6 +213,21 @@ def backprop(trace, dH, t0=0, t1=None, d=None):
             dA.append(da)
             dR.append(dr)
     return np.stack(dA[::-1]), np.stack(dR[::-1]), d
+
+
+def backprop_scan(trace, dH):
+    """Full BPTT's errors by an associative scan, for a cell whose step is linear in its state:
+    the error at every state at once (bptt.scan.backward), then every step's step_back at once.
+    Returns (dA, dR, d) as backprop does."""
+    from . import scan as scans
+
+    model, cell = trace.model, trace.model.cell
+    with np.errstate(over="ignore", invalid="ignore"):
+        g, g0 = scans.backward(cell.decay(model, trace.cache), cell.to_scan(dH), "parallel")
+        d = (cell.from_scan(g).astype(model.dtype, copy=False),)  # dE/dh_t, t = 0..T-1
+        prev, state = tuple(s[:-1] for s in trace.cell_states), tuple(s[1:] for s in trace.cell_states)
+        dA, dR, _ = cell.step_back(model, prev, state, trace.cache, d)
+    return dA, dR, (cell.from_scan(g0).astype(model.dtype, copy=False),)
 
 
 def backprop_window(trace, dH, K):
@@ -267,7 +310,9 @@ def backward(trace, y, *, truncate=None, reduction="sum"):
     K = truncation(truncate)
     loss, dQ = heads.error(model.head, trace.Q, tg, reduction)
     dH = dQ @ model.V  # (T, N, H): dE_t/dh_t from output t itself
-    if K is None or K >= xin.T:
+    if (K is None or K >= xin.T) and trace.scan == "parallel":
+        dA, dR, d = backprop_scan(trace, dH)
+    elif K is None or K >= xin.T:
         dA, dR, d = backprop(trace, dH)
     else:
         dA, dR, d = backprop_window(trace, dH, K)
@@ -275,15 +320,16 @@ def backward(trace, y, *, truncate=None, reduction="sum"):
     return finite(trace, loss, grads, dQ)
 
 
-def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum"):
+def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum", scan="sequential"):
     """Loss and gradients: (loss, grads) with grads.U, .W, .V, .b, .c (None without biases), .h0.
 
     x: ids (T,) / (N, T) or dense (T, D) / (N, T, D); y: ids (-1 = no loss) or one-hot rows, or
     real values for the mse head. truncate=K: the notebook's rule (output t reaches steps t-K..t).
+    scan: "sequential" or "parallel" (forward's; full BPTT's errors by the same scan).
     """
     truncation(truncate)
     heads.check_reduction(reduction)  # both checked before the forward pass
-    return backward(forward(model, x, h0), y, truncate=truncate, reduction=reduction)
+    return backward(forward(model, x, h0, scan=scan), y, truncate=truncate, reduction=reduction)
 
 
 @reports_overflow

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import os
 import re
 import stat
@@ -25,10 +26,27 @@ MAX_NAME = 100  # characters of a name from a spec or a store
 TMP = re.compile(r"^\..+\.tmp(\d+)$")  # the temporary files of write_atomic: .NAME.tmpPID
 
 
+def _shown(v, width=60) -> str:
+    """repr(v) on one line, cut to width characters (validate.show, which imports this module)."""
+    text = " ".join(repr(v).split())
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _count(name, v, high) -> int:
+    """v as an int in 0..high (an integer, Python or NumPy, not a bool); else a ValueError."""
+    try:
+        n = operator.index(v) if not isinstance(v, bool) else None
+    except TypeError:
+        n = None
+    if n is None or not 0 <= n <= high:
+        raise ValueError(f"{name} must be an integer in 0..{high}, got {_shown(v)}")
+    return n
+
+
 def as_path(path, what: str) -> Path:
     """path as a Path; TypeError for anything but str or os.PathLike (an integer would be a file descriptor)."""
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{what} must be a path (str or os.PathLike), got {type(path).__name__} {path!r:.60}")
+        raise TypeError(f"{what} must be a path (str or os.PathLike), got {type(path).__name__} {_shown(path)}")
     return Path(path)
 
 
@@ -36,10 +54,16 @@ def run_folder(path) -> Path:
     """A run folder given on the command line (what `bptt train --out` wrote), or a ValueError that
     says it does not exist or is no folder."""
     folder = as_path(path, "a run folder")
+    try:
+        folder.stat()
+    except FileNotFoundError:
+        pass
+    except OSError as e:  # a name too long for the file system, no permission
+        raise ValueError(f"cannot read the run folder {printable(folder)}: {e.strerror or e}") from None
     if not folder.exists():
-        raise ValueError(f"{folder} does not exist: give a folder written by `bptt train --out`")
+        raise ValueError(f"{printable(folder)} does not exist: give a folder written by `bptt train --out`")
     if not folder.is_dir():
-        raise ValueError(f"{folder} is not a folder: give a folder written by `bptt train --out`")
+        raise ValueError(f"{printable(folder)} is not a folder: give a folder written by `bptt train --out`")
     return folder
 
 
@@ -47,24 +71,28 @@ def read_bytes(path, what: str, limit: int) -> bytes:
     """The bytes of the regular file at path, at most limit of them (more is a ValueError).
     what names the file in messages ("the config file", "the sweep spec")."""
     p = as_path(path, what)
+    limit = _count("limit", limit, sys.maxsize - 1)
+    shown = printable(p)
     try:
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO opens without waiting for a writer
     except FileNotFoundError:
-        raise ValueError(f"cannot read {what} {p}: it does not exist") from None
+        raise ValueError(f"cannot read {what} {shown}: it does not exist") from None
     except OSError as e:
-        raise ValueError(f"cannot read {what} {p}: {e.strerror or e}") from None
+        raise ValueError(f"cannot read {what} {shown}: {e.strerror or e}") from None
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise ValueError(f"cannot read {what} {p}: it is {kind_of(mode)}, not a regular file")
+        raise ValueError(f"cannot read {what} {shown}: it is {kind_of(mode)}, not a regular file")
     with os.fdopen(fd, "rb") as f:
         raw = f.read(limit + 1)
     if len(raw) > limit:
-        raise ValueError(f"{what} {p} is longer than {limit:,} bytes")
+        raise ValueError(f"{what} {shown} is longer than {limit:,} bytes")
     return raw
 
 
 def kind_of(mode) -> str:
+    """What a file of this st_mode is, in words ("a folder", "a named pipe (FIFO)", ...)."""
+    mode = _count("mode", mode, 2**32 - 1)
     for test, words in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
                         (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                         (stat.S_ISSOCK, "a socket")):
@@ -79,9 +107,10 @@ def read_text(path, what: str, limit: int) -> str:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{what} {path} is not UTF-8 text (byte {e.start} is {raw[e.start:e.start + 1]!r})") from None
+        raise ValueError(f"{what} {printable(path)} is not UTF-8 text "
+                         f"(byte {e.start} is {raw[e.start:e.start + 1]!r})") from None
     if "\x00" in text:
-        raise ValueError(f"{what} {path} is not a text file: it holds NUL characters")
+        raise ValueError(f"{what} {printable(path)} is not a text file: it holds NUL characters")
     return text
 
 
@@ -111,6 +140,8 @@ def parse_toml(text: str, what: str, depth: int) -> dict:
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
+    if not isinstance(text, str):
+        raise TypeError(f"{what} must be TOML text (a str), got {type(text).__name__}")
     dots = max((line.split("=")[0].count(".") for line in text.splitlines()), default=0)
     deep = max(nesting(text), dots)
     if deep > depth:
@@ -123,7 +154,7 @@ def parse_toml(text: str, what: str, depth: int) -> dict:
 
 def read_json(path, what: str, limit: int = 10_000_000, depth: int = MAX_JSON_DEPTH):
     """The JSON in the regular file at path (read_text, then loads_json)."""
-    return loads_json(read_text(path, what, limit), f"{what} {path}", depth)
+    return loads_json(read_text(path, what, limit), f"{what} {printable(path)}", depth)
 
 
 def write_atomic(path, data) -> Path:
@@ -141,6 +172,8 @@ def write_atomic(path, data) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _sync_folder(path.parent)
+    except OSError as e:  # a folder in the way, a full disk, no permission: its name and why, in one line
+        raise ValueError(f"cannot write {printable(path)}: {e.strerror or e}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -164,7 +197,11 @@ def _sync_folder(folder: Path) -> None:
 def clean_stale(folder) -> list[Path]:
     """Remove the temporaries of write_atomic (.NAME.tmpPID) in folder whose process is gone; returns them."""
     removed = []
-    for p in Path(folder).iterdir():
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError as e:
+        raise ValueError(f"cannot list the folder {printable(folder)}: {e.strerror or e}") from None
+    for p in entries:
         m = TMP.match(p.name)
         if m and p.is_file() and not _alive(int(m.group(1))):
             with contextlib.suppress(FileNotFoundError):
@@ -189,13 +226,13 @@ def file_name(name, what: str) -> str:
     """name, checked to be one safe file name: a non-empty string of at most MAX_NAME printable
     characters, no path separator, not starting with a dot. Anything else is a ValueError."""
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"{what} must be a non-empty string, got {name!r:.60}")
+        raise ValueError(f"{what} must be a non-empty string, got {_shown(name)}")
     bad = next((c for c in name if c in "/\\" or not c.isprintable()), None)
     if bad is not None:
-        raise ValueError(f"{what} {name!r:.60} holds {bad!r}: a name is one file name, without path separators "
+        raise ValueError(f"{what} {_shown(name)} holds {_shown(bad)}: a name is one file name, without path separators "
                          "or control characters")
     if name.startswith("."):
-        raise ValueError(f"{what} {name!r:.60} starts with a dot: a name is a visible file name")
+        raise ValueError(f"{what} {_shown(name)} starts with a dot: a name is a visible file name")
     if len(name) > MAX_NAME:
         raise ValueError(f"{what} is {len(name)} characters long: a name has at most {MAX_NAME}")
     return name

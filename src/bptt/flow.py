@@ -53,6 +53,7 @@ import numpy as np
 
 from . import activations, analysis, backend, cells, core, heads, validate
 from .fast import one_blas_thread
+from .validate import show
 
 PATHS = ("cell", "h")  # the two parts of a term of a cell whose memory is a state entry of its own
 
@@ -80,7 +81,7 @@ class Flow:
 
     def _check_t(self, t):
         if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)) or not 0 <= t < self.T:
-            raise ValueError(f"output step t must be an integer in 0..{self.T - 1}, got {t!r}")
+            raise ValueError(f"output step t must be an integer in 0..{self.T - 1}, got {show(t)}")
         return int(t)
 
     def _gated(self, what):
@@ -152,17 +153,17 @@ class Flow:
         model = self.trace.model
         cell = model.cell
         if name not in cell.params:
-            raise ValueError(f"terms are defined for {', '.join(cell.params)}, got {name!r} "
+            raise ValueError(f"terms are defined for {', '.join(cell.params)}, got {show(name)} "
                              "(V and c get only the step-t term dE_t/dq_t s_t^T and dE_t/dq_t)")
         if name not in model.params:
             raise ValueError(f"the model has no bias {name}")
         if gate is not None:
             self._gated("a gate")
             if gate not in cell.gates:
-                raise ValueError(f"the {self.cell} cell's gates are {', '.join(cell.gates)}, got {gate!r}")
+                raise ValueError(f"the {self.cell} cell's gates are {', '.join(cell.gates)}, got {show(gate)}")
         if path is not None and (not _own_memory(cell) or path not in PATHS):
             raise ValueError(f"path splits the terms of a cell with a memory of its own (a cell state) into "
-                             f"{' and '.join(PATHS)}, got path={path!r} for the {self.cell} cell")
+                             f"{' and '.join(PATHS)}, got path={show(path)} for the {self.cell} cell")
         dA, dR = self._errors(t) if path is None else self._path_errors(t, path)
         out = self._term(name, dA, dR, t)
         if gate is not None:
@@ -210,6 +211,7 @@ class Flow:
         (for an LSTM with the forget gates' product on the cell path, for a GRU the update gates'
         product on its copy)."""
         t = self.T - 1 if t is None else self._check_t(t)
+        precision = validate.integer("precision", precision, 0, 17)  # float64 holds 17 significant digits
         if self.trace.model.cell.memory:
             return _explain_gated(self, name, t, precision)
         if self.trace.model.cell.pascanu:
@@ -307,7 +309,7 @@ def recurrent_inputs(trace, k) -> np.ndarray:
 def flow(model, x, y, *, h0=None) -> Flow:
     """Decompose the gradient of one sequence x (T,) ids or (T, D) dense, targets y (T,) or (T, O).
     h0: (H,), or for an LSTM (h0, c0)."""
-    model.check_finite()
+    validate.a_model(model).check_finite()
     xin = validate.inputs(model, x)
     if xin.batched:
         raise ValueError(f"flow takes one sequence, got a batch of {xin.N}: call it for each sequence")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .validate import show
+
 REDUCTIONS = ("sum", "mean")
 
 
@@ -22,7 +24,7 @@ def log_softmax(q):
 
 def check_reduction(reduction) -> str:
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {show(reduction)}")
     return reduction
 
 

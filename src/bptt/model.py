@@ -29,6 +29,7 @@ import numpy as np
 
 from . import cells
 from .inits import identity, normal, orthogonal, spectral_radius, uniform, with_spectral_radius  # noqa: F401
+from .validate import rng as validate_rng, show
 
 HEADS = ("softmax", "mse")
 HEAD_PARAMS = {"V": cells.Param(("O", "out")), "c": cells.Param(("O",), optional=True)}
@@ -81,7 +82,7 @@ class Model:
             raise TypeError(f"{cls.__name__} has no parameter {', '.join(unknown)}: its parameters are "
                             f"{', '.join(order)}{extra}, and head")
         if head not in HEADS:
-            raise ValueError(f"unknown head {head!r}: expected one of {', '.join(HEADS)}")
+            raise ValueError(f"unknown head {show(head)}: expected one of {', '.join(HEADS)}")
         put = object.__setattr__
         put(self, "cell", cls.CELL(**settings))
         put(self, "head", head)
@@ -230,7 +231,7 @@ class Model:
         settings = {k: v for k, v in meta.items() if k in cell.settings or k == "head"}
         for k, v in settings.items():
             if not isinstance(v, (str, bool, int, float)) or isinstance(v, float) and not np.isfinite(v):
-                raise ValueError(f"{path}: meta {k!r} must be a string, a number or true/false, got {show(v)}")
+                raise ValueError(f"{path}: meta {show(k)} must be a string, a number or true/false, got {show(v)}")
         return want(**arrays, **settings)
 
 
@@ -251,7 +252,7 @@ def _cell_of(meta, path):
     kind = str(fmt).split("/")[0].removeprefix("bptt.")[:40]
     found = [c for c in map(cells.get, cells.names()) if c.model == kind]
     if not found:
-        raise ValueError(f"{path} holds a model of unknown kind {kind!r}: expected one of "
+        raise ValueError(f"{path} holds a model of unknown kind {show(kind)}: expected one of "
                          f"{', '.join(cells.get(n).model for n in cells.names())}")
     return found[0]
 
@@ -324,7 +325,7 @@ def _sizes(hidden, inputs, outputs, cell):
 
     for name, n in (("hidden", hidden), ("inputs", inputs), ("outputs", outputs)):
         if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"{name} must be a positive integer, got {n!r}")
+            raise ValueError(f"{name} must be a positive integer, got {show(n)}")
     H, D, O = int(hidden), int(inputs), int(outputs)
     count = sum(int(np.prod(cells.sizes(p.shape, D, H))) for p in cell.params.values()) + O * (cell.out(H) + 1)
     too_big(f"a model with H = {H}, D = {D}, O = {O}", count)
@@ -347,7 +348,7 @@ def random_model(cell, hidden, inputs, outputs, *, seed, head="softmax", dtype=n
     if unknown:
         raise ValueError(f"the {cls.name} cell has no option {', '.join(unknown)}: a random {cls.name} model takes "
                          f"{', '.join(cls.options())}")
-    params = cell_.init(np.random.default_rng(seed), D, H, O, **init)
+    params = cell_.init(validate_rng(seed), D, H, O, **init)
     return model_class(cls)(**params, **settings, head=head).astype(dtype)
 
 
@@ -374,7 +375,7 @@ def random_gated(cell, hidden, inputs, outputs, *, seed, std=None, bias=True, fo
     cls, _ = cells.resolve(cell)
     if not cls.gates:
         gated = [n for n in cells.names() if cells.get(n).gates]
-        raise ValueError(f"unknown cell {cell!r}: expected one of {', '.join(gated)}")
+        raise ValueError(f"unknown cell {show(cell)}: expected one of {', '.join(gated)}")
     init = {"forget_bias": forget_bias} if forget_bias or "forget_bias" in cls.options() else {}
     if "reset_after" in cls.settings:
         init["reset_after"] = reset_after

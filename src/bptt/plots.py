@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .validate import show
+
 FORMATS = ("png", "svg")
 
 
@@ -42,7 +44,7 @@ def save(fig, path, formats=FORMATS, dpi=DPI) -> list[Path]:
     path = Path(path)
     for fmt in formats:
         if fmt not in ("png", "svg", "pdf"):
-            raise ValueError(f"format must be png, svg or pdf, got {fmt!r}")
+            raise ValueError(f"format must be png, svg or pdf, got {show(fmt)}")
     return [savefig(fig, path.with_suffix("." + fmt), dpi=dpi) for fmt in formats]
 
 

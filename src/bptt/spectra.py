@@ -151,7 +151,7 @@ def jacobian_spectrum(trace, t, k, *, seq=0, tol=1e-12, max_rounds=20) -> np.nda
 
     trace: a Trace (bptt.forward) or a Flow; seq picks the sequence of a batch.
     """
-    trace = getattr(trace, "trace", trace)
+    trace = _trace(trace)
     T = trace.S.shape[0] - 1
     t, k = integer("the step t", t), integer("the step k", k)
     seq = _seq(trace, seq)
@@ -159,6 +159,16 @@ def jacobian_spectrum(trace, t, k, *, seq=0, tol=1e-12, max_rounds=20) -> np.nda
         raise ValueError(f"need 0 <= k <= t <= T - 1 = {T - 1} for ds_t/ds_k, got t={t}, k={k}")
     A = step_jacobians(trace, seq, k + 1, t + 1)  # A_{k+1} .. A_t, in the order they act
     return product_log_singular_values(A, tol=tol, max_rounds=max_rounds)
+
+
+def _trace(trace):
+    """The Trace of a Trace or a Flow; anything else is a TypeError."""
+    from .core import Trace
+
+    trace = getattr(trace, "trace", trace)
+    if not isinstance(trace, Trace):
+        raise TypeError(f"trace must be a Trace (bptt.forward) or a Flow (bptt.flow), got {type(trace).__name__}")
+    return trace
 
 
 def _seq(trace, seq) -> int:
@@ -195,7 +205,7 @@ def lyapunov(trace, *, seq=0, burn_in=0) -> Lyapunov:
     """The QR method: carry an orthonormal basis through A_0, A_1, ..., A_{T-1}, re-orthonormalising
     each step, and average log |R_ii| over the steps after the first burn_in (which only align the
     basis). trace: a Trace (bptt.forward) or a Flow; seq picks the sequence of a batch."""
-    trace = getattr(trace, "trace", trace)
+    trace = _trace(trace)
     T = trace.cell_states[0].shape[0] - 1
     burn_in = integer("burn_in", burn_in, 0, T - 1)
     seq = _seq(trace, seq)

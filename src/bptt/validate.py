@@ -52,6 +52,24 @@ def positive(name: str, v) -> float:
     return float(v)
 
 
+def a_model(model, what="model"):
+    """model when it is a bptt model (bptt.Model: RNN, LSTM, GRU, ...); else a TypeError naming what came.
+    (A model's class has its cell as CELL; bptt.model is not imported here, which imports this module.)"""
+    if getattr(type(model), "CELL", None) is None:
+        raise TypeError(f"{what} must be a bptt model (bptt.RNN, bptt.LSTM, bptt.GRU, ...), got "
+                        f"{type(model).__name__} {show(model)}")
+    return model
+
+
+def rng(seed, what="seed"):
+    """np.random.default_rng(seed), with a seed it refuses as a one-line error naming what."""
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{what} must be an integer >= 0, a sequence of them or an np.random.Generator, "
+                      f"got {show(seed)}") from None
+
+
 def not_masked(a, what):
     """A TypeError for a masked array (np.ma), whose mask every computation here would silently drop."""
     if isinstance(a, np.ma.MaskedArray):
@@ -86,11 +104,11 @@ def _is_one_hot(a):
 
 
 def inputs(model, x) -> Inputs:
-    D = model.D
+    D = a_model(model).D
     x = _array(x, "x")
     if x.ndim == 0:
         raise ValueError(f"x must be a sequence: token ids (T,) / (N, T) or dense vectors (T, D) / (N, T, D) "
-                         f"with D = {D}, got the single number {x.item()!r}")
+                         f"with D = {D}, got the single number {show(x.item())}")
     if x.dtype.kind == "b":
         raise ValueError("x is boolean: pass token ids as integers or dense vectors as floats")
     if x.dtype.kind in "iu":
@@ -220,7 +238,7 @@ def max_elements() -> int:
     except ValueError:
         n = 0
     if n < 1:
-        raise ValueError(f"the environment variable {MAX_ELEMENTS_ENV} must be a positive integer, got {text!r}")
+        raise ValueError(f"the environment variable {MAX_ELEMENTS_ENV} must be a positive integer, got {show(text)}")
     return n
 
 
@@ -233,8 +251,9 @@ def too_big(what: str, n: int) -> None:
 
 
 def show(v, width=60) -> str:
-    """repr(v), cut to width characters, for messages about values that may be huge."""
-    text = repr(v)
+    """repr(v) on one line (an array's rows joined by spaces), cut to width characters, for messages
+    about values that may be huge."""
+    text = " ".join(repr(v).split())
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
@@ -247,7 +266,7 @@ def _header(f, name, path):
     elif version == (2, 0):
         shape, fortran, dtype = npformat.read_array_header_2_0(f)
     else:
-        raise ValueError(f"{path}: member {name!r} has .npy format version {version}, expected 1.0 or 2.0")
+        raise ValueError(f"{path}: member {show(name)} has .npy format version {version}, expected 1.0 or 2.0")
     return shape, dtype
 
 
@@ -261,7 +280,10 @@ def read_npz(path, what: str) -> dict:
 
     from numpy.lib import format as npformat
 
+    from .files import printable
+
     p = regular_file(path, f"a {what}")
+    shown = printable(p)
     damaged = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, SyntaxError,
                tokenize.TokenError, RecursionError, MemoryError)
     try:
@@ -270,35 +292,35 @@ def read_npz(path, what: str) -> dict:
         with open(p, "rb") as f:
             start = f.read(6)
         kind = "an .npy array" if start == b"\x93NUMPY" else "a file that is not a zip archive"
-        raise ValueError(f"{p} is not a {what}: expected an .npz archive of .npy arrays, got {kind}") from None
+        raise ValueError(f"{shown} is not a {what}: expected an .npz archive of .npy arrays, got {kind}") from None
     except damaged as e:
-        raise ValueError(f"cannot read the {what} {p}: {e}") from None
+        raise ValueError(f"cannot read the {what} {shown}: {e}") from None
     with zf:
         infos = zf.infolist()
         if len(infos) > MAX_MEMBERS:
-            raise ValueError(f"{p} is not a {what}: it holds {len(infos)} members, expected at most {MAX_MEMBERS}")
+            raise ValueError(f"{shown} is not a {what}: it holds {len(infos)} members, expected at most {MAX_MEMBERS}")
         total = 0
         for info in infos:
             if not info.filename.endswith(".npy"):
-                raise ValueError(f"{p} is not a {what}: its member {info.filename!r} is not an .npy array")
+                raise ValueError(f"{shown} is not a {what}: its member {show(info.filename)} is not an .npy array")
             if info.flag_bits & 0x1:
-                raise ValueError(f"{p} is not a {what}: its member {info.filename!r} is encrypted")
+                raise ValueError(f"{shown} is not a {what}: its member {show(info.filename)} is encrypted")
             if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                raise ValueError(f"{p} is not a {what}: its member {info.filename!r} uses zip compression method "
+                raise ValueError(f"{shown} is not a {what}: its member {show(info.filename)} uses zip compression method "
                                  f"{info.compress_type}, expected stored (np.savez) or deflated (np.savez_compressed)")
             try:
                 with zf.open(info) as f:
                     shape, dtype = _header(f, info.filename, p)
             except damaged as e:
-                raise ValueError(f"{p} is a damaged {what}: member {info.filename!r}: {e}") from None
+                raise ValueError(f"{shown} is a damaged {what}: member {show(info.filename)}: {e}") from None
             if dtype.hasobject:
-                raise ValueError(f"{p}: member {info.filename!r} holds Python objects (dtype {dtype}); "
+                raise ValueError(f"{shown}: member {show(info.filename)} holds Python objects (dtype {dtype}); "
                                  f"a {what} holds numbers and text only")
             n = int(np.prod(shape, dtype=object)) if shape else 1
             total += max(n, 1) * max(dtype.itemsize // 8, 1)
-            too_big(f"{p} (member {info.filename!r} of shape {shape})", total)
+            too_big(f"{shown} (member {info.filename!r} of shape {shape})", total)
             if n * dtype.itemsize > info.file_size:
-                raise ValueError(f"{p} is a damaged {what}: member {info.filename!r} declares shape {shape} of "
+                raise ValueError(f"{shown} is a damaged {what}: member {show(info.filename)} declares shape {shape} of "
                                  f"{dtype} ({n * dtype.itemsize:,} bytes) but holds {info.file_size:,} bytes")
         arrays = {}
         for info in infos:
@@ -306,12 +328,12 @@ def read_npz(path, what: str) -> dict:
                 with zf.open(info) as f:
                     arrays[info.filename[:-4]] = npformat.read_array(f, allow_pickle=False)
             except damaged as e:
-                raise ValueError(f"{p} is a damaged {what}: member {info.filename!r}: {e}") from None
+                raise ValueError(f"{shown} is a damaged {what}: member {show(info.filename)}: {e}") from None
     meta = arrays.get("meta")
     if meta is not None and meta.dtype.kind == "U" and meta.shape == ():
         from .files import MAX_JSON_DEPTH, nesting
         if nesting(str(meta)) > MAX_JSON_DEPTH:  # read as JSON by its caller: refused before any recursion
-            raise ValueError(f"{p}: 'meta' nests brackets {nesting(str(meta))} deep; a {what} nests at most "
+            raise ValueError(f"{shown}: 'meta' nests brackets {nesting(str(meta))} deep; a {what} nests at most "
                              f"{MAX_JSON_DEPTH} deep")
     return arrays
 
@@ -321,17 +343,18 @@ def regular_file(path, what: str):
     import os
     import stat
 
-    from .files import as_path, kind_of
+    from .files import as_path, kind_of, printable
 
     p = as_path(path, what)
+    shown = printable(p)
     try:
         mode = os.stat(p).st_mode
     except FileNotFoundError:
-        raise ValueError(f"cannot read {what} from {p}: it does not exist") from None
+        raise ValueError(f"cannot read {what} from {shown}: it does not exist") from None
     except OSError as e:
-        raise ValueError(f"cannot read {what} from {p}: {e.strerror or e}") from None
+        raise ValueError(f"cannot read {what} from {shown}: {e.strerror or e}") from None
     if not stat.S_ISREG(mode):
-        raise ValueError(f"cannot read {what} from {p}: it is {kind_of(mode)}, not a regular file")
+        raise ValueError(f"cannot read {what} from {shown}: it is {kind_of(mode)}, not a regular file")
     return p
 
 
@@ -342,27 +365,30 @@ def read_npy(path, what: str) -> np.ndarray:
 
     from numpy.lib import format as npformat
 
+    from .files import printable
+
     p = regular_file(path, what)
+    shown = printable(p)
     with open(p, "rb") as f:
         start = f.read(6)
         f.seek(0)
         if start[:2] == b"PK":
-            raise ValueError(f"{p} is an .npz archive: give the {what} as one .npy array (np.save)")
+            raise ValueError(f"{shown} is an .npz archive: give the {what} as one .npy array (np.save)")
         if start != b"\x93NUMPY":
-            raise ValueError(f"{p} is not an .npy file: give the {what} as an array written by np.save")
+            raise ValueError(f"{shown} is not an .npy file: give the {what} as an array written by np.save")
         try:
             shape, dtype = _header(f, "the array", p)
         except (ValueError, EOFError, SyntaxError, tokenize.TokenError, RecursionError, MemoryError) as e:
-            raise ValueError(f"{p} is a damaged .npy file: {e}") from None
+            raise ValueError(f"{shown} is a damaged .npy file: {e}") from None
         if dtype.hasobject:
-            raise ValueError(f"{p} holds Python objects (dtype {dtype}): the {what} must be numbers")
+            raise ValueError(f"{shown} holds Python objects (dtype {dtype}): the {what} must be numbers")
         n = int(np.prod(shape, dtype=object)) if shape else 1
-        too_big(f"{p} (shape {shape})", n)
+        too_big(f"{shown} (shape {shape})", n)
         if n * dtype.itemsize > p.stat().st_size:
-            raise ValueError(f"{p} is a damaged .npy file: it declares shape {shape} of {dtype} "
+            raise ValueError(f"{shown} is a damaged .npy file: it declares shape {shape} of {dtype} "
                              f"({n * dtype.itemsize:,} bytes) but is {p.stat().st_size:,} bytes long")
         f.seek(0)
         try:
             return npformat.read_array(f, allow_pickle=False)
         except (ValueError, EOFError, OSError) as e:
-            raise ValueError(f"{p} is a damaged .npy file: {e}") from None
+            raise ValueError(f"{shown} is a damaged .npy file: {e}") from None

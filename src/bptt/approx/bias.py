@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import core, heads, validate
 from ..train import tbptt
+from ..validate import show
 
 CHUNK_BYTES = 1 << 27  # the budget for one chunk's errors (dA and dR of all its rows)
 
@@ -227,6 +228,10 @@ class Agreement:
 
 def compare(exact: core.Grads, approx: core.Grads) -> Agreement:
     """How far approx is from exact, per parameter and for "all" (see the module's notes)."""
+    for what, g in (("exact", exact), ("approx", approx)):
+        if not isinstance(g, core.Grads):
+            raise TypeError(f"{what} must be the Grads of a gradient ((loss, Grads) = bptt.gradients(...)), "
+                            f"got {type(g).__name__}")
     e, a = _vectors(exact), _vectors(approx)
     rel, cos = {}, {}
     for k in e:
@@ -248,9 +253,9 @@ class Curve:
         all K' >= K (K = T always does: its bias is zero)."""
         if isinstance(delta, (bool, np.bool_)) or not isinstance(delta, (int, float, np.integer, np.floating)) \
                 or not np.isfinite(delta) or delta < 0:
-            raise ValueError(f"delta must be a finite number >= 0, got {delta!r}")
+            raise ValueError(f"delta must be a finite number >= 0, got {show(delta)}")
         if name not in self.bias.rel:
-            raise ValueError(f"no curve for {name!r}: expected one of {', '.join(self.bias.rel)}")
+            raise ValueError(f"no curve for {show(name)}: expected one of {', '.join(self.bias.rel)}")
         bad = np.flatnonzero(~(self.bias.rel[name] <= delta))
         return 0 if bad.size == 0 else int(bad[-1]) + 1
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..plots import finish, require_matplotlib
+from ..validate import show
 
 
 def bias_curves(curves: dict, name="W", title=None):
@@ -49,7 +50,7 @@ def uoro_error(model, x, y, *, ns=(1, 3, 10, 30, 100, 300, 1000), seed=0, name="
 
     ns = sorted({int(n) for n in ns})
     if not ns or ns[0] < 1:
-        raise ValueError(f"ns must be positive integers, got {ns!r}")
+        raise ValueError(f"ns must be positive integers, got {show(ns)}")
     _, exact = core.gradients(model, x, y)
     _, many = uoro_samples(model, x, y, ns[-1], seed=seed)
     g, est = _flat(exact, name), _flat(many, name, lead=1)  # (P,), (n, P)
@@ -78,7 +79,7 @@ def _flat(grads, name, lead=0):
     if name == "all":
         return np.concatenate([flat[k] for k in grads.params], axis=-1)
     if name not in flat:
-        raise ValueError(f"name must be 'all' or one of {', '.join(flat)}, got {name!r}")
+        raise ValueError(f"name must be 'all' or one of {', '.join(flat)}, got {show(name)}")
     return flat[name]
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import cells, core, heads, validate
-from ..validate import too_big
+from ..validate import show, too_big
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,10 +113,11 @@ def state_size(model) -> int:
 
 
 def units(model) -> tuple:
-    """(E, H): the state's E entries of H units each, unit i being index i of every entry (a state
-    whose entries differ in width counts as one entry of all its numbers)."""
-    sizes = model.state_sizes
-    return (len(sizes), sizes[0]) if len(set(sizes)) == 1 else (1, sum(sizes))
+    """(E, H): the state's numbers as E blocks of H, unit i being index i of every block: an LSTM's
+    (h, c) two blocks, an LRU's [Re h, Im h] two blocks too (a state whose width is not a multiple
+    of H counts as one block of all its numbers)."""
+    S, H = sum(model.state_sizes), model.H
+    return (S // H, H) if S % H == 0 else (1, S)
 
 
 def split_state(d, model) -> tuple:
@@ -238,7 +239,7 @@ class SnAp(RTRL):
 
     def __init__(self, order=1):
         if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 1:
-            raise ValueError(f"order must be an integer n >= 1 (SnAp-n), got {order!r}")
+            raise ValueError(f"order must be an integer n >= 1 (SnAp-n), got {show(order)}")
         self.order = int(order)
 
     def start(self, model, lay, N):
@@ -385,7 +386,7 @@ def run(model, x, y, method, *, h0=None, reduction="sum") -> Run:
     """Run a method (start, step, read) forward over x with the weights held fixed. The forward pass
     goes step by step with the method: nothing is kept per step, so memory does not grow with T."""
     heads.check_reduction(reduction)
-    model.check_finite()
+    validate.a_model(model).check_finite()
     xin = validate.inputs(model, x)
     tg = validate.targets(model, y, xin)
     scale = heads.scale(tg, reduction)

@@ -17,6 +17,7 @@ from . import influence
 from .bias import Agreement, compare, tbptt_gradient, window_curve
 from .influence import rtrl, snap
 from .uoro import uoro
+from ..validate import show
 
 def rescalable(cell) -> bool:
     """Whether a random model of this cell (a name or alias) has a recurrent weight W that `radius`
@@ -48,10 +49,10 @@ def random_model(cell, H, D, O, radius, rng):
 
     for name, v in (("H", H), ("D", D), ("O", O)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+            raise ValueError(f"{name} must be an integer >= 1, got {show(v)}")
     if isinstance(radius, bool) or not isinstance(radius, (int, float, np.number)) or not np.isfinite(radius) \
             or radius <= 0:
-        raise ValueError(f"a spectral radius must be a positive number, got {radius!r}")
+        raise ValueError(f"a spectral radius must be a positive number, got {show(radius)}")
     model = draw(cell, H, D, O, seed=rng, **({"bias": True} if "bias" in cells.resolve(cell)[0].options() else {}))
     rec, bias = model.cell.role("recurrent"), model.cell.role("input bias")
     if rec is not None:
@@ -67,7 +68,7 @@ def random_data(model, T, N, rng):
     """(x, y): N random sequences of T ids in and targets out ((T,) each when N = 1)."""
     for name, v in (("T", T), ("N", N)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+            raise ValueError(f"{name} must be an integer >= 1, got {show(v)}")
     x = rng.integers(0, model.D, (N, T))
     y = rng.normal(size=(N, T, model.O)) if model.head == "mse" else rng.integers(0, model.O, (N, T))
     return (x, y) if N > 1 else (x[0], y[0])
@@ -82,7 +83,7 @@ def measure(model, x, y, *, windows=(0, 1, 2, 5, 10, 20), rules=((5, 5), (5, 10)
     stage: None, or a function told the name of each method as it starts (bptt.progress.Stages)."""
     stage = stage or (lambda name: None)
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
-        raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+        raise ValueError(f"samples must be an integer >= 1, got {show(samples)}")
     N = validate.inputs(model, x).N
     influence.check_size(influence.state_size(model), influence.layout(model).P, N)  # before any other work
     stage("the exact gradient and every window K")
@@ -98,7 +99,7 @@ def measure(model, x, y, *, windows=(0, 1, 2, 5, 10, 20), rules=((5, 5), (5, 10)
 
     for K in windows:
         if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or not 0 <= K <= T:
-            raise ValueError(f"a window K must lie in 0..T = {T} (an integer), got {K!r}")
+            raise ValueError(f"a window K must lie in 0..T = {T} (an integer), got {show(K)}")
         rel = {k: float(v[K]) for k, v in curve.bias.rel.items()}
         cos = {k: float(v[K]) for k, v in curve.bias.cos.items()}
         row(f"window K={K}", f"{min(K + 1, T)} steps back per output", agreement=Agreement(rel, cos))

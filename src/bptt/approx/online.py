@@ -25,6 +25,7 @@ from .. import core, heads, validate
 from ..train import tbptt
 from . import influence
 from .uoro import UORO
+from ..validate import show
 
 
 @dataclass
@@ -51,12 +52,12 @@ def method_named(name, *, seed=None):
     if isinstance(name, str) and name.startswith("snap-") and name[5:].isdigit():
         n = int(name[5:])
         return influence.SnAp1(initial=False) if n == 1 else influence.SnAp(n)
-    raise ValueError(f"unknown online method {name!r}: expected rtrl, uoro or snap-n (n = 1, 2, ...)")
+    raise ValueError(f"unknown online method {show(name)}: expected rtrl, uoro or snap-n (n = 1, 2, ...)")
 
 
 def _setup(model, x, y, h0, reduction, basis):
     heads.check_reduction(reduction)
-    model.check_finite()
+    validate.a_model(model).check_finite()
     xin = validate.inputs(model, x)
     tg = validate.targets(model, y, xin)
     lay = influence.layout(model)
@@ -86,7 +87,7 @@ def train(model, x, y, method, *, lr, h0=None, basis=None, head=True, reduction=
     method = method_named(method, seed=seed) if isinstance(method, str) else method
     if not all(callable(getattr(method, a, None)) for a in ("start", "step", "read")):
         raise TypeError(f"method must be a name (rtrl, uoro, snap-n) or a method object with start, step and read, "
-                        f"got {type(method).__name__} {method!r:.40}")
+                        f"got {type(method).__name__} {show(method)}")
     lr, limit = validate.positive("lr", lr), validate.positive("limit", limit)
     xin, tg, scale, state, lay = _setup(model, x, y, h0, reduction, basis)
     z = np.zeros(lay.P) if basis is not None else None
@@ -119,6 +120,7 @@ def train_tbptt(model, x, y, k1, k2=None, *, lr, h0=None, basis=None, head=True,
     lr, limit = validate.positive("lr", lr), validate.positive("limit", limit)
     xin, tg, scale, state, lay = _setup(model, x, y, h0, reduction, basis)
     tbptt.kept_terms(1, k1=k1, k2=k2)  # checks k1, k2
+    k1, k2 = int(k1), int(k2)  # Python ints: a NumPy unsigned k would wrap around in tau - k2 below
     z = np.zeros(lay.P) if basis is not None else None
     hist = History()
     start_state, ws = state, 0  # the state before step ws, the first step of the next window

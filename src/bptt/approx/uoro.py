@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import core
 from . import influence
+from ..validate import rng, show
 
 EPS = 1e-7
 
@@ -41,12 +42,12 @@ class UORO:
 
     def __init__(self, seed, samples=1, eps=EPS):
         if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
-            raise ValueError(f"samples must be a positive integer, got {samples!r}")
+            raise ValueError(f"samples must be a positive integer, got {show(samples)}")
         from ..validate import too_big
         too_big(f"samples = {samples} UORO estimates", int(samples))
         if seed is None:
             raise ValueError("UORO draws random signs: pass seed= (an int or an np.random.Generator)")
-        self.rng = np.random.default_rng(seed)
+        self.rng = rng(seed)
         self.K, self.eps = int(samples), float(eps)
 
     def signs(self, shape, dtype):

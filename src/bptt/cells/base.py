@@ -51,6 +51,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import activations
+from ..validate import show
 
 ROLES = ("input", "recurrent", "input bias", "recurrent bias")
 
@@ -66,6 +67,8 @@ class Param(NamedTuple):
 
 def sizes(shape, D, H) -> tuple:
     """A Param's shape in numbers: ("4H", "D") with D = 3, H = 2 -> (8, 3)."""
+    if not isinstance(shape, tuple) or not all(isinstance(s, str) and (s == "D" or s.endswith("H")) for s in shape):
+        raise ValueError(f"shape must be a tuple of 'D', 'H' or 'kH', got {show(shape)}")
     return tuple((int(s[:-1] or 1) * H if s.endswith("H") else D) for s in shape)
 
 
@@ -146,7 +149,7 @@ class Cell:
         bias=False leaves the optional ones out. Override for another initialisation."""
         if std is not None and (isinstance(std, bool) or not isinstance(std, (int, float, np.integer, np.floating))
                                 or not np.isfinite(std) or std < 0):
-            raise ValueError(f"std must be a finite number >= 0, got {std!r}")
+            raise ValueError(f"std must be a finite number >= 0, got {show(std)}")
         k = 1 / np.sqrt(H)
         draw = (lambda shape: rng.normal(0.0, std, shape)) if std is not None else \
             (lambda shape: rng.uniform(-k, k, shape))
@@ -211,6 +214,31 @@ class Cell:
         """Lines of text for Flow.explain on how this cell's step sends the error back (a cell with
         a memory path); none by default."""
         return []
+
+    # a step linear in the state: h_t = a_t * h_{t-1} + b_t, solved by a scan (bptt.scan) ---------
+    def drive(self, m, A):
+        """For a cell whose state is one entry and whose step is linear in it, elementwise: (b, cache),
+        b (T, N, W) the part of every step that does not depend on the state and cache what the
+        steps keep (stacked, (T, ...)), in the scan's form (to_scan). Other cells: None."""
+        return None
+
+    def decay(self, m, cache):
+        """a_t, the state's coefficient at every step (broadcasting against (T, N, W)), from the
+        cache drive made: the cell's step is state_t = a_t * state_{t-1} + b_t in the scan's form."""
+        raise NotImplementedError
+
+    def to_scan(self, s):
+        """A state (or an error at one) in the scan's form: itself (an LRU's: complex)."""
+        return s
+
+    def from_scan(self, h):
+        """The inverse of to_scan."""
+        return h
+
+    @classmethod
+    def linear(cls) -> bool:
+        """Whether the cell's step is linear in its state, so that a scan may run it (drive)."""
+        return cls.drive is not Cell.drive
 
     # gradients ----------------------------------------------------------------------------
     def recurrent_grad(self, m, dR, prev, cache):

@@ -11,6 +11,7 @@ from .. import activations
 from ..inits import INITS, identity, normal, orthogonal, uniform, with_spectral_radius
 from .base import Cell, Param
 from .registry import register
+from ..validate import show
 
 
 class Elman(Cell):
@@ -38,13 +39,13 @@ class Elman(Cell):
         "uniform" (+-1/sqrt(H)), "normal" (std), "orthogonal" or "identity" (IRNN); radius rescales
         W to that spectral radius. bias=True adds b and c, zero."""
         if init not in INITS:
-            raise ValueError(f"unknown init {init!r}: expected one of {', '.join(INITS)}")
+            raise ValueError(f"unknown init {show(init)}: expected one of {', '.join(INITS)}")
         if init == "normal" and std is None:
             raise ValueError("init='normal' needs std, the standard deviation of the weights")
         for what, v in (("std", std), ("radius", radius)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating))
                                   or not np.isfinite(v) or v < 0):
-                raise ValueError(f"{what} must be a finite number >= 0, got {v!r}")
+                raise ValueError(f"{what} must be a finite number >= 0, got {show(v)}")
         side = (lambda shape: normal(shape, std, seed=rng)) if std is not None else \
             (lambda shape: uniform(shape, seed=rng))
         U, V = side((H, D)), side((O, H))

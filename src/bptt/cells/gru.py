@@ -15,6 +15,7 @@ import numpy as np
 
 from .base import Cell, Param, sigmoid
 from .registry import register
+from ..validate import show
 
 
 class GRU(Cell):
@@ -38,7 +39,7 @@ class GRU(Cell):
     def __init__(self, **settings):
         super().__init__(**settings)
         if not isinstance(self.reset_after, (bool, np.bool_)):
-            raise ValueError(f"reset_after must be True or False, got {self.reset_after!r}")
+            raise ValueError(f"reset_after must be True or False, got {show(self.reset_after)}")
         self.values["reset_after"] = bool(self.reset_after)
 
     def path_lines(self, t) -> list:

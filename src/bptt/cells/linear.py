@@ -46,6 +46,12 @@ class Linear(Cell):
         (dh,) = d
         return dh, dh, (m.lam * dh,)
 
+    def drive(self, m, A):
+        return A, ()
+
+    def decay(self, m, cache):
+        return m.lam
+
     def param_grads(self, m, prev, state, cache, d_a, d_r) -> dict:
         return {"lam": d_r * prev[0]}
 

@@ -88,6 +88,22 @@ class LRU(Cell):
         return (np.concatenate([g * gr, g * gi], axis=-1), dh,
                 (np.concatenate([lr * gr + li * gi, lr * gi - li * gr], axis=-1),))
 
+    def drive(self, m, A):
+        H = A.shape[-1] // 2
+        g = self.gamma(m)
+        return g * A[..., :H] + 1j * (g * A[..., H:]), (A,)
+
+    def decay(self, m, cache):
+        lr, li = self.eigenvalues(m)
+        return lr + 1j * li
+
+    def to_scan(self, s):
+        H = s.shape[-1] // 2
+        return s[..., :H] + 1j * s[..., H:]
+
+    def from_scan(self, h):
+        return np.concatenate([h.real, h.imag], axis=-1)
+
     def param_grads(self, m, prev, state, cache, d_a, d_r) -> dict:
         H = d_r.shape[-1] // 2
         gr, gi = d_r[..., :H], d_r[..., H:]

@@ -14,6 +14,7 @@ import numpy as np
 
 from .base import Cell, Param, sigmoid
 from .registry import register
+from ..validate import show
 
 
 class LSTM(Cell):
@@ -38,7 +39,7 @@ class LSTM(Cell):
         et al. 2015), so that the cell starts by keeping its memory."""
         if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float, np.integer, np.floating)) \
                 or not np.isfinite(forget_bias):
-            raise ValueError(f"forget_bias must be a finite number, got {forget_bias!r}")
+            raise ValueError(f"forget_bias must be a finite number, got {show(forget_bias)}")
         params = super().init(rng, D, H, O, bias=bias, std=std)
         if forget_bias:
             params["b"] = params.get("b", np.zeros(4 * H))

@@ -32,6 +32,14 @@ class MinGRU(Cell):
         z, cand = sigmoid(a[..., :H]), a[..., H:]
         return ((1 - z) * h_prev + z * cand,), (z, cand)
 
+    def drive(self, m, A):
+        H = A.shape[-1] // 2
+        z, cand = sigmoid(A[..., :H]), A[..., H:]
+        return z * cand, (z, cand)
+
+    def decay(self, m, cache):
+        return 1 - cache[0]
+
     def step_back(self, m, prev, state, cache, d):
         ((h_prev,), (dh,), (z, cand)) = prev, d, cache
         d_a = np.concatenate([dh * (cand - h_prev) * z * (1 - z), dh * z], axis=-1)

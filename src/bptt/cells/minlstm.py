@@ -34,6 +34,15 @@ class MinLSTM(Cell):
         s = f + i
         return ((f * h_prev + i * cand) / s,), (f, i, cand)
 
+    def drive(self, m, A):
+        H = A.shape[-1] // 3
+        f, i, cand = sigmoid(A[..., :H]), sigmoid(A[..., H:2 * H]), A[..., 2 * H:]
+        return i * cand / (f + i), (f, i, cand)
+
+    def decay(self, m, cache):
+        f, i, _ = cache
+        return f / (f + i)
+
     def step_back(self, m, prev, state, cache, d):
         """With s = f + i: dE/df = i (h_{t-1} - h~) dh / s^2, dE/di = f (h~ - h_{t-1}) dh / s^2."""
         ((h_prev,), (dh,), (f, i, cand)) = prev, d, cache

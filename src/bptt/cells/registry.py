@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .base import ROLES, Cell, Param
+from ..validate import show
 
 _CELLS: dict = {}  # name -> Cell subclass, in the order of registration
 
@@ -13,11 +14,11 @@ def register(cell):
     _check(cell)
     old = _CELLS.get(cell.name)
     if old is not None and (old.__module__, old.__qualname__) != (cell.__module__, cell.__qualname__):
-        raise ValueError(f"a cell named {cell.name!r} is registered already ({old.__module__}.{old.__qualname__})")
+        raise ValueError(f"a cell named {show(cell.name)} is registered already ({old.__module__}.{old.__qualname__})")
     taken = {a: n for n, c in _CELLS.items() if n != cell.name for a in (n, *c.aliases)}
     clash = sorted(a for a in (cell.name, *cell.aliases) if a in taken)
     if clash:
-        raise ValueError(f"the cell {cell.name!r} takes the name(s) {', '.join(clash)} of the cell(s) "
+        raise ValueError(f"the cell {show(cell.name)} takes the name(s) {', '.join(clash)} of the cell(s) "
                          f"{', '.join(sorted({taken[a] for a in clash}))}")
     _CELLS[cell.name] = cell
     return cell
@@ -25,23 +26,23 @@ def register(cell):
 
 def _check(cell):
     if not (isinstance(cell, type) and issubclass(cell, Cell)):
-        raise TypeError(f"register takes a subclass of bptt.cells.Cell, got {cell!r}")
+        raise TypeError(f"register takes a subclass of bptt.cells.Cell, got {show(cell)}")
     what = f"the cell class {cell.__qualname__}"
     if not isinstance(cell.name, str) or not cell.name.isidentifier() or cell.name != cell.name.lower():
-        raise ValueError(f"{what} needs a name, a lower-case identifier such as 'rnn', got {cell.name!r}")
+        raise ValueError(f"{what} needs a name, a lower-case identifier such as 'rnn', got {show(cell.name)}")
     if not isinstance(cell.model, str) or not cell.model.isidentifier():
-        raise ValueError(f"{what} needs model, the name of its model class (e.g. 'RNN'), got {cell.model!r}")
+        raise ValueError(f"{what} needs model, the name of its model class (e.g. 'RNN'), got {show(cell.model)}")
     if not isinstance(cell.params, dict) or not cell.params or \
             not all(isinstance(p, Param) for p in cell.params.values()):
         raise ValueError(f"{what} must declare params, a dict of name -> bptt.cells.Param")
     for n, p in cell.params.items():
         if n in ("V", "c") or not n.isidentifier():
-            raise ValueError(f"{what}: {n!r} cannot name a cell parameter (V and c are the head's)")
+            raise ValueError(f"{what}: {show(n)} cannot name a cell parameter (V and c are the head's)")
         if p.role not in ROLES + (None,):
-            raise ValueError(f"{what}: the role of {n} must be one of {', '.join(ROLES)} or None, got {p.role!r}")
+            raise ValueError(f"{what}: the role of {n} must be one of {', '.join(ROLES)} or None, got {show(p.role)}")
         if not p.shape or not all(isinstance(s, str) and (s == "D" or (s.endswith("H") and (s[:-1] or "1").isdigit()))
                                   for s in p.shape):
-            raise ValueError(f"{what}: the shape of {n} must be a tuple of 'D', 'H' or 'kH', got {p.shape!r}")
+            raise ValueError(f"{what}: the shape of {n} must be a tuple of 'D', 'H' or 'kH', got {show(p.shape)}")
     roles = [p.role for p in cell.params.values() if p.role is not None]
     shared = [r for r in roles if r not in ("input", "input bias")]
     if len(shared) != len(set(shared)):
@@ -87,7 +88,7 @@ def resolve(name) -> tuple:
                 return cell, dict(cell.aliases[name])
     aliases = [a for c in _CELLS.values() for a in c.aliases]
     also = f" (or {', '.join(aliases)})" if aliases else ""
-    raise ValueError(f"unknown cell {name!r}: expected one of {', '.join(_CELLS)}{also}")
+    raise ValueError(f"unknown cell {show(name)}: expected one of {', '.join(_CELLS)}{also}")
 
 
 def canonical(name):

@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 
+from ..validate import show
+
 HELP = "how far truncated and online gradients (window K, TBPTT, RTRL, UORO, SnAp) are from the exact one"
 RADII = (0.5, 0.75, 1.0, 1.25, 1.5)
 WINDOWS = (0, 1, 2, 5, 10, 20)  # the windows listed by default, those of them up to T
@@ -15,7 +17,7 @@ def _ints(text, what):
     try:
         vals = [int(v) for v in str(text).split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from None
+        raise ValueError(f"{what} must be comma-separated integers, got {show(text)}") from None
     return vals
 
 
@@ -23,7 +25,7 @@ def _floats(text, what):
     try:
         return [float(v) for v in str(text).split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"{what} must be comma-separated numbers, got {text!r}") from None
+        raise ValueError(f"{what} must be comma-separated numbers, got {show(text)}") from None
 
 
 def add_arguments(p):
@@ -132,7 +134,7 @@ def run(args) -> int:
         if spec.strip():
             parts = spec.split(":")
             if len(parts) != 2:
-                raise ValueError(f"--tbptt takes rules k1:k2, got {spec!r}")
+                raise ValueError(f"--tbptt takes rules k1:k2, got {show(spec)}")
             rules.append(tuple(_ints(",".join(parts), "--tbptt")))
     from .. import cells
     from ..approx.measure import focus, rescalable
@@ -155,7 +157,7 @@ def run(args) -> int:
     args.param = args.param if args.param is not None else focus(model.cell.name)
     if args.param not in names:
         raise ValueError(f"--param must be one of {', '.join(names)} (the {model.cell.name} model's), "
-                         f"got {args.param!r}")
+                         f"got {show(args.param)}")
     if args.plot:
         from ..plots import require_matplotlib
         require_matplotlib()

@@ -6,6 +6,7 @@ import json
 import numpy as np
 
 from ._model import add_model_arguments, check_sequence_size, model_from_args
+from ..validate import show
 
 HELP = "check gradients against finite differences and every installed framework"
 
@@ -31,7 +32,7 @@ def _frameworks(spec):
     names = [s.strip() for s in spec.split(",") if s.strip()]
     unknown = [n for n in names if n not in frameworks.NAMES]
     if unknown:
-        raise ValueError(f"unknown framework {unknown[0]!r}: expected {', '.join(frameworks.NAMES)}, 'installed' or 'none'")
+        raise ValueError(f"unknown framework {show(unknown[0])}: expected {', '.join(frameworks.NAMES)}, 'installed' or 'none'")
     missing = [n for n in names if n not in frameworks.available()]
     if missing:
         raise ValueError(f"{missing[0]} is not installed: pip install 'bptt[{missing[0]}]'")

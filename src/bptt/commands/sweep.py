@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import sys
 
+from ..validate import show
+
 HELP = "run a grid of experiments on Dask (resumable, results in SQLite); status and plots of a sweep"
 
 USAGE = """
@@ -93,7 +95,7 @@ def run(args) -> int:
         return 0
 
     if args.dir is not None:
-        raise ValueError(f"unexpected argument {args.dir!r}: the sweep folder is given with --out DIR")
+        raise ValueError(f"unexpected argument {show(args.dir)}: the sweep folder is given with --out DIR")
     if args.out is None:
         raise ValueError("running a spec needs --out DIR, the folder for results.sqlite")
     from bptt.sweep.runner import run_sweep
@@ -114,7 +116,7 @@ def params_text(kind: str) -> str:
 
     if kind not in KINDS or not KINDS[kind].public:
         public = [k for k, v in KINDS.items() if v.public]
-        raise ValueError(f"unknown kind {kind!r}: expected one of {', '.join(public)}")
+        raise ValueError(f"unknown kind {show(kind)}: expected one of {', '.join(public)}")
     rows = [(n, json.dumps(p.default), p.allowed(), p.help)
             for n, p in KINDS[kind].params.items()]
     w = [max(len(r[i]) for r in rows) for i in range(3)]

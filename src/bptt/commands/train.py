@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..validate import show
+
 HELP = ("train a recurrent network (any cell) on a task (adding, copy, temporal, reber, char) with clipping, "
         "Omega, TBPTT, checkpoints")
 
@@ -52,7 +54,7 @@ def _bool(text):
         return True
     if text.lower() in ("false", "0", "no"):
         return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    raise argparse.ArgumentTypeError(f"expected true or false, got {show(text)}")
 
 
 def add_arguments(p):
@@ -134,7 +136,7 @@ def run(args) -> int:
         try:
             cli["snapshots"] = [int(s) for s in args.snapshots.split(",") if s.strip()]
         except ValueError:
-            raise ValueError(f"--snapshots takes step numbers separated by commas, got {args.snapshots!r}") from None
+            raise ValueError(f"--snapshots takes step numbers separated by commas, got {show(args.snapshots)}") from None
     cfg = resolve(cli, read_toml(args.config) if args.config else None)
     try:
         if args.resume and args.force:

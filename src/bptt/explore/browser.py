@@ -65,7 +65,7 @@ def screenshot(png, *, settings=None) -> Path:
 
 
 # the docs' screenshot: an Elman network on the edge, where the lesson is easiest to see
-DOCS_SETTINGS = {"cell": "elman", "H": 16, "T": 60, "rho": 1.1, "activation": "tanh", "init": "orthogonal",
+DOCS_SETTINGS = {"cell": "rnn", "H": 16, "T": 60, "rho": 1.1, "activation": "tanh", "init": "orthogonal",
                  "seed": 3, "t": 59, "K": 12}
 
 if __name__ == "__main__":

@@ -1,15 +1,24 @@
 /* bptt explorer engine: forward pass, backpropagation through time and the per-step decomposition
-   of the gradient, in float64, for Elman, LSTM and GRU cells. The library's conventions and names:
-     Elman  z_t = U x_t + b + W s_{t-1},  s_t = f(z_t)
-     LSTM   [i, f, g, o] = U x_t + b + W h_{t-1} + bh  (PyTorch's gate order);  c_t = f c_{t-1} + i g,
-            h_t = o tanh(c_t)
-     GRU    [r, z, n] (PyTorch's reset-after form, or reset_after = false);  h_t = (1 - z) n + z h_{t-1}
+   of the gradient, in float64, for the registry's cells (bpttCells, written into the page by
+   bptt.explore from bptt.cells: each cell's parameters with their shapes and roles, its state,
+   settings and options). The library's conventions and names:
+     rnn      z_t = U x_t + b + W s_{t-1},  s_t = f(z_t)  (Elman)
+     lstm     [i, f, g, o] = U x_t + b + W h_{t-1} + bh  (PyTorch's gate order);  c_t = f c_{t-1} + i g,
+              h_t = o tanh(c_t)
+     gru      [r, z, n] (PyTorch's reset-after form, or reset_after = false);  h_t = (1 - z) n + z h_{t-1}
+     lru      h_t = lambda h_{t-1} + gamma (B x_t) in complex numbers, the state [Re h, Im h] (2H),
+              lambda = exp(-exp(nu_log) + i exp(theta_log)), gamma = exp(gamma_log) (1 without it),
+              a_t = [B_re x_t, B_im x_t]
+     mingru   [z; h~] = U x_t + b, z = sigma(.);  h_t = (1 - z) h_{t-1} + z h~
+     minlstm  [f; i; h~] = U x_t + b, f, i = sigma(.);  h_t = (f h_{t-1} + i h~) / (f + i)
+     linear   h_t = lam h_{t-1} + B x_t  (lam real, (H,))
      q_t = V s_t + c,  o_t = softmax(q_t),  E = sum_t E_t,  E_t = -log o_t[y_t]  (y_t = -1: not scored)
+   The input parameters (role "input") are stacked by rows into U (G H, D), the input biases into b;
+   a cell's own parameters (role null: nu_log, lam, ...) get their gradients from its own().
    Matrices are row-major Float64Arrays; error vectors are rows (dE/ds_{t-1} = delta_t W).
-   Term (t, k) is step k's part of dE_t/dW; its lag is t - k. dE_ds[t][k] = ||dE_t/ds_k||. */
+   Term (t, k) is step k's part of dE_t/dP; its lag is t - k. dE_ds[t][k] = ||dE_t/ds_k||. */
 "use strict";
 var bpttEngine = (function () {
-  var GATES = { elman: 1, lstm: 4, gru: 3 };
   var ACT = {  // f, f' written in the output s = f(z), gamma = max |f'|
     tanh: { f: Math.tanh, df: function (s) { return 1 - s * s; }, gamma: 1 },
     sigmoid: { f: sigmoid, df: function (s) { return s * (1 - s); }, gamma: 0.25 },
@@ -229,11 +238,19 @@ var bpttEngine = (function () {
   }
 
   // --- cells: a step forward and its step back, side by side ------------------------------
-  // step(m, a, prev) -> {h, c?, cache}; a = U x_t + b (G H,), prev = {h, c?}
-  // back(m, prev, st, d, out) -> fills out.da (dE/da_t, G H), out.dr (dE/d(W h_{t-1} + bh)),
-  //   out.dh (dE/dh_{t-1}), out.dc (dE/dc_{t-1}); d = {h: dE/dh_t, c: dE/dc_t}
+  // step(m, a, prev) -> {h, c?, cache}; a = U x_t + b (G H,), prev = {h, c?} (h: S = the state's
+  //   first entry's width, H or the LRU's 2H)
+  // back(m, prev, st, d, out) -> fills out.da (dE/da_t, G H), out.dr (dE/d(W h_{t-1} + bh), or what
+  //   own() reads), out.dh (dE/dh_{t-1}, S), out.dc (dE/dc_{t-1}); d = {h: dE/dh_t, c: dE/dc_t}
+  // own(m, prev, st, da, dr, g) -> adds one step's gradients of the cell's own parameters into g
+  // prepare(m) -> what step and back read, made once per model (the LRU's eigenvalues)
+  // init(o, r, draw, D, O) -> {params, V, rho?}: the page's random network from its controls o
+  // reason(m) -> {reason, envelope?}: why the error vanishes or not, for a cell other than Elman's
+  // words: the factors of term (t, k) of dE_t/dP for the page ("{k-1}" is step k - 1)
+  var GATED_WORDS = { first: "ds_{t}/dz_{t}", back: "W . the gates' step back", through: " through W", local: "s_{k-1}",
+                      what: "the state s_{k-1} that step k read" };
   var CELLS = {
-    elman: {
+    rnn: {
       step: function (m, a, prev) {
         var H = m.H, z = timesVec(m.W, H, H, prev.h, Float64Array.from(a), true), s = new Float64Array(H);
         for (var i = 0; i < H; i++) s[i] = m.act.f(z[i]);
@@ -243,7 +260,18 @@ var bpttEngine = (function () {
         var H = m.H;
         for (var i = 0; i < H; i++) out.da[i] = out.dr[i] = d.h[i] * m.act.df(st.h[i]);
         rowTimes(out.da, m.W, H, H, out.dh);
-      }
+      },
+      init: function (o, r, draw, D, O) {  // W rescaled to spectral radius rho
+        var H = o.H, k = 1 / Math.sqrt(H), U = draw(H * D, o.inputScale / Math.sqrt(D)), V = draw(O * H, k), W;
+        if (o.init === "orthogonal") W = orthogonal(H, r);
+        else if (o.init === "identity") { W = new Float64Array(H * H); for (var i = 0; i < H; i++) W[i * H + i] = 1; }
+        else W = draw(H * H, k);
+        var rho0 = spectralRadius(W, H);
+        for (var j = 0; j < H * H; j++) W[j] *= o.rho / rho0;
+        return { params: { U: U, W: W }, V: V, rho: o.rho };
+      },
+      words: { first: "ds_{t}/dz_{t}", back: "W . ds/dz = diag(f'(z))", through: " through W", local: "s_{k-1}",
+               what: "the state s_{k-1} that step k read" }
     },
     lstm: {
       step: function (m, a, prev) {
@@ -273,7 +301,10 @@ var bpttEngine = (function () {
         }
         out.dr.set(out.da);
         rowTimes(out.da, m.W, 4 * H, H, out.dh);
-      }
+      },
+      init: function (o, r, draw, D, O) { return gatedInit(4, o, r, draw, D, O); },
+      reason: function (m) { return gatedReason(m, "along the cell state c_k -> c_(k-1), multiplied by the forget gate f_k alone"); },
+      words: GATED_WORDS
     },
     gru: {
       step: function (m, a, prev) {
@@ -328,9 +359,168 @@ var bpttEngine = (function () {
           rowTimes(out.dr.subarray(0, 2 * H), W, 2 * H, H, out.dh);
           for (var k3 = 0; k3 < H; k3++) out.dh[k3] += dh[k3] * ca[H + k3] + drec[k3] * ca[k3];
         }
-      }
+      },
+      init: function (o, r, draw, D, O) { return gatedInit(3, o, r, draw, D, O); },
+      reason: function (m) { return gatedReason(m, "along the update gate's copy h_k -> h_(k-1), multiplied by the update gate z_k alone"); },
+      words: GATED_WORDS
+    },
+    lru: {  // the state [Re h, Im h] (2H); cache a_t = [B_re x_t, B_im x_t]
+      prepare: function (m) {  // lambda = exp(-exp(nu_log)) (cos, sin)(exp(theta_log)), gamma = exp(gamma_log)
+        var H = m.H, nu = m.own.nu_log, th = m.own.theta_log, gl = m.own.gamma_log || null;
+        m.lr = new Float64Array(H); m.li = new Float64Array(H); m.gam = new Float64Array(H); m.mod = new Float64Array(H);
+        for (var j = 0; j < H; j++) {
+          var r = Math.exp(-Math.exp(nu[j])), phase = Math.exp(th[j]);
+          m.mod[j] = r; m.lr[j] = r * Math.cos(phase); m.li[j] = r * Math.sin(phase); m.gam[j] = gl ? Math.exp(gl[j]) : 1;
+        }
+      },
+      step: function (m, a, prev) {  // h_t = lambda h_{t-1} + gamma a_t, in complex numbers
+        var H = m.H, hp = prev.h, h = new Float64Array(2 * H);
+        for (var j = 0; j < H; j++) {
+          var hr = hp[j], hi = hp[H + j];
+          h[j] = m.lr[j] * hr - m.li[j] * hi + m.gam[j] * a[j];
+          h[H + j] = m.li[j] * hr + m.lr[j] * hi + m.gam[j] * a[H + j];
+        }
+        return { h: h, cache: a };
+      },
+      back: function (m, prev, st, d, out) {  // dE/dh_{t-1} = conj(lambda) dE/dh_t; da = gamma dE/dh_t; dr = dE/dh_t
+        var H = m.H, dh = d.h;
+        for (var j = 0; j < H; j++) {
+          var gr = dh[j], gi = dh[H + j], lr = m.lr[j], li = m.li[j];
+          out.da[j] = m.gam[j] * gr; out.da[H + j] = m.gam[j] * gi;
+          out.dr[j] = gr; out.dr[H + j] = gi;
+          out.dh[j] = lr * gr + li * gi; out.dh[H + j] = lr * gi - li * gr;
+        }
+      },
+      own: function (m, prev, st, da, dr, g) {  // through dE/dRe lambda = Re(dr conj(h_{t-1})), dE/dIm lambda
+        var H = m.H, hp = prev.h, a = st.cache, nu = m.own.nu_log, th = m.own.theta_log;
+        for (var j = 0; j < H; j++) {
+          var gr = dr[j], gi = dr[H + j], hr = hp[j], hi = hp[H + j], lr = m.lr[j], li = m.li[j];
+          var dlr = gr * hr + gi * hi, dli = gi * hr - gr * hi;
+          g.nu_log[j] += -Math.exp(nu[j]) * (dlr * lr + dli * li);
+          g.theta_log[j] += Math.exp(th[j]) * (dli * lr - dlr * li);
+          if (g.gamma_log) g.gamma_log[j] += m.gam[j] * (gr * a[j] + gi * a[H + j]);
+        }
+      },
+      init: function (o, r, draw, D, O) {  // the ring r_min <= |lambda| <= r_max (|lambda|^2 uniform), phase on [0, 2 pi]
+        var H = o.H, nu = new Float64Array(H), th = new Float64Array(H), gl = new Float64Array(H);
+        for (var j = 0; j < H; j++) {
+          var r2 = Math.min(Math.max(r.uniform() * (o.rmax * o.rmax - o.rmin * o.rmin) + o.rmin * o.rmin, 1e-12), 1 - 1e-12);
+          nu[j] = Math.log(-0.5 * Math.log(r2)); th[j] = Math.log(2 * Math.PI * Math.max(r.uniform(), 1e-12));
+          gl[j] = 0.5 * Math.log1p(-r2);  // gamma = sqrt(1 - |lambda|^2)
+        }
+        var std = o.inputScale / Math.sqrt(2 * D);
+        return { params: { nu_log: nu, theta_log: th, B_re: gaussian(r, H * D, std), B_im: gaussian(r, H * D, std), gamma_log: gl },
+                 V: uniform(r, O * 2 * H, 1 / Math.sqrt(2 * H)) };
+      },
+      reason: function (m) { return diagonalReason(m, "conj(lambda)", m.mod, "the units forget"); },
+      words: { back: "conj(lambda)", through: ", each multiplying it by conj(lambda)",
+               local: "dlambda/dnu_log h_{k-1}", what: "the eigenvalue's derivative and the state h_{k-1} that step k read" }
+    },
+    mingru: {  // cache [z, h~]
+      step: function (m, a, prev) {
+        var H = m.H, hp = prev.h, h = new Float64Array(H), ca = new Float64Array(2 * H);
+        for (var j = 0; j < H; j++) {
+          var z = sigmoid(a[j]), cand = a[H + j];
+          h[j] = (1 - z) * hp[j] + z * cand;
+          ca[j] = z; ca[H + j] = cand;
+        }
+        return { h: h, cache: ca };
+      },
+      back: function (m, prev, st, d, out) {  // dE/dh_{t-1} = dE/dh_t (1 - z_t)
+        var H = m.H, ca = st.cache, hp = prev.h, dh = d.h;
+        for (var j = 0; j < H; j++) {
+          var z = ca[j], cand = ca[H + j];
+          out.da[j] = dh[j] * (cand - hp[j]) * z * (1 - z);
+          out.da[H + j] = dh[j] * z;
+          out.dh[j] = dh[j] * (1 - z);
+        }
+        out.dr.set(out.da);
+      },
+      init: function (o, r, draw, D, O) { return plainInit(2, o, r, D, O); },
+      reason: function (m) {
+        return { reason: "Pascanu's bounds are for Elman cells; the " + m.meta.label + " has no W: its error goes back through each step " +
+                 "multiplied by 1 - z_k alone, unit by unit, the update gate read from the input only, a factor between 0 and 1: " +
+                 "the error never explodes, and it vanishes where the gates open (z near 1); how fast is measured along the sequence (the lag curves)" };
+      },
+      words: { back: "diag(1 - z)", through: ", each multiplying it by 1 - z",
+               local: "dh_k/da_k . x_k", what: "step k's gate and candidate factors ((h~_k - h_{k-1}) z (1 - z), z) and its input x_k" }
+    },
+    minlstm: {  // cache [f, i, h~]
+      step: function (m, a, prev) {
+        var H = m.H, hp = prev.h, h = new Float64Array(H), ca = new Float64Array(3 * H);
+        for (var j = 0; j < H; j++) {
+          var f = sigmoid(a[j]), i = sigmoid(a[H + j]), cand = a[2 * H + j], s = f + i;
+          h[j] = (f * hp[j] + i * cand) / s;
+          ca[j] = f; ca[H + j] = i; ca[2 * H + j] = cand;
+        }
+        return { h: h, cache: ca };
+      },
+      back: function (m, prev, st, d, out) {  // dE/dh_{t-1} = dE/dh_t f_t / (f_t + i_t)
+        var H = m.H, ca = st.cache, hp = prev.h, dh = d.h;
+        for (var j = 0; j < H; j++) {
+          var f = ca[j], i = ca[H + j], cand = ca[2 * H + j], s = f + i, diff = dh[j] * (hp[j] - cand) / (s * s);
+          out.da[j] = diff * i * f * (1 - f);
+          out.da[H + j] = -diff * f * i * (1 - i);
+          out.da[2 * H + j] = dh[j] * i / s;
+          out.dh[j] = dh[j] * f / s;
+        }
+        out.dr.set(out.da);
+      },
+      init: function (o, r, draw, D, O) { return plainInit(3, o, r, D, O); },
+      reason: function (m) {
+        return { reason: "Pascanu's bounds are for Elman cells; the " + m.meta.label + " has no W: its error goes back through each step " +
+                 "multiplied by f_k / (f_k + i_k) alone, unit by unit, the normalised forget gate read from the input only, a factor " +
+                 "between 0 and 1: the error never explodes, and it vanishes where the input gate outweighs the forget gate; how fast is " +
+                 "measured along the sequence (the lag curves)" };
+      },
+      words: { back: "diag(f / (f + i))", through: ", each multiplying it by f / (f + i)",
+               local: "dh_k/da_k . x_k", what: "step k's gate and candidate factors and its input x_k" }
+    },
+    linear: {  // no cache
+      step: function (m, a, prev) {
+        var H = m.H, lam = m.own.lam, hp = prev.h, h = new Float64Array(H);
+        for (var j = 0; j < H; j++) h[j] = lam[j] * hp[j] + a[j];
+        return { h: h, cache: null };
+      },
+      back: function (m, prev, st, d, out) {  // dE/dh_{t-1} = lam dE/dh_t
+        var H = m.H, lam = m.own.lam;
+        for (var j = 0; j < H; j++) { out.da[j] = out.dr[j] = d.h[j]; out.dh[j] = lam[j] * d.h[j]; }
+      },
+      own: function (m, prev, st, da, dr, g) {
+        for (var j = 0; j < m.H; j++) g.lam[j] += dr[j] * prev.h[j];
+      },
+      init: function (o, r, draw, D, O) {  // lam uniform on [r_min, r_max)
+        var H = o.H, lam = new Float64Array(H);
+        for (var j = 0; j < H; j++) lam[j] = o.rmin + (o.rmax - o.rmin) * r.uniform();
+        return { params: { lam: lam, B: gaussian(r, H * D, o.inputScale / Math.sqrt(D)) }, V: uniform(r, O * H, 1 / Math.sqrt(H)) };
+      },
+      reason: function (m) {
+        var mod = m.own.lam.map(Math.abs);
+        return diagonalReason(m, "lambda", mod, "the units forget");
+      },
+      words: { back: "lambda", through: ", each multiplying it by lambda", local: "h_{k-1}",
+               what: "the state h_{k-1} that step k read" }
     }
   };
+
+  function cellWords(name) { return CELLS[name].words; }
+  function blocks(s) { return s === "D" ? 0 : +(s.slice(0, -1) || 1); }  // "4H" -> 4
+
+  // the registry's cells (bpttCells, from bptt.cells) that this engine has a step for, by name:
+  // each with G (the rows of its input part a_t, in blocks of H) and shown, the parameter whose
+  // terms the page shows: the recurrent one (W), else the cell's first own one, else its input
+  var META = {}, ORDER = [];
+  (typeof bpttCells === "object" && bpttCells ? bpttCells : []).forEach(function (c) {
+    if (!CELLS[c.name]) return;
+    var G = 0, first = {};
+    c.params.forEach(function (q) {
+      if (q[3] === "input") G += blocks(q[1][0]);
+      if (first[String(q[3])] === undefined) first[String(q[3])] = q[0];
+    });
+    META[c.name] = { name: c.name, label: c.label, params: c.params, settings: c.settings, state: c.state, widths: c.widths,
+                     options: c.options, pascanu: c.pascanu, G: G, shown: first.recurrent || first["null"] || first.input };
+    ORDER.push(c.name);
+  });
 
   // the vector dW's row block multiplies at step k: h_{k-1}, or r_k * h_{k-1} for the GRU's n rows (reset before)
   function recurrentInput(m, tr, k, block) {
@@ -339,13 +529,44 @@ var bpttEngine = (function () {
   }
 
   // --- model and forward pass ----------------------------------------------------------------
-  function model(p) {  // p: {cell, U, W, V, b, bh, c, activation, resetAfter} with Float64Arrays and sizes
-    var G = GATES[p.cell || "elman"];
-    var m = { cell: p.cell || "elman", G: G, H: p.H, D: p.D, O: p.O, U: p.U, W: p.W, V: p.V, b: p.b || null,
-              bh: p.bh || null, c: p.c || null, act: ACT[p.activation || "tanh"], activation: p.activation || "tanh",
+  // p: {cell, H, D, O, params: {name: Float64Array} (the cell's parameters by the library's names,
+  // row-major), V (O, S), c, activation, resetAfter}. The input parameters are stacked by rows into
+  // U (G H, D) (rows[name] = [first row, rows]), the input biases into b; W and bh are the ones with
+  // the roles "recurrent" and "recurrent bias"; own the cell's own ones. S: the state's first width.
+  function model(p) {
+    var meta = META[p.cell];
+    if (!meta) throw new TypeError("unknown cell " + JSON.stringify(p.cell) + ": expected one of " + ORDER.join(", "));
+    var H = p.H, params = p.params || {}, U = [], b = [], own = {}, rows = {}, at = { input: 0, "input bias": 0 };
+    var m = { cell: meta.name, meta: meta, G: meta.G, H: H, D: p.D, O: p.O, S: meta.widths[0] * H, V: p.V, c: p.c || null,
+              W: null, bh: null, params: params, act: ACT[p.activation || "tanh"], activation: p.activation || "tanh",
               resetAfter: p.resetAfter !== false };
+    meta.params.forEach(function (q) {
+      var name = q[0], role = q[3], a = params[name] || null;
+      if (role === "input" || role === "input bias") {
+        if (!a) { if (role === "input") U.push(null); return; }
+        var n = role === "input" ? a.length / p.D : a.length;
+        rows[name] = [at[role], n]; at[role] += n;
+        (role === "input" ? U : b).push(a);
+      } else if (role === "recurrent") m.W = a;
+      else if (role === "recurrent bias") m.bh = a;
+      else if (a) own[name] = a;
+    });
+    m.U = stack(U); m.b = b.length ? stack(b) : null; m.own = own; m.rows = rows;
+    m.settings = {};  // the cell's settings by the library's names
+    Object.keys(meta.settings).forEach(function (k) {
+      m.settings[k] = k === "activation" ? m.activation : k === "reset_after" ? m.resetAfter : meta.settings[k];
+    });
     m.impl = CELLS[m.cell];
+    if (m.impl.prepare) m.impl.prepare(m);
     return m;
+  }
+
+  function stack(parts) {  // Float64Arrays one after the other; null if one is missing
+    if (parts.some(function (a) { return !a; })) return null;
+    if (parts.length === 1) return parts[0];
+    var out = new Float64Array(parts.reduce(function (n, a) { return n + a.length; }, 0)), n = 0;
+    parts.forEach(function (a) { out.set(a, n); n += a.length; });
+    return out;
   }
 
   function inputPart(m, x, t) {  // a_t = U x_t + b (G H,): x.ids or x.dense (T, D)
@@ -357,16 +578,16 @@ var bpttEngine = (function () {
   }
 
   function forward(m, x, T, h0, c0) {  // states[k] = state before step k (states[0] = h0), steps[k] = after
-    var prev = { h: h0 || new Float64Array(m.H), c: m.cell === "lstm" ? (c0 || new Float64Array(m.H)) : null };
+    var prev = { h: h0 || new Float64Array(m.S), c: m.cell === "lstm" ? (c0 || new Float64Array(m.H)) : null };
     var states = [prev], steps = [], Q = [];
     for (var t = 0; t < T; t++) {
       var st = m.impl.step(m, inputPart(m, x, t), prev);
-      var q = timesVec(m.V, m.O, m.H, st.h, new Float64Array(m.O), false);
+      var q = timesVec(m.V, m.O, m.S, st.h, new Float64Array(m.O), false);
       if (m.c) for (var o = 0; o < m.O; o++) q[o] += m.c[o];
       steps.push(st); states.push(st); Q.push(q);
       prev = st;
     }
-    return { states: states, steps: steps, Q: Q, T: T };
+    return { states: states, steps: steps, Q: Q, T: T, x: x };
   }
 
   function outputError(m, Q, y) {  // loss, dQ[t] = o_t - onehot(y_t) (zero where y_t = -1)
@@ -387,29 +608,29 @@ var bpttEngine = (function () {
 
   function scratch(m) {
     var GH = m.G * m.H;
-    return { da: new Float64Array(GH), dr: new Float64Array(GH), dh: new Float64Array(m.H), dc: new Float64Array(m.H) };
+    return { da: new Float64Array(GH), dr: new Float64Array(GH), dh: new Float64Array(m.S), dc: new Float64Array(m.H) };
   }
 
   // --- the decomposition: every output's error, back through every step ------------------------
   // Returns loss, the (T, T) tables dE_ds, dE_dz (||dE_t/da_k||) and, for an LSTM, dE_dc; the full
   // gradients and, with K given, the gradients of the notebook's window (output t reaches t-K..t).
-  function decompose(m, x, y, T, h0, c0, K) {
-    if (m.cell === "elman") return decomposeElman(m, x, y, T, h0, K);
-    if (m.cell === "lstm" || m.resetAfter) return decomposeGated(m, x, y, T, h0, c0, K);
-    var tr = forward(m, x, T, h0, c0), H = m.H, GH = m.G * H, out = outputError(m, tr.Q, y);
+  function decompose(m, x, y, T, h0, c0, K) {  // Elman, LSTM and GRU (reset after) by their own, faster loops
+    if (m.cell === "rnn") return decomposeElman(m, x, y, T, h0, K);
+    if (m.cell === "lstm" || (m.cell === "gru" && m.resetAfter)) return decomposeGated(m, x, y, T, h0, c0, K);
+    var tr = forward(m, x, T, h0, c0), H = m.H, S = m.S, GH = m.G * H, out = outputError(m, tr.Q, y);
     var dE_ds = new Float64Array(T * T), dE_dz = new Float64Array(T * T), dE_dc = m.cell === "lstm" ? new Float64Array(T * T) : null;
     var dA = new Float64Array(T * GH), dR = new Float64Array(T * GH);   // sums over outputs, full BPTT
     var window = K === undefined || K === null ? null : K;
     var dAK = window === null ? null : new Float64Array(T * GH), dRK = window === null ? null : new Float64Array(T * GH);
-    var gh = [], gc = [], e = new Float64Array(H), s = scratch(m);
-    var dh0 = new Float64Array(H), dc0 = new Float64Array(H);
+    var gh = [], gc = [], e = new Float64Array(S), s = scratch(m);
+    var dh0 = new Float64Array(S), dc0 = new Float64Array(H);
     for (var k = T - 1; k >= 0; k--) {
-      rowTimes(out.dQ[k], m.V, m.O, H, e);  // dE_k/ds_k from output k itself
+      rowTimes(out.dQ[k], m.V, m.O, S, e);  // dE_k/ds_k from output k itself
       gh[k] = Float64Array.from(e);
       if (dE_dc) gc[k] = new Float64Array(H);
       var prev = tr.states[k], st = tr.steps[k];
       for (var t = k; t < T; t++) {
-        dE_ds[t * T + k] = norm(gh[t], 0, H);
+        dE_ds[t * T + k] = norm(gh[t], 0, S);
         if (dE_dc) dE_dc[t * T + k] = norm(gc[t], 0, H);
         m.impl.back(m, prev, st, { h: gh[t], c: dE_dc ? gc[t] : null }, s);
         dE_dz[t * T + k] = norm(s.da, 0, GH);
@@ -422,7 +643,10 @@ var bpttEngine = (function () {
         if (dE_dc) gc[t].set(s.dc);
       }
     }
-    for (var t2 = 0; t2 < T; t2++) for (var j = 0; j < H; j++) { dh0[j] += gh[t2][j]; if (dE_dc) dc0[j] += gc[t2][j]; }
+    for (var t2 = 0; t2 < T; t2++) {
+      for (var j = 0; j < S; j++) dh0[j] += gh[t2][j];
+      if (dE_dc) for (var j2 = 0; j2 < H; j2++) dc0[j2] += gc[t2][j2];
+    }
     var res = { trace: tr, loss: out.loss, dQ: out.dQ, dE_ds: dE_ds, dE_dz: dE_dz, dE_dc: dE_dc, T: T,
                 grads: weightGrads(m, tr, x, out.dQ, dA, dR), h0: dh0, c0: dE_dc ? dc0 : null };
     if (window !== null) res.gradsK = weightGrads(m, tr, x, out.dQ, dAK, dRK);
@@ -579,50 +803,65 @@ var bpttEngine = (function () {
   }
 
   // dU = sum_k dA_k x_k^T, dW = sum_k dR_k h_{k-1}^T (by row block), db = sum dA, dbh = sum dR,
-  // dV = sum_t dQ_t s_t^T, dc = sum dQ_t
+  // the cell's own parameters from its own() step by step, dV = sum_t dQ_t s_t^T, dc = sum dQ_t;
+  // by the library's names (U's rows split among the input parameters, b's among the input biases)
   // (dW as one product, dR^T (G H, T) times the inputs h_{k-1} (T, H), in the kernel's memory: so
   // it runs after the decomposition is done with its own arrays there)
   function weightGrads(m, tr, x, dQ, dA, dR) {
-    var H = m.H, Hp = padded(H), G = m.G, GH = G * H, T = tr.T, resetBefore = m.cell === "gru" && !m.resetAfter;
-    var g = { U: new Float64Array(GH * m.D), W: new Float64Array(GH * H), V: new Float64Array(m.O * H) };
-    if (m.b) g.b = new Float64Array(GH);
-    if (m.bh) g.bh = new Float64Array(GH);
+    var H = m.H, S = m.S, Hp = padded(H), G = m.G, GH = G * H, T = tr.T, resetBefore = m.cell === "gru" && !m.resetAfter;
+    var gU = new Float64Array(GH * m.D), gb = m.b ? new Float64Array(GH) : null, gW = null, gbh = null, RT = null, In = null, dW = null;
+    var g = { V: new Float64Array(m.O * S) };
+    if (m.bh) gbh = new Float64Array(GH);
     if (m.c) g.c = new Float64Array(m.O);
-    var ws = workspace([(GH + 3) * T, T * Hp, (GH + 3) * Hp]), RT = ws[0], In = ws[1], dW = ws[2];
+    Object.keys(m.own).forEach(function (n) { g[n] = new Float64Array(m.own[n].length); });
+    if (m.W) {
+      var ws = workspace([(GH + 3) * T, T * Hp, (GH + 3) * Hp]);
+      RT = ws[0]; In = ws[1]; dW = ws[2]; gW = new Float64Array(GH * H);
+    }
     for (var k = 0; k < T; k++) {
       var base = k * GH;
-      In.set(tr.states[k].h, k * Hp);
+      if (In) In.set(tr.states[k].h, k * Hp);
       for (var i = 0; i < GH; i++) {
         var a = dA[base + i], r = dR[base + i];
-        RT[i * T + k] = r;
-        if (x.ids) g.U[i * m.D + x.ids[k]] += a;
-        else for (var d = 0; d < m.D; d++) g.U[i * m.D + d] += a * x.dense[k][d];
-        if (g.b) g.b[i] += a;
-        if (g.bh) g.bh[i] += r;
+        if (RT) RT[i * T + k] = r;
+        if (x.ids) gU[i * m.D + x.ids[k]] += a;
+        else for (var d = 0; d < m.D; d++) gU[i * m.D + d] += a * x.dense[k][d];
+        if (gb) gb[i] += a;
+        if (gbh) gbh[i] += r;
       }
+      if (m.impl.own) m.impl.own(m, tr.states[k], tr.steps[k], dA.subarray(base, base + GH), dR.subarray(base, base + GH), g);
       var s = tr.steps[k].h;
       for (var o = 0; o < m.O; o++) {
         var q = dQ[k][o];
-        for (var j2 = 0; j2 < H; j2++) g.V[o * H + j2] += q * s[j2];
+        for (var j2 = 0; j2 < S; j2++) g.V[o * S + j2] += q * s[j2];
         if (g.c) g.c[o] += q;
       }
     }
-    product(RT, In, dW, 0, GH, T, Hp);
-    for (var i2 = 0; i2 < GH; i2++) {
-      if (resetBefore && i2 >= 2 * H) {  // the n rows multiply r_k * h_{k-1}
-        for (var k2 = 0; k2 < T; k2++) {
-          var hin = recurrentInput(m, tr, k2, 2), r2 = RT[i2 * T + k2];
-          for (var j3 = 0; j3 < H; j3++) g.W[i2 * H + j3] += r2 * hin[j3];
-        }
-      } else for (var j4 = 0; j4 < H; j4++) g.W[i2 * H + j4] = dW[i2 * Hp + j4];
+    if (m.W) {
+      product(RT, In, dW, 0, GH, T, Hp);
+      for (var i2 = 0; i2 < GH; i2++) {
+        if (resetBefore && i2 >= 2 * H) {  // the n rows multiply r_k * h_{k-1}
+          for (var k2 = 0; k2 < T; k2++) {
+            var hin = recurrentInput(m, tr, k2, 2), r2 = RT[i2 * T + k2];
+            for (var j3 = 0; j3 < H; j3++) gW[i2 * H + j3] += r2 * hin[j3];
+          }
+        } else for (var j4 = 0; j4 < H; j4++) gW[i2 * H + j4] = dW[i2 * Hp + j4];
+      }
     }
+    m.meta.params.forEach(function (q) {
+      var name = q[0], role = q[3], at = m.rows[name];
+      if (role === "input" && at) g[name] = at[0] === 0 && at[1] * m.D === gU.length ? gU : gU.slice(at[0] * m.D, (at[0] + at[1]) * m.D);
+      else if (role === "input bias" && at) g[name] = at[0] === 0 && at[1] === gb.length ? gb : gb.slice(at[0], at[0] + at[1]);
+      else if (role === "recurrent") g[name] = gW;
+      else if (role === "recurrent bias" && gbh) g[name] = gbh;
+    });
     return g;
   }
 
   // output t's error alone at every step k <= t: rows da_k, dr_k (G H) and the state errors
   function outputErrors(m, res, t) {
-    var H = m.H, GH = m.G * H, tr = res.trace, s = scratch(m);
-    var da = [], dr = [], gh = rowTimes(res.dQ[t], m.V, m.O, H, new Float64Array(H)), gc = new Float64Array(H);
+    var H = m.H, tr = res.trace, s = scratch(m);
+    var da = [], dr = [], gh = rowTimes(res.dQ[t], m.V, m.O, m.S, new Float64Array(m.S)), gc = new Float64Array(H);
     for (var k = t; k >= 0; k--) {
       m.impl.back(m, tr.states[k], tr.steps[k], { h: gh, c: gc }, s);
       da[k] = Float64Array.from(s.da); dr[k] = Float64Array.from(s.dr);
@@ -631,10 +870,38 @@ var bpttEngine = (function () {
     return { da: da, dr: dr };
   }
 
-  // ||term_{t,k}||_F of dE_t/dW for k = 0..t: the outer products dr_k h_{k-1}^T by row block
+  function roleOf(m, name) {
+    for (var i = 0; i < m.meta.params.length; i++) if (m.meta.params[i][0] === name) return m.meta.params[i][3];
+    throw new TypeError("the " + m.cell + " cell has no parameter " + name);
+  }
+
+  // step k's term of dE_t/d(name), flat in the parameter's shape, from output t's errors da, dr at
+  // step k: its rows of da times x_k (an input parameter), its rows of da (an input bias), dr (the
+  // recurrent bias), the cell's own() of the step (its own parameters); W's is termNorms' own
+  function stepTerm(m, tr, k, da, dr, name) {
+    var role = roleOf(m, name), at = m.rows[name], x = tr.x;
+    if (role === "input") {
+      var D = m.D, out = new Float64Array(at[1] * D);
+      for (var i = 0; i < at[1]; i++) {
+        var a = da[at[0] + i];
+        if (x.ids) out[i * D + x.ids[k]] = a; else for (var d = 0; d < D; d++) out[i * D + d] = a * x.dense[k][d];
+      }
+      return out;
+    }
+    if (role === "input bias") return da.slice(at[0], at[0] + at[1]);
+    if (role === "recurrent bias") return Float64Array.from(dr);
+    var g = {};
+    Object.keys(m.own).forEach(function (n) { g[n] = new Float64Array(m.own[n].length); });
+    m.impl.own(m, tr.states[k], tr.steps[k], da, dr, g);
+    return g[name];
+  }
+
+  // ||term_{t,k}||_F of dE_t/dP for k = 0..t, P the parameter the page shows (meta.shown); for W
+  // the outer products dr_k h_{k-1}^T by row block
   function termNorms(m, res, t, errs) {
-    var H = m.H, out = [];
+    var H = m.H, out = [], name = m.meta.shown, recurrent = roleOf(m, name) === "recurrent";
     for (var k = 0; k <= t; k++) {
+      if (!recurrent) { var term = stepTerm(m, res.trace, k, errs.da[k], errs.dr[k], name); out.push(norm(term, 0, term.length)); continue; }
       var sq = 0;
       for (var blk = 0; blk < m.G; blk++) {
         var a = norm(errs.dr[k], blk * H, H), h = norm(recurrentInput(m, res.trace, k, blk), 0, H);
@@ -645,11 +912,17 @@ var bpttEngine = (function () {
     return out;
   }
 
-  // dE_t/dW summed over the steps k >= t - K (kept) and k < t - K (lost): (G H, H) each
+  // dE_t/dP summed over the steps k >= t - K (kept) and k < t - K (lost), each in P's shape (W: (G H, H))
   function truncatedTerms(m, res, t, K, errs) {
-    var H = m.H, GH = m.G * H, kept = new Float64Array(GH * H), lost = new Float64Array(GH * H);
+    var H = m.H, GH = m.G * H, name = m.meta.shown, n = m.params[name].length;
+    var kept = new Float64Array(n), lost = new Float64Array(n), recurrent = roleOf(m, name) === "recurrent";
     for (var k = 0; k <= t; k++) {
       var dst = t - k <= K ? kept : lost, r = errs.dr[k];
+      if (!recurrent) {
+        var term = stepTerm(m, res.trace, k, errs.da[k], r, name);
+        for (var q = 0; q < n; q++) dst[q] += term[q];
+        continue;
+      }
       for (var i = 0; i < GH; i++) {
         var hin = recurrentInput(m, res.trace, k, Math.floor(i / H)), ri = r[i];
         if (ri === 0) continue;
@@ -662,12 +935,12 @@ var bpttEngine = (function () {
   // singular values of the state Jacobian product d state_t / d state_{t-l} at each lag in lags
   // (state = s, or (h, c) for an LSTM): the unit errors at state_t carried back l steps
   function jacobianSpectra(m, res, t, lags) {
-    var H = m.H, S = m.cell === "lstm" ? 2 * H : H, tr = res.trace, s = scratch(m), out = {};
+    var H = m.H, Sh = m.S, S = m.cell === "lstm" ? 2 * H : Sh, tr = res.trace, s = scratch(m), out = {};
     var rows = [], maxLag = 0;
     lags.forEach(function (l) { if (l <= t) maxLag = Math.max(maxLag, l); });
-    for (var r = 0; r < S; r++) { var v = new Float64Array(S); v[r] = 1; rows.push(v); }
-    var logScale = 0, elman = m.cell === "elman", Hp = padded(H), R = null, Rd = null, Wp = null, fp = new Float64Array(H);
-    if (!elman && (m.cell === "lstm" || m.resetAfter)) return gatedSpectra(m, res, t, lags, maxLag);
+    var logScale = 0, elman = m.cell === "rnn", Hp = padded(H), R = null, Rd = null, Wp = null, fp = new Float64Array(H);
+    if (m.cell === "lstm" || (m.cell === "gru" && m.resetAfter)) return gatedSpectra(m, res, t, lags, maxLag);
+    for (var r = 0; r < S && !elman; r++) { var v = new Float64Array(S); v[r] = 1; rows.push(v); }
     if (elman) {  // R: the H unit errors as rows (padded(H) long), Rd = R f'(z_k)
       var ws = workspace([H * Hp, (H + 3) * H, (H + 3) * Hp]);
       Wp = padColumns(m.W, H, H, ws[0]); Rd = ws[1]; R = ws[2];
@@ -691,9 +964,9 @@ var bpttEngine = (function () {
       var k = t - l + 1, big = 0;  // step k's backward: from state_k to state_{k-1}
       for (var r2 = 0; r2 < S; r2++) {
         var v2 = rows[r2];
-        m.impl.back(m, tr.states[k], tr.steps[k], { h: v2.subarray(0, H), c: S > H ? v2.subarray(H) : null }, s);
+        m.impl.back(m, tr.states[k], tr.steps[k], { h: v2.subarray(0, Sh), c: S > Sh ? v2.subarray(Sh) : null }, s);
         v2.set(s.dh, 0);
-        if (S > H) v2.set(s.dc, H);
+        if (S > Sh) v2.set(s.dc, Sh);
         for (var j = 0; j < S; j++) big = Math.max(big, Math.abs(v2[j]));
       }
       if (big > 0 && (big > 1e100 || big < 1e-100)) {  // rescale, keep the log of the factor
@@ -775,48 +1048,72 @@ var bpttEngine = (function () {
     return Q;
   }
 
-  // the explorer's random network: D = O = vocabulary tokens, W rescaled to spectral radius rho
-  // (Elman; a gated cell's W keeps PyTorch's +-1/sqrt(H) scale, times rho), x and y random ids
+  // the explorer's random network: D = O = vocabulary tokens, the cell's weights by its init (an
+  // Elman W rescaled to spectral radius rho; a gated cell's W keeps PyTorch's +-1/sqrt(H) scale,
+  // times rho; the LRU's and the linear cell's eigenvalues on the ring r_min..r_max), x and y random ids
   function randomSetup(o) {
-    var r = rng(o.seed), H = o.H, G = GATES[o.cell], D = o.vocab, O = o.vocab, k = 1 / Math.sqrt(H);
-    var draw = function (n, scale) {
-      var a = new Float64Array(n);
-      for (var i = 0; i < n; i++) a[i] = o.init === "normal" ? scale * r.normal() : scale * (2 * r.uniform() - 1);
-      return a;
+    var r = rng(o.seed), D = o.vocab, O = o.vocab;
+    var draw = function (n, scale) {  // as the control "initialisation of W" says
+      return o.init === "normal" ? gaussian(r, n, scale) : uniform(r, n, scale);
     };
-    var U = draw(G * H * D, o.inputScale * (o.cell === "elman" ? 1 / Math.sqrt(D) : k));
-    var V = draw(O * H, k), W, b = null, bh = null;
-    if (o.cell === "elman") {
-      if (o.init === "orthogonal") W = orthogonal(H, r);
-      else if (o.init === "identity") { W = new Float64Array(H * H); for (var i = 0; i < H; i++) W[i * H + i] = 1; }
-      else W = draw(H * H, k);
-      var rho0 = spectralRadius(W, H);
-      for (var j = 0; j < H * H; j++) W[j] *= o.rho / rho0;
-    } else {
-      W = new Float64Array(G * H * H);
-      for (var g = 0; g < G; g++) {
-        var block = o.init === "orthogonal" ? orthogonal(H, r) : o.init === "identity" ? null : draw(H * H, k);
-        if (block === null) { block = new Float64Array(H * H); for (var d = 0; d < H; d++) block[d * H + d] = 1; }
-        for (var e = 0; e < H * H; e++) W[g * H * H + e] = o.rho * block[e];
-      }
-      b = draw(G * H, k); bh = draw(G * H, k);
-    }
+    var net = CELLS[o.cell].init(o, r, draw, D, O);
     var x = new Int32Array(o.T), y = new Int32Array(o.T);
     for (var t = 0; t < o.T; t++) { x[t] = Math.floor(r.uniform() * D); y[t] = Math.floor(r.uniform() * O); }
-    var net = model({ cell: o.cell, H: H, D: D, O: O, U: U, W: W, V: V, b: b, bh: bh, activation: o.activation });
-    if (o.cell === "elman") net.rho = o.rho;  // W was rescaled to it
-    return { model: net, x: { ids: x }, y: y };
+    var m = model({ cell: o.cell, H: o.H, D: D, O: O, params: net.params, V: net.V, activation: o.activation });
+    if (net.rho !== undefined) m.rho = net.rho;  // W was rescaled to it
+    return { model: m, x: { ids: x }, y: y };
+  }
+
+  function uniform(r, n, scale) {  // n numbers uniform on +-scale
+    var a = new Float64Array(n);
+    for (var i = 0; i < n; i++) a[i] = scale * (2 * r.uniform() - 1);
+    return a;
+  }
+  function gaussian(r, n, std) {
+    var a = new Float64Array(n);
+    for (var i = 0; i < n; i++) a[i] = std * r.normal();
+    return a;
+  }
+
+  function gatedInit(G, o, r, draw, D, O) {  // LSTM, GRU: every gate's block of W by the initialisation, times rho
+    var H = o.H, k = 1 / Math.sqrt(H), U = draw(G * H * D, o.inputScale * k), V = draw(O * H, k), W = new Float64Array(G * H * H);
+    for (var g = 0; g < G; g++) {
+      var block = o.init === "orthogonal" ? orthogonal(H, r) : o.init === "identity" ? null : draw(H * H, k);
+      if (block === null) { block = new Float64Array(H * H); for (var d = 0; d < H; d++) block[d * H + d] = 1; }
+      for (var e = 0; e < H * H; e++) W[g * H * H + e] = o.rho * block[e];
+    }
+    return { params: { U: U, W: W, b: draw(G * H, k), bh: draw(G * H, k) }, V: V };
+  }
+
+  function plainInit(G, o, r, D, O) {  // minGRU, minLSTM: U (G H, D), b and V uniform on +-1/sqrt(H), U times the input scale
+    var H = o.H, k = 1 / Math.sqrt(H);
+    return { params: { U: uniform(r, G * H * D, o.inputScale * k), b: uniform(r, G * H, k) }, V: uniform(r, O * H, k) };
+  }
+
+  function gatedReason(m, route) {
+    return { reason: "Pascanu's bounds are for Elman cells; the " + m.meta.label + "'s error also travels " + route +
+                     ", a factor up to 1 that no norm of W bounds: what decides is measured along the sequence (see the lag curves)" };
+  }
+
+  // a diagonal linear recurrence: the error at lag l is exactly factor^l times the error at t, unit
+  // by unit, so its size lies between min|lambda|^l and max|lambda|^l times its size at t
+  function diagonalReason(m, factor, mod, forget) {
+    var lo = Infinity, hi = 0;
+    for (var j = 0; j < mod.length; j++) { lo = Math.min(lo, mod[j]); hi = Math.max(hi, mod[j]); }
+    var fate = hi < 1 ? "it vanishes at the rate " + forget + " and never explodes" : hi === 1 ? "along a unit with |lambda| = 1 it keeps its size"
+      : "it explodes along the units with |lambda| > 1";
+    return { envelope: [lo, hi],
+             reason: "Pascanu's bounds are for Elman cells; the " + m.meta.label + " has no W: its error goes back through each step " +
+                     "multiplied by " + factor + " alone, unit by unit, so at lag l its size lies between min|lambda|^l and max|lambda|^l " +
+                     "times its size at output t (the dashed lines), with |lambda| from " + fmt(lo) + " to " + fmt(hi) + ": " + fate };
   }
 
   // --- Pascanu's numbers and the verdict, as bptt.theory gives them ------------------------------
   var EQUAL_TOL = 1e-9;
   function theory(m) {
-    if (m.cell !== "elman") {
-      var route = m.cell === "lstm" ? "along the cell state c_k -> c_(k-1), multiplied by the forget gate f_k alone"
-                                    : "along the update gate's copy h_k -> h_(k-1), multiplied by the update gate z_k alone";
-      return { applies: false, verdict: "not bounded by the weights",
-               reason: "Pascanu's bounds are for Elman cells; the " + m.cell.toUpperCase() + "'s error also travels " + route +
-                       ", a factor up to 1 that no norm of W bounds: what decides is measured along the sequence (see the lag curves)" };
+    if (!m.meta.pascanu) {
+      var why = m.impl.reason(m);
+      return { applies: false, verdict: "not bounded by the weights", reason: why.reason, envelope: why.envelope || null };
     }
     var H = m.H, lam = norm2(m.W, H), rho = m.rho === undefined ? spectralRadius(m.W, H) : m.rho, g = m.act.gamma, c = lam * g;
     var head = "lambda_1 gamma = " + fmt(lam) + " x " + g + " = " + fmt(c), one = Math.abs(c - 1) <= EQUAL_TOL;
@@ -843,7 +1140,8 @@ var bpttEngine = (function () {
 
   function fmt(v) { return Number(v.toPrecision(4)).toString(); }
 
-  return { product: useKernel ? "wasm" : "js", ACT: ACT, GATES: GATES, model: model, forward: forward, decompose: decompose, outputErrors: outputErrors,
+  return { product: useKernel ? "wasm" : "js", ACT: ACT, META: META, CELLS: ORDER, blocks: blocks, cellWords: cellWords, model: model, forward: forward,
+           decompose: decompose, outputErrors: outputErrors, stepTerm: stepTerm,
            termNorms: termNorms, truncatedTerms: truncatedTerms, jacobianSpectra: jacobianSpectra,
            singularValues: singularValues, spectralRadius: spectralRadius, norm2: norm2, norm: norm,
            randomSetup: randomSetup, theory: theory, fmt: fmt };

@@ -19,42 +19,63 @@
   function inputs(x) {  // ids (T,) or dense (T, D)
     return Array.isArray(x[0]) ? { dense: x.map(function (r) { return Float64Array.from(r); }) } : { ids: Int32Array.from(x) };
   }
-  function run(p, cell) {
-    var G = E.GATES[cell], H = p.W[0].length, D = p.U[0].length, O = p.V.length, T = p.x.length;
-    var m = E.model({ cell: cell, H: H, D: D, O: O, U: flat(p.U, "U"), W: flat(p.W, "W"), V: flat(p.V, "V"),
-                      b: flat(p.b, "b"), bh: flat(p.bh, "bh"), c: flat(p.c, "c"), activation: p.activation || "tanh",
-                      resetAfter: p.reset_after !== false });
-    if (p.W.length !== G * H) throw new TypeError("W must be (" + G + " H, H), got " + p.W.length + " rows");
+  function size(s, H, D) { return s === "D" ? D : E.blocks(s) * H; }
+  function shaped(a, shape, H, D) {  // a flat parameter as nested arrays of its declared shape
+    return shape.length === 1 ? Array.from(a) : nested(a, size(shape[0], H, D), a.length / size(shape[0], H, D));
+  }
+  function hidden(meta, p) {  // H: the first parameter's plain H axis, else its first kH axis over k
+    var plain = meta.params.filter(function (q) { return p[q[0]] && q[1].indexOf("H") >= 0; });
+    var q = plain.length ? plain[0] : meta.params.filter(function (q2) { return p[q2[0]]; })[0];
+    if (!q) throw new TypeError("the " + meta.name + " cell needs " + meta.params.map(function (q3) { return q3[0]; }).join(", "));
+    var j = plain.length ? q[1].indexOf("H") : 0, a = p[q[0]], n = j === 0 ? a.length : a[0].length;
+    return n / (plain.length ? 1 : E.blocks(q[1][0]));
+  }
+  function run(p) {
+    var cell = p.cell || "rnn", meta = E.META[cell];
+    if (!meta) throw new TypeError("unknown cell " + JSON.stringify(cell) + ": expected one of " + E.CELLS.join(", "));
+    var input = meta.params.filter(function (q) { return q[3] === "input"; })[0];
+    if (!p[input[0]] || !p.V) throw new TypeError("the " + cell + " cell needs " + (p.V ? input[0] : "V"));
+    var H = hidden(meta, p), D = p[input[0]][0].length, O = p.V.length, T = p.x.length, S = meta.widths[0] * H, params = {};
+    meta.params.forEach(function (q) {
+      var name = q[0], a = flat(p[name], name);
+      if (a === null) { if (!q[2]) throw new TypeError("the " + cell + " cell needs " + name); return; }
+      var want = q[1].reduce(function (n, s) { return n * size(s, H, D); }, 1);
+      if (a.length !== want) throw new TypeError(name + " must be (" + q[1].join(", ") + ") with H = " + H + ", D = " + D + ": " + want + " numbers, got " + a.length);
+      params[name] = a;
+    });
+    if (p.V[0].length !== S) throw new TypeError("V must be (O, " + S + "), got " + p.V[0].length + " columns");
+    var m = E.model({ cell: cell, H: H, D: D, O: O, params: params, V: flat(p.V, "V"), c: flat(p.c, "c"),
+                      activation: p.activation || "tanh", resetAfter: p.reset_after !== false });
     var res = E.decompose(m, inputs(p.x), Array.from(p.y), T, flat(p.h0, "h0"), flat(p.c0, "c0"));
     var grads = {};
-    Object.keys(res.grads).forEach(function (k) {
-      var g = res.grads[k];
-      grads[k] = (k === "b" || k === "bh" || k === "c") ? Array.from(g) : nested(g, g.length / (k === "V" ? H : k === "U" ? D : H), k === "U" ? D : H);
-    });
+    meta.params.forEach(function (q) { if (params[q[0]]) grads[q[0]] = shaped(res.grads[q[0]], q[1], H, D); });
+    grads.V = nested(res.grads.V, O, S);
+    if (res.grads.c) grads.c = Array.from(res.grads.c);
     var out = { loss: res.loss, dE_ds: nested(res.dE_ds, T, T), grads: grads, h0: Array.from(res.h0) };
     if (res.dE_dc) { out.dE_dc = nested(res.dE_dc, T, T); out.c0 = Array.from(res.c0); }
     return out;
   }
 
   var api = {
-    /* Elman: {U (H, D), W (H, H), V (O, H), b?, c?, activation, x ids (T,) or dense (T, D), y ids (T,), h0?}
-       -> {loss, dE_ds (T, T), grads {U, W, V, b?, c?}, h0}: softmax cross-entropy summed over t */
-    flow: function (p) { return run(p, "elman"); },
-    /* LSTM or GRU (cell "lstm" | "gru", reset_after for a GRU), PyTorch's gate order: U (G H, D),
-       W (G H, H), V, b?, bh?, c?, x, y, h0?, c0? -> {loss, dE_ds, grads {U, W, V, b?, bh?, c?}, h0, dE_dc?} */
-    gatedFlow: function (p) { return run(p, p.cell); },
-    theory: function (p) { return E.theory(E.model({ cell: "elman", H: p.W.length, D: 1, O: 1, W: flat(p.W, "W"), activation: p.activation })); },
+    /* any cell the page has: {cell ("rnn" when left out), its parameters by the library's names
+       (U (H, D), W (H, H), b? for rnn; U, W, b?, bh? in PyTorch's gate order for lstm and gru;
+       nu_log, theta_log, B_re, B_im, gamma_log? for lru; U, b? for mingru and minlstm; lam, B for
+       linear), V (O, S), c?, activation (rnn), reset_after (gru), x ids (T,) or dense (T, D), y ids
+       (T,), h0? (S,), c0? (lstm)} -> {loss, dE_ds (T, T), grads by name, h0, dE_dc? and c0? (lstm)}:
+       softmax cross-entropy summed over t */
+    flow: function (p) { return run(p); },
+    gatedFlow: function (p) { return run(p); },  // the same, kept for its old callers
+    cells: E.CELLS,  // the cells the page has, the registry's names in its order
+    theory: function (p) { return E.theory(E.model({ cell: "rnn", H: p.W.length, D: 1, O: 1, params: { W: flat(p.W, "W") }, activation: p.activation })); },
     spectralRadius: function (W) { return E.spectralRadius(flat(W, "W"), W.length); },
     singularValues: function (M) { return E.singularValues(flat(M, "M"), M.length); },
     update: null, lastUpdateMs: null, updates: 0, view: null,
     product: E.product,  // "wasm" (the WebAssembly kernel) or "js" (where the page's policy forbids it)
-    /* the network on display, as nested arrays: {cell, activation, U, W, V, b?, bh?, c?, x, y} */
+    /* the network on display, as nested arrays: {cell, settings, its parameters by name, V, x, y} */
     current: function () {
-      var m = cache.setup.model, G = m.G, H = m.H, out = { cell: m.cell, activation: m.activation,
-        U: nested(m.U, G * H, m.D), W: nested(m.W, G * H, H), V: nested(m.V, m.O, H),
+      var m = cache.setup.model, out = { cell: m.cell, settings: m.settings, V: nested(m.V, m.O, m.S),
         x: Array.from(cache.setup.x.ids), y: Array.from(cache.setup.y) };
-      if (m.b) out.b = Array.from(m.b);
-      if (m.bh) out.bh = Array.from(m.bh);
+      m.meta.params.forEach(function (q) { if (m.params[q[0]]) out[q[0]] = shaped(m.params[q[0]], q[1], m.H, m.D); });
       return out;
     }
   };
@@ -62,23 +83,43 @@
 
   // --- the page -------------------------------------------------------------------------------
   var $ = function (id) { return document.getElementById(id); };
-  var CONTROLS = ["cell", "H", "T", "rho", "activation", "init", "inputScale", "seed", "t", "K"];
+  var CONTROLS = ["cell", "H", "T", "rho", "activation", "init", "r_min", "r_max", "inputScale", "seed", "t", "K"];
   var SPECTRUM_LAGS = [1, 8, 32];
   var cache = { key: null, setup: null, res: null };
 
-  function settings() {
+  // whether a control applies to a cell, from the registry's description of it: rho and the
+  // initialisation of W to a cell with a recurrent W, the activation to a cell with that setting,
+  // the eigenvalues' modulus range to a cell whose random model takes r_min and r_max
+  function applies(meta, id) {
+    if (id === "rho" || id === "init") return meta.params.some(function (q) { return q[3] === "recurrent"; });
+    if (id === "activation") return "activation" in meta.settings;
+    if (id === "r_min" || id === "r_max") return meta.options.indexOf("r_min") >= 0;
+    return true;
+  }
+
+  function settings(moved) {
     var v = function (id) { return $(id).value; };
+    var rmin = +v("r_min"), rmax = +v("r_max");
+    if (rmin > rmax) {  // the ring keeps r_min <= r_max: the other end follows the one moved
+      if (moved === "r_min") $("r_max").value = rmax = rmin; else $("r_min").value = rmin = rmax;
+    }
     var o = { cell: v("cell"), H: +v("H"), T: +v("T"), rho: +v("rho"), activation: v("activation"), init: v("init"),
-              inputScale: +v("inputScale"), seed: +v("seed"), t: +v("t"), K: +v("K"), vocab: 8 };
+              rmin: rmin, rmax: rmax, inputScale: +v("inputScale"), seed: +v("seed"), t: +v("t"), K: +v("K"), vocab: 8 };
     $("t").max = o.T - 1; $("K").max = o.T;
     o.t = Math.min(o.t, o.T - 1); o.K = Math.min(o.K, o.T);
-    CONTROLS.forEach(function (id) { var s = $(id + "-value"); if (s) s.textContent = id === "t" ? o.t : id === "K" ? o.K : v(id); });
+    var meta = E.META[o.cell];
+    CONTROLS.forEach(function (id) {
+      var s = $(id + "-value"), on = applies(meta, id), label = document.querySelector("label[for='" + id + "']");
+      if (s) s.textContent = id === "t" ? o.t : id === "K" ? o.K : v(id);
+      $(id).disabled = !on;
+      if (label) label.className = on ? "" : "off";
+    });
     return o;
   }
 
-  function update() {
-    var t0 = performance.now(), o = settings();
-    var key = [o.cell, o.H, o.T, o.rho, o.activation, o.init, o.inputScale, o.seed, o.K].join("|");
+  function update(ev) {
+    var t0 = performance.now(), o = settings(ev && ev.target ? ev.target.id : null), meta = E.META[o.cell];
+    var key = [o.cell, o.H, o.T, o.rho, o.activation, o.init, o.rmin, o.rmax, o.inputScale, o.seed, o.K].join("|");
     if (key !== cache.key) {
       cache.setup = E.randomSetup(o);
       cache.res = E.decompose(cache.setup.model, cache.setup.x, cache.setup.y, o.T, null, null, o.K);
@@ -92,18 +133,19 @@
     var lags = lagCurves(res, o.t);
     drawHeatmap(res, o);
     drawLags(lags, th, o);
-    drawSpectra(spectra, th, o);
-    drawTerms(terms, o);
+    drawSpectra(spectra, th, o, meta);
+    drawTerms(terms, o, meta);
     writeVerdict(th, lags, o);
     writeTruncation(m, res, trunc, terms, o);
-    api.view = { settings: o, loss: res.loss, terms: terms, spectra: spectra, verdict: th.verdict, reason: th.reason,
-                 lambda1: th.lambda1, rho: th.rho, lagMean: lags.mean, lagOwn: lags.own, truncation: trunc.summary };
+    api.view = { settings: o, param: meta.shown, loss: res.loss, terms: terms, spectra: spectra, verdict: th.verdict, reason: th.reason,
+                 lambda1: th.lambda1, rho: th.rho, envelope: th.envelope || null, lagMean: lags.mean, lagOwn: lags.own,
+                 truncation: trunc.summary };
     api.lastUpdateMs = performance.now() - t0;
     api.updates += 1;
     $("timing").textContent = "updated in " + api.lastUpdateMs.toFixed(1) + " ms; E = " + res.loss.toPrecision(6);
     return api.lastUpdateMs;
   }
-  api.update = update;
+  api.update = function () { return update(null); };
 
   // ratio ||dE_t/ds_{t-l}|| / ||dE_t/ds_t||: its mean over outputs (as bptt's by_lag) and output t's own
   function lagCurves(res, t) {
@@ -229,10 +271,15 @@
       line(g, box, [0, T - 1], r, xs, bound, "#222", 1.5, [6, 4]);
       items.push(["Pascanu: (lambda_1 gamma)^l", "#222", [6, 4]]);
     }
+    if (th.envelope) {  // the exact bounds of a diagonal linear recurrence: min|lambda|^l and max|lambda|^l
+      line(g, box, [0, T - 1], r, xs, xs.map(function (l) { return l * log10(th.envelope[1]); }), "#222", 1.5, [6, 4]);
+      line(g, box, [0, T - 1], r, xs, xs.map(function (l) { return l === 0 ? 0 : l * log10(th.envelope[0]); }), "#888", 1.5, [6, 4]);
+      items.push(["max |lambda|^l", "#222", [6, 4]], ["min |lambda|^l", "#888", [6, 4]]);
+    }
     legend(g, box, items);
   }
 
-  function drawSpectra(spectra, th, o) {
+  function drawSpectra(spectra, th, o, meta) {
     var g = ctx2d("spectra"), box = { x: 60, y: 24, w: 400, h: 296 }, lagsShown = Object.keys(spectra).map(Number);
     var all = [];
     lagsShown.forEach(function (l) { all = all.concat(spectra[l]); });
@@ -246,14 +293,17 @@
     });
     legend(g, box, items, "bottom left");
     g.fillStyle = "#222"; g.textAlign = "center";
-    g.fillText("d state_t / d state_(t-l) at t = " + o.t + (o.cell === "lstm" ? ", the joint state (h, c)" : ""), box.x + box.w / 2, box.y - 6);
+    var which = meta.state.length > 1 ? ", the joint state (" + meta.state.join(", ") + ")" :
+      meta.widths[0] > 1 ? ", the state " + meta.state[0] + " (" + meta.widths[0] + "H wide)" : "";
+    g.fillText("d state_t / d state_(t-l) at t = " + o.t + which, box.x + box.w / 2, box.y - 6);
     g.textAlign = "left";
   }
 
-  function drawTerms(terms, o) {
+  function drawTerms(terms, o, meta) {
     var g = ctx2d("terms"), box = { x: 60, y: 20, w: 820, h: 200 }, n = terms.length;
     var vals = terms.map(log10), r = range(vals, 30), w = box.w / n;
-    axes(g, box, "step k (its term of dE_t/dW; lag t - k)", "log10 ||term||", [0, n - 1], r);
+    $("terms-title").textContent = "The terms of dE_t/d" + meta.shown + " for the chosen t";
+    axes(g, box, "step k (its term of dE_t/d" + meta.shown + "; lag t - k)", "log10 ||term||", [0, n - 1], r);
     for (var k = 0; k < n; k++) {
       if (!isFinite(vals[k])) continue;
       var hgt = (vals[k] - r[0]) / (r[1] - r[0]) * box.h;
@@ -263,11 +313,11 @@
     legend(g, box, [["kept by truncation at K = " + o.K, "#1f5fbf"], ["lost", "#bbb"]], "top left");
   }
 
-  function factorsInWords(o, k) {
-    var l = o.t - k, cellFactor = o.cell === "elman" ? "ds/dz = diag(f'(z))" : "the gates' step back";
-    return "term (" + o.t + ", " + k + ") = dE_" + o.t + "/do_" + o.t + " . do/dq . V . ds_" + o.t + "/dz_" + o.t +
-      (l > 0 ? " . [W . " + cellFactor + "] x " + l : "") + " . s_" + (k - 1) +
-      ": the output's error, through V, back " + l + " step" + (l === 1 ? "" : "s") + " through W, times the state s_" + (k - 1) + " that step k read";
+  function factorsInWords(o, k) {  // the cell's words (engine.js) for term (t, k) of dE_t/dP
+    var l = o.t - k, w = E.cellWords(o.cell), P = E.META[o.cell].shown, at = function (s) { return s.replace(/\{k-1\}/g, String(k - 1)); };
+    return "term (" + o.t + ", " + k + ") of dE_" + o.t + "/d" + P + " = dE_" + o.t + "/do_" + o.t + " . do/dq . V" +
+      (w.first ? " . " + w.first.replace(/\{t\}/g, String(o.t)) : "") + (l > 0 ? " . [" + w.back + "] x " + l : "") + " . " + at(w.local) +
+      ": the output's error, through V, back " + l + " step" + (l === 1 ? "" : "s") + w.through + ", times " + at(w.what);
   }
 
   function writeVerdict(th, lags, o) {
@@ -280,15 +330,16 @@
     var kept = E.norm(trunc.kept, 0, trunc.kept.length), lost = E.norm(trunc.lost, 0, trunc.lost.length);
     var full = new Float64Array(trunc.kept.length), diff = 0, tot = 0;
     for (var i = 0; i < full.length; i++) full[i] = trunc.kept[i] + trunc.lost[i];
-    var fullN = E.norm(full, 0, full.length), gW = res.grads.W, gK = res.gradsK.W;
+    var P = m.meta.shown, fullN = E.norm(full, 0, full.length), gW = res.grads[P], gK = res.gradsK[P];
     for (var j = 0; j < gW.length; j++) { diff += (gK[j] - gW[j]) * (gK[j] - gW[j]); tot += gW[j] * gW[j]; }
     var first = Math.max(0, o.t - o.K), nKept = o.t - first + 1;
     trunc.summary = { kept: kept, lost: lost, full: fullN, wholeRelError: tot > 0 ? Math.sqrt(diff / tot) : 0 };
     var lines = [
       "Truncation at K = " + o.K + " keeps the steps k = " + first + ".." + o.t + " of output t = " + o.t + ": " + nKept + " of its " + (o.t + 1) + " terms.",
-      "||kept|| = " + E.fmt(kept) + ", ||lost|| = " + E.fmt(lost) + ", ||dE_t/dW|| = " + E.fmt(fullN) +
-        "; the window's relative error on dE_t/dW: " + E.fmt(fullN > 0 ? lost / fullN : 0) + ".",
-      "On the whole gradient dE/dW (every output's window): relative error ||dW_K - dW|| / ||dW|| = " + E.fmt(tot > 0 ? Math.sqrt(diff / tot) : 0) + ".",
+      "||kept|| = " + E.fmt(kept) + ", ||lost|| = " + E.fmt(lost) + ", ||dE_t/d" + P + "|| = " + E.fmt(fullN) +
+        "; the window's relative error on dE_t/d" + P + ": " + E.fmt(fullN > 0 ? lost / fullN : 0) + ".",
+      "On the whole gradient dE/d" + P + " (every output's window): relative error ||d" + P + "_K - d" + P + "|| / ||d" + P + "|| = " +
+        E.fmt(tot > 0 ? Math.sqrt(diff / tot) : 0) + ".",
       esc(factorsInWords(o, o.t)), esc(factorsInWords(o, first)), esc(factorsInWords(o, 0))
     ];
     $("truncation").innerHTML = lines.slice(0, 3).map(function (s) { return "<p>" + s + "</p>"; }).join("");
@@ -297,9 +348,14 @@
 
   function esc(s) { return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;"); }
 
-  function start() {
+  function start() {  // the cell list: the registry's cells that the engine has, in the registry's order
+    E.CELLS.forEach(function (name) {
+      var opt = document.createElement("option");
+      opt.value = name; opt.textContent = E.META[name].label;
+      $("cell").appendChild(opt);
+    });
     CONTROLS.forEach(function (id) { $(id).addEventListener("input", update); });
-    update();
+    update(null);
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
 })();

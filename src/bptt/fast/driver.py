@@ -67,7 +67,7 @@ def _setup(model, xin):
     return cell, runtime.plan(xin.T, N, N * H * G, cell.pipelines(N * H * G))
 
 
-def forward(model, x, h0=None):
+def forward(model, x, h0=None, *, scan="sequential"):
     """Run the network over x: a Trace (core.forward's).
 
     x: token ids (T,) / (N, T), or dense vectors (T, D) / (N, T, D). h0: (H,) / (N, H), zeros if
@@ -179,7 +179,7 @@ def backward(trace, y, *, truncate=None, reduction="sum"):
 
 
 @reports_overflow
-def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum"):
+def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum", scan="sequential"):
     """Loss and gradients: (loss, grads) with grads.params by name (U, W, V, b, bh, c), .h0 and,
     for a cell with a memory, .c0. x: ids (T,) / (N, T) or dense (T, D) / (N, T, D); y: ids
     (-1 = no loss) or one-hot rows, or real values for the mse head. truncate=K: the notebook's

@@ -1,8 +1,9 @@
 """Cross-checks against PyTorch, JAX and TensorFlow, and import/export of their layers.
 
 Each reference module (bptt.frameworks.torch, .jax, .tensorflow) rebuilds the same model (a
-bptt.RNN, LSTM or GRU in either form) from the model's arrays in float64 and lets the framework's
-own autodiff differentiate it:
+bptt.RNN, LSTM or GRU in either form; in torch and jax also an LRU, MinGRU, MinLSTM or Linear,
+written in torch_modern and jax_modern) from the model's arrays in float64 and lets the
+framework's own autodiff differentiate it:
 
     gradients(model, x, y, *, truncate=None, h0=None, reduction="sum") -> (loss, dict)
         dict keys: the model's params (U, W, V and those of b, bh, c it has), h0, and c0 for an
@@ -36,6 +37,7 @@ import numpy as np
 
 from .tensorflow import from_keras, to_keras
 from .torch import from_torch, to_torch
+from ..validate import show
 
 FRAMEWORKS = ("torch", "jax", "tensorflow")
 NAMES = FRAMEWORKS
@@ -56,7 +58,7 @@ def available() -> list[str]:
 def reference(name: str):
     """The reference module for a framework: bptt.frameworks.torch, .jax or .tensorflow."""
     if name not in FRAMEWORKS:
-        raise ValueError(f"unknown framework {name!r}: expected one of {', '.join(FRAMEWORKS)}")
+        raise ValueError(f"unknown framework {show(name)}: expected one of {', '.join(FRAMEWORKS)}")
     return importlib.import_module(f"{__name__}.{name}")
 
 
@@ -98,7 +100,10 @@ class Comparison:
                           "max_rel_err": num(r.max_rel_err), "passed": r.passed} for r in self.rows]}
 
     def to_json(self, **kw) -> str:
-        return json.dumps(self.to_dict(), **kw)
+        try:
+            return json.dumps(self.to_dict(), **kw)
+        except OverflowError as e:  # e.g. an indent beyond any int: json's own error, as a ValueError
+            raise ValueError(f"to_json: {e}") from None
 
     def __str__(self) -> str:
         head = ("framework", "quantity", "max abs err", "max rel err", "")
@@ -151,13 +156,13 @@ def compare(model, x, y, *, frameworks=None, truncate=None, h0=None, reduction="
     from ..backend import gradients
 
     if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not rtol > 0:
-        raise ValueError(f"rtol must be a positive number, got {rtol!r}")
+        raise ValueError(f"rtol must be a positive number, got {show(rtol)}")
     names = available() if frameworks is None else list(frameworks)
     if isinstance(frameworks, str):
         names = [frameworks]
     for name in names:
         if name not in FRAMEWORKS:
-            raise ValueError(f"unknown framework {name!r}: expected some of {', '.join(FRAMEWORKS)}")
+            raise ValueError(f"unknown framework {show(name)}: expected some of {', '.join(FRAMEWORKS)}")
     if not names:
         raise ValueError("no reference framework is installed: pip install 'bptt[all]' "
                          "(or bptt[torch], bptt[jax], bptt[tensorflow])")

@@ -28,12 +28,14 @@ class Problem(NamedTuple):
     y_ids: np.ndarray | None     # (N, T) int64 target ids, -1 = unscored (softmax head)
     y_values: np.ndarray | None  # (N, T, O) float64 targets, 0 where unscored (mse head)
     mask: np.ndarray        # (N, T) float64, 1.0 where the step is scored
-    state0: tuple           # the initial state, (N, H) float64 arrays: (h0,), or (h0, c0) for an LSTM
+    state0: tuple           # the initial state, (N, S) float64 arrays: (h0,), or (h0, c0) for an LSTM;
+                            # S = H, or the cell's wider state (an LRU's [Re h, Im h], S = 2H)
     N: int
     T: int
     batched: bool
     K: int | None           # truncation window, None = full BPTT
     scale: float            # 1, or 1 / (number of scored steps) for reduction="mean"
+    D: int = 0              # the input width (one-hot rows for ids)
 
     @property
     def h0(self) -> np.ndarray:
@@ -49,7 +51,7 @@ class Problem(NamedTuple):
         """Inputs as vectors (N, T, D): one-hot rows for ids."""
         if self.X is not None:
             return self.X
-        return np.eye(self.params["U"].shape[1])[self.ids]
+        return np.eye(self.D)[self.ids]
 
     def h0_out(self, g: np.ndarray) -> np.ndarray:
         """dE/dh0 (or dE/dc0) in the public shape: (H,) for one sequence, (N, H) for a batch."""
@@ -82,7 +84,7 @@ def problem(model, x, y, *, truncate=None, h0=None, reduction="sum") -> Problem:
                    reset_after=bool(model.cell.values.get("reset_after", True)), head=model.head,
                    ids=xin.ids, X=xin.X, y_ids=tg.ids, y_values=tg.values, mask=mask,
                    state0=tuple(np.array(s, dtype=np.float64) for s in state0), N=xin.N, T=xin.T,
-                   batched=xin.batched, K=K, scale=scale)
+                   batched=xin.batched, K=K, scale=scale, D=model.D)
 
 
 class Window(NamedTuple):

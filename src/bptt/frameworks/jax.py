@@ -1,4 +1,6 @@
 """The same RNN, LSTM or GRU in JAX (64-bit enabled for these calls only), differentiated by jax.grad.
+(The linear recurrences, LRU, minGRU, minLSTM and the linear diagonal cell, are in jax_modern, in
+a lax.scan and a lax.associative_scan form; gradients() sends them there.)
 
 The loss is a pure function of (params, initial state); jax.value_and_grad differentiates it.
 Truncation (truncate=K, the notebook's rule) is built with lax.stop_gradient: output t's chain is
@@ -29,10 +31,11 @@ import functools
 import numpy as np
 
 from ..model import RNN
+from . import jax_modern
 from ._common import check_terms_args, problem, windows
 
 
-CELLS = ("rnn", "lstm", "gru")  # the cells this framework computes (both GRU forms)
+CELLS = ("rnn", "lstm", "gru") + jax_modern.CELLS  # the cells this framework computes (both GRU forms)
 
 def _act(jnp, name):
     import jax
@@ -188,15 +191,24 @@ def _gated_gradients(jax, p):
     return float(E), grads
 
 
-def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum"):
+def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum", form=None):
     """(loss, {params by the model's names, "h0"[, "c0"]}) computed by jax.grad in float64.
 
-    model: bptt.RNN, LSTM or GRU. Same arguments and meaning as bptt.gradients (for an LSTM h0 may
-    be the pair (h0, c0)); dE/dh0 and dE/dc0 are (H,) or (N, H) for a batch.
+    model: bptt.RNN, LSTM, GRU, or one of the linear recurrences LRU, MinGRU, MinLSTM, Linear. Same
+    arguments and meaning as bptt.gradients (for an LSTM h0 may be the pair (h0, c0)); dE/dh0 and
+    dE/dc0 are (H,) or (N, H) for a batch ((2H,) / (N, 2H) for an LRU). form: for the linear
+    recurrences "associative" (lax.associative_scan, the default) or "scan" (lax.scan), see
+    bptt.frameworks.jax_modern; the other cells have one form (None).
     """
     import jax
 
     p = problem(model, x, y, truncate=truncate, h0=h0, reduction=reduction)
+    if p.cell in jax_modern.CELLS:
+        return jax_modern.gradients(model, x, y, form=form or "associative", truncate=truncate, h0=h0,
+                                    reduction=reduction)
+    if form is not None:
+        raise ValueError(f"form chooses the scan of the cells {', '.join(jax_modern.CELLS)}; the {p.cell} "
+                         f"cell has one form, got form={form!r}")
     with jax.enable_x64(True):
         if p.cell != "rnn":
             return _gated_gradients(jax, p)

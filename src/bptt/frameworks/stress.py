@@ -1,8 +1,9 @@
 """Many random cross-checks at once: `python -m bptt.frameworks --cases 200 --seed 0`.
 
-Each case draws a cell (Elman, LSTM, GRU in PyTorch's reset-after form or Keras's reset-before
-form), sizes N, T, D, H, O, an activation (Elman), a head, biases, dense or id inputs, the initial
-state (h0, or the pair (h0, c0) for an LSTM), masked targets, a truncation K in
+Each case draws a cell (each registered cell and variant the framework has: Elman, LSTM, GRU in
+PyTorch's reset-after form or Keras's reset-before form, LRU, minGRU, minLSTM, linear), sizes N,
+T, D, H, O, an activation (Elman), a head, biases, dense or id inputs, the initial state (h0, or
+the pair (h0, c0) for an LSTM; an LRU's h0 is [Re h0, Im h0]), masked targets, a truncation K in
 {None, 0, 1, 3, T, T + 2} and a reduction, and runs compare() for each framework. The report
 gives, per framework, the number of cases, how many passed and the largest relative error seen,
 and the cases and passes of each cell.
@@ -23,13 +24,15 @@ def random_model(rng, D, H, O, *, cell="rnn", activation="tanh", head="softmax",
     """A model with weights drawn from rng, small enough that no unit saturates exactly.
 
     cell: a registered cell or alias (registry.variants()). b, bh, c: whether the model has the input bias
-    (role "input bias"), the recurrent bias (role "recurrent bias") and the head's bias. A weight
-    with an H axis last is N(0, 0.8 / sqrt(H)), the others N(0, 0.7); biases N(0, 0.3).
+    (role "input bias") and any other optional parameter of the cell's own (an LRU's gamma_log), the
+    recurrent bias (role "recurrent bias") and the head's bias. A weight with an H axis last is
+    N(0, 0.8 / sqrt(H)), the others N(0, 0.7); vectors (biases, an LRU's nu_log, theta_log, gamma_log,
+    the linear cell's lam) N(0, 0.3).
     """
     cls, settings = registry.resolve(cell)
     if "activation" in cls.settings:
         settings["activation"] = activation
-    keep = {"input bias": b, "recurrent bias": bh}
+    keep = {"input bias": b, None: b, "recurrent bias": bh}
     params = {}
     for name, p in cls.params.items():
         shape = registry.sizes(p.shape, D, H)
@@ -48,8 +51,8 @@ def random_case(rng, N, T, D, H, O, *, batched, activation, head, b, c, dense, h
     """(model, x, y, h0) drawn from rng (see random_model for the model).
 
     x: ids (N, T) / (T,) or dense (N, T, D) / (T, D); y: ids with about 40% -1 when mask, or real
-    values with about 40% NaN rows for head "mse"; h0 (N, H) / (H,) or None, for an LSTM the pair
-    (h0, c0).
+    values with about 40% NaN rows for head "mse"; h0 (N, S) / (S,) or None (S the width of the
+    cell's state entry: H, or 2H for an LRU), for an LSTM the pair (h0, c0).
     """
     m = random_model(rng, D, H, O, cell=cell, activation=activation, head=head, b=b, c=c, bh=bh)
     lead = (N, T) if batched else (T,)
@@ -62,10 +65,10 @@ def random_case(rng, N, T, D, H, O, *, batched, activation, head, b, c, dense, h
         y = rng.integers(0, O, lead)
         if mask:
             y[rng.random(lead) < 0.4] = -1
-    shape = (N, H) if batched else (H,)
-    hh = rng.normal(0, 0.5, shape) if h0 else None
-    if h0 and len(m.cell.state) > 1:
-        hh = (hh,) + tuple(rng.normal(0, 0.5, shape) for _ in m.cell.state[1:])
+    shapes = [(N, S) if batched else (S,) for S in m.state_sizes]
+    hh = rng.normal(0, 0.5, shapes[0]) if h0 else None
+    if h0 and len(shapes) > 1:
+        hh = (hh,) + tuple(rng.normal(0, 0.5, shape) for shape in shapes[1:])
     return m, x, y, hh
 
 

@@ -1,5 +1,6 @@
 """The same RNN, LSTM or GRU in PyTorch (float64, autograd), and import/export of torch.nn.RNN,
-nn.LSTM and nn.GRU with an nn.Linear head.
+nn.LSTM and nn.GRU with an nn.Linear head. (The LRU, minGRU, minLSTM and linear diagonal cell,
+which torch.nn has no layer for, are stepped in torch_modern; gradients() sends them there.)
 
 `gradients` rebuilds the model from its arrays and lets torch.autograd differentiate it; nothing of
 bptt's backward pass is used. The LSTM and the GRU (reset_after=True) run through PyTorch's own
@@ -31,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..model import model_class
+from . import torch_modern
 from ._common import check_terms_args, problem, windows
 
 RNN, LSTM, GRU = (model_class(name) for name in ("rnn", "lstm", "gru"))
@@ -38,7 +40,7 @@ RNN, LSTM, GRU = (model_class(name) for name in ("rnn", "lstm", "gru"))
 MODULES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}  # bptt's cell -> the torch.nn module
 
 
-CELLS = ("rnn", "lstm", "gru")  # the cells this framework computes (both GRU forms)
+CELLS = ("rnn", "lstm", "gru") + torch_modern.CELLS  # the cells this framework computes (both GRU forms)
 
 def _act(torch, name):
     return {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid,
@@ -143,10 +145,14 @@ def _runner(torch, p, P):
 def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum"):
     """(loss, {params by the model's names, "h0"[, "c0"]}) computed by torch.autograd in float64.
 
-    model: bptt.RNN, LSTM or GRU. Same arguments and meaning as bptt.gradients (for an LSTM h0 may
-    be the pair (h0, c0)); dE/dh0 and dE/dc0 are (H,) or (N, H) for a batch.
+    model: bptt.RNN, LSTM or GRU, or one of the linear recurrences LRU, MinGRU, MinLSTM, Linear
+    (stepped with torch ops: bptt.frameworks.torch_modern). Same arguments and meaning as
+    bptt.gradients (for an LSTM h0 may be the pair (h0, c0)); dE/dh0 and dE/dc0 are (H,) or (N, H)
+    for a batch ((2H,) / (N, 2H) for an LRU).
     """
     p = problem(model, x, y, truncate=truncate, h0=h0, reduction=reduction)
+    if p.cell in torch_modern.CELLS:
+        return torch_modern.gradients(model, x, y, truncate=truncate, h0=h0, reduction=reduction)
     torch, P, state0 = _setup(p)
     run = _runner(torch, p, P)
     c = P.get("c")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..validate import show
+
 
 @dataclass(frozen=True)
 class Param:
@@ -35,7 +37,7 @@ class Param:
 
     def check(self, value, where: str):
         """The value in canonical form, or ValueError naming `where` and what is allowed."""
-        bad = ValueError(f"{where}: expected {self.allowed()}, got {value!r}")
+        bad = ValueError(f"{where}: expected {self.allowed()}, got {show(value)}")
         if self.type is bool:
             if not isinstance(value, bool):
                 raise bad

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..files import MAX_NAME, file_name
 from ..plots import finish
+from ..validate import show
 from .report import results
 
 FLOW_AXES = ("activation", "radius", "length")
@@ -25,6 +26,8 @@ def plot(out, *, to=None, fmt="png") -> list[Path]:
     """Write every figure the sweep in `out` supports to `to` (default out/plots), each named after
     its spec (flow-phase.toml's: flow-phase.png; a spec of several kinds: NAME-KIND.png); returns
     the paths."""
+    if not isinstance(fmt, str) or fmt not in ("png", "svg", "pdf"):  # before any figure is drawn
+        raise ValueError(f"fmt must be png, svg or pdf, got {show(fmt)}")
     df = results(out, status="ok")
     to = Path(out) / "plots" if to is None else Path(to)
     written = []

@@ -37,6 +37,7 @@ import numpy as np
 from .. import cells
 from ..activations import ACTIVATIONS
 from .params import Param
+from ..validate import show
 
 DTYPES = ("float32", "float64")
 SPELLINGS = cells.variants() + tuple(a for n in cells.names() for a, s in cells.get(n).aliases.items() if not s)
@@ -208,7 +209,7 @@ def _check_train(p, where):
     from bptt.train import resolve
 
     if not cells.get(cells.canonical(p["cell"])).pascanu and p["method"] not in GATED_METHODS:
-        raise ValueError(f"{where}: method {p['method']!r} is the Elman cell's; a point with cell {p['cell']!r} "
+        raise ValueError(f"{where}: method {show(p['method'])} is the Elman cell's; a point with cell {show(p['cell'])} "
                          f"takes method {' or '.join(GATED_METHODS)}")
     try:
         resolve(train_settings(p, 0))

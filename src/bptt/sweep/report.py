@@ -5,7 +5,8 @@ import json
 import time
 
 from ..files import printable
-from .store import Store, store_path
+from ..validate import show
+from .store import STATUSES, Store, store_path
 
 BASE_COLUMNS = ("key", "spec", "kind", "status", "seed")
 TAIL_COLUMNS = ("error", "traceback", "attempts", "started_at", "finished_at", "seconds", "worker", "blas_threads", "version")
@@ -22,6 +23,8 @@ def results(out, *, status=None):
     """
     import pandas as pd
 
+    if status is not None and (not isinstance(status, str) or status not in STATUSES):
+        raise ValueError(f"status must be None or one of {', '.join(STATUSES)}, got {show(status)}")
     with Store.open(out) as store:
         rows = store.rows(status)
     params = _names(r["params"] for r in rows)

@@ -30,9 +30,10 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import folder_lock
+from ..files import folder_lock, printable
 from .spec import Spec, load_spec
 from .store import Store, store_path
+from ..validate import show
 
 ALLOWED_FAILURES = 1  # a point may kill one worker and be retried; the second death fails it
 KEY_PREFIX = "bptt-point-"
@@ -97,7 +98,7 @@ def local_cluster(workers=None, **kwargs):
 
     n = default_workers() if workers is None else workers
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+        raise ValueError(f"workers must be an integer >= 1, got {show(workers)}")
     opts = dict(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0",
                 silence_logs=logging.ERROR)
     opts.update(kwargs)
@@ -142,10 +143,10 @@ def run_sweep(spec, out, *, scheduler=None, workers=None, retry_failed=False, pr
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
     if address and workers is not None:
-        raise ValueError(f"workers sets the size of the local cluster; with a scheduler ({address}) "
+        raise ValueError(f"workers sets the size of the local cluster; with a scheduler ({printable(address)}) "
                          "the cluster's own workers run the points: leave workers out")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+        raise ValueError(f"workers must be an integer >= 1, got {show(workers)}")
     t0 = time.perf_counter()
     out = Path(out)
     if out.exists() and not out.is_dir():

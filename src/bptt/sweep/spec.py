@@ -42,6 +42,7 @@ import numpy as np
 from ..files import file_name, parse_toml, printable, read_text
 from .params import Param
 from .points import KINDS
+from ..validate import show
 
 PUBLIC_KINDS = {k: v for k, v in KINDS.items() if v.public}
 
@@ -108,19 +109,19 @@ class Spec:
             return ValueError(f"{printable(source)}: {msg}")
 
         if not isinstance(self.kind, str) or self.kind not in self.kinds:
-            raise err(f"kind: expected one of {', '.join(map(repr, self.kinds))}, got {self.kind!r:.60}")
+            raise err(f"kind: expected one of {', '.join(map(repr, self.kinds))}, got {show(self.kind)}")
         file_name(self.name, f"{printable(source)}: name")
         if not isinstance(self.description, str):
-            raise err(f"description: expected a string, got {self.description!r:.60}")
+            raise err(f"description: expected a string, got {show(self.description)}")
         params = self.kinds[self.kind].params
         for sec, table in (("fixed", self.fixed), ("grid", self.grid), ("random", self.random)):
             if not isinstance(table, dict):
-                raise err(f"[{sec}] must be a table (name = value lines under a [{sec}] header), got {table!r:.60}")
+                raise err(f"[{sec}] must be a table (name = value lines under a [{sec}] header), got {show(table)}")
             for pname in table:
                 if pname == "seed":
                     raise err(f"[{sec}] seed: seeds are set by the top-level key 'seeds' (a count or a list)")
                 if pname not in params:
-                    raise err(f"[{sec}] unknown parameter {pname!r:.60} for kind {self.kind!r}; allowed: "
+                    raise err(f"[{sec}] unknown parameter {show(pname)} for kind {show(self.kind)}; allowed: "
                               f"{', '.join(sorted(params))}")
         seeds = _seeds(self.seeds, err)
         fixed = {n: params[n].check(v, f"{source}: [fixed] {n}") for n, v in self.fixed.items()}
@@ -129,11 +130,11 @@ class Spec:
                                    params[n], err, source) for n, d in self.random.items()}
         samples, rseed = self.samples, self.random_seed
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0 or (random and samples < 1):
-            raise err(f"[random] samples: expected an integer >= 1 (the number of draws), got {samples!r:.60}")
+            raise err(f"[random] samples: expected an integer >= 1 (the number of draws), got {show(samples)}")
         if samples and not random:
             raise err("[random] has 'samples' but no parameter to draw")
         if isinstance(rseed, bool) or not isinstance(rseed, int) or not 0 <= rseed < 2**63:
-            raise err(f"[random] seed: expected an integer in 0..2**63 - 1, got {rseed!r:.60}")
+            raise err(f"[random] seed: expected an integer in 0..2**63 - 1, got {show(rseed)}")
         n = len(seeds) * max(samples, 1)
         for values in grid.values():
             n *= len(values)
@@ -213,14 +214,14 @@ def from_dict(data: dict, *, default_name="sweep", source="<spec>", text="", cls
 
     unknown = [k for k in data if k not in TOP_KEYS]
     if unknown:
-        raise err(f"unknown key {unknown[0]!r}; allowed top-level keys: {', '.join(TOP_KEYS)}")
+        raise err(f"unknown key {show(unknown[0])}; allowed top-level keys: {', '.join(TOP_KEYS)}")
     if "kind" not in data:
         raise err(f"missing key 'kind': expected one of {', '.join(map(repr, cls.kinds))}")
     sections = {}
     for sec in ("fixed", "grid", "random"):
         v = data.get(sec, {})
         if not isinstance(v, dict):
-            raise err(f"[{sec}] must be a table (name = value lines under a [{sec}] header), got {v!r}")
+            raise err(f"[{sec}] must be a table (name = value lines under a [{sec}] header), got {show(v)}")
         sections[sec] = v
     rnd = dict(sections["random"])
     samples = rnd.pop("samples", None)
@@ -228,12 +229,12 @@ def from_dict(data: dict, *, default_name="sweep", source="<spec>", text="", cls
     if rnd and samples is None:
         raise err("[random] needs 'samples', the number of draws (an integer >= 1)")
     if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
-        raise err(f"[random] samples: expected an integer >= 1, got {samples!r}")
+        raise err(f"[random] samples: expected an integer >= 1, got {show(samples)}")
     owner = {}
     for sec, table in (("fixed", sections["fixed"]), ("grid", sections["grid"]), ("random", rnd)):
         for pname in table:
             if pname in owner:
-                raise err(f"parameter {pname!r} is set in both [{owner[pname]}] and [{sec}]; give it in one place")
+                raise err(f"parameter {show(pname)} is set in both [{owner[pname]}] and [{sec}]; give it in one place")
             owner[pname] = sec
     spec = cls(name=data.get("name", default_name), kind=data["kind"], seeds=data.get("seeds", 1),
                fixed=sections["fixed"], grid=sections["grid"], random=rnd, samples=samples or 0, random_seed=rseed,
@@ -261,7 +262,7 @@ def max_points() -> int:
     if text is None:
         return MAX_POINTS
     if not text.strip().isdigit() or int(text) < 1:
-        raise ValueError(f"the environment variable {MAX_POINTS_ENV} must be a positive integer, got {text!r}")
+        raise ValueError(f"the environment variable {MAX_POINTS_ENV} must be a positive integer, got {show(text)}")
     return int(text)
 
 
@@ -275,23 +276,23 @@ def _seeds(v, err) -> tuple:
     want = "a count >= 1 or a non-empty list of distinct integers in 0..2**63 - 1"
     if isinstance(v, int) and not isinstance(v, bool):
         if v < 1:
-            raise err(f"seeds: expected {want}, got {v!r}")
+            raise err(f"seeds: expected {want}, got {show(v)}")
         _count(v, f"seeds = {v}", err)
         return tuple(range(v))
     if (isinstance(v, (list, tuple)) and v
             and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in v)):
         if len(set(v)) != len(v):
-            raise err(f"seeds: the list {v!r:.60} repeats a seed")
+            raise err(f"seeds: the list {show(v)} repeats a seed")
         return tuple(v)
-    raise err(f"seeds: expected {want}, got {v!r:.60}")
+    raise err(f"seeds: expected {want}, got {show(v)}")
 
 
 def _grid(n, values, param: Param, err, source) -> tuple:
     if not isinstance(values, (list, tuple)) or not values:
-        raise err(f"[grid] {n}: expected a non-empty list of values ({param.allowed()}), got {values!r:.60}")
+        raise err(f"[grid] {n}: expected a non-empty list of values ({param.allowed()}), got {show(values)}")
     checked = tuple(param.check(v, f"{source}: [grid] {n}[{i}]") for i, v in enumerate(values))
     if len(set(checked)) != len(checked):
-        raise err(f"[grid] {n}: the list {list(values)!r:.60} repeats a value")
+        raise err(f"[grid] {n}: the list {show(list(values))} repeats a value")
     return checked
 
 
@@ -299,11 +300,11 @@ def _distribution(name, d, param: Param, err, source):
     where = f"[random] {name}"
     forms = "{ uniform = [lo, hi] }, { log_uniform = [lo, hi] }, { int = [lo, hi] } or { choice = [v1, v2, ...] }"
     if not isinstance(d, dict) or len(d) != 1 or next(iter(d)) not in DISTRIBUTIONS:
-        raise err(f"{where}: expected one of {forms}, got {d!r}")
+        raise err(f"{where}: expected one of {forms}, got {show(d)}")
     dist, args = next(iter(d.items()))
     if dist == "choice":
         if not isinstance(args, list) or not args:
-            raise err(f"{where}: choice needs a non-empty list of values ({param.allowed()}), got {args!r}")
+            raise err(f"{where}: choice needs a non-empty list of values ({param.allowed()}), got {show(args)}")
         return dist, tuple(param.check(v, f"{source}: {where} choice[{i}]") for i, v in enumerate(args))
     if param.type not in (int, float):
         raise err(f"{where}: {dist} draws numbers, but {name} takes {param.allowed()}; use choice = [...]")
@@ -312,10 +313,10 @@ def _distribution(name, d, param: Param, err, source):
     if dist != "int" and param.type is int:
         raise err(f"{where}: {name} takes {param.allowed()}; draw it with int = [lo, hi] or choice")
     if not isinstance(args, list) or len(args) != 2:
-        raise err(f"{where}: {dist} needs [lo, hi], got {args!r}")
+        raise err(f"{where}: {dist} needs [lo, hi], got {show(args)}")
     lo, hi = (param.check(v, f"{source}: {where} {dist} bound") for v in args)
     if not lo < hi:
-        raise err(f"{where}: {dist} needs lo < hi, got [{lo!r}, {hi!r}]")
+        raise err(f"{where}: {dist} needs lo < hi, got [{show(lo)}, {show(hi)}]")
     if dist == "log_uniform" and lo <= 0:
-        raise err(f"{where}: log_uniform needs 0 < lo < hi, got [{lo!r}, {hi!r}]")
+        raise err(f"{where}: log_uniform needs 0 < lo < hi, got [{show(lo)}, {show(hi)}]")
     return dist, (lo, hi)

@@ -24,7 +24,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from ..files import loads_json
+from ..files import loads_json, printable
+from ..validate import show
 
 FILENAME = "results.sqlite"
 SCHEMA_VERSION = "1"
@@ -82,17 +83,21 @@ class Store:
 
     def __init__(self, path, *, create=True, readonly=False):
         path = Path(path)
-        if not create and not path.exists():
+        try:  # a name too long for the file system, a folder without permission: a sentence
+            there, is_file = path.exists(), path.is_file()
+            existing = is_file and path.stat().st_size > 0
+        except OSError as e:
+            raise ValueError(f"cannot open the sweep store {str(path)!r}: {e.strerror or e}") from None
+        if not create and not there:
             raise ValueError(f"no sweep results at {str(path)!r}: run `bptt sweep SPEC.toml --out DIR` first")
         self.path = path
-        existing = path.is_file() and path.stat().st_size > 0
-        if path.exists() and not path.is_file():
-            raise ValueError(f"{path} is not a file: a sweep's results.sqlite is an SQLite database")
+        if there and not is_file:
+            raise ValueError(f"{printable(path)} is not a file: a sweep's results.sqlite is an SQLite database")
         if existing:
             with open(path, "rb") as f:
                 head = f.read(16)
         if existing and head != b"SQLite format 3\x00":
-            raise ValueError(f"{path} is not a bptt sweep store: it is not an SQLite database")
+            raise ValueError(f"{printable(path)} is not a bptt sweep store: it is not an SQLite database")
         with self._errors("open"):
             if readonly:
                 self.db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, isolation_level=None,
@@ -112,7 +117,7 @@ class Store:
     def _prepare(self, path):
         mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode.lower() != "wal":
-            raise ValueError(f"{path}: cannot switch SQLite to WAL mode (got {mode!r}); is it on a network file system?")
+            raise ValueError(f"{path}: cannot switch SQLite to WAL mode (got {show(mode)}); is it on a network file system?")
         self.db.execute("PRAGMA synchronous = FULL")
         self.db.executescript(SCHEMA)
         self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))

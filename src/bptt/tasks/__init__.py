@@ -9,6 +9,7 @@ from .base import Task
 from .reber import Reber, reber_string
 from .synthetic import Adding, Copy, TemporalOrder
 from .text import CharLM, Vocab, conditional_entropy, sample
+from ..validate import show
 
 TASKS = ("adding", "copy", "temporal", "reber", "char")
 
@@ -16,7 +17,7 @@ TASKS = ("adding", "copy", "temporal", "reber", "char")
 def make(name, *, length=None, variant="hochreiter", text=None, seed=0) -> Task:
     """The task called name. length: T for adding/copy/temporal; text: a file for "char"."""
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}: expected one of {', '.join(TASKS)}")
+        raise ValueError(f"unknown task {show(name)}: expected one of {', '.join(TASKS)}")
     if name in ("adding", "copy", "temporal"):
         T = length if length is not None else 100
         return {"adding": lambda: Adding(T, variant=variant), "copy": lambda: Copy(T),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import forward
+from ..validate import integer, too_big
 
 
 class Task:
@@ -69,6 +70,12 @@ class Task:
 
 
 def check_length(name, T, minimum):
-    if isinstance(T, bool) or int(T) != T or T < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {T!r}")
-    return int(T)
+    return integer(name, T, low=minimum)
+
+
+def check_test_set(test_size, test_seed, T):
+    """(test_size, test_seed) as integers, test_size >= 1 sequences of about T steps within the
+    element limit; else a ValueError naming the setting."""
+    n, seed = integer("test_size", test_size, low=1), integer("test_seed", test_seed, low=0)
+    too_big(f"a test set of {n} sequences of {T} steps", n * T)
+    return n, seed

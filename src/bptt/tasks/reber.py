@@ -25,8 +25,10 @@ import numpy as np
 from .base import Task
 from ..heads import log_softmax
 from .text import Vocab
+from ..validate import integer, rng, too_big
 
 SYMBOLS = "BTPSXVE"
+MEAN_LENGTH = 12  # symbols in an embedded Reber string, on average (for the element limit)
 GRAPH = {1: (("T", 2), ("P", 3)), 2: (("S", 2), ("X", 4)), 3: (("T", 3), ("V", 5)),
          4: (("X", 3), ("S", 6)), 5: (("P", 4), ("V", 6)), 6: (("E", None),)}
 
@@ -34,6 +36,8 @@ GRAPH = {1: (("T", 2), ("P", 3)), 2: (("S", 2), ("X", 4)), 3: (("T", 3), ("V", 5
 def reber_string(rng):
     """(string, legal) for one embedded Reber string; legal[i] is the set of symbols that may follow
     position i (the last one's set is {"B"}, the start of the next string in a stream)."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be an np.random.Generator, got {type(rng).__name__}")
     outer = "T" if rng.integers(2) == 0 else "P"
     s, legal = ["B", outer, "B"], [{"T", "P"}, {"B"}]
     state = 1
@@ -62,9 +66,11 @@ class Reber(Task):
                 "lr": 0.01, "clip_norm": 1.0, "batch": 8, "chunk": 25, "steps": 2000}
 
     def __init__(self, train_strings=3000, test_strings=300, seed=0, test_seed=1234):
+        n = integer("train_strings", train_strings, low=1) + integer("test_strings", test_strings, low=1)
+        too_big(f"a Reber corpus of {n} strings (about {MEAN_LENGTH} symbols each)", n * MEAN_LENGTH)
         self.vocab = Vocab(SYMBOLS)
-        self.train_ids = self._stream(np.random.default_rng(seed), train_strings)[0]
-        self.test_ids, self.test_legal, self.test_starts = self._stream(np.random.default_rng(test_seed), test_strings)
+        self.train_ids = self._stream(rng(seed), int(train_strings))[0]
+        self.test_ids, self.test_legal, self.test_starts = self._stream(rng(test_seed, "test_seed"), int(test_strings))
 
     def _stream(self, rng, n):
         text, legal, starts = [], [], []

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Task, check_length
+from .base import Task, check_length, check_test_set
 from ..heads import log_softmax
+from ..validate import show
 
 
 class Adding(Task):
@@ -33,9 +34,10 @@ class Adding(Task):
 
     def __init__(self, length=100, variant="hochreiter", test_size=1000, test_seed=1234):
         if variant not in ("hochreiter", "le"):
-            raise ValueError(f"adding variant must be 'hochreiter' or 'le', got {variant!r}")
+            raise ValueError(f"adding variant must be 'hochreiter' or 'le', got {show(variant)}")
         self.T = check_length("length", length, 20 if variant == "hochreiter" else 2)
-        self.variant, self.test_size, self.test_seed = variant, int(test_size), int(test_seed)
+        self.variant = variant
+        self.test_size, self.test_seed = check_test_set(test_size, test_seed, self.T)
         if variant == "hochreiter":
             self.criterion = ("every held-out sequence processed correctly: final absolute error < 0.04 "
                               "(Hochreiter & Schmidhuber 1997)")
@@ -114,7 +116,7 @@ class Copy(Task):
 
     def __init__(self, length=100, test_size=500, test_seed=1234):
         self.T = check_length("length", length, 1)
-        self.test_size, self.test_seed = int(test_size), int(test_seed)
+        self.test_size, self.test_seed = check_test_set(test_size, test_seed, self.T)
 
     @property
     def baseline(self):
@@ -150,7 +152,7 @@ class TemporalOrder(Task):
 
     def __init__(self, length=100, test_size=1000, test_seed=1234):
         self.T = check_length("length", length, 10)
-        self.test_size, self.test_seed = int(test_size), int(test_seed)
+        self.test_size, self.test_seed = check_test_set(test_size, test_seed, self.T)
 
     @property
     def baseline(self):

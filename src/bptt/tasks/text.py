@@ -20,6 +20,7 @@ from ..files import read_text
 from .base import Task
 from ..backend import forward
 from ..heads import log_softmax
+from ..validate import a_model, integer, rng as validate_rng, show, too_big
 
 
 class Vocab:
@@ -34,16 +35,25 @@ class Vocab:
         try:
             return np.array([self.index[c] for c in text], dtype=np.int64)
         except KeyError as e:
-            raise ValueError(f"character {e.args[0]!r} is not in the model's vocabulary of "
+            raise ValueError(f"character {show(e.args[0])} is not in the model's vocabulary of "
                              f"{len(self.chars)} characters") from None
 
     def decode(self, ids):
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or ids.size and (ids.dtype.kind not in "iu"
+                                          or not 0 <= ids.min() <= ids.max() < len(self.chars)):
+            raise ValueError(f"ids must be integers in 0..{len(self.chars) - 1} (the vocabulary), got {show(ids)}")
         return "".join(self.chars[int(i)] for i in ids)
 
 
 def conditional_entropy(ids, V) -> float:
     """H(x_{t+1} | x_t) in nats of the pairs in ids (the best loss of a memoryless predictor)."""
-    ids = np.asarray(ids, dtype=np.int64)
+    V = integer("V", V, low=1)
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or ids.dtype.kind not in "iu" or ids.size and (ids.min() < 0 or ids.max() >= V):
+        raise ValueError(f"ids must be a sequence of integers in 0..V-1 = {V - 1}, got {show(ids)}")
+    ids = ids.astype(np.int64)
+    too_big(f"row counts of a vocabulary of V = {V}", V)  # the limit also keeps the pair codes a V + b in int64
     pairs, counts = np.unique(ids[:-1] * V + ids[1:], return_counts=True)  # the pairs that occur, never V x V
     row = np.bincount(pairs // V, weights=counts, minlength=V)
     return float(-(counts * np.log(counts / row[pairs // V])).sum() / counts.sum())
@@ -66,14 +76,16 @@ class CharLM(Task):
             raise ValueError(f"a character model needs a text of at least 100 characters, got "
                              f"{len(text) if isinstance(text, str) else type(text).__name__}")
         if not 0 < test_fraction < 0.5:
-            raise ValueError(f"test_fraction must lie in (0, 0.5), got {test_fraction!r}")
+            raise ValueError(f"test_fraction must lie in (0, 0.5), got {show(test_fraction)}")
+        max_test, test_rows = integer("max_test", max_test, low=1), integer("test_rows", test_rows, low=1)
+        probe_length = integer("probe_length", probe_length, low=1)
         self.source = source
         self.vocab = Vocab(sorted(set(text)))
         self.D = self.O = len(self.vocab)
         ids = self.vocab.encode(text)
         cut = int(len(ids) * (1 - test_fraction))
-        self.train_ids, self.test_ids = ids[:cut], ids[cut:cut + int(max_test)]
-        self.probe_length, self.test_rows = probe_length, max(1, min(int(test_rows), len(self.test_ids) // 50))
+        self.train_ids, self.test_ids = ids[:cut], ids[cut:cut + max_test]
+        self.probe_length, self.test_rows = probe_length, max(1, min(test_rows, len(self.test_ids) // 50))
 
     @classmethod
     def from_file(cls, path, **kw):
@@ -124,14 +136,17 @@ def sample(model, vocab: Vocab, n, *, seed, start=None, temperature=1.0, h0=None
     vocabulary's first character. temperature -> 0 is greedy, 1 the model's own distribution.
     model: any kind (RNN, LSTM, GRU); h0: the initial state ((h0, c0) for an LSTM), zeros if None.
     """
+    a_model(model)
+    if not isinstance(vocab, Vocab):
+        raise TypeError(f"vocab must be a bptt.tasks.Vocab, got {type(vocab).__name__}")
     if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature!r}")
-    if int(n) != n or n < 0:
-        raise ValueError(f"the number of characters must be a non-negative integer, got {n!r}")
+        raise ValueError(f"temperature must be positive, got {show(temperature)}")
+    n = integer("the number of characters n", n, low=0)
+    too_big(f"a sample of {n} characters", n)
     if model.head != "softmax" or model.D != len(vocab) or model.O != len(vocab):
         raise ValueError(f"sampling needs a softmax model with D = O = {len(vocab)} (the vocabulary), "
                          f"got {model!r}")
-    rng = np.random.default_rng(seed)
+    rng = validate_rng(seed)
     prime = vocab.encode(start) if start else np.array([0])
     as_state = lambda a: np.asarray(a, dtype=model.dtype)  # noqa: E731
     h = None if h0 is None else tuple(map(as_state, h0)) if isinstance(h0, tuple) else as_state(h0)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import cells
-from ..files import as_path, loads_json, write_atomic
+from ..files import as_path, loads_json, printable, write_atomic
 from ..model import HEAD_PARAMS, model_class
 from .optim import flatten_state, unflatten_state
 
@@ -31,7 +31,12 @@ FORMAT = "bptt.checkpoint/1"
 def save(path, model, opt_state, meta: dict, extra: dict | None = None) -> Path:
     """Write a checkpoint of a model of any registered cell to path (.npz) and path with .json;
     returns the .npz path."""
+    from ..validate import a_model
+
     path = Path(path)
+    if extra is not None and not isinstance(extra, dict):
+        raise TypeError(f"extra must be None or a dict of arrays by name, got {type(extra).__name__}")
+    a_model(model)
     meta = {"format": FORMAT, "cell": model.cell.name, "model_kind": type(model).__name__, **model.settings, **meta}
     text = json.dumps(meta, indent=1, sort_keys=True)
     arrays = {f"model/{k}": v for k, v in model.params.items()}
@@ -48,8 +53,12 @@ def load(path):
     from ..validate import read_npz, show
 
     path = as_path(path, "a checkpoint")
-    if not path.is_file():
-        raise ValueError(f"no checkpoint at {path}")
+    try:
+        found = path.is_file()
+    except OSError as e:  # a name too long for the file system, no permission
+        raise ValueError(f"cannot read the checkpoint {printable(path)}: {e.strerror or e}") from None
+    if not found:
+        raise ValueError(f"no checkpoint at {printable(path)}")
     arrays = read_npz(path, "checkpoint")
     meta_arr = arrays.pop("meta", None)
     if meta_arr is None or meta_arr.shape != () or meta_arr.dtype.kind != "U":

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, fields
 
 from .. import cells
 from ..activations import ACTIVATIONS
-from ..files import parse_toml, read_text
+from ..files import parse_toml, printable, read_text
 from ..inits import INITS
 from ..validate import show, too_big
 from .optim import OPTIMIZERS
@@ -120,13 +120,13 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 _int(name, getattr(self, name), 0 if name == "truncate" else 1)
         if self.task in ("reber", "char") and self.length is not None:
-            raise ValueError(f"length applies to adding, copy and temporal; task {self.task!r} is a stream "
+            raise ValueError(f"length applies to adding, copy and temporal; task {show(self.task)} is a stream "
                              "(use chunk and backprop)")
         if self.task == "char" and self.text is None:
             raise ValueError("task 'char' models a text: give one (--text FILE, e.g. the repository's "
                              "data/tinyshakespeare.txt); the embedded Reber corpus is task 'reber'")
         if self.text is not None and self.task != "char":
-            raise ValueError(f"text applies to task 'char', not {self.task!r}")
+            raise ValueError(f"text applies to task 'char', not {show(self.task)}")
         if self.backprop is not None and self.backprop < self.chunk:
             raise ValueError(f"backprop (k2 = {self.backprop}) must be at least chunk (k1 = {self.chunk})")
         _pos("lr", self.lr)
@@ -135,13 +135,13 @@ class TrainConfig:
                 _pos(name, getattr(self, name))
         if (not isinstance(self.omega, (int, float)) or isinstance(self.omega, bool) or not self.omega >= 0
                 or self.omega == float("inf")):
-            raise ValueError(f"omega (the strength alpha of Pascanu's regulariser) must be a finite number >= 0, got {self.omega!r}")
+            raise ValueError(f"omega (the strength alpha of Pascanu's regulariser) must be a finite number >= 0, got {show(self.omega)}")
         if self.init == "normal" and self.std is None:
             raise ValueError("init 'normal' needs std")
         if not isinstance(self.stop_on_success, bool):
-            raise ValueError(f"stop_on_success must be true or false, got {self.stop_on_success!r}")
+            raise ValueError(f"stop_on_success must be true or false, got {show(self.stop_on_success)}")
         if not isinstance(self.bias, bool):
-            raise ValueError(f"bias must be true or false, got {self.bias!r}")
+            raise ValueError(f"bias must be true or false, got {show(self.bias)}")
         if not isinstance(self.snapshots, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
                                                            for s in self.snapshots):
             raise ValueError(f"snapshots must be a list of step numbers >= 0, got {show(self.snapshots)}")
@@ -170,7 +170,7 @@ class TrainConfig:
         self.cell = cls.name
         for k, v in alias.items():
             if getattr(self, k) is not None and getattr(self, k) != v:
-                raise ValueError(f"the cell spelled {show(self.cell)} has {k} = {v!r}, got {k} = {getattr(self, k)!r}")
+                raise ValueError(f"the cell spelled {show(self.cell)} has {k} = {show(v)}, got {k} = {show(getattr(self, k))}")
             setattr(self, k, v)
         options = cls.options()
         init_defaults = {k: q.default for k, q in inspect.signature(cls.init).parameters.items()
@@ -178,8 +178,8 @@ class TrainConfig:
 
         def refuse(name, value):
             owners = cells.owners(name) if name != "omega" else [n for n in cells.names() if cells.get(n).pascanu]
-            raise ValueError(f"{name} applies to the {', '.join(owners) or 'no'} cell{'s' if len(owners) > 1 else ''} "
-                             f"only, not to cell {self.cell!r} (got {value!r})")
+            which = f"the {', '.join(owners) or 'no'} cell{'s' if len(owners) > 1 else ''}"
+            raise ValueError(f"{name} applies to {which} only, not to cell {show(self.cell)} (got {show(value)})")
 
         for name in CELL_OPTIONS:
             value = getattr(self, name)
@@ -204,22 +204,22 @@ class TrainConfig:
                 normal = ("" if "std" in options else
                           f"; init 'normal' is for the cells whose init takes std ({', '.join(cells.owners('std'))})")
                 must = f"one of {', '.join(own)}" if len(own) > 1 else own[0]
-                raise ValueError(f"init for cell {self.cell!r} must be {must} (its own initialisation"
-                                 f"{', or Gaussian with std' if 'std' in options else ''}), got {self.init!r}; "
+                raise ValueError(f"init for cell {show(self.cell)} must be {must} (its own initialisation"
+                                 f"{', or Gaussian with std' if 'std' in options else ''}), got {show(self.init)}; "
                                  f"orthogonal and identity (IRNN) are for the {', '.join(cells.owners('init'))} "
                                  f"cell{normal}")
             if self.init == "uniform" and self.std is not None:
-                raise ValueError(f"std applies to init 'normal' for cell {self.cell!r} (the uniform init is "
-                                 f"its own), got std = {self.std!r} with init 'uniform'")
+                raise ValueError(f"std applies to init 'normal' for cell {show(self.cell)} (the uniform init is "
+                                 f"its own), got std = {show(self.std)} with init 'uniform'")
         for name in ("forget_bias", "r_min", "r_max", "max_phase"):
             if name in options:
                 v = getattr(self, name)
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or abs(v) == float("inf"):
-                    raise ValueError(f"{name} must be a finite number, got {v!r}")
+                    raise ValueError(f"{name} must be a finite number, got {show(v)}")
                 setattr(self, name, float(v))
         for name in ("reset_after", "normalise"):
             if name in options and not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+                raise ValueError(f"{name} must be true or false, got {show(getattr(self, name))}")
 
     def _init_values(self):
         """The cell's init checks its own options (the LRU's ring, a radius >= 0, ...): a model of
@@ -305,9 +305,12 @@ def read_toml(path) -> dict:
 def resolve(cli: dict, toml: dict | None = None) -> TrainConfig:
     """A validated TrainConfig: CLI values (None = not given) over TOML over task defaults."""
     from ..tasks.base import Task
-    unknown = sorted(set(cli) - KEYS)
+    for what, table in (("cli", cli), ("toml", toml)):
+        if not isinstance(table, dict) and not (what == "toml" and table is None):
+            raise TypeError(f"{what} must be a dict of settings, got {type(table).__name__}")
+    unknown = sorted(map(str, set(cli) - KEYS))
     if unknown:
-        raise ValueError(f"unknown setting(s) {', '.join(unknown)}")
+        raise ValueError(f"unknown setting(s) {', '.join(map(printable, unknown))}")
     given = {**(toml or {}), **{k: v for k, v in cli.items() if v is not None}}
     task = given.get("task", TrainConfig.task)
     from .. import tasks

@@ -52,7 +52,7 @@ from ..files import clean_stale, folder_lock, loads_json, read_text, write_atomi
 from ..flow import flow
 from ..model import random_model
 from ..theory import recurrence_norms
-from ..validate import too_big
+from ..validate import show, too_big
 from . import checkpoint, clip as clipping, optim
 from .config import TrainConfig
 from .omega import omega as omega_fn
@@ -85,6 +85,12 @@ def lag_fraction(fl, threshold) -> float:
 
     The analysis's Flow.by_lag().beyond[l] is the share at lags > l, so this is beyond[threshold - 1].
     """
+    from ..flow import Flow
+    from ..validate import integer
+
+    if not isinstance(fl, Flow):
+        raise TypeError(f"lag_fraction takes the Flow that bptt.flow returns, got {type(fl).__name__}")
+    threshold = integer("threshold", threshold)
     if threshold <= 0:
         return 1.0
     if threshold >= fl.T:
@@ -123,6 +129,8 @@ def train(cfg: TrainConfig, out, *, resume=False, force=False, progress=True, lo
     force, which removes that run's files (RUN_FILES, snapshots/) first.
     Raises Diverged when the loss, gradient or weights stop being finite (cfg.fallback "stop").
     """
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"train takes a TrainConfig (bptt.train.resolve(...)), got {type(cfg).__name__}")
     cfg = cfg.validate()
     fast.wait_for_kernels()  # the same loops from the first step: a resumed run repeats its numbers bit for bit
     out = Path(out)
@@ -368,7 +376,7 @@ def _truncate_metrics(path, step, log=print, limit=None):
                 log(f"{path}: line {i + 1} was cut short (the run stopped while writing it); dropped it")
                 continue
             raise ValueError(f"{path}: line {i + 1} is not a metrics record (a JSON object with its step): "
-                             f"{ln[:60]!r}")
+                             f"{show(ln[:60])}")
         records.append((rec["step"], ln))
     keep = [ln for s, ln in records if s <= step]
     last = max((s for s, _ in records if s <= step), default=0)

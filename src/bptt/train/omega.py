@@ -38,6 +38,8 @@ def omega(trace: core.Trace, y, *, reduction="sum", exact=True, bound=BOUND):
     trace: bptt.forward(model, x, h0); y: the targets the loss uses (the same forms as bptt.backward).
     exact=False: the paper's eq. 10 (dOmega/dW with g and s held fixed; other entries zero).
     """
+    if not isinstance(trace, core.Trace):
+        raise TypeError(f"omega takes the Trace that bptt.forward returns, got {type(trace).__name__}")
     heads.check_reduction(reduction)
     model, xin = trace.model, trace.inputs
     if not model.cell.pascanu:

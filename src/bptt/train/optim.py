@@ -16,6 +16,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from ..validate import show
+
 Params = dict  # name -> np.ndarray
 State = dict   # slot name -> {param name -> np.ndarray}; "t" -> {"t": array(step)}
 
@@ -39,13 +41,13 @@ def _check(grads, params):
 
 def _positive(name, v):
     if not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+        raise ValueError(f"{name} must be a positive finite number, got {show(v)}")
     return float(v)
 
 
 def _unit(name, v):
     if not (isinstance(v, (int, float, np.floating)) and 0 <= v < 1):
-        raise ValueError(f"{name} must be a number in [0, 1), got {v!r}")
+        raise ValueError(f"{name} must be a number in [0, 1), got {show(v)}")
     return float(v)
 
 
@@ -136,12 +138,14 @@ OPTIMIZERS = {"sgd": sgd, "momentum": momentum, "nesterov": lambda lr, **kw: mom
 def get(name, lr, **hyper) -> Optimizer:
     """The optimiser called `name` (sgd, momentum, nesterov, adagrad, rmsprop, adam) at learning rate lr."""
     if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}")
+        raise ValueError(f"unknown optimizer {show(name)}: expected one of {', '.join(OPTIMIZERS)}")
     return OPTIMIZERS[name](lr, **hyper)
 
 
 def flatten_state(state: State) -> dict[str, np.ndarray]:
     """{"m": {"W": a}} -> {"m/W": a}, for an .npz file."""
+    if not isinstance(state, dict) or not all(isinstance(d, dict) for d in state.values()):
+        raise TypeError(f"an optimiser state must be a dict of dicts (slot -> name -> array), got {show(state)}")
     return {f"{slot}/{k}": np.asarray(v) for slot, d in state.items() for k, v in d.items()}
 
 

@@ -33,13 +33,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import backend, core, heads, validate
-from ..validate import integer, too_big
+from ..validate import integer, show, too_big
 
 
 def _check_k(k1, k2):
     for name, k in (("k1", k1), ("k2", k2)):
         if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"{name} must be a positive integer, got {k!r}")
+            raise ValueError(f"{name} must be a positive integer, got {show(k)}")
     if k2 < k1:
         raise ValueError(f"TBPTT(k1, k2) needs k2 >= k1 (every output's error must reach its own step), "
                          f"got k1 = {k1}, k2 = {k2}")
@@ -116,7 +116,10 @@ class Stream:
 
     def __post_init__(self):
         self.k1, self.k2 = _check_k(self.k1, self.k2)
-        self.data = np.asarray(self.data, dtype=np.int64)
+        data = np.asarray(self.data)
+        if data.dtype.kind not in "iu" or data.size and not 0 <= data.min() <= data.max() <= np.iinfo(np.int64).max:
+            raise ValueError(f"a stream's data must be token ids, integers >= 0, got {show(data)}")
+        self.data = data.astype(np.int64)
         if self.data.ndim != 2 or self.data.shape[1] < self.k1 + 2:
             raise ValueError(f"a stream needs data of shape (N, L) with L >= k1 + 2 = {self.k1 + 2}, "
                              f"got {self.data.shape}")
@@ -156,7 +159,7 @@ class Stream:
         size) is a ValueError naming where it came from."""
         p, ws, epoch = (scalars.get(k) if isinstance(scalars, dict) else None for k in ("p", "ws", "epoch"))
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (p, ws, epoch)):
-            raise ValueError(f"{where}: the stream's p, ws and epoch must be integers >= 0, got {scalars!r:.80}")
+            raise ValueError(f"{where}: the stream's p, ws and epoch must be integers >= 0, got {show(scalars)}")
         N, L = self.data.shape
         if p % self.k1 or p >= L - 1 or ws != max(0, p + self.k1 - self.k2):
             raise ValueError(f"{where}: stream position p = {p}, ws = {ws} is not one this stream reaches: p is a "
