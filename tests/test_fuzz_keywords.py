@@ -65,8 +65,11 @@ import pytest
 import bptt
 
 MODULES = ("bptt", "bptt.cells", "bptt.approx", "bptt.approx.online", "bptt.train", "bptt.train.checkpoint",
-           "bptt.sweep", "bptt.files", "bptt.tasks", "bptt.frameworks", "bptt.explore", "bptt.report")
+           "bptt.sweep", "bptt.files", "bptt.tasks", "bptt.frameworks", "bptt.explore", "bptt.report", "bptt.memory",
+           "bptt.scan")
 EXCLUDED = {
+    "bptt.memory.figure": "draws with matplotlib (about a second a figure); tests/test_memory.py and "
+                          "tests/test_figures.py draw it",
     "bptt.compare": "imports PyTorch, JAX or TensorFlow (seconds each); test_frameworks.py covers it",
     "bptt.frameworks.to_torch": "imports PyTorch",
     "bptt.frameworks.from_torch": "imports PyTorch",
@@ -136,6 +139,9 @@ class World:
         self.trace = bptt.forward(self.m, self.x)
         self.flow = bptt.flow(self.m, self.x, self.y)
         self.gated_flow = bptt.flow(self.lstm, self.x, self.y)
+        self.lru = bptt.random_model("lru", 2, 3, 3, seed=0)
+        self.linear = bptt.Model("linear", lam=[0.5], B=[[1.0]], V=[[1.0]], head="mse")
+        self.sens = bptt.memory.sensitivity(self.lru, self.x, self.y)
         self.grads = bptt.gradients(self.m, self.x, self.y)[1]
         self.model_file = folder / "model.npz"
         self.m.save(self.model_file)
@@ -246,6 +252,10 @@ BASE = {
     "bptt.LSTM": lambda w: dict(**w.lstm.params, head="softmax"),
     "bptt.GRU": lambda w: dict(**bptt.random_gated("gru", 2, 3, 3, seed=0).params, head="softmax",
                                reset_after=True),
+    "bptt.LRU": lambda w: dict(**bptt.random_model("lru", 2, 3, 3, seed=0).params, head="softmax"),
+    "bptt.MinGRU": lambda w: dict(**bptt.random_model("mingru", 2, 3, 3, seed=0).params, head="softmax"),
+    "bptt.MinLSTM": lambda w: dict(**bptt.random_model("minlstm", 2, 3, 3, seed=0).params, head="softmax"),
+    "bptt.Linear": lambda w: dict(**bptt.random_model("linear", 2, 3, 3, seed=0).params, head="softmax"),
     "bptt.random_model": lambda w: dict(cell="rnn", hidden=3, inputs=3, outputs=3, seed=0, head="softmax",
                                         radius=0.9, std=0.1, activation="tanh"),
     "bptt.random_rnn": lambda w: dict(hidden=3, inputs=3, outputs=3, seed=0, radius=0.9, std=0.1),
@@ -423,6 +433,26 @@ BASE = {
     "bptt.frameworks.relative_error": lambda w: dict(ours=w.m.W, theirs=w.m.W + 1e-9),
     # bptt.explore
     "bptt.explore.asset": lambda w: dict(name="engine.js"),
+    "bptt.explore.cells_json": lambda w: {},
+    # bptt.memory
+    "bptt.memory.recurrent_names": lambda w: dict(model=w.lru),
+    "bptt.memory.sensitivity": lambda w: dict(model=w.lru, x=w.x, y=w.y, h0=np.zeros(4), params=["nu_log"]),
+    "bptt.memory.Sensitivity": lambda w: fields_of(w.sens),
+    "bptt.memory.Sensitivity.at": lambda w: dict(self=w.sens, t=-1),
+    "bptt.memory.Sensitivity.error_flow": lambda w: dict(self=w.sens, lags=(1, 2)),
+    "bptt.memory.closed_form": lambda w: dict(lam=0.9, rho=0.5),
+    "bptt.memory.closed_forms": lambda w: dict(lam=0.9, rho=0.5),
+    "bptt.memory.ar1": lambda w: dict(N=2, T=5, rho=0.5, seed=0, x0=np.zeros(2)),
+    "bptt.memory.burn_in": lambda w: dict(lam=0.9),
+    "bptt.memory.linear_sensitivity": lambda w: dict(model=w.linear, x=np.ones((2, 5, 1)), start=None),
+    "bptt.memory.samples": lambda w: dict(lam=0.5, rho=0.5, n=4, seed=0, normalise=False, chunk=2),
+    "bptt.memory.Estimate": lambda w: dict(mean=1.0, se=0.1),
+    "bptt.memory.monte_carlo": lambda w: dict(lam=0.5, rho=0.5, n=4, seed=0),
+    # bptt.scan
+    "bptt.scan.method": lambda w: dict(scan="parallel"),
+    "bptt.scan.linear": lambda w: dict(a=np.full((4, 2), 0.5), b=np.ones((4, 2)), h0=np.zeros(2), scan="parallel"),
+    "bptt.scan.prefixes": lambda w: dict(a=np.full((4, 2), 0.5), b=np.ones((4, 2))),
+    "bptt.scan.backward": lambda w: dict(a=np.full((4, 2), 0.5), e=np.ones((4, 2)), scan="parallel"),
     "bptt.explore.page": lambda w: {},
     "bptt.explore.output_path": lambda w: dict(path=w.fresh("e.html")),
     "bptt.explore.write_explorer": lambda w: dict(path=w.fresh("e.html")),
@@ -447,8 +477,10 @@ def bad_values(valid, w):
     if isinstance(valid, (bool, np.bool_)) or valid is None:
         return out
     if isinstance(valid, bptt.Model):
-        return out + [("model with NaN W", valid.replace(W=np.full_like(valid.W, np.nan))),
-                      ("model with huge W", valid.replace(W=valid.W * 1e200)),
+        first = next(iter(valid.params))  # W, or a cell's first parameter (the LRU's nu_log)
+        name = "W" if "W" in valid.params else first
+        return out + [(f"model with NaN {name}", valid.replace(**{name: np.full_like(valid.params[name], np.nan)})),
+                      (f"model with huge {name}", valid.replace(**{name: valid.params[name] * 1e200})),
                       ("an LSTM model", w.lstm), ("a float32 model", valid.astype(np.float32))]
     try:
         a = np.asarray(valid)

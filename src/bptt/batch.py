@@ -80,6 +80,7 @@ def _nanstd(a):
 def _check_batch(model, x, y, h0):
     """x (N, T) ids or (N, T, D), y (N, T) or (N, T, O), h0 None or (N, H) (an LSTM's: or the pair
     (h0, c0) of (N, H) arrays): as arrays, or ValueError."""
+    validate.a_model(model)
     validate.not_masked(x, "x")
     validate.not_masked(y, "y")
     x, y = np.asarray(x), np.asarray(y)

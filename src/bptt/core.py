@@ -135,7 +135,8 @@ def scan_method(model, scan) -> str:
     from .cells import names, get
     from .scan import method
 
-    if method(scan) == "parallel" and not validate.a_model(model).cell.linear():
+    validate.a_model(model)
+    if method(scan) == "parallel" and not model.cell.linear():
         linear = [n for n in names() if get(n).linear()]
         raise ValueError(f"scan='parallel' runs a cell whose step is linear in its state ({', '.join(linear)}); "
                          f"the {model.cell.name} cell's is not: use scan='sequential'")

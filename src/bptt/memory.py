@@ -41,6 +41,7 @@ EXCLUDED_ROLES = ("input", "input bias")
 
 def recurrent_names(model) -> tuple:
     """The model's recurrent parameters, in the cell's order (see the module's notes)."""
+    validate.a_model(model)
     return tuple(k for k, p in model.cell.params.items() if k in model.params and p.role not in EXCLUDED_ROLES)
 
 
@@ -71,6 +72,7 @@ class Sensitivity:
 
     def at(self, t=-1) -> dict:
         """{"state": E||h_t||^2 / H, name: m_t(name), ...} at step t (the last by default)."""
+        t = validate.integer("t", t, -self.T, self.T - 1)
         return {"state": float(self.state[t]), **{k: float(v[t]) for k, v in self.moments.items()}}
 
     def error_flow(self, lags=(1, 10, 100)) -> dict:
@@ -78,6 +80,9 @@ class Sensitivity:
         "ratio": {lag: mean of ||dE_t/ds_{t-l}|| / ||dE_t/ds_t||}} (lags beyond T - 1 left out)."""
         if self.errors is None:
             raise ValueError("the error flow needs targets: call sensitivity(model, x, y)")
+        if isinstance(lags, (str, bytes)) or not hasattr(lags, "__iter__"):
+            raise TypeError(f"lags must be a list of lags (integers >= 0), got {validate.show(lags)}")
+        lags = [validate.integer("a lag", l, 0) for l in lags]
         mean, _ = self.errors.curve("ratio_mean")
         return {"decay": float(np.nanmean(self.errors.decay)),
                 "ratio": {int(l): float(mean[l]) for l in lags if l < mean.shape[0]}}
@@ -92,7 +97,10 @@ def sensitivity(model, x, y=None, *, h0=None, params=None) -> Sensitivity:
     parameters to follow (default: recurrent_names(model)). Cost per step and sequence: RTRL's,
     O(S^2 P) for P followed numbers; memory O(S P), nothing kept per step but the moments.
     """
-    model.check_finite()
+    validate.a_model(model).check_finite()
+    if params is not None and (isinstance(params, str) or not isinstance(params, (list, tuple))
+                               or not all(isinstance(k, str) for k in params)):
+        raise TypeError(f"params must be a list of parameter names, got {validate.show(params)}")
     has = ", ".join(k for k in model.cell.params if k in model.params)
     names = recurrent_names(model) if params is None else tuple(params)
     if params is None and not names:
@@ -101,7 +109,7 @@ def sensitivity(model, x, y=None, *, h0=None, params=None) -> Sensitivity:
     unknown = [k for k in names if k not in model.params or k not in model.cell.params]
     if unknown or not names:
         raise ValueError(f"params must name some of the {model.cell.name} cell's parameters that this model has "
-                         f"({has}), got {names!r}")
+                         f"({has}), got {validate.show(names)}")
     lay = influence.Layout(names, tuple(model.params[k].shape for k in names),
                            tuple(model.cell.params[k].role for k in names))
     xin = validate.inputs(model, x)
@@ -148,10 +156,14 @@ def _one(a):
 # --- the one-dimensional recurrence in closed form -------------------------------------------------
 def _check(lam, rho):
     for name, v in (("lam", lam), ("rho", rho)):
-        a = np.asarray(v, dtype=float)
-        if not np.all(np.isfinite(a)) or np.any(np.abs(a) >= 1):
+        validate.not_masked(v, name)
+        try:
+            a = np.asarray(v, dtype=float)
+        except (TypeError, ValueError):
+            a = np.array(np.nan)
+        if isinstance(v, (bool, np.bool_)) or not np.all(np.isfinite(a)) or np.any(np.abs(a) >= 1):
             raise ValueError(f"{name} must be a number with |{name}| < 1 (a stable recurrence, a stationary "
-                             f"input), got {v!r}")
+                             f"input), got {validate.show(v)}")
     return np.asarray(lam, dtype=float), np.asarray(rho, dtype=float)
 
 
@@ -199,7 +211,7 @@ def closed_forms(lam, rho) -> dict:
     """
     lam, rho = _check(lam, rho)
     if np.any(lam <= 0):
-        raise ValueError(f"lam must be in (0, 1), where lambda = exp(-exp(nu)) reaches, got {lam!r}")
+        raise ValueError(f"lam must be in (0, 1), where lambda = exp(-exp(nu)) reaches, got {validate.show(lam)}")
     G, F = closed_form(lam, rho)
     l2 = lam * lam
     normalised = (1 - l2) * F - G * (l2 / (1 - l2) + 2 * lam * rho / (1 - rho * rho * l2))
@@ -215,7 +227,17 @@ def ar1(N, T, rho, *, seed, x0=None) -> np.ndarray:
     (N,) the step before, x_0 = rho x0 + sqrt(1 - rho^2) eps_0 (a long sequence drawn in pieces):
     (N, T, 1). seed: an int or an np.random.Generator."""
     _check(0.0, rho)
-    rng = np.random.default_rng(seed)
+    N, T = validate.integer("N", N, 1), validate.integer("T", T, 1)
+    validate.too_big(f"{N} sequences of {T} steps", N * T)
+    rng = validate.rng(seed)
+    if x0 is not None:
+        validate.not_masked(x0, "x0")
+        try:
+            x0 = np.asarray(x0, dtype=float)
+        except (TypeError, ValueError):
+            x0 = np.array(np.nan)
+        if x0.shape != (N,) or not np.isfinite(x0).all():
+            raise ValueError(f"x0 must be N = {N} finite numbers, got {validate.show(x0)}")
     x = rng.standard_normal((T, N))  # time-major while it is made: each step one contiguous row
     s = np.sqrt(1 - rho * rho)
     if x0 is not None:
@@ -229,6 +251,7 @@ def burn_in(lam) -> int:
     """Steps enough for h_t = lambda h_{t-1} + ... started at 0 to forget its start: 12 / (1 - lambda),
     where the neglected part of E[(dh/dlambda)^2] is below 1e-7 of it (terms k^2 lambda^(2k) beyond
     k = 12 / (1 - lambda))."""
+    lam = float(_check(lam, 0.0)[0])
     return int(np.ceil(12 / (1 - abs(lam)))) + 1
 
 
@@ -241,10 +264,23 @@ def linear_sensitivity(model, x, start=None):
     and "B" (N, H, H, D), zero off the diagonal. start: what a call on the sequences' previous steps
     returned, to go on from there (a long sequence in pieces). tests/test_memory.py holds it equal to
     sensitivity's."""
-    if model.cell.name != "linear":
+    if validate.a_model(model).cell.name != "linear":
         raise ValueError(f"linear_sensitivity runs the linear cell, got the {model.cell.name} cell")
-    X = np.swapaxes(np.asarray(x, dtype=model.dtype), 0, 1)  # (T, N, D)
+    validate.not_masked(x, "x")
+    try:
+        X = np.swapaxes(np.asarray(x, dtype=model.dtype), 0, 1)  # (T, N, D)
+    except (TypeError, ValueError, np.exceptions.AxisError):
+        X = np.zeros(0)
+    if X.ndim != 3 or X.shape[2] != model.D or not X.size or not np.isfinite(X).all():
+        raise ValueError(f"x must be finite numbers of shape (N, T, D = {model.D}), got {validate.show(x)}")
     T, N, D = X.shape
+    if start is not None and not (isinstance(start, tuple) and len(start) == 2 and isinstance(start[1], dict)
+                                  and set(start[1]) == {"lam", "B"}
+                                  and np.shape(start[0]) == (N, model.H)
+                                  and np.shape(start[1]["lam"]) == (N, model.H, model.H)
+                                  and np.shape(start[1]["B"]) == (N, model.H, model.H, D)):
+        raise ValueError(f"start must be what linear_sensitivity returned for these {N} sequences, got "
+                         f"{validate.show(start)}")
     lam, B = model.lam, model.B
     if start is None:
         h = np.zeros((N, model.H), dtype=model.dtype)
@@ -267,11 +303,15 @@ def samples(lam, rho, n, *, seed, normalise=False, chunk=8192):
     dh/dB. Two (n,) arrays. chunk sequences are drawn at a time, in pieces of 2^22 numbers."""
     from .model import Model
 
-    lam, rho = float(lam), float(rho)
     closed_forms(lam, rho)  # checks 0 < lam < 1, |rho| < 1
+    lam, rho = float(lam), float(rho)
+    n, chunk = validate.integer("n", n, 1), validate.integer("chunk", chunk, 1)
+    validate.too_big(f"n = {n} samples", n)
+    if not isinstance(normalise, (bool, np.bool_)):
+        raise TypeError(f"normalise must be True or False, got {validate.show(normalise)}")
     g = np.sqrt(1 - lam * lam) if normalise else 1.0
     model = Model("linear", lam=np.array([lam]), B=np.array([[g]]), V=np.ones((1, 1)), head="mse")
-    rng = np.random.default_rng(seed)
+    rng = validate.rng(seed)
     T = burn_in(lam)
     h, d = [], []
     for first in range(0, n, chunk):
@@ -312,7 +352,9 @@ def monte_carlo(lam, rho, *, n=60_000, seed=0) -> dict:
     dlambda/dnu = lambda ln lambda. The estimate of E[v^2] for Gaussian v has a relative standard
     error sqrt(2 / n): 0.58% at n = 60,000."""
     closed_forms(lam, rho)  # checks 0 < lam < 1, |rho| < 1
-    rng = np.random.default_rng(seed)
+    lam, rho = float(lam), float(rho)
+    n = validate.integer("n", n, 2)
+    rng = validate.rng(seed)
     chain = float(lam * np.log(lam))
     h, d = samples(lam, rho, n, seed=rng)
     hg, dg = samples(lam, rho, n, seed=rng, normalise=True)
