@@ -356,6 +356,8 @@ def test_the_views_show_the_library_numbers_of_the_network_on_display(browser, c
         th = bptt.theory.theory(m)
         assert view["verdict"] == th.verdict and abs(view["lambda1"] - th.lambda1) <= 1e-9 * th.lambda1
         assert abs(view["rho"] - th.rho) <= 1e-6 * th.rho  # W rescaled by the page's estimate of rho
+    elif described.time_invariant:  # a linear recurrence: the verdict of rho(A) = max |lambda|
+        assert view["verdict"] == bptt.theory.theory(m).verdict == "vanishing"
     else:
         assert view["verdict"] == bptt.theory.theory(m).verdict == bptt.theory.GATED_VERDICT
     ring = "r_min" in described.options()  # a diagonal linear recurrence with its eigenvalues on a ring

@@ -1113,7 +1113,12 @@ var bpttEngine = (function () {
   function theory(m) {
     if (!m.meta.pascanu) {
       var why = m.impl.reason(m);
-      return { applies: false, verdict: "not bounded by the weights", reason: why.reason, envelope: why.envelope || null };
+      if (why.envelope) {  // a linear time-invariant recurrence: rho(A) = max|lambda| decides, as bptt.theory says
+        var hi = why.envelope[1];
+        var v = Math.abs(hi - 1) <= EQUAL_TOL ? "neither is guaranteed" : hi < 1 ? "vanishing" : "exploding";
+        return { applies: false, verdict: v, reason: why.reason, envelope: why.envelope };
+      }
+      return { applies: false, verdict: "not bounded by the weights", reason: why.reason, envelope: null };
     }
     var H = m.H, lam = norm2(m.W, H), rho = m.rho === undefined ? spectralRadius(m.W, H) : m.rho, g = m.act.gamma, c = lam * g;
     var head = "lambda_1 gamma = " + fmt(lam) + " x " + g + " = " + fmt(c), one = Math.abs(c - 1) <= EQUAL_TOL;
