@@ -264,22 +264,31 @@ class Memory:
     def reused(cls, model, xin):
         """For gradients(), backward() and loss(): the kept arrays when they take at most
         WORKSPACE_MAX_BYTES, else new ones."""
-        T, N, H, G, O = xin.T, xin.N, model.H, model.W.shape[0], model.O
+        T, N, H, G, O = xin.T, xin.N, model.cell.out(model.H), width(model), model.O
         size = model.dtype.itemsize * (T + 1) * N * (3 * G + 5 * H + 2 * O)
         return cls(model.dtype, size <= WORKSPACE_MAX_BYTES)
 
-    def empty(self, name, shape):
+    def empty(self, name, shape, dtype=None):
+        """An array of the shape, in the model's dtype unless given (a complex one, say)."""
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
         if self.kept is None:
-            return np.empty(shape, dtype=self.dtype)
+            return np.empty(shape, dtype=dtype)
         a = self.kept.get(name)
-        if a is None or a.shape != shape or a.dtype != self.dtype:
-            a = self.kept[name] = np.empty(shape, dtype=self.dtype)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            a = self.kept[name] = np.empty(shape, dtype=dtype)
         return a
 
-    def zeros(self, name, shape):
-        a = self.empty(name, shape)
+    def zeros(self, name, shape, dtype=None):
+        a = self.empty(name, shape, dtype)
         a.fill(0)
         return a
+
+
+def width(model) -> int:
+    """G, the columns of a step's input part: the rows of the parameters with the role "input"
+    (Cell.width, without stacking them)."""
+    cell = model.cell
+    return sum(model.params[k].shape[0] for k, p in cell.params.items() if p.role == "input" and k in model.params)
 
 
 _prepared = weakref.WeakKeyDictionary()  # model -> {make: make(model)}
