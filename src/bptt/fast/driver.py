@@ -87,8 +87,12 @@ def wait_for_kernels():
 def _setup(model, xin):
     """(adapter, plan) for a call on these inputs."""
     cell = adapter(model)
-    work = cell.step_work(model, xin.N)
-    return cell, runtime.plan(xin.T, xin.N, work, cell.pipelines(work))
+    T, N, work = xin.T, xin.N, cell.step_work(model, xin.N)
+    # the products over all steps: the outputs', the errors' and dV (T N H' O), dU for dense
+    # inputs (T N G D) and the recurrent weights' (T step_work)
+    over_steps = max(T * N * model.V.size, 0 if xin.ids is not None else T * N * runtime.width(model) * model.D,
+                     T * work)
+    return cell, runtime.plan(T, N, work, cell.pipelines(work), over_steps)
 
 
 def forward(model, x, h0=None, *, scan="sequential"):
@@ -111,19 +115,25 @@ def _forward_blocks(cell, model, xin, state0, plan, mem, then=None, scan="sequen
     forward). After each block the helper computes after(t0, t1): its outputs q_t and then, if
     given, then(trace, t0, t1), whose results the futures hold, in time order (outputs only: all
     done on return); forward: the cell's forward object."""
-    O = model.O
+    O, VT = model.O, runtime.prepared(model, runtime.head_transposed)
     F = cell.forward(model, xin, state0, mem, plan.threaded, scan)
     work = 0 if plan.threaded else cell.step_work(model, xin.N)
 
     def after(t0, t1):  # q_t = V s_t + c for t0 <= t < t1, then `then`: one task, claimed whole
         trace = F.trace
-        runtime.matmul(trace.S[t0 + 1:t1 + 1].reshape(-1, trace.S.shape[-1]), model.V.T, threaded=plan.threaded,
+        runtime.matmul(trace.S[t0 + 1:t1 + 1].reshape(-1, trace.S.shape[-1]), VT, threaded=plan.pinned,
                        out=trace.Q[t0:t1].reshape(-1, O))  # a view: Q is contiguous
         if model.c is not None:
             trace.Q[t0:t1] += model.c
         return None if then is None else then(trace, t0, t1)
 
     blocks = plan.blocks
+    if not plan.threaded:  # one block, in this thread: the same steps without the hand-overs
+        with plan.section(), np.errstate(over="ignore", invalid="ignore"):
+            shared.project(xin, F.UT, F.bias, F.A, 0, xin.T)
+            with runtime.blas_for(work):
+                F.steps(0, xin.T)
+            return F.trace, [runtime.Inline().submit(after, 0, xin.T)], after, F
     done = []
     with plan.section(), np.errstate(over="ignore", invalid="ignore"):  # finite() names an overflow
         shared.project(xin, F.UT, F.bias, F.A, *blocks[0])
@@ -158,6 +168,13 @@ def _backward_full(cell, trace, plan, errors, losses, block, mem, forward=None):
     model, xin = trace.model, trace.inputs
     B = cell.backward(trace, errors.dS, mem, plan.threaded, forward)
     work = 0 if plan.threaded else cell.step_work(model, xin.N)
+    if not plan.threaded:  # one block, in this thread
+        loss = losses[0].result()
+        with runtime.blas_for(work):
+            B.steps(0, xin.T)
+        grads = _weight_terms(cell, trace, errors.dQ, B.dA, B.dR, 0, xin.T, plan.pinned)
+        state0 = tuple(np.array(s if xin.batched else s[0]) for s in B.state0())
+        return finite(trace, loss, Grads(grads, state0), errors.dQ)
     terms = [None] * len(plan.blocks)
     try:
         for i in reversed(range(len(plan.blocks))):
@@ -165,9 +182,9 @@ def _backward_full(cell, trace, plan, errors, losses, block, mem, forward=None):
             runtime.claim(losses, i, block, t0, t1)
             with runtime.blas_for(work):
                 B.steps(t0, t1)
-            terms[i] = plan.helper.submit(_weight_terms, cell, trace, errors.dQ, B.dA, B.dR, t0, t1, plan.threaded)
+            terms[i] = plan.helper.submit(_weight_terms, cell, trace, errors.dQ, B.dA, B.dR, t0, t1, plan.pinned)
         for i in range(len(terms)):  # the helper works from the end; this thread from the start
-            runtime.claim(terms, i, _weight_terms, cell, trace, errors.dQ, B.dA, B.dR, *plan.blocks[i], plan.threaded)
+            runtime.claim(terms, i, _weight_terms, cell, trace, errors.dQ, B.dA, B.dR, *plan.blocks[i], plan.pinned)
     finally:
         loss = sum(runtime.results(losses))
         terms = runtime.results([f for f in terms if f is not None])
@@ -197,7 +214,7 @@ def backward(trace, y, *, truncate=None, reduction="sum"):
     if K is not None and K < xin.T:
         return _backward_truncated(cell, trace, tg, K, reduction)
     mem = runtime.Memory.reused(model, xin)  # the errors and the loop's arrays: none is returned
-    errors = shared.Errors(model, xin, tg, scale, plan.threaded, mem)
+    errors = shared.Errors(model, xin, tg, scale, plan.pinned, mem)
     with plan.section():
         losses = [None] * len(plan.blocks)
         for i in reversed(range(len(plan.blocks))):  # from the end: the loop starts there
@@ -224,7 +241,7 @@ def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum", scan="seq
     if K is not None and K < xin.T:
         return _backward_truncated(cell, _forward_blocks(cell, model, xin, state0, plan, mem, scan=scan)[0], tg, K,
                                    reduction)
-    errors = shared.Errors(model, xin, tg, scale, plan.threaded, mem)
+    errors = shared.Errors(model, xin, tg, scale, plan.pinned, mem)
     with plan.section():  # the errors of each block are computed while the forward loop goes on
         trace, losses, block, F = _forward_blocks(cell, model, xin, state0, plan, mem, then=errors.block, scan=scan)
         return _backward_full(cell, trace, plan, errors, losses, block, mem, F)

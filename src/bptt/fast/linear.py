@@ -23,10 +23,23 @@ Conventions are core.py's; N batch, T time, W the width of the scan form (H; an 
 is H complex numbers), G the columns of a step's input part. One block of steps: the whole
 sequence (the cell's vectorised functions take all its steps at once).
 
+A cell may have compiled steps of its own (its module here registers `fused(Steps)` under its
+name): the drive and the recurrence in one pass over the steps, and the recurrence back with the
+step's errors in another, with no array between them. They run where calls run compiled kernels
+and the scan is "sequential"; everywhere else this module's path runs. Steps gives
+
+    forward(model, A, S) -> cache    A (T, N, G) the inputs' part (the cache may be views of it,
+                                     written over), S (T+1, N, H') the states, S[0] given
+    backward(model, dS, A, S, dA, dh) -> dR   dA (T, N, G) written; dh (N, H') zeros on entry, the
+                                     error at the initial state on exit; dR what weight_terms
+                                     reads: the errors of the recurrent parts, or Sums
+
 truncate=K, the notebook's window (output t reaches steps t-K..t), in scan form for all outputs at
 once (window): O(T N W) and nothing subtracted, by blocks of K+1 steps, as elman's window.py.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -148,9 +161,17 @@ def _plain(cell) -> bool:
     return type(cell).to_scan is Cell.to_scan and type(cell).from_scan is Cell.from_scan
 
 
+class Sums(NamedTuple):
+    """What a cell's compiled backward steps give for the gradients of its own parameters: the
+    gradients themselves, by name, summed over the steps on the way."""
+    grads: dict
+
+
 class Forward:
     """The forward pass: A (T, N, G) the inputs' part, S (T+1, N, H') the states, Q the outputs; the
     steps (one block: all of them) make b and the cache by the cell's drive and run the recurrence."""
+
+    fused = None  # the cell's compiled steps, where it has them (the module's notes)
 
     def __init__(self, model, xin, state0, mem, threaded, scan="sequential"):
         T, N = xin.T, xin.N
@@ -165,6 +186,11 @@ class Forward:
         model, cell, S, T = self.model, self.model.cell, self.S, self.xin.T
         if (t0, t1) != (0, T):
             raise ValueError(f"the linear cells' forward pass runs all {T} steps at once, got steps {t0}..{t1 - 1}")
+        self.decay = None
+        if self.fused is not None and self.scan == "sequential" and runtime.compiled():
+            cache = self.fused.forward(model, self.A, S)
+            self.trace = Trace(model, self.xin, (S,), cache, self.Q, self.scan)
+            return
         b, cache = cell.drive(model, self.A)
         h0, a = cell.to_scan(S[0]), cell.decay(model, cache)
         dtype = np.result_type(a, b, h0)
@@ -194,8 +220,10 @@ class Backward:
     """The backward pass, all steps at once: the errors of the states by the recurrence back (or
     the scan), then the cell's step_back on every step: dA, dR (T, N, G)."""
 
+    fused = None  # as Forward's
+
     def __init__(self, trace, dS, mem, threaded, forward=None):
-        self.trace, self.dS, self.mem = trace, dS, mem
+        self.trace, self.dS, self.mem, self.forward = trace, dS, mem, forward
         self.decay = forward.decay if forward is not None else None
         self.dA = self.dR = self.d0 = None
 
@@ -204,6 +232,14 @@ class Backward:
         T = trace.inputs.T
         if (t0, t1) != (0, T):
             raise ValueError(f"the linear cells' backward pass runs all {T} steps at once, got steps {t0}..{t1 - 1}")
+        if self.fused is not None and trace.scan == "sequential" and runtime.compiled():
+            cache, F = trace.cache, self.forward
+            A = F.A if F is not None else cache[0] if len(cache) == 1 else runtime.stacked(cache)
+            A, S = np.ascontiguousarray(A), np.ascontiguousarray(trace.S)
+            self.dA, dh = self.mem.empty("dA", A.shape), self.mem.zeros("dh", S.shape[1:])
+            self.dR = self.fused.backward(model, self.dS, A, S, self.dA, dh)
+            self.d0 = (dh,)
+            return
         e, c = _errors(trace, self.dS, self.decay)
         if trace.scan == "parallel":  # the errors are the recurrence over the reversed steps
             coef = np.empty(e.shape, dtype=e.dtype)
@@ -297,8 +333,17 @@ class Linear:
     @staticmethod
     def weight_terms(trace, dA, dR, t0, t1, threaded=False):
         """The cell's own parameters (and a recurrent matrix's, where a cell has one) by core's
-        cell_grads: all steps at once."""
+        cell_grads, all steps at once; or the sums a cell's compiled steps made."""
+        if isinstance(dR, Sums):
+            return dict(dR.grads)
         return cell_grads(trace, dA[t0:t1], dR[t0:t1], t0, t1)
+
+
+def fused(steps) -> type:
+    """The adapter of a cell with compiled steps of its own (the module's notes)."""
+    forward = type("Forward", (Forward,), {"fused": steps})
+    backward = type("Backward", (Backward,), {"fused": steps})
+    return type(f"Linear[{steps.__name__}]", (Linear,), {"forward": forward, "backward": backward})
 
 
 driver.register_family(lambda cell: cell.linear(), Linear)

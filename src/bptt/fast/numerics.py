@@ -275,9 +275,12 @@ def softmax_error(Q, ids, scale, P):
         m = q[0]
         for i in range(1, O):
             m = max(m, q[i])
+        for i in range(O):  # exp(q_i - m) as sigmoid's, a loop that vectorises (0 below -708), then the sum
+            d = q[i] - m
+            c, e = exp_parts(d if not d < -708.0 else -708.0)
+            p[i] = c * e + c if not d < -708.0 else 0.0
         total = 0.0
         for i in range(O):
-            p[i] = math.exp(q[i] - m)
             total += p[i]
         y = ids[r]
         loss += q[y] - m - math.log(total)

@@ -194,24 +194,37 @@ class Inline:
 class Plan:
     blocks: list  # [(t0, t1)]: the blocks of steps, in time order
     helper: object  # where the off-chain work goes: a one-thread executor, or Inline()
+    one_blas: bool = False  # BLAS on one thread for the whole call (every product over steps is small)
 
     @property
     def threaded(self):
         return not isinstance(self.helper, Inline)
 
+    @property
+    def pinned(self):
+        """Whether the products over steps run on the BLAS threads the section has set (matmul's
+        threaded): in the pipeline, or where every one of them is small."""
+        return self.threaded or self.one_blas
+
     def section(self):
-        """The context the pipeline runs in: BLAS on one thread when threaded."""
-        return _blas().limit(limits=1) if self.threaded else contextlib.nullcontext()
+        """The context a call runs in: BLAS on one thread when threaded, or where every product
+        over steps is small (one switch of BLAS's threads for the call, not one per product)."""
+        return _blas().limit(limits=1) if self.pinned and _blas() else contextlib.nullcontext()
 
 
-def plan(T, N, step_work, allowed=True) -> Plan:
+def plan(T, N, step_work, allowed=True, over_steps=0) -> Plan:
     """One block in this thread, or PIPELINE_BLOCKS blocks with a helper thread where it pays
     (allowed, by the cell): with a batch (for one sequence the work off the chain is small), and
     blocks of at least PIPELINE_MIN_BLOCK_WORK multiply-adds in the loop's products, step_work a
-    step (handing a block over costs tens of microseconds; docs/performance.md)."""
+    step (handing a block over costs tens of microseconds; docs/performance.md).
+
+    over_steps: a bound on the multiply-adds of the call's products over all steps (outputs, errors,
+    weight gradients); in one thread, where it is below ONE_THREAD_MAX_PRODUCT, all of them run on
+    one BLAS thread, set once for the call (blas_for would set it for each, at tens of microseconds
+    a switch), and where it is below 1 << 18 OpenBLAS takes one thread by itself."""
     if not allowed or N < 2 or T < 2 * PIPELINE_BLOCKS \
             or T * step_work < PIPELINE_BLOCKS * PIPELINE_MIN_BLOCK_WORK or blas_threads() < 2:
-        return Plan([(0, T)], Inline())
+        return Plan([(0, T)], Inline(), 1 << 18 <= over_steps < ONE_THREAD_MAX_PRODUCT)
     if _helper["executor"] is None:
         from concurrent.futures import ThreadPoolExecutor
         _helper["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bptt")
@@ -286,7 +299,11 @@ class Memory:
 
 def width(model) -> int:
     """G, the columns of a step's input part: the rows of the parameters with the role "input"
-    (Cell.width, without stacking them)."""
+    (Cell.width, without stacking them); found once per model."""
+    return prepared(model, _width)
+
+
+def _width(model) -> int:
     cell = model.cell
     return sum(model.params[k].shape[0] for k, p in cell.params.items() if p.role == "input" and k in model.params)
 
@@ -301,6 +318,14 @@ def prepared(model, make):
     if make not in made:
         made[make] = make(model)
     return made[make]
+
+
+def head_transposed(model):
+    """V^T (H', O), contiguous and read-only, for the outputs' product S V^T: NumPy's product with
+    the transposed view V.T costs twice as much at the sizes of one short sequence."""
+    VT = np.ascontiguousarray(model.V.T)
+    VT.flags.writeable = False
+    return VT
 
 
 def stacked(parts):

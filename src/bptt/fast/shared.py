@@ -114,9 +114,10 @@ def weight_terms(trace, dQ, dA, t0, t1, threaded=False) -> dict:
     """The steps t0 <= t < t1's share of dU, dV and, where the model has them, db and dc, by name
     (U and b: the parameters with the roles "input" and "input bias", each its rows of dA): one
     product (or a scatter, for ids) for all the steps. dA (T, N, G): the errors of the steps'
-    input parts."""
+    input parts. For ids, db sums dU's D columns rather than the T N rows of dA (every row of dA
+    goes into exactly one column of dU)."""
     model, xin = trace.model, trace.inputs
-    G, O, cell = dA.shape[-1], model.O, model.cell
+    G, O = dA.shape[-1], model.O
     A2, Q2 = dA[t0:t1].reshape(-1, G), dQ[t0:t1].reshape(-1, O)  # a row per step and sequence
     if xin.ids is not None:  # x_t one-hot: dU's column d sums dA_t over the steps with x_t = d
         ids = xin.ids.T[t0:t1].reshape(-1)
@@ -126,21 +127,30 @@ def weight_terms(trace, dQ, dA, t0, t1, threaded=False) -> dict:
             numerics.scatter_rows(ids, A2, dUT)  # np.add.at, compiled
         else:
             dUT = scatter_rows(ids, A2, model.D)
-        dU = dUT.T
+        dU, summed = dUT.T, dUT
     else:
         dU = runtime.matmul(A2, np.swapaxes(xin.X, 0, 1)[t0:t1].reshape(-1, model.D), tn=True, threaded=threaded)
+        summed = A2
     S = trace.S[t0 + 1:t1 + 1]
     g = {"V": runtime.matmul(Q2, S.reshape(-1, S.shape[-1]), tn=True, threaded=threaded)}
     db = None
-    for name, p in cell.params.items():
-        if name in model.params and p.role == "input":
-            g[name] = dU[cell.rows(model, name)]
-        elif name in model.params and p.role == "input bias":
-            db = A2.sum(axis=0) if db is None else db
-            g[name] = db[cell.rows(model, name)]
+    for name, role, rows in runtime.prepared(model, input_rows):
+        if role == "input":
+            g[name] = dU[rows]
+        else:
+            db = summed.sum(axis=0) if db is None else db
+            g[name] = db[rows]
     if model.c is not None:
         g["c"] = Q2.sum(axis=0)
     return g
+
+
+def input_rows(model) -> tuple:
+    """(name, role, rows) of the model's parameters with the roles "input" and "input bias": the
+    rows of the step's input part each makes (Cell.rows); found once per model."""
+    cell = model.cell
+    return tuple((name, p.role, cell.rows(model, name)) for name, p in cell.params.items()
+                 if name in model.params and p.role in ("input", "input bias"))
 
 
 class Gated:
