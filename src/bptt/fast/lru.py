@@ -31,29 +31,41 @@ def forward_steps(A, S, lr, li, g):
     for t in range(T):
         for n in range(N):
             a, hp, h = A[t, n], S[t, n], S[t + 1, n]
+            ar, ai, pr, pi, hr, hi = a[:H], a[H:], hp[:H], hp[H:], h[:H], h[H:]
+            for j in range(H):  # one array written a loop: loops that vectorise
+                hr[j] = lr[j] * pr[j] - li[j] * pi[j] + g[j] * ar[j]
             for j in range(H):
-                hr, hi = hp[j], hp[H + j]
-                h[j] = lr[j] * hr - li[j] * hi + g[j] * a[j]
-                h[H + j] = li[j] * hr + lr[j] * hi + g[j] * a[H + j]
+                hi[j] = li[j] * pr[j] + lr[j] * pi[j] + g[j] * ai[j]
 
 
 @kernel
 def backward_steps(dS, A, S, lr, li, g, dA, dh, sums):
     T, N, H = A.shape[0], A.shape[1], lr.shape[0]
     s_lr, s_li, s_g = sums[0], sums[1], sums[2]
+    carry = np.empty(2 * H, dtype=dh.dtype)
+    cr, ci = carry[:H], carry[H:]
     for t in range(T - 1, -1, -1):
-        for n in range(N):
+        for n in range(N):  # one array written a loop: loops that vectorise
             a, da, hp, ds, d = A[t, n], dA[t, n], S[t, n], dS[t, n], dh[n]
+            ar, ai, pr, pi, gr, gi = a[:H], a[H:], hp[:H], hp[H:], d[:H], d[H:]
+            for j in range(2 * H):
+                d[j] = ds[j] + d[j]  # dE/dh_t: from output t, and from step t + 1
             for j in range(H):
-                gr, gi = ds[j] + d[j], ds[H + j] + d[H + j]  # dE/dh_t: from output t, and from step t + 1
-                hr, hi = hp[j], hp[H + j]
-                da[j] = g[j] * gr
-                da[H + j] = g[j] * gi
-                s_lr[j] += gr * hr + gi * hi
-                s_li[j] += gi * hr - gr * hi
-                s_g[j] += gr * a[j] + gi * a[H + j]
-                d[j] = lr[j] * gr + li[j] * gi
-                d[H + j] = lr[j] * gi - li[j] * gr
+                da[j] = g[j] * gr[j]
+            for j in range(H):
+                da[H + j] = g[j] * gi[j]
+            for j in range(H):
+                s_lr[j] += gr[j] * pr[j] + gi[j] * pi[j]
+            for j in range(H):
+                s_li[j] += gi[j] * pr[j] - gr[j] * pi[j]
+            for j in range(H):
+                s_g[j] += gr[j] * ar[j] + gi[j] * ai[j]
+            for j in range(H):
+                cr[j] = lr[j] * gr[j] + li[j] * gi[j]
+            for j in range(H):
+                ci[j] = lr[j] * gi[j] - li[j] * gr[j]
+            for j in range(2 * H):
+                d[j] = carry[j]
 
 
 def _constants(model):

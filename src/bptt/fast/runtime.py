@@ -137,11 +137,19 @@ def blas_threads():
     return 1 if blas is None else min(lib.get_num_threads() for lib in blas.lib_controllers)
 
 
+# A product over all steps comes once a call, not once a step: below this many multiply-adds,
+# switching BLAS's threads (tens of microseconds, and its threads put to sleep and woken) costs
+# more than OpenBLAS's own choice of threads loses (docs/performance.md)
+ONE_THREAD_MIN_OVER_STEPS = 1 << 20
+
+
 def matmul(A, B, tn=False, threaded=False, out=None):
-    """A @ B, or A^T @ B when tn, for the products over many steps (into out if given): small ones
-    on one BLAS thread, large ones on all (see blas_for); inside a pipeline (threaded), as
-    they come, on the one BLAS thread the pipeline has set."""
-    context = contextlib.nullcontext() if threaded else blas_for(A.shape[0] * A.shape[1] * B.shape[1])
+    """A @ B, or A^T @ B when tn, for the products over many steps (into out if given): those from
+    ONE_THREAD_MIN_OVER_STEPS to ONE_THREAD_MAX_PRODUCT multiply-adds on one BLAS thread, the
+    others as BLAS likes; inside a pipeline (threaded), as they come, on the one BLAS thread the
+    pipeline has set."""
+    work = A.shape[0] * A.shape[1] * B.shape[1]
+    context = contextlib.nullcontext() if threaded or work < ONE_THREAD_MIN_OVER_STEPS else blas_for(work)
     with context:
         return np.matmul(A.T if tn else A, B, out=out)
 
@@ -219,12 +227,12 @@ def plan(T, N, step_work, allowed=True, over_steps=0) -> Plan:
     step (handing a block over costs tens of microseconds; docs/performance.md).
 
     over_steps: a bound on the multiply-adds of the call's products over all steps (outputs, errors,
-    weight gradients); in one thread, where it is below ONE_THREAD_MAX_PRODUCT, all of them run on
-    one BLAS thread, set once for the call (blas_for would set it for each, at tens of microseconds
-    a switch), and where it is below 1 << 18 OpenBLAS takes one thread by itself."""
+    weight gradients); in one thread, where it is from ONE_THREAD_MIN_OVER_STEPS to
+    ONE_THREAD_MAX_PRODUCT, all of them run on one BLAS thread, set once for the call (matmul
+    would set it for each, at tens of microseconds a switch)."""
     if not allowed or N < 2 or T < 2 * PIPELINE_BLOCKS \
             or T * step_work < PIPELINE_BLOCKS * PIPELINE_MIN_BLOCK_WORK or blas_threads() < 2:
-        return Plan([(0, T)], Inline(), 1 << 18 <= over_steps < ONE_THREAD_MAX_PRODUCT)
+        return Plan([(0, T)], Inline(), ONE_THREAD_MIN_OVER_STEPS <= over_steps < ONE_THREAD_MAX_PRODUCT)
     if _helper["executor"] is None:
         from concurrent.futures import ThreadPoolExecutor
         _helper["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bptt")
