@@ -22,6 +22,7 @@ projection and the weight gradients are here.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -358,10 +359,16 @@ def loss(model, x, y, *, h0=None, reduction="sum") -> float:
 def finite(trace, loss, grads, dQ):
     """(loss, grads) when all are finite; else a FloatingPointError naming where it first broke.
     dQ (T, N, O): the output errors the gradients came from."""
-    if np.isfinite(loss) and all(np.isfinite(g).all() for g in grads.params.values()) \
-            and all(np.isfinite(s).all() for s in grads.state0):
+    if math.isfinite(loss) and all(all_finite(g) for g in grads.params.values()) \
+            and all(all_finite(s) for s in grads.state0):
         return loss, grads
     raise FloatingPointError(nonfinite_message(trace, dQ))
+
+
+def all_finite(a) -> bool:
+    """Whether every entry of a is finite: its sum is, unless it overflowed (then entry by entry).
+    One reduction, where np.isfinite(a).all() makes an array and reduces it."""
+    return math.isfinite(float(np.sum(a))) or bool(np.isfinite(a).all())
 
 
 def nonfinite_message(trace, dQ=None) -> str:

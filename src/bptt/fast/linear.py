@@ -336,7 +336,14 @@ class Linear:
         cell_grads, all steps at once; or the sums a cell's compiled steps made."""
         if isinstance(dR, Sums):
             return dict(dR.grads)
+        if not runtime.prepared(trace.model, _has_others):
+            return {}
         return cell_grads(trace, dA[t0:t1], dR[t0:t1], t0, t1)
+
+
+def _has_others(model) -> bool:
+    """Whether the model has parameters other than the input's and the head's (cell_grads's)."""
+    return any(p.role not in ("input", "input bias") for k, p in model.cell.params.items() if k in model.params)
 
 
 def fused(steps) -> type:

@@ -114,8 +114,8 @@ def weight_terms(trace, dQ, dA, t0, t1, threaded=False) -> dict:
     """The steps t0 <= t < t1's share of dU, dV and, where the model has them, db and dc, by name
     (U and b: the parameters with the roles "input" and "input bias", each its rows of dA): one
     product (or a scatter, for ids) for all the steps. dA (T, N, G): the errors of the steps'
-    input parts. For ids, db sums dU's D columns rather than the T N rows of dA (every row of dA
-    goes into exactly one column of dU)."""
+    input parts. For ids, db sums dU's D columns where they are fewer than the T N rows of dA
+    (every row of dA goes into exactly one column of dU)."""
     model, xin = trace.model, trace.inputs
     G, O = dA.shape[-1], model.O
     A2, Q2 = dA[t0:t1].reshape(-1, G), dQ[t0:t1].reshape(-1, O)  # a row per step and sequence
@@ -127,7 +127,7 @@ def weight_terms(trace, dQ, dA, t0, t1, threaded=False) -> dict:
             numerics.scatter_rows(ids, A2, dUT)  # np.add.at, compiled
         else:
             dUT = scatter_rows(ids, A2, model.D)
-        dU, summed = dUT.T, dUT
+        dU, summed = dUT.T, dUT if model.D < A2.shape[0] else A2
     else:
         dU = runtime.matmul(A2, np.swapaxes(xin.X, 0, 1)[t0:t1].reshape(-1, model.D), tn=True, threaded=threaded)
         summed = A2
