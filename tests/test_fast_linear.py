@@ -4,7 +4,8 @@ every regime it has.
 
 bptt.fast runs them by the cells' own compiled steps where a cell has them ("fused": mingru.py,
 minlstm.py, lru.py), by one compiled recurrence around the cells' vectorised drive and step_back
-("generic": linear.py, any such cell), or in NumPy throughout ("numpy"); scan="parallel" by the
+("generic": linear.py, any such cell), or in NumPy throughout ("numpy"); a batch as two halves
+on two threads ("split", driver.py; here at every size); scan="parallel" by the
 odd-even scan, compiled in place or NumPy's; truncate=K by the window in blocks. Every regime
 must give the reference engine's (bptt.core) loss, gradients and trace: to 1e-11 relative in
 float64, on hypothesis-drawn cases; and each cell must match PyTorch autograd, an independent
@@ -21,18 +22,23 @@ from bptt.cells import Cell, Param, registry
 from bptt.fast import driver, runtime
 
 CELLS = [n for n in cells.names() if cells.get(n).linear() and cells.get(n).__module__.startswith("bptt.")]
-REGIMES = ["fused", "generic", "numpy"]
+REGIMES = ["fused", "generic", "numpy", "split"]
 
 
 @pytest.fixture
 def regime(monkeypatch):
     """regime(name): the cells' own compiled steps where they have them ("fused"), the compiled
-    recurrence around the cells' vectorised functions for every cell ("generic"), or NumPy's loops."""
+    recurrence around the cells' vectorised functions for every cell ("generic"), NumPy's loops,
+    or the fused steps with every batch split between two threads ("split")."""
     def set_(name):
         if name != "numpy":
             need("numba")
         runtime.set_compiled(name != "numpy")
         driver.supports(bptt.random_model("linear", 2, 2, 2, seed=0))  # every adapter registered
+        if name == "split":
+            need("threadpoolctl")
+            monkeypatch.setattr(driver, "SPLIT_MIN_WORK", 0)
+            monkeypatch.setattr(runtime, "blas_threads", lambda: 2)
         if name == "generic":
             for n in [n for n in driver.CELLS if n in cells.names() and cells.get(n).linear()]:
                 monkeypatch.delitem(driver.CELLS, n)
@@ -270,15 +276,17 @@ def test_a_later_call_leaves_earlier_results_alone(cell):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("name", ["fused", "split"])
 @pytest.mark.parametrize("cell", CELLS)
-def test_an_overflow_is_the_references_error(cell):
+def test_an_overflow_is_the_references_error(regime, name, cell):
     # float32 outputs that overflow, q = 1e38 |h_j| + 3.4e38 once |h_j| > 0.003 (one product a
     # term, so that every BLAS gives the same step): both backends raise the same error
     rng = np.random.default_rng(1)
     model = make(cell, rng, H=4, D=3, O=2)
     model = model.replace(**{k: 10 * model.params[k] for k, p in model.cell.params.items() if p.role})  # h_t large
-    x, y = rng.integers(0, 3, 30), np.zeros(30, dtype=int)
-    last = bptt.forward(model, x, backend="reference").states[-1]
+    regime(name)
+    x, y = rng.integers(0, 3, (2, 30)), np.zeros((2, 30), dtype=int)  # a batch: split in two halves
+    last = bptt.forward(model, x, backend="reference").states[1, -1]  # the second half's sequence
     j = int(np.argmax(np.abs(last)))
     V = np.zeros(model.V.shape)
     V[:, j] = 1e38 * np.sign(last[j])

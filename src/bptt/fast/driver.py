@@ -241,10 +241,63 @@ def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum", scan="seq
     if K is not None and K < xin.T:
         return _backward_truncated(cell, _forward_blocks(cell, model, xin, state0, plan, mem, scan=scan)[0], tg, K,
                                    reduction)
+    if _split(cell, model, xin, plan):
+        return _gradients_split(cell, model, xin, state0, tg, scale, scan)
+    return _gradients_full(cell, model, xin, state0, tg, scale, plan, mem, scan)
+
+
+def _gradients_full(cell, model, xin, state0, tg, scale, plan, mem, scan):
+    """Full BPTT's loss and gradients, the forward pass and the backward one a block at a time."""
     errors = shared.Errors(model, xin, tg, scale, plan.pinned, mem)
     with plan.section():  # the errors of each block are computed while the forward loop goes on
         trace, losses, block, F = _forward_blocks(cell, model, xin, state0, plan, mem, then=errors.block, scan=scan)
         return _backward_full(cell, trace, plan, errors, losses, block, mem, F)
+
+
+# A batch with at least this much work, T N (G + O), runs as two halves of its sequences, one on
+# the helper thread, for an adapter that asks for it (splits): each half is the whole computation
+# on one BLAS thread, and the loss and gradients are the halves' sums (their h0's side by side).
+SPLIT_MIN_WORK = 1 << 17
+
+
+def _split(cell, model, xin, plan) -> bool:
+    """Whether a call of gradients() runs as two halves of its batch on two threads."""
+    return getattr(cell, "splits", False) and xin.N >= 2 and not plan.threaded \
+        and xin.T * xin.N * (runtime.width(model) + model.O) >= SPLIT_MIN_WORK and runtime.blas_threads() >= 2
+
+
+def _half(xin, state0, tg, n0, n1):
+    """The inputs, initial state and targets of sequences n0 <= n < n1."""
+    part = validate.Inputs(None if xin.ids is None else xin.ids[n0:n1], None if xin.X is None else xin.X[n0:n1],
+                           n1 - n0, xin.T, True)
+    targets = validate.Targets(None if tg.ids is None else tg.ids[n0:n1],
+                               None if tg.values is None else tg.values[n0:n1], tg.mask[n0:n1])
+    return part, tuple(s[n0:n1] for s in state0), targets
+
+
+def _gradients_split(cell, model, xin, state0, tg, scale, scan):
+    """gradients() as two halves of the batch, the second on the helper thread (taken back by this
+    one if the helper has not started it when this one is done with the first: another process
+    can have its core). A half whose numbers are not finite sends the call the whole way, for the
+    error's message to name the step and the sequence."""
+    h = xin.N // 2
+
+    def half(n0, n1):
+        part, s0, targets = _half(xin, state0, tg, n0, n1)
+        plan = runtime.Plan([(0, xin.T)], runtime.Inline(), set_by_caller=True)
+        return _gradients_full(cell, model, part, s0, targets, scale, plan, runtime.Memory.reused(model, part), scan)
+
+    try:
+        with runtime.one_blas_thread():
+            second = [runtime.helper().submit(half, h, xin.N)]
+            first = half(0, h)
+            second = runtime.claim(second, 0, half, h, xin.N)
+    except FloatingPointError:
+        plan = runtime.Plan([(0, xin.T)], runtime.Inline())
+        return _gradients_full(cell, model, xin, state0, tg, scale, plan, runtime.Memory.reused(model, xin), scan)
+    grads = {k: first[1].params[k] + second[1].params[k] for k in first[1].params}
+    state0 = tuple(np.concatenate([a, b]) for a, b in zip(first[1].state0, second[1].state0))
+    return first[0] + second[0], Grads(grads, state0)
 
 
 @reports_overflow

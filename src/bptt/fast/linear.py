@@ -28,8 +28,9 @@ name): the drive and the recurrence in one pass over the steps, and the recurren
 step's errors in another, with no array between them. They run where calls run compiled kernels
 and the scan is "sequential"; everywhere else this module's path runs. Steps gives
 
-    forward(model, A, S) -> cache    A (T, N, G) the inputs' part (the cache may be views of it,
-                                     written over), S (T+1, N, H') the states, S[0] given
+    forward(model, A, S, b) -> cache A (T, N, G) the inputs' part without the input bias b (G,)
+                                     (zeros without one), which the steps add (the cache may be
+                                     views of A, written over); S (T+1, N, H') the states, S[0] given
     backward(model, dS, A, S, dA, dh) -> dR   dA (T, N, G) written; dh (N, H') zeros on entry, the
                                      error at the initial state on exit; dR what weight_terms
                                      reads: the errors of the recurrent parts, or Sums
@@ -148,6 +149,14 @@ def _inputs(model):
     return UT, bias
 
 
+def _bias(model):
+    """The stacked input bias (G,), zeros without one, contiguous and read-only."""
+    b = runtime.prepared(model, _inputs)[1]
+    b = np.zeros(runtime.width(model), dtype=model.dtype) if b is None else np.ascontiguousarray(b)
+    b.flags.writeable = False
+    return b
+
+
 def _coefficients(a, T, N, W, dtype):
     """The decay a (anything that broadcasts against (T, N, W)) as the kernels read it: (Ta, Na, W),
     Ta in (1, T), Na in (1, N), contiguous, of the scan's dtype."""
@@ -181,14 +190,17 @@ class Forward:
         self.S[0] = state0[0]
         self.Q = mem.empty("Q", (T, N, model.O))
         self.UT, self.bias = runtime.prepared(model, _inputs)
+        self.own = self.fused is not None and scan == "sequential" and runtime.compiled()
+        if self.own:  # the cell's own steps add the bias as they go: one pass fewer over A
+            self.bias, self.b = None, runtime.prepared(model, _bias)
 
     def steps(self, t0, t1):
         model, cell, S, T = self.model, self.model.cell, self.S, self.xin.T
         if (t0, t1) != (0, T):
             raise ValueError(f"the linear cells' forward pass runs all {T} steps at once, got steps {t0}..{t1 - 1}")
         self.decay = None
-        if self.fused is not None and self.scan == "sequential" and runtime.compiled():
-            cache = self.fused.forward(model, self.A, S)
+        if self.own:
+            cache = self.fused.forward(model, self.A, S, self.b)
             self.trace = Trace(model, self.xin, (S,), cache, self.Q, self.scan)
             return
         b, cache = cell.drive(model, self.A)
@@ -317,6 +329,7 @@ class Linear:
     """The adapter of every cell whose step is linear in its state."""
 
     forward, backward = Forward, Backward
+    splits = True  # a large batch runs as two halves on two threads (driver.py)
 
     @staticmethod
     def step_work(model, N):

@@ -45,11 +45,23 @@ def backward_steps(dS, A, S, lr, li, g, dA, dh, sums):
     carry = np.empty(2 * H, dtype=dh.dtype)
     cr, ci = carry[:H], carry[H:]
     for t in range(T - 1, -1, -1):
-        for n in range(N):  # one array written a loop: loops that vectorise
+        for n in range(N):
             a, da, hp, ds, d = A[t, n], dA[t, n], S[t, n], dS[t, n], dh[n]
+            if N == 1:  # rows this short: one loop (the loops' set-up would cost more than they save)
+                for j in range(H):
+                    gr, gi = ds[j] + d[j], ds[H + j] + d[H + j]  # dE/dh_t: from output t, and from step t + 1
+                    hr, hi = hp[j], hp[H + j]
+                    da[j] = g[j] * gr
+                    da[H + j] = g[j] * gi
+                    s_lr[j] += gr * hr + gi * hi
+                    s_li[j] += gi * hr - gr * hi
+                    s_g[j] += gr * a[j] + gi * a[H + j]
+                    d[j] = lr[j] * gr + li[j] * gi
+                    d[H + j] = lr[j] * gi - li[j] * gr
+                continue
             ar, ai, pr, pi, gr, gi = a[:H], a[H:], hp[:H], hp[H:], d[:H], d[H:]
-            for j in range(2 * H):
-                d[j] = ds[j] + d[j]  # dE/dh_t: from output t, and from step t + 1
+            for j in range(2 * H):  # one array written a loop: loops that vectorise
+                d[j] = ds[j] + d[j]
             for j in range(H):
                 da[j] = g[j] * gr[j]
             for j in range(H):
@@ -78,8 +90,8 @@ class LRU:
     """The LRU's compiled steps (linear.py's notes)."""
 
     @staticmethod
-    def forward(model, A, S):
-        forward_steps(A, S, *runtime.prepared(model, _constants))
+    def forward(model, A, S, b):
+        forward_steps(A, S, *runtime.prepared(model, _constants))  # b: zeros, the LRU has no input bias
         return (A,)
 
     @staticmethod

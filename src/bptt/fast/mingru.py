@@ -5,7 +5,8 @@ reference engine's to rounding (tests/test_fast_linear.py):
     z = sigma(U_z x_t + b_z),  h_t = (1 - z) * h_{t-1} + z * h~_t     (h~_t = U_h x_t + b_h)
 
 N batch, T time, H hidden, G = 2H; arrays C-contiguous, time-major:
-    A       (T, N, 2H)   [U_z x_t + b_z; h~_t] on entry; [z; h~] on exit (the cache: its blocks)
+    A       (T, N, 2H)   [U_z x_t; U_h x_t] on entry; [z; h~] on exit (the cache: its blocks)
+    b       (2H,)        the input bias [b_z; b_h] (zeros without one), added on the way
     S       (T+1, N, H)  h_{-1}, ..., h_{T-1}
     dS      (T, N, H)    dE_t/dh_t from output t itself (read only)
     dA      (T, N, 2H)   the errors of the step's input part (d_a, and d_r: the same)
@@ -21,15 +22,18 @@ from .numerics import kernel, sig
 
 
 @kernel
-def forward_steps(A, S):
+def forward_steps(A, S, b):
     T, N, H = A.shape[0], A.shape[1], S.shape[2]
     one = np.ones(1, S.dtype)[0]
+    bz, bc = b[:H], b[H:]
     for t in range(T):
-        for n in range(N):
+        for n in range(N):  # one array written a loop: loops that vectorise
             a, hp, h = A[t, n], S[t, n], S[t + 1, n]
             z, cand = a[:H], a[H:]
             for j in range(H):
-                z[j] = sig(z[j])
+                z[j] = sig(z[j] + bz[j])
+            for j in range(H):
+                cand[j] = cand[j] + bc[j]
             for j in range(H):
                 h[j] = (one - z[j]) * hp[j] + z[j] * cand[j]
 
@@ -53,8 +57,8 @@ class MinGRU:
     """minGRU's compiled steps (linear.py's notes)."""
 
     @staticmethod
-    def forward(model, A, S):
-        forward_steps(A, S)
+    def forward(model, A, S, b):
+        forward_steps(A, S, b)
         H = S.shape[-1]
         return A[..., :H], A[..., H:]
 

@@ -5,7 +5,8 @@ reference engine's to rounding (tests/test_fast_linear.py):
     f, i = sigma(U_{f,i} x_t + b_{f,i}),  h_t = (f * h_{t-1} + i * h~_t) / (f + i)
 
 N batch, T time, H hidden, G = 3H; arrays C-contiguous, time-major:
-    A       (T, N, 3H)   [U_f x_t + b_f; U_i x_t + b_i; h~_t] on entry; [f; i; h~] on exit (the cache)
+    A       (T, N, 3H)   [U_f x_t; U_i x_t; U_h x_t] on entry; [f; i; h~] on exit (the cache)
+    b       (3H,)        the input bias [b_f; b_i; b_h] (zeros without one), added on the way
     S       (T+1, N, H)  h_{-1}, ..., h_{T-1}
     dS      (T, N, H)    dE_t/dh_t from output t itself (read only)
     dA      (T, N, 3H)   the errors of the step's input part (d_a, and d_r: the same)
@@ -21,14 +22,17 @@ from .numerics import kernel, sig
 
 
 @kernel
-def forward_steps(A, S):
+def forward_steps(A, S, b):
     T, N, H = A.shape[0], A.shape[1], S.shape[2]
+    bc = b[2 * H:]
     for t in range(T):
-        for n in range(N):
+        for n in range(N):  # one array written a loop: loops that vectorise
             a, hp, h = A[t, n], S[t, n], S[t + 1, n]
             f, i, cand = a[:H], a[H:2 * H], a[2 * H:]
             for j in range(2 * H):
-                a[j] = sig(a[j])
+                a[j] = sig(a[j] + b[j])
+            for j in range(H):
+                cand[j] = cand[j] + bc[j]
             for j in range(H):
                 h[j] = (f[j] * hp[j] + i[j] * cand[j]) / (f[j] + i[j])
 
@@ -55,8 +59,8 @@ class MinLSTM:
     """minLSTM's compiled steps (linear.py's notes)."""
 
     @staticmethod
-    def forward(model, A, S):
-        forward_steps(A, S)
+    def forward(model, A, S, b):
+        forward_steps(A, S, b)
         H = S.shape[-1]
         return A[..., :H], A[..., H:2 * H], A[..., 2 * H:]
 

@@ -203,6 +203,7 @@ class Plan:
     blocks: list  # [(t0, t1)]: the blocks of steps, in time order
     helper: object  # where the off-chain work goes: a one-thread executor, or Inline()
     one_blas: bool = False  # BLAS on one thread for the whole call (every product over steps is small)
+    set_by_caller: bool = False  # BLAS's threads set by the caller (a half of a split batch)
 
     @property
     def threaded(self):
@@ -211,13 +212,23 @@ class Plan:
     @property
     def pinned(self):
         """Whether the products over steps run on the BLAS threads the section has set (matmul's
-        threaded): in the pipeline, or where every one of them is small."""
-        return self.threaded or self.one_blas
+        threaded): in the pipeline, where every one of them is small, or as the caller set them."""
+        return self.threaded or self.one_blas or self.set_by_caller
 
     def section(self):
         """The context a call runs in: BLAS on one thread when threaded, or where every product
         over steps is small (one switch of BLAS's threads for the call, not one per product)."""
-        return _blas().limit(limits=1) if self.pinned and _blas() else contextlib.nullcontext()
+        if self.set_by_caller or not (self.threaded or self.one_blas) or not _blas():
+            return contextlib.nullcontext()
+        return _blas().limit(limits=1)
+
+
+def helper():
+    """The executor of the one helper thread, made when first needed."""
+    if _helper["executor"] is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _helper["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bptt")
+    return _helper["executor"]
 
 
 def plan(T, N, step_work, allowed=True, over_steps=0) -> Plan:
@@ -233,11 +244,8 @@ def plan(T, N, step_work, allowed=True, over_steps=0) -> Plan:
     if not allowed or N < 2 or T < 2 * PIPELINE_BLOCKS \
             or T * step_work < PIPELINE_BLOCKS * PIPELINE_MIN_BLOCK_WORK or blas_threads() < 2:
         return Plan([(0, T)], Inline(), ONE_THREAD_MIN_OVER_STEPS <= over_steps < ONE_THREAD_MAX_PRODUCT)
-    if _helper["executor"] is None:
-        from concurrent.futures import ThreadPoolExecutor
-        _helper["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bptt")
     edges = [T * i // PIPELINE_BLOCKS for i in range(PIPELINE_BLOCKS + 1)]
-    return Plan(list(zip(edges, edges[1:])), _helper["executor"])
+    return Plan(list(zip(edges, edges[1:])), helper())
 
 
 def claim(futures, i, fn, *args):

@@ -29,9 +29,6 @@ def project(xin, UT, bias, A, t0, t1):
         A[t0:t1] += bias
 
 
-COMPILED_MAX_SOFTMAX = 1 << 14  # T*N*O up to which the compiled softmax error wins (NumPy's exp is SIMD)
-
-
 def output_error(trace, tg: validate.Targets, reduction="sum"):
     """The loss E and dE/dq_t for every step: (loss, dQ (T, N, O)). Unscored steps get zero."""
     dQ = np.empty_like(trace.Q)
@@ -49,8 +46,8 @@ def block_errors(trace, tg, scale, dQ, t0, t1) -> float:
     rows = Q.reshape(-1, O)  # ((t1-t0)*N, O)
     ids = np.ascontiguousarray(tg.ids.T[t0:t1]).reshape(-1)  # -1 where unscored
     P = dQ[t0:t1].reshape(-1, O)  # a view: dQ is contiguous
-    numerics = runtime.kernels() if rows.size <= COMPILED_MAX_SOFTMAX else None
-    if numerics is not None:  # softmax_error below, compiled: a dozen NumPy calls become one
+    numerics = runtime.kernels()
+    if numerics is not None:  # softmax_error below, compiled: a dozen NumPy calls become one pass a row
         return float(numerics.softmax_error(rows, ids, scale, P))
     return softmax_error(rows, ids, scale, P)
 
