@@ -1,10 +1,13 @@
 """bptt's performance suite: `python -m benchmarks` (what `make bench` runs). Not part of the tests.
 
-Four parts, each timed in one process with the implementations interleaved round by round (so a
+The parts, each timed in one process with the implementations interleaved round by round (so a
 noisy, shared machine slows all of them alike), medians after warm-up, JAX's compilation excluded:
 
   gradients  one full gradient, bptt vs PyTorch (nn.RNN + Linear + cross_entropy, autograd) vs JAX
              (jit(value_and_grad) over lax.scan), float32 and float64          (gradient.py)
+  gated      the same for LSTM and GRU                                         (gated.py)
+  modern     LRU, minGRU and minLSTM vs JAX lax.scan, JAX associative_scan and a PyTorch loop,
+             and bptt's own scan="parallel" beside its loop                    (modern.py)
   flow       flow(...).dE_ds vs one PyTorch backward pass per output step     (flowtable.py)
   minchar    a min-char-rnn training step vs min-char-rnn's own loop         (minchar.py)
   scaling    time and peak memory against T, H and N beside the matrix-multiply floor (scaling.py)

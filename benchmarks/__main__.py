@@ -1,4 +1,4 @@
-"""python -m benchmarks [--quick] [--parts gradients,gated,contention,flow,minchar,scaling,startup,approx,explore] [--rounds R] [--out DIR]
+"""python -m benchmarks [--quick] [--parts gradients,gated,modern,contention,flow,minchar,scaling,startup,approx,explore] [--rounds R] [--out DIR]
 
 Prints every measurement, each ratio with its target and PASS/FAIL, and a summary; writes the
 records as JSON and the scaling plots to --out (benchmarks/results by default). A run of some parts
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import THREADS  # noqa: F401  (sets the thread variables before NumPy is imported)
 
-PARTS = ("gradients", "gated", "contention", "flow", "minchar", "scaling", "startup", "approx", "explore")
+PARTS = ("gradients", "gated", "modern", "contention", "flow", "minchar", "scaling", "startup", "approx", "explore")
 
 
 def main(argv=None) -> int:
@@ -56,6 +56,9 @@ def main(argv=None) -> int:
     if "gated" in parts:
         from . import gated
         gated.run(report, rounds=rounds)
+    if "modern" in parts:
+        from . import modern
+        modern.run(report, rounds=rounds)
     if "contention" in parts:
         from . import contention
         contention.run(report, rounds=rounds)

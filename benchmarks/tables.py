@@ -32,6 +32,32 @@ def gradient_table(records, part="gradients") -> list[str]:
     return lines
 
 
+def modern_table(records) -> list[str]:
+    """The modern part: bptt (and its scan="parallel") against JAX's two scans and a PyTorch loop."""
+    rows = [r for r in records if r["part"] == "modern"]
+    if not rows:
+        return []
+    lines = ["| cell | (N, T, H, D) | dtype | bptt | bptt scan=\"parallel\" | JAX lax.scan | JAX associative_scan "
+             "| PyTorch loop | bptt / fastest peer |", "|" + " --- |" * 9]
+    for r in rows:
+        lines.append(f"| {r['cell']} | {tuple(r['config'])} | {r['dtype']} | {_time(r['bptt_s'])} | "
+                     f"{_time(r['bptt_parallel_s'])} | {_time(r['jax_scan_s'])} | {_time(r['jax_assoc_s'])} | "
+                     f"{_time(r['torch_s'])} | **{r['ratio']:.2f}** |")
+    return lines
+
+
+def scan_summary(records) -> list[str]:
+    """bptt's scan="parallel" against its sequential loop, row by row of the modern part."""
+    rows = [r for r in records if r["part"] == "modern"]
+    if not rows:
+        return []
+    ratios = sorted(r["bptt_parallel_s"] / r["bptt_s"] for r in rows)
+    slower = sum(x > 1 for x in ratios)
+    return [f"bptt's scan=\"parallel\" against its sequential loop, the same gradient: {ratios[0]:.2f} to "
+            f"{ratios[-1]:.2f} times the loop's time (median {ratios[len(ratios) // 2]:.2f}); slower on "
+            f"{slower} of {len(ratios)} rows."]
+
+
 def target_table(targets) -> list[str]:
     lines = ["| part | what | measured | target | holds |", "| --- | --- | --- | --- | --- |"]
     for t in targets:
@@ -47,6 +73,10 @@ def tables(results) -> str:
     gated = gradient_table(records, "gated")
     if gated:
         out += ["", "The same for LSTM and GRU (PyTorch's nn.LSTM / nn.GRU + nn.Linear, JAX's lax.scan):", ""] + gated
+    modern = modern_table(records)
+    if modern:
+        out += ["", "LRU, minGRU and minLSTM (benchmarks/modern.py; the peers' models written in JAX and PyTorch as "
+                "their users write them):", ""] + modern + [""] + scan_summary(records)
     busy = gradient_table(records, "contention")
     if busy:
         k = next(r["busy"] for r in records if r["part"] == "contention")

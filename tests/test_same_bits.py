@@ -1,8 +1,8 @@
 """The fast backend gives the same bits for the same call, whatever ran before it in the process
 and whatever Numba had compiled or cached: the first call of a fresh process with an empty Numba
 cache, a later process with the cache warm, and the same calls repeated in one process agree
-byte for byte (Elman, LSTM and GRU, float32 and float64, one sequence of a few units and a batch
-large enough for the other loops). Without the JIT, or without a writable cache, every call
+byte for byte (Elman, LSTM, GRU and the cells whose step is linear in their state, float32 and
+float64, one sequence of a few units and a batch large enough for the other loops). Without the JIT, or without a writable cache, every call
 still runs and gives the same numbers. Each run is a fresh process (subprocess), as a user's is.
 """
 import json
@@ -32,14 +32,16 @@ def digest(*arrays):
 
 def run():
     out = {}
-    for cell in ("elman", "lstm", "gru", "gru-before"):
+    for cell in ("elman", "lstm", "gru", "gru-before", "lru", "mingru", "minlstm", "linear"):
         for dtype in (np.float32, np.float64):
             for N, T, H in ((1, 7, 5), (32, 40, 96)):
                 rng = np.random.default_rng([N, H])
                 if cell == "elman":
                     m = bptt.random_rnn(H, 6, 6, seed=1, dtype=dtype)
-                else:
+                elif cell in ("lstm", "gru", "gru-before"):
                     m = random_gated(cell.split("-")[0], H, 6, 6, seed=1, dtype=dtype, reset_after=cell != "gru-before")
+                else:
+                    m = bptt.random_model(cell, H, 6, 6, seed=1, dtype=dtype)
                 x, y = rng.integers(0, 6, (N, T)), rng.integers(-1, 6, (N, T))
                 loss, g = bptt.gradients(m, x, y)
                 trace = bptt.forward(m, x)
@@ -48,6 +50,9 @@ def run():
                 arrays = [np.float64(loss), np.float64(lb), np.float64(lk), np.float64(bptt.loss(m, x, y))]
                 arrays += [*g.params.values(), *g.state0, *gb.params.values(), *gk.params.values()]
                 arrays += [trace.states, trace.q]
+                if m.cell.linear():
+                    lp, gp = bptt.gradients(m, x, y, scan="parallel")
+                    arrays += [np.float64(lp), *gp.params.values(), *gp.state0]
                 out[f"{cell} {np.dtype(dtype).name} N={N} H={H}"] = digest(*arrays)
     return out
 
@@ -75,7 +80,7 @@ def test_every_call_gives_the_same_bits_cold_warm_and_repeated(tmp_path):
     cold = json.loads(_run(SCRIPT, cache)[0])
     warm = json.loads(_run(SCRIPT, cache)[0])  # loads the machine code the first one cached
     assert any((tmp_path / "numba").rglob("*.nbi")), "the first process cached nothing"
-    assert len(cold["first"]) == 16
+    assert len(cold["first"]) == 32
     assert cold["first"] == cold["second"]  # in one process: first call and later ones
     assert cold == warm  # across processes, cache empty or warm
 
@@ -108,6 +113,37 @@ def test_without_the_jit_the_gated_gradients_are_the_compiled_ones(tmp_path):
     on, _ = _gated_results(tmp_path / "on.npz")
     off, _ = _gated_results(tmp_path / "off.npz", {"NUMBA_DISABLE_JIT": "1"})
     assert on.keys() == off.keys() and len(on) > 40
+    for k, a in on.items():
+        np.testing.assert_allclose(off[k], a, rtol=1e-12, atol=1e-14, err_msg=k)
+
+
+LINEAR = """
+import sys
+import numpy as np
+import bptt
+rng = np.random.default_rng(3)
+got = {}
+for cell in ("lru", "mingru", "minlstm", "linear"):
+    for N in (1, 4):
+        m = bptt.random_model(cell, 6, 4, 4, seed=2)
+        x, y = rng.integers(0, 4, (N, 11)), rng.integers(0, 4, (N, 11))
+        for scan in ("sequential", "parallel"):
+            got[f"{cell} {N} {scan}"] = bptt.gradients(m, x, y, scan=scan)
+        got[f"{cell} {N} window"] = bptt.gradients(m, x, y, truncate=3)
+np.savez(sys.argv[-1], **{f"{k} {p}": v for k, (loss, g) in got.items()
+                          for p, v in [("loss", np.float64(loss)), *g.params.items(), ("h0", g.h0)]})
+"""
+
+
+def test_without_the_jit_the_linear_cells_gradients_are_the_compiled_ones(tmp_path):
+    need("numba")
+    results = []
+    for name, env in (("on", None), ("off", {"NUMBA_DISABLE_JIT": "1"})):
+        _run(LINEAR, env, args=[tmp_path / f"{name}.npz"])
+        with np.load(tmp_path / f"{name}.npz") as f:
+            results.append(dict(f))
+    on, off = results
+    assert on.keys() == off.keys() and len(on) > 100
     for k, a in on.items():
         np.testing.assert_allclose(off[k], a, rtol=1e-12, atol=1e-14, err_msg=k)
 

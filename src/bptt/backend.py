@@ -3,12 +3,12 @@
     "reference"   bptt.core: plain NumPy, one step at a time, the definition every path is tested against
     "fast"        bptt.fast: the same results to rounding, with compiled loops (Numba), buffers
                   written in place, BLAS thread control and a helper thread; the cells it has
-                  kernels for (fast.supports)
+                  kernels for and every cell whose step is linear in its state (fast.supports)
 
 backend=None picks the environment variable BPTT_BACKEND when it is set ("reference" or "fast"),
 else the fast backend wherever it supports the model and the reference elsewhere (a cell a user
-registers has no kernels: it runs on the reference). Naming "fast" for a model it does not support
-is an error, not a quiet fallback.
+registers runs on the reference, unless its step is linear in its state: Cell.linear). Naming
+"fast" for a model it does not support is an error, not a quiet fallback.
 """
 from __future__ import annotations
 

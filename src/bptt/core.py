@@ -22,6 +22,7 @@ projection and the weight gradients are here.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,6 +133,8 @@ def forward(model, x, h0=None, *, scan="sequential") -> Trace:
 
 def scan_method(model, scan) -> str:
     """scan checked for this model: "parallel" needs a cell whose step is linear in its state."""
+    if isinstance(scan, str) and scan == "sequential":  # the default, checked at every call
+        return scan
     from .cells import names, get
     from .scan import method
 
@@ -262,19 +265,34 @@ def weight_grads(trace, dQ, dA, dR, t0=0, t1=None, q0=None) -> dict:
     cell = model.cell
     t1 = xin.T if t1 is None else t1
     q0 = t0 if q0 is None else q0
+    g = cell_grads(trace, dA, dR, t0, t1)
+    for name, p in cell.params.items():
+        if name in model.params and p.role == "input":
+            g[name] = input_grad(model, xin, dA[..., cell.rows(model, name)], t0, t1)
+        elif name in model.params and p.role == "input bias":
+            e = dA[..., cell.rows(model, name)]
+            g[name] = e.reshape(-1, e.shape[-1]).sum(axis=0)
+    Q2, H = dQ[q0:t1].reshape(-1, model.O), trace.S.shape[-1]
+    g["V"] = Q2.T @ trace.S[q0 + 1:t1 + 1].reshape(-1, H)
+    if model.c is not None:
+        g["c"] = Q2.sum(axis=0)
+    return {k: g[k].astype(model.dtype, copy=False) for k in model.params}
+
+
+def cell_grads(trace, dA, dR, t0=0, t1=None) -> dict:
+    """The gradients of steps t0..t1-1 of the parameters that are not the input's: dW by the
+    cell's recurrent_grad, dbh = sum_t dR_t, and the cell's own parameters (no role) from its
+    param_grads, all steps at once. dA, dR: (t1-t0, N, G)."""
+    model, cell = trace.model, trace.model.cell
+    t1 = trace.inputs.T if t1 is None else t1
     prev = tuple(s[t0:t1] for s in trace.cell_states)  # the states before steps t0..t1-1
     cache = tuple(c[t0:t1] for c in trace.cache)
     g = {}
     for name, p in cell.params.items():
-        if name not in model.params or p.role is None:
-            continue
-        if p.role == "input":
-            g[name] = input_grad(model, xin, dA[..., cell.rows(model, name)], t0, t1)
-        elif p.role == "recurrent":
+        if name in model.params and p.role == "recurrent":
             g[name] = cell.recurrent_grad(model, dR, prev, cache)
-        else:
-            e = dA[..., cell.rows(model, name)] if p.role == "input bias" else dR
-            g[name] = e.reshape(-1, e.shape[-1]).sum(axis=0)
+        elif name in model.params and p.role == "recurrent bias":
+            g[name] = dR.reshape(-1, dR.shape[-1]).sum(axis=0)
     own = [k for k, p in cell.params.items() if p.role is None and k in model.params]
     if own:
         state = tuple(s[t0 + 1:t1 + 1] for s in trace.cell_states)
@@ -284,11 +302,7 @@ def weight_grads(trace, dQ, dA, dR, t0=0, t1=None, q0=None) -> dict:
             raise ValueError(f"the {cell.name} cell's param_grads gave no gradient for {', '.join(missing)}")
         for k in own:
             g[k] = per_step[k].reshape((-1,) + model.params[k].shape).sum(axis=0)
-    Q2, H = dQ[q0:t1].reshape(-1, model.O), trace.S.shape[-1]
-    g["V"] = Q2.T @ trace.S[q0 + 1:t1 + 1].reshape(-1, H)
-    if model.c is not None:
-        g["c"] = Q2.sum(axis=0)
-    return {k: g[k].astype(model.dtype, copy=False) for k in model.params}
+    return g
 
 
 def input_grad(model, xin, dA, t0=0, t1=None):
@@ -347,10 +361,16 @@ def loss(model, x, y, *, h0=None, reduction="sum") -> float:
 def finite(trace, loss, grads, dQ):
     """(loss, grads) when all are finite; else a FloatingPointError naming where it first broke.
     dQ (T, N, O): the output errors the gradients came from."""
-    if np.isfinite(loss) and all(np.isfinite(g).all() for g in grads.params.values()) \
-            and all(np.isfinite(s).all() for s in grads.state0):
+    if math.isfinite(loss) and all(all_finite(g) for g in grads.params.values()) \
+            and all(all_finite(s) for s in grads.state0):
         return loss, grads
     raise FloatingPointError(nonfinite_message(trace, dQ))
+
+
+def all_finite(a) -> bool:
+    """Whether every entry of a is finite: its sum is, unless it overflowed (then entry by entry).
+    One reduction, where np.isfinite(a).all() makes an array and reduces it."""
+    return math.isfinite(float(np.sum(a))) or bool(np.isfinite(a).all())
 
 
 def nonfinite_message(trace, dQ=None) -> str:

@@ -182,13 +182,15 @@ def targets(model, y, xin: Inputs) -> Targets:
     elif y.dtype.kind not in "iu":
         raise ValueError(f"target ids must be integers, got dtype {y.dtype}")
     _in_range(y.reshape(N, T), O)  # before the cast to int64, which wraps unsigned and huge values
-    return _ids(np.asarray(y, dtype=np.int64).reshape(N, T), O)
+    ids = np.asarray(y, dtype=np.int64).reshape(N, T)
+    return Targets(ids, None, ids >= 0)  # in range: checked
 
 
 def _in_range(y, O):
-    """Target ids in -1..O-1, compared in their own dtype (no cast that could wrap them)."""
-    bad = (y < -1) | (y > O - 1) if y.dtype.kind != "u" else y > O - 1
-    if bad.any():
+    """Target ids in -1..O-1, compared in their own dtype (no cast that could wrap them): two
+    reductions, the mask only to name the culprit."""
+    if (y.dtype.kind != "u" and y.min() < -1) or y.max() > O - 1:
+        bad = (y < -1) | (y > O - 1) if y.dtype.kind != "u" else y > O - 1
         pos = _first_bad(bad)
         raise ValueError(f"target id {y[pos]} at position {pos} is out of range: the model has O = {O} "
                          f"outputs, so targets lie in 0..{O - 1} (or -1 for no loss at that step)")

@@ -1,13 +1,15 @@
 """The fast backend: the reference engine's functions (bptt.core) with the same arguments and the
 same results to rounding, computed faster, for the cells that have kernels here (Elman, LSTM,
-GRU). bptt.gradients and friends use it wherever it supports the model (backend.py says how to
-choose); a cell without kernels here (a user's own, say) runs on the reference engine.
+GRU, LRU, minGRU, minLSTM) and every cell whose step is linear in its state (Cell.linear).
+bptt.gradients and friends use it wherever it supports the model (backend.py says how to choose);
+any other cell (a user's own, say) runs on the reference engine.
 
 The modules: driver.py, the entry points for every cell; the runtime every cell shares,
 runtime.py (compiled kernels or not, BLAS and thread control, the two-thread pipeline, working
 arrays) and shared.py (inputs' part, output errors, weight products); numerics.py, the Numba math
 and the kernels every cell shares; one module per cell with its step kernels and its adapter to
-the driver (elman.py with window.py, lstm.py, gru.py).
+the driver (elman.py with window.py, lstm.py, gru.py), and linear.py, the adapter of every cell
+whose step is linear in its state, with the compiled steps of lru.py, mingru.py and minlstm.py.
 
 A call's numbers depend on its inputs, sizes, dtype and set_compiled only: the same call gives the
 same bits first in a process or hundredth, the kernels cached or not.

@@ -5,17 +5,24 @@ Conventions are core.py's (time-major arrays, truncate=K the notebook's window, 
 over time and batch); N batch, T time, H hidden, O output, G the columns of a step's input part.
 The driver runs the blocks of steps (runtime.plan), the inputs' part, the outputs, the errors and
 the weight gradients; a cell's module (elman.py, lstm.py, gru.py) registers an adapter under the
-cell's name (register) that gives its arrays, its steps and its recurrent weights' gradients:
+cell's name (register), and linear.py one for every cell whose step is linear in its state
+(register_family), that gives its arrays, its steps and the gradients of the parameters that are
+not the input's or the head's (W, bh, the cell's own):
 
-    forward(model, xin, state0, mem, threaded) -> an object with .trace (core.Trace), .A (T, N, G)
-        the inputs' part, which the steps turn into what they keep, .UT (D, G) and .bias (G,) or
-        None for shared.project, and .steps(t0, t1), the forward steps t0 <= t < t1
+    forward(model, xin, state0, mem, threaded, scan) -> an object with .trace (core.Trace, read
+        once the steps of the block that needs it are done), .A (T, N, G) the inputs' part, which
+        the steps turn into what they keep, .UT (D, G) and .bias (G,) or None for shared.project,
+        and .steps(t0, t1), the forward steps t0 <= t < t1; scan: "sequential" or "parallel"
+        (core.scan_method: the latter for a cell whose step is linear in its state only)
     backward(trace, dS, mem, threaded, forward) -> an object with .dA, .dR (T, N, G) the errors of
         the input parts and of the recurrent products, .steps(t0, t1), the backward steps t1-1
         down to t0, and .state0(), dE/d(initial state) once the steps reached t = 0
     truncated(trace, dS, K) -> (dA, dR, state0): the notebook's window
     weight_terms(trace, dA, dR, t0, t1, threaded) -> {"W": ..., and "bh" where the cell has it}
+    step_work(model, N) -> the multiply-adds of a step's products (0 for a step without any)
     pipelines(step_work) -> whether a step of step_work multiply-adds may run in the pipeline
+
+A state may be wider than H (an LRU's, 2H): the outputs read the state's first entry, out(H) wide.
 """
 from __future__ import annotations
 
@@ -26,16 +33,23 @@ from pathlib import Path
 import numpy as np
 
 from .. import heads, validate
-from ..core import Grads, finite, initial_state, nonfinite_message, reports_overflow, truncation
+from ..core import Grads, finite, initial_state, nonfinite_message, reports_overflow, scan_method, truncation
 from . import runtime, shared
 
 CELLS = {}  # cell name -> its adapter, filled by the cells' modules (register)
+FAMILIES = []  # (test, adapter): the adapter of every other cell for which test(cell) holds
 _found = []  # whether every module of this package has been imported
 
 
 def register(name, adapter):
     """Make the fast backend compute the cell called name with adapter (see the module's notes)."""
     CELLS[name] = adapter
+
+
+def register_family(test, adapter):
+    """Make the fast backend compute with adapter every cell without one of its own for which
+    test(cell) holds (a cell whose step is linear in its state, whatever its name)."""
+    FAMILIES.append((test, adapter))
 
 
 def _registered() -> dict:
@@ -47,9 +61,19 @@ def _registered() -> dict:
     return CELLS
 
 
+def adapter(model):
+    """The adapter that computes for the model's cell, or None."""
+    cell = getattr(model, "cell", None)
+    found = _registered().get(getattr(cell, "name", None))
+    if found is None and cell is not None:
+        found = next((a for test, a in FAMILIES if test(cell)), None)
+    return found
+
+
 def supports(model) -> bool:
-    """Whether this backend computes for the model's cell (a cell with kernels here)."""
-    return getattr(model.cell, "name", None) in _registered()
+    """Whether this backend computes for the model's cell: a cell with kernels here, or one whose
+    step is linear in its state (Cell.linear)."""
+    return adapter(model) is not None
 
 
 def wait_for_kernels():
@@ -62,41 +86,54 @@ def wait_for_kernels():
 
 def _setup(model, xin):
     """(adapter, plan) for a call on these inputs."""
-    cell = _registered()[model.cell.name]
-    N, H, G = xin.N, model.H, model.W.shape[0]
-    return cell, runtime.plan(xin.T, N, N * H * G, cell.pipelines(N * H * G))
+    cell = adapter(model)
+    T, N, work = xin.T, xin.N, cell.step_work(model, xin.N)
+    # the products over all steps: the outputs', the errors' and dV (T N H' O), dU for dense
+    # inputs (T N G D) and the recurrent weights' (T step_work)
+    over_steps = max(T * N * model.V.size, 0 if xin.ids is not None else T * N * runtime.width(model) * model.D,
+                     T * work)
+    return cell, runtime.plan(T, N, work, cell.pipelines(work), over_steps)
 
 
 def forward(model, x, h0=None, *, scan="sequential"):
     """Run the network over x: a Trace (core.forward's).
 
     x: token ids (T,) / (N, T), or dense vectors (T, D) / (N, T, D). h0: (H,) / (N, H), zeros if
-    None; for the LSTM h0 or the pair (h0, c0).
+    None; for the LSTM h0 or the pair (h0, c0). scan: "sequential", or "parallel" for a cell whose
+    step is linear in its state.
     """
+    scan_method(model, scan)
     model.check_finite()
     xin = validate.inputs(model, x)
     state0 = initial_state(model, h0, xin)
     cell, plan = _setup(model, xin)
-    return _forward_blocks(cell, model, xin, state0, plan, runtime.Memory(model.dtype))[0]
+    return _forward_blocks(cell, model, xin, state0, plan, runtime.Memory(model.dtype), scan=scan)[0]
 
 
-def _forward_blocks(cell, model, xin, state0, plan, mem, then=None):
+def _forward_blocks(cell, model, xin, state0, plan, mem, then=None, scan="sequential"):
     """The forward pass a block of steps at a time (runtime.plan): (trace, futures, after,
     forward). After each block the helper computes after(t0, t1): its outputs q_t and then, if
     given, then(trace, t0, t1), whose results the futures hold, in time order (outputs only: all
     done on return); forward: the cell's forward object."""
-    N, H, O = xin.N, model.H, model.O
-    F = cell.forward(model, xin, state0, mem, plan.threaded)
-    trace, work = F.trace, 0 if plan.threaded else N * H * F.A.shape[-1]
+    O, VT = model.O, runtime.prepared(model, runtime.head_transposed)
+    F = cell.forward(model, xin, state0, mem, plan.threaded, scan)
+    work = 0 if plan.threaded else cell.step_work(model, xin.N)
 
     def after(t0, t1):  # q_t = V s_t + c for t0 <= t < t1, then `then`: one task, claimed whole
-        runtime.matmul(trace.S[t0 + 1:t1 + 1].reshape(-1, H), model.V.T, threaded=plan.threaded,
+        trace = F.trace
+        runtime.matmul(trace.S[t0 + 1:t1 + 1].reshape(-1, trace.S.shape[-1]), VT, threaded=plan.pinned,
                        out=trace.Q[t0:t1].reshape(-1, O))  # a view: Q is contiguous
         if model.c is not None:
             trace.Q[t0:t1] += model.c
         return None if then is None else then(trace, t0, t1)
 
     blocks = plan.blocks
+    if not plan.threaded:  # one block, in this thread: the same steps without the hand-overs
+        with plan.section(), np.errstate(over="ignore", invalid="ignore"):
+            shared.project(xin, F.UT, F.bias, F.A, 0, xin.T)
+            with runtime.blas_for(work):
+                F.steps(0, xin.T)
+            return F.trace, [runtime.Inline().submit(after, 0, xin.T)], after, F
     done = []
     with plan.section(), np.errstate(over="ignore", invalid="ignore"):  # finite() names an overflow
         shared.project(xin, F.UT, F.bias, F.A, *blocks[0])
@@ -113,7 +150,7 @@ def _forward_blocks(cell, model, xin, state0, plan, mem, then=None):
                     runtime.claim(done, i, after, *blocks[i])
         finally:
             runtime.results(ins + ([] if then is not None else done))
-    return trace, done, after, F
+    return F.trace, done, after, F
 
 
 def _weight_terms(cell, trace, dQ, dA, dR, t0, t1, threaded=False) -> dict:
@@ -130,7 +167,14 @@ def _backward_full(cell, trace, plan, errors, losses, block, mem, forward=None):
     and at the end the loop's thread takes the shares not yet started."""
     model, xin = trace.model, trace.inputs
     B = cell.backward(trace, errors.dS, mem, plan.threaded, forward)
-    work = 0 if plan.threaded else xin.N * model.H * B.dA.shape[-1]
+    work = 0 if plan.threaded else cell.step_work(model, xin.N)
+    if not plan.threaded:  # one block, in this thread
+        loss = losses[0].result()
+        with runtime.blas_for(work):
+            B.steps(0, xin.T)
+        grads = _weight_terms(cell, trace, errors.dQ, B.dA, B.dR, 0, xin.T, plan.pinned)
+        state0 = tuple(np.array(s if xin.batched else s[0]) for s in B.state0())
+        return finite(trace, loss, Grads(grads, state0), errors.dQ)
     terms = [None] * len(plan.blocks)
     try:
         for i in reversed(range(len(plan.blocks))):
@@ -138,9 +182,9 @@ def _backward_full(cell, trace, plan, errors, losses, block, mem, forward=None):
             runtime.claim(losses, i, block, t0, t1)
             with runtime.blas_for(work):
                 B.steps(t0, t1)
-            terms[i] = plan.helper.submit(_weight_terms, cell, trace, errors.dQ, B.dA, B.dR, t0, t1, plan.threaded)
+            terms[i] = plan.helper.submit(_weight_terms, cell, trace, errors.dQ, B.dA, B.dR, t0, t1, plan.pinned)
         for i in range(len(terms)):  # the helper works from the end; this thread from the start
-            runtime.claim(terms, i, _weight_terms, cell, trace, errors.dQ, B.dA, B.dR, *plan.blocks[i], plan.threaded)
+            runtime.claim(terms, i, _weight_terms, cell, trace, errors.dQ, B.dA, B.dR, *plan.blocks[i], plan.pinned)
     finally:
         loss = sum(runtime.results(losses))
         terms = runtime.results([f for f in terms if f is not None])
@@ -153,7 +197,7 @@ def _backward_truncated(cell, trace, tg, K, reduction):
     """The notebook's truncated BPTT, K < T: each output's error flows back K steps only."""
     model, xin = trace.model, trace.inputs
     loss, dQ = shared.output_error(trace, tg, reduction)
-    dS = runtime.matmul(dQ.reshape(-1, model.O), model.V).reshape(xin.T, xin.N, model.H)
+    dS = runtime.matmul(dQ.reshape(-1, model.O), model.V).reshape(xin.T, xin.N, model.V.shape[1])
     dA, dR, d = cell.truncated(trace, dS, K)
     grads = Grads(_weight_terms(cell, trace, dQ, dA, dR, 0, xin.T), tuple(s if xin.batched else s[0] for s in d))
     return finite(trace, loss, grads, dQ)
@@ -170,7 +214,7 @@ def backward(trace, y, *, truncate=None, reduction="sum"):
     if K is not None and K < xin.T:
         return _backward_truncated(cell, trace, tg, K, reduction)
     mem = runtime.Memory.reused(model, xin)  # the errors and the loop's arrays: none is returned
-    errors = shared.Errors(model, xin, tg, scale, plan.threaded, mem)
+    errors = shared.Errors(model, xin, tg, scale, plan.pinned, mem)
     with plan.section():
         losses = [None] * len(plan.blocks)
         for i in reversed(range(len(plan.blocks))):  # from the end: the loop starts there
@@ -183,7 +227,9 @@ def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum", scan="seq
     """Loss and gradients: (loss, grads) with grads.params by name (U, W, V, b, bh, c), .h0 and,
     for a cell with a memory, .c0. x: ids (T,) / (N, T) or dense (T, D) / (N, T, D); y: ids
     (-1 = no loss) or one-hot rows, or real values for the mse head. truncate=K: the notebook's
-    rule (output t reaches steps t-K..t)."""
+    rule (output t reaches steps t-K..t). scan: "sequential", or "parallel" for a cell whose step is
+    linear in its state (full BPTT's errors by the same scan)."""
+    scan_method(model, scan)
     model.check_finite()
     xin = validate.inputs(model, x)
     state0 = initial_state(model, h0, xin)
@@ -193,11 +239,65 @@ def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum", scan="seq
     cell, plan = _setup(model, xin)
     mem = runtime.Memory.reused(model, xin)  # the trace and the errors: gradients() returns none of them
     if K is not None and K < xin.T:
-        return _backward_truncated(cell, _forward_blocks(cell, model, xin, state0, plan, mem)[0], tg, K, reduction)
-    errors = shared.Errors(model, xin, tg, scale, plan.threaded, mem)
+        return _backward_truncated(cell, _forward_blocks(cell, model, xin, state0, plan, mem, scan=scan)[0], tg, K,
+                                   reduction)
+    if _split(cell, model, xin, plan):
+        return _gradients_split(cell, model, xin, state0, tg, scale, scan)
+    return _gradients_full(cell, model, xin, state0, tg, scale, plan, mem, scan)
+
+
+def _gradients_full(cell, model, xin, state0, tg, scale, plan, mem, scan):
+    """Full BPTT's loss and gradients, the forward pass and the backward one a block at a time."""
+    errors = shared.Errors(model, xin, tg, scale, plan.pinned, mem)
     with plan.section():  # the errors of each block are computed while the forward loop goes on
-        trace, losses, block, F = _forward_blocks(cell, model, xin, state0, plan, mem, then=errors.block)
+        trace, losses, block, F = _forward_blocks(cell, model, xin, state0, plan, mem, then=errors.block, scan=scan)
         return _backward_full(cell, trace, plan, errors, losses, block, mem, F)
+
+
+# A batch with at least this much work, T N (G + O), runs as two halves of its sequences, one on
+# the helper thread, for an adapter that asks for it (splits): each half is the whole computation
+# on one BLAS thread, and the loss and gradients are the halves' sums (their h0's side by side).
+SPLIT_MIN_WORK = 1 << 17
+
+
+def _split(cell, model, xin, plan) -> bool:
+    """Whether a call of gradients() runs as two halves of its batch on two threads."""
+    return getattr(cell, "splits", False) and xin.N >= 2 and not plan.threaded \
+        and xin.T * xin.N * (runtime.width(model) + model.O) >= SPLIT_MIN_WORK and runtime.blas_threads() >= 2
+
+
+def _half(xin, state0, tg, n0, n1):
+    """The inputs, initial state and targets of sequences n0 <= n < n1."""
+    part = validate.Inputs(None if xin.ids is None else xin.ids[n0:n1], None if xin.X is None else xin.X[n0:n1],
+                           n1 - n0, xin.T, True)
+    targets = validate.Targets(None if tg.ids is None else tg.ids[n0:n1],
+                               None if tg.values is None else tg.values[n0:n1], tg.mask[n0:n1])
+    return part, tuple(s[n0:n1] for s in state0), targets
+
+
+def _gradients_split(cell, model, xin, state0, tg, scale, scan):
+    """gradients() as two halves of the batch, the second on the helper thread (taken back by this
+    one if the helper has not started it when this one is done with the first: another process
+    can have its core). A half whose numbers are not finite sends the call the whole way, for the
+    error's message to name the step and the sequence."""
+    h = xin.N // 2
+
+    def half(n0, n1):
+        part, s0, targets = _half(xin, state0, tg, n0, n1)
+        plan = runtime.Plan([(0, xin.T)], runtime.Inline(), set_by_caller=True)
+        return _gradients_full(cell, model, part, s0, targets, scale, plan, runtime.Memory.reused(model, part), scan)
+
+    try:
+        with runtime.one_blas_thread():
+            second = [runtime.helper().submit(half, h, xin.N)]
+            first = half(0, h)
+            second = runtime.claim(second, 0, half, h, xin.N)
+    except FloatingPointError:
+        plan = runtime.Plan([(0, xin.T)], runtime.Inline())
+        return _gradients_full(cell, model, xin, state0, tg, scale, plan, runtime.Memory.reused(model, xin), scan)
+    grads = {k: first[1].params[k] + second[1].params[k] for k in first[1].params}
+    state0 = tuple(np.concatenate([a, b]) for a, b in zip(first[1].state0, second[1].state0))
+    return first[0] + second[0], Grads(grads, state0)
 
 
 @reports_overflow

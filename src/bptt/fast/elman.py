@@ -198,7 +198,7 @@ def _df_into(model, s, out):
 class Forward:
     """The forward pass's arrays: Z (T, N, H) the inputs' part, then z_t (A, for the driver), S, Q."""
 
-    def __init__(self, model, xin, state0, mem, threaded):
+    def __init__(self, model, xin, state0, mem, threaded, scan="sequential"):
         T, N, H = xin.T, xin.N, model.H
         self.model, self.A = model, mem.empty("A", (T, N, H))
         self.S = mem.empty("S", (T + 1, N, H))
@@ -256,6 +256,10 @@ class Elman:
     """The Elman cell's adapter to the driver."""
 
     forward, backward = Forward, Backward
+
+    @staticmethod
+    def step_work(model, N):
+        return N * model.H * model.H  # W s_{t-1}
 
     @staticmethod
     def pipelines(step_work):

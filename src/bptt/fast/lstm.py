@@ -135,7 +135,7 @@ def _weights(model):
 class Forward:
     """The forward pass's arrays (the module's notes) and its steps."""
 
-    def __init__(self, model, xin, state0, mem, threaded):
+    def __init__(self, model, xin, state0, mem, threaded, scan="sequential"):
         T, N, H, G = xin.T, xin.N, model.H, model.W.shape[0]
         self.A, self.S, self.C = mem.empty("A", (T, N, G)), mem.empty("S", (T + 1, N, H)), mem.empty("C", (T + 1, N, H))
         self.S[0], self.C[0] = state0

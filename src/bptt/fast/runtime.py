@@ -137,11 +137,19 @@ def blas_threads():
     return 1 if blas is None else min(lib.get_num_threads() for lib in blas.lib_controllers)
 
 
+# A product over all steps comes once a call, not once a step: below this many multiply-adds,
+# switching BLAS's threads (tens of microseconds, and its threads put to sleep and woken) costs
+# more than OpenBLAS's own choice of threads loses (docs/performance.md)
+ONE_THREAD_MIN_OVER_STEPS = 1 << 20
+
+
 def matmul(A, B, tn=False, threaded=False, out=None):
-    """A @ B, or A^T @ B when tn, for the products over many steps (into out if given): small ones
-    on one BLAS thread, large ones on all (see blas_for); inside a pipeline (threaded), as
-    they come, on the one BLAS thread the pipeline has set."""
-    context = contextlib.nullcontext() if threaded else blas_for(A.shape[0] * A.shape[1] * B.shape[1])
+    """A @ B, or A^T @ B when tn, for the products over many steps (into out if given): those from
+    ONE_THREAD_MIN_OVER_STEPS to ONE_THREAD_MAX_PRODUCT multiply-adds on one BLAS thread, the
+    others as BLAS likes; inside a pipeline (threaded), as they come, on the one BLAS thread the
+    pipeline has set."""
+    work = A.shape[0] * A.shape[1] * B.shape[1]
+    context = contextlib.nullcontext() if threaded or work < ONE_THREAD_MIN_OVER_STEPS else blas_for(work)
     with context:
         return np.matmul(A.T if tn else A, B, out=out)
 
@@ -194,29 +202,50 @@ class Inline:
 class Plan:
     blocks: list  # [(t0, t1)]: the blocks of steps, in time order
     helper: object  # where the off-chain work goes: a one-thread executor, or Inline()
+    one_blas: bool = False  # BLAS on one thread for the whole call (every product over steps is small)
+    set_by_caller: bool = False  # BLAS's threads set by the caller (a half of a split batch)
 
     @property
     def threaded(self):
         return not isinstance(self.helper, Inline)
 
+    @property
+    def pinned(self):
+        """Whether the products over steps run on the BLAS threads the section has set (matmul's
+        threaded): in the pipeline, where every one of them is small, or as the caller set them."""
+        return self.threaded or self.one_blas or self.set_by_caller
+
     def section(self):
-        """The context the pipeline runs in: BLAS on one thread when threaded."""
-        return _blas().limit(limits=1) if self.threaded else contextlib.nullcontext()
+        """The context a call runs in: BLAS on one thread when threaded, or where every product
+        over steps is small (one switch of BLAS's threads for the call, not one per product)."""
+        if self.set_by_caller or not (self.threaded or self.one_blas) or not _blas():
+            return contextlib.nullcontext()
+        return _blas().limit(limits=1)
 
 
-def plan(T, N, step_work, allowed=True) -> Plan:
-    """One block in this thread, or PIPELINE_BLOCKS blocks with a helper thread where it pays
-    (allowed, by the cell): with a batch (for one sequence the work off the chain is small), and
-    blocks of at least PIPELINE_MIN_BLOCK_WORK multiply-adds in the loop's products, step_work a
-    step (handing a block over costs tens of microseconds; docs/performance.md)."""
-    if not allowed or N < 2 or T < 2 * PIPELINE_BLOCKS \
-            or T * step_work < PIPELINE_BLOCKS * PIPELINE_MIN_BLOCK_WORK or blas_threads() < 2:
-        return Plan([(0, T)], Inline())
+def helper():
+    """The executor of the one helper thread, made when first needed."""
     if _helper["executor"] is None:
         from concurrent.futures import ThreadPoolExecutor
         _helper["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bptt")
+    return _helper["executor"]
+
+
+def plan(T, N, step_work, allowed=True, over_steps=0) -> Plan:
+    """One block in this thread, or PIPELINE_BLOCKS blocks with a helper thread where it pays
+    (allowed, by the cell): with a batch (for one sequence the work off the chain is small), and
+    blocks of at least PIPELINE_MIN_BLOCK_WORK multiply-adds in the loop's products, step_work a
+    step (handing a block over costs tens of microseconds; docs/performance.md).
+
+    over_steps: a bound on the multiply-adds of the call's products over all steps (outputs, errors,
+    weight gradients); in one thread, where it is from ONE_THREAD_MIN_OVER_STEPS to
+    ONE_THREAD_MAX_PRODUCT, all of them run on one BLAS thread, set once for the call (matmul
+    would set it for each, at tens of microseconds a switch)."""
+    if not allowed or N < 2 or T < 2 * PIPELINE_BLOCKS \
+            or T * step_work < PIPELINE_BLOCKS * PIPELINE_MIN_BLOCK_WORK or blas_threads() < 2:
+        return Plan([(0, T)], Inline(), ONE_THREAD_MIN_OVER_STEPS <= over_steps < ONE_THREAD_MAX_PRODUCT)
     edges = [T * i // PIPELINE_BLOCKS for i in range(PIPELINE_BLOCKS + 1)]
-    return Plan(list(zip(edges, edges[1:])), _helper["executor"])
+    return Plan(list(zip(edges, edges[1:])), helper())
 
 
 def claim(futures, i, fn, *args):
@@ -264,22 +293,35 @@ class Memory:
     def reused(cls, model, xin):
         """For gradients(), backward() and loss(): the kept arrays when they take at most
         WORKSPACE_MAX_BYTES, else new ones."""
-        T, N, H, G, O = xin.T, xin.N, model.H, model.W.shape[0], model.O
+        T, N, H, G, O = xin.T, xin.N, model.cell.out(model.H), width(model), model.O
         size = model.dtype.itemsize * (T + 1) * N * (3 * G + 5 * H + 2 * O)
         return cls(model.dtype, size <= WORKSPACE_MAX_BYTES)
 
-    def empty(self, name, shape):
+    def empty(self, name, shape, dtype=None):
+        """An array of the shape, in the model's dtype unless given (a complex one, say)."""
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
         if self.kept is None:
-            return np.empty(shape, dtype=self.dtype)
+            return np.empty(shape, dtype=dtype)
         a = self.kept.get(name)
-        if a is None or a.shape != shape or a.dtype != self.dtype:
-            a = self.kept[name] = np.empty(shape, dtype=self.dtype)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            a = self.kept[name] = np.empty(shape, dtype=dtype)
         return a
 
-    def zeros(self, name, shape):
-        a = self.empty(name, shape)
+    def zeros(self, name, shape, dtype=None):
+        a = self.empty(name, shape, dtype)
         a.fill(0)
         return a
+
+
+def width(model) -> int:
+    """G, the columns of a step's input part: the rows of the parameters with the role "input"
+    (Cell.width, without stacking them); found once per model."""
+    return prepared(model, _width)
+
+
+def _width(model) -> int:
+    cell = model.cell
+    return sum(model.params[k].shape[0] for k, p in cell.params.items() if p.role == "input" and k in model.params)
 
 
 _prepared = weakref.WeakKeyDictionary()  # model -> {make: make(model)}
@@ -292,6 +334,14 @@ def prepared(model, make):
     if make not in made:
         made[make] = make(model)
     return made[make]
+
+
+def head_transposed(model):
+    """V^T (H', O), contiguous and read-only, for the outputs' product S V^T: NumPy's product with
+    the transposed view V.T costs twice as much at the sizes of one short sequence."""
+    VT = np.ascontiguousarray(model.V.T)
+    VT.flags.writeable = False
+    return VT
 
 
 def stacked(parts):

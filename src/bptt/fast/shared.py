@@ -3,7 +3,9 @@ U x_t + b, the output errors (softmax cross-entropy or mse) with dE_t/ds_t, and 
 gradients' products for dU, dV, db, dc. The driver calls them a block of steps at a time.
 
 Conventions are core.py's: arrays time-major, N batch, T time, D input, H hidden, O output,
-G = the columns of a step's input part (H for the Elman cell, 4H for the LSTM, 3H for the GRU).
+G = the columns of a step's input part (H for the Elman cell, 4H for the LSTM, 3H for the GRU,
+2H for an LRU, whose two input parameters B_re and B_im are stacked by rows: Cell.stacked); the
+outputs read the state's first entry, H' = out(H) wide (2H for an LRU, H for the others).
 """
 from __future__ import annotations
 
@@ -27,9 +29,6 @@ def project(xin, UT, bias, A, t0, t1):
         A[t0:t1] += bias
 
 
-COMPILED_MAX_SOFTMAX = 1 << 14  # T*N*O up to which the compiled softmax error wins (NumPy's exp is SIMD)
-
-
 def output_error(trace, tg: validate.Targets, reduction="sum"):
     """The loss E and dE/dq_t for every step: (loss, dQ (T, N, O)). Unscored steps get zero."""
     dQ = np.empty_like(trace.Q)
@@ -47,8 +46,8 @@ def block_errors(trace, tg, scale, dQ, t0, t1) -> float:
     rows = Q.reshape(-1, O)  # ((t1-t0)*N, O)
     ids = np.ascontiguousarray(tg.ids.T[t0:t1]).reshape(-1)  # -1 where unscored
     P = dQ[t0:t1].reshape(-1, O)  # a view: dQ is contiguous
-    numerics = runtime.kernels() if rows.size <= COMPILED_MAX_SOFTMAX else None
-    if numerics is not None:  # softmax_error below, compiled: a dozen NumPy calls become one
+    numerics = runtime.kernels()
+    if numerics is not None:  # softmax_error below, compiled: a dozen NumPy calls become one pass a row
         return float(numerics.softmax_error(rows, ids, scale, P))
     return softmax_error(rows, ids, scale, P)
 
@@ -78,19 +77,19 @@ def softmax_error(Q, ids, scale, P):
 
 class Errors:
     """What the backward loop starts from, a block of steps at a time: dE/dq_t (dQ, (T, N, O)) and
-    dE_t/ds_t from output t itself (dS, (T, N, H))."""
+    dE_t/ds_t from output t itself (dS, (T, N, H'))."""
 
     def __init__(self, model, xin, tg, scale, threaded, mem):
         self.tg, self.scale, self.threaded = tg, scale, threaded
         self.dQ = mem.empty("dQ", (xin.T, xin.N, model.O))
-        self.dS = mem.empty("dS", (xin.T, xin.N, model.H))
+        self.dS = mem.empty("dS", (xin.T, xin.N, model.V.shape[1]))
 
     def block(self, trace, t0, t1) -> float:
         """Fills steps t0 <= t < t1 and returns their loss."""
         model = trace.model
         loss = block_errors(trace, self.tg, self.scale, self.dQ, t0, t1)
         runtime.matmul(self.dQ[t0:t1].reshape(-1, model.O), model.V, threaded=self.threaded,
-               out=self.dS[t0:t1].reshape(-1, model.H))  # a view: dS is contiguous
+                       out=self.dS[t0:t1].reshape(-1, self.dS.shape[-1]))  # a view: dS is contiguous
         return loss
 
 
@@ -109,9 +108,11 @@ def scatter_rows(ids, rows, D):
 
 
 def weight_terms(trace, dQ, dA, t0, t1, threaded=False) -> dict:
-    """The steps t0 <= t < t1's share of dU, dV and, where the model has them, db and dc, by name:
-    one product (or a scatter, for ids) per parameter for all the steps. dA (T, N, G): the errors
-    of the steps' input parts."""
+    """The steps t0 <= t < t1's share of dU, dV and, where the model has them, db and dc, by name
+    (U and b: the parameters with the roles "input" and "input bias", each its rows of dA): one
+    product (or a scatter, for ids) for all the steps. dA (T, N, G): the errors of the steps'
+    input parts. For ids, db sums dU's D columns where they are fewer than the T N rows of dA
+    (every row of dA goes into exactly one column of dU)."""
     model, xin = trace.model, trace.inputs
     G, O = dA.shape[-1], model.O
     A2, Q2 = dA[t0:t1].reshape(-1, G), dQ[t0:t1].reshape(-1, O)  # a row per step and sequence
@@ -123,21 +124,41 @@ def weight_terms(trace, dQ, dA, t0, t1, threaded=False) -> dict:
             numerics.scatter_rows(ids, A2, dUT)  # np.add.at, compiled
         else:
             dUT = scatter_rows(ids, A2, model.D)
-        dU = dUT.T
+        dU, summed = dUT.T, dUT if model.D < A2.shape[0] else A2
     else:
         dU = runtime.matmul(A2, np.swapaxes(xin.X, 0, 1)[t0:t1].reshape(-1, model.D), tn=True, threaded=threaded)
-    g = {"U": dU, "V": runtime.matmul(Q2, trace.S[t0 + 1:t1 + 1].reshape(-1, model.H), tn=True, threaded=threaded)}
-    if model.b is not None:
-        g["b"] = A2.sum(axis=0)
+        summed = A2
+    S = trace.S[t0 + 1:t1 + 1]
+    g = {"V": runtime.matmul(Q2, S.reshape(-1, S.shape[-1]), tn=True, threaded=threaded)}
+    db = None
+    for name, role, rows in runtime.prepared(model, input_rows):
+        if role == "input":
+            g[name] = dU[rows]
+        else:
+            db = summed.sum(axis=0) if db is None else db
+            g[name] = db[rows]
     if model.c is not None:
         g["c"] = Q2.sum(axis=0)
     return g
+
+
+def input_rows(model) -> tuple:
+    """(name, role, rows) of the model's parameters with the roles "input" and "input bias": the
+    rows of the step's input part each makes (Cell.rows); found once per model."""
+    cell = model.cell
+    return tuple((name, p.role, cell.rows(model, name)) for name, p in cell.params.items()
+                 if name in model.params and p.role in ("input", "input bias"))
 
 
 class Gated:
     """What the adapters of the cells whose step is one product for all the gates share."""
 
     pipelines = staticmethod(runtime.gated_pipelines)
+
+    @staticmethod
+    def step_work(model, N):
+        """W h_{t-1} for all the gates: N H G multiply-adds."""
+        return N * model.H * model.W.shape[0]
 
     @staticmethod
     def truncated(trace, dS, K):
