@@ -133,12 +133,12 @@ def forward(model, x, h0=None, *, scan="sequential") -> Trace:
 
 def scan_method(model, scan) -> str:
     """scan checked for this model: "parallel" needs a cell whose step is linear in its state."""
+    validate.a_model(model)
     if isinstance(scan, str) and scan == "sequential":  # the default, checked at every call
         return scan
     from .cells import names, get
     from .scan import method
 
-    validate.a_model(model)
     if method(scan) == "parallel" and not model.cell.linear():
         linear = [n for n in names() if get(n).linear()]
         raise ValueError(f"scan='parallel' runs a cell whose step is linear in its state ({', '.join(linear)}); "
