@@ -21,6 +21,8 @@ not the input's or the head's (W, bh, the cell's own):
     weight_terms(trace, dA, dR, t0, t1, threaded) -> {"W": ..., and "bh" where the cell has it}
     step_work(model, N) -> the multiply-adds of a step's products (0 for a step without any)
     pipelines(step_work) -> whether a step of step_work multiply-adds may run in the pipeline
+    splits (optional, False if absent) -> whether gradients() may run a large batch as two halves
+        of its sequences on two threads (SPLIT_MIN_WORK)
 
 A state may be wider than H (an LRU's, 2H): the outputs read the state's first entry, out(H) wide.
 """

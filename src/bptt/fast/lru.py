@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cells.lru import LRU as Cell
+from ..cells.lru import LRU as LRUCell
 from . import driver, linear, runtime
 from .numerics import kernel
 
@@ -83,7 +83,7 @@ def backward_steps(dS, A, S, lr, li, g, dA, dh, sums):
 def _constants(model):
     """(lr, li, gamma), each (H,) in the model's dtype, contiguous: lambda's parts and the
     normalisation (ones without gamma_log); made once per model."""
-    return tuple(np.ascontiguousarray(v, dtype=model.dtype) for v in (*Cell.eigenvalues(model), Cell.gamma(model)))
+    return tuple(np.ascontiguousarray(v, dtype=model.dtype) for v in (*LRUCell.eigenvalues(model), LRUCell.gamma(model)))
 
 
 class LRU:
