@@ -56,7 +56,7 @@ def a_model(model, what="model"):
     """model when it is a bptt model (bptt.Model: RNN, LSTM, GRU, ...); else a TypeError naming what came.
     (A model's class has its cell as CELL; bptt.model is not imported here, which imports this module.)"""
     if getattr(type(model), "CELL", None) is None:
-        raise TypeError(f"{what} must be a bptt model (bptt.RNN, bptt.LSTM, bptt.GRU, ...), got "
+        raise TypeError(f"{what} must be a bptt model (bptt.Model: a registered cell's model, such as bptt.RNN), got "
                         f"{type(model).__name__} {show(model)}")
     return model
 
