@@ -245,6 +245,10 @@ def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum", scan="seq
                                    reduction)
     if _split(cell, model, xin, plan):
         return _gradients_split(cell, model, xin, state0, tg, scale, scan)
+    if _halved(cell, model, xin, plan):  # too few sequences to split: the large products in halves
+        with runtime.one_blas_thread(), runtime.halves():
+            plan = runtime.Plan(plan.blocks, plan.helper, set_by_caller=True)
+            return _gradients_full(cell, model, xin, state0, tg, scale, plan, mem, scan)
     return _gradients_full(cell, model, xin, state0, tg, scale, plan, mem, scan)
 
 
@@ -268,6 +272,14 @@ def _split(cell, model, xin, plan) -> bool:
         and xin.T * xin.N * (runtime.width(model) + model.O) >= SPLIT_MIN_WORK and runtime.blas_threads() >= 2
 
 
+def _halved(cell, model, xin, plan) -> bool:
+    """Whether a call of gradients() that is not split runs its products over steps in halves on two
+    threads (runtime.halves): for an adapter that splits, where the outputs' product is one that
+    BLAS would run on all its threads."""
+    return getattr(cell, "splits", False) and not plan.threaded and not plan.one_blas \
+        and xin.T * xin.N * model.V.size >= runtime.ONE_THREAD_MAX_PRODUCT and runtime.blas_threads() >= 2
+
+
 def _half(xin, state0, tg, n0, n1):
     """The inputs, initial state and targets of sequences n0 <= n < n1."""
     part = validate.Inputs(None if xin.ids is None else xin.ids[n0:n1], None if xin.X is None else xin.X[n0:n1],
@@ -284,6 +296,7 @@ def _gradients_split(cell, model, xin, state0, tg, scale, scan):
     error's message to name the step and the sequence."""
     h = xin.N // 2
 
+    @reports_overflow  # NumPy's error settings are per thread: the helper's as this one's
     def half(n0, n1):
         part, s0, targets = _half(xin, state0, tg, n0, n1)
         plan = runtime.Plan([(0, xin.T)], runtime.Inline(), set_by_caller=True)
