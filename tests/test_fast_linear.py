@@ -5,7 +5,8 @@ every regime it has.
 bptt.fast runs them by the cells' own compiled steps where a cell has them ("fused": mingru.py,
 minlstm.py, lru.py), by one compiled recurrence around the cells' vectorised drive and step_back
 ("generic": linear.py, any such cell), or in NumPy throughout ("numpy"); a batch as two halves
-on two threads ("split", driver.py; here at every size); scan="parallel" by the
+on two threads ("split", driver.py), or the products over steps in two halves on two threads
+("halves", runtime.py), here at every size; scan="parallel" by the
 odd-even scan, compiled in place or NumPy's; truncate=K by the window in blocks. Every regime
 must give the reference engine's (bptt.core) loss, gradients and trace: to 1e-11 relative in
 float64, on hypothesis-drawn cases; and each cell must match PyTorch autograd, an independent
@@ -22,23 +23,28 @@ from bptt.cells import Cell, Param, registry
 from bptt.fast import driver, runtime
 
 CELLS = [n for n in cells.names() if cells.get(n).linear() and cells.get(n).__module__.startswith("bptt.")]
-REGIMES = ["fused", "generic", "numpy", "split"]
+REGIMES = ["fused", "generic", "numpy", "split", "halves"]
 
 
 @pytest.fixture
 def regime(monkeypatch):
     """regime(name): the cells' own compiled steps where they have them ("fused"), the compiled
     recurrence around the cells' vectorised functions for every cell ("generic"), NumPy's loops,
-    or the fused steps with every batch split between two threads ("split")."""
+    or the fused steps with every batch split between two threads ("split") or every product over
+    steps ("halves")."""
     def set_(name):
         if name != "numpy":
             need("numba")
         runtime.set_compiled(name != "numpy")
         driver.supports(bptt.random_model("linear", 2, 2, 2, seed=0))  # every adapter registered
-        if name == "split":
+        if name in ("split", "halves"):
             need("threadpoolctl")
-            monkeypatch.setattr(driver, "SPLIT_MIN_WORK", 0)
             monkeypatch.setattr(runtime, "blas_threads", lambda: 2)
+        if name == "split":
+            monkeypatch.setattr(driver, "SPLIT_MIN_WORK", 0)
+        if name == "halves":
+            monkeypatch.setattr(runtime, "ONE_THREAD_MAX_PRODUCT", 0)
+            monkeypatch.setattr(runtime, "HALVES_MIN_WORK", 0)
         if name == "generic":
             for n in [n for n in driver.CELLS if n in cells.names() and cells.get(n).linear()]:
                 monkeypatch.delitem(driver.CELLS, n)
@@ -276,7 +282,7 @@ def test_a_later_call_leaves_earlier_results_alone(cell):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("name", ["fused", "split"])
+@pytest.mark.parametrize("name", ["fused", "split", "halves"])
 @pytest.mark.parametrize("cell", CELLS)
 def test_an_overflow_is_the_references_error(regime, name, cell):
     # float32 outputs that overflow, q = 1e38 |h_j| + 3.4e38 once |h_j| > 0.003 (one product a

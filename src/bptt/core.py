@@ -368,9 +368,9 @@ def finite(trace, loss, grads, dQ):
 
 
 def all_finite(a) -> bool:
-    """Whether every entry of a is finite: its sum is, unless it overflowed (then entry by entry).
-    One reduction, where np.isfinite(a).all() makes an array and reduces it."""
-    return math.isfinite(float(np.sum(a))) or bool(np.isfinite(a).all())
+    """Whether every entry of the array a is finite: its sum is, unless it overflowed (then entry
+    by entry). One reduction, where np.isfinite(a).all() makes an array and reduces it."""
+    return math.isfinite(float(a.sum())) or bool(np.isfinite(a).all())
 
 
 def nonfinite_message(trace, dQ=None) -> str:

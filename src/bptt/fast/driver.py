@@ -92,7 +92,7 @@ def _setup(model, xin):
     T, N, work = xin.T, xin.N, cell.step_work(model, xin.N)
     # the products over all steps: the outputs', the errors' and dV (T N H' O), dU for dense
     # inputs (T N G D) and the recurrent weights' (T step_work)
-    over_steps = max(T * N * model.V.size, 0 if xin.ids is not None else T * N * runtime.width(model) * model.D,
+    over_steps = max(T * N * model.params["V"].size, 0 if xin.ids is not None else T * N * runtime.width(model) * model.D,
                      T * work)
     return cell, runtime.plan(T, N, work, cell.pipelines(work), over_steps)
 
@@ -117,7 +117,7 @@ def _forward_blocks(cell, model, xin, state0, plan, mem, then=None, scan="sequen
     forward). After each block the helper computes after(t0, t1): its outputs q_t and then, if
     given, then(trace, t0, t1), whose results the futures hold, in time order (outputs only: all
     done on return); forward: the cell's forward object."""
-    O, VT = model.O, runtime.prepared(model, runtime.head_transposed)
+    O, VT, c = model.O, runtime.prepared(model, runtime.head_transposed), model.params.get("c")
     F = cell.forward(model, xin, state0, mem, plan.threaded, scan)
     work = 0 if plan.threaded else cell.step_work(model, xin.N)
 
@@ -125,8 +125,8 @@ def _forward_blocks(cell, model, xin, state0, plan, mem, then=None, scan="sequen
         trace = F.trace
         runtime.matmul(trace.S[t0 + 1:t1 + 1].reshape(-1, trace.S.shape[-1]), VT, threaded=plan.pinned,
                        out=trace.Q[t0:t1].reshape(-1, O))  # a view: Q is contiguous
-        if model.c is not None:
-            trace.Q[t0:t1] += model.c
+        if c is not None:
+            trace.Q[t0:t1] += c
         return None if then is None else then(trace, t0, t1)
 
     blocks = plan.blocks
@@ -245,6 +245,10 @@ def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum", scan="seq
                                    reduction)
     if _split(cell, model, xin, plan):
         return _gradients_split(cell, model, xin, state0, tg, scale, scan)
+    if _halved(cell, model, xin, plan):  # too few sequences to split: the large products in halves
+        with runtime.one_blas_thread(), runtime.halves():
+            plan = runtime.Plan(plan.blocks, plan.helper, set_by_caller=True)
+            return _gradients_full(cell, model, xin, state0, tg, scale, plan, mem, scan)
     return _gradients_full(cell, model, xin, state0, tg, scale, plan, mem, scan)
 
 
@@ -268,6 +272,14 @@ def _split(cell, model, xin, plan) -> bool:
         and xin.T * xin.N * (runtime.width(model) + model.O) >= SPLIT_MIN_WORK and runtime.blas_threads() >= 2
 
 
+def _halved(cell, model, xin, plan) -> bool:
+    """Whether a call of gradients() that is not split runs its products over steps in halves on two
+    threads (runtime.halves): for an adapter that splits, where the outputs' product is one that
+    BLAS would run on all its threads."""
+    return getattr(cell, "splits", False) and not plan.threaded and not plan.one_blas \
+        and xin.T * xin.N * model.params["V"].size >= runtime.ONE_THREAD_MAX_PRODUCT and runtime.blas_threads() >= 2
+
+
 def _half(xin, state0, tg, n0, n1):
     """The inputs, initial state and targets of sequences n0 <= n < n1."""
     part = validate.Inputs(None if xin.ids is None else xin.ids[n0:n1], None if xin.X is None else xin.X[n0:n1],
@@ -284,6 +296,7 @@ def _gradients_split(cell, model, xin, state0, tg, scale, scan):
     error's message to name the step and the sequence."""
     h = xin.N // 2
 
+    @reports_overflow  # NumPy's error settings are per thread: the helper's as this one's
     def half(n0, n1):
         part, s0, targets = _half(xin, state0, tg, n0, n1)
         plan = runtime.Plan([(0, xin.T)], runtime.Inline(), set_by_caller=True)

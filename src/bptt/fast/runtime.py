@@ -147,11 +147,58 @@ def matmul(A, B, tn=False, threaded=False, out=None):
     """A @ B, or A^T @ B when tn, for the products over many steps (into out if given): those from
     ONE_THREAD_MIN_OVER_STEPS to ONE_THREAD_MAX_PRODUCT multiply-adds on one BLAS thread, the
     others as BLAS likes; inside a pipeline (threaded), as they come, on the one BLAS thread the
-    pipeline has set."""
+    pipeline has set; within halves(), from HALVES_MIN_WORK on, in two halves on two threads."""
     work = A.shape[0] * A.shape[1] * B.shape[1]
+    if work >= HALVES_MIN_WORK and getattr(_halves, "on", False):
+        return _in_halves(A, B, tn, out)
     context = contextlib.nullcontext() if threaded or work < ONE_THREAD_MIN_OVER_STEPS else blas_for(work)
     with context:
         return np.matmul(A.T if tn else A, B, out=out)
+
+
+# Within halves(), a product over steps of at least this many multiply-adds runs in two halves,
+# this thread's and the helper's, each on the one BLAS thread the caller has set: both cores, and
+# no BLAS thread to wait for, which a busy machine can keep from its core for milliseconds at every
+# product (the helper's half is taken back by this thread if the helper has not started it)
+HALVES_MIN_WORK = 1 << 21
+_halves = threading.local()
+
+
+@contextlib.contextmanager
+def halves():
+    """The context in which this thread's products over steps run in two halves (matmul); the
+    caller sets BLAS to one thread (one_blas_thread)."""
+    previous = getattr(_halves, "on", False)
+    _halves.on = True
+    try:
+        yield
+    finally:
+        _halves.on = previous
+
+
+def _in_halves(A, B, tn, out):
+    """A @ B by halves of A's rows, or A^T @ B by halves of B's columns (out's), the second half on
+    the helper thread: the same arithmetic for every entry as one product of the whole."""
+    if tn:
+        w = B.shape[1] // 2
+        out = np.empty((A.shape[1], B.shape[1]), dtype=np.result_type(A, B)) if out is None else out
+        parts = [(A.T, B[:, :w], out[:, :w]), (A.T, B[:, w:], out[:, w:])]
+    else:
+        h = A.shape[0] // 2
+        out = np.empty((A.shape[0], B.shape[1]), dtype=np.result_type(A, B)) if out is None else out
+        parts = [(A[:h], B, out[:h]), (A[h:], B, out[h:])]
+
+    def part(a, b, o):
+        with np.errstate(over="ignore", invalid="ignore"):  # as the caller's (NumPy's are per thread)
+            if o.flags.c_contiguous:
+                np.matmul(a, b, out=o)
+            else:  # a block of out's columns: the product, then its copy into them
+                o[...] = np.matmul(a, b)
+
+    second = [helper().submit(part, *parts[1])]
+    part(*parts[0])
+    claim(second, 0, part, *parts[1])
+    return out
 
 
 # --- the pipeline ----------------------------------------------------------------------------

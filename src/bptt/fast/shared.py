@@ -82,13 +82,13 @@ class Errors:
     def __init__(self, model, xin, tg, scale, threaded, mem):
         self.tg, self.scale, self.threaded = tg, scale, threaded
         self.dQ = mem.empty("dQ", (xin.T, xin.N, model.O))
-        self.dS = mem.empty("dS", (xin.T, xin.N, model.V.shape[1]))
+        self.dS = mem.empty("dS", (xin.T, xin.N, model.params["V"].shape[1]))
 
     def block(self, trace, t0, t1) -> float:
         """Fills steps t0 <= t < t1 and returns their loss."""
         model = trace.model
         loss = block_errors(trace, self.tg, self.scale, self.dQ, t0, t1)
-        runtime.matmul(self.dQ[t0:t1].reshape(-1, model.O), model.V, threaded=self.threaded,
+        runtime.matmul(self.dQ[t0:t1].reshape(-1, model.O), model.params["V"], threaded=self.threaded,
                        out=self.dS[t0:t1].reshape(-1, self.dS.shape[-1]))  # a view: dS is contiguous
         return loss
 
@@ -137,7 +137,7 @@ def weight_terms(trace, dQ, dA, t0, t1, threaded=False) -> dict:
         else:
             db = summed.sum(axis=0) if db is None else db
             g[name] = db[rows]
-    if model.c is not None:
+    if "c" in model.params:
         g["c"] = Q2.sum(axis=0)
     return g
 
