@@ -14,19 +14,25 @@ from __future__ import annotations
 
 import os
 
-from . import core, fast
-from .validate import a_model, show
+from . import core, fast, stack
+from .validate import a_network, show
 
 BACKENDS = ("reference", "fast")
 
 
 def engine(model, backend=None):
-    """The module that computes for this model: bptt.core or bptt.fast."""
-    a_model(model)
+    """The module that computes for this model: bptt.core or bptt.fast (bptt.stack, the reference
+    engine's loop through layers, for a bptt.Stack)."""
+    a_network(model)
     name = backend if backend is not None else os.environ.get("BPTT_BACKEND") or None
     where = "backend" if backend is not None else "the environment variable BPTT_BACKEND"
     if name is not None and (not isinstance(name, str) or name not in BACKENDS):
         raise ValueError(f"{where} must be one of {', '.join(BACKENDS)}, got {show(name)}")
+    if isinstance(model, stack.Stack):
+        if backend == "fast":
+            raise ValueError("the fast backend runs one-layer models; a bptt.Stack runs on the reference engine "
+                             "(backend='reference' or None)")
+        return stack
     if name == "reference":
         return core
     if fast.supports(model):
@@ -39,7 +45,12 @@ def engine(model, backend=None):
 
 def name(module) -> str:
     """The name of a backend module: "reference" for bptt.core, "fast" for bptt.fast."""
-    return "reference" if module is core else "fast"
+    return "fast" if module is fast else "reference"
+
+
+def _scan(model, scan):
+    """scan checked for the model (every layer of a stack)."""
+    return stack._scan(model, scan) if isinstance(model, stack.Stack) else core.scan_method(model, scan)
 
 
 def forward(model, x, h0=None, *, scan="sequential", backend=None):
@@ -49,12 +60,12 @@ def forward(model, x, h0=None, *, scan="sequential", backend=None):
     scan: "sequential" (a loop over the steps) or "parallel" (an associative scan, for a cell whose
     step is linear in its state: bptt.scan); backward then computes the errors the same way.
     """
-    return engine(model, backend).forward(model, x, h0, scan=core.scan_method(model, scan))
+    return engine(model, backend).forward(model, x, h0, scan=_scan(model, scan))
 
 
 def backward(trace, y, *, truncate=None, reduction="sum", backend=None):
     """BPTT from a forward trace: (loss, Grads). truncate=K: the notebook's window (core.py)."""
-    if not isinstance(trace, core.Trace):
+    if not isinstance(trace, (core.Trace, stack.StackTrace)):
         raise TypeError(f"backward takes the Trace that bptt.forward returns, got {type(trace).__name__}")
     return engine(trace.model, backend).backward(trace, y, truncate=truncate, reduction=reduction)
 
@@ -70,7 +81,7 @@ def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum", scan="seq
     FloatingPointError naming the step where it began.
     """
     return engine(model, backend).gradients(model, x, y, truncate=truncate, h0=h0, reduction=reduction,
-                                            scan=core.scan_method(model, scan))
+                                            scan=_scan(model, scan))
 
 
 def loss(model, x, y, *, h0=None, reduction="sum", backend=None) -> float:

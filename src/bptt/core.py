@@ -167,7 +167,7 @@ def run(model, xin, state0, scan="sequential") -> Trace:
         with np.errstate(over="ignore", invalid="ignore"):
             h = scans.linear(cell.decay(model, cache), b, cell.to_scan(state0[0]), "parallel")
             S = np.concatenate([state0[0][None], cell.from_scan(h).astype(model.dtype, copy=False)])
-            Q = S[1:] @ model.V.T + (0 if model.c is None else model.c)
+            Q = outputs(model, S)
         return Trace(model, xin, (S,), cache, Q, scan)
     state, states, cache = state0, [state0], []
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is named by finite() below
@@ -176,9 +176,16 @@ def run(model, xin, state0, scan="sequential") -> Trace:
             states.append(state)
             cache.append(c)
         S = np.stack([s[0] for s in states])  # (T+1, N, H)
-        Q = S[1:] @ model.V.T + (0 if model.c is None else model.c)  # (T, N, O)
+        Q = outputs(model, S)  # (T, N, O)
     stacked = (S,) + tuple(np.stack(k) for k in list(zip(*states))[1:])
     return Trace(model, xin, stacked, tuple(np.stack(k) for k in zip(*cache)), Q)
+
+
+def outputs(model, S):
+    """q_t = V s_t + c for t = 0..T-1 from S (T+1, N, H): (T, N, O); None for a layer (head=None)."""
+    if model.head is None:
+        return None
+    return S[1:] @ model.V.T + (0 if model.c is None else model.c)
 
 
 # --- backward --------------------------------------------------------------------------------
@@ -260,7 +267,7 @@ def weight_grads(trace, dQ, dA, dR, t0=0, t1=None, q0=None) -> dict:
     dU = sum_t dA_t^T x_t, dW = sum_t dR_t^T h_{t-1} (the cell's recurrent_grad), db = sum_t dA_t,
     dbh = sum_t dR_t, the cell's own parameters from its param_grads (all steps at once), and the
     head's dV = sum_t dQ_t^T h_t, dc = sum_t dQ_t over the outputs q0..t1-1 (q0 = t0 unless
-    given). dA, dR: (t1-t0, N, G)."""
+    given; none when dQ is None). dA, dR: (t1-t0, N, G)."""
     model, xin = trace.model, trace.inputs
     cell = model.cell
     t1 = xin.T if t1 is None else t1
@@ -272,10 +279,11 @@ def weight_grads(trace, dQ, dA, dR, t0=0, t1=None, q0=None) -> dict:
         elif name in model.params and p.role == "input bias":
             e = dA[..., cell.rows(model, name)]
             g[name] = e.reshape(-1, e.shape[-1]).sum(axis=0)
-    Q2, H = dQ[q0:t1].reshape(-1, model.O), trace.S.shape[-1]
-    g["V"] = Q2.T @ trace.S[q0 + 1:t1 + 1].reshape(-1, H)
-    if model.c is not None:
-        g["c"] = Q2.sum(axis=0)
+    if dQ is not None:  # the head's (a layer of a stack has none)
+        Q2, H = dQ[q0:t1].reshape(-1, model.O), trace.S.shape[-1]
+        g["V"] = Q2.T @ trace.S[q0 + 1:t1 + 1].reshape(-1, H)
+        if model.c is not None:
+            g["c"] = Q2.sum(axis=0)
     return {k: g[k].astype(model.dtype, copy=False) for k in model.params}
 
 
@@ -373,22 +381,32 @@ def all_finite(a) -> bool:
     return math.isfinite(float(a.sum())) or bool(np.isfinite(a).all())
 
 
+def _first_nonfinite(trace, arrays, what):
+    """Where the first of these (T, N, ...) arrays first holds a non-finite entry, in words, or None."""
+    for t in range(trace.inputs.T):
+        for a in arrays:
+            bad = ~np.isfinite(a[t])
+            if bad.any():
+                n = int(np.argwhere(bad)[0][0]) if a[t].ndim > 1 else 0
+                seq = f" of sequence {n}" if trace.inputs.batched else ""
+                return (f"the {what} first became non-finite at step t = {t}{seq} "
+                        f"({trace.model.dtype} range: max {np.finfo(trace.model.dtype).max:.3g})")
+    return None
+
+
+def forward_nonfinite(trace):
+    """The first step whose pre-activation (cache), state or output is not finite, in words, or None."""
+    first = functools.partial(_first_nonfinite, trace)
+    return (first(trace.cache, "pre-activation z_t") or first([s[1:] for s in trace.cell_states], "state s_t")
+            or (first([trace.Q], "output q_t") if trace.Q is not None else None))
+
+
 def nonfinite_message(trace, dQ=None) -> str:
     """Where a run with finite weights and inputs first left the floating-point range: the first
     step whose pre-activation (cache), state or output, or else whose backward error, is not
     finite, with the sequence it happened in."""
-    def first(arrays, what):
-        for t in range(trace.inputs.T):
-            for a in arrays:
-                bad = ~np.isfinite(a[t])
-                if bad.any():
-                    n = int(np.argwhere(bad)[0][0]) if a[t].ndim > 1 else 0
-                    seq = f" of sequence {n}" if trace.inputs.batched else ""
-                    return (f"the {what} first became non-finite at step t = {t}{seq} "
-                            f"({trace.model.dtype} range: max {np.finfo(trace.model.dtype).max:.3g})")
-        return None
-    forward_at = (first(trace.cache, "pre-activation z_t")
-                  or first([s[1:] for s in trace.cell_states], "state s_t") or first([trace.Q], "output q_t"))
+    first = functools.partial(_first_nonfinite, trace)
+    forward_at = forward_nonfinite(trace)
     if forward_at:
         return "the forward pass overflowed: " + forward_at
     with np.errstate(over="ignore", invalid="ignore"):

@@ -81,15 +81,22 @@ class Model:
             extra = f" and settings {', '.join(cls.CELL.settings)}" if cls.CELL.settings else ""
             raise TypeError(f"{cls.__name__} has no parameter {', '.join(unknown)}: its parameters are "
                             f"{', '.join(order)}{extra}, and head")
-        if head not in HEADS:
-            raise ValueError(f"unknown head {show(head)}: expected one of {', '.join(HEADS)}")
+        if head is not None and (not isinstance(head, str) or head not in HEADS):
+            raise ValueError(f"unknown head {show(head)}: expected one of {', '.join(HEADS)}, or None for a "
+                             "layer of a bptt.Stack")
         put = object.__setattr__
         put(self, "cell", cls.CELL(**settings))
         put(self, "head", head)
         self._setup(kwargs)
 
     def _setup(self, given):
-        name, declared = type(self).__name__, {**self.cell.params, **HEAD_PARAMS}
+        name = type(self).__name__
+        declared = {**self.cell.params, **(HEAD_PARAMS if self.head is not None else {})}
+        if self.head is None:
+            extra = sorted(k for k in HEAD_PARAMS if given.get(k) is not None)
+            if extra:
+                raise ValueError(f"a layer (head=None) has no head, so no {', '.join(extra)}: give the head to "
+                                 "the bptt.Stack")
         arrays = {}
         for k, p in declared.items():
             v = given.get(k)
@@ -118,8 +125,8 @@ class Model:
         H, src = _hidden(self.cell, arrays, name)
         D = next((a.shape[i] for k, a in arrays.items() if k in self.cell.params
                   for i, s in enumerate(self.cell.params[k].shape) if s == "D"), 0)
-        O = arrays["V"].shape[0]
-        if H == 0 or O == 0 or (D == 0 and any("D" in p.shape for p in self.cell.params.values())):
+        O = arrays["V"].shape[0] if "V" in arrays else 0
+        if H == 0 or (O == 0 and self.head is not None) or (D == 0 and any("D" in p.shape for p in self.cell.params.values())):
             raise ValueError(f"every dimension must be at least 1, got H={H}, D={D}, O={O}")
         for k, a in arrays.items():
             want = _shape(declared[k], D, H, O, self.cell)
@@ -130,7 +137,7 @@ class Model:
             arrays[k] = a
         order = signature(type(self).CELL)
         put = object.__setattr__
-        put(self, "params", {k: arrays[k] for k in order if k in arrays})
+        put(self, "params", {k: arrays[k] for k in order if k in arrays})  # a layer's: the cell's alone
         put(self, "H", H)
         put(self, "D", D)
         put(self, "O", O)

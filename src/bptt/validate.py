@@ -56,9 +56,18 @@ def a_model(model, what="model"):
     """model when it is a bptt model (bptt.Model: RNN, LSTM, GRU, ...); else a TypeError naming what came.
     (A model's class has its cell as CELL; bptt.model is not imported here, which imports this module.)"""
     if getattr(type(model), "CELL", None) is None:
+        if type(model).__name__ == "Stack" and type(model).__module__ == "bptt.stack":
+            raise TypeError(f"{what} must be a one-layer bptt model here; a bptt.Stack is not taken by this function")
         raise TypeError(f"{what} must be a bptt model (bptt.Model: a registered cell's model, such as bptt.RNN), got "
                         f"{type(model).__name__} {show(model)}")
     return model
+
+
+def a_network(model, what="model"):
+    """model when it is a bptt model or a bptt.Stack of layers; else a TypeError naming what came."""
+    if type(model).__name__ == "Stack" and type(model).__module__ == "bptt.stack":
+        return model
+    return a_model(model, what)
 
 
 def rng(seed, what="seed"):
@@ -104,7 +113,7 @@ def _is_one_hot(a):
 
 
 def inputs(model, x) -> Inputs:
-    D = a_model(model).D
+    D = a_network(model).D
     x = _array(x, "x")
     if x.ndim == 0:
         raise ValueError(f"x must be a sequence: token ids (T,) / (N, T) or dense vectors (T, D) / (N, T, D) "

@@ -1,5 +1,8 @@
 """The notebook's cell, the Elman RNN:  z_t = U x_t + W s_{t-1} + b,  s_t = f(z_t).
 
+An optional second bias bh (PyTorch's bias_hh) adds to z_t as b does; only b + bh matters, but a
+network read from PyTorch keeps the two apart so that each gets the gradient PyTorch gives it.
+
 state (s,): s (N, H);  cache (z_t,): (N, H);  G = H. f is the `activation` setting: tanh, relu,
 sigmoid or identity.
 """
@@ -17,7 +20,7 @@ from ..validate import show
 class Elman(Cell):
     """The notebook's cell:  z_t = U x_t + W s_{t-1} + b,  s_t = f(z_t).
 
-    U (H, D), W (H, H), b (H,) optional; state (s,); cache (z_t,).
+    U (H, D), W (H, H), b (H,) and bh (H,) optional; state (s,); cache (z_t,).
     """
 
     name = "rnn"
@@ -25,7 +28,8 @@ class Elman(Cell):
     label = "Elman"
     model = "RNN"
     params = {"U": Param(("H", "D"), role="input"), "W": Param(("H", "H"), role="recurrent"),
-              "b": Param(("H",), optional=True, role="input bias")}
+              "b": Param(("H",), optional=True, role="input bias"),
+              "bh": Param(("H",), optional=True, role="recurrent bias")}
     settings = {"activation": "tanh"}
     state = ("s",)
     pascanu = True
@@ -59,9 +63,11 @@ class Elman(Cell):
         return params
 
     def step(self, m, a, state):
-        """z_t = a_t + W s_{t-1} (a_t = U x_t + b),  s_t = f(z_t)."""
+        """z_t = a_t + W s_{t-1} + bh (a_t = U x_t + b),  s_t = f(z_t)."""
         (s_prev,) = state
         z = a + s_prev @ m.W.T          # (N, H)
+        if m.bh is not None:
+            z = z + m.bh
         return (self.f.f(z),), (z,)
 
     def step_back(self, m, prev, state, cache, d):

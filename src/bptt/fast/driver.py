@@ -69,6 +69,8 @@ def adapter(model):
     found = _registered().get(getattr(cell, "name", None))
     if found is None and cell is not None:
         found = next((a for test, a in FAMILIES if test(cell)), None)
+    if found is not None and not getattr(found, "accepts", lambda m: True)(model):
+        return None  # a form of the cell its kernels do not compute (an Elman cell's second bias)
     return found
 
 

@@ -258,6 +258,11 @@ class Elman:
     forward, backward = Forward, Backward
 
     @staticmethod
+    def accepts(model):
+        """The kernels compute the one bias b; a model with a second (bh) runs on the reference."""
+        return "bh" not in model.params
+
+    @staticmethod
     def step_work(model, N):
         return N * model.H * model.H  # W s_{t-1}
 

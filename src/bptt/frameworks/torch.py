@@ -223,8 +223,13 @@ def to_torch(model):
     model lacks (bias=False when it has neither). A GRU with reset_after=False raises a ValueError:
     nn.GRU computes the reset-after form only.
     """
+    from ..stack import Stack
+
+    if isinstance(model, Stack):
+        from . import torch_stack
+        return torch_stack.to_torch(model)
     if not isinstance(model, (RNN, LSTM, GRU)):
-        raise ValueError(f"to_torch expects a bptt.RNN, LSTM or GRU, got {type(model).__name__}")
+        raise ValueError(f"to_torch expects a bptt.RNN, LSTM, GRU or a bptt.Stack of them, got {type(model).__name__}")
     if isinstance(model, RNN) and model.activation not in ("tanh", "relu"):
         raise ValueError(f"torch.nn.RNN supports the nonlinearities 'tanh' and 'relu' only; this model "
                          f"uses {model.activation!r}, which it cannot express")
@@ -261,7 +266,9 @@ def from_torch(module, linear, *, head="softmax"):
     RNN: b = bias_ih_l0 + bias_hh_l0. LSTM, GRU: b = bias_ih_l0, bh = bias_hh_l0, kept apart.
     batch_first may be either (it does not touch the weights). The dtype follows the weights
     (float32 stays float32). head: "softmax" (cross-entropy on the Linear's outputs) or "mse".
-    One layer, one direction and (LSTM) no projection: anything else is a ValueError.
+    A module with num_layers > 1 or bidirectional=True gives a bptt.Stack (torch_stack: every
+    layer's two biases kept apart; dropout refused in training mode, ignored in eval mode with a
+    warning). proj_size > 0 is a ValueError.
     """
     import torch
 
@@ -271,18 +278,19 @@ def from_torch(module, linear, *, head="softmax"):
     kind = next(k.__name__ for k in kinds if isinstance(module, k))
     if not isinstance(linear, torch.nn.Linear):
         raise ValueError(f"from_torch expects a torch.nn.Linear head, got {type(linear).__name__}")
-    if module.num_layers != 1:
-        raise ValueError(f"bptt models one recurrent layer; this nn.{kind} has num_layers={module.num_layers}")
-    if module.bidirectional:
-        raise ValueError(f"bptt models a one-directional network; this nn.{kind} is bidirectional")
     if getattr(module, "proj_size", 0) > 0:
         raise ValueError(f"bptt's LSTM has no projection of h; this nn.LSTM has proj_size={module.proj_size}")
-    if linear.in_features != module.hidden_size:
-        raise ValueError(f"the Linear head takes {linear.in_features} inputs but the {kind} has "
-                         f"hidden_size {module.hidden_size}")
+    width = module.hidden_size * (2 if module.bidirectional else 1)
+    if linear.in_features != width:
+        raise ValueError(f"the Linear head takes {linear.in_features} inputs but the {kind}'s output is {width} "
+                         f"wide (hidden_size {module.hidden_size}{', both directions' if module.bidirectional else ''})")
     for name, t in list(module.named_parameters()) + [("the Linear's " + n, t) for n, t in linear.named_parameters()]:
         if t.dtype not in (torch.float32, torch.float64):
             raise ValueError(f"bptt holds float32 or float64 weights; {name} is {t.dtype}")
+
+    if module.num_layers != 1 or module.bidirectional:
+        from . import torch_stack
+        return torch_stack.from_torch(module, linear, head)
 
     def arr(t):
         return t.detach().cpu().numpy().copy()

@@ -1,0 +1,96 @@
+"""Stacked and bidirectional torch.nn.RNN, nn.LSTM and nn.GRU as a bptt.Stack, and back.
+
+PyTorch names layer k's weights weight_ih_lk, weight_hh_lk, bias_ih_lk, bias_hh_lk, and the reverse
+direction's the same with the suffix _reverse; bptt's Stack names them U_lk, W_lk, b_lk, bh_lk (and
+U_lk_reverse, ...), the same arrays in the same layout. Every layer keeps PyTorch's two biases apart
+(an nn.RNN's too: the Elman cell's optional bh), so that each gets the gradient PyTorch gives it and
+to_torch(stack.replace(**grads.params)) puts dE/dweight where PyTorch's .grad would be.
+
+Dropout between layers exists in training mode only: a module in training mode with dropout > 0 is
+refused (its output is random); in eval mode the dropout does nothing, and from_torch says so with a
+warning. proj_size (an LSTM's projection of h) has no bptt counterpart and is refused.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ..model import model_class
+from ..stack import Stack
+
+KINDS = {"RNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
+
+
+def from_torch(module, linear, head="softmax"):
+    """A bptt.Stack from a multi-layer or bidirectional nn.RNN / nn.LSTM / nn.GRU and its nn.Linear."""
+    kind = type(module).__name__
+    if module.dropout and module.training:
+        raise ValueError(f"this nn.{kind} has dropout={module.dropout} between its layers and is in training mode, "
+                         "where its output is random: call module.eval() first (dropout then does nothing)")
+    if module.dropout:
+        warnings.warn(f"the nn.{kind}'s dropout={module.dropout} is ignored: the module is in eval mode, where "
+                      "dropout does nothing", stacklevel=3)
+
+    def arr(t):
+        return t.detach().cpu().numpy().copy()
+
+    cls = model_class(KINDS[kind])
+    settings = {"activation": module.nonlinearity} if kind == "RNN" else {}
+    layers = []
+    for k in range(module.num_layers):
+        pair = []
+        for j in range(2 if module.bidirectional else 1):
+            s = f"_l{k}" + ("_reverse" if j else "")
+            p = {"U": arr(getattr(module, "weight_ih" + s)), "W": arr(getattr(module, "weight_hh" + s))}
+            if module.bias:
+                p.update(b=arr(getattr(module, "bias_ih" + s)), bh=arr(getattr(module, "bias_hh" + s)))
+            pair.append(cls(**p, **settings, head=None))
+        layers.append(tuple(pair))
+    c = arr(linear.bias) if linear.bias is not None else None
+    return Stack(layers, arr(linear.weight), c, head)
+
+
+def to_torch(stack):
+    """(module, nn.Linear) holding a stack's weights: one nn.RNN / nn.LSTM / nn.GRU with num_layers
+    = its depth, batch_first=True, bidirectional when its layers are, in the stack's dtype."""
+    import torch
+
+    from .torch import MODULES, _torch_dtype
+
+    first = stack.layers[0][0]
+    cell = first.cell
+    for k, j, m in stack.entries:
+        if m.cell.name != cell.name or m.cell.values != cell.values or m.H != first.H:
+            raise ValueError(f"torch.nn.{MODULES.get(cell.name, 'RNN')} has one cell and one hidden size for every "
+                             f"layer; layer {k} is {m!r}, layer 0 {first!r}")
+    if len(set(stack.directions)) != 1:
+        raise ValueError("torch's recurrent modules are bidirectional in every layer or in none; this stack mixes "
+                         f"them ({stack.directions})")
+    if cell.name not in MODULES:
+        raise ValueError(f"torch.nn has no layer for the {cell.name} cell; to_torch exports rnn, lstm and gru")
+    if cell.name == "rnn" and first.activation not in ("tanh", "relu"):
+        raise ValueError(f"torch.nn.RNN supports the nonlinearities 'tanh' and 'relu' only; this stack uses "
+                         f"{first.activation!r}")
+    if cell.name == "gru" and not first.reset_after:
+        raise ValueError("torch.nn.GRU computes the reset gate after W_n h (reset_after=True) only")
+    dtype = _torch_dtype(torch, stack.dtype, "to_torch")
+    has_bias = any(k in m.params for _, _, m in stack.entries for k in ("b", "bh"))
+    extra = {"nonlinearity": first.activation} if cell.name == "rnn" else {}
+    module = getattr(torch.nn, MODULES[cell.name])(first.D, first.H, num_layers=stack.depth, bias=has_bias,
+                                                   batch_first=True, bidirectional=stack.directions[0] == 2,
+                                                   dtype=dtype, **extra)
+    linear = torch.nn.Linear(stack.V.shape[1], stack.O, bias=stack.c is not None, dtype=dtype)
+    with torch.no_grad():
+        for k, j, m in stack.entries:
+            s = f"_l{k}" + ("_reverse" if j else "")
+            getattr(module, "weight_ih" + s).copy_(torch.from_numpy(np.array(m.U)))
+            getattr(module, "weight_hh" + s).copy_(torch.from_numpy(np.array(m.W)))
+            for name, key in (("bias_ih", "b"), ("bias_hh", "bh")):
+                if has_bias:
+                    v = m.params.get(key)
+                    getattr(module, name + s).copy_(torch.from_numpy(np.array(v)) if v is not None else 0)
+        linear.weight.copy_(torch.from_numpy(np.array(stack.V)))
+        if stack.c is not None:
+            linear.bias.copy_(torch.from_numpy(np.array(stack.c)))
+    return module, linear
