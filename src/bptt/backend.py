@@ -50,7 +50,7 @@ def name(module) -> str:
 
 def _scan(model, scan):
     """scan checked for the model (every layer of a stack)."""
-    return stack._scan(model, scan) if isinstance(model, stack.Stack) else core.scan_method(model, scan)
+    return stack.scan_method(model, scan) if isinstance(model, stack.Stack) else core.scan_method(model, scan)
 
 
 def forward(model, x, h0=None, *, scan="sequential", backend=None):

@@ -319,13 +319,14 @@ def initial_states(stack, h0, xin) -> list:
 def forward(stack, x, h0=None, *, scan="sequential") -> StackTrace:
     """Run the stack over x: a StackTrace (.q, .o, .h, .final, .layers[k][j] per layer and direction).
     x: ids (T,) / (N, T) or dense (T, D) / (N, T, D); h0: see initial_states."""
-    _scan(stack, scan)
+    scan_method(stack, scan)
     stack.check_finite()
     xin = validate.inputs(stack, x)
     return run(stack, xin, initial_states(stack, h0, xin), scan)
 
 
-def _scan(stack, scan):
+def scan_method(stack, scan):
+    """scan checked for every layer of the stack."""
     if isinstance(scan, str) and scan == "sequential":
         return scan
     for _, _, m in stack.entries:
@@ -353,20 +354,26 @@ def run(stack, xin, states0, scan="sequential") -> StackTrace:
 class LayerErrors:
     """The errors of one layer and direction, in its own time order: dH (T, N, H) what arrives at
     each step's output from above (the head or the next layer), dA, dR (T, N, G) the steps' errors
-    (core.backprop), d0 the error at its initial state (a tuple like the state)."""
+    (core.backprop), d0 the error at its initial state (a tuple like the state), and dS, when
+    asked for, the whole error at every state, dE/d state_t (a tuple like the state of (T, N, H))."""
     dH: np.ndarray
     dA: np.ndarray
     dR: np.ndarray
     d0: tuple
+    dS: tuple | None = None
 
 
-def backprop(trace, dY):
+def backprop(trace, dY, final=None, states=False):
     """The errors of every layer and direction from dY (T, N, out), dE/dh_t of the top layer's
-    outputs in time order. Extra leading axes of dY (many outputs' errors at once, as flow sends)
-    carry through. Returns errors[k][j] (LayerErrors) and, per layer, the error dE/dx_t that
-    reaches its input (T, ..., D_k; layer 0's for dense inputs only, else None)."""
+    outputs in time order. final: the error at each layer and direction's last state (a list in
+    Stack.entries' order of state tuples, or None: zeros), for a loss that reads the final state
+    (PyTorch's h_n). Extra leading axes of dY (many outputs' errors at once) carry through.
+    states: keep each step's whole state error (LayerErrors.dS). Returns errors[k][j]
+    (LayerErrors) and, per layer, the error dE/dx_t that reaches its input (T, ..., D_k; layer 0's
+    for dense inputs only, else None)."""
     stack = trace.model
     errors, crossing = [None] * stack.depth, [None] * stack.depth
+    last = {(k, j): final[i] for i, (k, j, _) in enumerate(stack.entries)} if final is not None else {}
     for k in range(stack.depth - 1, -1, -1):
         pair, traces = stack.layers[k], trace.layers[k]
         widths = np.cumsum([m.cell.out(m.H) for m in pair])[:-1]
@@ -374,11 +381,13 @@ def backprop(trace, dY):
         out, dX = [], None
         for j, (m, tr, part) in enumerate(zip(pair, traces, parts)):
             dH = _in_time(part, j)
-            if trace.scan == "parallel" and dH.ndim == 3:
+            seen = [] if states else None
+            if trace.scan == "parallel" and dH.ndim == 3 and not last and not states:
                 dA, dR, d = core.backprop_scan(tr, dH)
             else:
-                dA, dR, d = core.backprop(tr, dH)
-            out.append(LayerErrors(dH, dA, dR, d))
+                dA, dR, d = core.backprop(tr, dH, d=last.get((k, j)), seen=seen)
+            dS = tuple(np.stack(e[::-1]) for e in zip(*seen)) if states else None
+            out.append(LayerErrors(dH, dA, dR, d, dS))
             if k or trace.inputs.X is not None:
                 with np.errstate(over="ignore", invalid="ignore"):
                     e = _in_time(dA @ m.cell.stacked(m, "input"), j)  # (T, ..., D_k)

@@ -37,7 +37,8 @@ from ._common import check_terms_args, problem, windows
 
 RNN, LSTM, GRU = (model_class(name) for name in ("rnn", "lstm", "gru"))
 
-MODULES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}  # bptt's cell -> the torch.nn module
+from . import torch_stack
+from .torch_stack import MODULES, torch_dtype as _torch_dtype  # noqa: E402  (bptt's cell -> the torch.nn module)
 
 
 CELLS = ("rnn", "lstm", "gru") + torch_modern.CELLS  # the cells this framework computes (both GRU forms)
@@ -207,13 +208,6 @@ def terms(model: RNN, x, y, name, t, *, h0=None):
 
 
 # --- import / export ---------------------------------------------------------------------------
-def _torch_dtype(torch, dtype, what):
-    known = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
-    if dtype not in known:
-        raise ValueError(f"{what} needs a float32 or float64 model, got {dtype}")
-    return known[dtype]
-
-
 def to_torch(model):
     """(module, torch.nn.Linear) holding the model's weights, in the model's dtype.
 
@@ -226,7 +220,6 @@ def to_torch(model):
     from ..stack import Stack
 
     if isinstance(model, Stack):
-        from . import torch_stack
         return torch_stack.to_torch(model)
     if not isinstance(model, (RNN, LSTM, GRU)):
         raise ValueError(f"to_torch expects a bptt.RNN, LSTM, GRU or a bptt.Stack of them, got {type(model).__name__}")
@@ -289,7 +282,6 @@ def from_torch(module, linear, *, head="softmax"):
             raise ValueError(f"bptt holds float32 or float64 weights; {name} is {t.dtype}")
 
     if module.num_layers != 1 or module.bidirectional:
-        from . import torch_stack
         return torch_stack.from_torch(module, linear, head)
 
     def arr(t):

@@ -19,7 +19,15 @@ import numpy as np
 from ..model import model_class
 from ..stack import Stack
 
-KINDS = {"RNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
+KINDS = {"RNN": "rnn", "LSTM": "lstm", "GRU": "gru"}  # the torch.nn module -> bptt's cell
+MODULES = {cell: kind for kind, cell in KINDS.items()}
+
+
+def torch_dtype(torch, dtype, what):
+    known = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+    if dtype not in known:
+        raise ValueError(f"{what} needs a float32 or float64 model, got {dtype}")
+    return known[dtype]
 
 
 def from_torch(module, linear, head="softmax"):
@@ -32,31 +40,38 @@ def from_torch(module, linear, head="softmax"):
         warnings.warn(f"the nn.{kind}'s dropout={module.dropout} is ignored: the module is in eval mode, where "
                       "dropout does nothing", stacklevel=3)
 
+    c = linear.bias.detach().cpu().numpy().copy() if linear.bias is not None else None
+    return Stack(layers(module)[0], linear.weight.detach().cpu().numpy().copy(), c, head)
+
+
+def layers(module):
+    """(the module's layers as pairs of bptt layers, {bptt's flat name: PyTorch's name})."""
     def arr(t):
         return t.detach().cpu().numpy().copy()
 
+    kind = type(module).__name__
     cls = model_class(KINDS[kind])
     settings = {"activation": module.nonlinearity} if kind == "RNN" else {}
-    layers = []
+    pairs, names = [], {}
     for k in range(module.num_layers):
         pair = []
         for j in range(2 if module.bidirectional else 1):
             s = f"_l{k}" + ("_reverse" if j else "")
+            ours = f"_l{k}" + ("_reverse" if j else "")
             p = {"U": arr(getattr(module, "weight_ih" + s)), "W": arr(getattr(module, "weight_hh" + s))}
+            names.update({f"U{ours}": f"weight_ih{s}", f"W{ours}": f"weight_hh{s}"})
             if module.bias:
                 p.update(b=arr(getattr(module, "bias_ih" + s)), bh=arr(getattr(module, "bias_hh" + s)))
+                names.update({f"b{ours}": f"bias_ih{s}", f"bh{ours}": f"bias_hh{s}"})
             pair.append(cls(**p, **settings, head=None))
-        layers.append(tuple(pair))
-    c = arr(linear.bias) if linear.bias is not None else None
-    return Stack(layers, arr(linear.weight), c, head)
+        pairs.append(tuple(pair))
+    return pairs, names
 
 
 def to_torch(stack):
     """(module, nn.Linear) holding a stack's weights: one nn.RNN / nn.LSTM / nn.GRU with num_layers
     = its depth, batch_first=True, bidirectional when its layers are, in the stack's dtype."""
     import torch
-
-    from .torch import MODULES, _torch_dtype
 
     first = stack.layers[0][0]
     cell = first.cell
@@ -74,7 +89,7 @@ def to_torch(stack):
                          f"{first.activation!r}")
     if cell.name == "gru" and not first.reset_after:
         raise ValueError("torch.nn.GRU computes the reset gate after W_n h (reset_after=True) only")
-    dtype = _torch_dtype(torch, stack.dtype, "to_torch")
+    dtype = torch_dtype(torch, stack.dtype, "to_torch")
     has_bias = any(k in m.params for _, _, m in stack.entries for k in ("b", "bh"))
     extra = {"nonlinearity": first.activation} if cell.name == "rnn" else {}
     module = getattr(torch.nn, MODULES[cell.name])(first.D, first.H, num_layers=stack.depth, bias=has_bias,

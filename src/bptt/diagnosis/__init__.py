@@ -1,0 +1,123 @@
+"""Diagnose your own network: the exact flow of the gradient inside the recurrent layers of a PyTorch
+or Keras model, under the model's own head and loss.
+
+    d = bptt.diagnose(model, rnn, inputs, loss_fn)
+
+runs model(inputs) once, lets the framework's autograd find the error loss_fn(model(inputs)) puts on
+each step's output of the recurrent module rnn (and on its final state, where the loss reads it),
+and from there computes everything inside rnn with bptt's engine: the weight gradients (by the
+framework's names: they equal what loss.backward() puts in rnn's .grad, to rounding), and per
+layer and direction the lag curve and its decay, the memory path, gate saturation, spectral radii,
+the largest Lyapunov exponent, the share of the gradient a truncation would lose, the per-step
+weight-gradient terms, the first non-finite step, and advice tied to those numbers.
+(bptt.diagnosis.numbers states what each number is.)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..stack import run
+from .. import validate
+
+__all__ = ["diagnose", "Diagnosis"]
+
+
+@dataclass(frozen=True, eq=False)
+class Diagnosis:
+    """A diagnosis (bptt.diagnose): .grads the recurrent module's weight gradients by the
+    framework's names; .entries, per layer and direction, its numbers (bptt.diagnosis.numbers);
+    .loss, .T, .N, .nonfinite (where a state or error
+    first became non-finite, or None), .agreement (the largest difference between bptt's outputs
+    of the layers and the framework's, a check that both ran the same network), .framework, .kind,
+    .dtype. str(d) is a text summary, d.advice() the verdict's lines, d.save(path) the page."""
+
+    framework: str
+    kind: str
+    dtype: str
+    loss: float
+    grads: dict
+    entries: list
+    T: int
+    N: int
+    nonfinite: str | None
+    agreement: float
+    stack: object = field(repr=False, default=None)
+
+    def advice(self) -> list:
+        """The verdict: one line per finding, each with the number it comes from."""
+        from .text import advice
+        return advice(self)
+
+    def __str__(self):
+        from .text import summary
+        return summary(self)
+
+    def _repr_html_(self):
+        from .page import html
+        return html(self, standalone=False)
+
+    def save(self, path) -> None:
+        """Write the diagnosis as one self-contained HTML page (no network, images inline)."""
+        from .page import write
+        write(self, path)
+
+
+def diagnose(model, rnn, inputs, loss_fn, *, lags=True) -> Diagnosis:
+    """The exact diagnosis of rnn inside model on this batch.
+
+    model: a torch.nn.Module (or a Keras model) that calls rnn (an nn.RNN / nn.LSTM / nn.GRU with
+    any num_layers, bidirectional, batch_first, bias; for Keras a SimpleRNN / LSTM / GRU layer or a
+    Bidirectional wrapper of one); inputs: what model takes; loss_fn(output) -> the scalar loss.
+    lags: compute the shares of the gradient beyond lags 10, 100, 1000 (a window's backward pass
+    per lag: the one costly part). Float64 models give the framework's gradients to ~1e-12;
+    float32 models to ~1e-5 (float32 rounding in both).
+    """
+    from .numbers import compute
+
+    if _is_torch(model):
+        from .torch import capture
+    elif _is_keras(model):
+        from .keras import capture
+    else:
+        raise TypeError(f"model must be a torch.nn.Module or a Keras model, got {type(model).__name__}")
+    got = capture(model, rnn, inputs, loss_fn)
+    stack, x = got["stack"], got["x"]
+    if not np.all(np.isfinite(x)):
+        raise ValueError("the recurrent module's input holds NaN or Inf: the diagnosis needs a finite batch")
+    xin = validate.Inputs(None, np.ascontiguousarray(x, dtype=stack.dtype), x.shape[0], x.shape[1], True)
+    from ..stack import initial_states
+
+    trace = run(stack, xin, initial_states(stack, got["h0"], xin))
+    ours = trace.outputs(stack.depth - 1)
+    theirs = np.swapaxes(got["out"], 0, 1)
+    with np.errstate(invalid="ignore"):
+        agreement = float(np.max(np.abs(ours - theirs))) if ours.size else 0.0
+    tol = 1e-8 if stack.dtype == np.float64 else 1e-3
+    if not (agreement <= tol * max(1.0, float(np.max(np.abs(theirs))))) and np.all(np.isfinite(theirs)):
+        raise ValueError(f"bptt's run of the recurrent module differs from {got['framework']}'s by {agreement:.3g}: "
+                         "the module's weights or input changed between the call and the diagnosis")
+    numbers = compute(trace, got["dY"].astype(stack.dtype, copy=False), got["final"], lags=lags)
+    grads = {got["names"][k]: v for k, v in numbers["grads"].items()}
+    return Diagnosis(got["framework"], got["kind"], got["dtype"], got["loss"], grads, numbers["entries"], numbers["T"], numbers["N"], numbers["nonfinite"], agreement, stack)
+
+
+def _is_torch(model) -> bool:
+    import sys
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.nn.Module)
+
+
+def _is_keras(model) -> bool:
+    import sys
+    keras = sys.modules.get("keras")
+    return keras is not None and isinstance(model, keras.Model)
+
+
+def halving(r) -> float | None:
+    """Steps for the error to halve (r < 1) or double (r > 1) at r per step."""
+    if r is None or r <= 0 or r == 1:
+        return None
+    return math.log(2) / abs(math.log(r))
