@@ -39,6 +39,7 @@ import numpy as np
 
 from . import backend as backends
 from . import core, heads, validate
+from . import stack as stacks
 from .validate import show
 
 
@@ -210,27 +211,47 @@ def check(model, x, y, *, grads=None, h0=None, reduction="sum", step=1e-4, tol=1
     """
     step, tol, floor, max_entries = check_arguments(step=step, tol=tol, floor=floor, max_entries=max_entries)
     heads.check_reduction(reduction)
-    m = validate.a_model(model).astype(np.float64)
+    m = validate.a_network(model).astype(np.float64)
     m.check_finite()
     rng = validate.rng(seed)
     xin = validate.inputs(m, x)
     tg = validate.targets(m, y, xin)
-    state0 = core.initial_state(m, h0, xin)  # (N, H) arrays: h0, and c0 for a cell with a memory
-    state0 = tuple(s if xin.batched else s[0] for s in state0)
+    layered = isinstance(m, stacks.Stack)
+    if layered:  # one (N, H) array per layer and direction for each state entry, stacked when they can be
+        per = stacks.initial_states(m, h0, xin)
+        sizes = [tuple(p.shape for p in s) for s in per]
+        state0 = tuple(np.stack([s[i] for s in per]) for i in range(len(per[0]))) if len(set(sizes)) == 1 else ()
+        state0 = tuple(s if xin.batched else s[:, 0] for s in state0)
+    else:
+        state0 = core.initial_state(m, h0, xin)  # (N, H) arrays: h0, and c0 for a cell with a memory
+        state0 = tuple(s if xin.batched else s[0] for s in state0)
+    if layered and not state0 and h0 is not None:
+        raise ValueError("check takes h0 for a stack whose layers' states have one shape; this one's differ")
     engine = backends.engine(m, backend)
-    loss, g = engine.gradients(m, x, y, h0=state0 if len(state0) > 1 else state0[0], reduction=reduction)
+    loss, g = engine.gradients(m, x, y, h0=(state0 if len(state0) > 1 else state0[0]) if state0 else None,
+                               reduction=reduction)
     g = g if grads is None else grads
     which = "given" if grads is not None else backends.name(engine)
     # the arrays the difference quotient perturbs in place, and the only ones fun() reads
     params = {k: _own(v) for k, v in m.params.items()}
     starts = ("h0", "c0")[:len(state0)]
     params.update({k: _own(s) for k, s in zip(starts, state0)})
-    relu = getattr(m, "activation", None) == "relu"
+    layers = [e[2] for e in m.entries] if layered else [m]
+    relu = [getattr(layer, "activation", None) == "relu" for layer in layers]
 
     def fun():
         mm = m.replace(**{k: v for k, v in params.items() if k not in starts})
-        trace = core.run(mm, xin, tuple(params[k].reshape(xin.N, H) for k, H in zip(starts, m.state_sizes)))
-        return heads.error(mm.head, trace.Q, tg, reduction)[0], (trace.Z > 0) if relu else None
+        if layered:
+            given = [tuple(params[k][i].reshape(xin.N, -1) for k in starts) for i in range(len(layers))] \
+                if starts else stacks.initial_states(mm, None, xin)
+            trace = stacks.run(mm, xin, given)
+            traces = [tr for pair in trace.layers for tr in pair]
+        else:
+            trace = core.run(mm, xin, tuple(params[k].reshape(xin.N, H) for k, H in zip(starts, m.state_sizes)))
+            traces = [trace]
+        kinks = [tr.Z > 0 for tr, r in zip(traces, relu) if r]
+        return heads.error(mm.head, trace.Q, tg, reduction)[0], (np.concatenate([k.ravel() for k in kinks])
+                                                                 if kinks else None)
 
     noise = 100 * max(1.0, abs(loss)) * np.finfo(np.float64).eps / step
     rows = []

@@ -285,7 +285,7 @@ def _in_time(a, j):
 
 def _stack(parts):
     """Per-entry arrays as one array when they share a shape, else a list."""
-    return np.stack(parts) if len({p.shape for p in parts}) == 1 else list(parts)
+    return np.stack(parts) if len({np.shape(p) for p in parts}) == 1 else list(parts)
 
 
 def _reversed(xin):
@@ -429,11 +429,16 @@ def weight_grads(trace, errors, dQ=None) -> dict:
 
 
 def state_grads(trace, errors) -> tuple:
-    """dE/d(initial state), per entry of the state: one row per layer and direction (PyTorch's
-    layout), (L * directions, [N,] H); a list where the widths differ."""
+    """dE/d(initial state), per entry of the state (h, then c): one row per layer and direction
+    (PyTorch's layout), (L * directions, [N,] H); where the layers' states differ in width or in
+    their entries (an LSTM layer over a GRU layer), a list per entry, None for a layer without it."""
     parts = [e.d0 for pair in errors for e in pair]
     batched = trace.inputs.batched
-    return tuple(_stack([p[i] if batched else p[i][0] for p in parts]) for i in range(len(parts[0])))
+    out = []
+    for i in range(max(len(p) for p in parts)):
+        got = [(p[i] if batched else p[i][0]) if i < len(p) else None for p in parts]
+        out.append(_stack(got) if all(g is not None for g in got) else got)
+    return tuple(out)
 
 
 def _full(truncate):
