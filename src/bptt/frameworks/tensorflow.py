@@ -217,41 +217,29 @@ def keras_gate_order(a):
     return np.concatenate([a[H:2 * H], a[:H], a[2 * H:]])
 
 
-def _keras_bias(model):
+def _keras_bias(model, suffix=""):
     """The layer's bias as Keras holds it, or None: SimpleRNN and LSTM b; a GRU's in Keras's gate
     order, reset_after=True the (2, 3H) pair [b, bh] with zeros for a missing one, reset_after=False
-    b. A Keras LSTM or reset-before GRU holds no recurrent bias: a model with bh is a ValueError."""
-    if isinstance(model, RNN):
-        return model.b
+    b. A Keras SimpleRNN, LSTM or reset-before GRU holds no recurrent bias: a model with bh is a
+    ValueError (suffix: a stack layer's, "_l0", "_l1_reverse", ..., for the message)."""
     if isinstance(model, GRU) and model.reset_after:
         if model.b is None and model.bh is None:
             return None
         zero = np.zeros(3 * model.H, dtype=model.dtype)
         return np.stack([keras_gate_order(v) if v is not None else zero for v in (model.b, model.bh)])
     if model.bh is not None:
-        kind = "LSTM" if isinstance(model, LSTM) else "GRU with reset_after=False"
-        raise ValueError(f"a Keras {kind} holds one bias vector, but this model has a recurrent bias bh: "
-                         "pass model.replace(b=b + bh, bh=None) (b = bh if it has no b), which computes "
-                         "the same network")
-    return model.b if isinstance(model, LSTM) or model.b is None else keras_gate_order(model.b)
+        kind = {RNN: "SimpleRNN", LSTM: "LSTM"}.get(type(model), "GRU with reset_after=False")
+        b, bh, who = f"b{suffix}", f"bh{suffix}", "stack" if suffix else "model"
+        raise ValueError(f"a Keras {kind} holds one bias vector, but this {who} has a recurrent bias {bh}: "
+                         f"pass {who}.replace({b}={b} + {bh}, {bh}=None) ({b} = {bh} if it has no {b}), which "
+                         "computes the same network")
+    return model.b if not isinstance(model, GRU) or model.b is None else keras_gate_order(model.b)
 
 
-def to_keras(model):
-    """(layer, keras.layers.Dense), built and holding the model's weights, in the model's dtype.
-
-    layer: keras.layers.SimpleRNN for a bptt.RNN, LSTM for an LSTM, GRU(reset_after=...) for a GRU,
-    with return_sequences=True. kernel = U.T, recurrent_kernel = W.T (a GRU's gate blocks
-    reordered to Keras's z, r, h); bias: SimpleRNN and LSTM b; GRU reset_after=True the (2, G)
-    pair [b, bh] (zeros for a missing one); GRU reset_after=False b. A Keras LSTM or reset-before
-    GRU has no recurrent bias: a model with bh raises a ValueError. Dense(O): kernel = V.T, bias = c.
-    Call layer(x, initial_state=[h0]) (an LSTM: [h0, c0]) for a given initial state.
-    """
-    if not isinstance(model, (RNN, LSTM, GRU)):
-        raise ValueError(f"to_keras expects a bptt.RNN, LSTM or GRU, got {type(model).__name__}")
-    dtype = _keras_dtype(model)
-    bias = _keras_bias(model)
-    keras = _load("keras")
-
+def _keras_layer(keras, model, dtype, suffix=""):
+    """(layer, weights): an unbuilt Keras SimpleRNN / LSTM / GRU (return_sequences=True) for a bptt
+    RNN, LSTM or GRU (a model or a stack's layer), and the list its set_weights takes."""
+    bias = _keras_bias(model, suffix)
     U, W = model.U, model.W
     if isinstance(model, RNN):
         layer = keras.layers.SimpleRNN(model.H, activation=KERAS_ACTIVATIONS[model.activation],
@@ -262,8 +250,34 @@ def to_keras(model):
         U, W = keras_gate_order(U), keras_gate_order(W)
         layer = keras.layers.GRU(model.H, reset_after=bool(model.reset_after), use_bias=bias is not None,
                                  return_sequences=True, dtype=dtype)
+    return layer, [U.T, W.T] + ([bias] if bias is not None else [])
+
+
+def to_keras(model):
+    """(layer, keras.layers.Dense), built and holding the model's weights, in the model's dtype.
+
+    layer: keras.layers.SimpleRNN for a bptt.RNN, LSTM for an LSTM, GRU(reset_after=...) for a GRU,
+    with return_sequences=True. kernel = U.T, recurrent_kernel = W.T (a GRU's gate blocks
+    reordered to Keras's z, r, h); bias: SimpleRNN and LSTM b; GRU reset_after=True the (2, G)
+    pair [b, bh] (zeros for a missing one); GRU reset_after=False b. A Keras SimpleRNN, LSTM or
+    reset-before GRU has no recurrent bias: a model with bh raises a ValueError. Dense(O):
+    kernel = V.T, bias = c. Call layer(x, initial_state=[h0]) (an LSTM: [h0, c0]) for a given
+    initial state. A bptt.Stack gives a keras.Sequential instead (bptt.frameworks.keras_stack).
+    """
+    from ..stack import Stack
+
+    if isinstance(model, Stack):
+        from . import keras_stack
+        return keras_stack.to_keras(model)
+    if not isinstance(model, (RNN, LSTM, GRU)):
+        raise ValueError(f"to_keras expects a bptt.Stack or a bptt.RNN, LSTM or GRU, got {type(model).__name__}")
+    dtype = _keras_dtype(model)
+    _keras_bias(model)
+    keras = _load("keras")
+
+    layer, weights = _keras_layer(keras, model, dtype)
     layer.build((None, None, model.D))
-    layer.set_weights([U.T, W.T] + ([bias] if bias is not None else []))
+    layer.set_weights(weights)
     dense = keras.layers.Dense(model.O, use_bias=model.c is not None, dtype=dtype)
     dense.build((None, model.H))
     dense.set_weights([model.V.T] + ([model.c] if model.c is not None else []))
@@ -280,28 +294,20 @@ def _activation_name(keras, fn):
     return str(name)
 
 
-def from_keras(layer, dense, *, head="softmax"):
-    """A bptt model from a built Keras recurrent layer and its Dense head (copies the weights).
+def _arr(v):
+    """A keras Variable as a NumPy copy."""
+    return np.array(v.numpy())
 
-    SimpleRNN -> bptt.RNN: U = kernel.T, W = recurrent_kernel.T, b = bias; activations tanh, relu,
-    sigmoid and linear (-> "identity"). LSTM -> bptt LSTM: the same, Keras's gate order i, f, c, o
-    being PyTorch's; bh = None. GRU -> bptt GRU with the layer's reset_after, gate blocks reordered
-    from Keras's z, r, h to r, z, n; reset_after=True: b, bh = bias[0], bias[1]; reset_after=False:
-    b = bias, bh = None. LSTM and GRU need Keras's default activations (tanh, recurrent sigmoid).
-    V = dense kernel.T, c = dense bias. The dtype follows the weights (float32 or float64).
-    """
-    keras = _load("keras")
 
-    kinds = (keras.layers.SimpleRNN, keras.layers.LSTM, keras.layers.GRU)
-    if not isinstance(layer, kinds):
-        raise ValueError(f"from_keras expects a keras.layers.SimpleRNN, LSTM or GRU, got {type(layer).__name__}")
-    kind = next(k.__name__ for k in kinds if isinstance(layer, k))
-    if not isinstance(dense, keras.layers.Dense):
-        raise ValueError(f"from_keras expects a keras.layers.Dense head, got {type(dense).__name__}")
-    if not layer.built or not dense.built:
-        raise ValueError("from_keras needs built layers (call them once, or layer.build(input_shape))")
-    if layer.go_backwards:
-        raise ValueError(f"this {kind} reads its input backwards (go_backwards=True); bptt runs forward in time")
+def _weights_dtype(weights):
+    for v in weights:
+        if str(v.dtype) not in ("float32", "float64"):
+            raise ValueError(f"bptt holds float32 or float64 weights; this layer's {v.name} is {v.dtype}")
+
+
+def _from_layer(keras, layer, kind):
+    """(class, arrays, settings) of a built Keras SimpleRNN, LSTM or GRU (kind: its class name):
+    from_keras's checks of the cell and its layout of U, W, b, bh."""
     cell = layer.cell
     act = _activation_name(keras, cell.activation)
     ours = {v: k for k, v in KERAS_ACTIVATIONS.items()}
@@ -313,31 +319,62 @@ def from_keras(layer, dense, *, head="softmax"):
         if (act, rec) != ("tanh", "sigmoid"):
             raise ValueError(f"bptt's {kind} uses activation 'tanh' and recurrent_activation 'sigmoid'; "
                              f"this layer has {act!r} and {rec!r}")
+    _weights_dtype([cell.kernel, cell.recurrent_kernel] + ([cell.bias] if cell.use_bias else []))
+    U, W = _arr(cell.kernel).T, _arr(cell.recurrent_kernel).T
+    bias = _arr(cell.bias) if cell.use_bias else None
+    if kind == "SimpleRNN":
+        return RNN, {"U": U, "W": W, "b": bias}, {"activation": ours[act]}
+    if kind == "LSTM":
+        return LSTM, {"U": U, "W": W, "b": bias}, {}
+    b, bh = (bias[0], bias[1]) if cell.reset_after and bias is not None else (bias, None)
+    return GRU, {"U": keras_gate_order(U), "W": keras_gate_order(W),
+                 "b": None if b is None else keras_gate_order(b),
+                 "bh": None if bh is None else keras_gate_order(bh)}, {"reset_after": bool(cell.reset_after)}
+
+
+def _from_dense(keras, dense, head):
+    """(V, c) of a built Dense head, whose activation must be linear (or softmax with that head)."""
     dact = _activation_name(keras, dense.activation)
     if dact not in ("linear", "softmax") or (dact == "softmax" and head != "softmax"):
         raise ValueError(f"the Dense head's activation is {dact!r}: bptt needs its pre-activations, so it "
                          "must be 'linear' (or 'softmax' with head='softmax')")
-    weights = [cell.kernel, cell.recurrent_kernel] + ([cell.bias] if cell.use_bias else []) + [dense.kernel] \
-        + ([dense.bias] if dense.use_bias else [])
-    for v in weights:
-        if str(v.dtype) not in ("float32", "float64"):
-            raise ValueError(f"bptt holds float32 or float64 weights; this layer's {v.name} is {v.dtype}")
+    _weights_dtype([dense.kernel] + ([dense.bias] if dense.use_bias else []))
+    return _arr(dense.kernel).T, _arr(dense.bias) if dense.use_bias else None
 
-    def arr(v):  # a keras Variable as a NumPy copy
-        return np.array(v.numpy())
 
-    U, W = arr(cell.kernel).T, arr(cell.recurrent_kernel).T
-    H = W.shape[1]
-    if dense.kernel.shape[0] != H:
-        raise ValueError(f"the Dense head takes {dense.kernel.shape[0]} inputs but the {kind} has {H} units")
-    bias = arr(cell.bias) if cell.use_bias else None
-    c = arr(dense.bias) if dense.use_bias else None
-    V = arr(dense.kernel).T
-    if kind == "SimpleRNN":
-        return RNN(U=U, W=W, V=V, b=bias, c=c, activation=ours[act], head=head)
-    if kind == "LSTM":
-        return LSTM(U=U, W=W, V=V, b=bias, c=c, head=head)
-    b, bh = (bias[0], bias[1]) if cell.reset_after and bias is not None else (bias, None)
-    return GRU(U=keras_gate_order(U), W=keras_gate_order(W), V=V,
-               b=None if b is None else keras_gate_order(b), bh=None if bh is None else keras_gate_order(bh),
-               c=c, head=head, reset_after=bool(cell.reset_after))
+def from_keras(layer, dense=None, *, head="softmax"):
+    """A bptt model from a built Keras recurrent layer and its Dense head (copies the weights).
+
+    SimpleRNN -> bptt.RNN: U = kernel.T, W = recurrent_kernel.T, b = bias; activations tanh, relu,
+    sigmoid and linear (-> "identity"). LSTM -> bptt LSTM: the same, Keras's gate order i, f, c, o
+    being PyTorch's; bh = None. GRU -> bptt GRU with the layer's reset_after, gate blocks reordered
+    from Keras's z, r, h to r, z, n; reset_after=True: b, bh = bias[0], bias[1]; reset_after=False:
+    b = bias, bh = None. LSTM and GRU need Keras's default activations (tanh, recurrent sigmoid).
+    V = dense kernel.T, c = dense bias. The dtype follows the weights (float32 or float64).
+
+    layer may also be a keras.Sequential of stacked recurrent and Bidirectional layers ending in
+    its Dense head (dense left out), or a list of such layers with dense given: that gives a
+    bptt.Stack (bptt.frameworks.keras_stack), or this one-layer model when there is one
+    unidirectional layer.
+    """
+    keras = _load("keras")
+
+    if isinstance(layer, (list, tuple, keras.Model, keras.layers.Bidirectional)):
+        from . import keras_stack
+        return keras_stack.from_keras(keras, layer, dense, head)
+    kinds = (keras.layers.SimpleRNN, keras.layers.LSTM, keras.layers.GRU)
+    if not isinstance(layer, kinds):
+        raise ValueError(f"from_keras expects a keras.layers.SimpleRNN, LSTM or GRU, got {type(layer).__name__}")
+    kind = next(k.__name__ for k in kinds if isinstance(layer, k))
+    if not isinstance(dense, keras.layers.Dense):
+        raise ValueError(f"from_keras expects a keras.layers.Dense head, got {type(dense).__name__}")
+    if not layer.built or not dense.built:
+        raise ValueError("from_keras needs built layers (call them once, or layer.build(input_shape))")
+    if layer.go_backwards:
+        raise ValueError(f"this {kind} reads its input backwards (go_backwards=True); bptt runs forward in time")
+    cls, arrays, settings = _from_layer(keras, layer, kind)
+    V, c = _from_dense(keras, dense, head)
+    H = arrays["W"].shape[1]
+    if V.shape[1] != H:
+        raise ValueError(f"the Dense head takes {V.shape[1]} inputs but the {kind} has {H} units")
+    return cls(**arrays, V=V, c=c, head=head, **settings)
