@@ -46,8 +46,8 @@ def _layers(keras, network, dense):
     if dense is None and layers and isinstance(layers[-1], keras.layers.Dense):
         dense = layers.pop()
     if not isinstance(dense, keras.layers.Dense):
-        got = type(dense).__name__ if dense is not None else f"a last layer {type(layers[-1]).__name__}" \
-            if layers else "nothing"
+        last = type(layers[-1]).__name__ if layers else "nothing"
+        got = type(dense).__name__ if dense is not None else f"{last} as the last layer"
         raise ValueError(f"from_keras needs a Dense head, the Sequential's last layer (or dense=...); got {got}")
     if not layers:
         raise ValueError("from_keras needs at least one recurrent layer below the Dense head; got none")
@@ -57,25 +57,25 @@ def _layers(keras, network, dense):
 def _check(keras, layer, k):
     """The layer's class name ("SimpleRNN", ...) after the checks that apply inside a Sequential."""
     kinds = (keras.layers.SimpleRNN, keras.layers.LSTM, keras.layers.GRU)
-    where = f"layer {k}"
     if isinstance(layer, keras.layers.Masking):
-        raise ValueError(f"{where} is a Masking layer: bptt reads every step of every sequence and has no masks")
+        raise ValueError(f"layer {k} is a Masking layer: bptt reads every step of every sequence and has no masks")
     if not isinstance(layer, kinds):
-        raise ValueError(f"{where} is a {type(layer).__name__}: from_keras reads stacks of SimpleRNN, LSTM, GRU "
+        raise ValueError(f"layer {k} is a {type(layer).__name__}: from_keras reads stacks of SimpleRNN, LSTM, GRU "
                          "and Bidirectional layers under one Dense head, nothing between them")
     kind = next(c.__name__ for c in kinds if isinstance(layer, c))
+    where = f"layer {k} ({kind})"
     if not layer.built:
         raise ValueError(f"from_keras needs built layers (call the model once, or start the Sequential with "
-                         f"keras.Input); {where}, a {kind}, is not built")
+                         f"keras.Input); {where} is not built")
     if layer.cell.dropout or layer.cell.recurrent_dropout:
-        raise ValueError(f"{where}, a {kind}, has dropout={layer.cell.dropout} and recurrent_dropout="
+        raise ValueError(f"{where} has dropout={layer.cell.dropout} and recurrent_dropout="
                          f"{layer.cell.recurrent_dropout}: its output is random in training; at inference they do "
                          "nothing, so copy its weights into the same layer with both 0")
     if layer.stateful:
-        raise ValueError(f"{where}, a {kind}, is stateful: its state carries over from the last batch, while bptt "
+        raise ValueError(f"{where} is stateful: its state carries over from the last batch, while bptt "
                          "starts every batch from h0")
     if not layer.return_sequences:
-        raise ValueError(f"{where}, a {kind}, has return_sequences=False; bptt scores every step, so every "
+        raise ValueError(f"{where} has return_sequences=False; bptt scores every step, so every "
                          "recurrent layer needs return_sequences=True")
     return kind
 
