@@ -25,6 +25,7 @@ Weight layout (Keras computes with row vectors, x_t @ kernel + h_{t-1} @ recurre
 to_keras builds the layer (return_sequences=True) and Dense(O) in the model's dtype; the layer's
 output sequence is h_0..h_{T-1} (bptt's trace.states[1:]) and dense(output) is q. A Dense with
 activation "softmax" is accepted by from_keras for the softmax head (its pre-activations are q).
+A keras.Sequential of stacked and Bidirectional layers is a bptt.Stack both ways (keras_stack).
 """
 from __future__ import annotations
 
