@@ -174,8 +174,9 @@ def test_keras_initialised_sequential_imports_as_the_stack_keras_computes(memory
                                   L.Bidirectional(L.LSTM(2, bias_initializer=init(keras, 2), **f64), dtype="float64"))
         cells = [("lstm", 3), ("lstm", 2), ("lstm", 2)]
     else:
+        before = L.GRU(4, reset_after=False, bias_initializer=init(keras, 1), **f64)  # Keras's GRU of old
         model = keras_initialised(
-            keras, L.Bidirectional(L.GRU(4, reset_after=False, bias_initializer=init(keras, 1), **f64), dtype="float64"),
+            keras, L.Bidirectional(before, dtype="float64"),
             L.SimpleRNN(5, activation="relu", bias_initializer=init(keras, 2), unroll=True, **f64),
             L.Bidirectional(L.GRU(2, bias_initializer=init(keras, 3), **f64), dtype="float64"))
         cells = [("gru", 4), ("gru", 4), ("rnn", 5), ("gru", 2), ("gru", 2)]
@@ -199,7 +200,8 @@ def test_keras_stack_refusals():
     def rnn(**kw):
         return L.SimpleRNN(3, return_sequences=True, **kw)
 
-    refused(lambda: from_keras(seq(rnn(dropout=0.2), rnn())), r"layer 0 \(SimpleRNN\) has dropout=0.2.*random in training")
+    refused(lambda: from_keras(seq(rnn(dropout=0.2), rnn())),
+            r"layer 0 \(SimpleRNN\) has dropout=0.2.*random in training")
     refused(lambda: from_keras(seq(rnn(), L.LSTM(2, recurrent_dropout=0.1, return_sequences=True))),
             r"layer 1 \(LSTM\).*recurrent_dropout=0.1")
     refused(lambda: from_keras(seq(rnn(stateful=True), rnn(), inp=keras.Input(batch_shape=(2, 4, 3)))), "stateful")

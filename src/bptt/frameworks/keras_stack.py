@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..stack import Stack
-from . import tensorflow as tfw
+from . import keras_layout as kl
 
 
 def _layers(keras, network, dense):
@@ -105,16 +105,17 @@ def from_keras(keras, network, dense, head):
         pair = []
         for part in parts:
             kind = _check(keras, part, k)
-            cls, arrays, settings = tfw._from_layer(keras, part, kind)
+            cls, arrays, settings = kl.layer_arrays(keras, part, kind)
             pair.append((cls, arrays, settings))
         pairs.append(pair)
-    if len(pairs) == 1 and len(pairs[0]) == 1:
-        return tfw.from_keras(layers[0], dense, head=head)
-    V, c = tfw._from_dense(keras, dense, head)
+    V, c = kl.dense_arrays(keras, dense, head)
     top = sum(arrays["W"].shape[1] for _, arrays, _ in pairs[-1])
     if V.shape[1] != top:
         raise ValueError(f"the Dense head takes {V.shape[1]} inputs but the top recurrent layer's output is "
                          f"{top} wide")
+    if len(pairs) == 1 and len(pairs[0]) == 1:
+        cls, arrays, settings = pairs[0][0]
+        return cls(**arrays, V=V, c=c, head=head, **settings)
     built = [tuple(cls(**arrays, **settings, head=None) for cls, arrays, settings in pair) for pair in pairs]
     return Stack(built, V, c, head)
 
@@ -130,21 +131,20 @@ def _same_biases(pair):
     return pair
 
 
-def to_keras(stack):
+def to_keras(keras, stack):
     """A built keras.Sequential holding a stack's weights, in its dtype: keras.Input((None, D)),
     one SimpleRNN / LSTM / GRU (return_sequences=True) per layer, wrapped in
     Bidirectional(merge_mode="concat") where the layer has two directions, then Dense(O)."""
-    dtype = tfw._keras_dtype(stack)
+    dtype = kl.keras_dtype(stack)
     for k, j, m in stack.entries:
-        if not isinstance(m, (tfw.RNN, tfw.LSTM, tfw.GRU)):
+        if not isinstance(m, (kl.RNN, kl.LSTM, kl.GRU)):
             raise ValueError(f"Keras has SimpleRNN, LSTM and GRU layers only; layer {k} of this stack is a "
                              f"{m.cell.name} layer")
-        tfw._keras_bias(m, f"_l{k}" + ("_reverse" if j else ""))
-    keras = tfw._load("keras")
+        kl.keras_bias(m, f"_l{k}" + ("_reverse" if j else ""))
 
     layers, weights = [], []
     for k, pair in enumerate(stack.layers):
-        made = [tfw._keras_layer(keras, m, dtype, f"_l{k}" + ("_reverse" if j else ""))
+        made = [kl.keras_layer(keras, m, dtype, f"_l{k}" + ("_reverse" if j else ""))
                 for j, m in enumerate(_same_biases(pair))]
         layers.append(made[0][0] if len(made) == 1 else  # the wrapper in the dtype too: it casts its output
                       keras.layers.Bidirectional(made[0][0], merge_mode="concat", dtype=dtype))
