@@ -191,8 +191,10 @@ def test_keras_refuses_what_bptt_does_not_model():
         from_keras(elu, dense)
     with pytest.raises(ValueError, match="built layers"):
         from_keras(keras.layers.SimpleRNN(4), dense)
-    with pytest.raises(ValueError, match="SimpleRNN, LSTM or GRU, got Bidirectional"):
-        from_keras(keras.layers.Bidirectional(keras.layers.LSTM(4)), dense)
+    with pytest.raises(ValueError, match="SimpleRNN, LSTM or GRU, got Conv1D"):
+        from_keras(keras.layers.Conv1D(4, 1), dense)
+    with pytest.raises(ValueError, match=r"built layers.*layer 0 \(LSTM\) is not built"):  # a stack's layer
+        from_keras(keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True)), dense)
     back = keras.layers.SimpleRNN(4, go_backwards=True)
     back.build((None, None, 3))
     with pytest.raises(ValueError, match="go_backwards"):

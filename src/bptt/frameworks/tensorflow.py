@@ -25,6 +25,7 @@ Weight layout (Keras computes with row vectors, x_t @ kernel + h_{t-1} @ recurre
 to_keras builds the layer (return_sequences=True) and Dense(O) in the model's dtype; the layer's
 output sequence is h_0..h_{T-1} (bptt's trace.states[1:]) and dense(output) is q. A Dense with
 activation "softmax" is accepted by from_keras for the softmax head (its pre-activations are q).
+A keras.Sequential of stacked and Bidirectional layers is a bptt.Stack both ways (keras_stack).
 """
 from __future__ import annotations
 
@@ -33,13 +34,9 @@ import os
 
 import numpy as np
 
-from ..model import model_class
 from ._common import check_terms_args, problem, windows
-
-RNN, LSTM, GRU = (model_class(name) for name in ("rnn", "lstm", "gru"))
-
-KERAS_ACTIVATIONS = {"tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid", "identity": "linear"}
-
+from .keras_layout import GRU, LSTM, RNN, dense_arrays, keras_bias, keras_dtype, keras_layer, layer_arrays
+from .keras_layout import keras_gate_order  # noqa: F401  (kept here too: bptt.frameworks.tensorflow.keras_gate_order)
 
 CELLS = ("rnn", "lstm", "gru")  # the cells this framework computes (both GRU forms)
 
@@ -204,83 +201,38 @@ def terms(model: RNN, x, y, name, t, *, h0=None):
 
 
 # --- import / export ---------------------------------------------------------------------------
-def _keras_dtype(model):
-    if model.dtype not in (np.float32, np.float64):
-        raise ValueError(f"to_keras needs a float32 or float64 model, got {model.dtype}")
-    return str(model.dtype)
-
-
-def keras_gate_order(a):
-    """A GRU's gate blocks (rows of U, W, b, bh) swapped between bptt's r, z, n and Keras's z, r, h:
-    a (3H, ...) -> (3H, ...). The swap is its own inverse."""
-    H = a.shape[0] // 3
-    return np.concatenate([a[H:2 * H], a[:H], a[2 * H:]])
-
-
-def _keras_bias(model):
-    """The layer's bias as Keras holds it, or None: SimpleRNN and LSTM b; a GRU's in Keras's gate
-    order, reset_after=True the (2, 3H) pair [b, bh] with zeros for a missing one, reset_after=False
-    b. A Keras LSTM or reset-before GRU holds no recurrent bias: a model with bh is a ValueError."""
-    if isinstance(model, RNN):
-        return model.b
-    if isinstance(model, GRU) and model.reset_after:
-        if model.b is None and model.bh is None:
-            return None
-        zero = np.zeros(3 * model.H, dtype=model.dtype)
-        return np.stack([keras_gate_order(v) if v is not None else zero for v in (model.b, model.bh)])
-    if model.bh is not None:
-        kind = "LSTM" if isinstance(model, LSTM) else "GRU with reset_after=False"
-        raise ValueError(f"a Keras {kind} holds one bias vector, but this model has a recurrent bias bh: "
-                         "pass model.replace(b=b + bh, bh=None) (b = bh if it has no b), which computes "
-                         "the same network")
-    return model.b if isinstance(model, LSTM) or model.b is None else keras_gate_order(model.b)
-
-
 def to_keras(model):
     """(layer, keras.layers.Dense), built and holding the model's weights, in the model's dtype.
 
     layer: keras.layers.SimpleRNN for a bptt.RNN, LSTM for an LSTM, GRU(reset_after=...) for a GRU,
     with return_sequences=True. kernel = U.T, recurrent_kernel = W.T (a GRU's gate blocks
     reordered to Keras's z, r, h); bias: SimpleRNN and LSTM b; GRU reset_after=True the (2, G)
-    pair [b, bh] (zeros for a missing one); GRU reset_after=False b. A Keras LSTM or reset-before
-    GRU has no recurrent bias: a model with bh raises a ValueError. Dense(O): kernel = V.T, bias = c.
-    Call layer(x, initial_state=[h0]) (an LSTM: [h0, c0]) for a given initial state.
+    pair [b, bh] (zeros for a missing one); GRU reset_after=False b. A Keras SimpleRNN, LSTM or
+    reset-before GRU has no recurrent bias: a model with bh raises a ValueError. Dense(O):
+    kernel = V.T, bias = c. Call layer(x, initial_state=[h0]) (an LSTM: [h0, c0]) for a given
+    initial state. A bptt.Stack gives a keras.Sequential instead (bptt.frameworks.keras_stack).
     """
+    from ..stack import Stack
+
+    if isinstance(model, Stack):
+        from . import keras_stack
+        return keras_stack.to_keras(_load("keras"), model)
     if not isinstance(model, (RNN, LSTM, GRU)):
-        raise ValueError(f"to_keras expects a bptt.RNN, LSTM or GRU, got {type(model).__name__}")
-    dtype = _keras_dtype(model)
-    bias = _keras_bias(model)
+        raise ValueError(f"to_keras expects a bptt.Stack or a bptt.RNN, LSTM or GRU, got {type(model).__name__}")
+    dtype = keras_dtype(model)
+    keras_bias(model)
     keras = _load("keras")
 
-    U, W = model.U, model.W
-    if isinstance(model, RNN):
-        layer = keras.layers.SimpleRNN(model.H, activation=KERAS_ACTIVATIONS[model.activation],
-                                       use_bias=bias is not None, return_sequences=True, dtype=dtype)
-    elif isinstance(model, LSTM):
-        layer = keras.layers.LSTM(model.H, use_bias=bias is not None, return_sequences=True, dtype=dtype)
-    else:
-        U, W = keras_gate_order(U), keras_gate_order(W)
-        layer = keras.layers.GRU(model.H, reset_after=bool(model.reset_after), use_bias=bias is not None,
-                                 return_sequences=True, dtype=dtype)
+    layer, weights = keras_layer(keras, model, dtype)
     layer.build((None, None, model.D))
-    layer.set_weights([U.T, W.T] + ([bias] if bias is not None else []))
+    layer.set_weights(weights)
     dense = keras.layers.Dense(model.O, use_bias=model.c is not None, dtype=dtype)
     dense.build((None, model.H))
     dense.set_weights([model.V.T] + ([model.c] if model.c is not None else []))
     return layer, dense
 
 
-def _activation_name(keras, fn):
-    try:
-        name = keras.activations.serialize(fn)
-    except Exception:  # a custom callable keras cannot name
-        name = getattr(fn, "__name__", repr(fn))
-    if isinstance(name, dict):
-        name = name.get("config", name.get("class_name"))
-    return str(name)
-
-
-def from_keras(layer, dense, *, head="softmax"):
+def from_keras(layer, dense=None, *, head="softmax"):
     """A bptt model from a built Keras recurrent layer and its Dense head (copies the weights).
 
     SimpleRNN -> bptt.RNN: U = kernel.T, W = recurrent_kernel.T, b = bias; activations tanh, relu,
@@ -289,9 +241,17 @@ def from_keras(layer, dense, *, head="softmax"):
     from Keras's z, r, h to r, z, n; reset_after=True: b, bh = bias[0], bias[1]; reset_after=False:
     b = bias, bh = None. LSTM and GRU need Keras's default activations (tanh, recurrent sigmoid).
     V = dense kernel.T, c = dense bias. The dtype follows the weights (float32 or float64).
+
+    layer may also be a keras.Sequential of stacked recurrent and Bidirectional layers ending in
+    its Dense head (dense left out), or a list of such layers with dense given: that gives a
+    bptt.Stack (bptt.frameworks.keras_stack), or this one-layer model when there is one
+    unidirectional layer.
     """
     keras = _load("keras")
 
+    if isinstance(layer, (list, tuple, keras.Model, keras.layers.Bidirectional)):
+        from . import keras_stack
+        return keras_stack.from_keras(keras, layer, dense, head)
     kinds = (keras.layers.SimpleRNN, keras.layers.LSTM, keras.layers.GRU)
     if not isinstance(layer, kinds):
         raise ValueError(f"from_keras expects a keras.layers.SimpleRNN, LSTM or GRU, got {type(layer).__name__}")
@@ -302,42 +262,9 @@ def from_keras(layer, dense, *, head="softmax"):
         raise ValueError("from_keras needs built layers (call them once, or layer.build(input_shape))")
     if layer.go_backwards:
         raise ValueError(f"this {kind} reads its input backwards (go_backwards=True); bptt runs forward in time")
-    cell = layer.cell
-    act = _activation_name(keras, cell.activation)
-    ours = {v: k for k, v in KERAS_ACTIVATIONS.items()}
-    if kind == "SimpleRNN" and act not in ours:
-        raise ValueError(f"the SimpleRNN's activation {act!r} is not one bptt models: expected one of "
-                         f"{', '.join(sorted(ours))}")
-    if kind != "SimpleRNN":
-        rec = _activation_name(keras, cell.recurrent_activation)
-        if (act, rec) != ("tanh", "sigmoid"):
-            raise ValueError(f"bptt's {kind} uses activation 'tanh' and recurrent_activation 'sigmoid'; "
-                             f"this layer has {act!r} and {rec!r}")
-    dact = _activation_name(keras, dense.activation)
-    if dact not in ("linear", "softmax") or (dact == "softmax" and head != "softmax"):
-        raise ValueError(f"the Dense head's activation is {dact!r}: bptt needs its pre-activations, so it "
-                         "must be 'linear' (or 'softmax' with head='softmax')")
-    weights = [cell.kernel, cell.recurrent_kernel] + ([cell.bias] if cell.use_bias else []) + [dense.kernel] \
-        + ([dense.bias] if dense.use_bias else [])
-    for v in weights:
-        if str(v.dtype) not in ("float32", "float64"):
-            raise ValueError(f"bptt holds float32 or float64 weights; this layer's {v.name} is {v.dtype}")
-
-    def arr(v):  # a keras Variable as a NumPy copy
-        return np.array(v.numpy())
-
-    U, W = arr(cell.kernel).T, arr(cell.recurrent_kernel).T
-    H = W.shape[1]
-    if dense.kernel.shape[0] != H:
-        raise ValueError(f"the Dense head takes {dense.kernel.shape[0]} inputs but the {kind} has {H} units")
-    bias = arr(cell.bias) if cell.use_bias else None
-    c = arr(dense.bias) if dense.use_bias else None
-    V = arr(dense.kernel).T
-    if kind == "SimpleRNN":
-        return RNN(U=U, W=W, V=V, b=bias, c=c, activation=ours[act], head=head)
-    if kind == "LSTM":
-        return LSTM(U=U, W=W, V=V, b=bias, c=c, head=head)
-    b, bh = (bias[0], bias[1]) if cell.reset_after and bias is not None else (bias, None)
-    return GRU(U=keras_gate_order(U), W=keras_gate_order(W), V=V,
-               b=None if b is None else keras_gate_order(b), bh=None if bh is None else keras_gate_order(bh),
-               c=c, head=head, reset_after=bool(cell.reset_after))
+    cls, arrays, settings = layer_arrays(keras, layer, kind)
+    V, c = dense_arrays(keras, dense, head)
+    H = arrays["W"].shape[1]
+    if V.shape[1] != H:
+        raise ValueError(f"the Dense head takes {V.shape[1]} inputs but the {kind} has {H} units")
+    return cls(**arrays, V=V, c=c, head=head, **settings)
