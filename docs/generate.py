@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["README.md", "docs/engine.md", "docs/frameworks.md", "docs/analysis.md", "docs/training.md",
          "docs/sweeps.md", "docs/approx.md", "docs/memory.md"]
-FIGURES = [("experiments/results/curse_of_memory.json", "experiments/curse_of_memory.py")]
+FIGURES = [("experiments/results/curse_of_memory.json", "experiments/curse_of_memory.py"),
+           ("experiments/results/success_vs_length.jsonl", "experiments/success_vs_length.py")]
 REGION = re.compile(r"(<!-- generated: (\S+) ([^>]*?) -->\n)(.*?)(<!-- end -->)", re.S)
 METHODS = {"vanilla": "vanilla", "clip": "clip", "clip+Omega": "clip+Ω", "IRNN": "IRNN", "LSTM": "LSTM", "GRU": "GRU",
            "LRU": "LRU", "minGRU": "minGRU"}

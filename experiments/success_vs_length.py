@@ -86,14 +86,41 @@ def main():
     plot(out, HERE / "figures" / "success_vs_length.png")
 
 
+FIGURE = "experiments/figures/success_vs_length.png"
+DODGE = 0.05  # log2 units between neighbouring methods' points at one length
+
+
 def plot(results, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    rows = [json.loads(l) for l in Path(results).read_text().splitlines()]
+    """Write the figure of the results file to path (as docs/generate.py writes it: the same bytes)
+    and print the table."""
+    from bptt import plots
+
+    rows = [json.loads(l) for l in Path(results).read_text().splitlines() if l.strip()]
+    fig = figure(rows)
+    plots.finish(fig)
+    fig.savefig(path, dpi=plots.DPI, metadata={"Software": None})
+    print(f"wrote {path}")
+    print(table(rows))
+
+
+def figures(rows) -> dict:
+    """{path from the repository's root: matplotlib Figure}: docs/generate.py draws it from the results."""
+    return {FIGURE: figure(rows)}
+
+
+def figure(rows):
+    """Success rate against T, one panel per task, one line per method. At each length the methods'
+    points stand side by side (a small shift along T, DODGE in log2 units, so that equal rates stay
+    visible); the rates themselves are plotted exactly. The legend sits below the panels."""
+    from matplotlib.figure import Figure
+    from bptt.plots import require_matplotlib
+
+    require_matplotlib()
     tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    fig = Figure(figsize=(5 * len(tasks), 4.4), layout="constrained")
+    axes = fig.subplots(1, len(tasks), squeeze=False)[0]
+    handles = {}
+    for ax, task in zip(axes, tasks):
         allT = sorted({r["T"] for r in rows if r["task"] == task})
         for i, (method, marker) in enumerate(zip(METHODS, "osD^vPXh")):
             rs = [r for r in rows if r["task"] == task and r["method"] == method]
@@ -102,8 +129,9 @@ def plot(results, path):
                 continue
             rate = [sum(r["success"] for r in rs if r["T"] == T) / sum(1 for r in rs if r["T"] == T) for T in Ts]
             n = sum(1 for r in rs if r["T"] == Ts[0])
-            off = (i - (len(METHODS) - 1) / 2) * 0.012  # a small vertical offset so that equal rates stay visible
-            ax.plot(Ts, [v + off for v in rate], marker=marker, label=f"{method} ({n} seeds)")
+            shift = 2 ** ((i - (len(METHODS) - 1) / 2) * DODGE)
+            (h,) = ax.plot([T * shift for T in Ts], rate, marker=marker, color=f"C{i}", label=f"{method} ({n} seeds)")
+            handles.setdefault(method, h)
         ax.set_xscale("log", base=2)
         ax.set_xticks(allT, [str(T) for T in allT])
         ax.minorticks_off()
@@ -111,11 +139,10 @@ def plot(results, path):
         ax.set_xlabel("sequence length T")
         ax.set_ylabel("success rate")
         ax.set_title({"adding": "adding problem (Le et al. variant)", "temporal": "temporal order"}[task], fontsize=10)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    print(f"wrote {path}")
-    print(table(rows))
+    fig.legend(handles=list(handles.values()), loc="outside lower center", ncol=4, fontsize=8)
+    fig.suptitle("success rate against length; at each T the methods' points stand side by side (shifted a little "
+                 "along T), at their exact rates", fontsize=9)
+    return fig
 
 
 def table(rows):

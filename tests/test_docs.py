@@ -264,6 +264,19 @@ def test_a_changed_result_changes_the_page(tmp_path):
     assert generate.render(page, tmp_path) != page
 
 
+def test_the_generated_figures_are_the_committed_bytes_drawn_twice_alike():
+    # make docs rewrites every figure of generate.FIGURES: drawn twice from the same results file they
+    # are the same bytes (no date, no version), and the committed files are those bytes (git status clean)
+    need("matplotlib")
+    generate = load("docs_generate", ROOT / "docs" / "generate.py")
+    first, second = generate.drawn(), generate.drawn()
+    assert first.keys() == second.keys() and len(first) >= 3
+    for path, data in first.items():
+        assert data == second[path], f"{path}: two drawings differ"
+        assert b"tEXtDate" not in data and b"tEXtSoftware" not in data, path
+        assert (ROOT / path).read_bytes() == data, f"{path} is not what make docs draws: run make docs"
+
+
 def test_the_performance_page_quotes_the_results_file():
     # the page's tables are written by benchmarks/tables.py from benchmarks/results/results.json;
     # loaded by path, not as the benchmarks package, which sets thread variables on import

@@ -444,6 +444,175 @@ def test_every_control_changes_what_is_drawn_without_console_errors(browser):
     assert errors == [], errors
 
 
+# --- the drawings, measured from the canvas calls the page makes ---------------------------------
+# Every fillText, fillRect and strokeRect on the page's canvases is recorded with its box on the
+# canvas (the text's measured extent under the current transform), so that a test reads where
+# things landed rather than what the page says it drew.
+HOOK = """
+(function () {
+  var P = CanvasRenderingContext2D.prototype;
+  if (P.__recorded) return;
+  P.__recorded = true;
+  function corners(m, xs, ys) {
+    var X = [], Y = [];
+    xs.forEach(function (x) { ys.forEach(function (y) { X.push(m.a * x + m.c * y + m.e); Y.push(m.b * x + m.d * y + m.f); }); });
+    return [Math.min.apply(null, X), Math.min.apply(null, Y), Math.max.apply(null, X), Math.max.apply(null, Y)];
+  }
+  ["fillText", "fillRect", "strokeRect"].forEach(function (fn) {
+    var orig = P[fn];
+    P[fn] = function (a, b, c, d) {
+      if (this.canvas.id && window.__draws) {
+        var m = this.getTransform(), rec = {fn: fn, style: fn === "strokeRect" ? this.strokeStyle : this.fillStyle};
+        if (fn === "fillText") {
+          var t = this.measureText(a);
+          rec.text = String(a);
+          rec.box = corners(m, [b - t.actualBoundingBoxLeft, b + t.actualBoundingBoxRight],
+                            [c - t.actualBoundingBoxAscent, c + t.actualBoundingBoxDescent]);
+          rec.rotated = Math.abs(m.b) > 1e-9;
+        } else rec.box = corners(m, [a, a + c], [b, b + d]);
+        (window.__draws[this.canvas.id] = window.__draws[this.canvas.id] || []).push(rec);
+      }
+      return orig.apply(this, arguments);
+    };
+  });
+})();
+"""
+LEGEND_FILL = "rgba(255, 255, 255, 0.85)"  # the legend's box, as the canvas spells the page's colour
+FRAME = "#444444"
+NUMBER = re.compile(r"^[-\u2212]?\d+(\.\d+)?(e[-+]?\d+)?$")
+
+
+def _record(driver, settings):
+    """Set the controls, redraw once, and return {canvas id: [drawing call, ...]}."""
+    driver.execute_script(HOOK)
+    for k, v in settings.items():
+        _set(driver, k, v)
+    return driver.execute_script("window.__draws = {}; bpttExplorer.update(); var d = window.__draws;"
+                                 "window.__draws = null; return d;")
+
+
+def _inside(a, b, tol=0.5):
+    """Box a = [x0, y0, x1, y1] lies within box b."""
+    return a[0] >= b[0] - tol and a[1] >= b[1] - tol and a[2] <= b[2] + tol and a[3] <= b[3] + tol
+
+
+def _overlap(a, b):
+    return min(a[2], b[2]) - max(a[0], b[0]) > 0.5 and min(a[3], b[3]) - max(a[1], b[1]) > 0.5
+
+
+def _frame(calls):
+    frames = [c["box"] for c in calls if c["fn"] == "strokeRect" and c["style"] == FRAME]
+    assert len(frames) == 1, frames
+    return frames[0]
+
+
+DRAWING_CASES = [  # the issue's cases: Elman identity at rho = 1.5, the lag chart's bound, an LRU's envelope
+    {"cell": "rnn", "H": 16, "T": 40, "rho": 1.5, "activation": "identity", "init": "uniform", "seed": 0, "t": 39, "K": 10},
+    {"cell": "rnn", "H": 16, "T": 60, "rho": 1.1, "activation": "tanh", "init": "orthogonal", "seed": 3, "t": 59, "K": 12},
+    {"cell": "rnn", "H": 4, "T": 40, "rho": 0.9, "activation": "identity", "init": "uniform", "seed": 0, "t": 39, "K": 10},
+    {"cell": "lru", "H": 8, "T": 30, "r_min": 0.3, "r_max": 0.97, "seed": 1, "t": 20, "K": 4},
+    {"cell": "lstm", "H": 8, "T": 30, "seed": 2, "t": 29, "K": 30},
+]
+
+
+@pytest.mark.parametrize("case", range(len(DRAWING_CASES)))
+def test_legends_lie_inside_their_frames_and_cover_no_bar(browser, case):
+    driver, _ = browser
+    draws = _record(driver, DRAWING_CASES[case])
+    assert set(draws) == {"heatmap", "lags", "spectra", "terms"}
+    for canvas in ("lags", "terms", "spectra", "heatmap"):
+        calls = draws[canvas]
+        frame = _frame(calls)
+        boxes = [c["box"] for c in calls if c["fn"] == "fillRect" and c["style"] == LEGEND_FILL]
+        assert boxes, f"{canvas}: no legend box"
+        for legend in boxes:
+            assert _inside(legend, frame), (canvas, legend, frame)
+            # every text that starts in the legend's box ends in it
+            for c in calls:
+                if c["fn"] == "fillText" and legend[0] <= c["box"][0] <= legend[2] and legend[1] <= c["box"][1] <= legend[3]:
+                    assert _inside(c["box"], legend), (canvas, c["text"], c["box"], legend)
+    # the bars: the filled rectangles drawn after the frame and before the legend's box
+    calls = draws["terms"]
+    order = [c["fn"] == "strokeRect" and c["style"] == FRAME for c in calls].index(True)
+    legend_at = [c["style"] == LEGEND_FILL for c in calls].index(True)
+    bars = [c["box"] for c in calls[order:legend_at] if c["fn"] == "fillRect"]
+    assert len(bars) == DRAWING_CASES[case]["t"] + 1
+    frame, legend = _frame(calls), calls[legend_at]["box"]
+    for bar in bars:
+        assert _inside(bar, frame), ("a bar outside the frame", bar, frame)
+        assert not _overlap(bar, legend), ("the legend covers a bar", bar, legend)
+
+
+@pytest.mark.parametrize("case", range(len(DRAWING_CASES)))
+def test_every_axis_has_four_ticks_and_no_number_reads_minus_zero(browser, case):
+    driver, _ = browser
+    draws = _record(driver, DRAWING_CASES[case])
+    for canvas, calls in draws.items():
+        frame = _frame(calls)
+        numbers = [c for c in calls if c["fn"] == "fillText" and NUMBER.match(c["text"]) and not c["rotated"]]
+        below = [c for c in numbers if c["box"][1] > frame[3] and frame[0] - 1 <= (c["box"][0] + c["box"][2]) / 2 <= frame[2] + 1]
+        left = [c for c in numbers if c["box"][2] < frame[0] and frame[1] - 1 <= (c["box"][1] + c["box"][3]) / 2 <= frame[3] + 1]
+        assert len(below) >= 4, (canvas, "x axis", [c["text"] for c in below])
+        assert len(left) >= 4, (canvas, "y axis", [c["text"] for c in left])
+        for c in calls:
+            for token in re.findall(r"[-\u2212]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", c.get("text", "")):
+                assert not (token[0] in "-\u2212" and float(token.replace("\u2212", "-")) == 0), (canvas, c["text"])
+    words = driver.execute_script("return ['verdict', 'truncation', 'words', 'timing']"
+                                  ".map(i => document.getElementById(i).innerText).join(' ');")
+    for token in re.findall(r"[-\u2212]\d+(?:\.\d+)?(?:e[-+]?\d+)?", words):
+        assert float(token.replace("\u2212", "-")) != 0, (token, words)
+
+
+ZERO_CASE = {"cell": "rnn", "H": 16, "T": 200, "rho": 0.1, "activation": "sigmoid", "init": "uniform", "seed": 0,
+             "t": 199, "K": 10, "inputScale": 1}  # errors that underflow to exactly 0 within 200 steps
+
+
+def test_exact_zeros_have_a_colour_of_their_own_and_a_key(browser):
+    driver, _ = browser
+    draws = _record(driver, ZERO_CASE)
+    net = driver.execute_script("return bpttExplorer.current();")
+    m = bptt.RNN(**{k: np.array(net[k]) for k in ("U", "W", "b", "V") if k in net}, **net["settings"])
+    fl = bptt.flow(m, np.array(net["x"]), np.array(net["y"]))
+    T = 200
+    lower = np.tril(np.ones((T, T), bool))
+    zero = (fl.dE_ds == 0) & lower
+    assert zero.sum() > 10 and (lower & ~zero).sum() > 10  # both kinds of cell on display
+    frame = _frame(draws["heatmap"])
+    cw = (frame[2] - frame[0]) / T
+    tt, kk = np.indices((T, T))
+    clear = (tt < T - 3) & (kk > 1) & (np.abs(kk - (T - 1 - 10)) > 2)  # away from the frame, row t and K's tick
+    cells = [tuple(map(int, c)) for c in np.argwhere(zero & clear)[::37]]
+    cells += [tuple(map(int, c)) for c in np.argwhere(lower & ~zero & clear)[::97]]
+    colours = driver.execute_script(
+        "var g = document.getElementById('heatmap').getContext('2d');"
+        "return arguments[0].map(p => Array.from(g.getImageData(p[0], p[1], 1, 1).data.slice(0, 3)));",
+        [[frame[0] + (k + 0.5) * cw, frame[1] + (t + 0.5) * cw] for t, k in cells])
+    zero_rgb = {tuple(c) for c, (t, k) in zip(colours, cells) if zero[t, k]}
+    assert len(zero_rgb) == 1, zero_rgb  # one colour for every exact zero
+    (z,) = zero_rgb
+    assert all(tuple(c) != z for c, (t, k) in zip(colours, cells) if not zero[t, k])
+    # not a colour of the colour bar (its one-pixel rows), not the background, and a key that says so
+    bar = [tuple(int(c["style"][i:i + 2], 16) for i in (1, 3, 5)) for c in draws["heatmap"]
+           if c["fn"] == "fillRect" and c["box"][3] - c["box"][1] == 1 and c["style"].startswith("#")]
+    assert len(bar) > 100 and min(np.abs(np.subtract(bar, z)).sum(axis=1)) > 60 and sum(z) < 3 * 240
+    swatch = "#%02x%02x%02x" % z
+    keys = [c["box"] for c in draws["heatmap"] if c["fn"] == "fillRect" and c["style"] == swatch]
+    assert keys, f"no key swatch of the zero colour {swatch}"
+    texts = [c for c in draws["heatmap"] if c["fn"] == "fillText" and "exactly 0" in c["text"]]
+    assert any(t["box"][0] > k[2] and min(t["box"][3], k[3]) > max(t["box"][1], k[1]) for t in texts for k in keys)
+    # the terms chart: the Elman cell's term k = 0 of dE_t/dW is exactly 0 (h_{-1} = 0): a mark in that colour
+    terms = np.linalg.norm(fl.terms("W", 199).reshape(T, -1), axis=1)
+    assert terms[0] == 0 and (terms[1:] > 0).any()
+    calls = draws["terms"]
+    frame = _frame(calls)
+    w = (frame[2] - frame[0]) / T
+    marks = [c["box"] for c in calls if c["fn"] == "fillRect" and c["style"] == swatch]
+    for k in np.flatnonzero(terms == 0):
+        slot = [frame[0] + k * w, frame[1], frame[0] + (k + 1) * w, frame[3]]
+        assert any(_overlap(b, slot) or _inside(b, slot) for b in marks if b[3] <= frame[3] + 0.5), k
+    assert any("exactly 0" in c.get("text", "") for c in calls)
+
+
 def test_no_network_request_and_a_screenshot(browser, tmp_path):
     driver, path = browser
     _set(driver, "T", 60)

@@ -329,7 +329,55 @@ def _memory_figures():
     yield from experiment.figures(_memory_results()).items()
 
 
-FIGURES = ["plots", "sweep", "approx", "scaling", "memory"]
+def _success_rows():
+    """Rows shaped like experiments/success_vs_length.py's: every method solves T = 10 (equal rates),
+    and the rates differ at T = 40."""
+    rows = []
+    for i, method in enumerate(("vanilla", "clip", "clip+Omega", "IRNN", "LSTM", "GRU", "LRU", "minGRU")):
+        for T in (10, 20, 40, 80):
+            for seed in range(5):
+                ok = T == 10 or (T == 20 and seed < 3) or (T == 40 and seed < i % 5) or (T == 80 and i == 4)
+                rows += [{"task": task, "method": method, "T": T, "seed": seed, "success": bool(ok)}
+                         for task in ("adding", "temporal")]
+    return rows
+
+
+def _success_figures():
+    experiment = _load("success_vs_length", ROOT / "experiments" / "success_vs_length.py")
+    yield from experiment.figures(_success_rows()).items()
+
+
+def test_success_vs_length_shows_every_method_at_its_exact_rate_and_a_legend_off_the_data():
+    need("matplotlib")
+    from bptt import plots
+
+    rows = _success_rows()
+    (fig,) = _load("success_vs_length", ROOT / "experiments" / "success_vs_length.py").figures(rows).values()
+    r = plots.renderer(fig)
+    legends = fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    assert len(legends) == 1
+    legend = legends[0].get_window_extent(r)
+    whole = fig.bbox
+    for t in fig.findobj(lambda a: hasattr(a, "get_text") and a.get_visible() and a.get_text().strip()):
+        box = t.get_window_extent(r)
+        assert box.x0 >= whole.x0 - 1 and box.x1 <= whole.x1 + 1 and box.y0 >= whole.y0 - 1, t.get_text()
+    for ax, task in zip(fig.axes, ("adding", "temporal")):
+        assert not legend.overlaps(ax.get_window_extent(r)), "the legend lies on a panel"
+        seen = {}
+        for line in ax.get_lines():
+            method = line.get_label().split(" (")[0]
+            for x, y in zip(line.get_xdata(), line.get_ydata()):
+                T = min((10, 20, 40, 80), key=lambda t: abs(np.log2(x / t)))
+                mine = [row["success"] for row in rows if (row["task"], row["method"], row["T"]) == (task, method, T)]
+                assert y == sum(mine) / len(mine), (task, method, T, y)  # the rate itself, not moved
+                seen.setdefault(T, []).append(ax.transData.transform((x, y)))
+        for T, points in seen.items():  # at T = 10 every rate is 1: each point still its own place on screen
+            pts = np.array(points)
+            gaps = np.linalg.norm(pts[:, None] - pts[None], axis=-1) + np.eye(len(pts)) * 1e9
+            assert len(pts) == 8 and gaps.min() >= 3.0, (task, T, gaps.min())
+
+
+FIGURES = ["plots", "sweep", "approx", "scaling", "memory", "success"]
 
 
 @pytest.mark.parametrize("group", FIGURES)
@@ -344,6 +392,8 @@ def test_every_figure_is_readable_on_a_slide(group, flows, tmp_path):
         figs = list(_approx_figures())
     elif group == "memory":
         figs = [(Path(k).stem, v) for k, v in _memory_figures()]
+    elif group == "success":
+        figs = [(Path(k).stem, v) for k, v in _success_figures()]
     else:
         figs = [("scaling", _scaling_figure().figure(_scaling_results(), "float64"))]
     assert figs

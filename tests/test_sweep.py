@@ -288,6 +288,19 @@ def test_train_points_are_checked_against_the_task_when_the_spec_loads():
         parse_spec('kind = "train"\n[fixed]\ntask = "adding"\n[grid]\nlength = [40, 10]', source="bad.toml")
 
 
+def test_a_train_spec_names_the_clipping_threshold_as_the_command_line_does(capsys):
+    # bptt train --clip-norm; a spec's [fixed] clip_norm; the old spelling `clip` is refused with the new name
+    from bptt.sweep.points import train_settings
+    pt = parse_spec('kind = "train"\n[fixed]\nclip_norm = 0.5\nlength = 20', source="s.toml").points()[0]
+    assert pt.params["clip_norm"] == 0.5 and train_settings(pt.params, 0)["clip_norm"] == 0.5
+    with pytest.raises(ValueError) as e:
+        parse_spec('kind = "train"\n[fixed]\nclip = 0.5', source="old.toml")
+    assert "unknown parameter 'clip'" in str(e.value) and "did you mean 'clip_norm'?" in str(e.value)
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--clip-norm" in capsys.readouterr().out
+
+
 def test_success_plot_shows_the_rate_over_seeds_for_each_method_and_length(tmp_path):
     need("matplotlib")
     need("pandas")

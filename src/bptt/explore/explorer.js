@@ -185,17 +185,51 @@
     g.font = "12px sans-serif"; g.fillStyle = "#222"; g.strokeStyle = "#222";
     return g;
   }
-  function axes(g, box, xlab, ylab, xr, yr) {
-    g.strokeStyle = "#444"; g.strokeRect(box.x, box.y, box.w, box.h);
+  // ticks at 1, 2 or 5 times a power of ten, at least MIN_TICKS of them on an axis (every integer
+  // of an integer axis shorter than that); a label that rounds to zero is "0", never "-0"
+  var MIN_TICKS = 4;
+  function ticks(lo, hi, integer) {
+    var a = Math.min(lo, hi), b = Math.max(lo, hi), span = b - a || 1, out = [];
+    var p = Math.pow(10, Math.floor(Math.log10(span / MIN_TICKS))), steps = [5 * p, 2 * p, p, p / 2, p / 5];
+    for (var i = 0; i < steps.length; i++) {
+      var step = integer ? Math.max(1, Math.round(steps[i])) : steps[i];
+      out = [];
+      for (var j = Math.ceil(a / step - 1e-9); j * step <= b + 1e-9 * span; j++) out.push(j * step);
+      if (out.length >= MIN_TICKS || (integer && step === 1)) return { values: out, step: step };
+    }
+    return { values: out, step: steps[steps.length - 1] };
+  }
+  function fmtTick(v, step) {
+    var digits = step >= 1 || !isFinite(step) ? 0 : Math.min(6, Math.ceil(-Math.log10(step) - 1e-9));
+    var s = v.toFixed(digits);
+    return +s === 0 ? "0" : s;
+  }
+  function at(r, lo, len, v) { return lo + (v - r[0]) / (r[1] - r[0]) * len; }  // v's pixel on an axis
+  // the frame, its ticks and labels; xr, yr: the values at the frame's left and right, bottom and top
+  function axes(g, box, xlab, ylab, xr, yr, integer) {
+    integer = integer || {};
+    g.strokeStyle = "#444"; g.lineWidth = 1; g.setLineDash([]); g.strokeRect(box.x, box.y, box.w, box.h);
     g.fillStyle = "#222"; g.textAlign = "center";
-    g.fillText(xlab, box.x + box.w / 2, box.y + box.h + 30);
-    g.fillText(fmtTick(xr[0]), box.x, box.y + box.h + 14); g.fillText(fmtTick(xr[1]), box.x + box.w, box.y + box.h + 14);
-    g.save(); g.translate(box.x - 34, box.y + box.h / 2); g.rotate(-Math.PI / 2); g.fillText(ylab, 0, 0); g.restore();
+    var tx = ticks(xr[0], xr[1], integer.x), ty = ticks(yr[0], yr[1], integer.y), widest = 0;
+    g.beginPath();
+    tx.values.forEach(function (v) {
+      var px = at(xr, box.x, box.w, v);
+      g.moveTo(px, box.y + box.h); g.lineTo(px, box.y + box.h + 4);
+      g.fillText(fmtTick(v, tx.step), px, box.y + box.h + 16);
+    });
     g.textAlign = "right";
-    g.fillText(fmtTick(yr[1]), box.x - 4, box.y + 10); g.fillText(fmtTick(yr[0]), box.x - 4, box.y + box.h);
+    ty.values.forEach(function (v) {
+      var py = at(yr, box.y + box.h, -box.h, v), label = fmtTick(v, ty.step);
+      g.moveTo(box.x, py); g.lineTo(box.x - 4, py);
+      g.fillText(label, box.x - 6, py + 4);
+      widest = Math.max(widest, g.measureText(label).width);
+    });
+    g.stroke();
+    g.textAlign = "center";
+    g.fillText(xlab, box.x + box.w / 2, box.y + box.h + 32);
+    g.save(); g.translate(Math.max(10, box.x - 14 - widest), box.y + box.h / 2); g.rotate(-Math.PI / 2); g.fillText(ylab, 0, 0); g.restore();
     g.textAlign = "left";
   }
-  function fmtTick(v) { return Math.abs(v) >= 100 || Math.round(v) === v ? String(Math.round(v)) : v.toFixed(1); }
   function line(g, box, xr, yr, xs, ys, style, width, dash) {
     g.save(); g.beginPath(); g.rect(box.x, box.y, box.w, box.h); g.clip();
     g.strokeStyle = style; g.lineWidth = width || 1.5; g.setLineDash(dash || []); g.beginPath();
@@ -208,27 +242,55 @@
     }
     g.stroke(); g.restore();
   }
-  function legend(g, box, items, corner) {  // corner: "top right" (default), "top left", "bottom left"
-    corner = corner || "top right";
-    var x = corner.indexOf("left") >= 0 ? box.x + 8 : box.x + box.w - 190;
-    var y0 = corner.indexOf("bottom") >= 0 ? box.y + box.h - 16 * items.length - 4 : box.y + 4;
+  // a legend inside the frame: one box sized to its labels, in the first of the corners that covers
+  // the fewest of the points given ([px, py] on the canvas); an item: [label, colour, dash?, "box"?]
+  // (a filled swatch for bars and cells, a line otherwise)
+  var PAD = 8, ROW = 16;
+  function legendSize(g, items) {
+    var w = 0;
+    items.forEach(function (it) { w = Math.max(w, g.measureText(it[0]).width); });
+    return { w: Math.ceil(w) + 30 + 2 * PAD, h: ROW * items.length + 2 * PAD - 2 };
+  }
+  function legend(g, box, items, corners, points) {
+    var size = legendSize(g, items), best = null;
+    (corners || ["top right"]).forEach(function (corner) {
+      var x = corner.indexOf("left") >= 0 ? box.x + 6 : box.x + box.w - size.w - 6;
+      var y = corner.indexOf("bottom") >= 0 ? box.y + box.h - size.h - 6 : box.y + 6;
+      var covered = (points || []).filter(function (p) { return p[0] >= x && p[0] <= x + size.w && p[1] >= y && p[1] <= y + size.h; }).length;
+      if (!best || covered < best.covered) best = { x: x, y: y, covered: covered };
+    });
+    g.fillStyle = "rgba(255,255,255,0.85)"; g.fillRect(best.x, best.y, size.w, size.h);
+    g.strokeStyle = "#ccc"; g.lineWidth = 1; g.setLineDash([]); g.strokeRect(best.x, best.y, size.w, size.h);
     items.forEach(function (it, i) {
-      var y = y0 + 14 + 16 * i;
-      g.fillStyle = "rgba(255,255,255,0.85)"; g.fillRect(x - 3, y - 12, 190, 16);
-      g.strokeStyle = it[1]; g.lineWidth = 2; g.setLineDash(it[2] || []);
-      g.beginPath(); g.moveTo(x, y - 4); g.lineTo(x + 25, y - 4); g.stroke();
-      g.setLineDash([]); g.fillStyle = "#222"; g.fillText(it[0], x + 30, y);
+      var x = best.x + PAD, y = best.y + PAD + ROW * i + 11;
+      if (it[3] === "box") {
+        g.fillStyle = it[1]; g.fillRect(x + 6, y - 10, 12, 11);
+        g.strokeStyle = "#999"; g.lineWidth = 1; g.strokeRect(x + 6, y - 10, 12, 11);
+      }
+      else {
+        g.strokeStyle = it[1]; g.lineWidth = 2; g.setLineDash(it[2] || []);
+        g.beginPath(); g.moveTo(x, y - 4); g.lineTo(x + 25, y - 4); g.stroke(); g.setLineDash([]);
+      }
+      g.fillStyle = "#222"; g.textAlign = "left"; g.fillText(it[0], x + 30, y);
     });
   }
+  function pixels(box, xr, yr, xs, ys) {  // the points of a curve on the canvas, for legend()
+    var out = [];
+    for (var i = 0; i < xs.length; i++)
+      if (isFinite(ys[i])) out.push([at(xr, box.x, box.w, xs[i]), at(yr, box.y + box.h, -box.h, ys[i])]);
+    return out;
+  }
+  var ZERO = "#e377c2", ZERO_RGB = [227, 119, 194], NONE_RGB = [245, 245, 245];  // exactly 0; no term (k > t)
 
   function drawHeatmap(res, o) {
     var g = ctx2d("heatmap"), T = res.T, box = { x: 50, y: 20, w: 360, h: 360 }, vals = [];
     for (var i = 0; i < T * T; i++) vals.push(log10(res.dE_ds[i]));
-    var r = range(vals, 20), img = g.createImageData(T, T);
+    var r = range(vals, 20), img = g.createImageData(T, T), zeros = 0;
     for (var t = 0; t < T; t++)
       for (var k = 0; k < T; k++) {
         var p = 4 * (t * T + k), v = vals[t * T + k];
-        var c = k > t ? [245, 245, 245] : isFinite(v) ? colour((v - r[0]) / (r[1] - r[0])) : [0, 0, 0];
+        if (k <= t && !isFinite(v)) zeros++;
+        var c = k > t ? NONE_RGB : isFinite(v) ? colour((v - r[0]) / (r[1] - r[0])) : ZERO_RGB;
         img.data[p] = c[0]; img.data[p + 1] = c[1]; img.data[p + 2] = c[2]; img.data[p + 3] = 255;
       }
     var off = document.createElement("canvas");
@@ -240,7 +302,10 @@
     g.strokeRect(box.x, box.y + o.t * cw, (o.t + 1) * cw, cw);  // output t's row
     var k0 = Math.max(0, o.t - o.K);
     g.beginPath(); g.moveTo(box.x + k0 * cw, box.y + o.t * cw - 4); g.lineTo(box.x + k0 * cw, box.y + (o.t + 1) * cw + 4); g.stroke();
-    axes(g, box, "step k", "output t", [0, T - 1], [T - 1, 0]);
+    axes(g, box, "step k", "output t", [-0.5, T - 0.5], [T - 0.5, -0.5], { x: true, y: true });
+    // the key, in the empty triangle k > t (top right): the cells without a colour of the bar
+    legend(g, box, [["exactly 0" + (zeros ? " (" + zeros + ")" : ""), ZERO, null, "box"],
+                    ["k > t: no term", "rgb(" + NONE_RGB.join(",") + ")", null, "box"]]);
     // colour bar, labelled in log10
     var bar = { x: box.x + box.w + 20, y: box.y, w: 14, h: box.h };
     for (var j = 0; j < bar.h; j++) {
@@ -248,50 +313,54 @@
       g.fillStyle = "rgb(" + cc.map(Math.round).join(",") + ")"; g.fillRect(bar.x, bar.y + j, bar.w, 1);
     }
     g.fillStyle = "#222"; g.textAlign = "left";
-    for (var q = 0; q <= 4; q++) {
-      var val = r[1] - q / 4 * (r[1] - r[0]);
-      g.fillText(val.toFixed(1), bar.x + bar.w + 4, bar.y + q / 4 * bar.h + 4);
-    }
+    var tb = ticks(r[0], r[1], false);
+    tb.values.forEach(function (val) { g.fillText(fmtTick(val, tb.step), bar.x + bar.w + 4, at([r[0], r[1]], bar.y + bar.h, -bar.h, val) + 4); });
     g.save(); g.translate(bar.x + bar.w + 52, bar.y + bar.h / 2); g.rotate(-Math.PI / 2); g.textAlign = "center";
     g.fillText("log10 ||dE_t/ds_k||", 0, 0); g.restore();
   }
 
   function drawLags(lags, th, o) {
     var g = ctx2d("lags"), box = { x: 60, y: 20, w: 400, h: 300 }, T = lags.mean.length;
-    var xs = lags.mean.map(function (_, l) { return l; });
-    var mean = lags.mean.map(log10), own = lags.own.map(log10);
+    var xs = lags.mean.map(function (_, l) { return l; }), xr = [0, Math.max(T - 1, 1)];
+    var mean = lags.mean.map(log10), own = lags.own.map(log10), ownX = own.map(function (_, l) { return l; });
     var bound = th.applies ? xs.map(function (l) { return l * Math.log10(th.growth); }) : [];
     var r = range(mean.concat(own), 30);
     r = [Math.min(r[0], 0) , Math.max(r[1], 0.5)];
-    axes(g, box, "lag l = t - k", "log10 ratio", [0, T - 1], r);
-    line(g, box, [0, T - 1], r, xs, mean, "#1f5fbf", 2);
-    line(g, box, [0, T - 1], r, own.map(function (_, l) { return l; }), own, "#e0301e", 1.5);
+    axes(g, box, "lag l = t - k", "log10 ratio", xr, r, { x: true });
+    line(g, box, xr, r, xs, mean, "#1f5fbf", 2);
+    line(g, box, xr, r, ownX, own, "#e0301e", 1.5);
     var items = [["mean over outputs t", "#1f5fbf"], ["output t = " + o.t, "#e0301e"]];
+    var points = pixels(box, xr, r, xs, mean).concat(pixels(box, xr, r, ownX, own));
     if (th.applies) {
-      line(g, box, [0, T - 1], r, xs, bound, "#222", 1.5, [6, 4]);
+      line(g, box, xr, r, xs, bound, "#222", 1.5, [6, 4]);
       items.push(["Pascanu: (lambda_1 gamma)^l", "#222", [6, 4]]);
+      points = points.concat(pixels(box, xr, r, xs, bound));
     }
     if (th.envelope) {  // the exact bounds of a diagonal linear recurrence: min|lambda|^l and max|lambda|^l
-      line(g, box, [0, T - 1], r, xs, xs.map(function (l) { return l * log10(th.envelope[1]); }), "#222", 1.5, [6, 4]);
-      line(g, box, [0, T - 1], r, xs, xs.map(function (l) { return l === 0 ? 0 : l * log10(th.envelope[0]); }), "#888", 1.5, [6, 4]);
+      var hi = xs.map(function (l) { return l * log10(th.envelope[1]); }), lo = xs.map(function (l) { return l === 0 ? 0 : l * log10(th.envelope[0]); });
+      line(g, box, xr, r, xs, hi, "#222", 1.5, [6, 4]);
+      line(g, box, xr, r, xs, lo, "#888", 1.5, [6, 4]);
       items.push(["max |lambda|^l", "#222", [6, 4]], ["min |lambda|^l", "#888", [6, 4]]);
+      points = points.concat(pixels(box, xr, r, xs, hi), pixels(box, xr, r, xs, lo));
     }
-    legend(g, box, items);
+    legend(g, box, items, ["top right", "bottom left", "bottom right", "top left"], points);
   }
 
   function drawSpectra(spectra, th, o, meta) {
     var g = ctx2d("spectra"), box = { x: 60, y: 24, w: 400, h: 296 }, lagsShown = Object.keys(spectra).map(Number);
     var all = [];
     lagsShown.forEach(function (l) { all = all.concat(spectra[l]); });
-    var n = lagsShown.length ? spectra[lagsShown[0]].length : 1, r = range(all, 30);
-    axes(g, box, "index i of the singular value", "log10 sigma_i", [1, n], r);
-    var items = [];
+    var n = lagsShown.length ? spectra[lagsShown[0]].length : 1, r = range(all, 30), xr = [1, Math.max(n, 2)];
+    axes(g, box, "index i of the singular value", "log10 sigma_i", xr, r, { x: true });
+    var items = [], points = [];
     lagsShown.forEach(function (l, j) {
       var hue = Math.round(240 - 240 * j / Math.max(1, lagsShown.length - 1)), st = "hsl(" + hue + ",70%,42%)";
-      line(g, box, [1, n], r, spectra[l].map(function (_, i) { return i + 1; }), spectra[l], st, 1.8);
+      var xs = spectra[l].map(function (_, i) { return i + 1; });
+      line(g, box, xr, r, xs, spectra[l], st, 1.8);
       items.push(["lag " + l, st]);
+      points = points.concat(pixels(box, xr, r, xs, spectra[l]));
     });
-    legend(g, box, items, "bottom left");
+    legend(g, box, items, ["bottom left", "top right", "bottom right", "top left"], points);
     g.fillStyle = "#222"; g.textAlign = "center";
     var which = meta.state.length > 1 ? ", the joint state (" + meta.state.join(", ") + ")" :
       meta.widths[0] > 1 ? ", the state " + meta.state[0] + " (" + meta.widths[0] + "H wide)" : "";
@@ -302,15 +371,21 @@
   function drawTerms(terms, o, meta) {
     var g = ctx2d("terms"), box = { x: 60, y: 20, w: 820, h: 200 }, n = terms.length;
     var vals = terms.map(log10), r = range(vals, 30), w = box.w / n;
+    var items = [["kept by truncation at K = " + o.K, "#1f5fbf", null, "box"], ["lost", "#bbb", null, "box"]];
+    if (vals.some(function (v) { return !isFinite(v); })) items.push(["exactly 0 (no bar)", ZERO, null, "box"]);
+    // headroom above the tallest bar for the legend, so that it covers none
+    var room = legendSize(g, items).h + 12, span = r[1] - r[0];
+    r = [r[0] - 0.04 * span, r[1] + 1.04 * span * room / (box.h - room)];  // and the smallest bar seen
     $("terms-title").textContent = "The terms of dE_t/d" + meta.shown + " for the chosen t";
-    axes(g, box, "step k (its term of dE_t/d" + meta.shown + "; lag t - k)", "log10 ||term||", [0, n - 1], r);
+    axes(g, box, "step k (its term of dE_t/d" + meta.shown + "; lag t - k)", "log10 ||term||", [-0.5, n - 0.5], r, { x: true });
     for (var k = 0; k < n; k++) {
-      if (!isFinite(vals[k])) continue;
-      var hgt = (vals[k] - r[0]) / (r[1] - r[0]) * box.h;
+      var x = box.x + k * w + (w > 3 ? 0.5 : 0), bw = Math.max(w - 1, 0.5);
+      if (!isFinite(vals[k])) { g.fillStyle = ZERO; g.fillRect(x, box.y + box.h - 4, bw, 4); continue; }  // a mark, not a bar
+      var hgt = Math.max(0, Math.min(box.h, (vals[k] - r[0]) / (r[1] - r[0]) * box.h));  // below the range: none
       g.fillStyle = o.t - k <= o.K ? "#1f5fbf" : "#bbb";
-      g.fillRect(box.x + k * w + (w > 3 ? 0.5 : 0), box.y + box.h - hgt, Math.max(w - 1, 0.5), hgt);
+      g.fillRect(x, box.y + box.h - hgt, bw, hgt);
     }
-    legend(g, box, [["kept by truncation at K = " + o.K, "#1f5fbf"], ["lost", "#bbb"]], "top left");
+    legend(g, box, items, ["top left"]);
   }
 
   function factorsInWords(o, k) {  // the cell's words (engine.js) for term (t, k) of dE_t/dP

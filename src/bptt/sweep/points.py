@@ -167,7 +167,7 @@ TRAIN_PARAMS = {
     "variant": Param(str, "hochreiter", "the adding problem's variant", choices=("hochreiter", "le")),
     "length": Param(int, 50, "T, the task's sequence length", low=2),
     "method": Param(str, "clip", "vanilla: tanh, Gaussian W (std), no clipping; clip: + global-norm clipping at "
-                    "`clip`; clip_omega: + Pascanu's Omega with strength `omega`; irnn: relu, W = I, clipping",
+                    "`clip_norm`; clip_omega: + Pascanu's Omega with strength `omega`; irnn: relu, W = I, clipping",
                     choices=METHODS),
     "hidden": Param(int, 50, "H", low=1),
     "optimizer": Param(str, "sgd", "sgd, momentum, nesterov, adagrad, rmsprop or adam",
@@ -177,7 +177,8 @@ TRAIN_PARAMS = {
     "steps": Param(int, 2000, "at most this many updates", low=1),
     "eval_every": Param(int, 100, "test-set evaluation interval (steps)", low=1),
     "stop_on_success": Param(bool, True, "end the run at the first evaluation that meets the task's criterion"),
-    "clip": Param(float, 1.0, "the global-norm clipping threshold (clip, clip_omega, irnn)", above=0),
+    "clip_norm": Param(float, 1.0, "the global-norm clipping threshold, as train's --clip-norm (methods clip, "
+                       "clip_omega, irnn)", above=0),
     "omega": Param(float, 2.0, "alpha, the strength of Omega (clip_omega)", above=0),
     "std": Param(float, 0.1, "elman: standard deviation of the Gaussian init (all methods but irnn)", above=0),
     "forget_bias": Param(float, 1.0, "a cell with a forget gate: added to its bias at the start (0: PyTorch's "
@@ -192,7 +193,7 @@ def train_settings(p, seed) -> dict:
     s = {"task": p["task"], "variant": p["variant"], "length": p["length"], "cell": p["cell"],
          "hidden": p["hidden"], "optimizer": p["optimizer"], "lr": p["lr"], "batch": p["batch"], "steps": p["steps"],
          "eval_every": p["eval_every"], "checkpoint_every": p["steps"], "dtype": p["dtype"], "seed": seed,
-         "clip_norm": 0.0 if m == "vanilla" else p["clip"], "clip_value": 0.0,
+         "clip_norm": 0.0 if m == "vanilla" else p["clip_norm"], "clip_value": 0.0,
          "omega": p["omega"] if m == "clip_omega" else 0.0, "stop_on_success": p["stop_on_success"]}
     cls = cells.get(cells.canonical(p["cell"]))
     if "init" not in cls.options():  # a cell with its own initialisation

@@ -28,6 +28,7 @@ its key is a hash of that form, so a point has the same key whichever spec, orde
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import itertools
 import json
@@ -121,8 +122,10 @@ class Spec:
                 if pname == "seed":
                     raise err(f"[{sec}] seed: seeds are set by the top-level key 'seeds' (a count or a list)")
                 if pname not in params:
-                    raise err(f"[{sec}] unknown parameter {show(pname)} for kind {show(self.kind)}; allowed: "
-                              f"{', '.join(sorted(params))}")
+                    near = difflib.get_close_matches(str(pname), list(params), n=1, cutoff=0.6)
+                    raise err(f"[{sec}] unknown parameter {show(pname)} for kind {show(self.kind)}"
+                              + (f" (did you mean {near[0]!r}?)" if near else "")
+                              + f"; allowed: {', '.join(sorted(params))}")
         seeds = _seeds(self.seeds, err)
         fixed = {n: params[n].check(v, f"{source}: [fixed] {n}") for n, v in self.fixed.items()}
         grid = {n: _grid(n, v, params[n], err, source) for n, v in self.grid.items()}
