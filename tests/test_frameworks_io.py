@@ -115,13 +115,11 @@ def test_torch_refuses_what_it_cannot_express():
         with pytest.raises(ValueError, match=f"'tanh' and 'relu' only.*{act}"):
             to_torch(model(act))
     lin = torch.nn.Linear(4, 2)
-    with pytest.raises(ValueError, match="num_layers=2"):
-        from_torch(torch.nn.RNN(3, 4, num_layers=2), lin)
-    with pytest.raises(ValueError, match="bidirectional"):
-        from_torch(torch.nn.RNN(3, 4, bidirectional=True), lin)
+    with pytest.raises(ValueError, match="takes 4 inputs but the RNN's output is 8 wide"):
+        from_torch(torch.nn.RNN(3, 4, bidirectional=True), lin)  # both directions: 8 columns
     with pytest.raises(ValueError, match="nn.RNN, nn.LSTM or nn.GRU, got LSTMCell"):
         from_torch(torch.nn.LSTMCell(3, 4), lin)
-    with pytest.raises(ValueError, match="takes 5 inputs but the RNN has hidden_size 4"):
+    with pytest.raises(ValueError, match="takes 5 inputs but the RNN's output is 4 wide"):
         from_torch(torch.nn.RNN(3, 4), torch.nn.Linear(5, 2))
     with pytest.raises(ValueError, match="Linear head"):
         from_torch(torch.nn.RNN(3, 4), torch.nn.Conv1d(4, 2, 1))
@@ -210,7 +208,7 @@ def test_keras_refuses_what_bptt_does_not_model():
 
 
 def test_export_rejects_non_models():
-    with pytest.raises(ValueError, match="bptt.RNN, LSTM or GRU, got str"):
+    with pytest.raises(ValueError, match="bptt.RNN, LSTM, GRU or a bptt.Stack of them, got str"):
         to_torch("model.npz")
     with pytest.raises(ValueError, match="bptt.RNN, LSTM or GRU, got NoneType"):
         to_keras(None)
@@ -331,15 +329,13 @@ def test_torch_refuses_gated_modules_bptt_does_not_model():
     lin = torch.nn.Linear(4, 2)
     with pytest.raises(ValueError, match="proj_size=2"):
         from_torch(torch.nn.LSTM(3, 4, proj_size=2), torch.nn.Linear(2, 2))
-    with pytest.raises(ValueError, match="nn.GRU has num_layers=2"):
-        from_torch(torch.nn.GRU(3, 4, num_layers=2), lin)
-    with pytest.raises(ValueError, match="nn.LSTM is bidirectional"):
-        from_torch(torch.nn.LSTM(3, 4, bidirectional=True), lin)
+    with pytest.raises(ValueError, match="nn.GRU has dropout=0.5 between its layers and is in training mode"):
+        from_torch(torch.nn.GRU(3, 4, num_layers=2, dropout=0.5), lin)
     with pytest.raises(ValueError, match="float32 or float64 weights; weight_ih_l0 is torch.float16"):
         from_torch(torch.nn.GRU(3, 4, dtype=torch.float16), lin)
     with pytest.raises(ValueError, match="the Linear's weight is torch.bfloat16"):
         from_torch(torch.nn.LSTM(3, 4), torch.nn.Linear(4, 2, dtype=torch.bfloat16))
-    with pytest.raises(ValueError, match="takes 5 inputs but the LSTM has hidden_size 4"):
+    with pytest.raises(ValueError, match="takes 5 inputs but the LSTM's output is 4 wide"):
         from_torch(torch.nn.LSTM(3, 4), torch.nn.Linear(5, 2))
     with pytest.raises(ValueError, match="reset_after=False, which PyTorch has no module for"):
         to_torch(gated("gru", reset_after=False))
