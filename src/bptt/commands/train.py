@@ -71,7 +71,7 @@ def add_arguments(p):
     p.add_argument("--length", type=int, help="sequence length T (adding, copy, temporal; default the task's: 100)")
     p.add_argument("--cell", help=f"{' | '.join(cells.names())} (default rnn, the Elman cell)")
     p.add_argument("--hidden", type=int, help="hidden units H (default the task's, else 50)")
-    p.add_argument("--activation", help="rnn: tanh | relu | sigmoid | identity (default tanh)")
+    p.add_argument("--activation", help="rnn: tanh | relu | sigmoid | identity | modrelu (default tanh)")
     p.add_argument("--init", help="uniform | normal (needs --std) | orthogonal | identity (IRNN): the Elman cell's W; "
                                   "another cell: uniform (its own) or normal (default the task's, else uniform)")
     p.add_argument("--std", type=float, help="standard deviation of Gaussian weights (default the task's, else none)")

@@ -75,7 +75,10 @@ def _load(name):
     return module
 
 
-def _act(tf, name):
+def _act(tf, name, bm=None):
+    """f(z) for the Elman cell's activation; modrelu: sign(z) relu(|z| + bm) (bm None: 0)."""
+    if name == "modrelu":
+        return lambda z: tf.sign(z) * tf.nn.relu(tf.abs(z) + (0 if bm is None else bm))
     return {"tanh": tf.tanh, "relu": tf.nn.relu, "sigmoid": tf.sigmoid, "identity": tf.identity}[name]
 
 
@@ -107,7 +110,7 @@ def _step(tf, p, P):
     of (N, H) tensors ((s,), (h, c) or (h,)); bptt.cells' equations in PyTorch's gate order."""
     W, bh = P["W"], P.get("bh")
     if p.cell == "rnn":
-        f = _act(tf, p.activation)
+        f = _act(tf, p.activation, P.get("bm"))
         return lambda a, state: (f(a + tf.matmul(state[0], W, transpose_b=True)),)
     if p.cell == "lstm":
         def lstm(a, state):
@@ -188,8 +191,8 @@ def terms(model: RNN, x, y, name, t, *, h0=None):
 
     p = problem(model, x, y, h0=h0)
     t = check_terms_args(p, name, t)
-    f = _act(tf, p.activation)
     P = {k: tf.constant(v) for k, v in p.params.items()}
+    f = _act(tf, p.activation, P.get("bm"))
     copies = [tf.Variable(p.params[name]) for _ in range(p.T)]
     with tf.GradientTape() as tape:
         s = tf.constant(p.h0)
@@ -248,6 +251,9 @@ def to_keras(model):
     """
     if not isinstance(model, (RNN, LSTM, GRU)):
         raise ValueError(f"to_keras expects a bptt.RNN, LSTM or GRU, got {type(model).__name__}")
+    if isinstance(model, RNN) and model.activation not in KERAS_ACTIVATIONS:
+        raise ValueError(f"a Keras SimpleRNN takes the activations {', '.join(KERAS_ACTIVATIONS)}; this model "
+                         f"uses {model.activation!r}, which it cannot express")
     dtype = _keras_dtype(model)
     bias = _keras_bias(model)
     keras = _load("keras")

@@ -35,7 +35,7 @@ import inspect
 from dataclasses import dataclass, field, fields
 
 from .. import cells
-from ..activations import ACTIVATIONS
+from ..activations import names as activation_names
 from ..files import parse_toml, printable, read_text
 from ..inits import INITS
 from ..validate import show, too_big
@@ -195,7 +195,7 @@ class TrainConfig:
         if self.bias is not True and "bias" not in options:
             refuse("bias", self.bias)
         if "activation" in options:
-            _choice("activation", self.activation, tuple(ACTIVATIONS))
+            _choice("activation", self.activation, activation_names())
         if "init" in options:
             _choice("init", self.init, INITS)
         else:
