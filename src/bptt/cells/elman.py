@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import activations
 from ..activations import modrelu
+from ..param import expm, henaff
 from ..inits import INITS, identity, normal, orthogonal, uniform, with_spectral_radius
 from .base import Cell, Param
 from .registry import register
@@ -52,7 +53,8 @@ class Elman(Cell):
 
     def init(self, rng, D, H, O, *, init="uniform", std=None, radius=None, bias=False):
         """U and V Gaussian with std when given, else uniform on +-1/sqrt(fan-in); W by `init`:
-        "uniform" (+-1/sqrt(H)), "normal" (std), "orthogonal" or "identity" (IRNN); radius rescales
+        "uniform" (+-1/sqrt(H)), "normal" (std), "orthogonal", "identity" (IRNN) or "henaff" (W = expm(A),
+        A Henaff's 2x2 blocks: rotations by angles uniform on [-pi, pi]; bptt.param); radius rescales
         W to that spectral radius. bias=True adds b and c, zero. With activation "modrelu", bm
         uniform on +-0.01 (expRNN's initialisation of modReLU's bias), drawn last."""
         if init not in INITS:
@@ -67,7 +69,8 @@ class Elman(Cell):
             (lambda shape: uniform(shape, seed=rng))
         U, V = side((H, D)), side((O, H))
         W = {"uniform": lambda: uniform((H, H), seed=rng), "normal": lambda: normal((H, H), std, seed=rng),
-             "orthogonal": lambda: orthogonal(H, seed=rng), "identity": lambda: identity(H)}[init]()
+             "orthogonal": lambda: orthogonal(H, seed=rng), "identity": lambda: identity(H),
+             "henaff": lambda: expm(henaff(H, seed=rng))}[init]()
         if radius is not None:
             W = with_spectral_radius(W, radius)
         params = {"U": U, "W": W, "V": V}
