@@ -353,11 +353,12 @@ def resolve(cli: dict, toml: dict | None = None) -> TrainConfig:
            "char": tasks.CharLM}[task]
     defaults = dict(getattr(cls, "defaults", {}) or Task.defaults)
     cell = given.get("cell", TrainConfig.cell)
+    if given.get("param") is not None and "init" not in given and isinstance(cell, str) and \
+            square_w(cells.resolve(cell)[0].name):
+        given["init"] = "henaff"  # A's start; the task's init is W's
     if not isinstance(cell, str) or not cells.resolve(cell)[0].pascanu:
         for k in ELMAN_ONLY:  # the paper's settings of the Elman cell; a gated cell starts from its own
             defaults.pop(k, None)
-    if given.get("param") is not None and "init" not in given:
-        given["init"] = "henaff"  # A's start; the task's init is W's
     if given.get("init") not in (None, "normal") and "std" not in given:
         defaults.pop("std", None)  # the paper's std goes with its normal init
     if given.get("clip_norm") is not None or given.get("clip_value") is not None:
