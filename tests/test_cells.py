@@ -84,7 +84,7 @@ def test_the_elman_model_names_its_cell():
     m = bptt.random_rnn(3, 2, 2, seed=0, activation="relu")
     assert isinstance(m.cell, cells.get("rnn")) and m.cell.activation == "relu"
     assert {k: p.role for k, p in m.cell.params.items()} == {"U": "input", "W": "recurrent", "b": "input bias",
-                                                             "bh": "recurrent bias"}
+                                                             "bh": "recurrent bias", "bm": None}
 
 
 # --- gated cells: the same checks for the LSTM and both forms of the GRU -----------------------------

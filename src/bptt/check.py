@@ -12,7 +12,8 @@ the floor (a small fraction of the largest gradient entry of that parameter) mea
 numbers can never look equal by 0/0 the way NaN passed in the notebook's source. An entry passes
 when its relative error is at most tol, or when its absolute error is below the rounding noise
 of the difference quotient itself, 100·max(1, |E|)·eps/h. With relu, a perturbation that moves a
-pre-activation across 0 (a kink) makes the quotient meaningless: such an entry is retried with a
+pre-activation across 0 (a kink) makes the quotient meaningless (with modReLU, one that moves z
+across 0 or |z| + bm across 0): such an entry is retried with a
 ten times smaller step, twice, and is otherwise counted as skipped, never as passed. Small parameters
 are checked on every entry; large ones on a stratified sample: the largest analytic entries
 (so the non-zero ones are always in) plus a uniform random draw of the rest.
@@ -186,6 +187,14 @@ def check_arguments(*, step, tol, floor, max_entries):
     return step, tol, floor, int(max_entries)
 
 
+def _sides(m, Z):
+    """The side of every kink each pre-activation z (T, N, H) is on: relu's z > 0; modReLU's z > 0
+    and |z| + bm > 0 (bptt.activations' notes)."""
+    if m.activation == "relu":
+        return Z > 0
+    return np.stack([Z > 0, np.abs(Z) + (0.0 if m.bm is None else m.bm) > 0])
+
+
 def _own(a) -> np.ndarray:
     """A private, writeable, C-ordered float64 copy of a (whatever a's layout or flags)."""
     return np.array(a, dtype=np.float64, order="C", copy=True)
@@ -237,7 +246,7 @@ def check(model, x, y, *, grads=None, h0=None, reduction="sum", step=1e-4, tol=1
     starts = ("h0", "c0")[:len(state0)]
     params.update({k: _own(s) for k, s in zip(starts, state0)})
     layers = [e[2] for e in m.entries] if layered else [m]
-    relu = [getattr(layer, "activation", None) == "relu" for layer in layers]
+    kinked = [getattr(layer, "activation", None) in ("relu", "modrelu") for layer in layers]
 
     def fun():
         mm = m.replace(**{k: v for k, v in params.items() if k not in starts})
@@ -249,9 +258,8 @@ def check(model, x, y, *, grads=None, h0=None, reduction="sum", step=1e-4, tol=1
         else:
             trace = core.run(mm, xin, tuple(params[k].reshape(xin.N, H) for k, H in zip(starts, m.state_sizes)))
             traces = [trace]
-        kinks = [tr.Z > 0 for tr, r in zip(traces, relu) if r]
-        return heads.error(mm.head, trace.Q, tg, reduction)[0], (np.concatenate([k.ravel() for k in kinks])
-                                                                 if kinks else None)
+        sides = [_sides(tr.model, tr.Z).ravel() for tr, k in zip(traces, kinked) if k]
+        return heads.error(mm.head, trace.Q, tg, reduction)[0], np.concatenate(sides) if sides else None
 
     noise = 100 * max(1.0, abs(loss)) * np.finfo(np.float64).eps / step
     rows = []

@@ -5,7 +5,7 @@ import numpy as np
 
 from .validate import integer, rng, show, too_big
 
-INITS = ("uniform", "normal", "orthogonal", "identity")  # the initialisers of a square W, by name
+INITS = ("uniform", "normal", "orthogonal", "identity", "henaff")  # the initialisers of a square W, by name
 
 
 def _number(name, v, *, positive=False):

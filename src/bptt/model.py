@@ -135,6 +135,7 @@ class Model:
             a = np.array(a, dtype=dtype, copy=True)
             a.flags.writeable = False
             arrays[k] = a
+        self.cell.check_params(arrays)
         order = signature(type(self).CELL)
         put = object.__setattr__
         put(self, "params", {k: arrays[k] for k in order if k in arrays})  # a layer's: the cell's alone

@@ -142,6 +142,11 @@ class Cell:
         """The number of hidden outputs the head reads (V's columns): the state's first entry."""
         return self.state_sizes(H)[0]
 
+    def check_params(self, arrays) -> None:
+        """Refuse, with a ValueError, a set of parameters (name -> array, optional ones absent) that
+        this cell's settings cannot use; the model calls it once its arrays are checked. None by
+        default (the Elman cell's bm belongs to activation "modrelu" alone)."""
+
     # initialisation -----------------------------------------------------------------------
     def init(self, rng, D, H, O, *, bias=True, std=None):
         """Random parameters by name, the head's V, c included: every weight uniform on

@@ -35,7 +35,7 @@ def add_model_arguments(p, *, hidden, inputs, outputs, init="uniform"):
     p.add_argument("--inputs", type=int, default=inputs, help=f"D for a random model (default {inputs})")
     p.add_argument("--outputs", type=int, default=outputs, help=f"O for a random model (default {outputs})")
     for option, text in (
-            ("activation", "tanh, relu, sigmoid or identity (default tanh)"),
+            ("activation", "tanh, relu, sigmoid, identity or modrelu (default tanh)"),
             ("init", f"W's initialiser: uniform, normal, orthogonal or identity (default {init}"
                      + ("" if init == "uniform" else "; orthogonal here so that --radius sets every singular value "
                         "of W, where bptt check and bptt.random_rnn default to uniform") + ")"),

@@ -71,8 +71,9 @@ def add_arguments(p):
     p.add_argument("--length", type=int, help="sequence length T (adding, copy, temporal; default the task's: 100)")
     p.add_argument("--cell", help=f"{' | '.join(cells.names())} (default rnn, the Elman cell)")
     p.add_argument("--hidden", type=int, help="hidden units H (default the task's, else 50)")
-    p.add_argument("--activation", help="rnn: tanh | relu | sigmoid | identity (default tanh)")
-    p.add_argument("--init", help="uniform | normal (needs --std) | orthogonal | identity (IRNN): the Elman cell's W; "
+    p.add_argument("--activation", help="rnn: tanh | relu | sigmoid | identity | modrelu (default tanh)")
+    p.add_argument("--init", help="uniform | normal (needs --std) | orthogonal | identity (IRNN) | henaff: the Elman "
+                                  "cell's W (with --param: A's start, henaff or identity; default henaff); "
                                   "another cell: uniform (its own) or normal (default the task's, else uniform)")
     p.add_argument("--std", type=float, help="standard deviation of Gaussian weights (default the task's, else none)")
     p.add_argument("--radius", type=float, help="rnn: rescale W to this spectral radius (default: not rescaled)")
@@ -91,6 +92,9 @@ def add_arguments(p):
     p.add_argument("--normalise", type=_bool, metavar="true|false",
                    help=f"{', '.join(cells.owners('normalise'))}: gamma = sqrt(1 - |lambda|^2) (true, default) or "
                         "gamma = 1 (false: the complex diagonal recurrence without normalisation)")
+    p.add_argument("--param", help="rnn: train A instead of W, W = expm(A) (exp) or Cayley(A) (cayley) of A's skew "
+                                   "part, orthogonal after every update (bptt.param; default: W itself)")
+    p.add_argument("--param-lr", type=float, help="with --param: A's learning rate (default --lr)")
     p.add_argument("--optimizer", help="sgd | momentum | nesterov | adagrad | rmsprop | adam (default the task's, else sgd)")
     p.add_argument("--lr", type=float, help="learning rate (default the task's, else 0.01)")
     p.add_argument("--clip-norm", type=float,

@@ -259,8 +259,9 @@ class Elman:
 
     @staticmethod
     def accepts(model):
-        """The kernels compute the one bias b; a model with a second (bh) runs on the reference."""
-        return "bh" not in model.params
+        """The kernels compute the one bias b and the plain activations; a model with a second bias
+        (bh) or with modReLU runs on the reference."""
+        return "bh" not in model.params and model.activation in ACT_CODES
 
     @staticmethod
     def step_work(model, N):

@@ -37,9 +37,12 @@ from ._common import check_terms_args, problem, windows
 
 CELLS = ("rnn", "lstm", "gru") + jax_modern.CELLS  # the cells this framework computes (both GRU forms)
 
-def _act(jnp, name):
+def _act(jnp, name, bm=None):
+    """f(z) for the Elman cell's activation; modrelu: sign(z) relu(|z| + bm) (bm None: 0)."""
     import jax
 
+    if name == "modrelu":
+        return lambda z: jnp.sign(z) * jax.nn.relu(jnp.abs(z) + (0 if bm is None else bm))
     return {"tanh": jnp.tanh, "relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "identity": lambda z: z}[name]
 
 
@@ -62,13 +65,12 @@ def _energy(p):
     import jax
     import jax.numpy as jnp
 
-    f = _act(jnp, p.activation)
     X = p.dense()  # (N, T, D); ids become one-hot rows
 
     def energy(P, h0):
         def step(s, k):  # s_{k-1} (N, H) -> s_k
             z = X[:, k] @ P["U"].T + s @ P["W"].T
-            return f(z + P["b"] if "b" in P else z)
+            return _act(jnp, p.activation, P.get("bm"))(z + P["b"] if "b" in P else z)
 
         def out(s):  # q (N, O)
             q = s @ P["V"].T
@@ -230,7 +232,6 @@ def terms(model: RNN, x, y, name, t, *, h0=None):
 
     p = problem(model, x, y, h0=h0)
     t = check_terms_args(p, name, t)
-    f = _act(jnp, p.activation)
     X = p.dense()  # (N, T, D)
 
     def energy(copies):
@@ -238,7 +239,7 @@ def terms(model: RNN, x, y, name, t, *, h0=None):
         for k in range(t + 1):
             P = dict(p.params, **{name: copies[k]})
             z = X[:, k] @ P["U"].T + s @ P["W"].T
-            s = f(z + P["b"] if "b" in P else z)
+            s = _act(jnp, p.activation, P.get("bm"))(z + P["b"] if "b" in P else z)
         q = s @ p.params["V"].T
         q = q + p.params["c"] if "c" in p.params else q
         return _step_loss(jax, jnp, p, q, t, 1.0)

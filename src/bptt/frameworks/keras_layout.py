@@ -56,6 +56,9 @@ def keras_bias(model, suffix=""):
 def keras_layer(keras, model, dtype, suffix=""):
     """(layer, weights): an unbuilt Keras SimpleRNN / LSTM / GRU (return_sequences=True) for a bptt
     RNN, LSTM or GRU (a model or a stack's layer), and the list its set_weights takes."""
+    if isinstance(model, RNN) and model.activation not in KERAS_ACTIVATIONS:
+        raise ValueError(f"a Keras SimpleRNN takes the activations {', '.join(KERAS_ACTIVATIONS)}; this model "
+                         f"uses {model.activation!r}, which it cannot express")
     bias = keras_bias(model, suffix)
     U, W = model.U, model.W
     if isinstance(model, RNN):

@@ -72,7 +72,10 @@ def _load(name):
     return module
 
 
-def _act(tf, name):
+def _act(tf, name, bm=None):
+    """f(z) for the Elman cell's activation; modrelu: sign(z) relu(|z| + bm) (bm None: 0)."""
+    if name == "modrelu":
+        return lambda z: tf.sign(z) * tf.nn.relu(tf.abs(z) + (0 if bm is None else bm))
     return {"tanh": tf.tanh, "relu": tf.nn.relu, "sigmoid": tf.sigmoid, "identity": tf.identity}[name]
 
 
@@ -104,7 +107,7 @@ def _step(tf, p, P):
     of (N, H) tensors ((s,), (h, c) or (h,)); bptt.cells' equations in PyTorch's gate order."""
     W, bh = P["W"], P.get("bh")
     if p.cell == "rnn":
-        f = _act(tf, p.activation)
+        f = _act(tf, p.activation, P.get("bm"))
         return lambda a, state: (f(a + tf.matmul(state[0], W, transpose_b=True)),)
     if p.cell == "lstm":
         def lstm(a, state):
@@ -185,8 +188,8 @@ def terms(model: RNN, x, y, name, t, *, h0=None):
 
     p = problem(model, x, y, h0=h0)
     t = check_terms_args(p, name, t)
-    f = _act(tf, p.activation)
     P = {k: tf.constant(v) for k, v in p.params.items()}
+    f = _act(tf, p.activation, P.get("bm"))
     copies = [tf.Variable(p.params[name]) for _ in range(p.T)]
     with tf.GradientTape() as tape:
         s = tf.constant(p.h0)

@@ -43,7 +43,10 @@ from .torch_stack import MODULES, torch_dtype as _torch_dtype  # noqa: E402  (bp
 
 CELLS = ("rnn", "lstm", "gru") + torch_modern.CELLS  # the cells this framework computes (both GRU forms)
 
-def _act(torch, name):
+def _act(torch, name, bm=None):
+    """f(z) for the Elman cell's activation; modrelu: sign(z) relu(|z| + bm) (bm None: 0)."""
+    if name == "modrelu":
+        return lambda z: torch.sign(z) * torch.relu(torch.abs(z) + (0 if bm is None else bm))
     return {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid,
             "identity": lambda z: z}[name]
 
@@ -96,7 +99,7 @@ def _own_step(torch, p, P):
     """
     W = P["W"]
     if p.cell == "rnn":
-        f = _act(torch, p.activation)
+        f = _act(torch, p.activation, P.get("bm"))
         return lambda a, state: (f(a + state[0] @ W.T),)
     bh = P.get("bh")
     H = W.shape[1]
@@ -192,7 +195,7 @@ def terms(model: RNN, x, y, name, t, *, h0=None):
     p = problem(model, x, y, h0=h0)
     t = check_terms_args(p, name, t)
     torch, P, (h0t,) = _setup(p, requires_grad=False)
-    f = _act(torch, p.activation)
+    f = _act(torch, p.activation, P.get("bm"))
     copies = [P[name].clone().requires_grad_(True) for _ in range(p.T)]
     s = h0t
     for k in range(t + 1):

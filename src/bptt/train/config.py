@@ -20,6 +20,11 @@ and the options of its init; bptt.cells):
     max_phase, normalise   the LRU's: the eigenvalues' phases on [0, max_phase] (default 2 pi), and
                        gamma = sqrt(1 - |lambda|^2) (true, default) or gamma = 1 (false)
     std, bias = false  a cell whose init takes them (not the LRU's nor the linear cell's)
+    param, param_lr    a cell whose recurrent matrix W is square (the Elman cell): train A instead of W,
+                       W = expm(A) ("exp") or Cayley(A) ("cayley") of A's skew part (bptt.param), so
+                       that W stays orthogonal; A by the same optimiser at param_lr (default lr). A
+                       starts from Henaff's initialisation (init "henaff", the default with param) or
+                       from 0 (init "identity": W = I); the fallback "shrink" (which scales W) is refused
 Given for another cell, each is a ValueError; a value the cell's init refuses (e.g. r_min >= r_max)
 is one when the settings are read. A setting left out (None) is filled in with the cell's default
 (its init's, or TRAIN_DEFAULTS's where training starts otherwise), so config.json shows it.
@@ -35,7 +40,7 @@ import inspect
 from dataclasses import dataclass, field, fields
 
 from .. import cells
-from ..activations import ACTIVATIONS
+from ..activations import names as activation_names
 from ..files import parse_toml, printable, read_text
 from ..inits import INITS
 from ..validate import show, too_big
@@ -45,7 +50,7 @@ OWN_INITS = ("uniform", "normal")  # init for a cell without an init option: its
 CELL_OPTIONS = ("activation", "radius", "forget_bias", "reset_after", "r_min", "r_max", "max_phase",
                 "normalise")  # settings that some cells take (Cell.options)
 TRAIN_DEFAULTS = {"forget_bias": 1.0}  # where training starts a cell otherwise than its init's default
-FLOATS = ("lr", "clip_norm", "clip_value", "clip_per_param", "omega", "std", "radius", "forget_bias", "r_min",
+FLOATS = ("lr", "param_lr", "clip_norm", "clip_value", "clip_per_param", "omega", "std", "radius", "forget_bias", "r_min",
           "r_max", "max_phase")  # settings that are numbers (a TOML integer is taken as one)
 
 
@@ -68,6 +73,8 @@ class TrainConfig:
     max_phase: float | None = None    # LRU only; None: 2 pi
     normalise: bool | None = None     # LRU only; None: True (gamma_log); False: gamma = 1
     bias: bool = True
+    param: str | None = None          # "exp" or "cayley": W = param(A), A trained (cells with a square W)
+    param_lr: float | None = None     # A's learning rate; None: lr
     optimizer: str = "sgd"
     lr: float = 0.01
     clip_norm: float | None = None
@@ -101,9 +108,9 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         from ..tasks import TASKS
-        for name in ("task", "variant", "cell", "init", "optimizer", "fallback", "dtype", "text", "activation"):
+        for name in ("task", "variant", "cell", "init", "optimizer", "fallback", "dtype", "text", "activation", "param"):
             v = getattr(self, name)
-            if not isinstance(v, str) and not (v is None and name in ("text", "activation")):
+            if not isinstance(v, str) and not (v is None and name in ("text", "activation", "param")):
                 raise ValueError(f"{name} must be a string, got {show(v)}")
         _choice("task", self.task, TASKS)
         _choice("variant", self.variant, ("hochreiter", "le"))
@@ -130,6 +137,7 @@ class TrainConfig:
         if self.backprop is not None and self.backprop < self.chunk:
             raise ValueError(f"backprop (k2 = {self.backprop}) must be at least chunk (k1 = {self.chunk})")
         _pos("lr", self.lr)
+        self._param()
         for name in ("clip_norm", "clip_value", "clip_per_param", "std", "radius"):
             if getattr(self, name) is not None:
                 _pos(name, getattr(self, name))
@@ -148,6 +156,27 @@ class TrainConfig:
         self._sizes()
         self._init_values()
         return self
+
+    def _param(self):
+        """param and param_lr: a parametrisation of a square W, its learning rate and A's start."""
+        from ..param import PARAMS
+        if self.param is None:
+            if self.param_lr is not None:
+                raise ValueError(f"param_lr is the learning rate of the parametrised A: give param (exp or cayley) "
+                                 f"with it, got param_lr = {show(self.param_lr)} without")
+            return
+        _choice("param", self.param, tuple(PARAMS))
+        if self.param_lr is not None:
+            _pos("param_lr", self.param_lr)
+        square = [n for n in cells.names() if square_w(n)]
+        if not square_w(self.cell):
+            raise ValueError(f"param applies to a cell whose recurrent matrix is square ({', '.join(square)}), "
+                             f"not to cell {show(self.cell)}")
+        if self.init not in ("henaff", "identity"):
+            raise ValueError(f"with param, A starts from init 'henaff' (Henaff et al.'s 2x2 rotations) or "
+                             f"'identity' (A = 0, W = I), got init {show(self.init)}")
+        if self.fallback == "shrink":
+            raise ValueError("the fallback 'shrink' scales W, which param keeps orthogonal: give fallback stop or skip")
 
     def _sizes(self):
         """The run's largest arrays within bptt.validate.max_elements(): the weights (G H (H + D)) and
@@ -195,7 +224,7 @@ class TrainConfig:
         if self.bias is not True and "bias" not in options:
             refuse("bias", self.bias)
         if "activation" in options:
-            _choice("activation", self.activation, tuple(ACTIVATIONS))
+            _choice("activation", self.activation, activation_names())
         if "init" in options:
             _choice("init", self.init, INITS)
         else:
@@ -247,6 +276,11 @@ class TrainConfig:
 
 
 KEYS = {f.name for f in fields(TrainConfig)}
+
+
+def square_w(cell) -> bool:
+    """Whether a registered cell's recurrent parameter is a square (H, H) matrix, which param takes."""
+    return any(p.role == "recurrent" and p.shape == ("H", "H") for p in cells.get(cell).params.values())
 ELMAN_ONLY = ("activation", "init", "std", "radius")  # task defaults that go with the Elman cell
 
 
@@ -319,6 +353,9 @@ def resolve(cli: dict, toml: dict | None = None) -> TrainConfig:
            "char": tasks.CharLM}[task]
     defaults = dict(getattr(cls, "defaults", {}) or Task.defaults)
     cell = given.get("cell", TrainConfig.cell)
+    if given.get("param") is not None and "init" not in given and isinstance(cell, str) and \
+            square_w(cells.resolve(cell)[0].name):
+        given["init"] = "henaff"  # A's start; the task's init is W's
     if not isinstance(cell, str) or not cells.resolve(cell)[0].pascanu:
         for k in ELMAN_ONLY:  # the paper's settings of the Elman cell; a gated cell starts from its own
             defaults.pop(k, None)

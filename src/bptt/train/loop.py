@@ -25,7 +25,9 @@ Files in the run's folder:
                       W-gradient's term norms ||dE_t/dz_k|| ||s_{k-1}|| with lag t - k >= lag_threshold,
                       from bptt.flow on one held-out sequence) and test metrics (test_loss, ...);
                       with stop_on_success the run ends at the first evaluation that meets the
-                      task's success criterion (as Pascanu et al.'s code does).
+                      task's success criterion (as Pascanu et al.'s code does). With param (W = expm(A)
+                      or Cayley(A), bptt.train.reparam) also orthogonality, max |W^T W - I| of the
+                      updated W, every step.
     snapshots/dE_ds_step<S>.npy   bptt.flow's (T, T) table ||dE_t/ds_k|| at the chosen steps
     checkpoint.npz/.json          model + optimiser + RNG + loop state (bptt.train.checkpoint)
     model.npz, vocab.json         the final model (bptt.model.Model.load reads any kind) and, for
@@ -53,7 +55,7 @@ from ..flow import flow
 from ..model import random_model
 from ..theory import recurrence_norms
 from ..validate import show, too_big
-from . import checkpoint, clip as clipping, optim
+from . import checkpoint, clip as clipping, optim, reparam
 from .config import TrainConfig
 from .omega import omega as omega_fn
 from .tbptt import Stream
@@ -62,7 +64,7 @@ from .tbptt import Stream
 STATE_ARRAYS = ("h", "c")  # a stream's carried state in the checkpoint: extra/h, and extra/c for an LSTM
 MAX_METRICS_LINE = 4096  # bytes a line of metrics.jsonl may take, on average, when it is read back
 BEFORE_CELLS = {"cell": "rnn", "forget_bias": None, "reset_after": None, "r_min": None, "r_max": None,
-                "max_phase": None, "normalise": None}  # what older checkpoints' configs lack
+                "max_phase": None, "normalise": None, "param": None, "param_lr": None}  # what older checkpoints' configs lack
 
 
 class Diverged(RuntimeError):
@@ -162,14 +164,16 @@ def _train(cfg, out, resume, progress, log):
     probe_x, probe_y = task.probe()
     P = np.shape(probe_x)[0]
     too_big(f"the evaluations' (T, T) tables of the gradient's flow over T = {P} steps", 4 * P * P)
-    opt = optim.get(cfg.optimizer, cfg.lr)
+    opt = reparam.optimizer(cfg) if cfg.param else optim.get(cfg.optimizer, cfg.lr)
     stream = Stream(task.stream(cfg.batch), cfg.chunk, k2) if task.kind == "stream" else None
     rng = np.random.default_rng([cfg.seed, 1])
     metrics_path = out / "metrics.jsonl"
     if resume:
         model, opt_state, meta, extra = loaded = checkpoint.load(ckpt_path)
         fresh = initial_model(cfg, task)
-        checkpoint.verify(ckpt_path, loaded, fresh, opt.init(fresh.params), cfg.steps, stream is not None)
+        A = _loaded_A(ckpt_path, cfg, extra, fresh.H)
+        table = reparam.trainable(fresh.params, reparam.initial_A(cfg, fresh.H)) if cfg.param else fresh.params
+        checkpoint.verify(ckpt_path, loaded, fresh, opt.init(table), cfg.steps, stream is not None)
         saved = {**BEFORE_CELLS, **meta["config"], "steps": cfg.steps}  # more steps extend the run
         saved["cell"] = cells.canonical(saved["cell"])
         if saved != cfg.to_dict():
@@ -188,7 +192,10 @@ def _train(cfg, out, resume, progress, log):
         _truncate_metrics(metrics_path, st.step, log, limit=(cfg.steps + 1) * MAX_METRICS_LINE)
     else:
         model = initial_model(cfg, task)
-        opt_state = opt.init(model.params)
+        A = reparam.initial_A(cfg, model.H) if cfg.param else None
+        if cfg.param:
+            model = reparam.start(cfg, model, A)
+        opt_state = opt.init(reparam.trainable(model.params, A) if cfg.param else model.params)
         st = _Loop(0, None, None, None)
         write_atomic(metrics_path, b"")
     write_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=1))
@@ -202,7 +209,7 @@ def _train(cfg, out, resume, progress, log):
             _snapshot(snap_dir, 0, model, probe_x, probe_y)
         while st.step < cfg.steps:
             with np.errstate(over="ignore", invalid="ignore"):  # non-finite numbers are checked and reported
-                model, opt_state, rec = _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path)
+                model, opt_state, rec, A = _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path, A)
             st.step += 1
             rec = {"step": st.step, **rec}
             if st.step % cfg.eval_every == 0 or st.step == cfg.steps:
@@ -212,9 +219,9 @@ def _train(cfg, out, resume, progress, log):
             mf.write(json.dumps(rec) + "\n")
             mf.flush()
             if st.step % cfg.checkpoint_every == 0 or st.step == cfg.steps:
-                _save(ckpt_path, cfg, model, opt_state, rng, stream, st)
+                _save(ckpt_path, cfg, model, opt_state, rng, stream, st, A)
             if cfg.stop_on_success and rec.get("test_success"):
-                _save(ckpt_path, cfg, model, opt_state, rng, stream, st)
+                _save(ckpt_path, cfg, model, opt_state, rng, stream, st, A)
                 break
             if bar is not None:
                 bar.update(1)
@@ -252,7 +259,21 @@ def _loss_unit(task) -> str:
     return "per step" if task.reduction == "mean" else "per sequence"
 
 
-def _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path):
+def _loaded_A(path, cfg, extra, H):
+    """A from a checkpoint's extra/A (taken out of extra): (H, H) float64, finite; None without param."""
+    A = extra.pop("A", None)
+    if not cfg.param:
+        if A is not None:
+            raise ValueError(f"{path} holds extra/A, a parametrised W's A, but the run has no param")
+        return None
+    if A is None or A.shape != (H, H) or A.dtype != np.float64 or not np.all(np.isfinite(A)):
+        got = "nothing" if A is None else f"shape {A.shape}, dtype {A.dtype}"
+        raise ValueError(f"{path}: a run with param {cfg.param} needs extra/A, finite, of shape ({H}, {H}) and dtype "
+                         f"float64, got {got}")
+    return A
+
+
+def _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path, A=None):
     N = cfg.batch
     if stream is not None:
         x, y, h0 = stream.window(model.state_sizes, model.dtype)
@@ -272,13 +293,18 @@ def _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path):
         om, og = omega_fn(trace, y, reduction=task.reduction)
         rec["omega"] = om
         g = {k: v + cfg.omega * og[k].astype(v.dtype) for k, v in g.items()}
+    params = model.params
+    if cfg.param:  # W's gradient goes to A
+        g = reparam.gradients(cfg, A, g) if all(np.all(np.isfinite(v)) for v in g.values()) else \
+            reparam.trainable(g, np.full_like(A, np.nan))
+        params = reparam.trainable(params, A)
     norm = clipping.global_norm(g)
     rec["grad_norm"] = norm
     bad = not np.isfinite(per_seq) or clipping.untrustworthy(norm)
     if bad:
         if cfg.fallback == "stop":
             raise Diverged(_diverged(st, norm, per_seq, ckpt_path))
-        g = clipping.fallback(g, model.params, mode=cfg.fallback)
+        g = clipping.fallback(g, params, mode=cfg.fallback)
         rec["fallback"] = True
     else:
         st.last_norm, st.last_norm_step = norm, st.step + 1
@@ -289,10 +315,14 @@ def _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path):
         if cfg.clip_norm is not None:
             g, _ = clipping.clip_by_global_norm(g, cfg.clip_norm)
     rec["grad_norm_clipped"] = clipping.global_norm(g)
-    params, opt_state = opt.update(g, opt_state, model.params)
+    params, opt_state = opt.update(g, opt_state, params)
     if not all(np.all(np.isfinite(p)) for p in params.values()):
         raise Diverged(_diverged(st, norm, per_seq, ckpt_path, weights=True))
-    model = model.replace(**{k: v.astype(model.dtype, copy=False) for k, v in params.items()})
+    if cfg.param:
+        A, model = reparam.finish(cfg, model, params)
+        rec["orthogonality"] = reparam.orthogonality(model.W)
+    else:
+        model = model.replace(**{k: v.astype(model.dtype, copy=False) for k, v in params.items()})
     if stream is not None:
         stream.advance(trace)
     if st.smooth is None:
@@ -300,7 +330,7 @@ def _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path):
     if np.isfinite(per_seq):
         st.smooth = st.smooth * 0.999 + per_seq * 0.001
     rec["smooth_loss"] = st.smooth
-    return model, opt_state, rec
+    return model, opt_state, rec, A
 
 
 def _chance(task, y, N):
@@ -337,7 +367,7 @@ def _snapshot(snap_dir, step, model, px, py):
     write_atomic(snap_dir / f"dE_ds_step{step}.npy", lambda f: np.save(f, table))
 
 
-def _save(path, cfg, model, opt_state, rng, stream, st):
+def _save(path, cfg, model, opt_state, rng, stream, st, A=None):
     meta = {"step": st.step, "smooth": st.smooth, "last_norm": st.last_norm, "last_norm_step": st.last_norm_step,
             "rng": rng.bit_generator.state, "config": cfg.to_dict()}
     extra = {}
@@ -345,6 +375,8 @@ def _save(path, cfg, model, opt_state, rng, stream, st):
         scalars, state = stream.state()
         meta["stream"] = scalars
         extra.update(zip(STATE_ARRAYS, state or ()))
+    if A is not None:
+        extra["A"] = A
     checkpoint.save(path, model, opt_state, meta, extra)
 
 
