@@ -75,8 +75,6 @@ def diagnose(model, rnn, inputs, loss_fn, *, lags=True) -> Diagnosis:
     per lag: the one costly part). Float64 models give the framework's gradients to ~1e-12;
     float32 models to ~1e-5 (float32 rounding in both).
     """
-    from .numbers import compute
-
     if _is_torch(model):
         from .torch import capture
     elif _is_keras(model):
@@ -88,20 +86,29 @@ def diagnose(model, rnn, inputs, loss_fn, *, lags=True) -> Diagnosis:
     if not np.all(np.isfinite(x)):
         raise ValueError("the recurrent module's input holds NaN or Inf: the diagnosis needs a finite batch")
     xin = validate.Inputs(None, np.ascontiguousarray(x, dtype=stack.dtype), x.shape[0], x.shape[1], True)
+    with np.errstate(all="ignore"):  # a state or error that overflows is reported as d.nonfinite
+        return _diagnosis(got, stack, xin, lags)
+
+
+def _diagnosis(got, stack, xin, lags):
+    from .numbers import compute
     from ..stack import initial_states
 
     trace = run(stack, xin, initial_states(stack, got["h0"], xin))
     ours = trace.outputs(stack.depth - 1)
     theirs = np.swapaxes(got["out"], 0, 1)
-    with np.errstate(invalid="ignore"):
-        agreement = float(np.max(np.abs(ours - theirs))) if ours.size else 0.0
+    seen = np.isfinite(theirs)  # the steps the framework's layer gave (a layer may give its last only)
+    agreement = float(np.max(np.abs(ours - theirs), where=seen, initial=0.0))
     tol = 1e-8 if stack.dtype == np.float64 else 1e-3
-    if not (agreement <= tol * max(1.0, float(np.max(np.abs(theirs))))) and np.all(np.isfinite(theirs)):
+    if not agreement <= tol * max(1.0, float(np.max(np.abs(theirs), where=seen, initial=0.0))):
         raise ValueError(f"bptt's run of the recurrent module differs from {got['framework']}'s by {agreement:.3g}: "
-                         "the module's weights or input changed between the call and the diagnosis")
+                         "the module's weights or input changed between the call and the diagnosis, or it was "
+                         "called with an initial state bptt did not see")
     numbers = compute(trace, got["dY"].astype(stack.dtype, copy=False), got["final"], lags=lags)
-    grads = {got["names"][k]: v for k, v in numbers["grads"].items()}
-    return Diagnosis(got["framework"], got["kind"], got["dtype"], got["loss"], grads, numbers["entries"], numbers["T"], numbers["N"], numbers["nonfinite"], agreement, stack)
+    ours = got["to_framework"](stack, numbers["grads"]) if "to_framework" in got else numbers["grads"]
+    grads = {got["names"][k]: v for k, v in ours.items() if k in got["names"]}
+    return Diagnosis(got["framework"], got["kind"], got["dtype"], got["loss"], grads, numbers["entries"],
+                     numbers["T"], numbers["N"], numbers["nonfinite"], agreement, stack)
 
 
 def _is_torch(model) -> bool:

@@ -54,8 +54,9 @@ def _layers(keras, network, dense):
     return layers, dense
 
 
-def _check(keras, layer, k):
-    """The layer's class name ("SimpleRNN", ...) after the checks that apply inside a Sequential."""
+def check_layer(keras, layer, k, sequences=True):
+    """The layer's class name ("SimpleRNN", ...) after the checks that apply inside a Sequential
+    (sequences=False: a layer that returns its last output only is fine, as bptt.diagnose reads it)."""
     kinds = (keras.layers.SimpleRNN, keras.layers.LSTM, keras.layers.GRU)
     if isinstance(layer, keras.layers.Masking):
         raise ValueError(f"layer {k} is a Masking layer: bptt reads every step of every sequence and has no masks")
@@ -74,7 +75,7 @@ def _check(keras, layer, k):
     if layer.stateful:
         raise ValueError(f"{where} is stateful: its state carries over from the last batch, while bptt "
                          "starts every batch from h0")
-    if not layer.return_sequences:
+    if sequences and not layer.return_sequences:
         raise ValueError(f"{where} has return_sequences=False; bptt scores every step, so every "
                          "recurrent layer needs return_sequences=True")
     return kind
@@ -104,7 +105,7 @@ def from_keras(keras, network, dense, head):
             parts = (layer,)
         pair = []
         for part in parts:
-            kind = _check(keras, part, k)
+            kind = check_layer(keras, part, k)
             cls, arrays, settings = kl.layer_arrays(keras, part, kind)
             pair.append((cls, arrays, settings))
         pairs.append(pair)
