@@ -86,6 +86,23 @@ class CoRNN(Cell):
             params["b"], params["c"] = draw((H,), k), draw((O,), kh)
         return params
 
+    def bounds(self, m) -> tuple:
+        """(c, rate, growth) of the paper's form (implicit damping) with gamma > 0 and gamma dt < 2 eps:
+        c = 2 eps - gamma dt, and with the energy e(X) = gamma |y|^2 + |z|^2 (Euclidean norms):
+            e(X_n) <= e(X_{n-1}) + dt |tanh(.)_n|^2 / c <= e(X_{n-1}) + rate,   rate = H dt / c
+        (the hidden states' bound, Rusch & Mishra's Proposition 3.1 in this form), and every step's
+        Jacobian J_n = d X_n / d X_{n-1} has norm at most growth = sqrt(1 + dt L^2 / c) in the energy
+        norm sqrt(e), L^2 = ||W||_2^2 / gamma + ||Wz||_2^2; so an error (g_y, g_z) at X_n reaches X_k
+        with sqrt(|g_y|^2 / gamma + |g_z|^2) multiplied by at most growth^(n-k) (the dual norm).
+        Derivation: docs/engine.md, "The coRNN". A ValueError where the assumptions fail."""
+        if not self.implicit or not self.gamma > 0 or not self.gamma * self.dt < 2 * self.eps:
+            raise ValueError(f"the coRNN's bounds need implicit damping, gamma > 0 and gamma dt < 2 eps, got "
+                             f"implicit={self.implicit}, gamma={self.gamma:g}, dt={self.dt:g}, eps={self.eps:g}")
+        c = 2 * self.eps - self.gamma * self.dt
+        W, Wz = (np.asarray(a, dtype=np.float64) for a in (m.W, m.Wz))
+        L2 = np.linalg.norm(W, 2) ** 2 / self.gamma + np.linalg.norm(Wz, 2) ** 2
+        return c, W.shape[0] * self.dt / c, float(np.sqrt(1 + self.dt * L2 / c))
+
     def path_lines(self, t) -> list:
         a, k = self.coefficients()
         return ["Each step k sends the error at its state (y_k, z_k) back; with g = dE/dz_k + dt dE/dy_k "
