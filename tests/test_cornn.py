@@ -227,3 +227,36 @@ def test_proposition_3_2_the_gradient_of_the_last_steps_loss_is_bounded():
     print(f"\nProposition 3.2 (gradient of E = 1/2 ||y_N - ybar||^2), {CASES} models: max measured / bound = "
           + ", ".join(f"{k} {v:.3g}" for k, v in worst.items()))
     assert set(worst) == {"W", "Wz", "U", "b"} and all(0 < v <= 1 for v in worst.values())
+
+
+def test_bptt_train_takes_the_cornn_and_its_settings(tmp_path, capsys):
+    import json
+
+    from bptt.cli import main
+    from bptt.model import Model
+
+    argv = ["train", "--task", "temporal", "--length", "10", "--hidden", "4", "--batch", "3", "--eval-every", "3",
+            "--checkpoint-every", "2", "--seed", "5", "--quiet", "--cell", "cornn", "--dt", "0.1", "--gamma", "1",
+            "--eps", "2", "--implicit", "false"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert main([*argv, "--steps", "6", "--out", str(whole)]) == 0
+    assert main([*argv, "--steps", "4", "--out", str(cut)]) == 0
+    assert main([*argv, "--steps", "6", "--out", str(cut), "--resume"]) == 0
+    config = json.loads((whole / "config.json").read_text())
+    assert (config["dt"], config["gamma"], config["eps"], config["implicit"]) == (0.1, 1.0, 2.0, False)
+    a, b = Model.load(whole / "model.npz"), Model.load(cut / "model.npz")
+    assert type(a).__name__ == "CoRNN" and a.cell.values == {"dt": 0.1, "gamma": 1.0, "eps": 2.0, "implicit": False}
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
+    metrics = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in metrics if "test_loss" in r][-1]
+    assert last["rho"] is None and last["lambda1"] == pytest.approx(np.linalg.norm(a.W.astype(np.float64), 2), rel=1e-6)
+    capsys.readouterr()
+    for bad, words in ((["--cell", "lru", "--gamma", "1"], "gamma applies to the cornn cell only, not to cell 'lru'"),
+                       (["--cell", "cornn", "--dt", "-1"], "dt must be a finite number > 0, got -1.0")):
+        assert main(["train", "--task", "temporal", *bad, "--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, err
+    assert main(["check", "--cell", "cornn", "--eps", "0.5", "--frameworks", "none", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["finite_differences"]["params"]
+    assert {r["name"] for r in rows} >= {"W", "Wz", "U", "h0", "c0"} and all(r["passed"] for r in rows)
