@@ -205,7 +205,7 @@ def test_the_benchmark_callable_keeps_the_models_dtype():
         jax_modern.value_and_grad(m, x, y)
     with pytest.raises(ValueError, match="rnn cell has one form, got form='scan'"):
         fw.reference("jax").gradients(m, x, y, form="scan")
-    with pytest.raises(ValueError, match="know the cells lru, mingru, minlstm, linear, got a rnn model"):
+    with pytest.raises(ValueError, match="know the cells lru, mingru, minlstm, linear, cornn, got a rnn model"):
         torch_modern.gradients(m, x, y)
 
 

@@ -256,6 +256,8 @@ BASE = {
     "bptt.MinGRU": lambda w: dict(**bptt.random_model("mingru", 2, 3, 3, seed=0).params, head="softmax"),
     "bptt.MinLSTM": lambda w: dict(**bptt.random_model("minlstm", 2, 3, 3, seed=0).params, head="softmax"),
     "bptt.Linear": lambda w: dict(**bptt.random_model("linear", 2, 3, 3, seed=0).params, head="softmax"),
+    "bptt.CoRNN": lambda w: dict(**bptt.random_model("cornn", 2, 3, 3, seed=0).params, dt=0.1, gamma=1.0, eps=2.0,
+                                 implicit=True, head="softmax"),
     "bptt.random_model": lambda w: dict(cell="rnn", hidden=3, inputs=3, outputs=3, seed=0, head="softmax",
                                         radius=0.9, std=0.1, activation="tanh"),
     "bptt.random_rnn": lambda w: dict(hidden=3, inputs=3, outputs=3, seed=0, radius=0.9, std=0.1),

@@ -173,15 +173,17 @@ def transition(model) -> np.ndarray:
 def recurrence_norms(model) -> tuple:
     """(rho, lambda_1) of the matrix a backward step multiplies the error by, where the weights alone
     give one: the Elman cell's W (rho its spectral radius, lambda_1 = ||W||_2), a linear recurrence's
-    transition A; a gated cell's W (G H, H) has lambda_1 only (rho None: not square); a cell with
-    neither (the minGRU, the minLSTM) (None, None)."""
+    transition A; a gated cell's W (G H, H) has lambda_1 only (rho None: not square), and so has a
+    square W that is not the whole step (the coRNN's, beside Wz, gamma and eps); a cell with neither
+    (the minGRU, the minLSTM) (None, None)."""
     W = model.params.get(model.cell.role("recurrent")) if model.cell.role("recurrent") else None
     if W is None and model.cell.time_invariant:
         W = transition(model)
     if W is None:
         return None, None
     W = np.asarray(W, dtype=np.float64)
-    rho = float(np.max(np.abs(np.linalg.eigvals(W)))) if W.shape[0] == W.shape[1] else None
+    whole = model.cell.pascanu or model.cell.time_invariant  # W (or A) is the matrix of the backward step
+    rho = float(np.max(np.abs(np.linalg.eigvals(W)))) if W.shape[0] == W.shape[1] and whole else None
     return rho, float(np.linalg.norm(W, 2))
 
 

@@ -11,7 +11,10 @@ import pkgutil
 from .base import ROLES, Cell, Param, sizes
 from .registry import canonical, get, make, names, owners, register, resolve, variants
 
-for _m in pkgutil.iter_modules(__path__):
+_LATER = ("cornn",)  # modules registered after the others: a new built-in cell joins the end of every
+# listing (names(), --cell's help, the messages that name the cells an option fits), and rnn stays first
+
+for _m in sorted(pkgutil.iter_modules(__path__), key=lambda m: (m.name in _LATER, m.name)):
     if _m.name not in ("base", "registry"):
         importlib.import_module(f"{__name__}.{_m.name}")
 

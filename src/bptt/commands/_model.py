@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 FORGET_BIAS = 1.0  # a random LSTM's forget-gate bias on the command line, the default of bptt train and sweeps
-OPTIONS = ("activation", "init", "radius", "forget_bias", "r_min", "r_max", "max_phase", "normalise", "std")
+OPTIONS = ("activation", "init", "radius", "forget_bias", "r_min", "r_max", "max_phase", "normalise", "dt", "gamma",
+           "eps", "implicit", "std")
 # the options of a cell's random model that the command line takes (each checked against Cell.options)
 
 
@@ -46,9 +47,13 @@ def add_model_arguments(p, *, hidden, inputs, outputs, init="uniform"):
             ("r_max", "the largest |lambda| (default 1)"),
             ("max_phase", "the eigenvalues' phases drawn on [0, max_phase] (default 2 pi)"),
             ("normalise", "true: gamma = sqrt(1 - |lambda|^2) (default); false: gamma = 1, the complex diagonal "
-                          "recurrence without normalisation")):
-        kind = float if option in ("radius", "forget_bias", "r_min", "r_max", "max_phase") else \
-            _bool if option == "normalise" else str
+                          "recurrence without normalisation"),
+            ("dt", "the time step (> 0; default 0.042)"),
+            ("gamma", "the restoring force on y (>= 0; default 2.7)"),
+            ("eps", "the damping (>= 0; default 4.7)"),
+            ("implicit", "true: the paper's implicit damping (default); false: the authors' code's explicit one")):
+        kind = float if option in ("radius", "forget_bias", "r_min", "r_max", "max_phase", "dt", "gamma", "eps") else \
+            _bool if option in ("normalise", "implicit") else str
         p.add_argument("--" + option.replace("_", "-"), type=kind, metavar="true|false" if kind is _bool else None,
                        help=f"{text}; for {cells_text(cells.owners(option))}")
     p.add_argument("--std", type=float, help="standard deviation of the weights for --init normal (of every weight "

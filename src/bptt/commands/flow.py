@@ -204,7 +204,8 @@ def _gated_table(res, lags) -> str:
         lines.append(f"          the direct path's gate {res['path_gate']}: geometric mean {pm(res['path_rate'])}")
     lines.append("")
     rows = {r["lag"]: r for r in res["by_lag"]}
-    one, own = N == 1, len(names) > 1  # own: a memory of its own (an LSTM's c)
+    one = N == 1
+    own = any("c_mean" in r for r in res["by_lag"])  # a memory of its own (an LSTM's c), not any second entry
     path = res["path_gate"] is not None  # the error on the direct path alone (Flow.cell_path)
     head = ["lag", "mean ||dE_t/dh_t-l||", "ratio to lag 0", "+- sd"] + (["mean ||dE_t/dc_t-l||"] if own else []) \
         + (["mean cell path"] if path else []) + (["mean ||term||_F"] if one else []) + ["share beyond lag"]

@@ -35,7 +35,7 @@ def _epilog():
         "LRU from its ring), or Gaussian with --init normal --std S. --activation, --radius, --omega and the "
         f"orthogonal and identity (IRNN) inits are the Elman cell's; --forget-bias the {own('forget_bias')} cell's; "
         f"--reset-after the {own('reset_after')} cell's; --r-min and --r-max the {own('r_min')} cells'; --max-phase "
-        f"and --normalise the {own('normalise')} cell's; --std (and --init normal) those whose init takes it "
+        f"and --normalise the {own('normalise')} cell's; --dt, --gamma, --eps and --implicit the {own('dt')} cell's; --std (and --init normal) those whose init takes it "
         f"({own('std')}): each is refused for another cell (exit 2).", width=100)
     return f"""\
 defaults: a flag > --config FILE.toml > the task's paper settings (below) > the default in each
@@ -95,6 +95,15 @@ def add_arguments(p):
     p.add_argument("--param", help="rnn: train A instead of W, W = expm(A) (exp) or Cayley(A) (cayley) of A's skew "
                                    "part, orthogonal after every update (bptt.param; default: W itself)")
     p.add_argument("--param-lr", type=float, help="with --param: A's learning rate (default --lr)")
+    p.add_argument("--dt", type=float, help=f"{', '.join(cells.owners('dt'))}: the time step (> 0; default the "
+                   "cell's: 0.042, the authors' sMNIST run)")
+    p.add_argument("--gamma", type=float, help=f"{', '.join(cells.owners('gamma'))}: the restoring force on y "
+                   "(>= 0; default the cell's: 2.7)")
+    p.add_argument("--eps", type=float, help=f"{', '.join(cells.owners('eps'))}: the damping (>= 0; default the "
+                   "cell's: 4.7)")
+    p.add_argument("--implicit", type=_bool, metavar="true|false",
+                   help=f"{', '.join(cells.owners('implicit'))}: the damping -dt eps z_n implicit (true, default: the "
+                        "paper's IMEX step) or at z_(n-1) (false: the authors' code)")
     p.add_argument("--optimizer", help="sgd | momentum | nesterov | adagrad | rmsprop | adam (default the task's, else sgd)")
     p.add_argument("--lr", type=float, help="learning rate (default the task's, else 0.01)")
     p.add_argument("--clip-norm", type=float,

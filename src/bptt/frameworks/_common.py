@@ -36,6 +36,7 @@ class Problem(NamedTuple):
     K: int | None           # truncation window, None = full BPTT
     scale: float            # 1, or 1 / (number of scored steps) for reduction="mean"
     D: int = 0              # the input width (one-hot rows for ids)
+    settings: dict | None = None  # the cell's settings by name (a coRNN's dt, gamma, eps, implicit)
 
     @property
     def h0(self) -> np.ndarray:
@@ -65,7 +66,8 @@ class Problem(NamedTuple):
 def problem(model, x, y, *, truncate=None, h0=None, reduction="sum") -> Problem:
     """Check the arguments exactly as bptt.gradients does and return them as float64 arrays.
 
-    h0: (H,) / (N, H) or None; for an LSTM also the pair (h0, c0), as bptt.gradients takes it.
+    h0: (H,) / (N, H) or None; for a cell whose state has two entries (LSTM, coRNN) also the pair
+    (h0, c0), as bptt.gradients takes it.
     """
     if not isinstance(model, Model):
         raise ValueError(f"model must be a bptt model (bptt.Model), got {type(model).__name__}")
@@ -84,7 +86,7 @@ def problem(model, x, y, *, truncate=None, h0=None, reduction="sum") -> Problem:
                    reset_after=bool(model.cell.values.get("reset_after", True)), head=model.head,
                    ids=xin.ids, X=xin.X, y_ids=tg.ids, y_values=tg.values, mask=mask,
                    state0=tuple(np.array(s, dtype=np.float64) for s in state0), N=xin.N, T=xin.T,
-                   batched=xin.batched, K=K, scale=scale, D=model.D)
+                   batched=xin.batched, K=K, scale=scale, D=model.D, settings=dict(model.cell.values))
 
 
 class Window(NamedTuple):

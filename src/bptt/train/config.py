@@ -19,6 +19,9 @@ and the options of its init; bptt.cells):
                        the linear cell: lambda's range); default the cell's init's (0 and 1)
     max_phase, normalise   the LRU's: the eigenvalues' phases on [0, max_phase] (default 2 pi), and
                        gamma = sqrt(1 - |lambda|^2) (true, default) or gamma = 1 (false)
+    dt, gamma, eps, implicit   the coRNN's settings: its time step dt > 0, gamma >= 0 and eps >= 0
+                       (default the authors' sMNIST run: 0.042, 2.7, 4.7), and the paper's implicit
+                       damping (true, default) or the authors' code's explicit one (false)
     std, bias = false  a cell whose init takes them (not the LRU's nor the linear cell's)
     param, param_lr    a cell whose recurrent matrix W is square (the Elman cell): train A instead of W,
                        W = expm(A) ("exp") or Cayley(A) ("cayley") of A's skew part (bptt.param), so
@@ -48,10 +51,10 @@ from .optim import OPTIMIZERS
 
 OWN_INITS = ("uniform", "normal")  # init for a cell without an init option: its default, or Gaussian with std
 CELL_OPTIONS = ("activation", "radius", "forget_bias", "reset_after", "r_min", "r_max", "max_phase",
-                "normalise")  # settings that some cells take (Cell.options)
+                "normalise", "dt", "gamma", "eps", "implicit")  # settings that some cells take (Cell.options)
 TRAIN_DEFAULTS = {"forget_bias": 1.0}  # where training starts a cell otherwise than its init's default
-FLOATS = ("lr", "param_lr", "clip_norm", "clip_value", "clip_per_param", "omega", "std", "radius", "forget_bias", "r_min",
-          "r_max", "max_phase")  # settings that are numbers (a TOML integer is taken as one)
+FLOATS = ("lr", "param_lr", "clip_norm", "clip_value", "clip_per_param", "omega", "std", "radius", "forget_bias",
+          "r_min", "r_max", "max_phase", "dt", "gamma", "eps")  # settings that are numbers (a TOML integer is taken as one)
 
 
 @dataclass
@@ -72,6 +75,10 @@ class TrainConfig:
     r_max: float | None = None
     max_phase: float | None = None    # LRU only; None: 2 pi
     normalise: bool | None = None     # LRU only; None: True (gamma_log); False: gamma = 1
+    dt: float | None = None           # coRNN only: the time step; None: the cell's default (0.042)
+    gamma: float | None = None        # coRNN only: y's restoring force; None: 2.7
+    eps: float | None = None          # coRNN only: the damping; None: 4.7
+    implicit: bool | None = None      # coRNN only: the paper's implicit damping (None: True) or explicit
     bias: bool = True
     param: str | None = None          # "exp" or "cayley": W = param(A), A trained (cells with a square W)
     param_lr: float | None = None     # A's learning rate; None: lr
@@ -240,13 +247,13 @@ class TrainConfig:
             if self.init == "uniform" and self.std is not None:
                 raise ValueError(f"std applies to init 'normal' for cell {show(self.cell)} (the uniform init is "
                                  f"its own), got std = {show(self.std)} with init 'uniform'")
-        for name in ("forget_bias", "r_min", "r_max", "max_phase"):
+        for name in ("forget_bias", "r_min", "r_max", "max_phase", "dt", "gamma", "eps"):
             if name in options:
                 v = getattr(self, name)
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or abs(v) == float("inf"):
                     raise ValueError(f"{name} must be a finite number, got {show(v)}")
                 setattr(self, name, float(v))
-        for name in ("reset_after", "normalise"):
+        for name in ("reset_after", "normalise", "implicit"):
             if name in options and not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {show(getattr(self, name))}")
 

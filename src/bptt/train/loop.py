@@ -64,7 +64,8 @@ from .tbptt import Stream
 STATE_ARRAYS = ("h", "c")  # a stream's carried state in the checkpoint: extra/h, and extra/c for an LSTM
 MAX_METRICS_LINE = 4096  # bytes a line of metrics.jsonl may take, on average, when it is read back
 BEFORE_CELLS = {"cell": "rnn", "forget_bias": None, "reset_after": None, "r_min": None, "r_max": None,
-                "max_phase": None, "normalise": None, "param": None, "param_lr": None}  # what older checkpoints' configs lack
+                "max_phase": None, "normalise": None, "param": None, "param_lr": None,
+                "dt": None, "gamma": None, "eps": None, "implicit": None}  # what older checkpoints' configs lack
 
 
 class Diverged(RuntimeError):
