@@ -185,3 +185,58 @@ def test_layers_of_different_cells_give_every_initial_state_gradient():
                         return bptt.loss(stack, x, y, h0=[s if len(s) > 1 else s[0] for s in moved])
                     num[idx] = (loss(1e-6) - loss(-1e-6)) / 2e-6
                 np.testing.assert_allclose(want, num, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_flow_tables_per_layer_equal_autograds(bidirectional):
+    """A 2-layer LSTM stepped by hand in PyTorch (nn.LSTMCell, each state a tensor of its own):
+    ||dE_t/dh_s|| of every layer and direction, and of each layer's input, by autograd one output
+    at a time, against bptt.flow's tables."""
+    torch = need("torch")
+    torch.manual_seed(7)
+    D, H, O, T = 3, 4, 3, 6
+    module = torch.nn.LSTM(D, H, num_layers=2, bidirectional=bidirectional, dtype=torch.float64)
+    from bptt.frameworks import from_torch
+
+    head = torch.nn.Linear(H * (2 if bidirectional else 1), O, dtype=torch.float64)
+    stack = from_torch(module, head)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(T, D)), rng.integers(0, O, T)
+    fl = bptt.flow(stack, X, y)
+
+    def cell(k, j):
+        c = torch.nn.LSTMCell(D if k == 0 else H * (2 if bidirectional else 1), H, dtype=torch.float64)
+        s = f"_l{k}" + ("_reverse" if j else "")
+        with torch.no_grad():
+            for a, b in (("weight_ih", "weight_ih"), ("weight_hh", "weight_hh"), ("bias_ih", "bias_ih"),
+                         ("bias_hh", "bias_hh")):
+                getattr(c, a).copy_(getattr(module, b + s))
+        return c
+    inputs = [torch.tensor(X[t], requires_grad=True) for t in range(T)]
+    layer_in, states, crossings = inputs, [], [inputs]
+    for k in range(2):
+        outs = []
+        for j in range(2 if bidirectional else 1):
+            c, h, m = cell(k, j), torch.zeros(H, dtype=torch.float64), torch.zeros(H, dtype=torch.float64)
+            hs = [None] * T
+            for t in (range(T - 1, -1, -1) if j else range(T)):
+                h, m = c(layer_in[t][None], (h[None], m[None]))
+                h, m = h[0], m[0]
+                hs[t] = h
+            outs.append(hs)
+            states.append((k, j, hs))
+        layer_in = [torch.cat([o[t] for o in outs]) for t in range(T)]
+        crossings.append(layer_in)
+    losses = [torch.nn.functional.cross_entropy(head(layer_in[t])[None], torch.tensor([int(y[t])]), reduction="sum")
+              for t in range(T)]
+    for k, j, hs in states:
+        want = np.array([[float(torch.linalg.norm(g)) if g is not None else 0.0
+                          for g in torch.autograd.grad(losses[t], hs, retain_graph=True, allow_unused=True)]
+                         for t in range(T)])
+        np.testing.assert_allclose(fl.table(k, bool(j)), want, rtol=1e-10, atol=1e-14)
+    for k in (0, 1):  # the error leaving layer k through its input: layer k's x_s (layer k-1's outputs)
+        want = np.array([[float(torch.linalg.norm(g)) if g is not None else 0.0
+                          for g in torch.autograd.grad(losses[t], crossings[k], retain_graph=True, allow_unused=True)]
+                         for t in range(T)])
+        np.testing.assert_allclose(fl.crossing[k], want, rtol=1e-10, atol=1e-14)
+    assert bidirectional or not np.triu(fl.table(1), 1).any()  # forward only: no error from the future

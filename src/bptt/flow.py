@@ -308,7 +308,11 @@ def recurrent_inputs(trace, k) -> np.ndarray:
 @core.reports_overflow
 def flow(model, x, y, *, h0=None) -> Flow:
     """Decompose the gradient of one sequence x (T,) ids or (T, D) dense, targets y (T,) or (T, O).
-    h0: (H,), or for an LSTM (h0, c0)."""
+    h0: (H,), or for an LSTM (h0, c0). A bptt.Stack gives a bptt.stackflow.StackFlow: each layer's
+    (T, T) table and the error that crosses between layers."""
+    if type(model).__name__ == "Stack":
+        from . import stackflow
+        return stackflow.flow(validate.a_network(model), x, y, h0=h0)
     validate.a_model(model).check_finite()
     xin = validate.inputs(model, x)
     if xin.batched:
