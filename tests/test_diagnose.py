@@ -231,3 +231,38 @@ def test_keras_lstm_cell_path_starts_at_sigma_of_its_default_forget_bias():
     sigma = 1 / (1 + math.exp(-1.0))
     np.testing.assert_allclose(per_step, sigma, rtol=1e-12, atol=0)
     np.testing.assert_allclose(product, sigma ** np.arange(T + 1), rtol=1e-12, atol=0)
+
+
+def test_the_shares_beyond_lags_are_the_truncated_gradients_difference():
+    """The share beyond lag K is ||g - g_K|| / ||g||, g_K the gradient of the layer's error cut after
+    K steps: checked for a one-layer LSTM against bptt.gradients(truncate=K) of the same network as a
+    bptt model (whose head is a Linear on every step: the error from above is the head's), on the
+    whole batch and on its first two sequences."""
+    torch = need("torch")
+    from bptt.frameworks import from_torch
+
+    torch.manual_seed(6)
+    lstm, head = torch.nn.LSTM(3, 4, batch_first=True, dtype=torch.float64), torch.nn.Linear(4, 3, dtype=torch.float64)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm, self.head = lstm, head
+
+        def forward(self, x):
+            return self.head(self.lstm(x)[0])
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(5, 30, 3)), rng.integers(0, 3, (5, 30))
+
+    def loss_fn(out):
+        return torch.nn.functional.cross_entropy(out.reshape(-1, 3), torch.from_numpy(y).reshape(-1), reduction="sum")
+    model = from_torch(lstm, head)
+    for lags, n in ((True, 5), (2, 2)):
+        d = bptt.diagnose(Net(), lstm, torch.from_numpy(X), loss_fn, lags=lags)
+        _, g = bptt.gradients(model, X[:n], y[:n], backend="reference")
+        _, g10 = bptt.gradients(model, X[:n], y[:n], truncate=10, backend="reference")
+        names = ("U", "W", "b", "bh")
+        want = np.sqrt(sum(np.sum((g.params[k] - g10.params[k]) ** 2) for k in names)) / \
+            np.sqrt(sum(np.sum(g.params[k] ** 2) for k in names))
+        assert d.entries[0]["shares"][10] == pytest.approx(want, rel=1e-10)
+        assert d.entries[0]["shares"][100] == 0.0 and d.lags_over == n

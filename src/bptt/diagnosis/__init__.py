@@ -32,7 +32,7 @@ class Diagnosis:
     .loss, .T, .N, .nonfinite (where a state or error
     first became non-finite, or None), .agreement (the largest difference between bptt's outputs
     of the layers and the framework's, a check that both ran the same network), .framework, .kind,
-    .dtype. str(d) is a text summary, d.advice() the verdict's lines, d.save(path) the page."""
+    .dtype, .lags_over (the sequences the shares beyond lags are of). str(d) is a text summary, d.advice() the verdict's lines, d.save(path) the page."""
 
     framework: str
     kind: str
@@ -44,6 +44,7 @@ class Diagnosis:
     N: int
     nonfinite: str | None
     agreement: float
+    lags_over: int = 0
     stack: object = field(repr=False, default=None)
 
     def advice(self) -> list:
@@ -71,10 +72,13 @@ def diagnose(model, rnn, inputs, loss_fn, *, lags=True) -> Diagnosis:
     model: a torch.nn.Module (or a Keras model) that calls rnn (an nn.RNN / nn.LSTM / nn.GRU with
     any num_layers, bidirectional, batch_first, bias; for Keras a SimpleRNN / LSTM / GRU layer or a
     Bidirectional wrapper of one); inputs: what model takes; loss_fn(output) -> the scalar loss.
-    lags: compute the shares of the gradient beyond lags 10, 100, 1000 (a window's backward pass
-    per lag: the one costly part). Float64 models give the framework's gradients to ~1e-12;
+    lags: the shares of the gradient beyond lags 10, 100, 1000: True (of the whole batch's
+    gradient), an integer n (of the first n sequences' gradient: a window's backward pass per lag,
+    K + 1 error rows a step, is the one costly part) or False (none). Float64 models give the framework's gradients to ~1e-12;
     float32 models to ~1e-5 (float32 rounding in both).
     """
+    if not (isinstance(lags, bool) or isinstance(lags, int) and lags >= 1):
+        raise ValueError(f"lags must be True, False or a number of sequences >= 1, got {lags!r}")
     if _is_torch(model):
         from .torch import capture
     elif _is_keras(model):
@@ -108,7 +112,7 @@ def _diagnosis(got, stack, xin, lags):
     ours = got["to_framework"](stack, numbers["grads"]) if "to_framework" in got else numbers["grads"]
     grads = {got["names"][k]: v for k, v in ours.items() if k in got["names"]}
     return Diagnosis(got["framework"], got["kind"], got["dtype"], got["loss"], grads, numbers["entries"],
-                     numbers["T"], numbers["N"], numbers["nonfinite"], agreement, stack)
+                     numbers["T"], numbers["N"], numbers["nonfinite"], agreement, numbers["lags_over"], stack)
 
 
 def _is_torch(model) -> bool:

@@ -14,7 +14,9 @@ reverse direction's step 0 reads x_{T-1}; "lag l from step t" means l steps back
   and the mean over units and sequences of the product of the gates along lags 1..l.
 - the share beyond lag K: ||g - g_K|| / ||g|| for each layer's weights, g the exact gradient and
   g_K the gradient with the layer's error cut after K steps back (core.backprop_window, the
-  notebook's rule, inside the layer; the error arriving from above exact).
+  notebook's rule, inside the layer; the error arriving from above exact); of the whole batch's
+  gradient, or of its first n sequences' when asked (lags=n: the window costs K + 1 error rows a
+  step, so K = 100 on a large batch is the one costly number).
 - the largest Lyapunov exponent: the growth rate per step of an error vector sent back through the
   steps' Jacobians (a vector-Jacobian product per step, renormalised), mean over the batch.
 - per-step weight-gradient terms: ||sum_n dR_t[n]^T h_{t-1}[n]|| for the recurrent weights W, the
@@ -121,8 +123,13 @@ def lyapunov_top(layer_trace, seed=0) -> float | None:
     return float(np.mean(total) / T)
 
 
-def shares_beyond(layer_trace, e, T) -> dict:
-    """{K: share of the layer's weight gradient from lags beyond K} for K in LAGS below T."""
+def shares_beyond(layer_trace, e, T, sequences=None) -> dict:
+    """{K: share of the layer's weight gradient from lags beyond K} for K in LAGS below T (0 for K
+    >= T). sequences: the first n sequences only (the share of their gradient), or None for all:
+    the window's backward pass costs K + 1 error rows per step, so the share beyond K = 100 of a
+    large batch costs a hundred backward passes of it."""
+    if sequences is not None and sequences < layer_trace.inputs.N:
+        layer_trace, e = _first(layer_trace, sequences), _first_errors(e, sequences)
     full = core.weight_grads(layer_trace, None, e.dA, e.dR)
     norm = math.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in full.values()))
     out = {}
@@ -135,6 +142,19 @@ def shares_beyond(layer_trace, e, T) -> dict:
         diff = math.sqrt(sum(float(np.sum((full[k] - cut[k]).astype(np.float64) ** 2)) for k in full))
         out[K] = diff / norm if norm > 0 else 0.0
     return out
+
+
+def _first(tr, n):
+    """A layer's trace restricted to its first n sequences."""
+    xin = tr.inputs
+    inputs = xin._replace(ids=None if xin.ids is None else xin.ids[:n], X=None if xin.X is None else xin.X[:n], N=n)
+    return core.Trace(tr.model, inputs, tuple(s[:, :n] for s in tr.cell_states), tuple(c[:, :n] for c in tr.cache),
+                      None if tr.Q is None else tr.Q[:, :n], tr.scan)
+
+
+def _first_errors(e, n):
+    return type(e)(e.dH[:, :n], e.dA[:, :n], e.dR[:, :n], tuple(d[:n] for d in e.d0),
+                   None if e.dS is None else tuple(d[:, :n] for d in e.dS))
 
 
 def step_terms(layer_trace, e) -> np.ndarray:
@@ -189,8 +209,10 @@ def compute(trace, dY, final, *, lags=True) -> dict:
                 "curve": curve, "decay": r, "source": T - 1 - s if j else s,
                 "memory": memory_path(tr, layer.cell), "memory_gate": layer.cell.memory[1] if layer.cell.memory else None,
                 "saturation": saturation(tr, layer.cell), "radius": spectral_radii(layer),
-                "lyapunov": lyapunov_top(tr), "shares": shares_beyond(tr, e, T) if lags else {},
+                "lyapunov": lyapunov_top(tr),
+                "shares": shares_beyond(tr, e, T, None if lags is True else lags) if lags else {},
                 "terms": step_terms(tr, e),
             })
     return {"grads": grads, "entries": entries, "T": T, "N": trace.inputs.N,
+            "lags_over": trace.inputs.N if lags is True else min(int(lags), trace.inputs.N) if lags else 0,
             "nonfinite": first_nonfinite(trace, errors), "errors": errors}

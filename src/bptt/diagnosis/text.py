@@ -52,8 +52,9 @@ def advice(d) -> list:
                              f"by about {_num(bias - math.log(f / (1 - f)))}).")
         for K, share in sorted(e["shares"].items()):
             if 0 < K < d.T and share > 0:
+                over = "" if d.lags_over >= d.N else f" (of the first {d.lags_over} sequences' gradient)"
                 lines.append(f"{name}: truncating BPTT at K = {K} steps loses {_num(100 * share)}% of this layer's "
-                             "weight gradient (norm of the difference over the norm).")
+                             f"weight gradient{over} (norm of the difference over the norm).")
                 break
         sat = [f"{g} {_num(100 * (lo + hi))}%" for g, (lo, hi) in e["saturation"].items() if lo + hi > 0.5]
         if sat:
