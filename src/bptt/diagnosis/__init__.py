@@ -90,7 +90,11 @@ def diagnose(model, rnn, inputs, loss_fn, *, lags=True) -> Diagnosis:
     if not np.all(np.isfinite(x)):
         raise ValueError("the recurrent module's input holds NaN or Inf: the diagnosis needs a finite batch")
     xin = validate.Inputs(None, np.ascontiguousarray(x, dtype=stack.dtype), x.shape[0], x.shape[1], True)
-    with np.errstate(all="ignore"):  # a state or error that overflows is reported as d.nonfinite
+    from ..fast import one_blas_thread
+
+    # a state or error that overflows is reported as d.nonfinite; the steps' products are small, and
+    # BLAS's threads would only wait for each other at every one of them
+    with np.errstate(all="ignore"), one_blas_thread():
         return _diagnosis(got, stack, xin, lags)
 
 

@@ -29,6 +29,7 @@ import math
 import numpy as np
 
 from .. import core
+from ..cells import Cell
 from ..stack import backprop, weight_grads
 
 LAGS = (10, 100, 1000)
@@ -164,7 +165,8 @@ def step_terms(layer_trace, e) -> np.ndarray:
     if name is None:
         return np.zeros(0)
     prev = layer_trace.cell_states[0][:-1]  # (T, N, H)
-    terms = np.einsum("tng,tnh->tgh", e.dR, prev) if name == "W" and model.cell.name != "gru" else None
+    plain = type(model.cell).recurrent_grad is Cell.recurrent_grad  # dW = sum_t dR_t^T h_{t-1}
+    terms = np.matmul(np.swapaxes(e.dR, 1, 2), prev) if plain else None  # (T, G, H)
     if terms is None:  # a cell whose dW is its own (the GRU's reset-gated block): one step at a time
         terms = np.stack([model.cell.recurrent_grad(model, e.dR[t:t + 1], tuple(s[t:t + 1] for s in
                                                     layer_trace.cell_states), tuple(c[t:t + 1] for c in
