@@ -12,6 +12,8 @@
      mingru   [z; h~] = U x_t + b, z = sigma(.);  h_t = (1 - z) h_{t-1} + z h~
      minlstm  [f; i; h~] = U x_t + b, f, i = sigma(.);  h_t = (f h_{t-1} + i h~) / (f + i)
      linear   h_t = lam h_{t-1} + B x_t  (lam real, (H,))
+     cornn    s = tanh(U x_t + b + W y_{t-1} + Wz z_{t-1}),  z_t = a z_{t-1} + k dt (s - gamma y_{t-1}),
+              y_t = y_{t-1} + dt z_t  (a = k = 1 / (1 + dt eps) implicit, else a = 1 - dt eps, k = 1)
      q_t = V s_t + c,  o_t = softmax(q_t),  E = sum_t E_t,  E_t = -log o_t[y_t]  (y_t = -1: not scored)
    The input parameters (role "input") are stacked by rows into U (G H, D), the input biases into b;
    a cell's own parameters (role null: nu_log, lam, ...) get their gradients from its own().
@@ -239,7 +241,7 @@ var bpttEngine = (function () {
 
   // --- cells: a step forward and its step back, side by side ------------------------------
   // step(m, a, prev) -> {h, c?, cache}; a = U x_t + b (G H,), prev = {h, c?} (h: S = the state's
-  //   first entry's width, H or the LRU's 2H)
+  //   first entry's width, H or the LRU's 2H; c: its second entry, C wide, the LSTM's c, the coRNN's z)
   // back(m, prev, st, d, out) -> fills out.da (dE/da_t, G H), out.dr (dE/d(W h_{t-1} + bh), or what
   //   own() reads), out.dh (dE/dh_{t-1}, S), out.dc (dE/dc_{t-1}); d = {h: dE/dh_t, c: dE/dc_t}
   // own(m, prev, st, da, dr, g) -> adds one step's gradients of the cell's own parameters into g
@@ -500,6 +502,54 @@ var bpttEngine = (function () {
       },
       words: { back: "lambda", through: ", each multiplying it by lambda", local: "h_{k-1}",
                what: "the state h_{k-1} that step k read" }
+    },
+    cornn: {  // the state (y, z): h = y, c = z; cache s = tanh of the pre-activation
+      prepare: function (m) {  // z_t = a z_{t-1} + k dt (s - gamma y_{t-1}): a, k by the damping's form
+        var st = m.settings;
+        m.dt = st.dt; m.gam = st.gamma; m.eps = st.eps;
+        m.decay = st.implicit ? 1 / (1 + st.dt * st.eps) : 1 - st.dt * st.eps;
+        m.kdt = (st.implicit ? m.decay : 1) * st.dt;
+      },
+      step: function (m, a, prev) {
+        var H = m.H, yp = prev.h, zp = prev.c, y = new Float64Array(H), z = new Float64Array(H);
+        var s = timesVec(m.own.Wz, H, H, zp, timesVec(m.W, H, H, yp, Float64Array.from(a), true), true);
+        for (var j = 0; j < H; j++) {
+          s[j] = Math.tanh(s[j]);
+          z[j] = m.decay * zp[j] + m.kdt * (s[j] - m.gam * yp[j]);
+          y[j] = yp[j] + m.dt * z[j];
+        }
+        return { h: y, c: z, cache: s };
+      },
+      back: function (m, prev, st, d, out) {  // g = dE/dz_t + dt dE/dy_t; da = dr = g k dt (1 - s^2)
+        var H = m.H, s = st.cache, g = out.tmp || (out.tmp = new Float64Array(H));
+        for (var j = 0; j < H; j++) {
+          g[j] = d.c[j] + m.dt * d.h[j];
+          out.da[j] = out.dr[j] = g[j] * m.kdt * (1 - s[j] * s[j]);
+        }
+        rowTimes(out.da, m.W, H, H, out.dh);   // dE/dy_{t-1} = dE/dy_t - k dt gamma g + da W
+        rowTimes(out.da, m.own.Wz, H, H, out.dc);  // dE/dz_{t-1} = a g + da Wz
+        for (var i = 0; i < H; i++) {
+          out.dh[i] += d.h[i] - m.kdt * m.gam * g[i];
+          out.dc[i] += m.decay * g[i];
+        }
+      },
+      own: function (m, prev, st, da, dr, g) {  // dWz += dr z_{t-1}^T
+        var H = m.H, zp = prev.c, Wz = g.Wz;
+        for (var i = 0; i < H; i++) {
+          var r = dr[i];
+          if (r === 0) continue;
+          for (var j = 0; j < H; j++) Wz[i * H + j] += r * zp[j];
+        }
+      },
+      init: function (o, r, draw, D, O) {  // U, W, Wz, b on +-1/sqrt(D + 2H) (the authors'); W and Wz by the initialisation, times rho
+        var H = o.H, k = 1 / Math.sqrt(D + 2 * H), U = draw(H * D, o.inputScale * k), W = recurrentBlock(H, k, o, r, draw);
+        var Wz = recurrentBlock(H, k, o, r, draw);
+        return { params: { U: U, W: W, Wz: Wz, b: draw(H, k) }, V: draw(O * H, 1 / Math.sqrt(H)) };
+      },
+      reason: function (m) { return cornnReason(m); },
+      words: { back: "d(y, z)_k/d(y, z)_(k-1): 1 and a on y and z, k dt (1 - s^2) through W and Wz",
+               through: " through the oscillators' steps", local: "k dt (1 - s^2) y_{k-1}",
+               what: "step k's tanh' times its time step and the state y_{k-1} that step k read" }
     }
   };
 
@@ -537,7 +587,8 @@ var bpttEngine = (function () {
     var meta = META[p.cell];
     if (!meta) throw new TypeError("unknown cell " + JSON.stringify(p.cell) + ": expected one of " + ORDER.join(", "));
     var H = p.H, params = p.params || {}, U = [], b = [], own = {}, rows = {}, at = { input: 0, "input bias": 0 };
-    var m = { cell: meta.name, meta: meta, G: meta.G, H: H, D: p.D, O: p.O, S: meta.widths[0] * H, V: p.V, c: p.c || null,
+    var m = { cell: meta.name, meta: meta, G: meta.G, H: H, D: p.D, O: p.O, S: meta.widths[0] * H, C: (meta.widths[1] || 0) * H,
+              V: p.V, c: p.c || null,
               W: null, bh: null, params: params, act: ACT[p.activation || "tanh"], activation: p.activation || "tanh",
               resetAfter: p.resetAfter !== false };
     meta.params.forEach(function (q) {
@@ -552,9 +603,14 @@ var bpttEngine = (function () {
       else if (a) own[name] = a;
     });
     m.U = stack(U); m.b = b.length ? stack(b) : null; m.own = own; m.rows = rows;
-    m.settings = {};  // the cell's settings by the library's names
+    m.settings = {};  // the cell's settings by the library's names: p.settings's, else the registry's defaults
     Object.keys(meta.settings).forEach(function (k) {
-      m.settings[k] = k === "activation" ? m.activation : k === "reset_after" ? m.resetAfter : meta.settings[k];
+      var v = k === "activation" ? m.activation : k === "reset_after" ? m.resetAfter :
+        p.settings && p.settings[k] !== undefined && p.settings[k] !== null ? p.settings[k] : meta.settings[k];
+      if (typeof v !== typeof meta.settings[k] || (typeof v === "number" && !isFinite(v)))
+        throw new TypeError("the " + meta.name + " cell's " + k + " must be " + (typeof meta.settings[k] === "number" ?
+          "a finite number" : "a " + typeof meta.settings[k]) + ", got " + JSON.stringify(v));
+      m.settings[k] = v;
     });
     m.impl = CELLS[m.cell];
     if (m.impl.prepare) m.impl.prepare(m);
@@ -578,7 +634,7 @@ var bpttEngine = (function () {
   }
 
   function forward(m, x, T, h0, c0) {  // states[k] = state before step k (states[0] = h0), steps[k] = after
-    var prev = { h: h0 || new Float64Array(m.S), c: m.cell === "lstm" ? (c0 || new Float64Array(m.H)) : null };
+    var prev = { h: h0 || new Float64Array(m.S), c: m.C ? (c0 || new Float64Array(m.C)) : null };
     var states = [prev], steps = [], Q = [];
     for (var t = 0; t < T; t++) {
       var st = m.impl.step(m, inputPart(m, x, t), prev);
@@ -608,7 +664,7 @@ var bpttEngine = (function () {
 
   function scratch(m) {
     var GH = m.G * m.H;
-    return { da: new Float64Array(GH), dr: new Float64Array(GH), dh: new Float64Array(m.S), dc: new Float64Array(m.H) };
+    return { da: new Float64Array(GH), dr: new Float64Array(GH), dh: new Float64Array(m.S), dc: new Float64Array(m.C || m.H) };
   }
 
   // --- the decomposition: every output's error, back through every step ------------------------
@@ -618,20 +674,20 @@ var bpttEngine = (function () {
     if (m.cell === "rnn") return decomposeElman(m, x, y, T, h0, K);
     if (m.cell === "lstm" || (m.cell === "gru" && m.resetAfter)) return decomposeGated(m, x, y, T, h0, c0, K);
     var tr = forward(m, x, T, h0, c0), H = m.H, S = m.S, GH = m.G * H, out = outputError(m, tr.Q, y);
-    var dE_ds = new Float64Array(T * T), dE_dz = new Float64Array(T * T), dE_dc = m.cell === "lstm" ? new Float64Array(T * T) : null;
+    var dE_ds = new Float64Array(T * T), dE_dz = new Float64Array(T * T), dE_dc = m.C ? new Float64Array(T * T) : null;
     var dA = new Float64Array(T * GH), dR = new Float64Array(T * GH);   // sums over outputs, full BPTT
     var window = K === undefined || K === null ? null : K;
     var dAK = window === null ? null : new Float64Array(T * GH), dRK = window === null ? null : new Float64Array(T * GH);
     var gh = [], gc = [], e = new Float64Array(S), s = scratch(m);
-    var dh0 = new Float64Array(S), dc0 = new Float64Array(H);
+    var C = m.C, dh0 = new Float64Array(S), dc0 = new Float64Array(C);
     for (var k = T - 1; k >= 0; k--) {
       rowTimes(out.dQ[k], m.V, m.O, S, e);  // dE_k/ds_k from output k itself
       gh[k] = Float64Array.from(e);
-      if (dE_dc) gc[k] = new Float64Array(H);
+      if (dE_dc) gc[k] = new Float64Array(C);
       var prev = tr.states[k], st = tr.steps[k];
       for (var t = k; t < T; t++) {
         dE_ds[t * T + k] = norm(gh[t], 0, S);
-        if (dE_dc) dE_dc[t * T + k] = norm(gc[t], 0, H);
+        if (dE_dc) dE_dc[t * T + k] = norm(gc[t], 0, C);
         m.impl.back(m, prev, st, { h: gh[t], c: dE_dc ? gc[t] : null }, s);
         dE_dz[t * T + k] = norm(s.da, 0, GH);
         var base = k * GH, inWindow = window !== null && t - k <= window;
@@ -645,7 +701,7 @@ var bpttEngine = (function () {
     }
     for (var t2 = 0; t2 < T; t2++) {
       for (var j = 0; j < S; j++) dh0[j] += gh[t2][j];
-      if (dE_dc) for (var j2 = 0; j2 < H; j2++) dc0[j2] += gc[t2][j2];
+      if (dE_dc) for (var j2 = 0; j2 < C; j2++) dc0[j2] += gc[t2][j2];
     }
     var res = { trace: tr, loss: out.loss, dQ: out.dQ, dE_ds: dE_ds, dE_dz: dE_dz, dE_dc: dE_dc, T: T,
                 grads: weightGrads(m, tr, x, out.dQ, dA, dR), h0: dh0, c0: dE_dc ? dc0 : null };
@@ -935,7 +991,7 @@ var bpttEngine = (function () {
   // singular values of the state Jacobian product d state_t / d state_{t-l} at each lag in lags
   // (state = s, or (h, c) for an LSTM): the unit errors at state_t carried back l steps
   function jacobianSpectra(m, res, t, lags) {
-    var H = m.H, Sh = m.S, S = m.cell === "lstm" ? 2 * H : Sh, tr = res.trace, s = scratch(m), out = {};
+    var H = m.H, Sh = m.S, S = Sh + m.C, tr = res.trace, s = scratch(m), out = {};
     var rows = [], maxLag = 0;
     lags.forEach(function (l) { if (l <= t) maxLag = Math.max(maxLag, l); });
     var logScale = 0, elman = m.cell === "rnn", Hp = padded(H), R = null, Rd = null, Wp = null, fp = new Float64Array(H);
@@ -1059,7 +1115,7 @@ var bpttEngine = (function () {
     var net = CELLS[o.cell].init(o, r, draw, D, O);
     var x = new Int32Array(o.T), y = new Int32Array(o.T);
     for (var t = 0; t < o.T; t++) { x[t] = Math.floor(r.uniform() * D); y[t] = Math.floor(r.uniform() * O); }
-    var m = model({ cell: o.cell, H: o.H, D: D, O: O, params: net.params, V: net.V, activation: o.activation });
+    var m = model({ cell: o.cell, H: o.H, D: D, O: O, params: net.params, V: net.V, activation: o.activation, settings: o.settings });
     if (net.rho !== undefined) m.rho = net.rho;  // W was rescaled to it
     return { model: m, x: { ids: x }, y: y };
   }
@@ -1075,13 +1131,16 @@ var bpttEngine = (function () {
     return a;
   }
 
+  function recurrentBlock(H, k, o, r, draw) {  // (H, H) by the initialisation (draw's on +-k), times rho
+    var block = o.init === "orthogonal" ? orthogonal(H, r) : o.init === "identity" ? null : draw(H * H, k);
+    if (block === null) { block = new Float64Array(H * H); for (var d = 0; d < H; d++) block[d * H + d] = 1; }
+    for (var e = 0; e < H * H; e++) block[e] *= o.rho;
+    return block;
+  }
+
   function gatedInit(G, o, r, draw, D, O) {  // LSTM, GRU: every gate's block of W by the initialisation, times rho
     var H = o.H, k = 1 / Math.sqrt(H), U = draw(G * H * D, o.inputScale * k), V = draw(O * H, k), W = new Float64Array(G * H * H);
-    for (var g = 0; g < G; g++) {
-      var block = o.init === "orthogonal" ? orthogonal(H, r) : o.init === "identity" ? null : draw(H * H, k);
-      if (block === null) { block = new Float64Array(H * H); for (var d = 0; d < H; d++) block[d * H + d] = 1; }
-      for (var e = 0; e < H * H; e++) W[g * H * H + e] = o.rho * block[e];
-    }
+    for (var g = 0; g < G; g++) W.set(recurrentBlock(H, k, o, r, draw), g * H * H);
     return { params: { U: U, W: W, b: draw(G * H, k), bh: draw(G * H, k) }, V: V };
   }
 
@@ -1106,6 +1165,21 @@ var bpttEngine = (function () {
              reason: "Pascanu's bounds are for Elman cells; the " + m.meta.label + " has no W: its error goes back through each step " +
                      "multiplied by " + factor + " alone, unit by unit, so at lag l its size lies between min|lambda|^l and max|lambda|^l " +
                      "times its size at output t (the dashed lines), with |lambda| from " + fmt(lo) + " to " + fmt(hi) + ": " + fate };
+  }
+
+  // the coRNN: no factor decides alone; Rusch and Mishra's bound on every step's Jacobian where it holds
+  // (the cell's bounds(): implicit damping, gamma > 0, gamma dt < 2 eps)
+  function cornnReason(m) {
+    var st = m.settings, text = "Pascanu's bounds are for Elman cells; the " + m.meta.label + "'s error goes back through each step " +
+      "along y with the factor 1 and along z damped by a = " + fmt(m.decay) + ", while W and Wz enter only times k dt (1 - s^2), k dt = " +
+      fmt(m.kdt) + ": what it does is measured along the sequence (the lag curves)";
+    if (!(st.implicit && st.gamma > 0 && st.gamma * st.dt < 2 * st.eps))
+      return { reason: text + "; the paper's bound needs implicit damping, gamma > 0 and gamma dt < 2 eps" };
+    var c = 2 * st.eps - st.gamma * st.dt, w = norm2(m.W, m.H), wz = norm2(m.own.Wz, m.H);
+    var growth = Math.sqrt(1 + st.dt * (w * w / st.gamma + wz * wz) / c);
+    return { reason: text + "; with gamma dt < 2 eps every step's Jacobian has norm at most sqrt(1 + dt (||W||_2^2 / gamma + " +
+                     "||Wz||_2^2) / (2 eps - gamma dt)) = " + fmt(growth) + " in the energy norm gamma |y|^2 + |z|^2 (Rusch and Mishra): " +
+                     "the error grows at most like " + fmt(growth) + "^l, and never faster" };
   }
 
   // --- Pascanu's numbers and the verdict, as bptt.theory gives them ------------------------------
