@@ -670,8 +670,9 @@ var bpttEngine = (function () {
   // --- the decomposition: every output's error, back through every step ------------------------
   // Returns loss, the (T, T) tables dE_ds, dE_dz (||dE_t/da_k||) and, for an LSTM, dE_dc; the full
   // gradients and, with K given, the gradients of the notebook's window (output t reaches t-K..t).
-  function decompose(m, x, y, T, h0, c0, K) {  // Elman, LSTM and GRU (reset after) by their own, faster loops
+  function decompose(m, x, y, T, h0, c0, K) {  // Elman, LSTM, GRU (reset after), coRNN by their own, faster loops
     if (m.cell === "rnn") return decomposeElman(m, x, y, T, h0, K);
+    if (m.cell === "cornn") return decomposeCoRNN(m, x, y, T, h0, c0, K);
     if (m.cell === "lstm" || (m.cell === "gru" && m.resetAfter)) return decomposeGated(m, x, y, T, h0, c0, K);
     var tr = forward(m, x, T, h0, c0), H = m.H, S = m.S, GH = m.G * H, out = outputError(m, tr.Q, y);
     var dE_ds = new Float64Array(T * T), dE_dz = new Float64Array(T * T), dE_dc = m.C ? new Float64Array(T * T) : null;
@@ -706,6 +707,63 @@ var bpttEngine = (function () {
     var res = { trace: tr, loss: out.loss, dQ: out.dQ, dE_ds: dE_ds, dE_dz: dE_dz, dE_dc: dE_dc, T: T,
                 grads: weightGrads(m, tr, x, out.dQ, dA, dR), h0: dh0, c0: dE_dc ? dc0 : null };
     if (window !== null) res.gradsK = weightGrads(m, tr, x, out.dQ, dAK, dRK);
+    return res;
+  }
+
+  // the coRNN's step k back for n error rows at once, r0 .. r0+n-1 of Gy, Gz (dE/dy_k, dE/dz_k, rows
+  // H long) into dE/dy_{k-1}, dE/dz_{k-1}: g = Gz + dt Gy, D's row = g k dt (1 - s_k^2) (da = dr,
+  // left in D for the caller), then Gy - k dt gamma g + D W and a g + D Wz, D [W | Wz] in one
+  // product. ws = cornnSpace(m, rows): M = [W | Wz] (H, Q), D (rows + 3, H), R (rows + 3, Q)
+  function cornnSpace(m, rows) {
+    var H = m.H, Hp = padded(H), Q = 2 * Hp, ws = workspace([H * Q, (rows + 3) * H, (rows + 3) * Q]), M = ws[0];
+    for (var i = 0; i < H; i++)
+      for (var j = 0; j < H; j++) { M[i * Q + j] = m.W[i * H + j]; M[i * Q + Hp + j] = m.own.Wz[i * H + j]; }
+    return { M: M, D: ws[1], R: ws[2], Q: Q, Hp: Hp, fp: new Float64Array(H) };
+  }
+  function cornnRows(m, tr, k, Gy, Gz, ws, r0, n) {
+    var H = m.H, s = tr.steps[k].cache, fp = ws.fp, D = ws.D, R = ws.R, Q = ws.Q, Hp = ws.Hp, c = m.kdt * m.gam;
+    for (var j = 0; j < H; j++) fp[j] = m.kdt * (1 - s[j] * s[j]);
+    for (var r = r0; r < r0 + n; r++) {
+      var o = r * H;
+      for (var i = 0; i < H; i++) {
+        var g = Gz[o + i] + m.dt * Gy[o + i];
+        D[o + i] = g * fp[i];
+        Gy[o + i] -= c * g;
+        Gz[o + i] = m.decay * g;
+      }
+    }
+    product(D, ws.M, R, r0, n, H, Q);
+    for (var r2 = r0; r2 < r0 + n; r2++) {
+      var o2 = r2 * H, q = r2 * Q;
+      for (var i2 = 0; i2 < H; i2++) { Gy[o2 + i2] += R[q + i2]; Gz[o2 + i2] += R[q + Hp + i2]; }
+    }
+  }
+
+  // the coRNN's decomposition: every output's errors (dE_t/dy_k, dE_t/dz_k) as the rows of Gy, Gz,
+  // all taken back through step k at once by cornnRows
+  function decomposeCoRNN(m, x, y, T, h0, c0, K) {
+    var tr = forward(m, x, T, h0, c0), H = m.H, out = outputError(m, tr.Q, y), window = K === undefined || K === null ? null : K;
+    var dE_ds = new Float64Array(T * T), dE_dz = new Float64Array(T * T), dE_dc = new Float64Array(T * T);
+    var ws = cornnSpace(m, T), D = ws.D, Gy = new Float64Array(T * H), Gz = new Float64Array(T * H), e = new Float64Array(H);
+    var dA = new Float64Array(T * H), dAK = window === null ? null : new Float64Array(T * H);
+    for (var k = T - 1; k >= 0; k--) {
+      Gy.set(rowTimes(out.dQ[k], m.V, m.O, H, e), k * H);  // dE_k/dy_k from output k itself; dE_k/dz_k = 0
+      for (var t = k; t < T; t++) {
+        dE_ds[t * T + k] = norm(Gy, t * H, H); dE_dc[t * T + k] = norm(Gz, t * H, H);
+      }
+      cornnRows(m, tr, k, Gy, Gz, ws, k, T - k);
+      var base = k * H;
+      for (var t2 = k; t2 < T; t2++) {
+        var o = t2 * H, keep = window !== null && t2 - k <= window;
+        dE_dz[t2 * T + k] = norm(D, o, H);
+        for (var i = 0; i < H; i++) { dA[base + i] += D[o + i]; if (keep) dAK[base + i] += D[o + i]; }
+      }
+    }
+    var dh0 = new Float64Array(H), dc0 = new Float64Array(H);
+    for (var t3 = 0; t3 < T; t3++) for (var j = 0; j < H; j++) { dh0[j] += Gy[t3 * H + j]; dc0[j] += Gz[t3 * H + j]; }
+    var res = { trace: tr, loss: out.loss, dQ: out.dQ, dE_ds: dE_ds, dE_dz: dE_dz, dE_dc: dE_dc, T: T,
+                grads: weightGrads(m, tr, x, out.dQ, dA, dA), h0: dh0, c0: dc0 };
+    if (window !== null) res.gradsK = weightGrads(m, tr, x, out.dQ, dAK, dAK);
     return res;
   }
 
@@ -996,6 +1054,7 @@ var bpttEngine = (function () {
     lags.forEach(function (l) { if (l <= t) maxLag = Math.max(maxLag, l); });
     var logScale = 0, elman = m.cell === "rnn", Hp = padded(H), R = null, Rd = null, Wp = null, fp = new Float64Array(H);
     if (m.cell === "lstm" || (m.cell === "gru" && m.resetAfter)) return gatedSpectra(m, res, t, lags, maxLag);
+    if (m.cell === "cornn") return cornnSpectra(m, res, t, lags, maxLag);
     for (var r = 0; r < S && !elman; r++) { var v = new Float64Array(S); v[r] = 1; rows.push(v); }
     if (elman) {  // R: the H unit errors as rows (padded(H) long), Rd = R f'(z_k)
       var ws = workspace([H * Hp, (H + 3) * H, (H + 3) * Hp]);
@@ -1068,6 +1127,28 @@ var bpttEngine = (function () {
           M.set(Rh.subarray(r3 * Hp, r3 * Hp + H), r3 * S);
           if (lstm) M.set(Rc.subarray(r3 * H, (r3 + 1) * H), r3 * S + H);
         }
+        out[l] = singularValues(M, S).map(function (v) { return v > 0 ? Math.log10(v) + logScale : -Infinity; });
+      }
+    }
+    return out;
+  }
+
+  // the same for a coRNN: the 2H unit errors of the joint state (y, z) as rows [dE/dy, dE/dz], taken
+  // back a step at a time by cornnRows
+  function cornnSpectra(m, res, t, lags, maxLag) {
+    var H = m.H, S = 2 * H, ws = cornnSpace(m, S), Gy = new Float64Array(S * H), Gz = new Float64Array(S * H), logScale = 0, out = {};
+    for (var r = 0; r < H; r++) { Gy[r * H + r] = 1; Gz[(H + r) * H + r] = 1; }
+    for (var l = 1; l <= maxLag; l++) {
+      cornnRows(m, res.trace, t - l + 1, Gy, Gz, ws, 0, S);
+      var big = 0;
+      for (var q = 0; q < S * H; q++) big = Math.max(big, Math.abs(Gy[q]), Math.abs(Gz[q]));
+      if (big > 0 && (big > 1e100 || big < 1e-100)) {  // rescale, keep the log of the factor
+        for (var q2 = 0; q2 < S * H; q2++) { Gy[q2] /= big; Gz[q2] /= big; }
+        logScale += Math.log10(big);
+      }
+      if (lags.indexOf(l) >= 0) {
+        var M = new Float64Array(S * S);
+        for (var r2 = 0; r2 < S; r2++) { M.set(Gy.subarray(r2 * H, (r2 + 1) * H), r2 * S); M.set(Gz.subarray(r2 * H, (r2 + 1) * H), r2 * S + H); }
         out[l] = singularValues(M, S).map(function (v) { return v > 0 ? Math.log10(v) + logScale : -Infinity; });
       }
     }
