@@ -289,6 +289,12 @@ def test_page_engine_takes_the_cornn_s_settings_and_refuses_a_bad_one(browser):
         driver.execute_script("return bpttExplorer.flow(arguments[0]);", {**p, "dt": "0.1"})
     with pytest.raises(Exception, match="the cornn cell's implicit must be a boolean"):
         driver.execute_script("return bpttExplorer.flow(arguments[0]);", {**p, "implicit": 1})
+    for k, v in (("cell", "cornn"), ("dt", 0.2), ("gamma", 10), ("eps", 1)):  # gamma dt = 2 eps: no bound
+        _set(driver, k, v)
+    view = driver.execute_script("return bpttExplorer.view;")
+    assert view["stepBound"] is None and "needs implicit damping, gamma > 0 and gamma dt < 2 eps" in view["reason"]
+    assert driver.execute_script("return bpttExplorer.current().settings;") == {"dt": 0.2, "gamma": 10, "eps": 1,
+                                                                               "implicit": True}
 
 
 def test_page_engine_refuses_a_parameter_of_the_wrong_size(browser):
@@ -351,7 +357,7 @@ def _shown(cell):
 def test_the_views_show_the_library_numbers_of_the_network_on_display(browser, cell):
     driver, _ = browser
     for k, v in (("cell", cell), ("H", 6), ("T", 30), ("t", 25), ("K", 7), ("rho", 1.2), ("r_min", 0.3),
-                 ("r_max", 0.97)):
+                 ("r_max", 0.97), ("dt", 0.1), ("gamma", 8.5), ("eps", 3.2)):
         _set(driver, k, v)
     net = driver.execute_script("return bpttExplorer.current();")
     view = driver.execute_script("return bpttExplorer.view;")
@@ -389,6 +395,13 @@ def test_the_views_show_the_library_numbers_of_the_network_on_display(browser, c
         assert view["verdict"] == bptt.theory.theory(m).verdict == "vanishing"
     else:
         assert view["verdict"] == bptt.theory.theory(m).verdict == bptt.theory.GATED_VERDICT
+    try:  # the cell's bound on every step's Jacobian (the coRNN's), as its bounds() gives it, where it has one
+        growth = m.cell.bounds(m)[2] if hasattr(m.cell, "bounds") else None
+    except ValueError:  # its assumptions fail
+        growth = None
+    assert (view["stepBound"] is None) == (growth is None), cell
+    if growth is not None:
+        assert abs(view["stepBound"] - growth) <= 1e-9 * growth, cell
     ring = "r_min" in described.options()  # a diagonal linear recurrence with its eigenvalues on a ring
     assert (view["envelope"] is not None) == ring
     if ring:  # min|lambda|, max|lambda|: the one-step Jacobian's singular values, by the library
@@ -542,6 +555,8 @@ DRAWING_CASES = [  # the issue's cases: Elman identity at rho = 1.5, the lag cha
     {"cell": "rnn", "H": 4, "T": 40, "rho": 0.9, "activation": "identity", "init": "uniform", "seed": 0, "t": 39, "K": 10},
     {"cell": "lru", "H": 8, "T": 30, "r_min": 0.3, "r_max": 0.97, "seed": 1, "t": 20, "K": 4},
     {"cell": "lstm", "H": 8, "T": 30, "seed": 2, "t": 29, "K": 30},
+    {"cell": "cornn", "H": 8, "T": 50, "rho": 1.0, "init": "orthogonal", "dt": 0.06, "gamma": 66, "eps": 15, "seed": 1,
+     "t": 49, "K": 10},  # the authors' adding-problem settings
 ]
 
 

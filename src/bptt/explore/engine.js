@@ -247,7 +247,8 @@ var bpttEngine = (function () {
   // own(m, prev, st, da, dr, g) -> adds one step's gradients of the cell's own parameters into g
   // prepare(m) -> what step and back read, made once per model (the LRU's eigenvalues)
   // init(o, r, draw, D, O) -> {params, V, rho?}: the page's random network from its controls o
-  // reason(m) -> {reason, envelope?}: why the error vanishes or not, for a cell other than Elman's
+  // reason(m) -> {reason, envelope?, growth?}: why the error vanishes or not, for a cell other than
+  //   Elman's (growth: a bound on every step's Jacobian's norm, where the cell has one: the coRNN's)
   // words: the factors of term (t, k) of dE_t/dP for the page ("{k-1}" is step k - 1)
   var GATED_WORDS = { first: "ds_{t}/dz_{t}", back: "W . the gates' step back", through: " through W", local: "s_{k-1}",
                       what: "the state s_{k-1} that step k read" };
@@ -547,9 +548,9 @@ var bpttEngine = (function () {
         return { params: { U: U, W: W, Wz: Wz, b: draw(H, k) }, V: draw(O * H, 1 / Math.sqrt(H)) };
       },
       reason: function (m) { return cornnReason(m); },
-      words: { back: "d(y, z)_k/d(y, z)_(k-1): 1 and a on y and z, k dt (1 - s^2) through W and Wz",
-               through: " through the oscillators' steps", local: "k dt (1 - s^2) y_{k-1}",
-               what: "step k's tanh' times its time step and the state y_{k-1} that step k read" }
+      words: { back: "d(y, z)_k/d(y, z)_(k-1)", through: " through the oscillators' steps (each: the factor 1 along y, a along z, " +
+               "W and Wz times dz/dpre)", local: "dz/dpre . y_{k-1}",
+               what: "step k's dz_k/dpre_k = dt (1 - s_k^2) (over 1 + dt eps where the damping is implicit) and the state y_{k-1} that step k read" }
     }
   };
 
@@ -1257,10 +1258,11 @@ var bpttEngine = (function () {
     if (!(st.implicit && st.gamma > 0 && st.gamma * st.dt < 2 * st.eps))
       return { reason: text + "; the paper's bound needs implicit damping, gamma > 0 and gamma dt < 2 eps" };
     var c = 2 * st.eps - st.gamma * st.dt, w = norm2(m.W, m.H), wz = norm2(m.own.Wz, m.H);
-    var growth = Math.sqrt(1 + st.dt * (w * w / st.gamma + wz * wz) / c);
-    return { reason: text + "; with gamma dt < 2 eps every step's Jacobian has norm at most sqrt(1 + dt (||W||_2^2 / gamma + " +
-                     "||Wz||_2^2) / (2 eps - gamma dt)) = " + fmt(growth) + " in the energy norm gamma |y|^2 + |z|^2 (Rusch and Mishra): " +
-                     "the error grows at most like " + fmt(growth) + "^l, and never faster" };
+    var excess = st.dt * (w * w / st.gamma + wz * wz) / c, growth = Math.sqrt(1 + excess);
+    var g = growth < 1.01 ? "(1 + " + fmt(excess / (growth + 1)) + ")" : fmt(growth);  // sqrt(1 + x) - 1 = x / (sqrt(1 + x) + 1)
+    return { growth: growth, reason: text + "; with gamma dt < 2 eps every step's Jacobian has norm at most sqrt(1 + dt (||W||_2^2 / gamma + " +
+                     "||Wz||_2^2) / (2 eps - gamma dt)) = " + g + " in the energy norm sqrt(gamma |y|^2 + |z|^2) (Rusch and Mishra): " +
+                     "the error, measured in its dual norm, grows at most like " + g + "^l" };
   }
 
   // --- Pascanu's numbers and the verdict, as bptt.theory gives them ------------------------------
@@ -1273,7 +1275,8 @@ var bpttEngine = (function () {
         var v = Math.abs(hi - 1) <= EQUAL_TOL ? "neither is guaranteed" : hi < 1 ? "vanishing" : "exploding";
         return { applies: false, verdict: v, reason: why.reason, envelope: why.envelope };
       }
-      return { applies: false, verdict: "not bounded by the weights", reason: why.reason, envelope: null };
+      return { applies: false, verdict: "not bounded by the weights", reason: why.reason, envelope: null,
+               stepBound: why.growth === undefined ? null : why.growth };
     }
     var H = m.H, lam = norm2(m.W, H), rho = m.rho === undefined ? spectralRadius(m.W, H) : m.rho, g = m.act.gamma, c = lam * g;
     var head = "lambda_1 gamma = " + fmt(lam) + " x " + g + " = " + fmt(c), one = Math.abs(c - 1) <= EQUAL_TOL;

@@ -143,7 +143,7 @@
     writeVerdict(th, lags, o);
     writeTruncation(m, res, trunc, terms, o);
     api.view = { settings: o, param: meta.shown, loss: res.loss, terms: terms, spectra: spectra, verdict: th.verdict, reason: th.reason,
-                 lambda1: th.lambda1, rho: th.rho, envelope: th.envelope || null, lagMean: lags.mean, lagOwn: lags.own,
+                 lambda1: th.lambda1, rho: th.rho, envelope: th.envelope || null, stepBound: th.stepBound || null, lagMean: lags.mean, lagOwn: lags.own,
                  truncation: trunc.summary };
     api.lastUpdateMs = performance.now() - t0;
     api.updates += 1;
