@@ -66,7 +66,7 @@ import bptt
 
 MODULES = ("bptt", "bptt.cells", "bptt.approx", "bptt.approx.online", "bptt.train", "bptt.train.checkpoint",
            "bptt.sweep", "bptt.files", "bptt.tasks", "bptt.frameworks", "bptt.explore", "bptt.report", "bptt.memory",
-           "bptt.scan")
+           "bptt.scan", "bptt.floss")
 EXCLUDED = {
     "bptt.memory.figure": "draws with matplotlib (about a second a figure); tests/test_memory.py and "
                           "tests/test_figures.py draw it",
@@ -463,6 +463,11 @@ BASE = {
     # bptt.explore
     "bptt.explore.asset": lambda w: dict(name="engine.js"),
     "bptt.explore.cells_json": lambda w: {},
+    # bptt.floss
+    "bptt.floss.supported": lambda w: {},
+    "bptt.floss.exponents": lambda w: dict(model=w.m, x=w.x, h0=None, burn_in=1),
+    "bptt.floss.exponent_grads": lambda w: dict(model=w.m, x=w.x, cotangent=np.ones((1, 3)), h0=None, burn_in=1),
+    "bptt.floss.flossing": lambda w: dict(model=w.lstm, x=w.x, k=2, h0=None, burn_in=0),
     # bptt.memory
     "bptt.memory.recurrent_names": lambda w: dict(model=w.lru),
     "bptt.memory.sensitivity": lambda w: dict(model=w.lru, x=w.x, y=w.y, h0=np.zeros(4), params=["nu_log"]),

@@ -2,7 +2,8 @@
 
 Every registered cell's model class is an attribute by its name: bptt.RNN, and bptt.LSTM,
 bptt.GRU and the rest of bptt.cells.names() (bptt.model.model_class). bptt.memory (the curse of
-memory: the state's exact sensitivities, the closed forms) is imported on first use.
+memory: the state's exact sensitivities, the closed forms) and bptt.floss (Lyapunov exponents'
+exact gradient, gradient flossing) are imported on first use.
 """
 from . import cells
 from .batch import analyse_batch
@@ -23,8 +24,8 @@ __all__ = ["cells", "Model", "RNN", "random_model", "random_rnn", "random_gated"
            "forward", "backward", "gradients", "loss", "check", "CheckReport", "compare", "seed_example",
            "uniform", "normal", "orthogonal", "identity", "spectral_radius", "with_spectral_radius",
            "analyse_batch", "jacobian_spectrum", "lyapunov", "Theory", "cliff", "memory", "Stack", "diagnose",
-           "Diagnosis"]
-LAZY = ("memory",)  # submodules imported on first use
+           "Diagnosis", "floss"]
+LAZY = ("memory", "floss")  # submodules imported on first use
 
 
 def __getattr__(name):

@@ -215,6 +215,20 @@ class Cell:
         _, _, prev_err = self.step_back(m, prev, state, cache, d)
         return np.moveaxis(np.concatenate(prev_err, axis=-1), 0, -2)  # (N, S, S)
 
+    def jacobian_back(self, m, prev, state, cache, G):
+        """The vector-Jacobian product of the step Jacobian A_t = d state_t / d state_{t-1} (jacobian's),
+        for a loss L that depends on A_t: G = dL/dA_t (N, S, S) -> (d_a, d_r, d_prev, direct):
+            d_a     dL/da_t through A_t, (N, G): the input part's error, as step_back's d_a
+            d_r     the error of the recurrent part through A_t, (N, G), as step_back's d_r
+                    (dW = sum_t d_r_t h_{t-1}^T, dbh = sum_t d_r_t)
+            d_prev  dL/d state_{t-1} through A_t along every path (the recurrent part's included):
+                    a tuple like the state, (N, H) each
+            direct  {name: array of the parameter's shape}: dL through the parameters' own
+                    appearance in A_t (an Elman cell's W in diag(f'(z_t)) W), summed over the batch
+        It is the second derivative of the step, so it is the cell's own; bptt.floss (the gradient
+        of Lyapunov exponents) takes the cells that have it and refuses the others."""
+        raise NotImplementedError(f"the {self.name} cell has no derivative of its step Jacobian (jacobian_back)")
+
     def path_lines(self, t) -> list:
         """Lines of text for Flow.explain on how this cell's step sends the error back (a cell with
         a memory path); none by default."""

@@ -105,5 +105,13 @@ class Elman(Cell):
         (s,) = state
         return self.f.df_from_output(s)[..., :, None] * m.W
 
+    def jacobian_back(self, m, prev, state, cache, G):
+        """G = dL/dA_t (N, H, H) for A_t = diag(f'(z_t)) W: dL/dz_t = f''(z_t) * sum_j G_ij W_ij (N, H),
+        the error of a_t and of the recurrent part alike; dL/ds_{t-1} = dL/dz_t W; W's own part
+        sum_n diag(f'(z_t)) G (H, H). f' and f'' from s_t (bptt.activations)."""
+        (s,) = state
+        dz = np.einsum("nij,ij->ni", G, m.W) * self.f.d2f_from_output(s)  # (N, H)
+        return dz, dz, (dz @ m.W,), {"W": np.einsum("ni,nij->ij", self.f.df_from_output(s), G)}
+
 
 register(Elman)

@@ -28,6 +28,16 @@ and the options of its init; bptt.cells):
                        that W stays orthogonal; A by the same optimiser at param_lr (default lr). A
                        starts from Henaff's initialisation (init "henaff", the default with param) or
                        from 0 (init "identity": W = I); the fallback "shrink" (which scales W) is refused
+    floss, floss_steps, floss_every, floss_weight, floss_lr   gradient flossing (Engelken 2023;
+                       bptt.floss), for a cell whose step Jacobian has its derivative (the Elman cell,
+                       the LSTM): floss = k pushes the k leading Lyapunov exponents of the forward
+                       dynamics towards 0 by their exact gradient. Before training, floss_steps
+                       (default 100) Adam updates at floss_lr (default 0.003) of the regulariser alone,
+                       mean over a batch of the sum of the k exponents' squares, on one batch of the
+                       task drawn for it (the paper's flossing before training); during training,
+                       every floss_every-th update (default 0: never) adds floss_weight (default 1)
+                       times its gradient on the update's batch to the update's gradient (flossing
+                       during training). Not with param (its W is kept orthogonal)
 Given for another cell, each is a ValueError; a value the cell's init refuses (e.g. r_min >= r_max)
 is one when the settings are read. A setting left out (None) is filled in with the cell's default
 (its init's, or TRAIN_DEFAULTS's where training starts otherwise), so config.json shows it.
@@ -53,7 +63,7 @@ OWN_INITS = ("uniform", "normal")  # init for a cell without an init option: its
 CELL_OPTIONS = ("activation", "radius", "forget_bias", "reset_after", "r_min", "r_max", "max_phase",
                 "normalise", "dt", "gamma", "eps", "implicit")  # settings that some cells take (Cell.options)
 TRAIN_DEFAULTS = {"forget_bias": 1.0}  # where training starts a cell otherwise than its init's default
-FLOATS = ("lr", "param_lr", "clip_norm", "clip_value", "clip_per_param", "omega", "std", "radius", "forget_bias",
+FLOATS = ("lr", "param_lr", "floss_weight", "floss_lr", "clip_norm", "clip_value", "clip_per_param", "omega", "std", "radius", "forget_bias",
           "r_min", "r_max", "max_phase", "dt", "gamma", "eps")  # settings that are numbers (a TOML integer is taken as one)
 
 
@@ -82,6 +92,11 @@ class TrainConfig:
     bias: bool = True
     param: str | None = None          # "exp" or "cayley": W = param(A), A trained (cells with a square W)
     param_lr: float | None = None     # A's learning rate; None: lr
+    floss: int | None = None          # k, the leading Lyapunov exponents flossed (bptt.floss); None: off
+    floss_steps: int | None = None    # flossing-only updates before training; None: 100 with floss
+    floss_every: int | None = None    # add the regulariser's gradient every n-th update; None: 0, never
+    floss_weight: float | None = None  # its weight then; None: 1.0
+    floss_lr: float | None = None     # the flossing updates' Adam learning rate; None: 0.003
     optimizer: str = "sgd"
     lr: float = 0.01
     clip_norm: float | None = None
@@ -145,6 +160,7 @@ class TrainConfig:
             raise ValueError(f"backprop (k2 = {self.backprop}) must be at least chunk (k1 = {self.chunk})")
         _pos("lr", self.lr)
         self._param()
+        self._floss()
         for name in ("clip_norm", "clip_value", "clip_per_param", "std", "radius"):
             if getattr(self, name) is not None:
                 _pos(name, getattr(self, name))
@@ -184,6 +200,39 @@ class TrainConfig:
                              f"'identity' (A = 0, W = I), got init {show(self.init)}")
         if self.fallback == "shrink":
             raise ValueError("the fallback 'shrink' scales W, which param keeps orthogonal: give fallback stop or skip")
+
+    def _floss(self):
+        """floss and its settings: k in 1..S for a cell with the step Jacobian's derivative; the others'
+        defaults filled in; without floss, none of them."""
+        from ..floss import supported
+        rest = ("floss_steps", "floss_every", "floss_weight", "floss_lr")
+        if self.floss is None:
+            given = [k for k in rest if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} belong{'s' if len(given) == 1 else ''} to gradient flossing: "
+                                 f"give floss (k, the leading Lyapunov exponents flossed) with "
+                                 f"{'it' if len(given) == 1 else 'them'}")
+            return
+        S = len(cells.get(self.cell).state) * self.hidden if isinstance(self.hidden, int) else None
+        if self.cell not in supported():
+            raise ValueError(f"floss applies to the {', '.join(supported())} cells (whose step Jacobian has its "
+                             f"derivative), not to cell {show(self.cell)}")
+        if self.param is not None:
+            raise ValueError(f"floss changes W freely and param keeps it orthogonal: give one of them, got floss = "
+                             f"{show(self.floss)} with param = {show(self.param)}")
+        _int("floss", self.floss, 1)
+        if S is not None and self.floss > S:
+            raise ValueError(f"floss (k = {self.floss}) can be at most the {S} exponents of the state of cell "
+                             f"{show(self.cell)} at hidden = {self.hidden}")
+        for name, default, lo in (("floss_steps", 100, 0), ("floss_every", 0, 0)):
+            if getattr(self, name) is None:
+                setattr(self, name, default)
+            _int(name, getattr(self, name), lo)
+        for name, default in (("floss_weight", 1.0), ("floss_lr", 0.003)):
+            if getattr(self, name) is None:
+                setattr(self, name, default)
+            _pos(name, getattr(self, name))
+            setattr(self, name, float(getattr(self, name)))
 
     def _sizes(self):
         """The run's largest arrays within bptt.validate.max_elements(): the weights (G H (H + D)) and

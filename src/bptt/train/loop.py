@@ -27,12 +27,14 @@ Files in the run's folder:
                       with stop_on_success the run ends at the first evaluation that meets the
                       task's success criterion (as Pascanu et al.'s code does). With param (W = expm(A)
                       or Cayley(A), bptt.train.reparam) also orthogonality, max |W^T W - I| of the
-                      updated W, every step.
+                      updated W, every step. With floss, floss (the regulariser's value) at the updates
+                      that add its gradient (bptt.train.flossing).
     snapshots/dE_ds_step<S>.npy   bptt.flow's (T, T) table ||dE_t/ds_k|| at the chosen steps
     checkpoint.npz/.json          model + optimiser + RNG + loop state (bptt.train.checkpoint)
     model.npz, vocab.json         the final model (bptt.model.Model.load reads any kind) and, for
                                   character tasks, its vocabulary
-    summary.json      cell, final test metrics, baseline, criterion, success, wall time
+    summary.json      cell, final test metrics, baseline, criterion, success, wall time; with floss, the
+                      Lyapunov exponents before and after flossing before training
 One process writes into a folder at a time (bptt.files.folder_lock, shared with `bptt sweep`); every
 file the loop rewrites goes through bptt.files.write_atomic, so a run killed at any instant can be
 resumed, and the temporaries of a killed run are removed when the next one starts.
@@ -55,7 +57,7 @@ from ..flow import flow
 from ..model import random_model
 from ..theory import recurrence_norms
 from ..validate import show, too_big
-from . import checkpoint, clip as clipping, optim, reparam
+from . import checkpoint, clip as clipping, flossing, optim, reparam
 from .config import TrainConfig
 from .omega import omega as omega_fn
 from .tbptt import Stream
@@ -65,7 +67,8 @@ STATE_ARRAYS = ("h", "c")  # a stream's carried state in the checkpoint: extra/h
 MAX_METRICS_LINE = 4096  # bytes a line of metrics.jsonl may take, on average, when it is read back
 BEFORE_CELLS = {"cell": "rnn", "forget_bias": None, "reset_after": None, "r_min": None, "r_max": None,
                 "max_phase": None, "normalise": None, "param": None, "param_lr": None,
-                "dt": None, "gamma": None, "eps": None, "implicit": None}  # what older checkpoints' configs lack
+                "dt": None, "gamma": None, "eps": None, "implicit": None, "floss": None, "floss_steps": None,
+                "floss_every": None, "floss_weight": None, "floss_lr": None}  # what older checkpoints' configs lack
 
 
 class Diverged(RuntimeError):
@@ -117,6 +120,7 @@ class _Loop:
     smooth: float | None
     last_norm: float | None
     last_norm_step: int | None
+    floss: dict | None = None  # the record of flossing before training (bptt.train.flossing)
 
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.npz", "checkpoint.json", "model.npz", "summary.json",
@@ -189,15 +193,19 @@ def _train(cfg, out, resume, progress, log):
         if stream is not None:
             stream.restore(meta["stream"], tuple(extra[k] for k in STATE_ARRAYS if k in extra) or None,
                            where=str(ckpt_path))
-        st = _Loop(meta["step"], meta["smooth"], meta["last_norm"], meta["last_norm_step"])
+        st = _Loop(meta["step"], meta["smooth"], meta["last_norm"], meta["last_norm_step"],
+                   flossing.record(meta.get("floss"), cfg, str(ckpt_path)))
         _truncate_metrics(metrics_path, st.step, log, limit=(cfg.steps + 1) * MAX_METRICS_LINE)
     else:
         model = initial_model(cfg, task)
         A = reparam.initial_A(cfg, model.H) if cfg.param else None
         if cfg.param:
             model = reparam.start(cfg, model, A)
+        floss_rec = None
+        if cfg.floss:
+            model, floss_rec = flossing.before(cfg, task, model, log if progress else None)
         opt_state = opt.init(reparam.trainable(model.params, A) if cfg.param else model.params)
-        st = _Loop(0, None, None, None)
+        st = _Loop(0, None, None, None, floss_rec)
         write_atomic(metrics_path, b"")
     write_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=1))
     if progress:
@@ -240,6 +248,8 @@ def _train(cfg, out, resume, progress, log):
                "solved_at": st.step if final["success"] else None, "wall_s": wall, "baseline": float(task.baseline),
                "baseline_text": task.baseline_text, "criterion": task.criterion,
                **{f"test_{k}": v for k, v in final.items()}}
+    if cfg.floss:
+        summary["floss"] = st.floss
     write_atomic(out / "summary.json", json.dumps(summary, indent=1))
     if progress:
         log(f"test loss {final['loss']:.5g} (memoryless baseline {task.baseline:.5g}); "
@@ -294,6 +304,9 @@ def _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path, A=None):
         om, og = omega_fn(trace, y, reduction=task.reduction)
         rec["omega"] = om
         g = {k: v + cfg.omega * og[k].astype(v.dtype) for k, v in g.items()}
+    if flossing.due(cfg, st.step + 1):
+        rec["floss"], fg = flossing.during(cfg, model, x, h0)
+        g = {k: v + cfg.floss_weight * fg[k] for k, v in g.items()}
     params = model.params
     if cfg.param:  # W's gradient goes to A
         g = reparam.gradients(cfg, A, g) if all(np.all(np.isfinite(v)) for v in g.values()) else \
@@ -371,6 +384,8 @@ def _snapshot(snap_dir, step, model, px, py):
 def _save(path, cfg, model, opt_state, rng, stream, st, A=None):
     meta = {"step": st.step, "smooth": st.smooth, "last_norm": st.last_norm, "last_norm_step": st.last_norm_step,
             "rng": rng.bit_generator.state, "config": cfg.to_dict()}
+    if st.floss is not None:
+        meta["floss"] = st.floss
     extra = {}
     if stream is not None:
         scalars, state = stream.state()
