@@ -217,7 +217,7 @@ def backprop(trace, dH, t0=0, t1=None, d=None, seen=None):
     """
     t1 = trace.inputs.T if t1 is None else t1
     cell, model = trace.model.cell, trace.model
-    lead = dH.shape[1:-1]  # (N,), or (..., N) with extra leading axes (many outputs' errors at once)
+    lead = (dH[0] if isinstance(dH, tuple) else dH).shape[1:-1]  # (N,), or (..., N) with extra leading axes
     d = tuple(np.zeros(lead + s.shape[-1:], dtype=s.dtype) for s in trace.cell_states) if d is None else d
     dA, dR = [], []
     with np.errstate(over="ignore", invalid="ignore"):
