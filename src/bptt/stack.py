@@ -215,6 +215,9 @@ class Stack:
         """A stack from describe()'s data and its arrays by flat name; path names the file in errors."""
         from . import cells
 
+        meta = check_description(meta, path)
+        if not isinstance(arrays, dict):
+            raise TypeError(f"arrays must be a dict of arrays by the stack's flat names, got {show(arrays)}")
         arrays = dict(arrays)
         layers = []
         for i, spec in enumerate(meta["layers"]):
@@ -319,12 +322,13 @@ def random_stack(cell, hidden, inputs, outputs, *, layers=2, bidirectional=False
     [V of the forward draw, V of the reverse draw] side by side, c the forward draw's.
     seed: an int or an np.random.Generator (required).
     """
-    from .validate import integer, rng as validate_rng
     from .model import random_model
+    from .validate import integer, rng as validate_rng
 
-    layers = integer("layers", layers, low=1)
+    layers, H = integer("layers", layers, low=1), integer("hidden", hidden, low=1)
     if not isinstance(bidirectional, (bool, np.bool_)):
         raise ValueError(f"bidirectional must be True or False, got {show(bidirectional)}")
+    validate.too_big(f"a stack of {layers} layers of H = {H}", layers * (1 + bool(bidirectional)) * H * H)
     rng = validate_rng(seed)
     built, V, c, width = [], [], None, inputs
     for k in range(layers):
