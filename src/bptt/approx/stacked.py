@@ -29,14 +29,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import core, heads, stack as stacks, validate
+from . import influence
 from .influence import Step, check_size, inputs_at, layout, split_state, state_error, step_output
-
-
-def refuse(model, what) -> None:
-    """A ValueError for a stack given to a method that has no form for it (SnAp, UORO, ...)."""
-    if isinstance(model, stacks.Stack):
-        raise ValueError(f"{what} is defined here for one layer, not for a bptt.Stack: approx.rtrl takes a "
-                         "unidirectional stack (exact), bptt.gradients any stack")
 
 
 def online(model) -> None:
@@ -55,10 +49,22 @@ def _input_jacobian(m, prev, state, cache, S):
     return np.moveaxis(d_a @ m.cell.stacked(m, "input"), 0, 1)  # (N, S, D)
 
 
-@core.reports_overflow
 def rtrl(model, x, y, *, h0=None, reduction="sum"):
-    """RTRL for a unidirectional bptt.Stack: (loss, Grads) like bptt.gradients(stack, ...), computed
-    forward in time and up through the layers (the module's notes). Equals BPTT for fixed weights."""
+    """Real-time recurrent learning (Williams & Zipser 1989): (loss, Grads) like bptt.gradients,
+    computed forward in time by carrying the influence matrix; equals BPTT for fixed weights.
+
+    model: a one-layer model (influence.rtrl) or a unidirectional bptt.Stack, whose influence is
+    carried up through the layers too (the module's notes); a bidirectional stack is a ValueError
+    (its reverse direction has no forward-in-time form).
+    x: ids (T,) / (N, T) or dense (T, D) / (N, T, D); y: targets as for bptt.gradients.
+    """
+    if not isinstance(model, stacks.Stack):
+        return influence.rtrl(model, x, y, h0=h0, reduction=reduction)
+    return _stack_rtrl(model, x, y, h0=h0, reduction=reduction)
+
+
+@core.reports_overflow
+def _stack_rtrl(model, x, y, *, h0=None, reduction="sum"):
     heads.check_reduction(reduction)
     online(model)
     model.check_finite()
