@@ -32,7 +32,7 @@ Files in the run's folder:
                       are (rho, lambda1 the largest over its layers; lag_fraction its top layer's).
     snapshots/dE_ds_step<S>.npy   bptt.flow's (T, T) table ||dE_t/ds_k|| at the chosen steps
     checkpoint.npz/.json          model + optimiser + RNG + loop state (bptt.train.checkpoint)
-    model.npz, vocab.json         the final model (bptt.model.Model.load reads any kind) and, for
+    model.npz, vocab.json         the final model (bptt.load_model reads it, a Stack too) and, for
                                   character tasks, its vocabulary
     summary.json      cell, final test metrics, baseline, criterion, success, wall time
 One process writes into a folder at a time (bptt.files.folder_lock, shared with `bptt sweep`); every
