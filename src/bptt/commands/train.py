@@ -71,6 +71,11 @@ def add_arguments(p):
     p.add_argument("--length", type=int, help="sequence length T (adding, copy, temporal; default the task's: 100)")
     p.add_argument("--cell", help=f"{' | '.join(cells.names())} (default rnn, the Elman cell)")
     p.add_argument("--hidden", type=int, help="hidden units H (default the task's, else 50)")
+    p.add_argument("--layers", type=int, help="a stack of this many layers of the cell, H units each per direction, "
+                   "under one head (bptt.Stack; default 1)")
+    p.add_argument("--bidirectional", action="store_true", default=None,
+                   help="every layer of the stack in both directions, side by side (whole-sequence tasks: adding, "
+                        "copy, temporal); a stack refuses --omega, --param, --truncate and --fallback shrink")
     p.add_argument("--activation", help="rnn: tanh | relu | sigmoid | identity | modrelu (default tanh)")
     p.add_argument("--init", help="uniform | normal (needs --std) | orthogonal | identity (IRNN) | henaff: the Elman "
                                   "cell's W (with --param: A's start, henaff or identity; default henaff); "

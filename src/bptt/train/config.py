@@ -23,6 +23,10 @@ and the options of its init; bptt.cells):
                        (default the authors' sMNIST run: 0.042, 2.7, 4.7), and the paper's implicit
                        damping (true, default) or the authors' code's explicit one (false)
     std, bias = false  a cell whose init takes them (not the LRU's nor the linear cell's)
+    layers, bidirectional   a bptt.Stack of the cell when layers > 1 or bidirectional (default 1,
+                       false: one layer); a stack refuses omega, param, truncate, the fallback
+                       "shrink", and a bidirectional one the stream tasks and snapshots
+                       (bptt.train.stacked)
     param, param_lr    a cell whose recurrent matrix W is square (the Elman cell): train A instead of W,
                        W = expm(A) ("exp") or Cayley(A) ("cayley") of A's skew part (bptt.param), so
                        that W stays orthogonal; A by the same optimiser at param_lr (default lr). A
@@ -75,6 +79,8 @@ class TrainConfig:
     length: int | None = None
     cell: str = "rnn"
     hidden: int = 50
+    layers: int = 1                   # > 1, or bidirectional: a bptt.Stack of the cell (bptt.train.stacked)
+    bidirectional: bool = False
     activation: str | None = None  # the Elman cell's f; None: tanh
     init: str = "uniform"
     std: float | None = None
@@ -176,9 +182,42 @@ class TrainConfig:
         if not isinstance(self.snapshots, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
                                                            for s in self.snapshots):
             raise ValueError(f"snapshots must be a list of step numbers >= 0, got {show(self.snapshots)}")
+        self._stack()
         self._sizes()
         self._init_values()
         return self
+
+    def stacked(self) -> bool:
+        """Whether the run trains a bptt.Stack (layers > 1 or bidirectional) rather than one layer."""
+        return self.layers != 1 or self.bidirectional is True
+
+    def _stack(self):
+        """layers and bidirectional, and the settings a stack cannot take (bptt.train.stacked's notes)."""
+        _int("layers", self.layers, 1)
+        if not isinstance(self.bidirectional, bool):
+            raise ValueError(f"bidirectional must be true or false, got {show(self.bidirectional)}")
+        if not self.stacked():
+            return
+        what = f"a stack ({self.layers} layer{'s' if self.layers > 1 else ''}" + \
+            (", bidirectional)" if self.bidirectional else ")")
+        if self.omega:
+            raise ValueError(f"omega (Pascanu's regulariser) is derived for one Elman layer, not for {what}: "
+                             "give omega 0")
+        if self.param is not None:
+            raise ValueError(f"param trains one layer's W through A, and {what} has a W per layer: leave param out")
+        if self.truncate is not None:
+            raise ValueError(f"truncate (the notebook's window) is one layer's rule; {what} trains by full BPTT: "
+                             "leave truncate out")
+        if self.fallback == "shrink":
+            raise ValueError(f"the fallback 'shrink' scales the one recurrent W, and {what} has one per layer: "
+                             "give fallback stop or skip")
+        if self.bidirectional and self.task in ("reber", "char"):
+            raise ValueError(f"task {show(self.task)} is a stream trained by TBPTT, which carries the state forward "
+                             "from chunk to chunk; a bidirectional stack's reverse direction needs the inputs after "
+                             "each step: give bidirectional false, or a task of whole sequences (adding, copy, temporal)")
+        if self.bidirectional and self.snapshots:
+            raise ValueError("snapshots are the top layer's bptt.flow table of one direction in time; a bidirectional "
+                             "stack has none: leave snapshots out")
 
     def _param(self):
         """param and param_lr: a parametrisation of a square W, its learning rate and A's start."""
@@ -238,10 +277,10 @@ class TrainConfig:
         """The run's largest arrays within bptt.validate.max_elements(): the weights (G H (H + D)) and
         a batch's trace (batch x steps x G H; steps = length, or backprop for a stream)."""
         G = max(int(s[:-1] or 1) for p in cells.get(self.cell).params.values() for s in p.shape if s.endswith("H"))
-        H = self.hidden
-        too_big(f"hidden = {H} (cell {self.cell})", G * H * H)
+        H, E = self.hidden, self.layers * (2 if self.bidirectional else 1)  # E layers and directions
+        too_big(f"hidden = {H} (cell {self.cell}, {E} layer(s) and directions)", E * G * H * H * (1 + (E > 1)))
         steps = self.backprop or self.chunk if self.task in ("reber", "char") else (self.length or 0)
-        too_big(f"batch = {self.batch} sequences of {steps} steps at hidden = {H}", self.batch * steps * G * H)
+        too_big(f"batch = {self.batch} sequences of {steps} steps at hidden = {H}", self.batch * steps * G * H * E)
         if self.length is not None:
             too_big(f"length = {self.length}", self.batch * self.length)
 

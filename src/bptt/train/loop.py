@@ -29,9 +29,11 @@ Files in the run's folder:
                       or Cayley(A), bptt.train.reparam) also orthogonality, max |W^T W - I| of the
                       updated W, every step. With floss, floss (the regulariser's value) at the updates
                       that add its gradient (bptt.train.flossing).
+                      For a stack (layers > 1 or bidirectional), bptt.train.stacked says what these
+                      are (rho, lambda1 the largest over its layers; lag_fraction its top layer's).
     snapshots/dE_ds_step<S>.npy   bptt.flow's (T, T) table ||dE_t/ds_k|| at the chosen steps
     checkpoint.npz/.json          model + optimiser + RNG + loop state (bptt.train.checkpoint)
-    model.npz, vocab.json         the final model (bptt.model.Model.load reads any kind) and, for
+    model.npz, vocab.json         the final model (bptt.load_model reads it, a Stack too) and, for
                                   character tasks, its vocabulary
     summary.json      cell, final test metrics, baseline, criterion, success, wall time; with floss, the
                       Lyapunov exponents before and after flossing before training
@@ -55,9 +57,8 @@ from ..backend import backward, forward
 from ..files import clean_stale, folder_lock, loads_json, read_text, write_atomic
 from ..flow import flow
 from ..model import random_model
-from ..theory import recurrence_norms
 from ..validate import show, too_big
-from . import checkpoint, clip as clipping, flossing, optim, reparam
+from . import checkpoint, clip as clipping, flossing, optim, reparam, stacked
 from .config import TrainConfig
 from .omega import omega as omega_fn
 from .tbptt import Stream
@@ -68,7 +69,8 @@ MAX_METRICS_LINE = 4096  # bytes a line of metrics.jsonl may take, on average, w
 BEFORE_CELLS = {"cell": "rnn", "forget_bias": None, "reset_after": None, "r_min": None, "r_max": None,
                 "max_phase": None, "normalise": None, "param": None, "param_lr": None,
                 "dt": None, "gamma": None, "eps": None, "implicit": None, "floss": None, "floss_steps": None,
-                "floss_every": None, "floss_weight": None, "floss_lr": None}  # what older checkpoints' configs lack
+                "floss_every": None, "floss_weight": None, "floss_lr": None,
+                "layers": 1, "bidirectional": False}  # what older checkpoints' configs lack
 
 
 class Diverged(RuntimeError):
@@ -80,8 +82,11 @@ def build_task(cfg: TrainConfig):
 
 
 def initial_model(cfg: TrainConfig, task):
-    """The random model the run starts from: random_model of the config's cell and options."""
+    """The random model the run starts from: random_model of the config's cell and options (a
+    stack of them with layers > 1 or bidirectional: bptt.train.stacked)."""
     rng = np.random.default_rng([cfg.seed, 0])
+    if cfg.stacked():
+        return stacked.initial(cfg, task, rng)
     return random_model(cfg.cell, cfg.hidden, task.D, task.O, seed=rng, head=task.head, dtype=np.dtype(cfg.dtype),
                         **cfg.model_options())
 
@@ -287,7 +292,7 @@ def _loaded_A(path, cfg, extra, H):
 def _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path, A=None):
     N = cfg.batch
     if stream is not None:
-        x, y, h0 = stream.window(model.state_sizes, model.dtype)
+        x, y, h0 = stream.window(stacked.state_sizes(model), model.dtype, stacked.entries(model))
     else:
         x, y = task.batch(rng, N)
         h0 = None
@@ -367,17 +372,18 @@ def _diverged(st, norm, loss, ckpt_path, weights=False):
 
 
 def _analysis(cfg, task, model, px, py):
-    rho, lambda1 = recurrence_norms(model)  # a gated W (G H, H): no rho; a linear recurrence: its transition's
+    rho, lambda1 = stacked.norms(model)  # a gated W (G H, H): no rho; a linear recurrence: its transition's
     rec = {"rho": rho, "lambda1": lambda1}
-    fl = flow(model.astype(np.float64), px, py)
-    rec["lag_fraction"] = lag_fraction(fl, cfg.lag_threshold)
+    one, x = stacked.flow_model(model, px)  # a stack's top layer (None for a bidirectional one)
+    rec["lag_fraction"] = None if one is None else lag_fraction(flow(one, x, py), cfg.lag_threshold)
     rec.update({f"test_{k}": (float(v) if not isinstance(v, bool) else v) for k, v in task.evaluate(model).items()})
     return rec
 
 
 def _snapshot(snap_dir, step, model, px, py):
     snap_dir.mkdir(exist_ok=True)
-    table = flow(model.astype(np.float64), px, py).dE_ds
+    one, x = stacked.flow_model(model, px)
+    table = flow(one, x, py).dE_ds
     write_atomic(snap_dir / f"dE_ds_step{step}.npy", lambda f: np.save(f, table))
 
 
