@@ -1,0 +1,75 @@
+"""`bptt diagnose`: the exact flow of the gradient inside a saved network's recurrent layers, on a
+batch from a file: the text summary on stdout, the page with --out (bptt.diagnose underneath)."""
+from __future__ import annotations
+
+HELP = "where the gradient vanishes or explodes inside a saved PyTorch network's recurrent layers, on your batch"
+
+EPILOG = """\
+The input file (.npz) holds two arrays:
+  x  ids (N, T) integers (through the file's embedding, or one-hot columns of D without one),
+     or vectors (N, T, D) floats;
+  y  class ids (N, T), -1 for a step that is not scored, or (N,): one label per sequence,
+     scored at the last step.
+The network is rebuilt from the state dict as embedding -> recurrent module -> Linear head at
+every step; the loss is the cross-entropy summed over the scored steps. See docs/diagnose.md.
+"""
+
+
+def add_arguments(p):
+    p.epilog = EPILOG
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--torch", metavar="FILE.pt", help="a state dict saved with torch.save(model.state_dict()), "
+                     "read with torch.load(weights_only=True): one nn.RNN / nn.LSTM / nn.GRU (any layers, "
+                     "bidirectional), a Linear head and optionally an Embedding")
+    src.add_argument("--keras", metavar="FILE.keras", help="a Keras model file (not available yet: see the "
+                     "message)")
+    p.add_argument("--input", metavar="FILE.npz", required=True, help="the batch: arrays x and y (below)")
+    p.add_argument("--out", metavar="FILE.html", help="write the page, one self-contained HTML file (written "
+                   "atomically; an existing file is replaced)")
+    p.add_argument("--prefix", help="the recurrent module's name in the state dict (e.g. lstm), when it holds "
+                   "more than one")
+    p.add_argument("--head", help="the Linear head's name, when more than one weight has the recurrent module's "
+                   "output width as in-features")
+    p.add_argument("--embedding", help="the embedding's name, when more than one weight could be it")
+    p.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh",
+                   help="an nn.RNN's nonlinearity (not stored in its state dict)")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="compute in this precision (float64: gradients exact to ~1e-12; float32 as trained "
+                        "in float32, e.g. to find where it overflowed)")
+    p.add_argument("--no-lags", action="store_true", help="skip the shares of the gradient beyond lags 10, 100, "
+                   "1000 (a truncated backward pass per lag: the costly part at large T)")
+
+
+def run(args) -> int:
+    import time
+
+    if args.keras is not None:
+        raise ValueError("--keras is not available yet: bptt.diagnose reads PyTorch models in this version; "
+                         "save the network's weights as a PyTorch state dict and use --torch")
+    from ..diagnosis.statedict import build, load_state_dict, parts, read_input
+
+    t0 = time.perf_counter()
+    sd = load_state_dict(args.torch)
+    p = parts(sd, args.prefix, args.head, args.embedding)
+    x, y, ids = read_input(args.input, p)
+    model, rnn, inputs, loss_fn = build(sd, p, x, y, ids, dtype=args.dtype, nonlinearity=args.nonlinearity)
+    from .. import diagnose
+
+    d = diagnose(model, rnn, inputs, loss_fn, lags=not args.no_lags)
+    fed = ("ids through the embedding " + repr(p.embedding.rstrip(".")) if ids and p.embedding is not None
+           else f"ids as one-hot columns of {p.D}" if ids else "vectors")
+    print(f"read {args.torch}: nn.{p.kind}({p.D}, {p.H}, num_layers={p.layers}"
+          f"{', bidirectional=True' if p.bidirectional else ''}{'' if p.bias else ', bias=False'}) "
+          f"{p.prefix.rstrip('.')!r}, head {p.head.rstrip('.')!r} ({p.O} classes); x: {fed}; "
+          f"y: {'one label per sequence, at the last step' if y.ndim == 1 else f'{int((y >= 0).sum())} scored steps'}")
+    if p.ignored:
+        shown = ", ".join(p.ignored[:6]) + (f", ... ({len(p.ignored)} in all)" if len(p.ignored) > 6 else "")
+        print(f"not used (the network rebuilt is embedding -> recurrent module -> head): {shown}")
+    print(d)
+    if args.out:
+        path = d.save(args.out) or args.out
+        from pathlib import Path
+
+        size = Path(path).stat().st_size
+        print(f"wrote {path} ({size / 1024:.0f} KiB, self-contained) in {time.perf_counter() - t0:.1f} s")
+    return 0
