@@ -50,6 +50,10 @@ def run(args) -> int:
 
     t0 = time.perf_counter()
     sd = load_state_dict(args.torch)
+    import torch
+
+    torch.set_num_threads(1)  # this process runs one small network: its per-step products are not worth
+    # splitting, and PyTorch's threads waiting on each other cost many times the work on a busy machine
     p = parts(sd, args.prefix, args.head, args.embedding)
     x, y, ids = read_input(args.input, p)
     model, rnn, inputs, loss_fn = build(sd, p, x, y, ids, dtype=args.dtype, nonlinearity=args.nonlinearity)

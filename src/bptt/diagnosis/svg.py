@@ -59,14 +59,16 @@ def log_ticks(lo, hi):
     them over three decades or fewer; at least 4."""
     if not (lo > 0 and math.isfinite(lo) and math.isfinite(hi)) or hi < lo:
         lo, hi = 0.1, 10.0
-    a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-    if b - a < 1:
+    a, b = max(math.floor(math.log10(lo)), -323), min(math.ceil(math.log10(hi)), 308)  # 1e-323: the least
+    if b - a < 1:                                                                         # double above 0
         b = a + 1
     if b - a <= 3:
         ticks = [m * 10.0 ** k for k in range(a, b) for m in (1, 2, 5)] + [10.0 ** b]
         return ticks, 10.0 ** a, 10.0 ** b
     every = max(1, math.ceil((b - a) / 6))
     a, b = every * math.floor(a / every), every * math.ceil(b / every)
+    while 10.0 ** a == 0:  # below the least double: the axis starts at the next tick
+        a += every
     while (b - a) // every + 1 < 4:
         every -= 1
     ticks = [10.0 ** k for k in range(a, b + 1, every)]
