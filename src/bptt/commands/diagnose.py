@@ -51,15 +51,19 @@ def run(args) -> int:
     t0 = time.perf_counter()
     sd = load_state_dict(args.torch)
     import torch
+    from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(1)  # this process runs one small network: its per-step products are not worth
-    # splitting, and PyTorch's threads waiting on each other cost many times the work on a busy machine
+    # one thread for PyTorch and for BLAS: this process runs one small network whose per-step products
+    # are not worth splitting, and threads waiting on each other at every step cost many times the
+    # work on a busy machine (docs/performance.md)
+    torch.set_num_threads(1)
     p = parts(sd, args.prefix, args.head, args.embedding)
     x, y, ids = read_input(args.input, p)
     model, rnn, inputs, loss_fn = build(sd, p, x, y, ids, dtype=args.dtype, nonlinearity=args.nonlinearity)
-    from .. import diagnose
+    from ..diagnosis import diagnose
 
-    d = diagnose(model, rnn, inputs, loss_fn, lags=not args.no_lags)
+    with threadpool_limits(limits=1, user_api="blas"):
+        d = diagnose(model, rnn, inputs, loss_fn, lags=not args.no_lags)
     fed = ("ids through the embedding " + repr(p.embedding.rstrip(".")) if ids and p.embedding is not None
            else f"ids as one-hot columns of {p.D}" if ids else "vectors")
     print(f"read {args.torch}: nn.{p.kind}({p.D}, {p.H}, num_layers={p.layers}"
