@@ -41,14 +41,11 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    import time
-
     if args.keras is not None:
         raise ValueError("--keras is not available yet: bptt.diagnose reads PyTorch models in this version; "
                          "save the network's weights as a PyTorch state dict and use --torch")
     from ..diagnosis.statedict import build, load_state_dict, parts, read_input
 
-    t0 = time.perf_counter()
     sd = load_state_dict(args.torch)
     import torch
     from threadpoolctl import threadpool_limits
@@ -75,9 +72,6 @@ def run(args) -> int:
         print(f"not used (the network rebuilt is embedding -> recurrent module -> head): {shown}")
     print(d)
     if args.out:
-        path = d.save(args.out) or args.out
-        from pathlib import Path
-
-        size = Path(path).stat().st_size
-        print(f"wrote {path} ({size / 1024:.0f} KiB, self-contained) in {time.perf_counter() - t0:.1f} s")
+        d.save(args.out)
+        print(f"wrote {args.out}: one self-contained page (open it in a browser; it loads nothing)")
     return 0
