@@ -220,3 +220,14 @@ def test_tick_labels():
         ["0", "0", "0", "1e-5", "2e-5", "0.5", "1e3", "-0.2"]
     ticks, lo, hi = svg.linear_ticks(-0.1, 0.1)
     assert lo <= -0.1 and hi >= 0.1 and len(ticks) >= 4 and 0.0 in [round(t, 12) for t in ticks]
+
+
+def test_shares_left_out_are_said_so(page):
+    import dataclasses
+
+    from bptt.diagnosis.page import numbers_table
+
+    d, _, _ = page
+    table = numbers_table(dataclasses.replace(d, entries=[{**e, "shares": {}} for e in d.entries]))
+    assert table.count("not computed") == len(d.entries) * len(LAGS)
+    assert "not computed" not in numbers_table(d)

@@ -26,7 +26,7 @@ CSS = """
 .bptt-diagnosis table { border-collapse: collapse; margin: .8rem 0; font-size: .88rem; }
 .bptt-diagnosis th, .bptt-diagnosis td { border: 1px solid #ccc; padding: .25rem .5rem; text-align: right; }
 .bptt-diagnosis th { background: #f3f3f5; } .bptt-diagnosis .l { text-align: left; }
-.bptt-diagnosis td:not(.l) { white-space: nowrap; }
+.bptt-diagnosis td { white-space: nowrap; }
 .bptt-diagnosis .charts { display: flex; flex-wrap: wrap; gap: .6rem; }
 .bptt-diagnosis svg.chart { border: 1px solid #eee; background: #fff; max-width: 100%; height: auto; }
 .bptt-diagnosis .bad { color: #b00020; font-weight: 600; } .bptt-diagnosis .ok { color: #0a7d27; font-weight: 600; }
@@ -115,14 +115,14 @@ def numbers_table(d) -> str:
         radius = "<br>".join(f"{escape(g)} {num(v)}" for g, v in e["radius"].items()) or "n/a"
         sat = "<br>".join(f"{escape(g)} {num(100 * lo)}% / {num(100 * hi)}%" for g, (lo, hi)
                           in e["saturation"].items()) or "n/a"
-        shares = [("n/a" if K not in e["shares"] else f"{num(100 * e['shares'][K])}%"
+        shares = [("not computed" if K not in e["shares"] else f"{num(100 * e['shares'][K])}%"
                    + (" (K &ge; T)" if K >= d.T else "")) for K in LAGS]
         lyap = e["lyapunov"]
         rows.append([escape(e["name"]), escape(e["label"]), str(e["H"]), str(e["source"]), num(r),
                      "n/a" if half is None else f"{kind} in {num(half)}", num(lyap),
                      "n/a" if lyap is None else num(math.exp(lyap)), radius, sat] + shares)
     head = ["layer", "cell", "H", "from step", "decay / step", "steps", "Lyapunov exp.", "e<sup>&lambda;</sup>",
-            "spectral radius", "gates &lt; 0.05 / &gt; 0.95"] + [f"beyond lag {K}" for K in LAGS]
+            "spectral radius", "gates below 0.05 / above 0.95"] + [f"beyond lag {K}" for K in LAGS]
     return _table(head, rows, left=(0, 1, 8, 9))
 
 
