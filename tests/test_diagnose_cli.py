@@ -153,10 +153,67 @@ def test_each_bad_input_is_one_line(tmp_path, capsys):
     run("--torch", pt, "--input", tmp_path / "nox.npz", words=["no array x"])
     run("--torch", pt, "--input", npz, "--out", tmp_path, words=["is a folder"])
     run("--torch", pt, "--input", npz, "--out", tmp_path / "no" / "page.html", words=["does not exist"])
-    run("--keras", tmp_path / "m.keras", "--input", npz, words=["--keras is not available", "--torch"])
+    run("--keras", tmp_path / "m.keras", "--input", npz, words=["m.keras"])
 
 
 def test_without_torch_the_error_says_what_to_install(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
     cli(["diagnose", "--torch", tmp_path / "net.pt", "--input", tmp_path / "b.npz"], capsys,
         "pip install 'bptt[torch]'")
+
+
+# --- a Keras model file ---------------------------------------------------------------------------
+
+def _keras_files(tmp_path, keras, softmax=False, last_only=False):
+    keras.utils.set_random_seed(0)
+    layers = [keras.Input((8,), dtype="int32"), keras.layers.Embedding(10, 4),
+              keras.layers.LSTM(5, return_sequences=True),
+              keras.layers.Bidirectional(keras.layers.GRU(3, return_sequences=not last_only)),
+              keras.layers.Dense(3, activation="softmax" if softmax else None)]
+    model = keras.Sequential(layers)
+    model.save(tmp_path / "m.keras")
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 10, (3, 8))
+    y = rng.integers(0, 3, 3) if last_only else rng.integers(-1, 3, (3, 8))
+    np.savez(tmp_path / "k.npz", x=x, y=y)
+    return model, x, y
+
+
+@pytest.mark.parametrize("softmax, last_only", [(False, False), (True, True)])
+def test_a_keras_file_is_diagnosed_as_saved(tmp_path, capsys, softmax, last_only):
+    keras = need("keras")
+    model, x, y = _keras_files(tmp_path, keras, softmax, last_only)
+    assert main(["diagnose", "--keras", str(tmp_path / "m.keras"), "--input", str(tmp_path / "k.npz"),
+                 "--out", str(tmp_path / "page.html")]) == 0
+    out = capsys.readouterr().out
+    p = np.asarray(model(x), dtype=np.float64)  # Keras's own output on the saved weights, its loss by hand
+    if not softmax:
+        p = np.exp(p - p.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+    keep = y >= 0
+    want = -np.log(p[np.arange(3), y]).sum() if last_only else -np.log(p[keep, y[keep]]).sum()
+    assert abs(_printed_loss(out) - want) <= 1e-4 * want
+    assert "LSTM(5) -> Bidirectional(GRU(3))" in out and ("probabilities" if softmax else "logits") in out
+    assert (tmp_path / "page.html").read_text().count("<svg") >= 9
+
+
+def test_keras_refusals_are_one_line(tmp_path, capsys):
+    keras = need("keras")
+    _keras_files(tmp_path, keras)
+    npz = tmp_path / "k.npz"
+    (tmp_path / "junk.keras").write_bytes(b"not a zip")
+    cli(["diagnose", "--keras", tmp_path / "junk.keras", "--input", npz], capsys, "cannot load", "safe_mode=True")
+    (tmp_path / "m.h5").write_bytes(b"x")
+    cli(["diagnose", "--keras", tmp_path / "m.h5", "--input", npz], capsys, "not a .keras file")
+    cli(["diagnose", "--keras", tmp_path / "m.keras", "--input", npz, "--prefix", "lstm"], capsys, "--prefix is for --torch")
+    inp = keras.Input((8,), dtype="int32")
+    h = keras.layers.Embedding(10, 4)(inp)
+    h = keras.layers.Lambda(lambda t: t * 2.0)(h)  # code that safe_mode refuses to run
+    keras.Model(inp, keras.layers.Dense(3)(keras.layers.LSTM(5, return_sequences=True)(h))).save(tmp_path / "l.keras")
+    cli(["diagnose", "--keras", tmp_path / "l.keras", "--input", npz], capsys, "cannot load", "safely")
+    h = keras.layers.LSTM(5, return_sequences=True)(keras.layers.Embedding(10, 4)(inp))
+    h = keras.layers.GRU(3, return_sequences=True)(keras.layers.Dense(5)(h))
+    keras.Model(inp, keras.layers.Dense(3)(h)).save(tmp_path / "gap.keras")
+    cli(["diagnose", "--keras", tmp_path / "gap.keras", "--input", npz], capsys, "not consecutive", "Dense")
+    np.savez(tmp_path / "big.npz", x=np.full((3, 8), 10), y=np.zeros(3, dtype=int))
+    cli(["diagnose", "--keras", tmp_path / "m.keras", "--input", tmp_path / "big.npz"], capsys, "id 10", "10 rows")

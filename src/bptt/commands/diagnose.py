@@ -1,8 +1,10 @@
-"""`bptt diagnose`: the exact flow of the gradient inside a saved network's recurrent layers, on a
-batch from a file: the text summary on stdout, the page with --out (bptt.diagnose underneath)."""
+"""`bptt diagnose`: the exact flow of the gradient inside a saved network's recurrent layers (a
+PyTorch state dict or a Keras file), on a batch from a file: the text summary on stdout, the page
+with --out (bptt.diagnose underneath)."""
 from __future__ import annotations
 
-HELP = "where the gradient vanishes or explodes inside a saved PyTorch network's recurrent layers, on your batch"
+HELP = ("where the gradient vanishes or explodes inside a saved PyTorch or Keras network's recurrent layers, on "
+        "your batch")
 
 EPILOG = """\
 The input file (.npz) holds two arrays:
@@ -10,8 +12,9 @@ The input file (.npz) holds two arrays:
      or vectors (N, T, D) floats;
   y  class ids (N, T), -1 for a step that is not scored, or (N,): one label per sequence,
      scored at the last step.
-The network is rebuilt from the state dict as embedding -> recurrent module -> Linear head at
-every step; the loss is the cross-entropy summed over the scored steps. See docs/diagnose.md.
+--torch: the network is rebuilt from the state dict as embedding -> recurrent module -> Linear
+head at every step. --keras: the model is diagnosed as saved. The loss is the cross-entropy
+summed over the scored steps. See docs/diagnose.md.
 """
 
 
@@ -21,8 +24,9 @@ def add_arguments(p):
     src.add_argument("--torch", metavar="FILE.pt", help="a state dict saved with torch.save(model.state_dict()), "
                      "read with torch.load(weights_only=True): one nn.RNN / nn.LSTM / nn.GRU (any layers, "
                      "bidirectional), a Linear head and optionally an Embedding")
-    src.add_argument("--keras", metavar="FILE.keras", help="a Keras model file (not available yet: see the "
-                     "message)")
+    src.add_argument("--keras", metavar="FILE.keras", help="a Keras model saved with model.save('NAME.keras'), "
+                     "read with keras.saving.load_model(safe_mode=True) and diagnosed as saved: its consecutive "
+                     "SimpleRNN / LSTM / GRU layers (or Bidirectional ones), under its own head")
     p.add_argument("--input", metavar="FILE.npz", required=True, help="the batch: arrays x and y (below)")
     p.add_argument("--out", metavar="FILE.html", help="write the page, one self-contained HTML file (written "
                    "atomically; an existing file is replaced)")
@@ -33,17 +37,19 @@ def add_arguments(p):
     p.add_argument("--embedding", help="the embedding's name, when more than one weight could be it")
     p.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh",
                    help="an nn.RNN's nonlinearity (not stored in its state dict)")
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                   help="compute in this precision (float64: gradients exact to ~1e-12; float32 as trained "
-                        "in float32, e.g. to find where it overflowed)")
+    p.add_argument("--dtype", choices=("float64", "float32"),
+                   help="--torch: compute in this precision (default float64: gradients exact to ~1e-12; float32 "
+                        "as trained in float32, e.g. to find where it overflowed); a Keras model runs in its own")
     p.add_argument("--no-lags", action="store_true", help="skip the shares of the gradient beyond lags 10, 100, "
                    "1000 (a truncated backward pass per lag: the costly part at large T)")
 
 
 def run(args) -> int:
     if args.keras is not None:
-        raise ValueError("--keras is not available yet: bptt.diagnose reads PyTorch models in this version; "
-                         "save the network's weights as a PyTorch state dict and use --torch")
+        for flag in ("prefix", "head", "embedding", "dtype"):
+            if getattr(args, flag) is not None:
+                raise ValueError(f"--{flag} is for --torch: a Keras model is diagnosed as saved, in its own dtype")
+        return _keras(args)
     from ..diagnosis.statedict import build, load_state_dict, parts, read_input
 
     sd = load_state_dict(args.torch)
@@ -56,7 +62,7 @@ def run(args) -> int:
     torch.set_num_threads(1)
     p = parts(sd, args.prefix, args.head, args.embedding)
     x, y, ids = read_input(args.input, p)
-    model, rnn, inputs, loss_fn = build(sd, p, x, y, ids, dtype=args.dtype, nonlinearity=args.nonlinearity)
+    model, rnn, inputs, loss_fn = build(sd, p, x, y, ids, dtype=args.dtype or "float64", nonlinearity=args.nonlinearity)
     from ..diagnosis import diagnose
 
     with threadpool_limits(limits=1, user_api="blas"):
@@ -70,6 +76,35 @@ def run(args) -> int:
     if p.ignored:
         shown = ", ".join(p.ignored[:6]) + (f", ... ({len(p.ignored)} in all)" if len(p.ignored) > 6 else "")
         print(f"not used (the network rebuilt is embedding -> recurrent module -> head): {shown}")
+    print(d)
+    if args.out:
+        d.save(args.out)
+        print(f"wrote {args.out}: one self-contained page (open it in a browser; it loads nothing)")
+    return 0
+
+
+def _keras(args) -> int:
+    from threadpoolctl import threadpool_limits
+
+    from ..diagnosis import diagnose
+    from ..diagnosis.kerasfile import describe, functional, load, loss_function, read_input
+
+    saved = load(args.keras)
+    import keras
+    import numpy as np
+
+    from ..validate import read_npz
+
+    arrays = read_npz(args.input, "input file")  # x's shape builds a Sequential's input (read_input checks it)
+    x0 = arrays.get("x", np.zeros((1, 1), dtype=np.int64))
+    model, layers = functional(saved, x0)
+    x, y = read_input(args.input, model, layers)
+    loss_fn, probs = loss_function(model, y)
+    with threadpool_limits(limits=1, user_api="blas"):
+        d = diagnose(model, layers, x, loss_fn, lags=not args.no_lags)
+    print(f"read {args.keras}: a Keras {type(saved).__name__} with {describe(keras, layers)}; its output "
+          f"{'probabilities' if probs else 'logits'} of {int(model.outputs[0].shape[-1])} classes; y: "
+          f"{'one label per sequence, at the last step' if y.ndim == 1 else f'{int((y >= 0).sum())} scored steps'}")
     print(d)
     if args.out:
         d.save(args.out)

@@ -139,7 +139,8 @@ def grads_table(d) -> str:
 
 def body(d) -> str:
     """The page's content, one <div class="bptt-diagnosis">."""
-    parts = [f"<h1>Diagnosis: a {escape(d.framework)} {escape(d.kind.upper())}, {len(d.entries)} "
+    cells = " and ".join(escape(c) for c in dict.fromkeys(e["label"] for e in d.entries))
+    parts = [f"<h1>Diagnosis: a {escape(d.framework)} {cells}, {len(d.entries)} "
              f"layer-direction{'s' if len(d.entries) != 1 else ''}</h1>",
              f'<p class="sub">T = {d.T} steps, batch N = {d.N}, {escape(d.dtype)}; loss {num(d.loss, 8)}; '
              f"bptt's run of the layers agrees with {escape(d.framework)}'s to {num(d.agreement, 2)}</p>"]
@@ -171,7 +172,8 @@ def html(d, standalone=True) -> str:
         return style + body(d)
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>bptt diagnosis: {escape(d.framework)} {escape(d.kind.upper())}</title>"
+            f"<title>bptt diagnosis: {escape(d.framework)} "
+            f"{' and '.join(escape(c) for c in dict.fromkeys(e['label'] for e in d.entries))}</title>"
             f"<style>{PAGE_CSS}{CSS}</style></head><body>{body(d)}</body></html>")
 
 
