@@ -231,3 +231,13 @@ def test_shares_left_out_are_said_so(page):
     table = numbers_table(dataclasses.replace(d, entries=[{**e, "shares": {}} for e in d.entries]))
     assert table.count("not computed") == len(d.entries) * len(LAGS)
     assert "not computed" not in numbers_table(d)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_a_sequence_of_one_step_still_draws_every_axis(kind):
+    d, _ = _diagnosis(kind=kind, T=1, classify=False)
+    html = d._repr_html_()
+    charts = html.split("</svg>")[:-1]
+    assert len(charts) == sum(3 + 2 * (e["memory"] is not None) for e in d.entries)
+    for chart in charts:
+        assert len(_ticks(chart, "x")) >= 4 and len(_ticks(chart, "y")) >= 4

@@ -34,7 +34,9 @@ def linear_ticks(lo, hi, integer=False):
     range widened to the first and last of them."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         lo, hi = 0.0, 1.0
-    if hi <= lo:
+    if hi <= lo and integer:  # one step: the axis runs on from it
+        hi = lo + 3
+    elif hi <= lo:
         pad = 1.0 if lo == 0 else abs(lo) * 0.5
         lo, hi = lo - pad, hi + pad
     span = hi - lo
