@@ -28,8 +28,8 @@ def add_arguments(p):
                      "read with keras.saving.load_model(safe_mode=True) and diagnosed as saved: its consecutive "
                      "SimpleRNN / LSTM / GRU layers (or Bidirectional ones), under its own head")
     p.add_argument("--input", metavar="FILE.npz", required=True, help="the batch: arrays x and y (below)")
-    p.add_argument("--out", metavar="FILE.html", help="write the page, one self-contained HTML file (written "
-                   "atomically; an existing file is replaced)")
+    p.add_argument("--out", metavar="FILE.html", help="write the page, one self-contained HTML file, into a folder "
+                   "that exists (written atomically there; an existing file is replaced)")
     p.add_argument("--prefix", help="the recurrent module's name in the state dict (e.g. lstm), when it holds "
                    "more than one")
     p.add_argument("--head", help="the Linear head's name, when more than one weight has the recurrent module's "
