@@ -54,19 +54,17 @@ def run(args) -> int:
 
     sd = load_state_dict(args.torch)
     import torch
-    from threadpoolctl import threadpool_limits
 
-    # one thread for PyTorch and for BLAS: this process runs one small network whose per-step products
-    # are not worth splitting, and threads waiting on each other at every step cost many times the
-    # work on a busy machine (docs/performance.md)
+    # one thread for PyTorch (bptt.diagnose runs its own part on one BLAS thread): this process runs one
+    # small network whose per-step products are not worth splitting, and threads waiting on each other
+    # at every step cost many times the work on a busy machine (docs/performance.md)
     torch.set_num_threads(1)
     p = parts(sd, args.prefix, args.head, args.embedding)
     x, y, ids = read_input(args.input, p)
     model, rnn, inputs, loss_fn = build(sd, p, x, y, ids, dtype=args.dtype or "float64", nonlinearity=args.nonlinearity)
     from ..diagnosis import diagnose
 
-    with threadpool_limits(limits=1, user_api="blas"):
-        d = diagnose(model, rnn, inputs, loss_fn, lags=not args.no_lags)
+    d = diagnose(model, rnn, inputs, loss_fn, lags=not args.no_lags)
     fed = ("ids through the embedding " + repr(p.embedding.rstrip(".")) if ids and p.embedding is not None
            else f"ids as one-hot columns of {p.D}" if ids else "vectors")
     print(f"read {args.torch}: nn.{p.kind}({p.D}, {p.H}, num_layers={p.layers}"
@@ -84,8 +82,6 @@ def run(args) -> int:
 
 
 def _keras(args) -> int:
-    from threadpoolctl import threadpool_limits
-
     from ..diagnosis import diagnose
     from ..diagnosis.kerasfile import describe, functional, load, loss_function, read_input
 
@@ -100,8 +96,7 @@ def _keras(args) -> int:
     model, layers = functional(saved, x0)
     x, y = read_input(args.input, model, layers)
     loss_fn, probs = loss_function(model, y)
-    with threadpool_limits(limits=1, user_api="blas"):
-        d = diagnose(model, layers, x, loss_fn, lags=not args.no_lags)
+    d = diagnose(model, layers, x, loss_fn, lags=not args.no_lags)
     print(f"read {args.keras}: a Keras {type(saved).__name__} with {describe(keras, layers)}; its output "
           f"{'probabilities' if probs else 'logits'} of {int(model.outputs[0].shape[-1])} classes; y: "
           f"{'one label per sequence, at the last step' if y.ndim == 1 else f'{int((y >= 0).sum())} scored steps'}")
