@@ -40,11 +40,23 @@ def add_arguments(p):
     p.add_argument("--dtype", choices=("float64", "float32"),
                    help="--torch: compute in this precision (default float64: gradients exact to ~1e-12; float32 "
                         "as trained in float32, e.g. to find where it overflowed); a Keras model runs in its own")
-    p.add_argument("--no-lags", action="store_true", help="skip the shares of the gradient beyond lags 10, 100, "
-                   "1000 (a truncated backward pass per lag: the costly part at large T)")
+    p.add_argument("--lags", default="4", metavar="N|all|none",
+                   help="the shares of the gradient beyond lags 10, 100, 1000: of the first N sequences' gradient "
+                        "(default 4), of the whole batch's (all), or none (a truncated backward pass per lag, K + 1 "
+                        "errors a step: the costly part)")
+
+
+def _lags(value):
+    """--lags as diagnose's lags: True (all), False (none) or a number of sequences >= 1."""
+    if value in ("all", "none"):
+        return value == "all"
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"--lags must be a number of sequences >= 1, 'all' or 'none', got {value!r}")
+    return int(value)
 
 
 def run(args) -> int:
+    args.lags = _lags(args.lags)
     if args.keras is not None:
         for flag in ("prefix", "head", "embedding", "dtype"):
             if getattr(args, flag) is not None:
@@ -64,7 +76,7 @@ def run(args) -> int:
     model, rnn, inputs, loss_fn = build(sd, p, x, y, ids, dtype=args.dtype or "float64", nonlinearity=args.nonlinearity)
     from ..diagnosis import diagnose
 
-    d = diagnose(model, rnn, inputs, loss_fn, lags=not args.no_lags)
+    d = diagnose(model, rnn, inputs, loss_fn, lags=args.lags)
     fed = ("ids through the embedding " + repr(p.embedding.rstrip(".")) if ids and p.embedding is not None
            else f"ids as one-hot columns of {p.D}" if ids else "vectors")
     print(f"read {args.torch}: nn.{p.kind}({p.D}, {p.H}, num_layers={p.layers}"
@@ -96,7 +108,7 @@ def _keras(args) -> int:
     model, layers = functional(saved, x0)
     x, y = read_input(args.input, model, layers)
     loss_fn, probs = loss_function(model, y)
-    d = diagnose(model, layers, x, loss_fn, lags=not args.no_lags)
+    d = diagnose(model, layers, x, loss_fn, lags=args.lags)
     print(f"read {args.keras}: a Keras {type(saved).__name__} with {describe(keras, layers)}; its output "
           f"{'probabilities' if probs else 'logits'} of {int(model.outputs[0].shape[-1])} classes; y: "
           f"{'one label per sequence, at the last step' if y.ndim == 1 else f'{int((y >= 0).sum())} scored steps'}")

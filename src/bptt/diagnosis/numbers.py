@@ -30,9 +30,9 @@ import numpy as np
 
 from .. import core
 from ..cells import Cell
+from .window import LAGS, shares
 from ..stack import backprop, weight_grads
 
-LAGS = (10, 100, 1000)
 
 
 def entry_name(k, j) -> str:
@@ -131,18 +131,7 @@ def shares_beyond(layer_trace, e, T, sequences=None) -> dict:
     large batch costs a hundred backward passes of it."""
     if sequences is not None and sequences < layer_trace.inputs.N:
         layer_trace, e = _first(layer_trace, sequences), _first_errors(e, sequences)
-    full = core.weight_grads(layer_trace, None, e.dA, e.dR)
-    norm = math.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in full.values()))
-    out = {}
-    for K in LAGS:
-        if K >= T:
-            out[K] = 0.0
-            continue
-        dA, dR, _ = core.backprop_window(layer_trace, e.dH, K)
-        cut = core.weight_grads(layer_trace, None, dA, dR)
-        diff = math.sqrt(sum(float(np.sum((full[k] - cut[k]).astype(np.float64) ** 2)) for k in full))
-        out[K] = diff / norm if norm > 0 else 0.0
-    return out
+    return shares(layer_trace, e, T, LAGS)
 
 
 def _first(tr, n):

@@ -155,7 +155,8 @@ def body(d) -> str:
                  "growth rate per step of an error sent back through the steps' Jacobians. Gates: the share of "
                  "each sigmoid gate's values below 0.05 and above 0.95. Beyond lag K: the share of the layer's "
                  "weight gradient (norm of the difference over the norm) that truncating BPTT at K steps "
-                 "would lose.</p>")
+                 "would lose" + (f", of the first {d.lags_over} sequences' gradient (of {d.N})"
+                                 if 0 < d.lags_over < d.N else "") + ".</p>")
     for e in d.entries:
         parts.append(f"<h2>{escape(e['name'].capitalize())}: {escape(e['label'])}, H = {e['H']}</h2>")
         parts.append(charts(e, d.T))

@@ -18,7 +18,8 @@ import math
 import numpy as np
 
 from .. import core
-from .numbers import LAGS
+
+LAGS = (10, 100, 1000)  # the lags a diagnosis gives the share of the gradient beyond
 
 
 def windows(layer_trace, dH, Ks):
@@ -58,5 +59,5 @@ def shares(layer_trace, e, T, lags=LAGS) -> dict:
             continue
         g = core.weight_grads(layer_trace, None, *cut[K])
         diff = math.sqrt(sum(float(np.sum((full[k] - g[k]).astype(np.float64) ** 2)) for k in full))
-        out[K] = diff / norm if norm > 0 else 0.0
+        out[K] = diff / norm if norm > 0 else 0.0 if norm == 0 else float("nan")  # NaN: a non-finite gradient
     return out
