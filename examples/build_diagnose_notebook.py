@@ -183,6 +183,12 @@ for e in d.entries:
     print(f"{e['name']}: forget gate mean {per_step.mean():.4f}; the memory path keeps "
           f"{product[1]:.3g} after 1 step, {product[10]:.3g} after 10, {product[d.T]:.3g} after {d.T}")"""),
     ("md", r"""
+The same diagnosis as a page, with its charts: per layer the lag curve and its fit, the error at
+each step, the memory path and the per-step terms of the recurrent weights' gradient.
+`d.save("diagnosis.html")` writes it as a file."""),
+    ("code", r"""
+d"""),
+    ("md", r"""
 ## 4. The fix the diagnosis advises
 
 The advice aims at a memory path that keeps half of an error over the batch's T steps: a forget gate

@@ -59,6 +59,8 @@ def test_committed_outputs_are_those_of_one_full_run():
     for c in code:
         assert c["outputs"], f"cell {c['id']} has no output"
         assert not [o for o in c["outputs"] if o["output_type"] == "error" or o.get("name") == "stderr"], c["id"]
+    page = [c for c in code if "".join(c["source"]) == "d"]  # the diagnosis's own HTML view
+    assert len(page) == 1 and "bptt-diagnosis" in "".join(page[0]["outputs"][0]["data"]["text/html"])
     _criterion(_texts(_cell_with(_committed(), "acc_broken, acc_fixed = ")))
 
 
@@ -90,6 +92,8 @@ def test_it_runs_top_to_bottom_and_the_fixed_model_learns(executed):
     for c in code:
         assert not [o for o in c["outputs"] if o["output_type"] == "error" or o.get("name") == "stderr"], c["id"]
     _criterion(_texts(_cell_with(executed, "acc_broken, acc_fixed = ")))
+    page = [c for c in code if c["source"] == "d"]
+    assert len(page) == 1 and "bptt-diagnosis" in page[0]["outputs"][0]["data"]["text/html"]
     trained = _texts(_cell_with(executed, "fixed = train(fixed_init)")).splitlines()
     assert float(trained[-1].rsplit(" ", 1)[1]) >= 0.9
 
