@@ -142,6 +142,11 @@ class Cell:
         """The number of hidden outputs the head reads (V's columns): the state's first entry."""
         return self.state_sizes(H)[0]
 
+    def uses(self, name) -> bool:
+        """Whether these settings use the optional parameter `name` (all by default; the Elman
+        cell's bm belongs to activation "modrelu" alone): what a random draw with biases includes."""
+        return True
+
     def check_params(self, arrays) -> None:
         """Refuse, with a ValueError, a set of parameters (name -> array, optional ones absent) that
         this cell's settings cannot use; the model calls it once its arrays are checked. None by
@@ -161,7 +166,7 @@ class Cell:
         params = {n: draw(sizes(p.shape, D, H)) for n, p in self.params.items() if not p.optional}
         params["V"] = draw((O, self.out(H)))
         if bias:
-            params.update({n: draw(sizes(p.shape, D, H)) for n, p in self.params.items() if p.optional})
+            params.update({n: draw(sizes(p.shape, D, H)) for n, p in self.params.items() if p.optional and self.uses(n)})
             params["c"] = draw((O,))
         return params
 

@@ -46,6 +46,9 @@ class Elman(Cell):
         super().__init__(**settings)
         self.f = activations.get(self.activation)  # checks the name
 
+    def uses(self, name):
+        return name != "bm" or self.activation == "modrelu"
+
     def check_params(self, arrays):
         if "bm" in arrays and self.activation != "modrelu":
             raise ValueError(f"bm is the bias of activation 'modrelu'; this model's activation is "

@@ -41,11 +41,7 @@ def random_model(rng, D, H, O, *, cell="rnn", activation="tanh", head="softmax",
         scale = 0.3 if len(shape) == 1 else 0.8 / np.sqrt(H) if p.shape[-1] == "H" else 0.7
         params[name] = rng.normal(0, scale, shape)
     cell_ = cls(**settings)
-    for name in [k for k, p in cls.params.items() if p.optional and p.role is None and k in params]:
-        try:  # an optional parameter of the cell's own that these settings do not use (modReLU's bm)
-            cell_.check_params(params)
-        except ValueError:
-            del params[name]
+    params = {k: v for k, v in params.items() if cell_.uses(k)}  # not one these settings do not use (modReLU's bm)
     params["V"] = rng.normal(0, 0.7, (O, cell_.out(H)))
     if c:
         params["c"] = rng.normal(0, 0.3, O)
