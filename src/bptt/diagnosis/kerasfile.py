@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..files import printable
-from ..validate import read_npz, regular_file
+from ..validate import regular_file
 
 RECURRENT = ("SimpleRNN", "LSTM", "GRU")
 
@@ -82,12 +82,9 @@ def describe(keras, layers) -> str:
 def read_input(path, model, layers):
     """(x, y) of the input file, checked against the model's output: (N, T) ids or (N, T, D) vectors,
     y (N, T) (-1 = not scored) or (N,)."""
-    arrays = read_npz(path, "input file")
-    missing = [k for k in ("x", "y") if k not in arrays]
-    if missing:
-        raise ValueError(f"the input file {printable(path)} has no array {' or '.join(missing)}: it needs x (ids "
-                         f"(N, T) or vectors (N, T, D)) and y (targets (N, T), -1 = not scored, or (N,))")
-    x, y = arrays["x"], arrays["y"]
+    from .statedict import read_xy
+
+    x, y = read_xy(path)
     if not ((x.ndim == 2 and x.dtype.kind in "iu") or (x.ndim == 3 and x.dtype.kind == "f")):
         raise ValueError(f"x must be ids (N, T) integers or vectors (N, T, D) floats, got shape {x.shape} of "
                          f"{x.dtype}")

@@ -147,14 +147,19 @@ def parts(sd, prefix=None, head=None, embedding=None) -> Parts:
                  embedding, tuple(k for k in sd if k not in used))
 
 
-def read_input(path, p: Parts):
-    """(x, y, uses_embedding) of an input file (.npz with arrays x and y), checked against the parts."""
+def read_xy(path):
+    """The arrays x and y of an input file (.npz), read without pickles; a one-line error without them."""
     arrays = read_npz(path, "input file")
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
         raise ValueError(f"the input file {printable(path)} has no array {' or '.join(missing)}: it needs x (ids "
                          f"(N, T) or vectors (N, T, D)) and y (targets (N, T), -1 = not scored, or (N,))")
-    x, y = arrays["x"], arrays["y"]
+    return arrays["x"], arrays["y"]
+
+
+def read_input(path, p: Parts):
+    """(x, y, uses_embedding) of an input file (.npz with arrays x and y), checked against the parts."""
+    x, y = read_xy(path)
     if x.ndim == 2 and x.dtype.kind in "iu":
         if x.size and x.min() < 0:
             raise ValueError(f"x holds the id {int(x.min())}: ids are 0 or more")
