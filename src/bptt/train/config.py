@@ -28,7 +28,10 @@ and the options of its init; bptt.cells):
                        that W stays orthogonal; A by the same optimiser at param_lr (default lr). A
                        starts from Henaff's initialisation (init "henaff", the default with param) or
                        from 0 (init "identity": W = I); the fallback "shrink" (which scales W) is refused
-Given for another cell, each is a ValueError; a value the cell's init refuses (e.g. r_min >= r_max)
+minutes              a wall-clock budget: the run ends after the first update that finds it spent
+                       (counted from the start of this call: a resumed run's budget starts again),
+                       however many of its steps are left; None (default): no budget
+Given for another cell, each of the cell settings above is a ValueError; a value the cell's init refuses (e.g. r_min >= r_max)
 is one when the settings are read. A setting left out (None) is filled in with the cell's default
 (its init's, or TRAIN_DEFAULTS's where training starts otherwise), so config.json shows it.
 A cell whose init has no `init` option starts from its own initialisation: init "uniform" is its
@@ -53,7 +56,8 @@ OWN_INITS = ("uniform", "normal")  # init for a cell without an init option: its
 CELL_OPTIONS = ("activation", "radius", "forget_bias", "reset_after", "r_min", "r_max", "max_phase",
                 "normalise", "dt", "gamma", "eps", "implicit")  # settings that some cells take (Cell.options)
 TRAIN_DEFAULTS = {"forget_bias": 1.0}  # where training starts a cell otherwise than its init's default
-FLOATS = ("lr", "param_lr", "clip_norm", "clip_value", "clip_per_param", "omega", "std", "radius", "forget_bias",
+FLOATS = ("lr", "param_lr", "minutes",
+          "clip_norm", "clip_value", "clip_per_param", "omega", "std", "radius", "forget_bias",
           "r_min", "r_max", "max_phase", "dt", "gamma", "eps")  # settings that are numbers (a TOML integer is taken as one)
 
 
@@ -101,6 +105,7 @@ class TrainConfig:
     lag_threshold: int = 10
     snapshots: list = field(default_factory=list)
     stop_on_success: bool = False
+    minutes: float | None = None      # a wall-clock budget; None: none
 
     @classmethod
     def from_dict(cls, data, source="the settings") -> "TrainConfig":
@@ -145,7 +150,7 @@ class TrainConfig:
             raise ValueError(f"backprop (k2 = {self.backprop}) must be at least chunk (k1 = {self.chunk})")
         _pos("lr", self.lr)
         self._param()
-        for name in ("clip_norm", "clip_value", "clip_per_param", "std", "radius"):
+        for name in ("clip_norm", "clip_value", "clip_per_param", "std", "radius", "minutes"):
             if getattr(self, name) is not None:
                 _pos(name, getattr(self, name))
         if (not isinstance(self.omega, (int, float)) or isinstance(self.omega, bool) or not self.omega >= 0

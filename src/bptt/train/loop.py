@@ -27,12 +27,15 @@ Files in the run's folder:
                       with stop_on_success the run ends at the first evaluation that meets the
                       task's success criterion (as Pascanu et al.'s code does). With param (W = expm(A)
                       or Cayley(A), bptt.train.reparam) also orthogonality, max |W^T W - I| of the
-                      updated W, every step.
+                      updated W, every step. With minutes (a wall-clock budget) also wall_s, the
+                      seconds since this call started, every step; the step that finds the budget
+                      spent is the last, and gets the evaluation.
     snapshots/dE_ds_step<S>.npy   bptt.flow's (T, T) table ||dE_t/ds_k|| at the chosen steps
     checkpoint.npz/.json          model + optimiser + RNG + loop state (bptt.train.checkpoint)
     model.npz, vocab.json         the final model (bptt.model.Model.load reads any kind) and, for
                                   character tasks, its vocabulary
-    summary.json      cell, final test metrics, baseline, criterion, success, wall time
+    summary.json      cell, final test metrics, baseline, criterion, success, wall time, and
+                      out_of_minutes (whether the budget ended the run)
 One process writes into a folder at a time (bptt.files.folder_lock, shared with `bptt sweep`); every
 file the loop rewrites goes through bptt.files.write_atomic, so a run killed at any instant can be
 resumed, and the temporaries of a killed run are removed when the next one starts.
@@ -65,7 +68,8 @@ STATE_ARRAYS = ("h", "c")  # a stream's carried state in the checkpoint: extra/h
 MAX_METRICS_LINE = 4096  # bytes a line of metrics.jsonl may take, on average, when it is read back
 BEFORE_CELLS = {"cell": "rnn", "forget_bias": None, "reset_after": None, "r_min": None, "r_max": None,
                 "max_phase": None, "normalise": None, "param": None, "param_lr": None,
-                "dt": None, "gamma": None, "eps": None, "implicit": None}  # what older checkpoints' configs lack
+                "dt": None, "gamma": None, "eps": None, "implicit": None,
+                "minutes": None}  # what older checkpoints' configs lack
 
 
 class Diverged(RuntimeError):
@@ -175,7 +179,7 @@ def _train(cfg, out, resume, progress, log):
         A = _loaded_A(ckpt_path, cfg, extra, fresh.H)
         table = reparam.trainable(fresh.params, reparam.initial_A(cfg, fresh.H)) if cfg.param else fresh.params
         checkpoint.verify(ckpt_path, loaded, fresh, opt.init(table), cfg.steps, stream is not None)
-        saved = {**BEFORE_CELLS, **meta["config"], "steps": cfg.steps}  # more steps extend the run
+        saved = {**BEFORE_CELLS, **meta["config"], "steps": cfg.steps, "minutes": cfg.minutes}  # more steps extend the run
         saved["cell"] = cells.canonical(saved["cell"])
         if saved != cfg.to_dict():
             diff = sorted(k for k in cfg.to_dict() if saved.get(k) != cfg.to_dict()[k])
@@ -205,6 +209,7 @@ def _train(cfg, out, resume, progress, log):
     snap_dir = out / "snapshots"
     t0 = time.perf_counter()
     bar = _bar(cfg, st.step, progress)
+    out_of_time = False
     with open(metrics_path, "a") as mf:
         if st.step == 0 and 0 in cfg.snapshots:
             _snapshot(snap_dir, 0, model, probe_x, probe_y)
@@ -213,7 +218,10 @@ def _train(cfg, out, resume, progress, log):
                 model, opt_state, rec, A = _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path, A)
             st.step += 1
             rec = {"step": st.step, **rec}
-            if st.step % cfg.eval_every == 0 or st.step == cfg.steps:
+            if cfg.minutes is not None:
+                rec["wall_s"] = time.perf_counter() - t0
+                out_of_time = rec["wall_s"] >= 60 * cfg.minutes
+            if st.step % cfg.eval_every == 0 or st.step == cfg.steps or out_of_time:
                 rec.update(_analysis(cfg, task, model, probe_x, probe_y))
             if st.step in cfg.snapshots:
                 _snapshot(snap_dir, st.step, model, probe_x, probe_y)
@@ -221,7 +229,7 @@ def _train(cfg, out, resume, progress, log):
             mf.flush()
             if st.step % cfg.checkpoint_every == 0 or st.step == cfg.steps:
                 _save(ckpt_path, cfg, model, opt_state, rng, stream, st, A)
-            if cfg.stop_on_success and rec.get("test_success"):
+            if (cfg.stop_on_success and rec.get("test_success")) or out_of_time:
                 _save(ckpt_path, cfg, model, opt_state, rng, stream, st, A)
                 break
             if bar is not None:
@@ -238,7 +246,7 @@ def _train(cfg, out, resume, progress, log):
         write_atomic(out / "vocab.json", json.dumps({"chars": task.vocab.chars}))
     summary = {"task": task.name, "cell": cfg.cell, "steps": st.step,
                "solved_at": st.step if final["success"] else None, "wall_s": wall, "baseline": float(task.baseline),
-               "baseline_text": task.baseline_text, "criterion": task.criterion,
+               "baseline_text": task.baseline_text, "criterion": task.criterion, "out_of_minutes": out_of_time,
                **{f"test_{k}": v for k, v in final.items()}}
     write_atomic(out / "summary.json", json.dumps(summary, indent=1))
     if progress:
