@@ -86,7 +86,7 @@ def main():
     import bptt
     from bptt.tasks import make
 
-    started = time.time()
+    started, code = time.time(), commit()  # the commit the runs start from
     load = [os.getloadavg()[0]]
     runs = []
     for name, minutes in (("expRNN", args.minutes), ("tanh", args.baseline_minutes)):
@@ -96,7 +96,7 @@ def main():
         print(f"{name}: {r['updates']} updates in {r['wall_s'] / 60:.1f} min, best held-out loss "
               f"{r['best_test_loss']:.4f}, last {r['final_test_loss']:.4f} (recall {r['final_test_recall']:.3f})",
               flush=True)
-    res = {"bptt_version": bptt.__version__, "commit": commit(), "python": platform.python_version(),
+    res = {"bptt_version": bptt.__version__, "commit": code, "python": platform.python_version(),
            "cpus": os.cpu_count(), "nice": os.nice(0), "load_average_1min": load,
            "baseline": float(make("copy", length=COMMON["length"]).baseline),
            "baseline_text": "10 ln 8 / (L + 20)", "target": "held-out loss below 1% of the baseline",
@@ -135,7 +135,7 @@ def figure(res):
     ax.set_xlabel("update (batch of 128 sequences)")
     ax.set_ylabel("cross-entropy per step (nats)")
     ax.set_title("copy, L = 1000: training loss (lines) and held-out loss (dots)", fontsize=10)
-    ax.legend(fontsize=7.5, loc="upper right")
+    ax.legend(fontsize=7.5, loc="best")
     return fig
 
 
