@@ -11,6 +11,8 @@ noisy, shared machine slows all of them alike), medians after warm-up, JAX's com
   flow       flow(...).dE_ds vs one PyTorch backward pass per output step     (flowtable.py)
   minchar    a min-char-rnn training step vs min-char-rnn's own loop         (minchar.py)
   scaling    time and peak memory against T, H and N beside the matrix-multiply floor (scaling.py)
+  diagnose   `bptt diagnose` on a state dict and an input file, and each part of the diagnosis
+             (diagnose.py)
 
 Every library gets the same number of threads, 2 unless BENCH_THREADS says otherwise. The
 environment variables below are set here, before NumPy, PyTorch or JAX are imported, because

@@ -266,3 +266,59 @@ def test_the_shares_beyond_lags_are_the_truncated_gradients_difference():
             np.sqrt(sum(np.sum(g.params[k] ** 2) for k in names))
         assert d.entries[0]["shares"][10] == pytest.approx(want, rel=1e-10)
         assert d.entries[0]["shares"][100] == 0.0 and d.lags_over == n
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_the_per_step_weight_terms_add_the_flows_terms_of_every_output(kind):
+    """pytorch#1407: step k's term of dE/dW (weight_hh) is the sum over the outputs t of the flow's
+    term (t, k), which bptt.flow builds one output at a time (and its tests check against autograd)."""
+    torch = need("torch")
+    from bptt.frameworks import from_torch
+
+    torch.manual_seed(8)
+    rnn, head = getattr(torch.nn, kind)(3, 4, batch_first=True, dtype=torch.float64), torch.nn.Linear(4, 3, dtype=torch.float64)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn, self.head = rnn, head
+
+        def forward(self, x):
+            return self.head(self.rnn(x)[0])
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(1, 12, 3)), rng.integers(0, 3, (1, 12))
+
+    def loss_fn(out):
+        return torch.nn.functional.cross_entropy(out.reshape(-1, 3), torch.from_numpy(y).reshape(-1), reduction="sum")
+    d = bptt.diagnose(Net(), rnn, torch.from_numpy(X), loss_fn)
+    fl = bptt.flow(from_torch(rnn, head), X[0], y[0])
+    want = np.linalg.norm(sum(fl.terms("W", t) for t in range(12)), axis=(1, 2))
+    np.testing.assert_allclose(d.entries[0]["terms"], want, rtol=1e-10)
+
+
+def test_keras_embedding_two_bidirectional_lstms_attention_pooling():
+    keras, tf = _keras()
+    keras.utils.set_random_seed(2)
+    V, T, N, f64 = 15, 11, 4, "float64"
+    inp = keras.Input((T,), dtype="int32")
+    e = keras.layers.Embedding(V, 5, dtype=f64)(inp)
+    lstm1 = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True, dtype=f64), dtype=f64)
+    lstm2 = keras.layers.Bidirectional(keras.layers.LSTM(3, return_sequences=True, dtype=f64), dtype=f64)
+    h = lstm2(lstm1(e))
+    scores = keras.layers.Dense(1, dtype=f64)(h)  # attention pooling: softmax over the steps
+    weights = keras.layers.Softmax(axis=1, dtype=f64)(scores)
+    pooled = keras.layers.Dot(axes=1, dtype=f64)([weights, h])
+    model = keras.Model(inp, keras.layers.Dense(3, dtype=f64)(keras.layers.Flatten(dtype=f64)(pooled)))
+    x, y = np.random.default_rng(2).integers(0, V, (N, T)), np.array([0, 1, 2, 1])
+
+    def loss_fn(out):
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, out)
+
+    d = bptt.diagnose(model, [lstm1, lstm2], x, loss_fn)
+    with tf.GradientTape() as tape:
+        loss = loss_fn(model(x))
+    ws = lstm1.trainable_weights + lstm2.trainable_weights
+    for w, g in zip(ws, tape.gradient(loss, ws)):
+        g = g.numpy()
+        assert np.max(np.abs(d.grads[w.path] - g)) <= 1e-10 * np.max(np.abs(g)), w.path
+    assert len(d.grads) == len(ws) == 12 and len(d.entries) == 4

@@ -38,11 +38,11 @@ from conftest import need
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["README.md", "docs/engine.md", "docs/frameworks.md", "docs/analysis.md", "docs/training.md",
          "docs/sweeps.md", "docs/approx.md", "docs/performance.md", "docs/security.md", "docs/memory.md",
-         "docs/cures.md"]
+         "docs/diagnose.md", "docs/cures.md"]
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.S | re.M)
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 LINKED = ["data", "sweeps", "experiments", "examples"]
-WRITTEN = ["runs", "report.html", "report-quick.html", "explorer.html"]  # what .gitignore keeps out of git
+WRITTEN = ["runs", "report.html", "report-quick.html", "explorer.html", "diagnosis.html"]  # what .gitignore keeps out of git
 CORPUS_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 
 

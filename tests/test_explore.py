@@ -218,9 +218,13 @@ def test_page_engine_equals_bptt_on_lstm_and_gru(browser, cell, reset_after):
 def _drawn_options(cell, rng):
     """Options of a random model of this cell, drawn among those its random model takes (the
     registry's Cell.options): biases or none, the GRU's reset gate before or after, the LRU's
-    normalisation, a ring of eigenvalues, larger weights."""
+    normalisation, a ring of eigenvalues, larger weights, the coRNN's damping form and its dt,
+    gamma, eps around the authors' sMNIST and adding-problem values."""
     takes = bptt.cells.get(cell).options()
-    opts = {k: bool(rng.random() < 0.5) for k in ("bias", "normalise", "reset_after") if k in takes}
+    opts = {k: bool(rng.random() < 0.5) for k in ("bias", "normalise", "reset_after", "implicit") if k in takes}
+    for k, lo, hi in (("dt", 0.01, 0.2), ("gamma", 0.0, 70.0), ("eps", 0.0, 16.0)):
+        if k in takes:
+            opts[k] = float(rng.uniform(lo, hi))
     if "r_min" in takes:
         lo, hi = np.sort(rng.uniform(0, 1, 2))
         opts.update(r_min=float(lo), r_max=float(hi))
@@ -229,17 +233,13 @@ def _drawn_options(cell, rng):
     return opts
 
 
-@pytest.mark.parametrize("cell", BUILT_IN)
-def test_page_engine_equals_bptt_on_every_registered_cell(browser, cell):
-    """bpttExplorer.flow({cell, parameters by name, ...}) against bptt.flow and bptt.gradients on
-    random configurations: sizes, ids or dense inputs, unscored steps, h0 (and c0) or none."""
-    driver, _ = browser
-    assert cell in driver.execute_script("return bpttExplorer.cells;")
-    rng = np.random.default_rng(sum(map(ord, cell)))
-    for case in range(5):
+def _agrees(driver, cell, rng, cases, **fixed):
+    """bpttExplorer.flow on `cases` random models of the cell (their options drawn, then `fixed`)
+    equals bptt.flow and bptt.gradients: loss, dE_ds (and dE_dc), every gradient, h0 (and c0)."""
+    for case in range(cases):
         H, D, O = (int(v) for v in rng.integers(1, 7, 3))
         T = int(rng.integers(1, 13))
-        m = bptt.random_model(cell, H, D, O, seed=rng, **_drawn_options(cell, rng))
+        m = bptt.random_model(cell, H, D, O, seed=rng, **{**_drawn_options(cell, rng), **fixed})
         x = rng.normal(size=(T, D)) if case % 2 else rng.integers(0, D, T)
         y = rng.integers(0, O, T)
         y[rng.random(T) < 0.2] = -1  # unscored steps
@@ -260,6 +260,41 @@ def test_page_engine_equals_bptt_on_every_registered_cell(browser, cell):
         for k in m.params:
             assert rel(got["grads"][k], getattr(g, k)) <= TOL, (label, k)
         assert rel(got["h0"], g.h0) <= TOL, label
+
+
+@pytest.mark.parametrize("cell", BUILT_IN)
+def test_page_engine_equals_bptt_on_every_registered_cell(browser, cell):
+    """bpttExplorer.flow({cell, parameters by name, ...}) against bptt.flow and bptt.gradients on
+    random configurations: sizes, ids or dense inputs, unscored steps, h0 (and c0) or none."""
+    driver, _ = browser
+    assert cell in driver.execute_script("return bpttExplorer.cells;")
+    _agrees(driver, cell, np.random.default_rng(sum(map(ord, cell))), 5)
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_page_engine_equals_bptt_on_both_of_the_cornn_s_damping_forms(browser, implicit):
+    """The paper's implicit damping and the authors' code's explicit one, each with drawn dt, gamma,
+    eps (the page's flow takes the settings by the library's names)."""
+    driver, _ = browser
+    _agrees(driver, "cornn", np.random.default_rng(31 + implicit), 6, implicit=implicit)
+
+
+def test_page_engine_takes_the_cornn_s_settings_and_refuses_a_bad_one(browser):
+    driver, _ = browser
+    m = bptt.random_model("cornn", 3, 2, 2, seed=0)
+    p = _payload(m, [0, 1], [1, 0], None, cell="cornn")
+    default = driver.execute_script("return bpttExplorer.flow(arguments[0]).loss;", p)
+    assert abs(default - bptt.gradients(m, [0, 1], [1, 0])[0]) <= TOL * default  # dt, gamma, eps left out: the defaults
+    with pytest.raises(Exception, match="the cornn cell's dt must be a finite number"):
+        driver.execute_script("return bpttExplorer.flow(arguments[0]);", {**p, "dt": "0.1"})
+    with pytest.raises(Exception, match="the cornn cell's implicit must be a boolean"):
+        driver.execute_script("return bpttExplorer.flow(arguments[0]);", {**p, "implicit": 1})
+    for k, v in (("cell", "cornn"), ("dt", 0.2), ("gamma", 10), ("eps", 1)):  # gamma dt = 2 eps: no bound
+        _set(driver, k, v)
+    view = driver.execute_script("return bpttExplorer.view;")
+    assert view["stepBound"] is None and "needs implicit damping, gamma > 0 and gamma dt < 2 eps" in view["reason"]
+    assert driver.execute_script("return bpttExplorer.current().settings;") == {"dt": 0.2, "gamma": 10, "eps": 1,
+                                                                               "implicit": True}
 
 
 def test_page_engine_refuses_a_parameter_of_the_wrong_size(browser):
@@ -322,7 +357,7 @@ def _shown(cell):
 def test_the_views_show_the_library_numbers_of_the_network_on_display(browser, cell):
     driver, _ = browser
     for k, v in (("cell", cell), ("H", 6), ("T", 30), ("t", 25), ("K", 7), ("rho", 1.2), ("r_min", 0.3),
-                 ("r_max", 0.97)):
+                 ("r_max", 0.97), ("dt", 0.1), ("gamma", 8.5), ("eps", 3.2)):
         _set(driver, k, v)
     net = driver.execute_script("return bpttExplorer.current();")
     view = driver.execute_script("return bpttExplorer.view;")
@@ -360,6 +395,13 @@ def test_the_views_show_the_library_numbers_of_the_network_on_display(browser, c
         assert view["verdict"] == bptt.theory.theory(m).verdict == "vanishing"
     else:
         assert view["verdict"] == bptt.theory.theory(m).verdict == bptt.theory.GATED_VERDICT
+    try:  # the cell's bound on every step's Jacobian (the coRNN's), as its bounds() gives it, where it has one
+        growth = m.cell.bounds(m)[2] if hasattr(m.cell, "bounds") else None
+    except ValueError:  # its assumptions fail
+        growth = None
+    assert (view["stepBound"] is None) == (growth is None), cell
+    if growth is not None:
+        assert abs(view["stepBound"] - growth) <= 1e-9 * growth, cell
     ring = "r_min" in described.options()  # a diagonal linear recurrence with its eigenvalues on a ring
     assert (view["envelope"] is not None) == ring
     if ring:  # min|lambda|, max|lambda|: the one-step Jacobian's singular values, by the library
@@ -396,15 +438,16 @@ def _applies(cell):
     described = bptt.cells.get(cell)
     w = any(p.role == "recurrent" for p in described.params.values())
     ring = "r_min" in described.options()
-    return {"rho": w, "init": w, "activation": "activation" in described.settings, "r_min": ring, "r_max": ring}
+    return {"rho": w, "init": w, "activation": "activation" in described.settings, "r_min": ring, "r_max": ring,
+            **{k: k in described.settings for k in ("dt", "gamma", "eps")}}
 
 
 def test_for_every_cell_each_control_that_applies_changes_what_is_drawn_and_the_others_are_off(browser):
     driver, _ = browser
     start = {"H": 8, "T": 40, "rho": 0.9, "activation": "tanh", "init": "uniform", "r_min": 0.5, "r_max": 0.95,
-             "inputScale": 1, "seed": 0, "t": 30, "K": 5}
+             "dt": 0.042, "gamma": 2.7, "eps": 4.7, "inputScale": 1, "seed": 0, "t": 30, "K": 5}
     moves = {"H": 12, "T": 50, "rho": 1.5, "activation": "relu", "init": "orthogonal", "r_min": 0.8, "r_max": 0.99,
-             "inputScale": 2.5, "seed": 7, "t": 12, "K": 2}
+             "dt": 0.2, "gamma": 10, "eps": 1, "inputScale": 2.5, "seed": 7, "t": 12, "K": 2}
     for cell in BUILT_IN:
         _set(driver, "cell", cell)
         for k, v in start.items():
@@ -512,6 +555,8 @@ DRAWING_CASES = [  # the issue's cases: Elman identity at rho = 1.5, the lag cha
     {"cell": "rnn", "H": 4, "T": 40, "rho": 0.9, "activation": "identity", "init": "uniform", "seed": 0, "t": 39, "K": 10},
     {"cell": "lru", "H": 8, "T": 30, "r_min": 0.3, "r_max": 0.97, "seed": 1, "t": 20, "K": 4},
     {"cell": "lstm", "H": 8, "T": 30, "seed": 2, "t": 29, "K": 30},
+    {"cell": "cornn", "H": 8, "T": 50, "rho": 1.0, "init": "orthogonal", "dt": 0.06, "gamma": 66, "eps": 15, "seed": 1,
+     "t": 49, "K": 10},  # the authors' adding-problem settings
 ]
 
 

@@ -66,7 +66,7 @@ import bptt
 
 MODULES = ("bptt", "bptt.cells", "bptt.approx", "bptt.approx.online", "bptt.train", "bptt.train.checkpoint",
            "bptt.sweep", "bptt.files", "bptt.tasks", "bptt.frameworks", "bptt.explore", "bptt.report", "bptt.memory",
-           "bptt.scan")
+           "bptt.scan", "bptt.floss")
 EXCLUDED = {
     "bptt.memory.figure": "draws with matplotlib (about a second a figure); tests/test_memory.py and "
                           "tests/test_figures.py draw it",
@@ -79,6 +79,10 @@ EXCLUDED = {
     "bptt.report.build": "computes the whole report (seconds a call)",
     "bptt.report.gather": "computes the whole report (seconds a call)",
     "bptt.report.write_report": "computes the whole report (seconds a call)",
+    "bptt.diagnose": "runs a PyTorch or Keras model (imports the framework, seconds); test_diagnose.py covers it",
+    "bptt.Diagnosis": "made by bptt.diagnose from a framework's model; test_diagnose.py covers it",
+    "bptt.Diagnosis.advice": "a method of a Diagnosis (made by bptt.diagnose); test_diagnose.py covers it",
+    "bptt.Diagnosis.save": "a method of a Diagnosis (made by bptt.diagnose); test_diagnose_page.py covers it",
 }
 METHODS_LEFT_OUT = {  # classes whose methods are an interface the library calls itself, with its own arguments
     "bptt.cells.Cell": "the cell protocol the engine calls (test_cell_contract.py checks every registered cell)",
@@ -243,6 +247,22 @@ def _comparison():
 
 MODEL_XY = lambda w: dict(model=w.m, x=w.x, y=w.y)  # noqa: E731
 
+def _layer(w, D=None):
+    """A layer (a model without a head) of the world's Elman cell, reading D inputs (the model's)."""
+    U = w.m.U if D is None else np.ones((w.m.H, D)) * 0.1
+    return bptt.Model("rnn", U=U, W=w.m.W, b=w.m.b, head=None)
+
+
+def _stack(w):
+    return bptt.Stack([_layer(w)], w.m.V, w.m.c)
+
+
+def _stack_file(w):
+    path = w.fresh("stack").with_suffix(".npz")
+    _stack(w).save(path)
+    return path
+
+
 # qualified name -> a function of the World giving valid keyword arguments ("_args": positional ones)
 BASE = {
     # bptt
@@ -286,7 +306,14 @@ BASE = {
     "bptt.Theory": lambda w: dict(activation="tanh", gamma=1.0, lambda1=0.9, rho=0.8, verdict="vanishing",
                                   reason="r"),
     "bptt.cliff": lambda w: dict(w=[1.0, 2.0], b=[0.0, 0.5], steps=5),
+    "bptt.Stack": lambda w: dict(layers=[_layer(w), (_layer(w, 3), _layer(w, 3))], V=np.ones((3, 6)), c=np.zeros(3),
+                                 head="softmax"),
     # methods (self by keyword; not fuzzed)
+    "bptt.Stack.astype": lambda w: dict(self=_stack(w), dtype=np.float32),
+    "bptt.Stack.check_finite": lambda w: dict(self=_stack(w)),
+    "bptt.Stack.load": lambda w: dict(path=_stack_file(w)),
+    "bptt.Stack.replace": lambda w: dict(self=_stack(w), W_l0=w.m.W * 0.5, head="mse"),
+    "bptt.Stack.save": lambda w: dict(self=_stack(w), path=w.fresh("s").with_suffix(".npz")),
     "bptt.Model.astype": lambda w: dict(self=w.m, dtype=np.float32),
     "bptt.Model.check_finite": lambda w: dict(self=w.m),
     "bptt.Model.load": lambda w: dict(path=w.model_file),
@@ -320,6 +347,14 @@ BASE = {
     "bptt.train.TrainConfig.model_options": lambda w: dict(self=dataclasses.replace(w.cfg)),
     "bptt.train.TrainConfig.to_dict": lambda w: dict(self=dataclasses.replace(w.cfg)),
     "bptt.train.TrainConfig.validate": lambda w: dict(self=dataclasses.replace(w.cfg)),
+    "bptt.train.TrainConfig.stacked": lambda w: dict(self=dataclasses.replace(w.cfg, layers=2)),
+    "bptt.random_stack": lambda w: dict(cell="lstm", hidden=2, inputs=3, outputs=3, layers=2, bidirectional=True,
+                                        seed=0, head="softmax", forget_bias=1.0),
+    "bptt.load_model": lambda w: dict(path=w.model_file),
+    "bptt.Stack.describe": lambda w: dict(self=bptt.random_stack("gru", 2, 3, 3, layers=2, seed=0)),
+    "bptt.Stack.from_arrays": lambda w: dict(meta=bptt.random_stack("gru", 2, 3, 3, layers=2, seed=0).describe(),
+                                             arrays=dict(bptt.random_stack("gru", 2, 3, 3, layers=2, seed=0).params),
+                                             path="stack.npz"),
     "bptt.sweep.Spec.points": lambda w: dict(self=w.spec),
     "bptt.tasks.Vocab.decode": lambda w: dict(self=bptt.tasks.Vocab("abc"), ids=[0, 2]),
     "bptt.tasks.Vocab.encode": lambda w: dict(self=bptt.tasks.Vocab("abc"), text="cab"),
@@ -436,6 +471,11 @@ BASE = {
     # bptt.explore
     "bptt.explore.asset": lambda w: dict(name="engine.js"),
     "bptt.explore.cells_json": lambda w: {},
+    # bptt.floss
+    "bptt.floss.supported": lambda w: {},
+    "bptt.floss.exponents": lambda w: dict(model=w.m, x=w.x, h0=None, burn_in=1),
+    "bptt.floss.exponent_grads": lambda w: dict(model=w.m, x=w.x, cotangent=np.ones((1, 3)), h0=None, burn_in=1),
+    "bptt.floss.flossing": lambda w: dict(model=w.lstm, x=w.x, k=2, h0=None, burn_in=0),
     # bptt.memory
     "bptt.memory.recurrent_names": lambda w: dict(model=w.lru),
     "bptt.memory.sensitivity": lambda w: dict(model=w.lru, x=w.x, y=w.y, h0=np.zeros(4), params=["nu_log"]),

@@ -140,8 +140,8 @@ def test_refusals_are_one_line():
         bptt.gradients(stack, [0, 1], [1, 0], backend="fast")
     with pytest.raises(ValueError, match="no parameter Q_l0"):
         stack.replace(Q_l0=1)
-    with pytest.raises(TypeError, match="one-layer bptt model"):
-        bptt.flow(stack, [0, 1], [1, 0]) if not hasattr(bptt.stack, "flow") else bptt.cliff(stack)
+    with pytest.raises(TypeError, match="one-layer bptt model"):  # what takes one layer says so
+        bptt.analyse_batch(stack, np.array([[0, 1]]), np.array([[1, 0]]), progress=False)
 
 
 def test_pytorch_dropout_and_projection_are_refused_or_said():

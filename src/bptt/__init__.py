@@ -2,7 +2,8 @@
 
 Every registered cell's model class is an attribute by its name: bptt.RNN, and bptt.LSTM,
 bptt.GRU and the rest of bptt.cells.names() (bptt.model.model_class). bptt.memory (the curse of
-memory: the state's exact sensitivities, the closed forms) is imported on first use.
+memory: the state's exact sensitivities, the closed forms) and bptt.floss (Lyapunov exponents'
+exact gradient, gradient flossing) are imported on first use.
 """
 from . import cells
 from .batch import analyse_batch
@@ -11,7 +12,7 @@ from .backend import backward, forward, gradients, loss
 from .core import Grads, Trace
 from .diagnosis import Diagnosis, diagnose
 from .flow import Flow, flow
-from .stack import Stack
+from .stack import Stack, load_model, random_stack
 from .frameworks import compare
 from .spectra import jacobian_spectrum, lyapunov
 from .theory import Theory, cliff
@@ -22,9 +23,9 @@ __version__ = "0.1.0"
 __all__ = ["cells", "Model", "RNN", "random_model", "random_rnn", "random_gated", "Trace", "Grads", "flow", "Flow",
            "forward", "backward", "gradients", "loss", "check", "CheckReport", "compare", "seed_example",
            "uniform", "normal", "orthogonal", "identity", "spectral_radius", "with_spectral_radius",
-           "analyse_batch", "jacobian_spectrum", "lyapunov", "Theory", "cliff", "memory", "Stack", "diagnose",
-           "Diagnosis"]
-LAZY = ("memory",)  # submodules imported on first use
+           "analyse_batch", "jacobian_spectrum", "lyapunov", "Theory", "cliff", "memory", "Stack", "random_stack",
+           "load_model", "diagnose", "Diagnosis", "floss"]
+LAZY = ("memory", "floss")  # submodules imported on first use
 
 
 def __getattr__(name):

@@ -2,7 +2,9 @@
 
 Every derivative here is a function of the output alone (1 - s**2 for tanh, s(1 - s) for
 sigmoid, [s > 0] for relu, 1 for identity), so the backward pass needs only the states the
-forward pass kept. gamma is max |f'|, the constant of Pascanu, Mikolov & Bengio (2013).
+forward pass kept; so is the second derivative f'' (-2 s (1 - s**2), s (1 - s)(1 - 2 s), and 0
+for relu, identity and modrelu, whose f' is constant between kinks), which the derivative of
+the step Jacobian diag(f'(z)) W needs (bptt.floss). gamma is max |f'|, the constant of Pascanu, Mikolov & Bengio (2013).
 
 modReLU (Arjovsky, Shah & Bengio 2016) has a trainable bias b per unit: for real z,
     modrelu(z, b) = sign(z) relu(|z| + b),
@@ -27,6 +29,7 @@ class Activation(NamedTuple):
     f: Callable[[np.ndarray], np.ndarray]
     df_from_output: Callable[[np.ndarray], np.ndarray]  # f'(z) written in s = f(z)
     gamma: float  # max over z of |f'(z)|
+    d2f_from_output: Callable[[np.ndarray], np.ndarray] | None = None  # f''(z) written in s = f(z)
 
 
 def _sigmoid(z):
@@ -36,10 +39,11 @@ def _sigmoid(z):
 
 
 ACTIVATIONS = {
-    "tanh": Activation("tanh", np.tanh, lambda s: 1.0 - s * s, 1.0),
-    "sigmoid": Activation("sigmoid", _sigmoid, lambda s: s * (1.0 - s), 0.25),
-    "relu": Activation("relu", lambda z: np.maximum(z, 0), lambda s: (s > 0).astype(s.dtype), 1.0),
-    "identity": Activation("identity", lambda z: z.copy(), np.ones_like, 1.0),
+    "tanh": Activation("tanh", np.tanh, lambda s: 1.0 - s * s, 1.0, lambda s: -2.0 * s * (1.0 - s * s)),
+    "sigmoid": Activation("sigmoid", _sigmoid, lambda s: s * (1.0 - s), 0.25,
+                          lambda s: s * (1.0 - s) * (1.0 - 2.0 * s)),
+    "relu": Activation("relu", lambda z: np.maximum(z, 0), lambda s: (s > 0).astype(s.dtype), 1.0, np.zeros_like),
+    "identity": Activation("identity", lambda z: z.copy(), np.ones_like, 1.0, np.zeros_like),
 }
 
 
@@ -48,7 +52,8 @@ def modrelu(z, b):
     return np.sign(z) * np.maximum(np.abs(z) + b, 0)
 
 
-WITH_BIAS = {"modrelu": Activation("modrelu", lambda z: z.copy(), lambda s: (s != 0).astype(s.dtype), 1.0)}
+WITH_BIAS = {"modrelu": Activation("modrelu", lambda z: z.copy(), lambda s: (s != 0).astype(s.dtype), 1.0,
+                                   np.zeros_like)}
 
 
 def names() -> tuple:

@@ -20,6 +20,7 @@ COMMANDS = {
     "report": "bptt.commands.report",
     "approx": "bptt.commands.approx",
     "explore": "bptt.commands.explore",
+    "diagnose": "bptt.commands.diagnose",
 }
 
 

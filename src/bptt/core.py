@@ -208,20 +208,22 @@ def step(trace, t):
 def backprop(trace, dH, t0=0, t1=None, d=None, seen=None):
     """The backward recurrence over steps t1-1 down to t0 (full BPTT between them).
 
-    dH (T, N, H): dE_t/dh_t, the error each output puts on its own step's hidden output; only the
-    rows t0..t1-1 are read. d: the error arriving at state_{t1-1} from beyond (zeros if None).
+    dH (T, N, H): dE_t/dh_t, the error each output puts on its own step's hidden output; or a tuple
+    like the state of (T, N, .) arrays, an error put on every entry of state_t (bptt.floss's); only
+    the rows t0..t1-1 are read. d: the error arriving at state_{t1-1} from beyond (zeros if None).
     Returns (dA, dR, d): dA, dR (t1-t0, N, G) the errors of each step's input and recurrent parts
     (Elman: delta_t, twice) and d, the error at state_{t0-1} (a tuple like the state). seen: a list
     to which the whole error dE/d state_t of every step is appended, from t1-1 down.
     """
     t1 = trace.inputs.T if t1 is None else t1
     cell, model = trace.model.cell, trace.model
-    lead = dH.shape[1:-1]  # (N,), or (..., N) with extra leading axes (many outputs' errors at once)
+    lead = (dH[0] if isinstance(dH, tuple) else dH).shape[1:-1]  # (N,), or (..., N) with extra leading axes
     d = tuple(np.zeros(lead + s.shape[-1:], dtype=s.dtype) for s in trace.cell_states) if d is None else d
     dA, dR = [], []
     with np.errstate(over="ignore", invalid="ignore"):
         for t in range(t1 - 1, t0 - 1, -1):
-            d = (d[0] + dH[t],) + d[1:]  # dE/dh_t: from output t, and from step t + 1
+            d = tuple(a + e[t] for a, e in zip(d, dH)) if isinstance(dH, tuple) else \
+                (d[0] + dH[t],) + d[1:]  # dE/dh_t: from output t, and from step t + 1
             if seen is not None:
                 seen.append(d)
             da, dr, d = cell.step_back(model, *step(trace, t), d)

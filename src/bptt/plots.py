@@ -279,7 +279,7 @@ def cell_lag_curves(models: dict, title="Error size against lag", max_lag=None):
         if lo is not None:
             ax.fill_between(l, lo[:L], hi[:L], color=color, alpha=0.18, lw=0)
         first = value[0] if isinstance(value, (list, tuple)) else value
-        if first.dE_dc is not None:
+        if first.dE_dc is not None and first.trace.model.cell.memory:  # a cell state of its own (LSTM)
             c, _, _, _ = _curve(value, "c_mean")
             ax.plot(l[1:], c[1:L], color=color, lw=1.2, ls="--", label=f"{name}: cell state c")
     ax.set_yscale("log")

@@ -194,18 +194,31 @@ class Stack:
         """Write the stack to an .npz file (arrays + JSON metadata, no pickles), atomically."""
         from .files import write_atomic
 
-        meta = json.dumps({"format": FORMAT, "head": self.head,
-                           "layers": [{"cell": pair[0].cell.name, "directions": len(pair), **pair[0].cell.values}
-                                      for pair in self.layers]})
+        meta = json.dumps({"format": FORMAT, **self.describe()})
         write_atomic(Path(path), lambda f: np.savez(f, meta=np.array(meta), **self.params))
+
+    def describe(self) -> dict:
+        """The stack's structure as JSON-ready data: {"head", "layers": [{"cell", "directions",
+        settings...}, ...]}, what save writes next to the arrays (and checkpoints keep)."""
+        return {"head": self.head, "layers": [{"cell": pair[0].cell.name, "directions": len(pair),
+                                               **pair[0].cell.values} for pair in self.layers]}
 
     @classmethod
     def load(cls, path):
         """Read a stack written by `save` (allow_pickle=False)."""
-        from . import cells
-
         arrays = validate.read_npz(path, "stack file")
         meta = _meta(arrays.pop("meta", None), path)
+        return cls.from_arrays(meta, arrays, path)
+
+    @classmethod
+    def from_arrays(cls, meta, arrays, path):
+        """A stack from describe()'s data and its arrays by flat name; path names the file in errors."""
+        from . import cells
+
+        meta = check_description(meta, path)
+        if not isinstance(arrays, dict):
+            raise TypeError(f"arrays must be a dict of arrays by the stack's flat names, got {show(arrays)}")
+        arrays = dict(arrays)
         layers = []
         for i, spec in enumerate(meta["layers"]):
             if not isinstance(spec, dict) or not isinstance(spec.get("directions"), int) \
@@ -237,8 +250,15 @@ def _meta(meta_arr, path) -> dict:
         meta = json.loads(str(meta_arr))
     except (ValueError, RecursionError) as e:
         raise ValueError(f"{path}: 'meta' is not valid JSON ({str(e)[:80]})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("layers"), list) \
-            or not meta["layers"] or meta.get("head") not in HEADS:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: 'meta' is not a {FORMAT} description (format, head, layers)")
+    return check_description(meta, path)
+
+
+def check_description(meta, path) -> dict:
+    """meta when it is a stack's describe() data (head, a non-empty list of layers); else a ValueError."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("layers"), list) or not meta["layers"] \
+            or not isinstance(meta.get("head"), str) or meta["head"] not in HEADS:
         raise ValueError(f"{path}: 'meta' is not a {FORMAT} description (format, head, layers)")
     return meta
 
@@ -269,6 +289,18 @@ class StackTrace:
                  doc="the top layer's outputs, what the head reads: (T, out) or (N, T, out).")
 
     @property
+    def cell_states(self) -> tuple:
+        """Every layer's states in time order, per entry of the state: (T+1, L, N, H) each (a
+        stream carries state_t of every layer from here). A unidirectional stack's only: a reverse
+        direction's state at step t has read the future (x_t..x_{T-1})."""
+        if any(len(pair) > 1 for pair in self.layers):
+            raise ValueError("a bidirectional stack has no state to carry forward in time: its reverse "
+                             "direction's state at step t has read the inputs after t")
+        traces = [pair[0] for pair in self.layers]
+        return tuple(np.stack([tr.cell_states[i] for tr in traces], axis=1)
+                     for i in range(len(traces[0].cell_states)))
+
+    @property
     def final(self):
         """Each layer and direction's last state (PyTorch's h_n): (L * directions, [N,] H), and for
         a cell with a memory the pair (h_n, c_n)."""
@@ -276,6 +308,55 @@ class StackTrace:
                  for pair in self.layers for tr in pair]
         stacked = tuple(_stack([p[i] for p in parts]) for i in range(len(parts[0])))
         return stacked[0] if len(stacked) == 1 else stacked
+
+
+def random_stack(cell, hidden, inputs, outputs, *, layers=2, bidirectional=False, seed, head="softmax",
+                 dtype=np.float64, **init):
+    """A random Stack: `layers` layers of the registered cell, each of H = hidden units per
+    direction (two directions when bidirectional), D = inputs, O = outputs.
+
+    Every layer and direction is drawn by the cell's own init (bptt.random_model's, with the same
+    options, e.g. forget_bias=1.0, std=0.1), in Stack.entries' order from one generator; layer
+    k > 0 reads the layer below's outputs (out(H) per direction). The head is the top layer's own
+    init's V and c (one-layer models draw them that way); a bidirectional top layer's V is
+    [V of the forward draw, V of the reverse draw] side by side, c the forward draw's.
+    seed: an int or an np.random.Generator (required).
+    """
+    from .model import random_model
+    from .validate import integer, rng as validate_rng
+
+    layers, H = integer("layers", layers, low=1), integer("hidden", hidden, low=1)
+    if not isinstance(bidirectional, (bool, np.bool_)):
+        raise ValueError(f"bidirectional must be True or False, got {show(bidirectional)}")
+    validate.too_big(f"a stack of {layers} layers of H = {H}", layers * (1 + bool(bidirectional)) * H * H)
+    rng = validate_rng(seed)
+    built, V, c, width = [], [], None, inputs
+    for k in range(layers):
+        pair = []
+        for j in range(1 + bool(bidirectional)):
+            m = random_model(cell, hidden, width, outputs, seed=rng, head=head, dtype=dtype, **init)
+            pair.append(model_class(type(m.cell))(**{n: a for n, a in m.params.items() if n not in ("V", "c")},
+                                            **m.cell.values, head=None))
+            if k == layers - 1:
+                V.append(m.V)
+                c = m.c if j == 0 else c
+        width = pair[0].cell.out(pair[0].H) * len(pair)
+        built.append(tuple(pair))
+    return Stack(built, np.concatenate(V, axis=1), c, head)
+
+
+def load_model(path):
+    """The network in a file that Model.save or Stack.save wrote: a Model or a Stack."""
+    arrays = validate.read_npz(path, "model file")
+    meta = arrays.get("meta")
+    try:
+        described = json.loads(str(meta)) if meta is not None and meta.shape == () and meta.dtype.kind == "U" else None
+    except (ValueError, RecursionError):
+        described = None
+    if isinstance(described, dict) and described.get("format") == FORMAT:
+        return Stack.from_arrays(check_description(described, path), {k: a for k, a in arrays.items() if k != "meta"},
+                                 path)
+    return Model.load(path)
 
 
 def _in_time(a, j):
@@ -495,4 +576,4 @@ def layer_names(stack) -> list:
     return [f"layer {k}{' (reverse)' if j else ''}" for k, j, _ in stack.entries]
 
 
-__all__ = ["Stack", "StackTrace", "forward", "backward", "gradients", "loss"]
+__all__ = ["Stack", "StackTrace", "random_stack", "load_model", "forward", "backward", "gradients", "loss"]

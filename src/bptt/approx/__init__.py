@@ -8,7 +8,8 @@ Grads) with .params by the model's names, .h0 (and .c0 for an LSTM), or a measur
                               from one pass over the terms; lag_table: the gradient split by lag;
                               tbptt_gradient: TBPTT(k1, k2)'s gradient with fixed weights;
                               compare: relative error and cosine per parameter; smallest_window
-    forward mode              rtrl: real-time recurrent learning, exact (influence.py);
+    forward mode              rtrl: real-time recurrent learning, exact (influence.py; through
+                              the layers of a unidirectional bptt.Stack: stacked.py);
                               snap(order=n): SnAp-n, the influence matrix on a sparse pattern
     unbiased estimate         uoro(seed=...): UORO's rank-one estimate; uoro_samples: many at once
     online learning           online.train: weights updated every step, the state carried
@@ -18,7 +19,8 @@ the recurrent parameters and the initial state. Each module states its conventio
 """
 from .bias import (Agreement, Curve, LagTable, compare, lag_table, rule_gradient, smallest_window, tbptt_gradient,
                    window_curve)
-from .influence import rtrl, snap
+from .influence import snap
+from .stacked import rtrl
 from .uoro import uoro, uoro_samples
 from . import online  # noqa: E402 (after uoro: online takes the UORO class from its module)
 

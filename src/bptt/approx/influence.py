@@ -409,6 +409,15 @@ def run(model, x, y, method, *, h0=None, reduction="sum") -> Run:
     return Run(model, float(loss), head, lay, g, g0, xin.batched)
 
 
+def refuse_stack(model, what) -> None:
+    """A ValueError for a bptt.Stack given to a method that has no form for it (SnAp, UORO)."""
+    from ..stack import Stack
+
+    if isinstance(model, Stack):
+        raise ValueError(f"{what} is defined here for one layer, not for a bptt.Stack: approx.rtrl takes a "
+                         "unidirectional stack (exact), bptt.gradients any stack")
+
+
 def to_grads(r: Run, g=None, g0=None, *, x=None, h0=None) -> core.Grads:
     """A Grads shaped like bptt.gradients' from a run (g (P,) and g0 (N, S) given or the run's): the
     head's gradients exact, the recurrent ones from g, h0 (and c0) from g0. Not finite: a
@@ -430,6 +439,7 @@ def to_grads(r: Run, g=None, g0=None, *, x=None, h0=None) -> core.Grads:
 def rtrl(model, x, y, *, h0=None, reduction="sum"):
     """Real-time recurrent learning (Williams & Zipser 1989): (loss, Grads) like bptt.gradients,
     computed forward in time by carrying the influence matrix. Equals BPTT for fixed weights.
+    model: a one-layer model (bptt.approx.rtrl, approx.stacked's, takes a stack too).
 
     x: ids (T,) / (N, T) or dense (T, D) / (N, T, D); y: targets as for bptt.gradients.
     Cost per step and sequence: O(S^2 P) time, O(S P) memory (see the module's notes).
@@ -442,6 +452,7 @@ def rtrl(model, x, y, *, h0=None, reduction="sum"):
 def snap(model, x, y, order=1, *, h0=None, reduction="sum"):
     """SnAp-n (order=n): (loss, Grads) like bptt.gradients, from the influence matrix kept on the
     entries reachable within n steps (see SnAp). The head's gradients are exact."""
+    refuse_stack(model, "SnAp (its sparsity pattern)")
     method = SnAp(order)  # checks the order
     r = run(model, x, y, SnAp1() if method.order == 1 else method, h0=h0, reduction=reduction)
     return r.loss, to_grads(r, x=x, h0=h0)

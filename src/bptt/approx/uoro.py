@@ -84,6 +84,7 @@ def uoro_samples(model, x, y, samples, *, seed, h0=None, reduction="sum"):
     """`samples` independent UORO estimates of the gradient over one sequence (or batch) with fixed
     weights: (loss, Grads) whose every array has a leading axis of length samples (the head's V and
     c, exact, repeated). seed: an int or an np.random.Generator for the random signs."""
+    influence.refuse_stack(model, "UORO (its rank-one estimate of one layer's influence)")
     r = influence.run(model, x, y, UORO(seed, samples), h0=h0, reduction=reduction)
     grads = influence.to_grads(r, x=x, h0=h0)  # every array with a leading axis K
     params = {k: v if k in r.lay.names else np.broadcast_to(v, (samples,) + v.shape) for k, v in grads.params.items()}

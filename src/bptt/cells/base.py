@@ -142,6 +142,11 @@ class Cell:
         """The number of hidden outputs the head reads (V's columns): the state's first entry."""
         return self.state_sizes(H)[0]
 
+    def uses(self, name) -> bool:
+        """Whether these settings use the optional parameter `name` (all by default; the Elman
+        cell's bm belongs to activation "modrelu" alone): what a random draw with biases includes."""
+        return True
+
     def check_params(self, arrays) -> None:
         """Refuse, with a ValueError, a set of parameters (name -> array, optional ones absent) that
         this cell's settings cannot use; the model calls it once its arrays are checked. None by
@@ -161,7 +166,7 @@ class Cell:
         params = {n: draw(sizes(p.shape, D, H)) for n, p in self.params.items() if not p.optional}
         params["V"] = draw((O, self.out(H)))
         if bias:
-            params.update({n: draw(sizes(p.shape, D, H)) for n, p in self.params.items() if p.optional})
+            params.update({n: draw(sizes(p.shape, D, H)) for n, p in self.params.items() if p.optional and self.uses(n)})
             params["c"] = draw((O,))
         return params
 
@@ -214,6 +219,20 @@ class Cell:
                   zip(np.split(eye, np.cumsum(sizes_)[:-1], axis=-1), state))
         _, _, prev_err = self.step_back(m, prev, state, cache, d)
         return np.moveaxis(np.concatenate(prev_err, axis=-1), 0, -2)  # (N, S, S)
+
+    def jacobian_back(self, m, prev, state, cache, G):
+        """The vector-Jacobian product of the step Jacobian A_t = d state_t / d state_{t-1} (jacobian's),
+        for a loss L that depends on A_t: G = dL/dA_t (N, S, S) -> (d_a, d_r, d_prev, direct):
+            d_a     dL/da_t through A_t, (N, G): the input part's error, as step_back's d_a
+            d_r     the error of the recurrent part through A_t, (N, G), as step_back's d_r
+                    (dW = sum_t d_r_t h_{t-1}^T, dbh = sum_t d_r_t)
+            d_prev  dL/d state_{t-1} through A_t along every path (the recurrent part's included):
+                    a tuple like the state, (N, H) each
+            direct  {name: array of the parameter's shape}: dL through the parameters' own
+                    appearance in A_t (an Elman cell's W in diag(f'(z_t)) W), summed over the batch
+        It is the second derivative of the step, so it is the cell's own; bptt.floss (the gradient
+        of Lyapunov exponents) takes the cells that have it and refuses the others."""
+        raise NotImplementedError(f"the {self.name} cell has no derivative of its step Jacobian (jacobian_back)")
 
     def path_lines(self, t) -> list:
         """Lines of text for Flow.explain on how this cell's step sends the error back (a cell with

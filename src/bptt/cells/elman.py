@@ -46,6 +46,9 @@ class Elman(Cell):
         super().__init__(**settings)
         self.f = activations.get(self.activation)  # checks the name
 
+    def uses(self, name):
+        return name != "bm" or self.activation == "modrelu"
+
     def check_params(self, arrays):
         if "bm" in arrays and self.activation != "modrelu":
             raise ValueError(f"bm is the bias of activation 'modrelu'; this model's activation is "
@@ -104,6 +107,14 @@ class Elman(Cell):
         """ds_t/ds_{t-1} = diag(f'(z_t)) W: (N, H, H)."""
         (s,) = state
         return self.f.df_from_output(s)[..., :, None] * m.W
+
+    def jacobian_back(self, m, prev, state, cache, G):
+        """G = dL/dA_t (N, H, H) for A_t = diag(f'(z_t)) W: dL/dz_t = f''(z_t) * sum_j G_ij W_ij (N, H),
+        the error of a_t and of the recurrent part alike; dL/ds_{t-1} = dL/dz_t W; W's own part
+        sum_n diag(f'(z_t)) G (H, H). f' and f'' from s_t (bptt.activations)."""
+        (s,) = state
+        dz = np.einsum("nij,ij->ni", G, m.W) * self.f.d2f_from_output(s)  # (N, H)
+        return dz, dz, (dz @ m.W,), {"W": np.einsum("ni,nij->ij", self.f.df_from_output(s), G)}
 
 
 register(Elman)

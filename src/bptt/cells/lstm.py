@@ -71,5 +71,38 @@ class LSTM(Cell):
                                 dh * tc * o * (1 - o)], axis=-1)  # (..., N, 4H): dE/d[i, f, g, o] pre-activations
         return d_pre, d_pre, (d_pre @ m.W, dc * f)
 
+    def jacobian_back(self, m, prev, state, cache, G):
+        """G = dL/dA_t (N, 2H, 2H), A_t's blocks (rows h_t, c_t; columns h_{t-1}, c_{t-1}):
+            dc/dh' = K = sum over the gates b of diag(k_b) W_b,  k = (g i', c' f', i g') for (i, f, g)
+            dc/dc' = diag(f);  dh/dh' = diag(o tau') K + diag(tau o') W_o;  dh/dc' = diag(o tau' f)
+        with c' = c_{t-1}, tau = tanh c_t, x' = x (1 - x) for a sigmoid gate and 1 - x^2 for g and
+        tau. Back through K, the diagonals, then c_t = f c' + i g and the gates' pre-activations:
+        (d_pre, d_pre, (d_pre W, dL/dc'), {"W": W's own part (4H, H)}), d_pre (N, 4H)."""
+        (_, c0), (i, f, g, o, tc) = prev, cache
+        H = c0.shape[-1]
+        Ghh, Ghc, Gch, Gcc = G[:, :H, :H], G[:, :H, H:], G[:, H:, :H], G[:, H:, H:]
+        Wi, Wf, Wg, Wo = (m.W[k * H:(k + 1) * H] for k in range(4))
+        di, df, dg, do, dtc = i * (1 - i), f * (1 - f), 1 - g * g, o * (1 - o), 1 - tc * tc  # (N, H) each
+        kappa = (g * di, c0 * df, i * dg)  # dc/d(pre) of the gates i, f, g
+        K = sum(k[..., :, None] * Wb for k, Wb in zip(kappa, (Wi, Wf, Wg)))  # (N, H, H): dc/dh'
+        beta, gamma = o * dtc, tc * do  # dh/dc and dh/d(pre_o)
+        Kbar = beta[..., :, None] * Ghh + Gch  # dL/dK
+        dWi, dWf, dWg = (np.einsum("ni,nij->ij", k, Kbar) for k in kappa)
+        dWo = np.einsum("ni,nij->ij", gamma, Ghh)
+        rho = [np.einsum("nij,ij->ni", Kbar, Wb) for Wb in (Wi, Wf, Wg)]  # dL/dkappa
+        gbar = np.einsum("nij,ij->ni", Ghh, Wo)  # dL/dgamma
+        dhc, dcc = np.diagonal(Ghc, axis1=1, axis2=2), np.diagonal(Gcc, axis1=1, axis2=2)
+        bbar = np.einsum("nij,nij->ni", Ghh, K) + dhc * f  # dL/dbeta
+        fbar = dhc * beta + dcc + rho[1] * c0 * (1 - 2 * f)
+        obar = bbar * dtc + gbar * tc * (1 - 2 * o)
+        taubar = -2 * bbar * o * tc + gbar * do
+        gbar_ = rho[0] * di - 2 * rho[2] * i * g
+        ibar = rho[0] * g * (1 - 2 * i) + rho[2] * dg
+        cbar = taubar * dtc  # dL/dc_t through tau
+        c0bar = rho[1] * df + cbar * f
+        fbar, ibar, gbar_ = fbar + cbar * c0, ibar + cbar * g, gbar_ + cbar * i
+        d_pre = np.concatenate([ibar * di, fbar * df, gbar_ * dg, obar * do], axis=-1)  # (N, 4H)
+        return d_pre, d_pre, (d_pre @ m.W, c0bar), {"W": np.concatenate([dWi, dWf, dWg, dWo])}
+
 
 register(LSTM)

@@ -14,7 +14,7 @@ def run(args) -> int:
     import json
 
     from ..files import read_json, run_folder
-    from ..model import Model
+    from ..stack import load_model
     from ..train import TrainConfig, checkpoint
     from ..train.loop import build_task
 
@@ -28,7 +28,7 @@ def run(args) -> int:
     else:
         if not (run_dir / "model.npz").is_file():
             raise ValueError(f"{run_dir} has no model.npz (the run did not finish): use --checkpoint")
-        model = Model.load(run_dir / "model.npz")
+        model = load_model(run_dir / "model.npz")  # one layer or a stack
     task = build_task(cfg)
     res = {**task.evaluate(model), "baseline": float(task.baseline)}
     if args.json:

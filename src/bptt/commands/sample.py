@@ -14,13 +14,13 @@ def add_arguments(p):
 
 def run(args) -> int:
     from ..files import run_folder
-    from ..model import Model
+    from ..stack import load_model
     from ..tasks import Vocab, sample
 
     run_dir = run_folder(args.run)
     if not (run_dir / "vocab.json").is_file():
         raise ValueError(f"{run_dir} has no vocab.json: sampling needs a run of a character task (char or reber)")
-    model = Model.load(run_dir / "model.npz")
+    model = load_model(run_dir / "model.npz")  # one layer or a stack
     vocab = Vocab(_chars(run_dir / "vocab.json", model.O))
     text = sample(model, vocab, args.n, seed=args.seed, start=args.start, temperature=args.temperature)
     print((args.start or "") + text)  # the priming text first, then what was drawn after it

@@ -71,6 +71,11 @@ def add_arguments(p):
     p.add_argument("--length", type=int, help="sequence length T (adding, copy, temporal; default the task's: 100)")
     p.add_argument("--cell", help=f"{' | '.join(cells.names())} (default rnn, the Elman cell)")
     p.add_argument("--hidden", type=int, help="hidden units H (default the task's, else 50)")
+    p.add_argument("--layers", type=int, help="a stack of this many layers of the cell, H units each per direction, "
+                   "under one head (bptt.Stack; default 1)")
+    p.add_argument("--bidirectional", action="store_true", default=None,
+                   help="every layer of the stack in both directions, side by side (whole-sequence tasks: adding, "
+                        "copy, temporal); a stack refuses --omega, --param, --truncate and --fallback shrink")
     p.add_argument("--activation", help="rnn: tanh | relu | sigmoid | identity | modrelu (default tanh)")
     p.add_argument("--init", help="uniform | normal (needs --std) | orthogonal | identity (IRNN) | henaff: the Elman "
                                   "cell's W (with --param: A's start, henaff or identity; default henaff); "
@@ -104,6 +109,16 @@ def add_arguments(p):
     p.add_argument("--implicit", type=_bool, metavar="true|false",
                    help=f"{', '.join(cells.owners('implicit'))}: the damping -dt eps z_n implicit (true, default: the "
                         "paper's IMEX step) or at z_(n-1) (false: the authors' code)")
+    p.add_argument("--floss", type=int, metavar="K",
+                   help="gradient flossing (Engelken 2023) of the K leading Lyapunov exponents, towards 0, by their "
+                        "exact gradient: before training, then every --floss-every updates (rnn, lstm; default off)")
+    p.add_argument("--floss-steps", type=int, help="with --floss: flossing-only Adam updates before training, on "
+                   "one batch drawn for them (default 100)")
+    p.add_argument("--floss-every", type=int, help="with --floss: every N-th update adds --floss-weight times the "
+                   "regulariser's gradient on its batch (default 0: never, flossing before training only)")
+    p.add_argument("--floss-weight", type=float, help="with --floss-every: the regulariser's weight (default 1)")
+    p.add_argument("--floss-lr", type=float, help="with --floss: the flossing updates' Adam learning rate "
+                   "(default 0.003)")
     p.add_argument("--optimizer", help="sgd | momentum | nesterov | adagrad | rmsprop | adam (default the task's, else sgd)")
     p.add_argument("--lr", type=float, help="learning rate (default the task's, else 0.01)")
     p.add_argument("--clip-norm", type=float,
@@ -162,6 +177,9 @@ def run(args) -> int:
         print(f"bptt train: {e}", file=sys.stderr)
         return 1
     if args.quiet:  # --quiet hides the progress, never the result
+        if summary.get("floss"):
+            from ..train.flossing import describe
+            print(describe(summary["floss"]))
         print(f"test loss {summary['test_loss']:.5g} (memoryless baseline {summary['baseline']:.5g}); "
               f"success: {'yes' if summary['test_success'] else 'no'} (criterion: {summary['criterion']})")
     return 0

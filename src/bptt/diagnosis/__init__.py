@@ -90,8 +90,21 @@ def diagnose(model, rnn, inputs, loss_fn, *, lags=True) -> Diagnosis:
     if not np.all(np.isfinite(x)):
         raise ValueError("the recurrent module's input holds NaN or Inf: the diagnosis needs a finite batch")
     xin = validate.Inputs(None, np.ascontiguousarray(x, dtype=stack.dtype), x.shape[0], x.shape[1], True)
-    with np.errstate(all="ignore"):  # a state or error that overflows is reported as d.nonfinite
+    # a state or error that overflows is reported as d.nonfinite; the steps' products are small, and
+    # BLAS's threads would only wait for each other at every one of them (threadpoolctl directly: the
+    # fast backend's control would load its compiled loops, which the reference engine does not use)
+    with np.errstate(all="ignore"), _one_blas_thread():
         return _diagnosis(got, stack, xin, lags)
+
+
+def _one_blas_thread():
+    import contextlib
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _diagnosis(got, stack, xin, lags):

@@ -29,9 +29,10 @@ import math
 import numpy as np
 
 from .. import core
+from ..cells import Cell
+from .window import LAGS, shares
 from ..stack import backprop, weight_grads
 
-LAGS = (10, 100, 1000)
 
 
 def entry_name(k, j) -> str:
@@ -130,18 +131,7 @@ def shares_beyond(layer_trace, e, T, sequences=None) -> dict:
     large batch costs a hundred backward passes of it."""
     if sequences is not None and sequences < layer_trace.inputs.N:
         layer_trace, e = _first(layer_trace, sequences), _first_errors(e, sequences)
-    full = core.weight_grads(layer_trace, None, e.dA, e.dR)
-    norm = math.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in full.values()))
-    out = {}
-    for K in LAGS:
-        if K >= T:
-            out[K] = 0.0
-            continue
-        dA, dR, _ = core.backprop_window(layer_trace, e.dH, K)
-        cut = core.weight_grads(layer_trace, None, dA, dR)
-        diff = math.sqrt(sum(float(np.sum((full[k] - cut[k]).astype(np.float64) ** 2)) for k in full))
-        out[K] = diff / norm if norm > 0 else 0.0
-    return out
+    return shares(layer_trace, e, T, LAGS)
 
 
 def _first(tr, n):
@@ -164,7 +154,8 @@ def step_terms(layer_trace, e) -> np.ndarray:
     if name is None:
         return np.zeros(0)
     prev = layer_trace.cell_states[0][:-1]  # (T, N, H)
-    terms = np.einsum("tng,tnh->tgh", e.dR, prev) if name == "W" and model.cell.name != "gru" else None
+    plain = type(model.cell).recurrent_grad is Cell.recurrent_grad  # dW = sum_t dR_t^T h_{t-1}
+    terms = np.matmul(np.swapaxes(e.dR, 1, 2), prev) if plain else None  # (T, G, H)
     if terms is None:  # a cell whose dW is its own (the GRU's reset-gated block): one step at a time
         terms = np.stack([model.cell.recurrent_grad(model, e.dR[t:t + 1], tuple(s[t:t + 1] for s in
                                                     layer_trace.cell_states), tuple(c[t:t + 1] for c in

@@ -52,7 +52,7 @@ def advice(d) -> list:
                              f"by about {_num(bias - math.log(f / (1 - f)))}).")
         for K, share in sorted(e["shares"].items()):
             if 0 < K < d.T and share > 0:
-                over = "" if d.lags_over >= d.N else f" (of the first {d.lags_over} sequences' gradient)"
+                over = "" if d.lags_over >= d.N else f" on its first {d.lags_over} sequences"
                 lines.append(f"{name}: truncating BPTT at K = {K} steps loses {_num(100 * share)}% of this layer's "
                              f"weight gradient{over} (norm of the difference over the norm).")
                 break
@@ -79,6 +79,8 @@ def summary(d) -> str:
         shares = e["shares"]
         out.append(f"{e['name']:18} {e['source']:>6} {_num(e['decay']):>10} {_num(half, 3):>10} {_num(e['lyapunov']):>9} "
                    f"{_num(radius):>8} {_pct(shares.get(10)):>7} {_pct(shares.get(100)):>7}")
+    if 0 < d.lags_over < d.N:
+        out.append(f"(>10, >100: the shares of the first {d.lags_over} sequences' gradient from lags beyond 10, 100)")
     out.append("advice:")
     out.extend(f"  - {line}" for line in advice(d))
     return "\n".join(out)

@@ -12,6 +12,8 @@
      mingru   [z; h~] = U x_t + b, z = sigma(.);  h_t = (1 - z) h_{t-1} + z h~
      minlstm  [f; i; h~] = U x_t + b, f, i = sigma(.);  h_t = (f h_{t-1} + i h~) / (f + i)
      linear   h_t = lam h_{t-1} + B x_t  (lam real, (H,))
+     cornn    s = tanh(U x_t + b + W y_{t-1} + Wz z_{t-1}),  z_t = a z_{t-1} + k dt (s - gamma y_{t-1}),
+              y_t = y_{t-1} + dt z_t  (a = k = 1 / (1 + dt eps) implicit, else a = 1 - dt eps, k = 1)
      q_t = V s_t + c,  o_t = softmax(q_t),  E = sum_t E_t,  E_t = -log o_t[y_t]  (y_t = -1: not scored)
    The input parameters (role "input") are stacked by rows into U (G H, D), the input biases into b;
    a cell's own parameters (role null: nu_log, lam, ...) get their gradients from its own().
@@ -239,13 +241,14 @@ var bpttEngine = (function () {
 
   // --- cells: a step forward and its step back, side by side ------------------------------
   // step(m, a, prev) -> {h, c?, cache}; a = U x_t + b (G H,), prev = {h, c?} (h: S = the state's
-  //   first entry's width, H or the LRU's 2H)
+  //   first entry's width, H or the LRU's 2H; c: its second entry, C wide, the LSTM's c, the coRNN's z)
   // back(m, prev, st, d, out) -> fills out.da (dE/da_t, G H), out.dr (dE/d(W h_{t-1} + bh), or what
   //   own() reads), out.dh (dE/dh_{t-1}, S), out.dc (dE/dc_{t-1}); d = {h: dE/dh_t, c: dE/dc_t}
   // own(m, prev, st, da, dr, g) -> adds one step's gradients of the cell's own parameters into g
   // prepare(m) -> what step and back read, made once per model (the LRU's eigenvalues)
   // init(o, r, draw, D, O) -> {params, V, rho?}: the page's random network from its controls o
-  // reason(m) -> {reason, envelope?}: why the error vanishes or not, for a cell other than Elman's
+  // reason(m) -> {reason, envelope?, growth?}: why the error vanishes or not, for a cell other than
+  //   Elman's (growth: a bound on every step's Jacobian's norm, where the cell has one: the coRNN's)
   // words: the factors of term (t, k) of dE_t/dP for the page ("{k-1}" is step k - 1)
   var GATED_WORDS = { first: "ds_{t}/dz_{t}", back: "W . the gates' step back", through: " through W", local: "s_{k-1}",
                       what: "the state s_{k-1} that step k read" };
@@ -500,6 +503,54 @@ var bpttEngine = (function () {
       },
       words: { back: "lambda", through: ", each multiplying it by lambda", local: "h_{k-1}",
                what: "the state h_{k-1} that step k read" }
+    },
+    cornn: {  // the state (y, z): h = y, c = z; cache s = tanh of the pre-activation
+      prepare: function (m) {  // z_t = a z_{t-1} + k dt (s - gamma y_{t-1}): a, k by the damping's form
+        var st = m.settings;
+        m.dt = st.dt; m.gam = st.gamma; m.eps = st.eps;
+        m.decay = st.implicit ? 1 / (1 + st.dt * st.eps) : 1 - st.dt * st.eps;
+        m.kdt = (st.implicit ? m.decay : 1) * st.dt;
+      },
+      step: function (m, a, prev) {
+        var H = m.H, yp = prev.h, zp = prev.c, y = new Float64Array(H), z = new Float64Array(H);
+        var s = timesVec(m.own.Wz, H, H, zp, timesVec(m.W, H, H, yp, Float64Array.from(a), true), true);
+        for (var j = 0; j < H; j++) {
+          s[j] = Math.tanh(s[j]);
+          z[j] = m.decay * zp[j] + m.kdt * (s[j] - m.gam * yp[j]);
+          y[j] = yp[j] + m.dt * z[j];
+        }
+        return { h: y, c: z, cache: s };
+      },
+      back: function (m, prev, st, d, out) {  // g = dE/dz_t + dt dE/dy_t; da = dr = g k dt (1 - s^2)
+        var H = m.H, s = st.cache, g = out.tmp || (out.tmp = new Float64Array(H));
+        for (var j = 0; j < H; j++) {
+          g[j] = d.c[j] + m.dt * d.h[j];
+          out.da[j] = out.dr[j] = g[j] * m.kdt * (1 - s[j] * s[j]);
+        }
+        rowTimes(out.da, m.W, H, H, out.dh);   // dE/dy_{t-1} = dE/dy_t - k dt gamma g + da W
+        rowTimes(out.da, m.own.Wz, H, H, out.dc);  // dE/dz_{t-1} = a g + da Wz
+        for (var i = 0; i < H; i++) {
+          out.dh[i] += d.h[i] - m.kdt * m.gam * g[i];
+          out.dc[i] += m.decay * g[i];
+        }
+      },
+      own: function (m, prev, st, da, dr, g) {  // dWz += dr z_{t-1}^T
+        var H = m.H, zp = prev.c, Wz = g.Wz;
+        for (var i = 0; i < H; i++) {
+          var r = dr[i];
+          if (r === 0) continue;
+          for (var j = 0; j < H; j++) Wz[i * H + j] += r * zp[j];
+        }
+      },
+      init: function (o, r, draw, D, O) {  // U, W, Wz, b on +-1/sqrt(D + 2H) (the authors'); W and Wz by the initialisation, times rho
+        var H = o.H, k = 1 / Math.sqrt(D + 2 * H), U = draw(H * D, o.inputScale * k), W = recurrentBlock(H, k, o, r, draw);
+        var Wz = recurrentBlock(H, k, o, r, draw);
+        return { params: { U: U, W: W, Wz: Wz, b: draw(H, k) }, V: draw(O * H, 1 / Math.sqrt(H)) };
+      },
+      reason: function (m) { return cornnReason(m); },
+      words: { back: "d(y, z)_k/d(y, z)_(k-1)", through: " through the oscillators' steps (each: the factor 1 along y, a along z, " +
+               "W and Wz times dz/dpre)", local: "dz/dpre . y_{k-1}",
+               what: "step k's dz_k/dpre_k = dt (1 - s_k^2) (over 1 + dt eps where the damping is implicit) and the state y_{k-1} that step k read" }
     }
   };
 
@@ -537,7 +588,8 @@ var bpttEngine = (function () {
     var meta = META[p.cell];
     if (!meta) throw new TypeError("unknown cell " + JSON.stringify(p.cell) + ": expected one of " + ORDER.join(", "));
     var H = p.H, params = p.params || {}, U = [], b = [], own = {}, rows = {}, at = { input: 0, "input bias": 0 };
-    var m = { cell: meta.name, meta: meta, G: meta.G, H: H, D: p.D, O: p.O, S: meta.widths[0] * H, V: p.V, c: p.c || null,
+    var m = { cell: meta.name, meta: meta, G: meta.G, H: H, D: p.D, O: p.O, S: meta.widths[0] * H, C: (meta.widths[1] || 0) * H,
+              V: p.V, c: p.c || null,
               W: null, bh: null, params: params, act: ACT[p.activation || "tanh"], activation: p.activation || "tanh",
               resetAfter: p.resetAfter !== false };
     meta.params.forEach(function (q) {
@@ -552,9 +604,14 @@ var bpttEngine = (function () {
       else if (a) own[name] = a;
     });
     m.U = stack(U); m.b = b.length ? stack(b) : null; m.own = own; m.rows = rows;
-    m.settings = {};  // the cell's settings by the library's names
+    m.settings = {};  // the cell's settings by the library's names: p.settings's, else the registry's defaults
     Object.keys(meta.settings).forEach(function (k) {
-      m.settings[k] = k === "activation" ? m.activation : k === "reset_after" ? m.resetAfter : meta.settings[k];
+      var v = k === "activation" ? m.activation : k === "reset_after" ? m.resetAfter :
+        p.settings && p.settings[k] !== undefined && p.settings[k] !== null ? p.settings[k] : meta.settings[k];
+      if (typeof v !== typeof meta.settings[k] || (typeof v === "number" && !isFinite(v)))
+        throw new TypeError("the " + meta.name + " cell's " + k + " must be " + (typeof meta.settings[k] === "number" ?
+          "a finite number" : "a " + typeof meta.settings[k]) + ", got " + JSON.stringify(v));
+      m.settings[k] = v;
     });
     m.impl = CELLS[m.cell];
     if (m.impl.prepare) m.impl.prepare(m);
@@ -578,7 +635,7 @@ var bpttEngine = (function () {
   }
 
   function forward(m, x, T, h0, c0) {  // states[k] = state before step k (states[0] = h0), steps[k] = after
-    var prev = { h: h0 || new Float64Array(m.S), c: m.cell === "lstm" ? (c0 || new Float64Array(m.H)) : null };
+    var prev = { h: h0 || new Float64Array(m.S), c: m.C ? (c0 || new Float64Array(m.C)) : null };
     var states = [prev], steps = [], Q = [];
     for (var t = 0; t < T; t++) {
       var st = m.impl.step(m, inputPart(m, x, t), prev);
@@ -608,30 +665,31 @@ var bpttEngine = (function () {
 
   function scratch(m) {
     var GH = m.G * m.H;
-    return { da: new Float64Array(GH), dr: new Float64Array(GH), dh: new Float64Array(m.S), dc: new Float64Array(m.H) };
+    return { da: new Float64Array(GH), dr: new Float64Array(GH), dh: new Float64Array(m.S), dc: new Float64Array(m.C || m.H) };
   }
 
   // --- the decomposition: every output's error, back through every step ------------------------
   // Returns loss, the (T, T) tables dE_ds, dE_dz (||dE_t/da_k||) and, for an LSTM, dE_dc; the full
   // gradients and, with K given, the gradients of the notebook's window (output t reaches t-K..t).
-  function decompose(m, x, y, T, h0, c0, K) {  // Elman, LSTM and GRU (reset after) by their own, faster loops
+  function decompose(m, x, y, T, h0, c0, K) {  // Elman, LSTM, GRU (reset after), coRNN by their own, faster loops
     if (m.cell === "rnn") return decomposeElman(m, x, y, T, h0, K);
+    if (m.cell === "cornn") return decomposeCoRNN(m, x, y, T, h0, c0, K);
     if (m.cell === "lstm" || (m.cell === "gru" && m.resetAfter)) return decomposeGated(m, x, y, T, h0, c0, K);
     var tr = forward(m, x, T, h0, c0), H = m.H, S = m.S, GH = m.G * H, out = outputError(m, tr.Q, y);
-    var dE_ds = new Float64Array(T * T), dE_dz = new Float64Array(T * T), dE_dc = m.cell === "lstm" ? new Float64Array(T * T) : null;
+    var dE_ds = new Float64Array(T * T), dE_dz = new Float64Array(T * T), dE_dc = m.C ? new Float64Array(T * T) : null;
     var dA = new Float64Array(T * GH), dR = new Float64Array(T * GH);   // sums over outputs, full BPTT
     var window = K === undefined || K === null ? null : K;
     var dAK = window === null ? null : new Float64Array(T * GH), dRK = window === null ? null : new Float64Array(T * GH);
     var gh = [], gc = [], e = new Float64Array(S), s = scratch(m);
-    var dh0 = new Float64Array(S), dc0 = new Float64Array(H);
+    var C = m.C, dh0 = new Float64Array(S), dc0 = new Float64Array(C);
     for (var k = T - 1; k >= 0; k--) {
       rowTimes(out.dQ[k], m.V, m.O, S, e);  // dE_k/ds_k from output k itself
       gh[k] = Float64Array.from(e);
-      if (dE_dc) gc[k] = new Float64Array(H);
+      if (dE_dc) gc[k] = new Float64Array(C);
       var prev = tr.states[k], st = tr.steps[k];
       for (var t = k; t < T; t++) {
         dE_ds[t * T + k] = norm(gh[t], 0, S);
-        if (dE_dc) dE_dc[t * T + k] = norm(gc[t], 0, H);
+        if (dE_dc) dE_dc[t * T + k] = norm(gc[t], 0, C);
         m.impl.back(m, prev, st, { h: gh[t], c: dE_dc ? gc[t] : null }, s);
         dE_dz[t * T + k] = norm(s.da, 0, GH);
         var base = k * GH, inWindow = window !== null && t - k <= window;
@@ -645,11 +703,68 @@ var bpttEngine = (function () {
     }
     for (var t2 = 0; t2 < T; t2++) {
       for (var j = 0; j < S; j++) dh0[j] += gh[t2][j];
-      if (dE_dc) for (var j2 = 0; j2 < H; j2++) dc0[j2] += gc[t2][j2];
+      if (dE_dc) for (var j2 = 0; j2 < C; j2++) dc0[j2] += gc[t2][j2];
     }
     var res = { trace: tr, loss: out.loss, dQ: out.dQ, dE_ds: dE_ds, dE_dz: dE_dz, dE_dc: dE_dc, T: T,
                 grads: weightGrads(m, tr, x, out.dQ, dA, dR), h0: dh0, c0: dE_dc ? dc0 : null };
     if (window !== null) res.gradsK = weightGrads(m, tr, x, out.dQ, dAK, dRK);
+    return res;
+  }
+
+  // the coRNN's step k back for n error rows at once, r0 .. r0+n-1 of Gy, Gz (dE/dy_k, dE/dz_k, rows
+  // H long) into dE/dy_{k-1}, dE/dz_{k-1}: g = Gz + dt Gy, D's row = g k dt (1 - s_k^2) (da = dr,
+  // left in D for the caller), then Gy - k dt gamma g + D W and a g + D Wz, D [W | Wz] in one
+  // product. ws = cornnSpace(m, rows): M = [W | Wz] (H, Q), D (rows + 3, H), R (rows + 3, Q)
+  function cornnSpace(m, rows) {
+    var H = m.H, Hp = padded(H), Q = 2 * Hp, ws = workspace([H * Q, (rows + 3) * H, (rows + 3) * Q]), M = ws[0];
+    for (var i = 0; i < H; i++)
+      for (var j = 0; j < H; j++) { M[i * Q + j] = m.W[i * H + j]; M[i * Q + Hp + j] = m.own.Wz[i * H + j]; }
+    return { M: M, D: ws[1], R: ws[2], Q: Q, Hp: Hp, fp: new Float64Array(H) };
+  }
+  function cornnRows(m, tr, k, Gy, Gz, ws, r0, n) {
+    var H = m.H, s = tr.steps[k].cache, fp = ws.fp, D = ws.D, R = ws.R, Q = ws.Q, Hp = ws.Hp, c = m.kdt * m.gam;
+    for (var j = 0; j < H; j++) fp[j] = m.kdt * (1 - s[j] * s[j]);
+    for (var r = r0; r < r0 + n; r++) {
+      var o = r * H;
+      for (var i = 0; i < H; i++) {
+        var g = Gz[o + i] + m.dt * Gy[o + i];
+        D[o + i] = g * fp[i];
+        Gy[o + i] -= c * g;
+        Gz[o + i] = m.decay * g;
+      }
+    }
+    product(D, ws.M, R, r0, n, H, Q);
+    for (var r2 = r0; r2 < r0 + n; r2++) {
+      var o2 = r2 * H, q = r2 * Q;
+      for (var i2 = 0; i2 < H; i2++) { Gy[o2 + i2] += R[q + i2]; Gz[o2 + i2] += R[q + Hp + i2]; }
+    }
+  }
+
+  // the coRNN's decomposition: every output's errors (dE_t/dy_k, dE_t/dz_k) as the rows of Gy, Gz,
+  // all taken back through step k at once by cornnRows
+  function decomposeCoRNN(m, x, y, T, h0, c0, K) {
+    var tr = forward(m, x, T, h0, c0), H = m.H, out = outputError(m, tr.Q, y), window = K === undefined || K === null ? null : K;
+    var dE_ds = new Float64Array(T * T), dE_dz = new Float64Array(T * T), dE_dc = new Float64Array(T * T);
+    var ws = cornnSpace(m, T), D = ws.D, Gy = new Float64Array(T * H), Gz = new Float64Array(T * H), e = new Float64Array(H);
+    var dA = new Float64Array(T * H), dAK = window === null ? null : new Float64Array(T * H);
+    for (var k = T - 1; k >= 0; k--) {
+      Gy.set(rowTimes(out.dQ[k], m.V, m.O, H, e), k * H);  // dE_k/dy_k from output k itself; dE_k/dz_k = 0
+      for (var t = k; t < T; t++) {
+        dE_ds[t * T + k] = norm(Gy, t * H, H); dE_dc[t * T + k] = norm(Gz, t * H, H);
+      }
+      cornnRows(m, tr, k, Gy, Gz, ws, k, T - k);
+      var base = k * H;
+      for (var t2 = k; t2 < T; t2++) {
+        var o = t2 * H, keep = window !== null && t2 - k <= window;
+        dE_dz[t2 * T + k] = norm(D, o, H);
+        for (var i = 0; i < H; i++) { dA[base + i] += D[o + i]; if (keep) dAK[base + i] += D[o + i]; }
+      }
+    }
+    var dh0 = new Float64Array(H), dc0 = new Float64Array(H);
+    for (var t3 = 0; t3 < T; t3++) for (var j = 0; j < H; j++) { dh0[j] += Gy[t3 * H + j]; dc0[j] += Gz[t3 * H + j]; }
+    var res = { trace: tr, loss: out.loss, dQ: out.dQ, dE_ds: dE_ds, dE_dz: dE_dz, dE_dc: dE_dc, T: T,
+                grads: weightGrads(m, tr, x, out.dQ, dA, dA), h0: dh0, c0: dc0 };
+    if (window !== null) res.gradsK = weightGrads(m, tr, x, out.dQ, dAK, dAK);
     return res;
   }
 
@@ -935,11 +1050,12 @@ var bpttEngine = (function () {
   // singular values of the state Jacobian product d state_t / d state_{t-l} at each lag in lags
   // (state = s, or (h, c) for an LSTM): the unit errors at state_t carried back l steps
   function jacobianSpectra(m, res, t, lags) {
-    var H = m.H, Sh = m.S, S = m.cell === "lstm" ? 2 * H : Sh, tr = res.trace, s = scratch(m), out = {};
+    var H = m.H, Sh = m.S, S = Sh + m.C, tr = res.trace, s = scratch(m), out = {};
     var rows = [], maxLag = 0;
     lags.forEach(function (l) { if (l <= t) maxLag = Math.max(maxLag, l); });
     var logScale = 0, elman = m.cell === "rnn", Hp = padded(H), R = null, Rd = null, Wp = null, fp = new Float64Array(H);
     if (m.cell === "lstm" || (m.cell === "gru" && m.resetAfter)) return gatedSpectra(m, res, t, lags, maxLag);
+    if (m.cell === "cornn") return cornnSpectra(m, res, t, lags, maxLag);
     for (var r = 0; r < S && !elman; r++) { var v = new Float64Array(S); v[r] = 1; rows.push(v); }
     if (elman) {  // R: the H unit errors as rows (padded(H) long), Rd = R f'(z_k)
       var ws = workspace([H * Hp, (H + 3) * H, (H + 3) * Hp]);
@@ -1018,6 +1134,28 @@ var bpttEngine = (function () {
     return out;
   }
 
+  // the same for a coRNN: the 2H unit errors of the joint state (y, z) as rows [dE/dy, dE/dz], taken
+  // back a step at a time by cornnRows
+  function cornnSpectra(m, res, t, lags, maxLag) {
+    var H = m.H, S = 2 * H, ws = cornnSpace(m, S), Gy = new Float64Array(S * H), Gz = new Float64Array(S * H), logScale = 0, out = {};
+    for (var r = 0; r < H; r++) { Gy[r * H + r] = 1; Gz[(H + r) * H + r] = 1; }
+    for (var l = 1; l <= maxLag; l++) {
+      cornnRows(m, res.trace, t - l + 1, Gy, Gz, ws, 0, S);
+      var big = 0;
+      for (var q = 0; q < S * H; q++) big = Math.max(big, Math.abs(Gy[q]), Math.abs(Gz[q]));
+      if (big > 0 && (big > 1e100 || big < 1e-100)) {  // rescale, keep the log of the factor
+        for (var q2 = 0; q2 < S * H; q2++) { Gy[q2] /= big; Gz[q2] /= big; }
+        logScale += Math.log10(big);
+      }
+      if (lags.indexOf(l) >= 0) {
+        var M = new Float64Array(S * S);
+        for (var r2 = 0; r2 < S; r2++) { M.set(Gy.subarray(r2 * H, (r2 + 1) * H), r2 * S); M.set(Gz.subarray(r2 * H, (r2 + 1) * H), r2 * S + H); }
+        out[l] = singularValues(M, S).map(function (v) { return v > 0 ? Math.log10(v) + logScale : -Infinity; });
+      }
+    }
+    return out;
+  }
+
   // --- seeded random numbers and the weights the controls describe -----------------------------
   function rng(seed) {  // mulberry32, with Box-Muller normals
     var a = seed >>> 0;
@@ -1059,7 +1197,7 @@ var bpttEngine = (function () {
     var net = CELLS[o.cell].init(o, r, draw, D, O);
     var x = new Int32Array(o.T), y = new Int32Array(o.T);
     for (var t = 0; t < o.T; t++) { x[t] = Math.floor(r.uniform() * D); y[t] = Math.floor(r.uniform() * O); }
-    var m = model({ cell: o.cell, H: o.H, D: D, O: O, params: net.params, V: net.V, activation: o.activation });
+    var m = model({ cell: o.cell, H: o.H, D: D, O: O, params: net.params, V: net.V, activation: o.activation, settings: o.settings });
     if (net.rho !== undefined) m.rho = net.rho;  // W was rescaled to it
     return { model: m, x: { ids: x }, y: y };
   }
@@ -1075,13 +1213,16 @@ var bpttEngine = (function () {
     return a;
   }
 
+  function recurrentBlock(H, k, o, r, draw) {  // (H, H) by the initialisation (draw's on +-k), times rho
+    var block = o.init === "orthogonal" ? orthogonal(H, r) : o.init === "identity" ? null : draw(H * H, k);
+    if (block === null) { block = new Float64Array(H * H); for (var d = 0; d < H; d++) block[d * H + d] = 1; }
+    for (var e = 0; e < H * H; e++) block[e] *= o.rho;
+    return block;
+  }
+
   function gatedInit(G, o, r, draw, D, O) {  // LSTM, GRU: every gate's block of W by the initialisation, times rho
     var H = o.H, k = 1 / Math.sqrt(H), U = draw(G * H * D, o.inputScale * k), V = draw(O * H, k), W = new Float64Array(G * H * H);
-    for (var g = 0; g < G; g++) {
-      var block = o.init === "orthogonal" ? orthogonal(H, r) : o.init === "identity" ? null : draw(H * H, k);
-      if (block === null) { block = new Float64Array(H * H); for (var d = 0; d < H; d++) block[d * H + d] = 1; }
-      for (var e = 0; e < H * H; e++) W[g * H * H + e] = o.rho * block[e];
-    }
+    for (var g = 0; g < G; g++) W.set(recurrentBlock(H, k, o, r, draw), g * H * H);
     return { params: { U: U, W: W, b: draw(G * H, k), bh: draw(G * H, k) }, V: V };
   }
 
@@ -1108,6 +1249,22 @@ var bpttEngine = (function () {
                      "times its size at output t (the dashed lines), with |lambda| from " + fmt(lo) + " to " + fmt(hi) + ": " + fate };
   }
 
+  // the coRNN: no factor decides alone; Rusch and Mishra's bound on every step's Jacobian where it holds
+  // (the cell's bounds(): implicit damping, gamma > 0, gamma dt < 2 eps)
+  function cornnReason(m) {
+    var st = m.settings, text = "Pascanu's bounds are for Elman cells; the " + m.meta.label + "'s error goes back through each step " +
+      "along y with the factor 1 and along z damped by a = " + fmt(m.decay) + ", while W and Wz enter only times k dt (1 - s^2), k dt = " +
+      fmt(m.kdt) + ": what it does is measured along the sequence (the lag curves)";
+    if (!(st.implicit && st.gamma > 0 && st.gamma * st.dt < 2 * st.eps))
+      return { reason: text + "; the paper's bound needs implicit damping, gamma > 0 and gamma dt < 2 eps" };
+    var c = 2 * st.eps - st.gamma * st.dt, w = norm2(m.W, m.H), wz = norm2(m.own.Wz, m.H);
+    var excess = st.dt * (w * w / st.gamma + wz * wz) / c, growth = Math.sqrt(1 + excess);
+    var g = growth < 1.01 ? "(1 + " + fmt(excess / (growth + 1)) + ")" : fmt(growth);  // sqrt(1 + x) - 1 = x / (sqrt(1 + x) + 1)
+    return { growth: growth, reason: text + "; with gamma dt < 2 eps every step's Jacobian has norm at most sqrt(1 + dt (||W||_2^2 / gamma + " +
+                     "||Wz||_2^2) / (2 eps - gamma dt)) = " + g + " in the energy norm sqrt(gamma |y|^2 + |z|^2) (Rusch and Mishra): " +
+                     "the error, measured in its dual norm, grows at most like " + g + "^l" };
+  }
+
   // --- Pascanu's numbers and the verdict, as bptt.theory gives them ------------------------------
   var EQUAL_TOL = 1e-9;
   function theory(m) {
@@ -1118,7 +1275,8 @@ var bpttEngine = (function () {
         var v = Math.abs(hi - 1) <= EQUAL_TOL ? "neither is guaranteed" : hi < 1 ? "vanishing" : "exploding";
         return { applies: false, verdict: v, reason: why.reason, envelope: why.envelope };
       }
-      return { applies: false, verdict: "not bounded by the weights", reason: why.reason, envelope: null };
+      return { applies: false, verdict: "not bounded by the weights", reason: why.reason, envelope: null,
+               stepBound: why.growth === undefined ? null : why.growth };
     }
     var H = m.H, lam = norm2(m.W, H), rho = m.rho === undefined ? spectralRadius(m.W, H) : m.rho, g = m.act.gamma, c = lam * g;
     var head = "lambda_1 gamma = " + fmt(lam) + " x " + g + " = " + fmt(c), one = Math.abs(c - 1) <= EQUAL_TOL;

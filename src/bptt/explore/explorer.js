@@ -45,7 +45,7 @@
     });
     if (p.V[0].length !== S) throw new TypeError("V must be (O, " + S + "), got " + p.V[0].length + " columns");
     var m = E.model({ cell: cell, H: H, D: D, O: O, params: params, V: flat(p.V, "V"), c: flat(p.c, "c"),
-                      activation: p.activation || "tanh", resetAfter: p.reset_after !== false });
+                      activation: p.activation || "tanh", resetAfter: p.reset_after !== false, settings: p });
     var res = E.decompose(m, inputs(p.x), Array.from(p.y), T, flat(p.h0, "h0"), flat(p.c0, "c0"));
     var grads = {};
     meta.params.forEach(function (q) { if (params[q[0]]) grads[q[0]] = shaped(res.grads[q[0]], q[1], H, D); });
@@ -60,9 +60,11 @@
     /* any cell the page has: {cell ("rnn" when left out), its parameters by the library's names
        (U (H, D), W (H, H), b? for rnn; U, W, b?, bh? in PyTorch's gate order for lstm and gru;
        nu_log, theta_log, B_re, B_im, gamma_log? for lru; U, b? for mingru and minlstm; lam, B for
-       linear), V (O, S), c?, activation (rnn), reset_after (gru), x ids (T,) or dense (T, D), y ids
-       (T,), h0? (S,), c0? (lstm)} -> {loss, dE_ds (T, T), grads by name, h0, dE_dc? and c0? (lstm)}:
-       softmax cross-entropy summed over t */
+       linear; U, W, Wz, b? for cornn), V (O, S), c?, the cell's settings by the library's names
+       (activation (rnn), reset_after (gru), dt, gamma, eps, implicit (cornn); the registry's default
+       where left out), x ids (T,) or dense (T, D), y ids (T,), h0? (S,), c0? (the state's second
+       entry: lstm's c, cornn's z)} -> {loss, dE_ds (T, T), grads by name, h0, dE_dc? and c0? (the
+       second entry's)}: softmax cross-entropy summed over t */
     flow: function (p) { return run(p); },
     gatedFlow: function (p) { return run(p); },  // the same, kept for its old callers
     cells: E.CELLS,  // the cells the page has, the registry's names in its order
@@ -83,16 +85,18 @@
 
   // --- the page -------------------------------------------------------------------------------
   var $ = function (id) { return document.getElementById(id); };
-  var CONTROLS = ["cell", "H", "T", "rho", "activation", "init", "r_min", "r_max", "inputScale", "seed", "t", "K"];
+  var CONTROLS = ["cell", "H", "T", "rho", "activation", "init", "r_min", "r_max", "dt", "gamma", "eps", "inputScale", "seed", "t", "K"];
+  var SETTINGS = ["dt", "gamma", "eps"];  // controls named as a cell's numeric settings (the coRNN's), passed to its model
   var SPECTRUM_LAGS = [1, 8, 32];
   var cache = { key: null, setup: null, res: null };
 
   // whether a control applies to a cell, from the registry's description of it: rho and the
   // initialisation of W to a cell with a recurrent W, the activation to a cell with that setting,
-  // the eigenvalues' modulus range to a cell whose random model takes r_min and r_max
+  // the eigenvalues' modulus range to a cell whose random model takes r_min and r_max, a control
+  // named as a setting (dt, gamma, eps) to a cell with that setting
   function applies(meta, id) {
     if (id === "rho" || id === "init") return meta.params.some(function (q) { return q[3] === "recurrent"; });
-    if (id === "activation") return "activation" in meta.settings;
+    if (id === "activation" || SETTINGS.indexOf(id) >= 0) return id in meta.settings;
     if (id === "r_min" || id === "r_max") return meta.options.indexOf("r_min") >= 0;
     return true;
   }
@@ -104,7 +108,8 @@
       if (moved === "r_min") $("r_max").value = rmax = rmin; else $("r_min").value = rmin = rmax;
     }
     var o = { cell: v("cell"), H: +v("H"), T: +v("T"), rho: +v("rho"), activation: v("activation"), init: v("init"),
-              rmin: rmin, rmax: rmax, inputScale: +v("inputScale"), seed: +v("seed"), t: +v("t"), K: +v("K"), vocab: 8 };
+              rmin: rmin, rmax: rmax, inputScale: +v("inputScale"), seed: +v("seed"), t: +v("t"), K: +v("K"), vocab: 8, settings: {} };
+    SETTINGS.forEach(function (id) { o[id] = o.settings[id] = +v(id); });
     $("t").max = o.T - 1; $("K").max = o.T;
     o.t = Math.min(o.t, o.T - 1); o.K = Math.min(o.K, o.T);
     var meta = E.META[o.cell];
@@ -119,7 +124,7 @@
 
   function update(ev) {
     var t0 = performance.now(), o = settings(ev && ev.target ? ev.target.id : null), meta = E.META[o.cell];
-    var key = [o.cell, o.H, o.T, o.rho, o.activation, o.init, o.rmin, o.rmax, o.inputScale, o.seed, o.K].join("|");
+    var key = [o.cell, o.H, o.T, o.rho, o.activation, o.init, o.rmin, o.rmax, o.dt, o.gamma, o.eps, o.inputScale, o.seed, o.K].join("|");
     if (key !== cache.key) {
       cache.setup = E.randomSetup(o);
       cache.res = E.decompose(cache.setup.model, cache.setup.x, cache.setup.y, o.T, null, null, o.K);
@@ -138,7 +143,7 @@
     writeVerdict(th, lags, o);
     writeTruncation(m, res, trunc, terms, o);
     api.view = { settings: o, param: meta.shown, loss: res.loss, terms: terms, spectra: spectra, verdict: th.verdict, reason: th.reason,
-                 lambda1: th.lambda1, rho: th.rho, envelope: th.envelope || null, lagMean: lags.mean, lagOwn: lags.own,
+                 lambda1: th.lambda1, rho: th.rho, envelope: th.envelope || null, stepBound: th.stepBound || null, lagMean: lags.mean, lagOwn: lags.own,
                  truncation: trunc.summary };
     api.lastUpdateMs = performance.now() - t0;
     api.updates += 1;

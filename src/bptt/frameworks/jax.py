@@ -69,7 +69,7 @@ def _energy(p):
 
     def energy(P, h0):
         def step(s, k):  # s_{k-1} (N, H) -> s_k
-            z = X[:, k] @ P["U"].T + s @ P["W"].T
+            z = X[:, k] @ P["U"].T + s @ P["W"].T + (P["bh"] if "bh" in P else 0)
             return _act(jnp, p.activation, P.get("bm"))(z + P["b"] if "b" in P else z)
 
         def out(s):  # q (N, O)
@@ -238,7 +238,7 @@ def terms(model: RNN, x, y, name, t, *, h0=None):
         s = p.h0
         for k in range(t + 1):
             P = dict(p.params, **{name: copies[k]})
-            z = X[:, k] @ P["U"].T + s @ P["W"].T
+            z = X[:, k] @ P["U"].T + s @ P["W"].T + (P["bh"] if "bh" in P else 0)
             s = _act(jnp, p.activation, P.get("bm"))(z + P["b"] if "b" in P else z)
         q = s @ p.params["V"].T
         q = q + p.params["c"] if "c" in p.params else q

@@ -40,7 +40,9 @@ def random_model(rng, D, H, O, *, cell="rnn", activation="tanh", head="softmax",
             continue
         scale = 0.3 if len(shape) == 1 else 0.8 / np.sqrt(H) if p.shape[-1] == "H" else 0.7
         params[name] = rng.normal(0, scale, shape)
-    params["V"] = rng.normal(0, 0.7, (O, cls(**settings).out(H)))
+    cell_ = cls(**settings)
+    params = {k: v for k, v in params.items() if cell_.uses(k)}  # not one these settings do not use (modReLU's bm)
+    params["V"] = rng.normal(0, 0.7, (O, cell_.out(H)))
     if c:
         params["c"] = rng.normal(0, 0.3, O)
     return model_class(cls)(**params, **settings, head=head)

@@ -108,7 +108,7 @@ def _step(tf, p, P):
     W, bh = P["W"], P.get("bh")
     if p.cell == "rnn":
         f = _act(tf, p.activation, P.get("bm"))
-        return lambda a, state: (f(a + tf.matmul(state[0], W, transpose_b=True)),)
+        return lambda a, state: (f(a + tf.matmul(state[0], W, transpose_b=True) + (bh if bh is not None else 0)),)
     if p.cell == "lstm":
         def lstm(a, state):
             h, c = state
@@ -196,7 +196,7 @@ def terms(model: RNN, x, y, name, t, *, h0=None):
         for k in range(t + 1):
             Q = dict(P, **{name: copies[k]})
             ux = _inputs(tf, p, Q["U"], Q.get("b"))[k]
-            s = f(ux + tf.matmul(s, Q["W"], transpose_b=True))
+            s = f(ux + tf.matmul(s, Q["W"], transpose_b=True) + (Q["bh"] if "bh" in Q else 0))
         q = tf.matmul(s, P["V"], transpose_b=True)
         E_t = _step_loss(tf, p._replace(scale=1.0), q + P["c"] if "c" in P else q, t)
     got = tape.gradient(E_t, copies, unconnected_gradients=tf.UnconnectedGradients.ZERO)

@@ -97,11 +97,10 @@ def _own_step(torch, p, P):
     r, z = sigma(a_{r,z} + h W_{r,z}^T + bh_{r,z});  n = tanh(a_n + (r * h) W_n^T + bh_n);
     h_t = (1 - z) * n + z * h. a_t (N, G) = U x_t + b; state a tuple of (N, H).
     """
-    W = P["W"]
-    if p.cell == "rnn":
+    W, bh = P["W"], P.get("bh")
+    if p.cell == "rnn":  # its second bias bh, when it has one, adds to z_t as b does
         f = _act(torch, p.activation, P.get("bm"))
-        return lambda a, state: (f(a + state[0] @ W.T),)
-    bh = P.get("bh")
+        return lambda a, state: (f(a + state[0] @ W.T + (bh if bh is not None else 0)),)
     H = W.shape[1]
 
     def gru_reset_before(a, state):
@@ -203,7 +202,7 @@ def terms(model: RNN, x, y, name, t, *, h0=None):
         b = copies[k] if name == "b" else P.get("b")
         W = copies[k] if name == "W" else P["W"]
         ux = _inputs(torch, p, U, b)[k]  # (N, H)
-        s = f(ux + s @ W.T)
+        s = f(ux + s @ W.T + (P["bh"] if "bh" in P else 0))
     q = s @ P["V"].T + (P["c"] if "c" in P else 0)
     _step_loss(torch, p, q, t).backward()
     zero = np.zeros(p.params[name].shape)

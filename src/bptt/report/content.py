@@ -138,7 +138,7 @@ def _compare_cells(st, c):
                         "path_near_1": float(np.mean([s.near_one(g) for s in sats])),
                         "path_rate": float(np.exp(np.mean([np.log(s.path_rate) for s in sats]))),
                         "route": route, "gate_name": gname})
-        if len(m.cell.state) > 1:  # a memory of its own (an LSTM's c)
+        if profs[0].c_mean is not None:  # a memory of its own (an LSTM's c; not a coRNN's z)
             row["c_lag"] = float(np.nanmean([p.c_mean[lag] for p in profs]))
             row["norm_lag"] = float(np.nanmean([p.norm_mean[lag] for p in profs]))
         c.cells.append(row)

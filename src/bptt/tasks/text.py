@@ -20,7 +20,7 @@ from ..files import read_text
 from .base import Task
 from ..backend import forward
 from ..heads import log_softmax
-from ..validate import a_model, integer, rng as validate_rng, show, too_big
+from ..validate import a_network, integer, rng as validate_rng, show, too_big
 
 
 class Vocab:
@@ -134,9 +134,13 @@ def sample(model, vocab: Vocab, n, *, seed, start=None, temperature=1.0, h0=None
 
     start: a string to prime the state with (its last character is the first input); default the
     vocabulary's first character. temperature -> 0 is greedy, 1 the model's own distribution.
-    model: any kind (RNN, LSTM, GRU); h0: the initial state ((h0, c0) for an LSTM), zeros if None.
+    model: any kind (RNN, LSTM, GRU), or a unidirectional bptt.Stack; h0: the initial state ((h0,
+    c0) for an LSTM; a stack's (L, H) per entry), zeros if None.
     """
-    a_model(model)
+    a_network(model)
+    if any(len(pair) > 1 for pair in getattr(model, "layers", ())):
+        raise ValueError("sampling feeds each drawn character back as the next input, forward in time; a "
+                         "bidirectional stack reads the inputs after each step, so it cannot sample")
     if not isinstance(vocab, Vocab):
         raise TypeError(f"vocab must be a bptt.tasks.Vocab, got {type(vocab).__name__}")
     if not temperature > 0:

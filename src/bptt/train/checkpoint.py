@@ -8,7 +8,10 @@ Layout of the .npz (no pickles; read with allow_pickle=False):
                               and the model's cell and settings: cell (a registered cell's name),
                               model_kind (its model class: RNN, LSTM, GRU, ...; checkpoints
                               without cell name only this, those before the gated cells neither:
-                              RNN), head and the cell's settings (activation, reset_after, ...)
+                              RNN), head and the cell's settings (activation, reset_after, ...);
+                              for a bptt.Stack model_kind "Stack" and stack, its structure
+                              (Stack.describe: head, each layer's cell, directions, settings),
+                              its arrays model/U_l0, model/W_l1_reverse, ... by their flat names
 The same JSON is written next to it as <name>.json for people to read. Both files are written to a
 temporary name first and then renamed (os.replace), so a killed process leaves either the old
 checkpoint or the new one, never half of one.
@@ -23,21 +26,26 @@ import numpy as np
 from .. import cells
 from ..files import as_path, loads_json, printable, write_atomic
 from ..model import HEAD_PARAMS, model_class
+from ..stack import Stack, check_description
 from .optim import flatten_state, unflatten_state
 
 FORMAT = "bptt.checkpoint/1"
 
 
 def save(path, model, opt_state, meta: dict, extra: dict | None = None) -> Path:
-    """Write a checkpoint of a model of any registered cell to path (.npz) and path with .json;
-    returns the .npz path."""
-    from ..validate import a_model
+    """Write a checkpoint of a model of any registered cell, or of a bptt.Stack, to path (.npz) and
+    path with .json; returns the .npz path."""
+    from ..validate import a_network
 
     path = Path(path)
     if extra is not None and not isinstance(extra, dict):
         raise TypeError(f"extra must be None or a dict of arrays by name, got {type(extra).__name__}")
-    a_model(model)
-    meta = {"format": FORMAT, "cell": model.cell.name, "model_kind": type(model).__name__, **model.settings, **meta}
+    a_network(model)
+    if isinstance(model, Stack):
+        meta = {"format": FORMAT, "model_kind": "Stack", "stack": model.describe(), **meta}
+    else:
+        meta = {"format": FORMAT, "cell": model.cell.name, "model_kind": type(model).__name__, **model.settings,
+                **meta}
     text = json.dumps(meta, indent=1, sort_keys=True)
     arrays = {f"model/{k}": v for k, v in model.params.items()}
     arrays.update({f"opt/{k}": v for k, v in flatten_state(opt_state).items()})
@@ -72,6 +80,14 @@ def load(path):
     if odd:
         raise ValueError(f"{path} holds array(s) {', '.join(map(show, odd[:5]))} that a checkpoint does not have")
     params = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
+    opt_state = unflatten_state({k[4:]: v for k, v in arrays.items() if k.startswith("opt/")})
+    extra = {k[6:]: v for k, v in arrays.items() if k.startswith("extra/")}
+    if meta.get("model_kind") == "Stack":
+        try:
+            model = Stack.from_arrays(check_description(meta.get("stack"), f"{path}: stack"), params, path)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{path} holds a stack that is not valid: {e}") from None
+        return model, opt_state, meta, extra
     cell = _cell(path, meta)
     kind = model_class(cell).__name__
     declared = {**cell.params, **HEAD_PARAMS}
@@ -86,8 +102,6 @@ def load(path):
         model = model_class(cell)(**params, **{k: meta[k] for k in (*cell.settings, "head") if k in meta})
     except (ValueError, TypeError) as e:
         raise ValueError(f"{path} holds a model that is not valid: {e}") from None
-    opt_state = unflatten_state({k[4:]: v for k, v in arrays.items() if k.startswith("opt/")})
-    extra = {k[6:]: v for k, v in arrays.items() if k.startswith("extra/")}
     return model, opt_state, meta, extra
 
 
@@ -141,6 +155,8 @@ def verify(path, loaded, fresh_model, fresh_opt_state, steps: int, stream: bool)
     if type(model) is not type(fresh_model):
         raise ValueError(f"{path} holds a {type(model).__name__} model, but the run's cell makes a "
                          f"{type(fresh_model).__name__}")
+    if isinstance(model, Stack) and model.describe() != fresh_model.describe():
+        raise ValueError(f"{path} holds the stack {model!r}, but the run's config makes {fresh_model!r}")
     ours, theirs = model.settings, fresh_model.settings
     for k in sorted(set(ours) | set(theirs)):
         if ours.get(k) != theirs.get(k):
@@ -157,11 +173,15 @@ def verify(path, loaded, fresh_model, fresh_opt_state, steps: int, stream: bool)
         if not isinstance(sc, dict) or not all(isinstance(sc.get(k), int) and not isinstance(sc.get(k), bool)
                                                and sc[k] >= 0 for k in ("p", "ws", "epoch")):
             raise ValueError(f"{path}: stream must hold the integers p, ws, epoch >= 0, got {show(sc)}")
-    widths = dict(zip(("h", "c"), fresh_model.state_sizes))
+    layered = isinstance(fresh_model, Stack)  # a stream carries every layer's state: (L, N, H)
+    widths = dict(zip(("h", "c"), (fresh_model.layers[0][0] if layered else fresh_model).state_sizes))
+    lead, L = (1, f"{len(fresh_model.entries)}, ") if layered else (0, "")
     for k, a in extra.items():
-        if k not in widths or a.ndim != 2 or a.shape[1] != widths[k] or a.dtype != fresh_model.dtype:
-            raise ValueError(f"{path}: extra/{k} must be a carried state h or c of shape (N, {widths.get(k, fresh_model.H)}), "
-                             f"dtype {fresh_model.dtype}, got shape {a.shape}, dtype {a.dtype}")
+        if k not in widths or a.ndim != 2 + lead or a.shape[-1] != widths[k] or a.dtype != fresh_model.dtype \
+                or (layered and a.shape[0] != len(fresh_model.entries)):
+            raise ValueError(f"{path}: extra/{k} must be a carried state h or c of shape ({L}N, "
+                             f"{widths.get(k, fresh_model.H)}), dtype {fresh_model.dtype}, got shape {a.shape}, "
+                             f"dtype {a.dtype}")
 
 
 def _same(path, what, got: dict, want: dict) -> None:

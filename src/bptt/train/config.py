@@ -1,6 +1,9 @@
 """Training settings: one validated dataclass, filled from task defaults, a TOML file and the command line.
 
 A clipping threshold of 0 turns that rule off (the tasks' paper defaults clip).
+minutes is a wall-clock budget: the run ends after the first update that finds it spent (counted
+from the start of the call: a resumed run's budget starts again), however many steps are left;
+None (default): no budget.
 Precedence: command-line flags > TOML file ([train] table or top level) > the task's paper defaults >
 the general defaults below. TOML is parsed with tomllib (tomli before Python 3.11); nothing is
 executed. Unknown keys and wrong types are errors that name the key.
@@ -23,15 +26,26 @@ and the options of its init; bptt.cells):
                        (default the authors' sMNIST run: 0.042, 2.7, 4.7), and the paper's implicit
                        damping (true, default) or the authors' code's explicit one (false)
     std, bias = false  a cell whose init takes them (not the LRU's nor the linear cell's)
+    layers, bidirectional   a bptt.Stack of the cell when layers > 1 or bidirectional (default 1,
+                       false: one layer); a stack refuses omega, param, truncate, the fallback
+                       "shrink", and a bidirectional one the stream tasks and snapshots
+                       (bptt.train.stacked)
     param, param_lr    a cell whose recurrent matrix W is square (the Elman cell): train A instead of W,
                        W = expm(A) ("exp") or Cayley(A) ("cayley") of A's skew part (bptt.param), so
                        that W stays orthogonal; A by the same optimiser at param_lr (default lr). A
                        starts from Henaff's initialisation (init "henaff", the default with param) or
                        from 0 (init "identity": W = I); the fallback "shrink" (which scales W) is refused
-minutes              a wall-clock budget: the run ends after the first update that finds it spent
-                       (counted from the start of this call: a resumed run's budget starts again),
-                       however many of its steps are left; None (default): no budget
-Given for another cell, each of the cell settings above is a ValueError; a value the cell's init refuses (e.g. r_min >= r_max)
+    floss, floss_steps, floss_every, floss_weight, floss_lr   gradient flossing (Engelken 2023;
+                       bptt.floss), for a cell whose step Jacobian has its derivative (the Elman cell,
+                       the LSTM): floss = k pushes the k leading Lyapunov exponents of the forward
+                       dynamics towards 0 by their exact gradient. Before training, floss_steps
+                       (default 100) Adam updates at floss_lr (default 0.003) of the regulariser alone,
+                       mean over a batch of the sum of the k exponents' squares, on one batch of the
+                       task drawn for it (the paper's flossing before training); during training,
+                       every floss_every-th update (default 0: never) adds floss_weight (default 1)
+                       times its gradient on the update's batch to the update's gradient (flossing
+                       during training). Not with param (its W is kept orthogonal)
+Given for another cell, each is a ValueError; a value the cell's init refuses (e.g. r_min >= r_max)
 is one when the settings are read. A setting left out (None) is filled in with the cell's default
 (its init's, or TRAIN_DEFAULTS's where training starts otherwise), so config.json shows it.
 A cell whose init has no `init` option starts from its own initialisation: init "uniform" is its
@@ -56,7 +70,7 @@ OWN_INITS = ("uniform", "normal")  # init for a cell without an init option: its
 CELL_OPTIONS = ("activation", "radius", "forget_bias", "reset_after", "r_min", "r_max", "max_phase",
                 "normalise", "dt", "gamma", "eps", "implicit")  # settings that some cells take (Cell.options)
 TRAIN_DEFAULTS = {"forget_bias": 1.0}  # where training starts a cell otherwise than its init's default
-FLOATS = ("lr", "param_lr", "minutes",
+FLOATS = ("lr", "param_lr", "minutes", "floss_weight", "floss_lr",
           "clip_norm", "clip_value", "clip_per_param", "omega", "std", "radius", "forget_bias",
           "r_min", "r_max", "max_phase", "dt", "gamma", "eps")  # settings that are numbers (a TOML integer is taken as one)
 
@@ -69,6 +83,8 @@ class TrainConfig:
     length: int | None = None
     cell: str = "rnn"
     hidden: int = 50
+    layers: int = 1                   # > 1, or bidirectional: a bptt.Stack of the cell (bptt.train.stacked)
+    bidirectional: bool = False
     activation: str | None = None  # the Elman cell's f; None: tanh
     init: str = "uniform"
     std: float | None = None
@@ -86,6 +102,11 @@ class TrainConfig:
     bias: bool = True
     param: str | None = None          # "exp" or "cayley": W = param(A), A trained (cells with a square W)
     param_lr: float | None = None     # A's learning rate; None: lr
+    floss: int | None = None          # k, the leading Lyapunov exponents flossed (bptt.floss); None: off
+    floss_steps: int | None = None    # flossing-only updates before training; None: 100 with floss
+    floss_every: int | None = None    # add the regulariser's gradient every n-th update; None: 0, never
+    floss_weight: float | None = None  # its weight then; None: 1.0
+    floss_lr: float | None = None     # the flossing updates' Adam learning rate; None: 0.003
     optimizer: str = "sgd"
     lr: float = 0.01
     clip_norm: float | None = None
@@ -150,6 +171,7 @@ class TrainConfig:
             raise ValueError(f"backprop (k2 = {self.backprop}) must be at least chunk (k1 = {self.chunk})")
         _pos("lr", self.lr)
         self._param()
+        self._floss()
         for name in ("clip_norm", "clip_value", "clip_per_param", "std", "radius", "minutes"):
             if getattr(self, name) is not None:
                 _pos(name, getattr(self, name))
@@ -165,9 +187,42 @@ class TrainConfig:
         if not isinstance(self.snapshots, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
                                                            for s in self.snapshots):
             raise ValueError(f"snapshots must be a list of step numbers >= 0, got {show(self.snapshots)}")
+        self._stack()
         self._sizes()
         self._init_values()
         return self
+
+    def stacked(self) -> bool:
+        """Whether the run trains a bptt.Stack (layers > 1 or bidirectional) rather than one layer."""
+        return self.layers != 1 or self.bidirectional is True
+
+    def _stack(self):
+        """layers and bidirectional, and the settings a stack cannot take (bptt.train.stacked's notes)."""
+        _int("layers", self.layers, 1)
+        if not isinstance(self.bidirectional, bool):
+            raise ValueError(f"bidirectional must be true or false, got {show(self.bidirectional)}")
+        if not self.stacked():
+            return
+        what = f"a stack ({self.layers} layer{'s' if self.layers > 1 else ''}" + \
+            (", bidirectional)" if self.bidirectional else ")")
+        if self.omega:
+            raise ValueError(f"omega (Pascanu's regulariser) is derived for one Elman layer, not for {what}: "
+                             "give omega 0")
+        if self.param is not None:
+            raise ValueError(f"param trains one layer's W through A, and {what} has a W per layer: leave param out")
+        if self.truncate is not None:
+            raise ValueError(f"truncate (the notebook's window) is one layer's rule; {what} trains by full BPTT: "
+                             "leave truncate out")
+        if self.fallback == "shrink":
+            raise ValueError(f"the fallback 'shrink' scales the one recurrent W, and {what} has one per layer: "
+                             "give fallback stop or skip")
+        if self.bidirectional and self.task in ("reber", "char"):
+            raise ValueError(f"task {show(self.task)} is a stream trained by TBPTT, which carries the state forward "
+                             "from chunk to chunk; a bidirectional stack's reverse direction needs the inputs after "
+                             "each step: give bidirectional false, or a task of whole sequences (adding, copy, temporal)")
+        if self.bidirectional and self.snapshots:
+            raise ValueError("snapshots are the top layer's bptt.flow table of one direction in time; a bidirectional "
+                             "stack has none: leave snapshots out")
 
     def _param(self):
         """param and param_lr: a parametrisation of a square W, its learning rate and A's start."""
@@ -190,14 +245,47 @@ class TrainConfig:
         if self.fallback == "shrink":
             raise ValueError("the fallback 'shrink' scales W, which param keeps orthogonal: give fallback stop or skip")
 
+    def _floss(self):
+        """floss and its settings: k in 1..S for a cell with the step Jacobian's derivative; the others'
+        defaults filled in; without floss, none of them."""
+        from ..floss import supported
+        rest = ("floss_steps", "floss_every", "floss_weight", "floss_lr")
+        if self.floss is None:
+            given = [k for k in rest if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} belong{'s' if len(given) == 1 else ''} to gradient flossing: "
+                                 f"give floss (k, the leading Lyapunov exponents flossed) with "
+                                 f"{'it' if len(given) == 1 else 'them'}")
+            return
+        S = len(cells.get(self.cell).state) * self.hidden if isinstance(self.hidden, int) else None
+        if self.cell not in supported():
+            raise ValueError(f"floss applies to the {', '.join(supported())} cells (whose step Jacobian has its "
+                             f"derivative), not to cell {show(self.cell)}")
+        if self.param is not None:
+            raise ValueError(f"floss changes W freely and param keeps it orthogonal: give one of them, got floss = "
+                             f"{show(self.floss)} with param = {show(self.param)}")
+        _int("floss", self.floss, 1)
+        if S is not None and self.floss > S:
+            raise ValueError(f"floss (k = {self.floss}) can be at most the {S} exponents of the state of cell "
+                             f"{show(self.cell)} at hidden = {self.hidden}")
+        for name, default, lo in (("floss_steps", 100, 0), ("floss_every", 0, 0)):
+            if getattr(self, name) is None:
+                setattr(self, name, default)
+            _int(name, getattr(self, name), lo)
+        for name, default in (("floss_weight", 1.0), ("floss_lr", 0.003)):
+            if getattr(self, name) is None:
+                setattr(self, name, default)
+            _pos(name, getattr(self, name))
+            setattr(self, name, float(getattr(self, name)))
+
     def _sizes(self):
         """The run's largest arrays within bptt.validate.max_elements(): the weights (G H (H + D)) and
         a batch's trace (batch x steps x G H; steps = length, or backprop for a stream)."""
         G = max(int(s[:-1] or 1) for p in cells.get(self.cell).params.values() for s in p.shape if s.endswith("H"))
-        H = self.hidden
-        too_big(f"hidden = {H} (cell {self.cell})", G * H * H)
+        H, E = self.hidden, self.layers * (2 if self.bidirectional else 1)  # E layers and directions
+        too_big(f"hidden = {H} (cell {self.cell}, {E} layer(s) and directions)", E * G * H * H * (1 + (E > 1)))
         steps = self.backprop or self.chunk if self.task in ("reber", "char") else (self.length or 0)
-        too_big(f"batch = {self.batch} sequences of {steps} steps at hidden = {H}", self.batch * steps * G * H)
+        too_big(f"batch = {self.batch} sequences of {steps} steps at hidden = {H}", self.batch * steps * G * H * E)
         if self.length is not None:
             too_big(f"length = {self.length}", self.batch * self.length)
 

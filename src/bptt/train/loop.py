@@ -27,15 +27,19 @@ Files in the run's folder:
                       with stop_on_success the run ends at the first evaluation that meets the
                       task's success criterion (as Pascanu et al.'s code does). With param (W = expm(A)
                       or Cayley(A), bptt.train.reparam) also orthogonality, max |W^T W - I| of the
-                      updated W, every step. With minutes (a wall-clock budget) also wall_s, the
-                      seconds since this call started, every step; the step that finds the budget
-                      spent is the last, and gets the evaluation.
+                      updated W, every step. With floss, floss (the regulariser's value) at the updates
+                      that add its gradient (bptt.train.flossing). With minutes (a wall-clock budget)
+                      also wall_s, the seconds since this call started, every step; the step that
+                      finds the budget spent is the last, and gets the evaluation.
+                      For a stack (layers > 1 or bidirectional), bptt.train.stacked says what these
+                      are (rho, lambda1 the largest over its layers; lag_fraction its top layer's).
     snapshots/dE_ds_step<S>.npy   bptt.flow's (T, T) table ||dE_t/ds_k|| at the chosen steps
     checkpoint.npz/.json          model + optimiser + RNG + loop state (bptt.train.checkpoint)
-    model.npz, vocab.json         the final model (bptt.model.Model.load reads any kind) and, for
+    model.npz, vocab.json         the final model (bptt.load_model reads it, a Stack too) and, for
                                   character tasks, its vocabulary
-    summary.json      cell, final test metrics, baseline, criterion, success, wall time, and
-                      out_of_minutes (whether the budget ended the run)
+    summary.json      cell, final test metrics, baseline, criterion, success, wall time,
+                      out_of_minutes (whether the budget ended the run); with floss, the
+                      Lyapunov exponents before and after flossing before training
 One process writes into a folder at a time (bptt.files.folder_lock, shared with `bptt sweep`); every
 file the loop rewrites goes through bptt.files.write_atomic, so a run killed at any instant can be
 resumed, and the temporaries of a killed run are removed when the next one starts.
@@ -56,9 +60,8 @@ from ..backend import backward, forward
 from ..files import clean_stale, folder_lock, loads_json, read_text, write_atomic
 from ..flow import flow
 from ..model import random_model
-from ..theory import recurrence_norms
 from ..validate import show, too_big
-from . import checkpoint, clip as clipping, optim, reparam
+from . import checkpoint, clip as clipping, flossing, optim, reparam, stacked
 from .config import TrainConfig
 from .omega import omega as omega_fn
 from .tbptt import Stream
@@ -68,7 +71,9 @@ STATE_ARRAYS = ("h", "c")  # a stream's carried state in the checkpoint: extra/h
 MAX_METRICS_LINE = 4096  # bytes a line of metrics.jsonl may take, on average, when it is read back
 BEFORE_CELLS = {"cell": "rnn", "forget_bias": None, "reset_after": None, "r_min": None, "r_max": None,
                 "max_phase": None, "normalise": None, "param": None, "param_lr": None,
-                "dt": None, "gamma": None, "eps": None, "implicit": None,
+                "dt": None, "gamma": None, "eps": None, "implicit": None, "floss": None, "floss_steps": None,
+                "floss_every": None, "floss_weight": None, "floss_lr": None,
+                "layers": 1, "bidirectional": False,
                 "minutes": None}  # what older checkpoints' configs lack
 
 
@@ -81,8 +86,11 @@ def build_task(cfg: TrainConfig):
 
 
 def initial_model(cfg: TrainConfig, task):
-    """The random model the run starts from: random_model of the config's cell and options."""
+    """The random model the run starts from: random_model of the config's cell and options (a
+    stack of them with layers > 1 or bidirectional: bptt.train.stacked)."""
     rng = np.random.default_rng([cfg.seed, 0])
+    if cfg.stacked():
+        return stacked.initial(cfg, task, rng)
     return random_model(cfg.cell, cfg.hidden, task.D, task.O, seed=rng, head=task.head, dtype=np.dtype(cfg.dtype),
                         **cfg.model_options())
 
@@ -121,6 +129,7 @@ class _Loop:
     smooth: float | None
     last_norm: float | None
     last_norm_step: int | None
+    floss: dict | None = None  # the record of flossing before training (bptt.train.flossing)
 
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.npz", "checkpoint.json", "model.npz", "summary.json",
@@ -193,15 +202,19 @@ def _train(cfg, out, resume, progress, log):
         if stream is not None:
             stream.restore(meta["stream"], tuple(extra[k] for k in STATE_ARRAYS if k in extra) or None,
                            where=str(ckpt_path))
-        st = _Loop(meta["step"], meta["smooth"], meta["last_norm"], meta["last_norm_step"])
+        st = _Loop(meta["step"], meta["smooth"], meta["last_norm"], meta["last_norm_step"],
+                   flossing.record(meta.get("floss"), cfg, str(ckpt_path)))
         _truncate_metrics(metrics_path, st.step, log, limit=(cfg.steps + 1) * MAX_METRICS_LINE)
     else:
         model = initial_model(cfg, task)
         A = reparam.initial_A(cfg, model.H) if cfg.param else None
         if cfg.param:
             model = reparam.start(cfg, model, A)
+        floss_rec = None
+        if cfg.floss:
+            model, floss_rec = flossing.before(cfg, task, model, log if progress else None)
         opt_state = opt.init(reparam.trainable(model.params, A) if cfg.param else model.params)
-        st = _Loop(0, None, None, None)
+        st = _Loop(0, None, None, None, floss_rec)
         write_atomic(metrics_path, b"")
     write_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=1))
     if progress:
@@ -248,6 +261,8 @@ def _train(cfg, out, resume, progress, log):
                "solved_at": st.step if final["success"] else None, "wall_s": wall, "baseline": float(task.baseline),
                "baseline_text": task.baseline_text, "criterion": task.criterion, "out_of_minutes": out_of_time,
                **{f"test_{k}": v for k, v in final.items()}}
+    if cfg.floss:
+        summary["floss"] = st.floss
     write_atomic(out / "summary.json", json.dumps(summary, indent=1))
     if progress:
         log(f"test loss {final['loss']:.5g} (memoryless baseline {task.baseline:.5g}); "
@@ -285,7 +300,7 @@ def _loaded_A(path, cfg, extra, H):
 def _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path, A=None):
     N = cfg.batch
     if stream is not None:
-        x, y, h0 = stream.window(model.state_sizes, model.dtype)
+        x, y, h0 = stream.window(stacked.state_sizes(model), model.dtype, stacked.entries(model))
     else:
         x, y = task.batch(rng, N)
         h0 = None
@@ -302,6 +317,9 @@ def _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path, A=None):
         om, og = omega_fn(trace, y, reduction=task.reduction)
         rec["omega"] = om
         g = {k: v + cfg.omega * og[k].astype(v.dtype) for k, v in g.items()}
+    if flossing.due(cfg, st.step + 1):
+        rec["floss"], fg = flossing.during(cfg, model, x, h0)
+        g = {k: v + cfg.floss_weight * fg[k] for k, v in g.items()}
     params = model.params
     if cfg.param:  # W's gradient goes to A
         g = reparam.gradients(cfg, A, g) if all(np.all(np.isfinite(v)) for v in g.values()) else \
@@ -362,23 +380,26 @@ def _diverged(st, norm, loss, ckpt_path, weights=False):
 
 
 def _analysis(cfg, task, model, px, py):
-    rho, lambda1 = recurrence_norms(model)  # a gated W (G H, H): no rho; a linear recurrence: its transition's
+    rho, lambda1 = stacked.norms(model)  # a gated W (G H, H): no rho; a linear recurrence: its transition's
     rec = {"rho": rho, "lambda1": lambda1}
-    fl = flow(model.astype(np.float64), px, py)
-    rec["lag_fraction"] = lag_fraction(fl, cfg.lag_threshold)
+    one, x = stacked.flow_model(model, px)  # a stack's top layer (None for a bidirectional one)
+    rec["lag_fraction"] = None if one is None else lag_fraction(flow(one, x, py), cfg.lag_threshold)
     rec.update({f"test_{k}": (float(v) if not isinstance(v, bool) else v) for k, v in task.evaluate(model).items()})
     return rec
 
 
 def _snapshot(snap_dir, step, model, px, py):
     snap_dir.mkdir(exist_ok=True)
-    table = flow(model.astype(np.float64), px, py).dE_ds
+    one, x = stacked.flow_model(model, px)
+    table = flow(one, x, py).dE_ds
     write_atomic(snap_dir / f"dE_ds_step{step}.npy", lambda f: np.save(f, table))
 
 
 def _save(path, cfg, model, opt_state, rng, stream, st, A=None):
     meta = {"step": st.step, "smooth": st.smooth, "last_norm": st.last_norm, "last_norm_step": st.last_norm_step,
             "rng": rng.bit_generator.state, "config": cfg.to_dict()}
+    if st.floss is not None:
+        meta["floss"] = st.floss
     extra = {}
     if stream is not None:
         scalars, state = stream.state()

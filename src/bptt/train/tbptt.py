@@ -124,16 +124,18 @@ class Stream:
             raise ValueError(f"a stream needs data of shape (N, L) with L >= k1 + 2 = {self.k1 + 2}, "
                              f"got {self.data.shape}")
 
-    def window(self, widths, dtype):
+    def window(self, widths, dtype, layers=None):
         """(x (N, n), y (N, n) with -1 before the block, h0) for the next update: h0 (N, H) for a
         state of one array, the tuple (h0, c0) for two (an LSTM's). widths: the state entries'
-        widths (model.state_sizes)."""
+        widths (model.state_sizes). layers: for a unidirectional stack, its number of layers L:
+        every state entry is then (L, N, H), PyTorch's h_0 layout."""
+        lead = () if layers is None else (layers,)
         parts = len(widths)
         L = self.data.shape[1]
         if self.p + self.k1 + 1 >= L or self.h is None:
             if self.h is not None:
                 self.epoch += 1
-            self.p, self.ws, self.h = 0, 0, tuple(np.zeros((self.data.shape[0], H), dtype=dtype) for H in widths)
+            self.p, self.ws, self.h = 0, 0, tuple(np.zeros(lead + (self.data.shape[0], H), dtype=dtype) for H in widths)
         if len(self.h) != parts:
             raise ValueError(f"the stream carries a state of {len(self.h)} array(s), the model's has {parts}")
         end = self.p + self.k1
@@ -143,7 +145,8 @@ class Stream:
         return x, y, self.h[0] if parts == 1 else self.h
 
     def advance(self, trace):
-        """Move to the next block, keeping the state at the next window's start from this trace."""
+        """Move to the next block, keeping the state at the next window's start from this trace (a
+        stack's: every layer's, StackTrace.cell_states)."""
         nws = max(0, self.p + 2 * self.k1 - self.k2)
         self.h = tuple(np.array(s[nws - self.ws]) for s in trace.cell_states)
         self.ws, self.p = nws, self.p + self.k1
@@ -170,7 +173,7 @@ class Stream:
         if h is None and p > 0:
             raise ValueError(f"{where}: the stream is at p = {p} but its carried state is missing; resuming "
                              "from zeros would silently change the run")
-        if h is not None and any(np.shape(a)[:1] != (N,) for a in h):
+        if h is not None and any(np.shape(a)[-2:-1] != (N,) for a in h):  # (N, H), or a stack's (L, N, H)
             raise ValueError(f"{where}: the carried state must hold {N} rows (the batch), got shape(s) "
                              f"{', '.join(str(np.shape(a)) for a in h)}")
         self.p, self.ws, self.epoch = p, ws, epoch
