@@ -26,12 +26,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["README.md", "docs/engine.md", "docs/frameworks.md", "docs/analysis.md", "docs/training.md",
-         "docs/sweeps.md", "docs/approx.md", "docs/memory.md"]
+         "docs/sweeps.md", "docs/approx.md", "docs/memory.md", "docs/cures.md"]
 FIGURES = [("experiments/results/curse_of_memory.json", "experiments/curse_of_memory.py"),
-           ("experiments/results/success_vs_length.jsonl", "experiments/success_vs_length.py")]
+           ("experiments/results/success_vs_length.jsonl", "experiments/success_vs_length.py"),
+           ("experiments/results/copy_1000.json", "experiments/copy_1000.py")]
 REGION = re.compile(r"(<!-- generated: (\S+) ([^>]*?) -->\n)(.*?)(<!-- end -->)", re.S)
 METHODS = {"vanilla": "vanilla", "clip": "clip", "clip+Omega": "clip+Ω", "IRNN": "IRNN", "LSTM": "LSTM", "GRU": "GRU",
-           "LRU": "LRU", "minGRU": "minGRU"}
+           "LRU": "LRU", "minGRU": "minGRU", "exp": "expm(A), Henaff, modReLU", "coRNN": "coRNN"}
 TASK_TITLES = {"adding": "adding (Le et al.)", "temporal": "temporal order"}
 
 
@@ -59,7 +60,8 @@ def success_table(runs, task):
         mine = [r for r in runs if r["method"] == method]
         if mine:
             rows.append([label] + [f"{sum(r['success'] for r in mine if r['T'] == T)}/"
-                                   f"{sum(1 for r in mine if r['T'] == T)}" for T in lengths])
+                                   f"{sum(1 for r in mine if r['T'] == T)}" if any(r["T"] == T for r in mine)
+                                   else "not run" for T in lengths])
     return table([TASK_TITLES[task]] + [f"T = {T}" for T in lengths], rows)
 
 
@@ -245,7 +247,40 @@ def memory_teacher_setup(res):
             f"{p['jobs']} processes: {p['wall_seconds']:.0f} s of wall time.")
 
 
+def copy_1000(res):
+    """experiments/copy_1000.py's runs: updates, budget, time per update, held-out losses against the
+    memoryless baseline, recall of the copied symbols."""
+    b = res["baseline"]
+
+    def reached(r):
+        hit = next((h for h in r["held_out"] if h["test_loss"] < b / 100), None)
+        return "not reached" if hit is None else f"update {hit['update']}, {hit['wall_s'] / 60:.1f} min"
+
+    rows = [[r["label"], f"{r['minutes']:g}", r["updates"], f"{r['wall_s'] / r['updates']:.2f}",
+             f"{r['best_test_loss']:.3g} ({r['best_test_loss'] / b:.3g}×)",
+             f"{r['final_test_loss']:.3g} ({r['final_test_loss'] / b:.3g}×)", f"{100 * r['final_test_recall']:.1f}%",
+             reached(r)] for r in res["runs"]]
+    return table(["run", "budget (min)", "updates", "s per update", "best held-out loss (× baseline)",
+                  "last held-out loss (× baseline)", "copied symbols right (last)", "held-out loss < 1% of baseline"],
+                 rows)
+
+
+def copy_1000_setup(res):
+    """One sentence: where and how experiments/copy_1000.py ran."""
+    load = res["load_average_1min"]
+    orth = [r["max_orthogonality"] for r in res["runs"] if "max_orthogonality" in r]
+    return (f"Ran at nice {res['nice']} on {res['cpus']} cores beside other jobs (1-minute load average "
+            f"{min(load):.1f} to {max(load):.1f} at the runs' starts and ends), bptt {res['bptt_version']} at "
+            f"commit {res['commit']}, {res['total_s'] / 60:.0f} minutes in all; memoryless baseline "
+            f"{res['baseline_text']} = {res['baseline']:.5f} nats per step, target 1% of it "
+            f"({res['baseline'] / 100:.6f}); the paper's script runs {res['paper_iterations']} updates"
+            + (f"; W = expm(A) stayed orthogonal to {max(orth):.1e} (max |WᵀW − I|, float32 W) after every update"
+               if orth else "") + ".")
+
+
 RENDERERS = {
+    "copy-1000": copy_1000,
+    "copy-1000-setup": copy_1000_setup,
     "success-table": success_table,
     "success-losses": success_losses,
     "parity": parity,

@@ -16,6 +16,10 @@ Methods (H = 50, batch 20, the same optimiser and the same number of updates for
              clipping at 1
   minGRU     a minGRU (Feng et al. 2024; H = 50, its own uniform +-1/sqrt(H) initialisation),
              clipping at 1
+  exp        W = expm(A) of a skew A (expRNN, Lezcano-Casado & Martinez-Rubio 2019; bptt.param), A
+             from Henaff's initialisation and trained at the same lr, modReLU with its bias, clipping at 1
+  coRNN      the coupled oscillator cell (Rusch & Mishra 2021; H = 50, the cell's default dt, gamma,
+             eps: the authors' sMNIST settings), clipping at 1
 (With H = 50 the gated networks have more weights: 4x and 3x the Elman cell's U, W, b. The LRU
 and the minGRU have no recurrent matrix: one layer, read by the same linear head as the others.)
 Each run stops at the first evaluation (every 250 updates) that meets the task's criterion: the
@@ -44,6 +48,8 @@ METHODS = {
     "GRU": {"cell": "gru", "clip_norm": 1.0},
     "LRU": {"cell": "lru", "clip_norm": 1.0},
     "minGRU": {"cell": "mingru", "clip_norm": 1.0},
+    "exp": {"activation": "modrelu", "param": "exp", "init": "henaff", "clip_norm": 1.0},
+    "coRNN": {"cell": "cornn", "clip_norm": 1.0},
 }
 TASKS = {"adding": {"task": "adding", "variant": "le"}, "temporal": {"task": "temporal"}}
 
@@ -122,7 +128,7 @@ def figure(rows):
     handles = {}
     for ax, task in zip(axes, tasks):
         allT = sorted({r["T"] for r in rows if r["task"] == task})
-        for i, (method, marker) in enumerate(zip(METHODS, "osD^vPXh")):
+        for i, (method, marker) in enumerate(zip(METHODS, "osD^vPXh*<")):
             rs = [r for r in rows if r["task"] == task and r["method"] == method]
             Ts = sorted({r["T"] for r in rs})
             if not Ts:

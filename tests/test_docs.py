@@ -38,7 +38,7 @@ from conftest import need
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["README.md", "docs/engine.md", "docs/frameworks.md", "docs/analysis.md", "docs/training.md",
          "docs/sweeps.md", "docs/approx.md", "docs/performance.md", "docs/security.md", "docs/memory.md",
-         "docs/diagnose.md"]
+         "docs/diagnose.md", "docs/cures.md"]
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.S | re.M)
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 LINKED = ["data", "sweeps", "experiments", "examples"]

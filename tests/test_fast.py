@@ -337,6 +337,31 @@ def test_fast_backend_equals_the_reference(regime, seed, N, T, H, D, O, act, bia
 
 
 @pytest.mark.parametrize("name", REGIMES)
+@pytest.mark.parametrize("K", [None, 3])
+@pytest.mark.parametrize("N", [0, 1, 4])
+def test_modrelu_on_the_fast_backend_equals_the_reference(regime, name, K, N):
+    # modReLU's bias bm drawn wide (some units cut to 0 at most steps, others not): every gradient,
+    # bm's included, the reference engine's, in every regime
+    regime(name)
+    rng = np.random.default_rng([REGIMES.index(name), N, K or 0])
+    T, H, D, O = 23, 6, 4, 5
+    model = bptt.random_rnn(H, D, O, seed=rng, activation="modrelu", bias=True)
+    model = model.replace(bm=rng.normal(-0.2, 0.5, H), b=rng.normal(0, 0.3, H))
+    lead = (N, T) if N else (T,)
+    x, y = rng.integers(0, D, lead), rng.integers(-1, O, lead)
+    assert bptt.fast.supports(model)
+    ref = bptt.gradients(model, x, y, truncate=K, backend="reference")
+    got = bptt.gradients(model, x, y, truncate=K, backend="fast")
+    assert got[0] == pytest.approx(ref[0], rel=1e-12)
+    assert set(got[1].params) == set(ref[1].params) == {"U", "W", "V", "b", "c", "bm"}
+    for k, a in ref[1].params.items():
+        np.testing.assert_allclose(got[1].params[k], a, rtol=1e-11, atol=1e-13 * np.abs(a).max(), err_msg=k)
+    assert np.abs(ref[1].params["bm"]).max() > 0
+    S = bptt.forward(model, x, backend="fast").S
+    assert 0 < np.mean(S == 0) < 1  # the cut is reached and not everywhere
+
+
+@pytest.mark.parametrize("name", REGIMES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_one_output_mean_of_an_exploding_identity_rnn_has_gradient_zero(regime, name, dtype):
     # O = 1: softmax of one output is 1, so the loss is 0 and so is every gradient, exactly; a

@@ -397,3 +397,23 @@ def test_kills_during_a_resumes_start_up_lose_nothing(tmp_path):
         np.testing.assert_array_equal(a.params[k], b.params[k])
     steps = lambda d: [(r["step"], r["loss"], r["grad_norm"]) for r in _metrics(d)]  # noqa: E731
     assert steps(tmp_path / "whole") == steps(run)
+
+
+def test_a_spent_budget_ends_the_run_at_its_step_with_an_evaluation(tmp_path):
+    # a budget of 1e-9 minutes is spent by the first update: that step is the last, evaluated,
+    # checkpointed, and the numbers up to it are those of a run without the budget
+    s = train(_cfg(minutes=1e-9), tmp_path / "a", progress=False)
+    rows = _metrics(tmp_path / "a")
+    assert [r["step"] for r in rows] == [1] and s["steps"] == 1 and s["out_of_minutes"] is True
+    assert rows[0]["wall_s"] > 0 and {"test_loss", "lag_fraction"} <= set(rows[0])
+    assert s["test_loss"] == pytest.approx(rows[0]["test_loss"], rel=1e-12)
+    free = train(_cfg(steps=4), tmp_path / "b", progress=False)
+    first = _metrics(tmp_path / "b")[0]
+    assert "wall_s" not in first and free["out_of_minutes"] is False and free["steps"] == 4
+    assert rows[0]["loss"] == first["loss"] and rows[0]["grad_norm"] == first["grad_norm"]
+    # resumed with a budget that is not spent, the run goes on to its steps
+    s = train(_cfg(minutes=60.0), tmp_path / "a", resume=True, progress=False)
+    assert s["steps"] == 12 and s["out_of_minutes"] is False
+    assert [r["step"] for r in _metrics(tmp_path / "a")] == list(range(1, 13))
+    with pytest.raises(ValueError, match="minutes must be a positive number"):
+        _cfg(minutes=0)

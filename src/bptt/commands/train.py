@@ -144,6 +144,8 @@ def add_arguments(p):
     p.add_argument("--snapshots", help="steps at which to save the lag table, e.g. 0,500,1000 (default none)")
     p.add_argument("--stop-on-success", action="store_true", default=None,
                    help="end the run when the held-out set meets the task's success criterion")
+    p.add_argument("--minutes", type=float, help="a wall-clock budget: end the run after the first update that "
+                   "finds it spent (default none)")
     p.add_argument("--out", required=True, help="folder for metrics.jsonl, checkpoints, the model")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint (with a larger "
                    "--steps: extend it)")

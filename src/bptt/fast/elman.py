@@ -14,6 +14,8 @@ the _blas kernels hand it to BLAS (np.dot, through SciPy's BLAS) and do the rest
 one fused pass. step_kernel picks by size; NumPy's loop runs where neither pays, or without
 compiled kernels. Activation codes (ACT_CODES): 0 tanh, 1 relu, 2 sigmoid, 3 identity, and 4 tanh
 in float32 arithmetic (numerics.tanh32, for float32 arrays: eight values to a vector instruction).
+modReLU (s_t = sign(z_t) relu(|z_t| + bm), its bias bm the cell's own) has no code: it runs NumPy's
+loop at every size, with its bias's gradient sum_t delta_t sign(s_t) among the weight terms.
 """
 from __future__ import annotations
 
@@ -206,7 +208,7 @@ class Forward:
         self.trace = Trace(model, xin, (self.S,), (self.A,), mem.empty("Q", (T, N, model.O)))
         WT, UT = runtime.prepared(model, _weights)
         self.UT, self.bias = UT if xin.ids is not None else model.U.T, model.b
-        self.compiled = step_kernel("forward", N, H, threaded)
+        self.compiled = None if model.activation not in ACT_CODES else step_kernel("forward", N, H, threaded)
         self.WT = WT if self.compiled is not None else model.W.T
 
     def steps(self, t0, t1):
@@ -221,6 +223,8 @@ class Forward:
             z += s  # z_t = U x_t + b + W s_{t-1}
             if f_into is not None:
                 f_into(z, s)  # s_t = f(z_t)
+            elif model.activation == "modrelu":
+                s[...] = activations.modrelu(z, 0.0 if model.bm is None else model.bm)
             else:
                 s[...] = activations.get(model.activation).f(z)
 
@@ -234,7 +238,7 @@ class Backward:
         self.trace, self.dS = trace, dS
         self.dA = self.dR = mem.empty("dA", dS.shape)
         self.dh = mem.zeros("dh", (N, H))
-        self.compiled = step_kernel("backward", N, H, threaded)
+        self.compiled = None if trace.model.activation not in ACT_CODES else step_kernel("backward", N, H, threaded)
 
     def steps(self, t0, t1):
         """t = t1-1 down to t0."""
@@ -259,9 +263,9 @@ class Elman:
 
     @staticmethod
     def accepts(model):
-        """The kernels compute the one bias b and the plain activations; a model with a second bias
-        (bh) or with modReLU runs on the reference."""
-        return "bh" not in model.params and model.activation in ACT_CODES
+        """The kernels compute the one bias b and the plain activations, and NumPy's loop modReLU; a
+        model with a second bias (bh) runs on the reference."""
+        return "bh" not in model.params and (model.activation in ACT_CODES or model.activation == "modrelu")
 
     @staticmethod
     def step_work(model, N):
@@ -283,8 +287,11 @@ class Elman:
     @staticmethod
     def weight_terms(trace, dA, dR, t0, t1, threaded=False):
         H = trace.model.H
-        return {"W": runtime.matmul(dA[t0:t1].reshape(-1, H), trace.S[t0:t1].reshape(-1, H), tn=True,
-                                    threaded=threaded)}  # sum_t delta_t s_{t-1}^T
+        g = {"W": runtime.matmul(dA[t0:t1].reshape(-1, H), trace.S[t0:t1].reshape(-1, H), tn=True,
+                                 threaded=threaded)}  # sum_t delta_t s_{t-1}^T
+        if "bm" in trace.model.params:  # modReLU's bias: sum_t delta_t sign(s_t)
+            g["bm"] = np.einsum("tnh,tnh->h", dA[t0:t1], np.sign(trace.S[t0 + 1:t1 + 1]))
+        return g
 
 
 driver.register("rnn", Elman)

@@ -1,6 +1,9 @@
 """Training settings: one validated dataclass, filled from task defaults, a TOML file and the command line.
 
 A clipping threshold of 0 turns that rule off (the tasks' paper defaults clip).
+minutes is a wall-clock budget: the run ends after the first update that finds it spent (counted
+from the start of the call: a resumed run's budget starts again), however many steps are left;
+None (default): no budget.
 Precedence: command-line flags > TOML file ([train] table or top level) > the task's paper defaults >
 the general defaults below. TOML is parsed with tomllib (tomli before Python 3.11); nothing is
 executed. Unknown keys and wrong types are errors that name the key.
@@ -67,7 +70,8 @@ OWN_INITS = ("uniform", "normal")  # init for a cell without an init option: its
 CELL_OPTIONS = ("activation", "radius", "forget_bias", "reset_after", "r_min", "r_max", "max_phase",
                 "normalise", "dt", "gamma", "eps", "implicit")  # settings that some cells take (Cell.options)
 TRAIN_DEFAULTS = {"forget_bias": 1.0}  # where training starts a cell otherwise than its init's default
-FLOATS = ("lr", "param_lr", "floss_weight", "floss_lr", "clip_norm", "clip_value", "clip_per_param", "omega", "std", "radius", "forget_bias",
+FLOATS = ("lr", "param_lr", "minutes", "floss_weight", "floss_lr",
+          "clip_norm", "clip_value", "clip_per_param", "omega", "std", "radius", "forget_bias",
           "r_min", "r_max", "max_phase", "dt", "gamma", "eps")  # settings that are numbers (a TOML integer is taken as one)
 
 
@@ -122,6 +126,7 @@ class TrainConfig:
     lag_threshold: int = 10
     snapshots: list = field(default_factory=list)
     stop_on_success: bool = False
+    minutes: float | None = None      # a wall-clock budget; None: none
 
     @classmethod
     def from_dict(cls, data, source="the settings") -> "TrainConfig":
@@ -167,7 +172,7 @@ class TrainConfig:
         _pos("lr", self.lr)
         self._param()
         self._floss()
-        for name in ("clip_norm", "clip_value", "clip_per_param", "std", "radius"):
+        for name in ("clip_norm", "clip_value", "clip_per_param", "std", "radius", "minutes"):
             if getattr(self, name) is not None:
                 _pos(name, getattr(self, name))
         if (not isinstance(self.omega, (int, float)) or isinstance(self.omega, bool) or not self.omega >= 0

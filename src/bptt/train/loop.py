@@ -28,14 +28,17 @@ Files in the run's folder:
                       task's success criterion (as Pascanu et al.'s code does). With param (W = expm(A)
                       or Cayley(A), bptt.train.reparam) also orthogonality, max |W^T W - I| of the
                       updated W, every step. With floss, floss (the regulariser's value) at the updates
-                      that add its gradient (bptt.train.flossing).
+                      that add its gradient (bptt.train.flossing). With minutes (a wall-clock budget)
+                      also wall_s, the seconds since this call started, every step; the step that
+                      finds the budget spent is the last, and gets the evaluation.
                       For a stack (layers > 1 or bidirectional), bptt.train.stacked says what these
                       are (rho, lambda1 the largest over its layers; lag_fraction its top layer's).
     snapshots/dE_ds_step<S>.npy   bptt.flow's (T, T) table ||dE_t/ds_k|| at the chosen steps
     checkpoint.npz/.json          model + optimiser + RNG + loop state (bptt.train.checkpoint)
     model.npz, vocab.json         the final model (bptt.load_model reads it, a Stack too) and, for
                                   character tasks, its vocabulary
-    summary.json      cell, final test metrics, baseline, criterion, success, wall time; with floss, the
+    summary.json      cell, final test metrics, baseline, criterion, success, wall time,
+                      out_of_minutes (whether the budget ended the run); with floss, the
                       Lyapunov exponents before and after flossing before training
 One process writes into a folder at a time (bptt.files.folder_lock, shared with `bptt sweep`); every
 file the loop rewrites goes through bptt.files.write_atomic, so a run killed at any instant can be
@@ -70,7 +73,8 @@ BEFORE_CELLS = {"cell": "rnn", "forget_bias": None, "reset_after": None, "r_min"
                 "max_phase": None, "normalise": None, "param": None, "param_lr": None,
                 "dt": None, "gamma": None, "eps": None, "implicit": None, "floss": None, "floss_steps": None,
                 "floss_every": None, "floss_weight": None, "floss_lr": None,
-                "layers": 1, "bidirectional": False}  # what older checkpoints' configs lack
+                "layers": 1, "bidirectional": False,
+                "minutes": None}  # what older checkpoints' configs lack
 
 
 class Diverged(RuntimeError):
@@ -184,7 +188,7 @@ def _train(cfg, out, resume, progress, log):
         A = _loaded_A(ckpt_path, cfg, extra, fresh.H)
         table = reparam.trainable(fresh.params, reparam.initial_A(cfg, fresh.H)) if cfg.param else fresh.params
         checkpoint.verify(ckpt_path, loaded, fresh, opt.init(table), cfg.steps, stream is not None)
-        saved = {**BEFORE_CELLS, **meta["config"], "steps": cfg.steps}  # more steps extend the run
+        saved = {**BEFORE_CELLS, **meta["config"], "steps": cfg.steps, "minutes": cfg.minutes}  # more steps extend the run
         saved["cell"] = cells.canonical(saved["cell"])
         if saved != cfg.to_dict():
             diff = sorted(k for k in cfg.to_dict() if saved.get(k) != cfg.to_dict()[k])
@@ -218,6 +222,7 @@ def _train(cfg, out, resume, progress, log):
     snap_dir = out / "snapshots"
     t0 = time.perf_counter()
     bar = _bar(cfg, st.step, progress)
+    out_of_time = False
     with open(metrics_path, "a") as mf:
         if st.step == 0 and 0 in cfg.snapshots:
             _snapshot(snap_dir, 0, model, probe_x, probe_y)
@@ -226,7 +231,10 @@ def _train(cfg, out, resume, progress, log):
                 model, opt_state, rec, A = _step(cfg, task, model, opt, opt_state, stream, rng, st, ckpt_path, A)
             st.step += 1
             rec = {"step": st.step, **rec}
-            if st.step % cfg.eval_every == 0 or st.step == cfg.steps:
+            if cfg.minutes is not None:
+                rec["wall_s"] = time.perf_counter() - t0
+                out_of_time = rec["wall_s"] >= 60 * cfg.minutes
+            if st.step % cfg.eval_every == 0 or st.step == cfg.steps or out_of_time:
                 rec.update(_analysis(cfg, task, model, probe_x, probe_y))
             if st.step in cfg.snapshots:
                 _snapshot(snap_dir, st.step, model, probe_x, probe_y)
@@ -234,7 +242,7 @@ def _train(cfg, out, resume, progress, log):
             mf.flush()
             if st.step % cfg.checkpoint_every == 0 or st.step == cfg.steps:
                 _save(ckpt_path, cfg, model, opt_state, rng, stream, st, A)
-            if cfg.stop_on_success and rec.get("test_success"):
+            if (cfg.stop_on_success and rec.get("test_success")) or out_of_time:
                 _save(ckpt_path, cfg, model, opt_state, rng, stream, st, A)
                 break
             if bar is not None:
@@ -251,7 +259,7 @@ def _train(cfg, out, resume, progress, log):
         write_atomic(out / "vocab.json", json.dumps({"chars": task.vocab.chars}))
     summary = {"task": task.name, "cell": cfg.cell, "steps": st.step,
                "solved_at": st.step if final["success"] else None, "wall_s": wall, "baseline": float(task.baseline),
-               "baseline_text": task.baseline_text, "criterion": task.criterion,
+               "baseline_text": task.baseline_text, "criterion": task.criterion, "out_of_minutes": out_of_time,
                **{f"test_{k}": v for k, v in final.items()}}
     if cfg.floss:
         summary["floss"] = st.floss
