@@ -571,9 +571,4 @@ def nonfinite_message(trace, errors=None) -> str:
     return "the loss or a gradient is not finite (an overflow in summing the weight gradients)"
 
 
-def layer_names(stack) -> list:
-    """'layer k' or 'layer k (reverse)' for every entry, in Stack.entries' order."""
-    return [f"layer {k}{' (reverse)' if j else ''}" for k, j, _ in stack.entries]
-
-
 __all__ = ["Stack", "StackTrace", "random_stack", "load_model", "forward", "backward", "gradients", "loss"]

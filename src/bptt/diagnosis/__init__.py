@@ -14,7 +14,6 @@ weight-gradient terms, the first non-finite step, and advice tied to those numbe
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -138,10 +137,3 @@ def _is_keras(model) -> bool:
     import sys
     keras = sys.modules.get("keras")
     return keras is not None and isinstance(model, keras.Model)
-
-
-def halving(r) -> float | None:
-    """Steps for the error to halve (r < 1) or double (r > 1) at r per step."""
-    if r is None or r <= 0 or r == 1:
-        return None
-    return math.log(2) / abs(math.log(r))

@@ -225,12 +225,7 @@ def to_torch(model):
         return torch_stack.to_torch(model)
     if not isinstance(model, (RNN, LSTM, GRU)):
         raise ValueError(f"to_torch expects a bptt.RNN, LSTM, GRU or a bptt.Stack of them, got {type(model).__name__}")
-    if isinstance(model, RNN) and model.activation not in ("tanh", "relu"):
-        raise ValueError(f"torch.nn.RNN supports the nonlinearities 'tanh' and 'relu' only; this model "
-                         f"uses {model.activation!r}, which it cannot express")
-    if isinstance(model, GRU) and not model.reset_after:
-        raise ValueError("torch.nn.GRU computes the reset gate after W_n h (reset_after=True) only; this "
-                         "GRU has reset_after=False, which PyTorch has no module for")
+    torch_stack.expressible(model)
     import torch
 
     dtype = _torch_dtype(torch, model.dtype, "to_torch")

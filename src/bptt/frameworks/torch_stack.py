@@ -30,6 +30,17 @@ def torch_dtype(torch, dtype, what):
     return known[dtype]
 
 
+def expressible(model):
+    """A ValueError for a model (or layer) of rnn, lstm or gru that no torch.nn module computes:
+    nn.RNN has tanh and relu only, nn.GRU the reset-after form only."""
+    if model.cell.name == "rnn" and model.activation not in ("tanh", "relu"):
+        raise ValueError(f"torch.nn.RNN supports the nonlinearities 'tanh' and 'relu' only; this model uses "
+                         f"{model.activation!r}, which it cannot express")
+    if model.cell.name == "gru" and not model.reset_after:
+        raise ValueError("torch.nn.GRU computes the reset gate after W_n h (reset_after=True) only; this GRU has "
+                         "reset_after=False, which PyTorch has no module for")
+
+
 def from_torch(module, linear, head="softmax"):
     """A bptt.Stack from a multi-layer or bidirectional nn.RNN / nn.LSTM / nn.GRU and its nn.Linear."""
     kind = type(module).__name__
@@ -84,11 +95,7 @@ def to_torch(stack):
                          f"them ({stack.directions})")
     if cell.name not in MODULES:
         raise ValueError(f"torch.nn has no layer for the {cell.name} cell; to_torch exports rnn, lstm and gru")
-    if cell.name == "rnn" and first.activation not in ("tanh", "relu"):
-        raise ValueError(f"torch.nn.RNN supports the nonlinearities 'tanh' and 'relu' only; this stack uses "
-                         f"{first.activation!r}")
-    if cell.name == "gru" and not first.reset_after:
-        raise ValueError("torch.nn.GRU computes the reset gate after W_n h (reset_after=True) only")
+    expressible(first)
     dtype = torch_dtype(torch, stack.dtype, "to_torch")
     has_bias = any(k in m.params for _, _, m in stack.entries for k in ("b", "bh"))
     extra = {"nonlinearity": first.activation} if cell.name == "rnn" else {}
