@@ -28,10 +28,13 @@ def test_report_is_self_contained_and_tells_the_story(report_file):
     assert not re.search(r"""(src|href)\s*=\s*["'](?!data:|#)""", html)
     assert "url(" not in html and "<script" not in html
     imgs = re.findall(r'<img src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', html)  # SVG: sharp at any zoom
-    assert len(imgs) == html.count("<img") >= 7
+    assert len(imgs) == html.count("<img") >= 11
     for heading in ("The model", "The derivation, term by term", "Verification", "How far back",
-                    "Theory's verdicts", "The cliff", "What to conclude"):
+                    "Theory's verdicts", "The cliff", "10. The cures that keep the gradient alive",
+                    "11. What to conclude"):
         assert heading in html
+    cures = html[html.index("<h2>10. The cures"):html.index("<h2>11.")]  # flossing, orthogonal W: tables, spectra
+    assert cures.count("<img") == 4 and "before flossing" in cures and "orthogonal" in cures
     assert "FAIL" not in html and html.count('class="ok">pass') >= 3  # U, W, V checked by finite differences
     assert "bound holds" in html and '<span class="bad">NO</span>' not in html
 
@@ -67,7 +70,10 @@ def test_report_renders_in_headless_chromium(report_file):
         assert "Vanishing and exploding gradients" in driver.title
         images = driver.execute_script(
             "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight, i.alt]);")
-        assert len(images) >= 7
+        assert len(images) >= 11
+        cures = driver.execute_script(  # the cures' figures: error tables and spectra, each decoded
+            "return Array.from(document.images).filter(i => /flossing|orthogonal/.test(i.alt)).length;")
+        assert cures == 4
         for complete, width, height, alt in images:
             assert complete and width > 300 and height > 200, f"image {alt!r} did not decode"
         errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]

@@ -3,8 +3,9 @@
 `gather(settings)` runs the notebook's example, its gradient check, a sweep of spectral radii for
 several activations (a batch of random sequences per model), the Jacobian spectrum, the Lyapunov
 exponents, the saturation histogram, the one-unit cliff, and an Elman, an LSTM and a GRU of the
-same size on the same sequences (`cell_models`, `cell_data`), and returns plain data plus figures
-(SVG bytes) for html.py to lay out.
+same size on the same sequences (`cell_models`, `cell_data`), approximate gradients against the
+exact one (approx.py), the cures (cures.py: gradient flossing, an orthogonal W against Glorot's),
+and returns plain data plus figures (SVG bytes) for html.py to lay out.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Settings:
-    """What the report sweeps: H hidden units, T steps, N sequences per model, D = O words."""
+    """What the report sweeps: H hidden units, T steps, N sequences per model, D = O words; the cures'
+    flossing: floss_k leading exponents, floss_steps Adam updates at floss_lr (bptt train --floss)."""
 
     H: int = 32
     T: int = 100
@@ -25,12 +27,15 @@ class Settings:
     activations: tuple = ("tanh", "identity", "relu")
     seed: int = 0
     cliff_grid: int = 301
+    floss_k: int = 4  # the cures: the leading Lyapunov exponents flossed, the updates, their learning rate
+    floss_steps: int = 150
+    floss_lr: float = 0.01
 
     @classmethod
     def quick(cls, seed=0):
         """A small sweep (seconds), for tests and previews."""
         return cls(H=8, T=30, N=2, radii=(0.5, 1.0, 1.5), activations=("tanh", "identity"), seed=seed,
-                   cliff_grid=101)
+                   cliff_grid=101, floss_k=2, floss_steps=100)
 
 
 @dataclass
@@ -45,6 +50,7 @@ class Content:
     cells: list = field(default_factory=list)  # one dict per cell: Elman, LSTM, GRU on the same data
     cells_text: list = field(default_factory=list)  # the sentences drawn from them
     approx: dict = field(default_factory=dict)  # approximate gradients against the exact one (report/approx.py)
+    cures: dict = field(default_factory=dict)  # flossing and an orthogonal W (report/cures.py)
     figures: dict = field(default_factory=dict)  # name -> SVG bytes
     conclusions: list = field(default_factory=list)
 
@@ -210,8 +216,9 @@ def gather(st: Settings, progress=True) -> Content:
     from ..model import seed_example
     from ..theory import cliff, theory
 
-    steps = ["example", "check"] + [f"{a} sweep" for a in st.activations] + ["spectra", "cliff", "cells", "approx"]
+    steps = ["example", "check"] + [f"{a} sweep" for a in st.activations] + ["spectra", "cliff", "cells", "approx", "cures"]
     bar = tqdm(total=len(steps), desc="report", unit="part", delay=1.0, disable=not progress, leave=False)
+    bar.set_postfix_str(steps[0])
     c = Content(st, __version__)
 
     # the notebook's example, term by term, and its gradient check
@@ -222,11 +229,11 @@ def gather(st: Settings, progress=True) -> Content:
                  "terms": np.linalg.norm(fl.terms("W", fl.T - 1).reshape(fl.T, -1), axis=1).tolist(),
                  "theory": theory(model).as_dict()}
     c.figures["terms"] = _png(plots.notebook_terms(fl))
-    bar.update()
+    _advance(bar, steps)
     rep = check(model, x, y)
     c.check = [{"name": r.name, "checked": r.checked, "total": r.total, "max_abs": r.max_abs,
                 "max_rel": r.max_rel, "passed": r.passed} for r in rep.rows]
-    bar.update()
+    _advance(bar, steps)
 
     # the sweep: W = rho * orthogonal, one batch of sequences per model
     flows_by = {}
@@ -253,7 +260,7 @@ def gather(st: Settings, progress=True) -> Content:
             flows_by[(act, rho)] = fls
         c.figures[f"lags_{act}"] = _png(plots.lag_curves(curves, title=f"{act}: W = rho x orthogonal, "
                                                          f"H = {st.H}, mean over {st.N} sequences"))
-        bar.update()
+        _advance(bar, steps)
 
     # one model in detail: the error table, the Jacobian spectrum, saturation
     act0 = st.activations[0]
@@ -269,7 +276,7 @@ def gather(st: Settings, progress=True) -> Content:
     # the histogram is of the same model as the heading, the heatmap and the spectrum (rho_d)
     c.figures["saturation"] = _png(plots.saturation(detail.saturation(),
                                                     title=f"{act0}, rho = {rho_d:g}: share of f'(z) near 0"))
-    bar.update()
+    _advance(bar, steps)
 
     # the cliff of Pascanu et al. (2013)
     w = np.linspace(2.0, 8.0, st.cliff_grid)
@@ -282,20 +289,33 @@ def gather(st: Settings, progress=True) -> Content:
     away = np.abs(fine.w - fine.w[i]) > 0.1
     c.cliff = {"w_wall": float(fine.w[i]), "grad_max": float(g[i]), "grad_median_away": float(np.median(g[away])),
                "loss_left": float(fine.loss[0, max(i - 100, 0)]), "loss_right": float(fine.loss[0, min(i + 100, g.size - 1)])}
-    bar.update()
+    _advance(bar, steps)
 
     # Elman, LSTM and GRU of the same size on the same sequences
     _compare_cells(st, c)
-    bar.update()
+    _advance(bar, steps)
 
     # the window, TBPTT, RTRL, UORO and SnAp against the exact gradient
     from . import approx
     c.approx = approx.gather(st, _png)
     c.figures.update(c.approx.pop("figures"))
-    bar.update()
+    _advance(bar, steps)
+
+    # the cures: gradient flossing, an orthogonal W against Glorot's
+    from . import cures
+    c.cures = cures.gather(st, _png, say=bar.set_postfix_str)
+    c.figures.update(c.cures.pop("figures"))
+    _advance(bar, steps)
     bar.close()
     c.conclusions = _conclusions(c)
     return c
+
+
+def _advance(bar, steps):
+    """One part done: the bar moves on and says which part runs now."""
+    bar.update()
+    if bar.n < len(steps):
+        bar.set_postfix_str(steps[bar.n])
 
 
 def _conclusions(c: Content) -> list[str]:
@@ -327,6 +347,8 @@ def _conclusions(c: Content) -> list[str]:
                    "loses that share.")
     if c.cells_text:
         out.append(c.cells_text[0])
+    if c.cures:
+        out += [c.cures["text"][0], c.cures["text"][-1]]
     cl = c.cliff
     out.append(f"The one-unit network has a wall near w = {cl['w_wall']:.3f} (b = -2.5): the gradient norm reaches "
                f"{cl['grad_max']:.3g} there against a median of {cl['grad_median_away']:.2g} further than 0.1 away, "

@@ -131,8 +131,12 @@ def render(c) -> str:
         from . import approx
         parts.append("<h2>9. Approximate gradients against the exact one</h2>")
         parts.append(approx.render(c.approx, lambda name, alt, caption: _img(c, name, alt, caption), _table))
-    parts.append("<h2>10. What to conclude</h2><ul>" + "".join(f"<li>{escape(s)}</li>" for s in c.conclusions)
-                 + "</ul>")
+    if c.cures:
+        from . import cures
+        parts.append(f"<h2>10. {escape(cures.TITLE)}</h2>")
+        parts.append(cures.render(c.cures, lambda name, alt, caption: _img(c, name, alt, caption), _table))
+    parts.append(f"<h2>{11 if c.cures else 10}. What to conclude</h2><ul>"
+                 + "".join(f"<li>{escape(s)}</li>" for s in c.conclusions) + "</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
