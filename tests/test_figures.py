@@ -206,6 +206,9 @@ def _plots_figures(flows):
     yield "cliff", plots.cliff(bptt.cliff(np.linspace(2, 8, 41), np.linspace(-5, 0, 41)), b_cut=-2.5)
     yield "saturation", plots.saturation(elman.saturation())
     yield "gate_saturation", plots.saturation(flows["LSTM"][0].saturation())
+    from bptt.report.cures import spectrum_figure
+    lam = -np.sort(np.random.default_rng(0).exponential(size=(2, 3, 16)), axis=-1)  # (models, N, S) descending
+    yield "cures_spectrum", spectrum_figure({"before flossing": lam[0] - 0.5, "after flossing": lam[1]}, k=2)
 
 
 def _phase_frame(seeds=2):

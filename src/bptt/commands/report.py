@@ -1,7 +1,7 @@
 """`bptt report`: the self-contained HTML report of vanishing and exploding gradients."""
 from __future__ import annotations
 
-HELP = "write the HTML report: the notebook's derivation, its check, lag curves, theory, the cliff"
+HELP = "write the HTML report: the notebook's derivation, its check, lag curves, theory, the cliff, the cures"
 
 
 def add_arguments(p):

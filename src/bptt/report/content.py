@@ -216,7 +216,8 @@ def gather(st: Settings, progress=True) -> Content:
     from ..model import seed_example
     from ..theory import cliff, theory
 
-    steps = ["example", "check"] + [f"{a} sweep" for a in st.activations] + ["spectra", "cliff", "cells", "approx", "cures"]
+    steps = ["example", "check"] + [f"{a} sweep" for a in st.activations] + ["spectra", "cliff", "cells", "approx",
+                                                                             "cures"]
     bar = tqdm(total=len(steps), desc="report", unit="part", delay=1.0, disable=not progress, leave=False)
     bar.set_postfix_str(steps[0])
     c = Content(st, __version__)
@@ -348,7 +349,7 @@ def _conclusions(c: Content) -> list[str]:
     if c.cells_text:
         out.append(c.cells_text[0])
     if c.cures:
-        out += [c.cures["text"][0], c.cures["text"][-1]]
+        out += c.cures["conclusions"]
     cl = c.cliff
     out.append(f"The one-unit network has a wall near w = {cl['w_wall']:.3f} (b = -2.5): the gradient norm reaches "
                f"{cl['grad_max']:.3g} there against a median of {cl['grad_median_away']:.2g} further than 0.1 away, "

@@ -88,8 +88,9 @@ def _measure(model, x, y, lag):
 def gather(st, figure, say=None) -> dict:
     """The section's numbers and figures for settings st (H, T, N, seed, floss_k, floss_steps,
     floss_lr); figure(fig) -> what the report stores for a figure; say(text): what runs now (or
-    None). Returns {"k", "S", "T", "N", "H", "lag", "floss", "models", "figures", "text"}: models
-    is label -> numbers ("before flossing", "after flossing", "Glorot", "orthogonal")."""
+    None). Returns {"k", "S", "T", "N", "H", "lag", "floss", "models", "figures", "text",
+    "conclusions"}: models is label -> numbers ("before flossing", "after flossing", "Glorot",
+    "orthogonal"); text the section's sentences, conclusions two of them for the report's end."""
     from .. import plots
 
     say = say or (lambda text: None)
@@ -113,6 +114,7 @@ def gather(st, figure, say=None) -> dict:
            "floss": {"steps": st.floss_steps, "lr": st.floss_lr, "record": record}, "models": models,
            "figures": figures}
     out["text"] = sentences(out)
+    out["conclusions"] = [out["text"][0], out["text"][-2]]  # flossing's exponents, the orthogonal spectrum
     return out
 
 
@@ -173,10 +175,11 @@ def sentences(s) -> list[str]:
                f"{o['mean'][0]:.3g}. Glorot's uniform W of the same size has singular values from {g['sv_min']:.2g} "
                f"to {g['sv_max']:.3g} (spectral radius {g['rho']:.3g}), and its spectrum spreads from "
                f"{g['mean'][-1]:.3g} to {g['mean'][0]:.3g}.")
-    out.append(f"The orthogonal network's error table decays {_more(o['decay'], g['decay'])} than the Glorot "
-               f"network's: decay rate {o['decay']:.3g} against {g['decay']:.3g} per step; at lag {lag} "
-               f"{o['ratio_lag']:.2g} against {g['ratio_lag']:.2g} of the lag-0 size; the terms older than {lag} "
-               f"steps carry {100 * o['beyond']:.2g}% against {100 * g['beyond']:.2g}% of the W gradient.")
+    out.append(f"Their error tables, orthogonal against Glorot: decay rate {o['decay']:.3g} against "
+               f"{g['decay']:.3g} per step; at lag {lag} {o['ratio_lag']:.2g} against {g['ratio_lag']:.2g} of the "
+               f"lag-0 size; the terms older than {lag} steps carry {100 * o['beyond']:.2g}% against "
+               f"{100 * g['beyond']:.2g}% of the W gradient. The largest exponent, which sets the decay at long "
+               f"lags, is {o['mean'][0]:.3g} against {g['mean'][0]:.3g}.")
     return out
 
 
