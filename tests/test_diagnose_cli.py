@@ -290,3 +290,31 @@ def test_keras_refusals_are_one_line(tmp_path, capsys):
     cli(["diagnose", "--keras", tmp_path / "gap.keras", "--input", npz], capsys, "not consecutive", "Dense")
     np.savez(tmp_path / "big.npz", x=np.full((3, 8), 10), y=np.zeros(3, dtype=int))
     cli(["diagnose", "--keras", tmp_path / "m.keras", "--input", tmp_path / "big.npz"], capsys, "id 10", "10 rows")
+
+
+def test_a_damaged_state_dict_is_a_value_error_or_the_same_arrays(tmp_path):
+    """Bytes of a saved state dict changed at random places: each read gives the arrays or a
+    one-line ValueError, never another exception (the reader's guards, not the luck of the bytes)."""
+    torch = need("torch")
+    from bptt.diagnosis.statedict import load_state_dict
+
+    pt, _ = _save(tmp_path, torch, _net(torch, layers=1, bi=False), np.zeros((1, 2), dtype=int), np.zeros(1, dtype=int))
+    raw = bytearray(pt.read_bytes())
+    rng = np.random.default_rng(6)
+    refused = 0
+    for case in range(300):
+        bad = bytearray(raw)
+        for i in rng.integers(0, len(bad), rng.integers(1, 4)):
+            bad[i] = int(rng.integers(0, 256))
+        if case % 3 == 0:  # cut short as well
+            bad = bad[:int(rng.integers(1, len(bad)))]
+        path = tmp_path / "bad.pt"
+        path.write_bytes(bytes(bad))
+        try:
+            sd = load_state_dict(path)
+        except ValueError as e:
+            refused += 1
+            assert "\n" not in str(e)
+        else:
+            assert all(isinstance(v, np.ndarray) for v in sd.values())
+    assert refused >= 100

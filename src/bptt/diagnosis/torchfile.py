@@ -101,10 +101,10 @@ class _Unpickler(pickle.Unpickler):
 def read(raw: bytes, path, limit: int) -> dict:
     """{name: array} of a state dict saved by torch.save; a ValueError naming what is wrong."""
     what = f"cannot load {printable(str(path))} safely as a PyTorch state dict"
-    if not zipfile.is_zipfile(io.BytesIO(raw)):
-        raise ValueError(f"{what}: it is not the zip archive torch.save writes (since PyTorch 1.6); load it and "
-                         "save it again with torch.save(model.state_dict(), path)")
     try:
+        if not zipfile.is_zipfile(io.BytesIO(raw)):
+            raise Refused("it is not the zip archive torch.save writes (since PyTorch 1.6); load it and save it "
+                          "again with torch.save(model.state_dict(), path)")
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:
             if sum(i.file_size for i in archive.infolist()) > limit:
                 raise Refused(f"its entries unpack to more than {limit} bytes")
@@ -117,10 +117,9 @@ def read(raw: bytes, path, limit: int) -> dict:
             if order not in ("little", "big"):
                 raise Refused(f"byte order {order[:20]!r}")
             sd = _Unpickler(archive.read(pickles[0]), archive, root, "<" if order == "little" else ">").load()
-    except (Refused, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, UnicodeDecodeError, TypeError,
-            AttributeError, IndexError, KeyError) as e:
+    except Exception as e:  # a damaged archive or pickle fails in the zip, zlib, struct or pickle modules
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"{what}: {first}") from None
+        raise ValueError(f"{what}: {first[:200]}") from None
     if not isinstance(sd, dict) or not sd:
         raise ValueError(f"{printable(str(path))} holds {type(sd).__name__}, not a state dict: save "
                          "model.state_dict() with torch.save")
