@@ -120,15 +120,20 @@ def test_each_bad_input_is_one_line(tmp_path, capsys):
     run("--torch", tmp_path / "missing.pt", "--input", npz, words=["missing.pt", "does not exist"])
     run("--torch", pt, "--input", tmp_path / "missing.npz", words=["missing.npz"])
     (tmp_path / "junk.pt").write_bytes(b"not a torch file at all")
-    run("--torch", tmp_path / "junk.pt", "--input", npz, words=["cannot load", "safely", "weights_only=True"])
+    run("--torch", tmp_path / "junk.pt", "--input", npz, words=["cannot load", "safely", "not the zip archive"])
 
     class Evil:
         def __reduce__(self):
             return (print, ("pickled code ran",))
 
     torch.save({"w": Evil()}, tmp_path / "evil.pt")
-    out = run("--torch", tmp_path / "evil.pt", "--input", npz, words=["cannot load", "safely"])
+    out = run("--torch", tmp_path / "evil.pt", "--input", npz, words=["cannot load", "safely", ".print, which a state dict"])
     assert "pickled code ran" not in capsys.readouterr().out + out
+    _beyond(torch, tmp_path / "beyond.pt")
+    run("--torch", tmp_path / "beyond.pt", "--input", npz, words=["cannot load", "safely", "beyond its storage of 4"])
+    sd = _net(torch, layers=1, bi=False).state_dict()
+    torch.save({k: v for k, v in sd.items() if k != "enc.bias_hh_l0"}, tmp_path / "half_bias.pt")
+    run("--torch", tmp_path / "half_bias.pt", "--input", npz, words=["do not make one nn.LSTM", "missing enc.bias_hh_l0"])
     torch.save({"out.weight": torch.zeros(3, 6)}, tmp_path / "none.pt")
     run("--torch", tmp_path / "none.pt", "--input", npz, words=["no recurrent module", "weight_hh_l0"])
     two = dict(net_sd := _net(torch, layers=1, bi=False).state_dict())
@@ -156,10 +161,78 @@ def test_each_bad_input_is_one_line(tmp_path, capsys):
     run("--keras", tmp_path / "m.keras", "--input", npz, words=["m.keras"])
 
 
-def test_without_torch_the_error_says_what_to_install(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
-    cli(["diagnose", "--torch", tmp_path / "net.pt", "--input", tmp_path / "b.npz"], capsys,
-        "pip install 'bptt[torch]'")
+def _beyond(torch, path):
+    """A state dict whose one tensor, (3,) at offset 2, reaches past its storage of 4 floats."""
+    import io
+    import pickle
+    import zipfile
+
+    class View:
+        def __reduce__(self):
+            return torch._utils._rebuild_tensor_v2, (Storage(), 2, (3,), (1,), False, {})
+
+    class Storage:
+        pass
+
+    class Writer(pickle.Pickler):
+        def persistent_id(self, obj):
+            return ("storage", torch.FloatStorage, "0", "cpu", 4) if isinstance(obj, Storage) else None
+
+    buf = io.BytesIO()
+    Writer(buf, protocol=2).dump({"w": View()})
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("net/data.pkl", buf.getvalue())
+        z.writestr("net/byteorder", "little")
+        z.writestr("net/data/0", np.arange(4, dtype="<f4").tobytes())
+
+
+@pytest.mark.parametrize("kind, layers, bi, bias, per_step, dtype", [
+    ("LSTM", 2, True, True, True, "float64"), ("GRU", 3, False, True, False, "float64"),
+    ("RNN", 2, True, False, True, "float64"), ("LSTM", 2, True, True, False, "float32")])
+def test_the_gradients_of_a_saved_network_are_pytorch_s(tmp_path, kind, layers, bi, bias, per_step, dtype):
+    """The command's diagnosis (the state dict read without PyTorch, the network rebuilt by bptt)
+    gives the recurrent module's gradients that loss.backward() puts in its .grad."""
+    torch = need("torch")
+    from bptt.diagnosis import diagnosed
+    from bptt.diagnosis.statedict import load_state_dict, network, parts, read_input
+
+    net = _net(torch, kind, layers=layers, bi=bi, bias=bias)
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 11, (4, 12))
+    y = rng.integers(0, 3, (4, 12)) if per_step else rng.integers(0, 3, 4)
+    if per_step:
+        y[1, :5] = -1
+    pt, npz = _save(tmp_path, torch, net, x, y)
+    sd = load_state_dict(pt)
+    p = parts(sd)
+    xs, ys, ids = read_input(npz, p)
+    d = diagnosed(network(sd, p, xs, ys, ids, dtype=dtype), lags=False)
+    if dtype == "float32":
+        net = net.float()
+    logits = net(torch.as_tensor(x))
+    yt = torch.as_tensor(y)
+    loss = torch.nn.functional.cross_entropy(logits[:, -1], yt, reduction="sum") if yt.ndim == 1 else \
+        torch.nn.functional.cross_entropy(logits[yt >= 0], yt[yt >= 0], reduction="sum")
+    net.zero_grad()
+    loss.backward()
+    tol = 1e-10 if dtype == "float64" else 1e-5
+    loss = float(loss.detach())
+    assert abs(d.loss - loss) <= tol * abs(loss)
+    theirs = {k: v.grad.numpy() for k, v in net.enc.named_parameters()}
+    assert set(d.grads) == set(theirs) and d.agreement is None
+    for k, g in theirs.items():
+        assert np.max(np.abs(d.grads[k] - g)) <= tol * max(1.0, np.max(np.abs(g))), k
+
+
+def test_the_command_needs_no_pytorch(tmp_path):
+    torch = need("torch")
+    pt, npz = _save(tmp_path, torch, _net(torch), np.zeros((2, 6), dtype=int), np.zeros(2, dtype=int))
+    script = ("import sys; sys.modules['torch'] = None\n"  # import torch raises ImportError
+              "from bptt.cli import main\n"
+              f"assert main(['diagnose', '--torch', {str(pt)!r}, '--input', {str(npz)!r}]) == 0\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "bptt diagnosis of a PyTorch LSTM" in run.stdout
 
 
 # --- a Keras model file ---------------------------------------------------------------------------
@@ -217,3 +290,31 @@ def test_keras_refusals_are_one_line(tmp_path, capsys):
     cli(["diagnose", "--keras", tmp_path / "gap.keras", "--input", npz], capsys, "not consecutive", "Dense")
     np.savez(tmp_path / "big.npz", x=np.full((3, 8), 10), y=np.zeros(3, dtype=int))
     cli(["diagnose", "--keras", tmp_path / "m.keras", "--input", tmp_path / "big.npz"], capsys, "id 10", "10 rows")
+
+
+def test_a_damaged_state_dict_is_a_value_error_or_the_same_arrays(tmp_path):
+    """Bytes of a saved state dict changed at random places: each read gives the arrays or a
+    one-line ValueError, never another exception (the reader's guards, not the luck of the bytes)."""
+    torch = need("torch")
+    from bptt.diagnosis.statedict import load_state_dict
+
+    pt, _ = _save(tmp_path, torch, _net(torch, layers=1, bi=False), np.zeros((1, 2), dtype=int), np.zeros(1, dtype=int))
+    raw = bytearray(pt.read_bytes())
+    rng = np.random.default_rng(6)
+    refused = 0
+    for case in range(300):
+        bad = bytearray(raw)
+        for i in rng.integers(0, len(bad), rng.integers(1, 4)):
+            bad[i] = int(rng.integers(0, 256))
+        if case % 3 == 0:  # cut short as well
+            bad = bad[:int(rng.integers(1, len(bad)))]
+        path = tmp_path / "bad.pt"
+        path.write_bytes(bytes(bad))
+        try:
+            sd = load_state_dict(path)
+        except ValueError as e:
+            refused += 1
+            assert "\n" not in str(e)
+        else:
+            assert all(isinstance(v, np.ndarray) for v in sd.values())
+    assert refused >= 100

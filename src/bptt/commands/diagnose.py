@@ -22,7 +22,8 @@ def add_arguments(p):
     p.epilog = EPILOG
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--torch", metavar="FILE.pt", help="a state dict saved with torch.save(model.state_dict()), "
-                     "read with torch.load(weights_only=True): one nn.RNN / nn.LSTM / nn.GRU (any layers, "
+                     "read without PyTorch and without running pickled code (tensors only, as "
+                     "torch.load(weights_only=True) reads them): one nn.RNN / nn.LSTM / nn.GRU (any layers, "
                      "bidirectional), a Linear head and optionally an Embedding")
     src.add_argument("--keras", metavar="FILE.keras", help="a Keras model saved with model.save('NAME.keras'), "
                      "read with keras.saving.load_model(safe_mode=True) and diagnosed as saved: its consecutive "
@@ -62,21 +63,14 @@ def run(args) -> int:
             if getattr(args, flag) is not None:
                 raise ValueError(f"--{flag} is for --torch: a Keras model is diagnosed as saved, in its own dtype")
         return _keras(args)
-    from ..diagnosis.statedict import build, load_state_dict, parts, read_input
+    from ..diagnosis import diagnosed
+    from ..diagnosis.statedict import load_state_dict, network, parts, read_input
 
     sd = load_state_dict(args.torch)
-    import torch
-
-    # one thread for PyTorch (bptt.diagnose runs its own part on one BLAS thread): this process runs one
-    # small network whose per-step products are not worth splitting, and threads waiting on each other
-    # at every step cost many times the work on a busy machine (docs/performance.md)
-    torch.set_num_threads(1)
     p = parts(sd, args.prefix, args.head, args.embedding)
     x, y, ids = read_input(args.input, p)
-    model, rnn, inputs, loss_fn = build(sd, p, x, y, ids, dtype=args.dtype or "float64", nonlinearity=args.nonlinearity)
-    from ..diagnosis import diagnose
-
-    d = diagnose(model, rnn, inputs, loss_fn, lags=args.lags)
+    d = diagnosed(network(sd, p, x, y, ids, dtype=args.dtype or "float64", nonlinearity=args.nonlinearity),
+                  lags=args.lags)
     fed = ("ids through the embedding " + repr(p.embedding.rstrip(".")) if ids and p.embedding is not None
            else f"ids as one-hot columns of {p.D}" if ids else "vectors")
     print(f"read {args.torch}: nn.{p.kind}({p.D}, {p.H}, num_layers={p.layers}"

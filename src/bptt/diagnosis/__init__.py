@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..stack import run
-from .. import validate
+from .. import heads, validate
 
 __all__ = ["diagnose", "Diagnosis"]
 
@@ -30,7 +30,8 @@ class Diagnosis:
     framework's names; .entries, per layer and direction, its numbers (bptt.diagnosis.numbers);
     .loss, .T, .N, .nonfinite (where a state or error
     first became non-finite, or None), .agreement (the largest difference between bptt's outputs
-    of the layers and the framework's, a check that both ran the same network), .framework, .kind,
+    of the layers and the framework's, a check that both ran the same network; None for a network
+    rebuilt from a file, which only bptt runs), .framework, .kind,
     .dtype, .lags_over (the sequences the shares beyond lags are of). str(d) is a text summary, d.advice() the verdict's lines, d.save(path) the page."""
 
     framework: str
@@ -84,7 +85,15 @@ def diagnose(model, rnn, inputs, loss_fn, *, lags=True) -> Diagnosis:
         from .keras import capture
     else:
         raise TypeError(f"model must be a torch.nn.Module or a Keras model, got {type(model).__name__}")
-    got = capture(model, rnn, inputs, loss_fn)
+    return diagnosed(capture(model, rnn, inputs, loss_fn), lags)
+
+
+def diagnosed(got, lags=True) -> Diagnosis:
+    """The diagnosis of what a capture found (diagnosis.torch, diagnosis.keras: the recurrent
+    module as a bptt.Stack, its input x (N, T, D), initial state h0, the framework's run of it
+    (out) and the error its loss put on each step's output (dY) and final state), or of a network
+    rebuilt from a file (statedict.network: the stack with the file's head, x and the targets y,
+    whose loss bptt computes)."""
     stack, x = got["stack"], got["x"]
     if not np.all(np.isfinite(x)):
         raise ValueError("the recurrent module's input holds NaN or Inf: the diagnosis needs a finite batch")
@@ -111,6 +120,23 @@ def _diagnosis(got, stack, xin, lags):
     from ..stack import initial_states
 
     trace = run(stack, xin, initial_states(stack, got["h0"], xin))
+    if "out" in got:  # the framework ran the module: its outputs and the errors its loss put on them
+        agreement = _agreement(got, stack, trace)
+        loss, dY, final = got["loss"], got["dY"].astype(stack.dtype, copy=False), got["final"]
+    else:  # a network rebuilt from a file, under its own head: its loss and errors are bptt's
+        agreement, final = None, None
+        loss, dQ = heads.error(stack.head, trace.Q, validate.targets(stack, got["y"], xin))
+        dY = dQ @ stack.V
+    numbers = compute(trace, dY, final, lags=lags)
+    ours = got["to_framework"](stack, numbers["grads"]) if "to_framework" in got else numbers["grads"]
+    grads = {got["names"][k]: v for k, v in ours.items() if k in got["names"]}
+    return Diagnosis(got["framework"], got["kind"], got["dtype"], loss, grads, numbers["entries"],
+                     numbers["T"], numbers["N"], numbers["nonfinite"], agreement, numbers["lags_over"], stack)
+
+
+def _agreement(got, stack, trace) -> float:
+    """The largest difference between bptt's outputs of the top layer and the framework's; a
+    ValueError when they are not the same network's."""
     ours = trace.outputs(stack.depth - 1)
     theirs = np.swapaxes(got["out"], 0, 1)
     seen = np.isfinite(theirs)  # the steps the framework's layer gave (a layer may give its last only)
@@ -120,11 +146,7 @@ def _diagnosis(got, stack, xin, lags):
         raise ValueError(f"bptt's run of the recurrent module differs from {got['framework']}'s by {agreement:.3g}: "
                          "the module's weights or input changed between the call and the diagnosis, or it was "
                          "called with an initial state bptt did not see")
-    numbers = compute(trace, got["dY"].astype(stack.dtype, copy=False), got["final"], lags=lags)
-    ours = got["to_framework"](stack, numbers["grads"]) if "to_framework" in got else numbers["grads"]
-    grads = {got["names"][k]: v for k, v in ours.items() if k in got["names"]}
-    return Diagnosis(got["framework"], got["kind"], got["dtype"], got["loss"], grads, numbers["entries"],
-                     numbers["T"], numbers["N"], numbers["nonfinite"], agreement, numbers["lags_over"], stack)
+    return agreement
 
 
 def _is_torch(model) -> bool:

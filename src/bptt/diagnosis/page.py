@@ -143,7 +143,9 @@ def body(d) -> str:
     parts = [f"<h1>Diagnosis: a {escape(d.framework)} {cells}, {len(d.entries)} "
              f"layer-direction{'s' if len(d.entries) != 1 else ''}</h1>",
              f'<p class="sub">T = {d.T} steps, batch N = {d.N}, {escape(d.dtype)}; loss {num(d.loss, 8)}; '
-             f"bptt's run of the layers agrees with {escape(d.framework)}'s to {num(d.agreement, 2)}</p>"]
+             + (f"bptt's run of the layers agrees with {escape(d.framework)}'s to {num(d.agreement, 2)}</p>"
+                if d.agreement is not None else "the network rebuilt from the file; its loss and errors computed by "
+                "bptt</p>")]
     parts.append("<h2>Verdict</h2><ul>" + "".join(f"<li>{escape(s)}</li>" for s in d.advice()) + "</ul>")
     if d.nonfinite:
         parts.append(f'<p class="bad" id="nonfinite">First non-finite value: {escape(d.nonfinite)}</p>')

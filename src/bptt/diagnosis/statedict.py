@@ -9,7 +9,8 @@ the kind (weight_hh_l0 is (G, H): G = H, 3H, 4H for nn.RNN, nn.GRU, nn.LSTM), th
 layers (the l{k} suffixes), bidirectional (the _reverse keys), the biases (bias_ih_l0).
 An nn.RNN's nonlinearity is not in its state dict: tanh unless told.
 
-The network rebuilt is embedding (if used) -> recurrent module (batch_first) -> head at every step;
+The network is rebuilt by bptt, without PyTorch (the file is read by torchfile): embedding (if
+used) -> recurrent module (batch_first) -> head at every step, a bptt.Stack under the file's head;
 its loss is the cross-entropy summed over the scored steps of the input file's targets y:
 - x: ids (N, T) integers (through the embedding, or one-hot columns of D without one), or
   vectors (N, T, D) floats;
@@ -18,8 +19,6 @@ its loss is the cross-entropy summed over the scored steps of the input file's t
 """
 from __future__ import annotations
 
-import functools
-import io
 import re
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ import numpy as np
 
 from ..files import printable, read_bytes
 from ..validate import read_npz, show, too_big
+from . import torchfile
 
 RECURRENT = re.compile(r"^(.*)weight_hh_l(\d+)(_reverse)?$")
 PARAM = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
@@ -57,27 +57,9 @@ class Parts:
 
 
 def load_state_dict(path) -> dict:
-    """The tensors of a file saved with torch.save(model.state_dict()), read with
-    torch.load(weights_only=True): no pickled code runs; anything else is a one-line ValueError."""
-    try:
-        import torch
-    except ImportError:
-        raise ValueError("bptt diagnose --torch needs PyTorch: pip install 'bptt[torch]'") from None
-    raw = read_bytes(path, "the state dict", MAX_BYTES)
-    try:
-        sd = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many kinds for a file it refuses or cannot parse
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"cannot load {printable(path)} safely as a PyTorch state dict "
-                         f"(torch.load with weights_only=True): {first}") from None
-    if not isinstance(sd, dict) or not sd:
-        raise ValueError(f"{printable(path)} holds {show(type(sd).__name__)}, not a state dict: save "
-                         "model.state_dict() with torch.save")
-    bad = [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        raise ValueError(f"{printable(path)} is not a state dict of tensors: its entry {show(bad[0])} holds "
-                         f"{type(sd[bad[0]]).__name__}; save model.state_dict() with torch.save")
-    return sd
+    """The arrays of a file saved with torch.save(model.state_dict()), by name: read without PyTorch
+    and without running pickled code (torchfile); anything else is a one-line ValueError."""
+    return torchfile.read(read_bytes(path, "the state dict", MAX_BYTES), path, MAX_BYTES)
 
 
 def parts(sd, prefix=None, head=None, embedding=None) -> Parts:
@@ -191,69 +173,56 @@ def read_input(path, p: Parts):
     return x, y, ids
 
 
-def build(sd, p: Parts, x, y, ids, *, dtype="float64", nonlinearity="tanh"):
-    """(model, rnn, inputs, loss_fn) for bptt.diagnose: the network of the state dict's parts in
-    dtype, the batch as a tensor, and the cross-entropy summed over the scored steps."""
-    import torch
+def network(sd, p: Parts, x, y, ids, *, dtype="float64", nonlinearity="tanh") -> dict:
+    """What bptt.diagnosis.diagnosed reads, for the state dict's network on the input file's batch:
+    the module's layers under the file's head as a bptt.Stack in dtype, the module's input x (N,
+    T, D) (the ids through the embedding, as one-hot columns, or the vectors), the targets (the
+    cross-entropy summed over the scored steps; a label per sequence scores the last step) and
+    PyTorch's names of the module's parameters."""
+    from ..frameworks.torch_stack import KINDS as CELLS, layers_of
+    from ..stack import Stack
 
-    dt = {"float64": torch.float64, "float32": torch.float32}[dtype]
-    kw = {"nonlinearity": nonlinearity} if p.kind == "RNN" else {}
-    rnn = getattr(torch.nn, p.kind)(p.D, p.H, p.layers, bias=p.bias, batch_first=True,
-                                    bidirectional=p.bidirectional, dtype=dt, **kw)
-    own = {k[len(p.prefix):]: v for k, v in sd.items() if k.startswith(p.prefix) and PARAM.match(k[len(p.prefix):])}
-    try:
-        rnn.load_state_dict({k: v.to(dt) for k, v in own.items()}, strict=True)
-    except RuntimeError as e:  # a missing layer, a reverse direction in some layers only, a shape that differs
-        detail = " ".join(str(e).split())
-        raise ValueError(f"the parameters under {p.prefix!r} do not make one nn.{p.kind}({p.D}, {p.H}, "
-                         f"num_layers={p.layers}, bidirectional={p.bidirectional}, bias={p.bias}): {detail[:300]}") from None
-    head = torch.nn.Linear(p.width, p.O, bias=p.head + "bias" in sd, dtype=dt)
-    with torch.no_grad():
-        head.weight.copy_(sd[p.head + "weight"])
-        if head.bias is not None:
-            head.bias.copy_(sd[p.head + "bias"])
-    embed = None
+    dt = np.dtype(dtype)
+    own = {k[len(p.prefix):]: np.asarray(v, dt) for k, v in sd.items()
+           if k.startswith(p.prefix) and PARAM.match(k[len(p.prefix):])}
+    _check_shapes(own, p)
+    cell = CELLS[p.kind]
+    pairs, names = layers_of(own, cell, p.layers, p.bidirectional, p.bias, nonlinearity)
+    c = np.asarray(sd[p.head + "bias"], dt) if p.head + "bias" in sd else None
+    stack = Stack(pairs, np.asarray(sd[p.head + "weight"], dt), c)
     if ids:
         V = sd[p.embedding + "weight"].shape[0] if p.embedding is not None else p.D
         if x.max() >= V:
             where = f"the embedding {p.embedding.rstrip('.')!r} has {V} rows" if p.embedding is not None else \
                 f"without an embedding an id is a one-hot column of D = {p.D}"
             raise ValueError(f"x holds the id {int(x.max())}, but {where} (ids 0..{V - 1})")
-        if p.embedding is not None:
-            embed = torch.nn.Embedding(V, p.D, dtype=dt)
-            with torch.no_grad():
-                embed.weight.copy_(sd[p.embedding + "weight"])
-    model = _network()(embed, rnn, head, p.D if ids and embed is None else None).eval()
-    inputs = torch.as_tensor(x, dtype=torch.long if ids else dt)
-    target = torch.as_tensor(y, dtype=torch.long)
-
-    def loss_fn(logits):
-        if target.ndim == 1:  # one label per sequence, scored at the last step
-            return torch.nn.functional.cross_entropy(logits[:, -1], target, reduction="sum")
-        scored = target >= 0
-        return torch.nn.functional.cross_entropy(logits[scored], target[scored], reduction="sum")
-
-    return model, rnn, inputs, loss_fn
+        table = np.asarray(sd[p.embedding + "weight"], dt) if p.embedding is not None else np.eye(p.D, dtype=dt)
+        x = table[x]
+    else:
+        x = np.asarray(x, dt)
+    if y.ndim == 1:  # one label per sequence: the last step scored, the others not
+        y = np.concatenate([np.full((len(y), x.shape[1] - 1), -1, dtype=np.int64), y[:, None]], axis=1)
+    return {"stack": stack, "x": x, "y": y, "h0": None, "names": names, "kind": cell, "framework": "PyTorch",
+            "dtype": str(dt)}
 
 
-@functools.lru_cache(maxsize=None)
-def _network():
-    """The torch.nn.Module class of the rebuilt network (made once: torch is imported lazily)."""
-    import torch
-
-    class Network(torch.nn.Module):
-        """embedding (or one-hot ids, or vectors) -> the recurrent module -> the head at every step"""
-
-        def __init__(self, embed, rnn, head, one_hot):
-            super().__init__()
-            self.embed, self.rnn, self.head, self.one_hot = embed, rnn, head, one_hot
-
-        def forward(self, x):
-            if self.embed is not None:
-                x = self.embed(x)
-            elif self.one_hot is not None:
-                x = torch.nn.functional.one_hot(x, self.one_hot).to(self.head.weight.dtype)
-            return self.head(self.rnn(x)[0])  # (N, T, O)
-
-    return Network
-
+def _check_shapes(own, p: Parts):
+    """A ValueError unless the parameters under the prefix make one nn.RNN / nn.GRU / nn.LSTM of the
+    parts' sizes (every layer and direction, each weight of its shape)."""
+    G = own["weight_hh_l0"].shape[0]
+    want = {}
+    for k in range(p.layers):
+        for s in [f"_l{k}"] + ([f"_l{k}_reverse"] if p.bidirectional else []):
+            want.update({"weight_ih" + s: (G, p.D if k == 0 else p.width), "weight_hh" + s: (G, p.H)})
+            if p.bias:
+                want.update({"bias_ih" + s: (G,), "bias_hh" + s: (G,)})
+    module = f"nn.{p.kind}({p.D}, {p.H}, num_layers={p.layers}, bidirectional={p.bidirectional}, bias={p.bias})"
+    missing, extra = sorted(set(want) - set(own)), sorted(set(own) - set(want))
+    if missing or extra:
+        detail = "; ".join(f"{what} {', '.join(p.prefix + k for k in keys[:4])}" for what, keys in
+                           (("missing", missing), ("unexpected", extra)) if keys)
+        raise ValueError(f"the parameters under {p.prefix.rstrip('.')!r} do not make one {module}: {detail}")
+    for k, shape in want.items():
+        if own[k].shape != shape:
+            raise ValueError(f"the parameters under {p.prefix.rstrip('.')!r} do not make one {module}: "
+                             f"{p.prefix}{k} has shape {own[k].shape}, expected {shape}")

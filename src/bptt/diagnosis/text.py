@@ -70,7 +70,9 @@ def summary(d) -> str:
     """The diagnosis as text: the run, a table per layer and direction, the advice."""
     out = [f"bptt diagnosis of a {d.framework} {d.kind.upper()} ({len(d.entries)} layer-direction(s)), "
            f"T = {d.T}, batch {d.N}, {d.dtype}",
-           f"loss {_num(d.loss, 6)}; bptt's layer outputs agree with {d.framework}'s to {_num(d.agreement, 2)}"]
+           f"loss {_num(d.loss, 6)}; " + (f"bptt's layer outputs agree with {d.framework}'s to {_num(d.agreement, 2)}"
+                                          if d.agreement is not None else
+                                          "the network rebuilt from the file, its loss and errors computed by bptt")]
     head = f"{'':18} {'from t':>6} {'decay/step':>10} {'halves in':>10} {'Lyapunov':>9} {'radius':>8} {'>10':>7} {'>100':>7}"
     out.append(head)
     for e in d.entries:

@@ -57,23 +57,28 @@ def from_torch(module, linear, head="softmax"):
 
 def layers(module):
     """(the module's layers as pairs of bptt layers, {bptt's flat name: PyTorch's name})."""
-    def arr(t):
-        return t.detach().cpu().numpy().copy()
-
+    arrays = {k: v.detach().cpu().numpy().copy() for k, v in module.named_parameters()}
     kind = type(module).__name__
-    cls = model_class(KINDS[kind])
-    settings = {"activation": module.nonlinearity} if kind == "RNN" else {}
+    return layers_of(arrays, KINDS[kind], module.num_layers, module.bidirectional, module.bias,
+                     module.nonlinearity if kind == "RNN" else None)
+
+
+def layers_of(arrays, cell, num_layers, bidirectional, bias, nonlinearity=None):
+    """(the layers as pairs of bptt layers, {bptt's flat name: PyTorch's name}) from a module's
+    parameters by PyTorch's names (weight_ih_l0, ...; NumPy arrays): cell rnn, lstm or gru, and for
+    rnn its nonlinearity."""
+    cls = model_class(cell)
+    settings = {"activation": nonlinearity} if cell == "rnn" else {}
     pairs, names = [], {}
-    for k in range(module.num_layers):
+    for k in range(num_layers):
         pair = []
-        for j in range(2 if module.bidirectional else 1):
+        for j in range(2 if bidirectional else 1):
             s = f"_l{k}" + ("_reverse" if j else "")
-            ours = f"_l{k}" + ("_reverse" if j else "")
-            p = {"U": arr(getattr(module, "weight_ih" + s)), "W": arr(getattr(module, "weight_hh" + s))}
-            names.update({f"U{ours}": f"weight_ih{s}", f"W{ours}": f"weight_hh{s}"})
-            if module.bias:
-                p.update(b=arr(getattr(module, "bias_ih" + s)), bh=arr(getattr(module, "bias_hh" + s)))
-                names.update({f"b{ours}": f"bias_ih{s}", f"bh{ours}": f"bias_hh{s}"})
+            p = {"U": arrays["weight_ih" + s], "W": arrays["weight_hh" + s]}
+            names.update({f"U{s}": f"weight_ih{s}", f"W{s}": f"weight_hh{s}"})
+            if bias:
+                p.update(b=arrays["bias_ih" + s], bh=arrays["bias_hh" + s])
+                names.update({f"b{s}": f"bias_ih{s}", f"bh{s}": f"bias_hh{s}"})
             pair.append(cls(**p, **settings, head=None))
         pairs.append(tuple(pair))
     return pairs, names
