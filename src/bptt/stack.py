@@ -305,10 +305,12 @@ class StackTrace:
     @property
     def final(self):
         """Each layer and direction's last state (PyTorch's h_n): (L * directions, [N,] H), and for
-        a cell with a memory the pair (h_n, c_n)."""
+        a cell with a memory the pair (h_n, c_n); where the layers' states differ in their entries
+        (an LSTM layer over a GRU layer), a list per entry, None for a layer without it."""
         parts = [tuple(s[-1] if self.inputs.batched else s[-1, 0] for s in tr.cell_states)
                  for pair in self.layers for tr in pair]
-        stacked = tuple(_stack([p[i] for p in parts]) for i in range(len(parts[0])))
+        stacked = tuple(_stack([p[i] for p in parts]) if all(i < len(p) for p in parts)
+                        else [p[i] if i < len(p) else None for p in parts] for i in range(max(map(len, parts))))
         return stacked[0] if len(stacked) == 1 else stacked
 
 
