@@ -239,3 +239,26 @@ def test_backprop_layer_with_an_error_at_the_final_state_equals_pytorch(cell):
     assert relative_error(np.swapaxes(got.dX, 0, 1), Xt.grad.numpy())[1] <= 1e-10
     for a, s in zip(got.state0, st):
         assert relative_error(a, s.grad.numpy()[0])[1] <= 1e-10
+
+
+def test_two_directions_at_once_give_the_same_bits(monkeypatch):
+    """A bidirectional layer's directions on two threads (fast.stacked.BOTH_MIN_WORK) or one after
+    the other: the same numbers, bit for bit, and PyTorch's."""
+    torch = need("torch")
+    from bptt.fast import runtime, stacked
+
+    stack = build(9, [("lstm", 4, 2, {}), ("gru", 4, 2, {}), ("rnn", 4, 2, {"activation": "tanh"})], 3)
+    x, y, h0 = data(9, stack, False, True)
+    monkeypatch.setattr(stacked, "BOTH_MIN_WORK", 1 << 62)
+    loss, g = bptt.gradients(stack, x, y, h0=h0)
+    monkeypatch.setattr(stacked, "BOTH_MIN_WORK", 0)
+    monkeypatch.setattr(runtime, "blas_threads", lambda: 2)  # a machine of one core runs them at once too
+    handed = []
+    helper = runtime.helper()
+    monkeypatch.setattr(runtime, "helper", lambda: handed.append(1) or helper)
+    loss2, g2 = bptt.gradients(stack, x, y, h0=h0)
+    assert len(handed) == 2 * 3  # every layer's reverse direction, forward and backward
+    assert loss2 == loss and all(np.array_equal(g2.params[k], g.params[k]) for k in stack.params)
+    assert all(np.array_equal(a, b) for a, b in zip(g2.state0[0], g.state0[0]))
+    want_loss, want, states = torch_gradients(torch, stack, x, y, h0)
+    agree(stack, x, y, h0, want_loss, want, states)

@@ -35,6 +35,7 @@ A state may be wider than H (an LRU's, 2H): the outputs read the state's first e
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import pkgutil
@@ -354,42 +355,53 @@ class LayerGrads(NamedTuple):
     dA: np.ndarray
 
 
-def _layer(model, T, N, D):
+def _layer(model, T, N, D, pinned=False):
     """(adapter, plan) for one layer's loop in this thread: one block, BLAS on one thread for the
-    call where every product over the steps is small (runtime.plan)."""
+    call where every product over the steps is small (runtime.plan); pinned: BLAS's threads as the
+    caller set them, unchanged."""
     cell = adapter(model)
     if cell is None:
         raise ValueError(f"the fast backend has no kernels for this {model.cell.name} layer: run it on the "
                          "reference engine (core.run, core.backprop)")
+    if pinned:
+        return cell, runtime.Plan([(0, T)], runtime.Inline(), set_by_caller=True)
     work = cell.step_work(model, N)
     return cell, runtime.plan(T, N, work, False, T * (N * runtime.width(model) * D + work))
 
 
-def run_layer(model, xin, state0, scan="sequential"):
+def _blas_for(cell, model, N, plan):
+    """blas_for the steps' products, or nothing where the caller set BLAS's threads."""
+    return contextlib.nullcontext() if plan.set_by_caller else runtime.blas_for(cell.step_work(model, N))
+
+
+def run_layer(model, xin, state0, scan="sequential", *, pinned=False):
     """One layer's forward pass without its head, as core.run's: a core.Trace with Q None.
 
     xin: validate.Inputs, ids (N, T) or dense X (N, T, D) (a view of a time-major (T, N, D) array,
     np.swapaxes(Y, 0, 1), spares the copies of the input products); state0: the state before step
-    0, a tuple like the cell's of (N, H') arrays (copied). scan as forward()'s."""
-    cell, plan = _layer(model, xin.T, xin.N, model.D)
+    0, a tuple like the cell's of (N, H') arrays (copied). scan as forward()'s. pinned: the caller
+    has set BLAS to one thread (runtime.one_blas_thread) and the call changes no BLAS setting, so
+    that two layers may run at once on two threads."""
+    cell, plan = _layer(model, xin.T, xin.N, model.D, pinned)
     F = cell.forward(model, xin, state0, runtime.Memory(model.dtype), False, scan)  # new arrays: the trace keeps them
     with plan.section(), np.errstate(over="ignore", invalid="ignore"):
         shared.project(xin, F.UT, F.bias, F.A, 0, xin.T)
-        with runtime.blas_for(cell.step_work(model, xin.N)):
+        with _blas_for(cell, model, xin.N, plan):
             F.steps(0, xin.T)
     return dataclasses.replace(F.trace, Q=None)
 
 
-def backprop_layer(trace, dS, final=None, *, inputs=True) -> LayerGrads:
+def backprop_layer(trace, dS, final=None, *, inputs=True, pinned=False) -> LayerGrads:
     """One layer's full BPTT from the errors on its outputs: LayerGrads.
 
     trace: run_layer's (or core.run's) trace of the layer; dS (T, N, H'): dE/dh_t put on each
     step's output from outside the layer (the layer above and the head), read only; final: the
     error at the last state from beyond (a tuple like the state), or None. inputs: whether to
     compute dX = dA U (U the input parameters stacked, (G, D)) for dense inputs. The weight
-    gradients are the driver's (shared.weight_terms and the cell's weight_terms)."""
+    gradients are the driver's (shared.weight_terms and the cell's weight_terms). pinned as
+    run_layer's."""
     model, xin = trace.model, trace.inputs
-    cell, plan = _layer(model, xin.T, xin.N, model.D)
+    cell, plan = _layer(model, xin.T, xin.N, model.D, pinned)
     dS = np.array(dS, dtype=model.dtype, order="C")  # the loops add to it in place
     B = cell.backward(trace, dS, runtime.Memory(model.dtype), False, None)
     if final is not None:
@@ -401,7 +413,7 @@ def backprop_layer(trace, dS, final=None, *, inputs=True) -> LayerGrads:
         else:
             raise ValueError(f"the fast {model.cell.name} cell takes no error at its final state's later entries")
     with plan.section(), np.errstate(over="ignore", invalid="ignore"):
-        with runtime.blas_for(cell.step_work(model, xin.N)):
+        with _blas_for(cell, model, xin.N, plan):
             B.steps(0, xin.T)
         grads = _weight_terms(cell, trace, None, B.dA, B.dR, 0, xin.T, plan.pinned)
         dX = None

@@ -14,11 +14,13 @@ Between the layers the outputs stay time-major (T, N, out): a layer above reads 
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import core, heads, validate
 from .. import stack as stacks
-from . import driver
+from . import driver, runtime
 
 
 def supports(stack) -> bool:
@@ -49,6 +51,28 @@ def _inputs(xin, reverse):
     return validate.Inputs(None, X, xin.N, xin.T, xin.batched)
 
 
+# A bidirectional layer whose steps' products take at least this many multiply-adds, T N G (H + D)
+# a direction, runs its two directions at once, the reverse one on the helper thread (taken back by
+# this thread if the helper has not started it when this one is done), both on one BLAS thread: the
+# two chains of steps share nothing, and each is one thread's work. The numbers are the same.
+BOTH_MIN_WORK = 1 << 22
+
+
+def _both(pair, N, T, fn, args):
+    """(fn(*args[0]), fn(*args[1])): a layer's two directions, at once where it pays (BOTH_MIN_WORK)."""
+    m = pair[0]
+    if len(pair) < 2 or T * N * runtime.width(m) * (m.H + m.D) < BOTH_MIN_WORK or runtime.blas_threads() < 2:
+        return tuple(fn(*a) for a in args)
+    fn = functools.partial(fn, pinned=True)
+    with runtime.one_blas_thread():
+        second = [runtime.helper().submit(fn, *args[1])]
+        try:
+            first = fn(*args[0])
+        finally:
+            second = runtime.claim(second, 0, fn, *args[1])
+    return first, second
+
+
 def forward(stack, x, h0=None, *, scan="sequential"):
     """Run the stack over x: a bptt.stack.StackTrace. x: ids (T,) / (N, T) or dense (T, D) /
     (N, T, D); h0: see bptt.stack.initial_states."""
@@ -62,8 +86,8 @@ def run(stack, xin, states0, scan="sequential"):
     """The forward pass from checked inputs and the initial states of every layer and direction."""
     layers, i, below = [], 0, _inputs(xin, False) if xin.X is not None else xin
     for pair in stack.layers:
-        traces = tuple(driver.run_layer(m, _inputs(below, True) if j else below, states0[i + j], scan)
-                       for j, m in enumerate(pair))
+        traces = _both(pair, xin.N, xin.T, driver.run_layer,
+                       [(m, _inputs(below, True) if j else below, states0[i + j], scan) for j, m in enumerate(pair)])
         i += len(pair)
         layers.append(traces)
         if len(pair) == 1:
@@ -88,9 +112,10 @@ def backprop(trace, dY):
         pair, traces = stack.layers[k], trace.layers[k]
         parts = np.split(dY, np.cumsum([m.cell.out(m.H) for m in pair])[:-1], axis=-1)
         out, dX = [], None
-        for j, (tr, part) in enumerate(zip(traces, parts)):
-            dH = part[::-1] if j else part  # in the direction's own time order
-            g = driver.backprop_layer(tr, dH, inputs=k > 0)
+        dHs = [part[::-1] if j else part for j, part in enumerate(parts)]  # in each direction's own time order
+        got = _both(pair, trace.inputs.N, trace.inputs.T, functools.partial(driver.backprop_layer, inputs=k > 0),
+                    list(zip(traces, dHs)))
+        for j, (dH, g) in enumerate(zip(dHs, got)):
             out.append(stacks.LayerErrors(dH, g.dA, None, g.state0))
             grads.update(stacks.flat_names(g.params, k, j))
             if k:
