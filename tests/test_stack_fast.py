@@ -262,3 +262,17 @@ def test_two_directions_at_once_give_the_same_bits(monkeypatch):
     assert all(np.array_equal(a, b) for a, b in zip(g2.state0[0], g.state0[0]))
     want_loss, want, states = torch_gradients(torch, stack, x, y, h0)
     agree(stack, x, y, h0, want_loss, want, states)
+
+
+def test_one_sequence_unbatched_equals_pytorch():
+    torch = need("torch")
+    stack = build(4, [("lstm", 3, 2, {}), ("lstm", 3, 2, {})], 4)
+    x, y, h0 = data(4, stack, True, True)
+    h, c = (np.stack([e[i][:1] for e in h0]) for i in range(2))  # (L * 2, 1, H): one sequence
+    loss, grads, states = torch_gradients(torch, stack, x[:1], y[:1], [(a, b) for a, b in zip(h, c)])
+    got_loss, g = bptt.gradients(stack, x[0], y[0], h0=(h[:, 0], c[:, 0]))  # (T,) ids, h0 (L * 2, H)
+    assert relative_error(got_loss, loss)[1] <= 1e-10
+    assert all(relative_error(g.params[k], grads[k])[1] <= 1e-10 for k in stack.params)
+    assert g.h0.shape == g.c0.shape == (4, 3)
+    assert relative_error(g.h0, np.stack([s[0][0] for s in states]))[1] <= 1e-10
+    assert relative_error(g.c0, np.stack([s[1][0] for s in states]))[1] <= 1e-10
