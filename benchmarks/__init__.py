@@ -13,6 +13,7 @@ noisy, shared machine slows all of them alike), medians after warm-up, JAX's com
   scaling    time and peak memory against T, H and N beside the matrix-multiply floor (scaling.py)
   diagnose   `bptt diagnose` on a state dict and an input file, and each part of the diagnosis
              (diagnose.py)
+  stack      a 2-layer bidirectional LSTM's gradient: bptt fast vs reference vs PyTorch (stacked.py)
 
 Every library gets the same number of threads, 2 unless BENCH_THREADS says otherwise. The
 environment variables below are set here, before NumPy, PyTorch or JAX are imported, because

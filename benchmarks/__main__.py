@@ -1,4 +1,4 @@
-"""python -m benchmarks [--quick] [--parts gradients,gated,modern,contention,flow,minchar,scaling,startup,approx,explore,diagnose] [--rounds R] [--out DIR]
+"""python -m benchmarks [--quick] [--parts gradients,gated,modern,contention,flow,minchar,scaling,startup,approx,explore,diagnose,stack] [--rounds R] [--out DIR]
 
 Prints every measurement, each ratio with its target and PASS/FAIL, and a summary; writes the
 records as JSON and the scaling plots to --out (benchmarks/results by default). A run of some parts
@@ -15,7 +15,8 @@ from pathlib import Path
 
 from . import THREADS  # noqa: F401  (sets the thread variables before NumPy is imported)
 
-PARTS = ("gradients", "gated", "modern", "contention", "flow", "minchar", "scaling", "startup", "approx", "explore", "diagnose")
+PARTS = ("gradients", "gated", "modern", "contention", "flow", "minchar", "scaling", "startup", "approx", "explore", "diagnose",
+         "stack")
 
 
 def main(argv=None) -> int:
@@ -84,6 +85,9 @@ def main(argv=None) -> int:
     if "diagnose" in parts:
         from . import diagnose
         diagnose.run(report, rounds=rounds)
+    if "stack" in parts:
+        from . import stacked
+        stacked.run(report, rounds=rounds)
     print(report.summary())
     print(f"({time.perf_counter() - t0:.0f} s)")
     args.out.mkdir(parents=True, exist_ok=True)

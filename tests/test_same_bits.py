@@ -2,7 +2,9 @@
 and whatever Numba had compiled or cached: the first call of a fresh process with an empty Numba
 cache, a later process with the cache warm, and the same calls repeated in one process agree
 byte for byte (Elman, LSTM, GRU and the cells whose step is linear in their state, float32 and
-float64, one sequence of a few units and a batch large enough for the other loops). Without the JIT, or without a writable cache, every call
+float64, one sequence of a few units and a batch large enough for the other loops; and 2-layer
+bidirectional stacks of the LSTM, the GRU and the LRU, whose larger size runs the two directions
+of a layer at once). Without the JIT, or without a writable cache, every call
 still runs and gives the same numbers. Each run is a fresh process (subprocess), as a user's is.
 """
 import json
@@ -54,6 +56,16 @@ def run():
                     lp, gp = bptt.gradients(m, x, y, scan="parallel")
                     arrays += [np.float64(lp), *gp.params.values(), *gp.state0]
                 out[f"{cell} {np.dtype(dtype).name} N={N} H={H}"] = digest(*arrays)
+    for cell in ("lstm", "gru", "lru"):  # 2-layer bidirectional stacks (the larger: the directions at once)
+        for dtype in (np.float32, np.float64):
+            for N, T, H in ((1, 7, 5), (32, 40, 96)):
+                rng = np.random.default_rng([N, H])
+                s = bptt.random_stack(cell, H, 6, 6, layers=2, bidirectional=True, seed=1, dtype=dtype)
+                x, y = rng.integers(0, 6, (N, T)), rng.integers(-1, 6, (N, T))
+                loss, g = bptt.gradients(s, x, y)
+                lb, gb = bptt.backward(bptt.forward(s, x), y)
+                arrays = [np.float64(loss), np.float64(lb), *g.params.values(), *g.state0, *gb.params.values()]
+                out[f"stack {cell} {np.dtype(dtype).name} N={N} H={H}"] = digest(*arrays)
     return out
 
 first, second = run(), run()
@@ -80,7 +92,7 @@ def test_every_call_gives_the_same_bits_cold_warm_and_repeated(tmp_path):
     cold = json.loads(_run(SCRIPT, cache)[0])
     warm = json.loads(_run(SCRIPT, cache)[0])  # loads the machine code the first one cached
     assert any((tmp_path / "numba").rglob("*.nbi")), "the first process cached nothing"
-    assert len(cold["first"]) == 32
+    assert len(cold["first"]) == 32 + 12
     assert cold["first"] == cold["second"]  # in one process: first call and later ones
     assert cold == warm  # across processes, cache empty or warm
 

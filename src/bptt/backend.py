@@ -7,8 +7,10 @@
 
 backend=None picks the environment variable BPTT_BACKEND when it is set ("reference" or "fast"),
 else the fast backend wherever it supports the model and the reference elsewhere (a cell a user
-registers runs on the reference, unless its step is linear in its state: Cell.linear). Naming
-"fast" for a model it does not support is an error, not a quiet fallback.
+registers runs on the reference, unless its step is linear in its state: Cell.linear). A
+bptt.Stack follows the same rule with its layers: the fast backend (fast/stacked.py) where it
+supports every layer, else the reference stack (bptt.stack). Naming "fast" for a model it does not
+support is an error, not a quiet fallback.
 """
 from __future__ import annotations
 
@@ -21,18 +23,19 @@ BACKENDS = ("reference", "fast")
 
 
 def engine(model, backend=None):
-    """The module that computes for this model: bptt.core or bptt.fast (bptt.stack, the reference
-    engine's loop through layers, for a bptt.Stack)."""
+    """The module that computes for this model: bptt.core or bptt.fast; for a bptt.Stack,
+    bptt.stack (the reference engine's loop through the layers) or bptt.fast.stacked."""
     a_network(model)
     name = backend if backend is not None else os.environ.get("BPTT_BACKEND") or None
     where = "backend" if backend is not None else "the environment variable BPTT_BACKEND"
     if name is not None and (not isinstance(name, str) or name not in BACKENDS):
         raise ValueError(f"{where} must be one of {', '.join(BACKENDS)}, got {show(name)}")
     if isinstance(model, stack.Stack):
-        if backend == "fast":
-            raise ValueError("the fast backend runs one-layer models; a bptt.Stack runs on the reference engine "
-                             "(backend='reference' or None)")
-        return stack
+        missing = None if name == "reference" else fast.stacked.unsupported(model)
+        if name == "fast" and missing is not None:
+            raise ValueError(f"the fast backend has no kernels for {missing} of this stack: use "
+                             "backend='reference' (or backend=None, which takes the reference for it)")
+        return stack if name == "reference" or missing is not None else fast.stacked
     if name == "reference":
         return core
     if fast.supports(model):
@@ -44,8 +47,9 @@ def engine(model, backend=None):
 
 
 def name(module) -> str:
-    """The name of a backend module: "reference" for bptt.core, "fast" for bptt.fast."""
-    return "fast" if module is fast else "reference"
+    """The name of a backend module: "reference" for bptt.core and bptt.stack, "fast" for
+    bptt.fast and bptt.fast.stacked."""
+    return "fast" if module is fast or module is fast.stacked else "reference"
 
 
 def _scan(model, scan):

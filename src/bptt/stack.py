@@ -14,7 +14,9 @@ layer and direction in that order (PyTorch's h_0 layout (L * directions, N, H)).
 BPTT through depth and time: the output errors dE/dq_t give the top layer's dE/dh_t (dQ V); each
 layer's error runs back through its steps by the reference engine's recurrence (core.backprop), and
 what reaches each step's input, dE/dx_t = d_a_t U (U the cell's input parameters stacked), is the
-error dE/dh_t of the layer below. This module computes with the reference engine throughout.
+error dE/dh_t of the layer below. This module computes with the reference engine throughout; the
+fast backend's loop through the layers (fast/stacked.py) runs each layer by its kernels and shares
+this module's trace, head, initial states and overflow messages.
 """
 from __future__ import annotations
 
@@ -303,10 +305,12 @@ class StackTrace:
     @property
     def final(self):
         """Each layer and direction's last state (PyTorch's h_n): (L * directions, [N,] H), and for
-        a cell with a memory the pair (h_n, c_n)."""
+        a cell with a memory the pair (h_n, c_n); where the layers' states differ in their entries
+        (an LSTM layer over a GRU layer), a list per entry, None for a layer without it."""
         parts = [tuple(s[-1] if self.inputs.batched else s[-1, 0] for s in tr.cell_states)
                  for pair in self.layers for tr in pair]
-        stacked = tuple(_stack([p[i] for p in parts]) for i in range(len(parts[0])))
+        stacked = tuple(_stack([p[i] for p in parts]) if all(i < len(p) for p in parts)
+                        else [p[i] if i < len(p) else None for p in parts] for i in range(max(map(len, parts))))
         return stacked[0] if len(stacked) == 1 else stacked
 
 
@@ -482,7 +486,7 @@ def backprop(trace, dY, final=None, states=False):
 def backward(trace, y, *, truncate=None, reduction="sum"):
     """BPTT through depth and time from a StackTrace: (loss, Grads); grads.params by the stack's
     flat names, grads.state0 per state entry, one row per layer and direction."""
-    _full(truncate)
+    require_full(truncate)
     stack, xin = trace.model, trace.inputs
     tg = validate.targets(stack, y, xin)
     loss, dQ = heads.error(stack.head, trace.Q, tg, reduction)
@@ -494,18 +498,30 @@ def backward(trace, y, *, truncate=None, reduction="sum"):
 def weight_grads(trace, errors, dQ=None) -> dict:
     """Every parameter's gradient by the stack's flat names, from the layers' errors (and the
     head's from dQ (T, N, O) when given)."""
-    stack, g = trace.model, {}
+    g = {}
     for k, pair in enumerate(trace.layers):
         for j, tr in enumerate(pair):
             e = errors[k][j]
-            for name, a in core.weight_grads(tr, None, e.dA, e.dR).items():
-                g[f"{name}{_suffix(k, j)}"] = a
+            g.update(flat_names(core.weight_grads(tr, None, e.dA, e.dR), k, j))
     if dQ is not None:
-        Y = trace.outputs(stack.depth - 1)
-        Q2 = dQ.reshape(-1, stack.O)
-        g["V"] = (Q2.T @ Y.reshape(-1, Y.shape[-1])).astype(stack.dtype, copy=False)
-        if stack.c is not None:
-            g["c"] = Q2.sum(axis=0).astype(stack.dtype, copy=False)
+        g.update(head_grads(trace, dQ))
+    return g
+
+
+def flat_names(grads, k, j) -> dict:
+    """A layer's arrays by its own names (U, W, ...) renamed as the stack's for layer k, direction j
+    (U_l0, W_l1_reverse, ...)."""
+    return {f"{name}{_suffix(k, j)}": a for name, a in grads.items()}
+
+
+def head_grads(trace, dQ) -> dict:
+    """dV = sum_t dQ_t^T h_t (h_t the top layer's outputs) and dc = sum_t dQ_t, from dQ (T, N, O)."""
+    stack = trace.model
+    Y = trace.outputs(stack.depth - 1)
+    Q2 = dQ.reshape(-1, stack.O)
+    g = {"V": (Q2.T @ Y.reshape(-1, Y.shape[-1])).astype(stack.dtype, copy=False)}
+    if stack.c is not None:
+        g["c"] = Q2.sum(axis=0).astype(stack.dtype, copy=False)
     return g
 
 
@@ -522,7 +538,8 @@ def state_grads(trace, errors) -> tuple:
     return tuple(out)
 
 
-def _full(truncate):
+def require_full(truncate):
+    """A ValueError unless truncate is None: a stack's gradients are full BPTT."""
     if core.truncation(truncate) is not None:
         raise ValueError("truncate=K is the notebook's window for one layer; a stack's gradients are full "
                          "BPTT (truncate=None)")
@@ -530,7 +547,7 @@ def _full(truncate):
 
 def gradients(stack, x, y, *, truncate=None, h0=None, reduction="sum", scan="sequential"):
     """Loss and gradients of a stack: (loss, grads), grads.params by the flat names (U_l0, ...)."""
-    _full(truncate)
+    require_full(truncate)
     heads.check_reduction(reduction)
     return backward(forward(stack, x, h0, scan=scan), y, reduction=reduction)
 

@@ -9,11 +9,13 @@ runtime.py (compiled kernels or not, BLAS and thread control, the two-thread pip
 arrays) and shared.py (inputs' part, output errors, weight products); numerics.py, the Numba math
 and the kernels every cell shares; one module per cell with its step kernels and its adapter to
 the driver (elman.py with window.py, lstm.py, gru.py), and linear.py, the adapter of every cell
-whose step is linear in its state, with the compiled steps of lru.py, mingru.py and minlstm.py.
+whose step is linear in its state, with the compiled steps of lru.py, mingru.py and minlstm.py;
+stacked.py, a bptt.Stack's loop through its layers, each by the driver's headless pair.
 
 A call's numbers depend on its inputs, sizes, dtype and set_compiled only: the same call gives the
 same bits first in a process or hundredth, the kernels cached or not.
 """
+from . import stacked  # a bptt.Stack's engine (backend.engine returns it)
 from .driver import backward, forward, gradients, loss, supports, wait_for_kernels
 from .runtime import one_blas_thread, set_compiled
 

@@ -23,14 +23,24 @@ not the input's or the head's (W, bh, the cell's own):
     pipelines(step_work) -> whether a step of step_work multiply-adds may run in the pipeline
     splits (optional, False if absent) -> whether gradients() may run a large batch as two halves
         of its sequences on two threads (SPLIT_MIN_WORK)
+    backward's object may have .arrive(d), which sets the error arriving at the last state from
+        beyond (a tuple like the state) before the steps; without it the state has one entry,
+        whose error backprop_layer adds to dS[T-1] (the same sum the first step back makes)
+
+The headless pair, one layer of a stack (fast/stacked.py) or any model without its head:
+run_layer(model, xin, state0, scan) -> core.Trace, and backprop_layer(trace, dS, final) ->
+LayerGrads (the weight gradients by the layer's names, dE/dx_t for the layer below, dE/d state0).
 
 A state may be wider than H (an LRU's, 2H): the outputs read the state's first entry, out(H) wide.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib
 import pkgutil
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -161,7 +171,7 @@ def _weight_terms(cell, trace, dQ, dA, dR, t0, t1, threaded=False) -> dict:
     """The steps t0 <= t < t1's share of every weight gradient, by name (model.params)."""
     g = shared.weight_terms(trace, dQ, dA, t0, t1, threaded)
     g.update(cell.weight_terms(trace, dA, dR, t0, t1, threaded))
-    return {k: g[k] for k in trace.model.params}
+    return {k: g[k] for k in trace.model.params if k in g}  # a layer (dQ None): no V, c
 
 
 def _backward_full(cell, trace, plan, errors, losses, block, mem, forward=None):
@@ -331,3 +341,89 @@ def loss(model, x, y, *, h0=None, reduction="sum") -> float:
     if not np.isfinite(value):
         raise FloatingPointError(nonfinite_message(trace))
     return value
+
+
+# --- one layer, no head (a stack's) ------------------------------------------------------------
+class LayerGrads(NamedTuple):
+    """What backprop_layer returns: params, the weight gradients by the layer's names (U, W, b, ...,
+    no V or c); dX (T, N, D) dE/dx_t, the error the layer below receives at its outputs (None for
+    ids, or where not asked for); state0, dE/d(initial state), (N, H') arrays like the state; dA
+    (T, N, G), the errors of the steps' input parts."""
+    params: dict
+    dX: np.ndarray | None
+    state0: tuple
+    dA: np.ndarray
+
+
+def _layer(model, T, N, D, pinned=False):
+    """(adapter, plan) for one layer's loop in this thread: one block, BLAS on one thread for the
+    call where every product over the steps is small (runtime.plan); pinned: BLAS's threads as the
+    caller set them, unchanged."""
+    cell = adapter(model)
+    if cell is None:
+        raise ValueError(f"the fast backend has no kernels for this {model.cell.name} layer: run it on the "
+                         "reference engine (core.run, core.backprop)")
+    if pinned:
+        return cell, runtime.Plan([(0, T)], runtime.Inline(), set_by_caller=True)
+    work = cell.step_work(model, N)
+    return cell, runtime.plan(T, N, work, False, T * (N * runtime.width(model) * D + work))
+
+
+def _blas_for(cell, model, N, plan):
+    """blas_for the steps' products, or nothing where the caller set BLAS's threads."""
+    return contextlib.nullcontext() if plan.set_by_caller else runtime.blas_for(cell.step_work(model, N))
+
+
+def run_layer(model, xin, state0, scan="sequential", *, pinned=False):
+    """One layer's forward pass without its head, as core.run's: a core.Trace with Q None.
+
+    xin: validate.Inputs, ids (N, T) or dense X (N, T, D) (a view of a time-major (T, N, D) array,
+    np.swapaxes(Y, 0, 1), spares the copies of the input products); state0: the state before step
+    0, a tuple like the cell's of (N, H') arrays (copied). scan as forward()'s. pinned: the caller
+    has set BLAS to one thread (runtime.one_blas_thread) and the call changes no BLAS setting, so
+    that two layers may run at once on two threads."""
+    cell, plan = _layer(model, xin.T, xin.N, model.D, pinned)
+    F = cell.forward(model, xin, state0, runtime.Memory(model.dtype), False, scan)  # new arrays: the trace keeps them
+    with plan.section(), np.errstate(over="ignore", invalid="ignore"):
+        shared.project(xin, F.UT, F.bias, F.A, 0, xin.T)
+        with _blas_for(cell, model, xin.N, plan):
+            F.steps(0, xin.T)
+    return dataclasses.replace(F.trace, Q=None)
+
+
+def backprop_layer(trace, dS, final=None, *, inputs=True, pinned=False) -> LayerGrads:
+    """One layer's full BPTT from the errors on its outputs: LayerGrads.
+
+    trace: run_layer's (or core.run's) trace of the layer; dS (T, N, H'): dE/dh_t put on each
+    step's output from outside the layer (the layer above and the head), read only; final: the
+    error at the last state from beyond (a tuple like the state), or None. inputs: whether to
+    compute dX = dA U (U the input parameters stacked, (G, D)) for dense inputs. The weight
+    gradients are the driver's (shared.weight_terms and the cell's weight_terms). pinned as
+    run_layer's."""
+    model, xin = trace.model, trace.inputs
+    cell, plan = _layer(model, xin.T, xin.N, model.D, pinned)
+    dS = np.array(dS, dtype=model.dtype, order="C")  # the loops add to it in place
+    B = cell.backward(trace, dS, runtime.Memory(model.dtype), False, None)
+    if final is not None:
+        final = tuple(np.broadcast_to(f, (xin.N, s.shape[-1])) for f, s in zip(final, trace.cell_states))
+        if hasattr(B, "arrive"):
+            B.arrive(final)
+        elif len(final) == 1:
+            dS[-1] += final[0]
+        else:
+            raise ValueError(f"the fast {model.cell.name} cell takes no error at its final state's later entries")
+    with plan.section(), np.errstate(over="ignore", invalid="ignore"):
+        with _blas_for(cell, model, xin.N, plan):
+            B.steps(0, xin.T)
+        grads = _weight_terms(cell, trace, None, B.dA, B.dR, 0, xin.T, plan.pinned)
+        dX = None
+        if inputs and xin.ids is None:
+            G, U = B.dA.shape[-1], runtime.prepared(model, _input_matrix)
+            dX = runtime.matmul(B.dA.reshape(-1, G), U, threaded=plan.pinned).reshape(xin.T, xin.N, model.D)
+    state0 = tuple(np.array(s) for s in B.state0())  # copies: B's arrays may be kept
+    return LayerGrads(grads, dX, state0, B.dA)
+
+
+def _input_matrix(model):
+    """The input parameters stacked by rows (Cell.stacked), (G, D), contiguous."""
+    return np.ascontiguousarray(model.cell.stacked(model, "input"))

@@ -180,6 +180,10 @@ class Backward:
             one(dS, A, C, TC, dA, dh, dc, t)
             np.matmul(dA[t], W, out=dh)  # dE/dh_{t-1} from step t
 
+    def arrive(self, d):
+        """The errors (dh, dc) arriving at h_{T-1}, c_{T-1} from beyond, before the steps."""
+        self.dh[...], self.dc[...] = d
+
     def state0(self):
         return self.dh, self.dc
 

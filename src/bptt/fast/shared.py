@@ -111,11 +111,11 @@ def weight_terms(trace, dQ, dA, t0, t1, threaded=False) -> dict:
     """The steps t0 <= t < t1's share of dU, dV and, where the model has them, db and dc, by name
     (U and b: the parameters with the roles "input" and "input bias", each its rows of dA): one
     product (or a scatter, for ids) for all the steps. dA (T, N, G): the errors of the steps'
-    input parts. For ids, db sums dU's D columns where they are fewer than the T N rows of dA
+    input parts; dQ (T, N, O) the outputs', or None for a layer without a head (no dV, dc). For ids, db sums dU's D columns where they are fewer than the T N rows of dA
     (every row of dA goes into exactly one column of dU)."""
     model, xin = trace.model, trace.inputs
-    G, O = dA.shape[-1], model.O
-    A2, Q2 = dA[t0:t1].reshape(-1, G), dQ[t0:t1].reshape(-1, O)  # a row per step and sequence
+    G = dA.shape[-1]
+    A2 = dA[t0:t1].reshape(-1, G)  # a row per step and sequence
     if xin.ids is not None:  # x_t one-hot: dU's column d sums dA_t over the steps with x_t = d
         ids = xin.ids.T[t0:t1].reshape(-1)
         numerics = runtime.kernels()
@@ -128,17 +128,18 @@ def weight_terms(trace, dQ, dA, t0, t1, threaded=False) -> dict:
     else:
         dU = runtime.matmul(A2, np.swapaxes(xin.X, 0, 1)[t0:t1].reshape(-1, model.D), tn=True, threaded=threaded)
         summed = A2
-    S = trace.S[t0 + 1:t1 + 1]
-    g = {"V": runtime.matmul(Q2, S.reshape(-1, S.shape[-1]), tn=True, threaded=threaded)}
-    db = None
+    g, db = {}, None
+    if dQ is not None:  # the head's (a layer of a stack has none)
+        S, Q2 = trace.S[t0 + 1:t1 + 1], dQ[t0:t1].reshape(-1, model.O)
+        g["V"] = runtime.matmul(Q2, S.reshape(-1, S.shape[-1]), tn=True, threaded=threaded)
+        if "c" in model.params:
+            g["c"] = Q2.sum(axis=0)
     for name, role, rows in runtime.prepared(model, input_rows):
         if role == "input":
             g[name] = dU[rows]
         else:
             db = summed.sum(axis=0) if db is None else db
             g[name] = db[rows]
-    if "c" in model.params:
-        g["c"] = Q2.sum(axis=0)
     return g
 
 
