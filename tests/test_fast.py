@@ -460,3 +460,26 @@ def test_long_windows_by_blocks_equal_the_reference(T, K, H, N, rho, act):
     for k, a in list(want[1].params.items()) + [("h0", want[1].h0)]:
         b = got[1].h0 if k == "h0" else got[1].params[k]
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12 * np.abs(a).max(), err_msg=k)
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu", "modrelu"])
+@pytest.mark.parametrize("biases", ["both", "bh"])
+@pytest.mark.parametrize("N,K", [(0, None), (3, None), (3, 2), (1, 30)])
+def test_an_elman_cell_with_pytorch_s_second_bias_on_the_fast_backend(act, biases, N, K):
+    # nn.RNN's bias_hh (bh) adds to z_t as b does: the kernels add b + bh to the inputs' part and give
+    # bh the sum of the steps' errors; every gradient the reference engine's (itself checked against
+    # PyTorch in test_frameworks.py)
+    rng = np.random.default_rng([N, K or 0, len(act)])
+    T, H, D, O = 25, 5, 3, 4
+    m = bptt.random_rnn(H, D, O, seed=rng, activation=act, bias=True)
+    m = m.replace(bh=rng.normal(0, 0.3, H), **({"b": None} if biases == "bh" else {}))
+    assert bptt.fast.supports(m)
+    lead = (N, T) if N else (T,)
+    x, y = rng.integers(0, D, lead), rng.integers(-1, O, lead)
+    ref = bptt.gradients(m, x, y, truncate=K, backend="reference")
+    got = bptt.gradients(m, x, y, truncate=K, backend="fast")
+    assert got[0] == pytest.approx(ref[0], rel=1e-12)
+    assert set(got[1].params) == set(ref[1].params) and "bh" in got[1].params
+    for k, a in ref[1].params.items():
+        np.testing.assert_allclose(got[1].params[k], a, rtol=1e-11, atol=1e-13 * np.abs(a).max(), err_msg=k)
+    assert bptt.check(m, x, y).backend == "fast"

@@ -197,6 +197,13 @@ def _df_into(model, s, out):
         out[...] = activations.get(model.activation).df_from_output(s)
 
 
+def _bias(model):
+    """What the inputs' part adds at every step: b, and bh (PyTorch's bias_hh), which adds to z_t as
+    b does (their sum, or the one given, or None)."""
+    b, bh = model.params.get("b"), model.params.get("bh")
+    return bh if b is None else b if bh is None else b + bh
+
+
 class Forward:
     """The forward pass's arrays: Z (T, N, H) the inputs' part, then z_t (A, for the driver), S, Q."""
 
@@ -207,7 +214,7 @@ class Forward:
         self.S[0] = state0[0]
         self.trace = Trace(model, xin, (self.S,), (self.A,), mem.empty("Q", (T, N, model.O)))
         WT, UT = runtime.prepared(model, _weights)
-        self.UT, self.bias = UT if xin.ids is not None else model.U.T, model.b
+        self.UT, self.bias = UT if xin.ids is not None else model.U.T, _bias(model)
         self.compiled = None if model.activation not in ACT_CODES else step_kernel("forward", N, H, threaded)
         self.WT = WT if self.compiled is not None else model.W.T
 
@@ -263,9 +270,9 @@ class Elman:
 
     @staticmethod
     def accepts(model):
-        """The kernels compute the one bias b and the plain activations, and NumPy's loop modReLU; a
-        model with a second bias (bh) runs on the reference."""
-        return "bh" not in model.params and (model.activation in ACT_CODES or model.activation == "modrelu")
+        """The kernels compute the plain activations, and NumPy's loop modReLU (b and bh both as
+        one bias of the inputs' part, _bias)."""
+        return model.activation in ACT_CODES or model.activation == "modrelu"
 
     @staticmethod
     def step_work(model, N):
@@ -289,6 +296,8 @@ class Elman:
         H = trace.model.H
         g = {"W": runtime.matmul(dA[t0:t1].reshape(-1, H), trace.S[t0:t1].reshape(-1, H), tn=True,
                                  threaded=threaded)}  # sum_t delta_t s_{t-1}^T
+        if "bh" in trace.model.params:  # bh adds to z_t as b does: sum_t delta_t, as shared.weight_terms's db
+            g["bh"] = dA[t0:t1].reshape(-1, H).sum(axis=0)
         if "bm" in trace.model.params:  # modReLU's bias: sum_t delta_t sign(s_t)
             g["bm"] = np.einsum("tnh,tnh->h", dA[t0:t1], np.sign(trace.S[t0 + 1:t1 + 1]))
         return g
