@@ -1,0 +1,44 @@
+"""The docs test's watch for silence (tests/watchdog.py) can fail: a command silent for more than
+GAP seconds fails the check that every docs block goes through, one that keeps printing passes."""
+import sys
+
+import pytest
+
+from test_docs import run_watched
+from watchdog import GAP, watched
+
+
+def python(code):
+    return [sys.executable, "-c", code]
+
+
+def test_a_command_silent_for_six_seconds_fails_the_check(tmp_path):
+    assert GAP == 5.0
+    with pytest.raises(AssertionError) as e:
+        run_watched("sleep 6", tmp_path, "docs/page.md", "$ sleep 6", shell=True)
+    message = str(e.value)
+    assert message.startswith("docs/page.md: '$ sleep 6' printed nothing for ") and "from its start" in message
+    assert 6.0 <= float(message.split("printed nothing for ")[1].split(" s")[0]) < 60
+
+
+def test_a_command_that_prints_every_second_for_seven_seconds_passes(tmp_path):
+    code = "import sys, time\nfor i in range(7):\n    print(i, file=sys.stderr, flush=True)\n    time.sleep(1)\n"
+    got = run_watched(python(code), tmp_path, "docs/page.md", "for i in range(7):")
+    assert got.stderr.split() == [str(i) for i in range(7)] and got.stdout == ""
+    assert 1.0 <= got.gap <= GAP
+
+
+def test_the_gap_is_the_longest_silence_and_names_the_line_before_it(tmp_path):
+    # a pause after output and the silence at the end both count, as does the start
+    code = ("import sys, time\nprint('one', flush=True)\ntime.sleep(0.2)\n"
+            "print('two', file=sys.stderr, flush=True)\ntime.sleep(2.5)\nprint('three', flush=True)\n")
+    got = watched(python(code), cwd=tmp_path)
+    assert got.returncode == 0 and got.stdout.split() == ["one", "three"] and got.stderr.split() == ["two"]
+    assert 2.5 <= got.gap and got.before == "two" and got.at >= 0.2
+    silent_end = watched(python("print('x', flush=True)\nimport time\ntime.sleep(2.5)"), cwd=tmp_path)
+    assert silent_end.gap >= 2.5 and silent_end.before == "x"
+
+
+def test_a_failing_command_fails_with_its_output(tmp_path):
+    with pytest.raises(AssertionError, match="exit 3"):
+        run_watched(python("import sys; print('why', file=sys.stderr); sys.exit(3)"), tmp_path, "p.md", "x")
