@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from conftest import need
-from watchdog import GAP, silence, watched
+from watchdog import GAP, marked, silence, watched
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["README.md", "docs/engine.md", "docs/frameworks.md", "docs/analysis.md", "docs/training.md",
@@ -148,12 +148,13 @@ def environment():
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
     env.setdefault("MPLBACKEND", "Agg")
+    env["PYTHONUNBUFFERED"] = "1"  # lines arrive as printed, as in a terminal: the watch sees when they come
     return env
 
 
-def run_watched(args, cwd, page, first, shell=False):
+def run_watched(args, cwd, page, first, shell=False, marks=False):
     """Run a command or block, watched for silence; fails on a non-zero exit or a gap over GAP."""
-    got = watched(args, cwd=cwd, env=environment(), shell=shell, timeout=600)
+    got = watched(args, cwd=cwd, env=environment(), shell=shell, timeout=600, marks=marks)
     record = os.environ.get("BPTT_DOCS_GAPS")
     if record:
         with open(record, "a") as f:
@@ -195,7 +196,8 @@ def test_block_runs_and_prints_what_the_page_says(page, index, info, code, outpu
     for name in filter(None, info.get("needs", "").split(",")):
         need(name)
     if info["lang"] == "python":
-        run = run_watched([sys.executable, "-c", code], scratch, page, first_line(code))
+        # watched from after its leading imports to its last line (tests/watchdog.py says why)
+        run = run_watched([sys.executable, "-c", marked(code)], scratch, page, first_line(code), marks=True)
         if output is not None:
             assert_prints(run.stdout, output[1], output[0])
     elif info["lang"] == "sh":

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from test_docs import run_watched
-from watchdog import GAP, watched
+from watchdog import GAP, marked, watched
 
 
 def python(code):
@@ -42,3 +42,18 @@ def test_the_gap_is_the_longest_silence_and_names_the_line_before_it(tmp_path):
 def test_a_failing_command_fails_with_its_output(tmp_path):
     with pytest.raises(AssertionError, match="exit 3"):
         run_watched(python("import sys; print('why', file=sys.stderr); sys.exit(3)"), tmp_path, "p.md", "x")
+
+
+def test_a_blocks_leading_imports_and_its_teardown_sit_outside_the_marks_but_its_work_does_not(tmp_path):
+    # watched from after `import time` to the block's last line: 2.5 s of sleep at import and 2.5 s
+    # after the end mark are not counted; 2.5 s inside the block are
+    slow_import = tmp_path / "slowmod.py"
+    slow_import.write_text("import time\ntime.sleep(2.5)\n")
+    code = marked("import sys\nsys.path.insert(0, '.')\nimport slowmod\nprint('x', flush=True)\n")
+    assert code.index("WATCH_FD") < code.index("sys.path.insert")  # the block's work starts at its first non-import
+    code = marked("import time\nimport slowmod\nprint('a', flush=True)\ntime.sleep(1.5)\nprint('b', flush=True)")
+    got = watched(python(code + "time.sleep(2.5)\n"), cwd=tmp_path, marks=True, env={"PYTHONPATH": str(tmp_path)})
+    assert got.returncode == 0 and got.stdout.split() == ["a", "b"]
+    assert 1.5 <= got.gap < 2.5 and got.before == "a"
+    inside = marked("import time\nprint('a', flush=True)\ntime.sleep(2.5)\nprint('b', flush=True)")
+    assert watched(python(inside), cwd=tmp_path, marks=True).gap >= 2.5

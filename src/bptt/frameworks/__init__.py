@@ -182,9 +182,16 @@ def compare(model, x, y, *, frameworks=None, truncate=None, h0=None, reduction="
     loss, g = gradients(model64, x, y, truncate=truncate, h0=h0, reduction=reduction, backend=backend)
     ours = {"loss": loss, **g.params, "h0": g.h0, **({"c0": g.c0} if g.c0 is not None else {})}
     rows = []
+    from ..progress import Stages
+    from ._common import announce
+
+    line = announce(names, say=lambda text: None)  # what the imports will take, if any is still to come
+    with Stages("bptt", delay=1.0) as stage:  # said on stderr once it lasts a second, and every few seconds
+        stage(line.removesuffix("...") if line else f"comparing with {', '.join(names)}")
+        theirs_all = {name: reference(name).gradients(model64, x, y, truncate=truncate, h0=h0, reduction=reduction)
+                      for name in names}
     for name in names:
-        their_loss, theirs = reference(name).gradients(model64, x, y, truncate=truncate, h0=h0,
-                                                       reduction=reduction)
+        their_loss, theirs = theirs_all[name]
         theirs = {"loss": their_loss, **theirs}
         for q, value in ours.items():
             abs_err, rel_err = relative_error(value, theirs[q]) if q in theirs else (float("nan"),) * 2

@@ -128,16 +128,17 @@ def run_sweep(spec, out, *, scheduler=None, workers=None, retry_failed=False, pr
     scheduler: address of an existing Dask scheduler ("tcp://host:port"); default
         $DASK_SCHEDULER_ADDRESS, else a LocalCluster of `workers` processes (default: one per core).
     retry_failed: run the points recorded as failed again (by default they count as done).
-    progress: show a progress bar (None: only when stderr is a terminal).
+    progress: None shows a bar in a terminal and a line every few seconds elsewhere (bptt.progress.bar);
+        False only those lines, once the sweep has run a few seconds (--quiet).
     """
     from concurrent.futures import CancelledError  # what a cancelled Dask future raises, in every version
 
     require_dask()
     from distributed import Client, as_completed
     from distributed.scheduler import KilledWorker
-    from tqdm.auto import tqdm
 
     from .. import __version__
+    from ..progress import bar as progress_bar
     from .points import run_point
 
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
@@ -180,8 +181,8 @@ def run_sweep(spec, out, *, scheduler=None, workers=None, retry_failed=False, pr
                           f"{__version__}; each row records its worker's version", file=sys.stderr)
                 store.run_ready(run_id, client.scheduler.address, sum(client.nthreads().values()))
                 futures = client.map(run_point, [p.config for p in todo], key=[KEY_PREFIX + p.key for p in todo])
-                with tqdm(total=len(points), initial=len(points) - len(todo), desc=spec.name, unit="point",
-                          disable=None if progress is None else not progress, dynamic_ncols=True) as bar:
+                with progress_bar(len(points), spec.name, "point", initial=len(points) - len(todo),
+                                  quiet=progress is False, dynamic_ncols=True) as bar:
                     for fut in as_completed(futures):
                         p = by_key[fut.key]
                         try:
