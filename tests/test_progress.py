@@ -57,7 +57,8 @@ def test_off_a_terminal_the_bar_is_plain_lines_on_stderr_with_its_count_and_its_
     b.close()  # twice is harmless
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "job: 0/5 steps..." and err[-1].startswith("job: 5/5 steps, loss=4, ")
-    quiet = bar(5, "job", "step", quiet=True)  # quiet: nothing for the first seconds
-    quiet.update(5)
-    quiet.close()
+    quick = bar(5, "job", "step", quiet=True)  # quiet: no bar; lines only once the work lasts a second
+    assert isinstance(quick, Lines)
+    quick.update(5)
+    quick.close()
     assert capsys.readouterr().err == ""

@@ -122,8 +122,8 @@ class Lines:
         if self._stages is not None:
             self._stages.set(self._text())
 
-    def set_postfix(self, values, refresh=True):
-        self.postfix = "".join(f", {k}={v}" for k, v in dict(values).items())
+    def set_postfix(self, values=None, refresh=True, **more):
+        self.postfix = "".join(f", {k}={v}" for k, v in {**dict(values or {}), **more}.items())
         if self._stages is not None:
             self._stages.set(self._text())
 
@@ -152,13 +152,13 @@ class Lines:
 
 def bar(total, desc, unit="it", *, initial=0, quiet=False, delay=1.0, **tqdm_options):
     """A progress bar for `total` units of work: tqdm in a terminal, plain lines on stderr elsewhere
-    or when quiet (after `delay` seconds, then every HEARTBEAT seconds; quiet: after 2 * HEARTBEAT).
+    or when quiet (no bar: after `delay` seconds, then every HEARTBEAT seconds).
     Both have .n, .update(n), .set_postfix(dict, refresh=False), .set_postfix_str(text), .close() and work
     as a context."""
-    if not quiet and sys.stderr.isatty():
-        from tqdm import tqdm
+    if not quiet and (sys.stderr.isatty() or "ipykernel" in sys.modules):  # a terminal or a notebook
+        from tqdm.auto import tqdm
         return tqdm(total=total, desc=desc, unit=unit, initial=initial, delay=delay, **tqdm_options)
-    return Lines(total, desc, unit, initial=initial, delay=max(delay, 2 * HEARTBEAT) if quiet else delay)
+    return Lines(total, desc, unit, initial=initial, delay=delay)
 
 
 HEAVY = ("tensorflow", "torch", "jax")  # frameworks whose teardown at exit takes seconds, silent

@@ -174,10 +174,10 @@ def run(args) -> int:
             raise ValueError("--resume continues the run in --out and --force replaces it: give one of them")
         import contextlib
 
-        from ..progress import HEARTBEAT, Stages
+        from ..progress import Stages
 
         # --quiet: no bar and no log lines; a run that lasts still says so on stderr every few seconds
-        with Stages("bptt train", delay=2 * HEARTBEAT) if args.quiet else contextlib.nullcontext() as stage:
+        with Stages("bptt train", delay=1.0) if args.quiet else contextlib.nullcontext() as stage:
             if args.quiet:
                 stage(f"{cfg.steps} steps into {args.out}")
             summary = train(cfg, args.out, resume=args.resume, force=args.force, progress=not args.quiet,
