@@ -62,3 +62,18 @@ def test_off_a_terminal_the_bar_is_plain_lines_on_stderr_with_its_count_and_its_
     quick.update(5)
     quick.close()
     assert capsys.readouterr().err == ""
+
+
+def test_leave_ends_at_once_after_a_heavy_import_yet_runs_atexit_and_flushes(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from bptt import progress
+
+    monkeypatch.setattr(progress, "HEAVY", ("no_framework_of_that_name",))  # pytest may hold torch already
+    assert progress.leave(3) == 3  # no heavy framework: the code comes back for sys.exit
+    code = ("import atexit, sys\nimport bptt.progress as p\nsys.modules['torch'] = sys  # as if imported\n"
+            "atexit.register(lambda: print('atexit ran'))\nprint('unflushed', end=' ')\np.leave(3)\n"
+            "print('never')\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 3 and run.stdout == "unflushed atexit ran\n", run

@@ -1,8 +1,10 @@
-"""Progress lines for long work in a terminal: what runs now, and a heartbeat while it runs.
+"""Progress lines for long work, on stderr: what runs now, and a heartbeat while it runs, so that
+no command goes more than a few seconds without a line (tests/test_docs.py watches every documented
+command for a silence over 5 s).
 
 A command that runs stages of unknown length (a method of bptt approx, a framework's import and
 cases) says on stderr which stage starts, and every HEARTBEAT seconds while it lasts how long it has
-run, so that no command is silent for long:
+run:
 
     with Stages("bptt approx") as stage:
         stage("RTRL (O(S^2 P) a step)")
@@ -11,13 +13,18 @@ run, so that no command is silent for long:
 
 prints "bptt approx: RTRL (O(S^2 P) a step)...", then "bptt approx: RTRL (O(S^2 P) a step), 2 s..."
 and so on, each line flushed. With delay=D a stage says nothing until it has lasted D seconds (a
-library function that is usually quick stays quiet then).
+library function that is usually quick, bptt.check or bptt.compare, stays quiet then); a delayed
+Stages inside another one leaves the talking to the outer one. The heartbeat is a thread's, so it
+keeps its pace however long one unit of work takes.
 
 Work counted in units (steps, parts, sequences) shows bar(total, desc, unit): a tqdm bar in a
 terminal; on a pipe or a log file (stderr not a terminal), or when asked to be quiet, plain lines
 "desc: 40/200 steps, 6 s..." every HEARTBEAT seconds instead, so a log shows that the work goes on
 without a bar's carriage returns. The lines go to the stderr the process had when they started,
 even while a framework's import holds file descriptor 2 (bptt.frameworks.tensorflow does).
+
+leave(code) ends a command line's process without the frameworks' teardown, which is seconds of
+silence after its last line once TensorFlow or PyTorch is loaded.
 """
 from __future__ import annotations
 
