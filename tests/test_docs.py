@@ -13,6 +13,10 @@ The rules a page follows (its fenced blocks, by info string):
 - ```text elsewhere: formulas and messages, not run.
 - `no-run: REASON` after the language: not run (long training, installs, a cluster), and the
   reason is required. `needs=torch,jax` names the optional packages the block imports.
+- Every command and python block is watched while it runs (tests/watchdog.py): one that prints
+  nothing, on stdout or stderr, for more than watchdog.GAP = 5 s fails, naming the page, its first
+  line and the gap. Long work keeps the gaps short with its own progress lines (bptt.progress).
+  BPTT_DOCS_GAPS=FILE appends each block's longest gap to FILE, a JSON line a block.
 - An output block's `rtol=` / `atol=` compare numbers within a tolerance (digits that depend on
   the machine's BLAS or on Numba); text and every other number must match exactly, whitespace aside.
 
@@ -27,13 +31,13 @@ import math
 import os
 import re
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import need
+from watchdog import GAP, marked, silence, watched
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["README.md", "docs/engine.md", "docs/frameworks.md", "docs/analysis.md", "docs/training.md",
@@ -144,14 +148,30 @@ def environment():
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
     env.setdefault("MPLBACKEND", "Agg")
+    env["PYTHONUNBUFFERED"] = "1"  # lines arrive as printed, as in a terminal: the watch sees when they come
     return env
 
 
-def shell(command, cwd):
-    run = subprocess.run(command, shell=True, capture_output=True, text=True, cwd=cwd, env=environment(),
-                         timeout=600, executable="/bin/bash")
-    assert run.returncode == 0, f"$ {command}\nexit {run.returncode}\n{run.stdout}\n{run.stderr}"
-    return run.stdout
+def run_watched(args, cwd, page, first, shell=False, marks=False):
+    """Run a command or block, watched for silence; fails on a non-zero exit or a gap over GAP."""
+    got = watched(args, cwd=cwd, env=environment(), shell=shell, timeout=600, marks=marks)
+    record = os.environ.get("BPTT_DOCS_GAPS")
+    if record:
+        with open(record, "a") as f:
+            f.write(json.dumps({"page": page, "first": first, "gap": round(got.gap, 2), "at": round(got.at, 2),
+                                "before": got.before}) + "\n")
+    assert not got.timed_out, f"{page}: {first!r} ran past 600 s"
+    assert got.returncode == 0, f"{page}: {first}\nexit {got.returncode}\n{got.stdout}\n{got.stderr}"
+    assert got.gap <= GAP, f"{page}: " + silence(got, repr(first))
+    return got
+
+
+def shell(command, cwd, page="a page"):
+    return run_watched(command, cwd, page, f"$ {command}", shell=True).stdout
+
+
+def first_line(code):
+    return next((l.strip() for l in code.splitlines() if l.strip()), "")
 
 
 def commands(body):
@@ -176,14 +196,13 @@ def test_block_runs_and_prints_what_the_page_says(page, index, info, code, outpu
     for name in filter(None, info.get("needs", "").split(",")):
         need(name)
     if info["lang"] == "python":
-        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=scratch,
-                             env=environment(), timeout=600)
-        assert run.returncode == 0, run.stderr
+        # watched from after its leading imports to its last line (tests/watchdog.py says why)
+        run = run_watched([sys.executable, "-c", marked(code)], scratch, page, first_line(code), marks=True)
         if output is not None:
             assert_prints(run.stdout, output[1], output[0])
     elif info["lang"] == "sh":
         for command, want in commands(code):
-            got = shell(command, scratch)
+            got = shell(command, scratch, page)
             if want is not None and want.strip():
                 assert_prints(got, want, info)
         stray = sorted(p.name for p in scratch.iterdir() if p.name not in LINKED + ["docs"] + WRITTEN)

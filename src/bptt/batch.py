@@ -107,18 +107,24 @@ def _row(h0, i):
 
 def iter_flows(model, x, y, *, h0=None, progress=True):
     """flow() of each sequence of a batch in turn, one Flow alive at a time (see flows)."""
-    from tqdm.auto import tqdm
+    from .progress import bar
 
     x, y = _check_batch(model, x, y, h0)
-    it = tqdm(range(x.shape[0]), desc="flow", unit="seq", delay=1.0, disable=not progress, leave=False)
-    for i in it:
-        yield flow(model, x[i], y[i], h0=_row(h0, i))
+    counted = bar(x.shape[0], "flow", "seq", leave=False) if progress else None  # after a second: a bar or lines
+    try:
+        for i in range(x.shape[0]):
+            yield flow(model, x[i], y[i], h0=_row(h0, i))
+            if counted is not None:
+                counted.update()
+    finally:
+        if counted is not None:
+            counted.close()
 
 
 def flows(model, x, y, *, h0=None, progress=True):
     """flow() of every sequence of a batch: x (N, T) ids or (N, T, D), y (N, T) or (N, T, O),
     h0 None or (N, H) (an LSTM's: or (h0, c0)). A progress bar appears when the batch takes more
-    than a second."""
+    than a second (off a terminal: a line on stderr every few seconds, bptt.progress.bar)."""
     return list(iter_flows(model, x, y, h0=h0, progress=progress))
 
 

@@ -41,6 +41,7 @@ import numpy as np
 from . import backend as backends
 from . import core, heads, validate
 from . import stack as stacks
+from .progress import Stages
 from .validate import show
 
 
@@ -263,25 +264,31 @@ def check(model, x, y, *, grads=None, h0=None, reduction="sum", step=1e-4, tol=1
 
     noise = 100 * max(1.0, abs(loss)) * np.finfo(np.float64).eps / step
     rows = []
-    for name, theta in params.items():
-        a = getattr(g, name, None)
-        if a is None:
-            raise ValueError(f"the gradient to check has no {name}, but the model has that parameter")
-        a = np.asarray(a, dtype=np.float64)
-        if a.shape != theta.shape:
-            raise ValueError(f"the gradient of {name} has shape {a.shape}, expected {theta.shape}")
-        idx = _sample(a, max_entries, rng)
-        n, kink = numeric_gradient(fun, theta, idx, step)
-        av = a.ravel()[idx][~kink]
-        n = n[~kink]
-        if av.size == 0:
-            rows.append(ParamCheck(name, 0, a.size, np.nan, np.nan, step, False, int(kink.sum())))
-            continue
-        with np.errstate(invalid="ignore", over="ignore"):
-            scale = max(np.max(np.abs(a)), np.max(np.abs(n)), np.finfo(np.float64).tiny)
-            abs_err = np.abs(av - n)
-            err = rel_error(av, n, floor * scale)
-        ok = bool(np.all(np.isfinite(n)) and np.all(np.isfinite(av)) and np.all((err <= tol) | (abs_err <= noise)))
-        rows.append(ParamCheck(name, len(av), a.size, float(np.max(abs_err)), float(np.max(err)), step, ok,
-                               int(kink.sum())))
+    with Stages("bptt check", delay=1.0) as stage:  # said on stderr once the differences last a second
+        stage("finite differences")
+        for done, (name, theta) in enumerate(params.items()):
+            stage.set(f"finite differences of {name} ({done + 1}/{len(params)} parameters)")
+            rows.append(_one(name, theta, g, fun, step, max_entries, rng, noise, floor, tol))
     return CheckReport(float(loss), tol, tuple(rows), which)
+
+
+def _one(name, theta, g, fun, step, max_entries, rng, noise, floor, tol) -> ParamCheck:
+    """The check of one parameter (or initial state) theta against the gradient g's entry name."""
+    a = getattr(g, name, None)
+    if a is None:
+        raise ValueError(f"the gradient to check has no {name}, but the model has that parameter")
+    a = np.asarray(a, dtype=np.float64)
+    if a.shape != theta.shape:
+        raise ValueError(f"the gradient of {name} has shape {a.shape}, expected {theta.shape}")
+    idx = _sample(a, max_entries, rng)
+    n, kink = numeric_gradient(fun, theta, idx, step)
+    av = a.ravel()[idx][~kink]
+    n = n[~kink]
+    if av.size == 0:
+        return ParamCheck(name, 0, a.size, np.nan, np.nan, step, False, int(kink.sum()))
+    with np.errstate(invalid="ignore", over="ignore"):
+        scale = max(np.max(np.abs(a)), np.max(np.abs(n)), np.finfo(np.float64).tiny)
+        abs_err = np.abs(av - n)
+        err = rel_error(av, n, floor * scale)
+    ok = bool(np.all(np.isfinite(n)) and np.all(np.isfinite(av)) and np.all((err <= tol) | (abs_err <= noise)))
+    return ParamCheck(name, len(av), a.size, float(np.max(abs_err)), float(np.max(err)), step, ok, int(kink.sum()))

@@ -71,6 +71,17 @@ def _quiet_stdout():
 
 
 def main(argv=None) -> int:
+    """The bptt command: argv None reads sys.argv and, as the command line's entry, ends the process
+    at once after a heavy framework's import (bptt.progress.leave); a list runs in-process and returns."""
+    code = _main(argv)
+    if argv is None:
+        from .progress import leave
+
+        return leave(code)
+    return code
+
+
+def _main(argv) -> int:
     _tolerant_streams()
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -173,17 +173,19 @@ def run(args) -> int:
     with Stages("bptt approx") as stage:  # each method's start, and a line every few seconds while it runs
         res = measure(model, x, y, windows=windows, rules=rules, samples=args.samples, seed=args.seed,
                       delta=args.delta, stage=stage)
-    if args.plot:
-        from pathlib import Path
+        if args.plot:
+            from pathlib import Path
 
-        from ..approx import figures
-        from ..plots import savefig
+            from ..approx import figures
+            from ..plots import savefig
 
-        folder = Path(args.plot)
-        ns = sorted({n for n in (1, 3, 10, 30, 100, 300, 1000, 3000, 10000) if n < args.samples} | {args.samples})
-        fig, res["uoro_error"] = figures.uoro_error(model, x, y, ns=ns, seed=args.seed)
-        res["figures"] = [str(plot(args, folder / "window-bias.png", radii)),
-                          str(savefig(fig, folder / "uoro.png", dpi=150))]
+            folder = Path(args.plot)
+            ns = sorted({n for n in (1, 3, 10, 30, 100, 300, 1000, 3000, 10000) if n < args.samples} | {args.samples})
+            stage("figures: UORO's error against the number of estimates")
+            fig, res["uoro_error"] = figures.uoro_error(model, x, y, ns=ns, seed=args.seed)
+            stage("figures: the window's bias over the radii")
+            res["figures"] = [str(plot(args, folder / "window-bias.png", radii)),
+                              str(savefig(fig, folder / "uoro.png", dpi=150))]
     if args.json:
         print(json.dumps(res, indent=2, default=float))
     else:

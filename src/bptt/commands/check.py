@@ -65,12 +65,9 @@ def verify(model, x, y, *, truncate=None, frameworks="installed", h0=None):
         parts.append(f"finite differences: not applicable (truncate={truncate} < T={T} is not the gradient of the loss)")
     if names:
         from bptt.frameworks.stress import announce
-        from bptt.progress import Stages
 
-        line = announce(names, say=lambda text: None)  # what the imports will take, if any is still to come
-        with Stages("bptt") as stage:  # said on stderr now, and every few seconds while it lasts
-            stage(line.removesuffix("...") if line else f"comparing with {', '.join(names)}")
-            cmp = fw.compare(model, x, y, frameworks=names, truncate=truncate, h0=h0)
+        announce(names)  # on stderr at once: "importing PyTorch ... (about 15 s)...", if any is still to come
+        cmp = fw.compare(model, x, y, frameworks=names, truncate=truncate, h0=h0)  # and every 2 s while it lasts
         parts.append(str(cmp))
         data["frameworks"] = cmp.to_dict()
         ok &= cmp.passed

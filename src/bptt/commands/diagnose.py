@@ -65,12 +65,16 @@ def run(args) -> int:
         return _keras(args)
     from ..diagnosis import diagnosed
     from ..diagnosis.statedict import load_state_dict, network, parts, read_input
+    from ..progress import Stages
 
-    sd = load_state_dict(args.torch)
-    p = parts(sd, args.prefix, args.head, args.embedding)
-    x, y, ids = read_input(args.input, p)
-    d = diagnosed(network(sd, p, x, y, ids, dtype=args.dtype or "float64", nonlinearity=args.nonlinearity),
-                  lags=args.lags)
+    with Stages("bptt diagnose", delay=1.0) as stage:  # on stderr once it lasts a second, every 2 s after
+        stage(f"reading {args.torch}")
+        sd = load_state_dict(args.torch)
+        p = parts(sd, args.prefix, args.head, args.embedding)
+        x, y, ids = read_input(args.input, p)
+        stage.set("the diagnosis")
+        d = diagnosed(network(sd, p, x, y, ids, dtype=args.dtype or "float64", nonlinearity=args.nonlinearity),
+                      lags=args.lags)
     fed = ("ids through the embedding " + repr(p.embedding.rstrip(".")) if ids and p.embedding is not None
            else f"ids as one-hot columns of {p.D}" if ids else "vectors")
     print(f"read {args.torch}: nn.{p.kind}({p.D}, {p.H}, num_layers={p.layers}"

@@ -227,9 +227,8 @@ def _gated_table(res, lags) -> str:
 
 
 def plot(res, directory, progress=True) -> list:
-    from tqdm.auto import tqdm
-
     from bptt import cells, plots
+    from bptt.progress import bar
     from bptt.analysis import has_saturation
 
     fls = res["_flows"]
@@ -242,13 +241,17 @@ def plot(res, directory, progress=True) -> list:
     if has_saturation(cell):  # a linear recurrence has no activation and no gate
         jobs["saturation"] = lambda: plots.saturation(fls[0].saturation())
     written = []
-    for name, make in tqdm(jobs.items(), desc="figures", delay=1.0, disable=not progress, leave=False):
+    counted = bar(len(jobs), "figures", "figure", leave=False) if progress else None
+    for name, make in jobs.items():
         written += plots.save(make(), f"{directory}/{name}")
+        if counted is not None:
+            counted.update()
+    if counted is not None:
+        counted.close()
     return written
 
 
 def run(args) -> int:
-    import sys
 
     rng = np.random.default_rng(args.seed)
     model = model_from_args(args, rng)
@@ -256,7 +259,7 @@ def run(args) -> int:
     if args.plot:
         from bptt.plots import require_matplotlib
         require_matplotlib()
-    progress = sys.stderr.isatty()
+    progress = True  # a bar in a terminal, a line every few seconds elsewhere (bptt.progress.bar)
     res = analyse(model, x, y, progress=progress)
     files = plot(res, args.plot, progress=progress) if args.plot else []
     if args.json:

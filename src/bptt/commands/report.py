@@ -11,7 +11,6 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    import sys
     import time
 
     from bptt.plots import require_matplotlib
@@ -19,7 +18,7 @@ def run(args) -> int:
 
     require_matplotlib()
     t0 = time.perf_counter()
-    path = write_report(args.out, quick=args.quick, seed=args.seed, progress=sys.stderr.isatty())
+    path = write_report(args.out, quick=args.quick, seed=args.seed, progress=True)  # bptt.progress.bar: lines off a terminal
     size = path.stat().st_size
     print(f"wrote {path} ({size / 1024:.0f} KiB, self-contained) in {time.perf_counter() - t0:.1f} s")
     return 0

@@ -48,7 +48,8 @@ def add_arguments(p):
     run.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                      help="run on this existing Dask scheduler (default: $DASK_SCHEDULER_ADDRESS, else a local cluster)")
     run.add_argument("--retry-failed", action="store_true", help="run the points recorded as failed again")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--quiet", action="store_true",
+                     help="no progress bar (a sweep that lasts still says on stderr every few seconds how far it is)")
     st = p.add_argument_group("status")
     st.add_argument("--json", action="store_true", help="print the status as JSON")
     st.add_argument("--slowest", type=int, default=5, metavar="N", help="list the N slowest points (default 5)")
@@ -88,9 +89,13 @@ def run(args) -> int:
         print(params_text(args.dir))
         return 0
     if action == "plot":
+        from bptt.progress import Stages
         from bptt.sweep.plots import plot
 
-        for path in plot(args.dir, to=args.to, fmt=args.format):
+        with Stages("bptt sweep plot", delay=1.0) as stage:  # on stderr once drawing lasts a second
+            stage(f"drawing the figures of {args.dir}")
+            paths = plot(args.dir, to=args.to, fmt=args.format)
+        for path in paths:
             print(path)
         return 0
 

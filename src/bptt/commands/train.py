@@ -151,7 +151,8 @@ def add_arguments(p):
                    "--steps: extend it)")
     p.add_argument("--force", action="store_true", help="start a new run in an --out that holds one (its files are "
                    "replaced)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar (the final result is still printed)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no log lines (the final result is still printed; a run "
+                        "that lasts says on stderr every few seconds that it runs)")
 
 
 def run(args) -> int:
@@ -171,8 +172,16 @@ def run(args) -> int:
     try:
         if args.resume and args.force:
             raise ValueError("--resume continues the run in --out and --force replaces it: give one of them")
-        summary = train(cfg, args.out, resume=args.resume, force=args.force, progress=not args.quiet,
-                        log=lambda s: print(s, file=sys.stderr))
+        import contextlib
+
+        from ..progress import Stages
+
+        # --quiet: no bar and no log lines; a run that lasts still says so on stderr every few seconds
+        with Stages("bptt train", delay=1.0) if args.quiet else contextlib.nullcontext() as stage:
+            if args.quiet:
+                stage(f"{cfg.steps} steps into {args.out}")
+            summary = train(cfg, args.out, resume=args.resume, force=args.force, progress=not args.quiet,
+                            log=lambda s: print(s, file=sys.stderr))
     except Diverged as e:
         print(f"bptt train: {e}", file=sys.stderr)
         return 1

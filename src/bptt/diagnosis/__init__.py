@@ -85,7 +85,13 @@ def diagnose(model, rnn, inputs, loss_fn, *, lags=True) -> Diagnosis:
         from .keras import capture
     else:
         raise TypeError(f"model must be a torch.nn.Module or a Keras model, got {type(model).__name__}")
-    return diagnosed(capture(model, rnn, inputs, loss_fn), lags)
+    from ..progress import Stages
+
+    with Stages("bptt diagnose", delay=1.0) as stage:  # on stderr once the diagnosis lasts a second
+        stage("the model's forward and backward pass")
+        got = capture(model, rnn, inputs, loss_fn)
+        stage.set("the gradient's flow")
+        return diagnosed(got, lags)
 
 
 def diagnosed(got, lags=True) -> Diagnosis:

@@ -3,8 +3,9 @@ another, with gaps under IDLE seconds) has gone on for FIRST_WORD seconds, a lin
 one every HEARTBEAT seconds until it stops, and how long it took.
 
 A kernel is compiled the first time a call needs it on a machine; Numba keeps the machine code in
-its cache, so later processes load it in milliseconds and nothing is said. The lines go to a
-terminal only (stderr a TTY), never into a log or a pipe. The lines name no
+its cache, so later processes load it in milliseconds and nothing is said. The lines go to stderr,
+a terminal's or a pipe's alike (as all of bptt's progress does, bptt.progress: a log shows why a
+cold run waited; stdout, which holds the results, is the same every time). The lines name no
 kernel: they tell a user who waits why (docs/performance.md gives the cold and warm figures).
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from numba.core import event
 
 FIRST_WORD = 1.0  # seconds of compiling before the first line
-HEARTBEAT = 4.0  # seconds between the lines after it
+HEARTBEAT = 2.0  # seconds between the lines after it (bptt.progress.HEARTBEAT)
 IDLE = 0.5  # seconds without a compile after which compiling has stopped
 
 
@@ -25,7 +26,7 @@ class Announcer(event.Listener):
     """A Numba listener of "numba:compile" for bptt's own functions; a watcher thread while they compile."""
 
     def __init__(self, say=None):
-        self.say = say or _to_terminal
+        self.say = say or _to_stderr
         self.lock = threading.Lock()
         self.depth, self.since, self.last, self.watching, self.said = 0, 0.0, 0.0, False, False
 
@@ -77,11 +78,9 @@ class Announcer(event.Listener):
             self.say(f"bptt: compiled in {took:.0f} s (cached: later runs load them at once)")
 
 
-def _to_terminal(line):
-    """Print the line on stderr when it is a terminal: whether a call compiles depends on the cache,
-    so a log or a pipe, which the same command should fill alike every time, gets none of it."""
-    if sys.stderr.isatty():
-        print(line, file=sys.stderr, flush=True)
+def _to_stderr(line):
+    """Print the line on stderr, flushed."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def _ours(ev) -> bool:

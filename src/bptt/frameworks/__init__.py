@@ -178,13 +178,20 @@ def compare(model, x, y, *, frameworks=None, truncate=None, h0=None, reduction="
     names = [n for n in names if n not in lacking]
     if not names:
         raise ValueError(f"no installed framework has a reference for the {cell} cell")
+    from ..progress import Stages
+    from ._common import announce
+
     model64 = model.astype(np.float64)
-    loss, g = gradients(model64, x, y, truncate=truncate, h0=h0, reduction=reduction, backend=backend)
+    line = announce(names, say=lambda text: None)  # what the imports will take, if any is still to come
+    with Stages("bptt", delay=1.0) as stage:  # said on stderr once it lasts a second, and every few seconds
+        stage(line.removesuffix("...") if line else f"comparing with {', '.join(names)}")
+        loss, g = gradients(model64, x, y, truncate=truncate, h0=h0, reduction=reduction, backend=backend)
+        theirs_all = {name: reference(name).gradients(model64, x, y, truncate=truncate, h0=h0, reduction=reduction)
+                      for name in names}
     ours = {"loss": loss, **g.params, "h0": g.h0, **({"c0": g.c0} if g.c0 is not None else {})}
     rows = []
     for name in names:
-        their_loss, theirs = reference(name).gradients(model64, x, y, truncate=truncate, h0=h0,
-                                                       reduction=reduction)
+        their_loss, theirs = theirs_all[name]
         theirs = {"loss": their_loss, **theirs}
         for q, value in ours.items():
             abs_err, rel_err = relative_error(value, theirs[q]) if q in theirs else (float("nan"),) * 2

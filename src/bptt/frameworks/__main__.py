@@ -1,6 +1,7 @@
 """python -m bptt.frameworks: many random cross-checks (see bptt.frameworks.stress)."""
 import sys
 
+from ..progress import leave
 from .stress import main
 
-sys.exit(main())
+sys.exit(leave(main()))

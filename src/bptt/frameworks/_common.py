@@ -119,3 +119,24 @@ def check_terms_args(p: Problem, name: str, t) -> int:
     if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < p.T:
         raise ValueError(f"output step t must be an integer in 0..{p.T - 1}, got {t!r}")
     return int(t)
+
+
+# --- saying a framework's import before its silence ---------------------------------------------
+SPELLED = {"torch": "PyTorch", "jax": "JAX", "tensorflow": "TensorFlow"}
+IMPORT_SECONDS = {"torch": 4, "jax": 3, "tensorflow": 8}  # roughly, the first import on a laptop
+
+
+def announce(names, say=None) -> str | None:
+    """Say, before a long silence, which frameworks are about to be imported and about how long it
+    takes: "importing PyTorch, JAX and TensorFlow (about 15 s)..." on stderr (or through say).
+    Nothing when each is imported already. Returns the line said, or None."""
+    import sys
+
+    todo = [n for n in names if n in SPELLED and n not in sys.modules]
+    if not todo:
+        return None
+    words = [SPELLED[n] for n in todo]
+    line = (f"importing {words[0] if len(words) == 1 else ', '.join(words[:-1]) + ' and ' + words[-1]} "
+            f"(about {sum(IMPORT_SECONDS[n] for n in todo)} s)...")
+    (say or (lambda text: print(text, file=sys.stderr, flush=True)))(line)
+    return line

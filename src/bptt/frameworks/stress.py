@@ -18,6 +18,7 @@ import numpy as np
 from .. import cells as registry
 from ..activations import ACTIVATIONS
 from ..model import model_class
+from ._common import SPELLED, announce  # noqa: F401  (bptt.frameworks.stress.announce, as before)
 
 
 def random_model(rng, D, H, O, *, cell="rnn", activation="tanh", head="softmax", b=False, c=False, bh=False):
@@ -81,25 +82,7 @@ def ambiguous(x, D) -> bool:
         np.all((x == 0) | (x == 1)) and np.all(x.sum(-1) == 1))
 
 
-SPELLED = {"torch": "PyTorch", "jax": "JAX", "tensorflow": "TensorFlow"}
 WHY_SLOW = {"jax": ": JAX compiles each case's shapes anew", "tensorflow": ": TensorFlow traces each case anew"}
-IMPORT_SECONDS = {"torch": 4, "jax": 3, "tensorflow": 8}  # roughly, the first import on a laptop
-
-
-def announce(names, say=None) -> str | None:
-    """Say, before a long silence, which frameworks are about to be imported and about how long it
-    takes: "importing PyTorch, JAX and TensorFlow (about 15 s)..." on stderr (or through say).
-    Nothing when each is imported already. Returns the line said, or None."""
-    import sys
-
-    todo = [n for n in names if n in SPELLED and n not in sys.modules]
-    if not todo:
-        return None
-    words = [SPELLED[n] for n in todo]
-    line = (f"importing {words[0] if len(words) == 1 else ', '.join(words[:-1]) + ' and ' + words[-1]} "
-            f"(about {sum(IMPORT_SECONDS[n] for n in todo)} s)...")
-    (say or (lambda text: print(text, file=sys.stderr, flush=True)))(line)
-    return line
 
 
 def stress(cases=100, *, seed=0, frameworks=None, max_size=(3, 8, 4, 6, 4), cells=None, progress=None) -> dict:

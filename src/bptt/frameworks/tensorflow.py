@@ -54,10 +54,16 @@ def _load(name):
 
     if "tensorflow" in sys.modules:
         return importlib.import_module(name)
+    from ..progress import Stages
+    from ._common import announce
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
+    line = announce(["tensorflow"], say=lambda text: None)
+    # the heartbeat writes to the stderr of now, a copy of fd 2 taken before fd 2 is held back
+    with Stages("bptt", delay=1.0) as stage, tempfile.TemporaryFile() as held:
+        stage(line.removesuffix("..."))
         os.dup2(held.fileno(), 2)
         try:
             module = importlib.import_module(name)

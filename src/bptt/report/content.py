@@ -218,7 +218,11 @@ def gather(st: Settings, progress=True) -> Content:
 
     steps = ["example", "check"] + [f"{a} sweep" for a in st.activations] + ["spectra", "cliff", "cells", "approx",
                                                                              "cures"]
-    bar = tqdm(total=len(steps), desc="report", unit="part", delay=1.0, disable=not progress, leave=False)
+    if progress:  # a bar in a terminal, a line every few seconds on a pipe (bptt.progress.bar)
+        from ..progress import bar as progress_bar
+        bar = progress_bar(len(steps), "bptt report", "part", leave=False)
+    else:
+        bar = tqdm(total=len(steps), disable=True)
     bar.set_postfix_str(steps[0])
     c = Content(st, __version__)
 

@@ -128,17 +128,22 @@ def run_sweep(spec, out, *, scheduler=None, workers=None, retry_failed=False, pr
     scheduler: address of an existing Dask scheduler ("tcp://host:port"); default
         $DASK_SCHEDULER_ADDRESS, else a LocalCluster of `workers` processes (default: one per core).
     retry_failed: run the points recorded as failed again (by default they count as done).
-    progress: show a progress bar (None: only when stderr is a terminal).
+    progress: None shows a bar in a terminal and a line every few seconds elsewhere (bptt.progress.bar);
+        False only those lines, once the sweep has run a few seconds (--quiet).
     """
     from concurrent.futures import CancelledError  # what a cancelled Dask future raises, in every version
 
-    require_dask()
-    from distributed import Client, as_completed
-    from distributed.scheduler import KilledWorker
-    from tqdm.auto import tqdm
+    from ..progress import Stages
+    from ..progress import bar as progress_bar
 
-    from .. import __version__
-    from .points import run_point
+    with Stages("bptt sweep", delay=1.0) as stage:  # Dask's import takes seconds: said once it lasts one
+        stage("importing Dask")
+        require_dask()
+        from distributed import Client, as_completed
+        from distributed.scheduler import KilledWorker
+
+        from .. import __version__
+        from .points import run_point
 
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
@@ -163,6 +168,9 @@ def run_sweep(spec, out, *, scheduler=None, workers=None, retry_failed=False, pr
         ok = failed = 0
         state = "interrupted"
         cluster = client = futures = None
+        # from the cluster's start to its close: a bar in a terminal, lines every few seconds elsewhere
+        bar = progress_bar(len(points), spec.name, "point", initial=len(points) - len(todo), quiet=progress is False,
+                           dynamic_ncols=True) if todo else None
         try:
             if todo:
                 if address:
@@ -180,24 +188,22 @@ def run_sweep(spec, out, *, scheduler=None, workers=None, retry_failed=False, pr
                           f"{__version__}; each row records its worker's version", file=sys.stderr)
                 store.run_ready(run_id, client.scheduler.address, sum(client.nthreads().values()))
                 futures = client.map(run_point, [p.config for p in todo], key=[KEY_PREFIX + p.key for p in todo])
-                with tqdm(total=len(points), initial=len(points) - len(todo), desc=spec.name, unit="point",
-                          disable=None if progress is None else not progress, dynamic_ncols=True) as bar:
-                    for fut in as_completed(futures):
-                        p = by_key[fut.key]
-                        try:
-                            res = fut.result()
-                        except CancelledError:
-                            continue  # not the point's fault: it stays pending
-                        except KilledWorker as e:
-                            res = _driver_failure(e, "KilledWorker: its worker process died while running it")
-                        except Exception as e:  # e.g. the config could not be unpickled on the worker
-                            res = _driver_failure(e, type(e).__name__)
-                        store.record(p.key, res, run_id)
-                        ok += res["status"] == "ok"
-                        failed += res["status"] != "ok"
-                        bar.update(1)
-                        if failed:
-                            bar.set_postfix(failed=failed, refresh=False)
+                for fut in as_completed(futures):
+                    p = by_key[fut.key]
+                    try:
+                        res = fut.result()
+                    except CancelledError:
+                        continue  # not the point's fault: it stays pending
+                    except KilledWorker as e:
+                        res = _driver_failure(e, "KilledWorker: its worker process died while running it")
+                    except Exception as e:  # e.g. the config could not be unpickled on the worker
+                        res = _driver_failure(e, type(e).__name__)
+                    store.record(p.key, res, run_id)
+                    ok += res["status"] == "ok"
+                    failed += res["status"] != "ok"
+                    bar.update(1)
+                    if failed:
+                        bar.set_postfix(failed=failed, refresh=False)
             state = "done"
         finally:
             if futures is not None and state != "done":
@@ -212,6 +218,8 @@ def run_sweep(spec, out, *, scheduler=None, workers=None, retry_failed=False, pr
             if state == "done" and ok + failed < len(todo):
                 state = "incomplete"  # some points never came back (the cluster went away): still pending
             store.end_run(run_id, state, ok, failed)
+            if bar is not None:
+                bar.close()
         lost = len(todo) - ok - failed
         after = list(store.statuses(p.key for p in points).values())
         return SweepSummary(out, run_id, len(points), len(points) - len(todo), ok, failed, lost,

@@ -273,9 +273,8 @@ def _train(cfg, out, resume, progress, log):
 def _bar(cfg, start, progress):
     if not progress:
         return None
-    from tqdm import tqdm
-    return tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.task}", unit="step", dynamic_ncols=True,
-                mininterval=0.5)
+    from ..progress import bar  # a bar in a terminal, a line every few seconds on a pipe
+    return bar(cfg.steps, f"train {cfg.task}", "step", initial=start, delay=0, dynamic_ncols=True, mininterval=0.5)
 
 
 def _loss_unit(task) -> str:
