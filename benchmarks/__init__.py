@@ -21,6 +21,7 @@ enforces the limit at run time (threadpoolctl for BLAS, torch.set_num_threads fo
 """
 import os
 
+USER_ENV = dict(os.environ)  # the environment as it came, for the peers' scripts run as their users run them
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[_var] = str(THREADS)
