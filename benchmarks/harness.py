@@ -1,7 +1,6 @@
 """Timing and reporting shared by the benchmarks: interleaved rounds, medians, ratios, targets."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -60,6 +59,7 @@ def interleaved(fns: dict, *, rounds=9, warmup=2, sample_s=0.05, max_calls=200,
     core the previous one's threads still hold: after a call on two threads, OpenBLAS's worker
     thread spins for about 0.1 s before it sleeps (measured here: a gradient at (N, T, H) =
     (32, 400, 128) float32 took 77 ms right after a two-thread product, 51 ms 0.13 s after it).
+    PyTorch's OpenMP threads, left at OpenMP's default policy, spin for some milliseconds too.
     """
     for f in fns.values():
         for _ in range(warmup):
