@@ -22,12 +22,14 @@ enforces the limit at run time (threadpoolctl for BLAS, torch.set_num_threads fo
 """
 import os
 
+USER_ENV = dict(os.environ)  # the environment as it came, for the peers' scripts run as their users run them
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[_var] = str(THREADS)
-# OpenMP threads (PyTorch's) sleep when idle instead of spinning, which on a shared machine would
-# take the cores from whatever runs next, including the other libraries of this comparison
-os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+# Nothing else is set for PyTorch: its OpenMP threads keep OpenMP's default (spin a little, then
+# sleep), as its users get it. OMP_WAIT_POLICY=PASSIVE, set here once, made an LSTM's gradient two
+# to three times slower than a plain script's (a wake-up for each step's products); the pause
+# before each timed sample (harness.interleaved) keeps spinning threads off the next library's cores
 # XLA's CPU client: one intra-op pool of THREADS threads (its default is one per core)
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=true"
                            f" intra_op_parallelism_threads={THREADS}").strip()

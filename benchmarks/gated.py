@@ -13,8 +13,16 @@ users write it:
   bptt     bptt.gradients(model, x, y) (the GRU in PyTorch's form, reset_after=True)
 
 Before timing, the three answers are compared (float64 to 1e-10, float32 to 1e-3 relative).
+
+PyTorch here is checked against PyTorch as its users get it: at PLAIN_ROW, the plain script of
+docs/performance.md (the block marked name=plain-pytorch: nn.LSTM with its own initialisation, or
+nn.GRU in its place) runs in a fresh process with only the thread count set, timed in the same
+rounds as the three; the target is this benchmark's PyTorch / the script's at most 1.2.
 """
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import numpy as np
 
@@ -22,11 +30,21 @@ import bptt
 from bptt.model import random_gated
 
 from .gradient import agree
-from .harness import fmt_time, interleaved
+from .harness import Script, fmt_time, interleaved
 
 CONFIGS = [(1, 25, 100, 65), (32, 100, 128, 64), (64, 200, 256, 128), (1, 1000, 128, 64)]  # (N, T, H, O)
 CELLS = ("lstm", "gru")
 NAMES = ("U", "W", "b", "bh", "V", "c")  # the gradients compared, in this order
+PLAIN_ROW = ((32, 100, 128, 64), np.float32)  # the row timed beside the plain script as well
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+
+
+def plain_script(cell):
+    """The docs' plain PyTorch script (its nn.LSTM, or nn.GRU in its place), as a string of code."""
+    found = re.findall(r"^```python[^\n]*name=plain-pytorch[^\n]*\n(.*?)^```", DOCS.read_text(), re.S | re.M)
+    if len(found) != 1:
+        raise ValueError(f"expected one python block marked name=plain-pytorch in {DOCS}, found {len(found)}")
+    return found[0].replace("torch.nn.LSTM", {"lstm": "torch.nn.LSTM", "gru": "torch.nn.GRU"}[cell])
 
 
 def problem(cell, N, T, H, O, dtype, seed=0):
@@ -122,7 +140,10 @@ def run(report, *, rounds, configs=CONFIGS, cells=CELLS, frameworks=("torch", "j
                 makers = {"bptt": bptt_fn, "torch": torch_fn, "jax": jax_fn}
                 fns = {k: makers[k](model, x, y) for k in ("bptt", *frameworks)}
                 worst = agree({k: f() for k, f in fns.items()}, dtype)
-                t = interleaved(fns, rounds=rounds)
+                if "torch" in fns and (cfg, dtype) == PLAIN_ROW:
+                    t = plain_check(report, cell, cfg, fns, rounds)
+                else:
+                    t = interleaved(fns, rounds=rounds)
                 med = {k: v.median for k, v in t.items()}
                 r = {k: med["bptt"] / med[k] for k in frameworks}
                 ratio = med["bptt"] / min(med[k] for k in frameworks)
@@ -134,3 +155,21 @@ def run(report, *, rounds, configs=CONFIGS, cells=CELLS, frameworks=("torch", "j
                 report.record(part="gated", cell=cell, config=cfg, dtype=np.dtype(dtype).name,
                               **{f"{k}_s": v for k, v in med.items()}, ratio=ratio)
                 report.target("gated", f"{cell} bptt / faster framework {cfg} {np.dtype(dtype).name}", ratio, 1.0)
+
+
+def plain_check(report, cell, cfg, fns, rounds):
+    """Time fns and the docs' plain script in the same rounds; report PyTorch here / the script's."""
+    with Script(plain_script(cell), "gradient") as plain:
+        said, name = " ".join(plain.printed), {"lstm": "LSTM", "gru": "GRU"}[cell]
+        want = f"{name} {cfg}:"
+        if not said.startswith(want):
+            raise ValueError(f"expected the plain script to print {want!r} first, it printed {said!r}")
+        t = interleaved({**fns, "plain": plain}, rounds=rounds)
+    ratio = t["torch"].median / t["plain"].median
+    print(f"   {cell:5s} the plain script of docs/performance.md, its own process: {fmt_time(t['plain'].median)} "
+          f"in these rounds ({said.split(': ')[-1]} by its own loop)", flush=True)
+    report.record(part="gated-plain", cell=cell, config=cfg, torch_s=t["torch"].median,
+                  plain_s=t["plain"].median, ratio=ratio)
+    report.target("gated", f"{cell} PyTorch in this benchmark / the plain script's PyTorch {cfg} float32", ratio, 1.2)
+    del t["plain"]
+    return t

@@ -1,12 +1,14 @@
 """Timing and reporting shared by the benchmarks: interleaved rounds, medians, ratios, targets."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import THREADS
+from . import THREADS, USER_ENV
 
 
 def limit_threads() -> str:
@@ -57,6 +59,7 @@ def interleaved(fns: dict, *, rounds=9, warmup=2, sample_s=0.05, max_calls=200,
     core the previous one's threads still hold: after a call on two threads, OpenBLAS's worker
     thread spins for about 0.1 s before it sleeps (measured here: a gradient at (N, T, H) =
     (32, 400, 128) float32 took 77 ms right after a two-thread product, 51 ms 0.13 s after it).
+    PyTorch's OpenMP threads, left at OpenMP's default policy, spin for some milliseconds too.
     """
     for f in fns.values():
         for _ in range(warmup):
@@ -79,6 +82,46 @@ def interleaved(fns: dict, *, rounds=9, warmup=2, sample_s=0.05, max_calls=200,
                 f()
             out[name].samples.append((time.perf_counter() - t0) / n)
     return out
+
+
+class Script:
+    """A user's script run in a fresh interpreter, one call of its function per request: a timed peer.
+
+    `code` is the script as a user would run it (it defines `name`, a function of no arguments);
+    it runs in its own process, with the environment the benchmarks were started in plus only the
+    thread count (OMP_NUM_THREADS and the like set to THREADS), none of the settings this suite
+    makes for itself and nothing that another library loaded here does to the process. Calling
+    the object runs `name()` once over there and waits for it; a pipe's round trip (tens of
+    microseconds) is the only difference from timing it in the script itself. What the script
+    prints before it serves is kept in `printed`. Use as a context manager.
+    """
+
+    SERVE = ("\nimport sys as _sys\nprint('-- serving', flush=True)\nfor _ in _sys.stdin:\n"
+             "    {name}()\n    _sys.stdout.write('\\n')\n    _sys.stdout.flush()\n")
+
+    def __init__(self, code: str, name: str):
+        env = dict(USER_ENV)
+        env.update({v: str(THREADS) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+        self.proc = subprocess.Popen([sys.executable, "-c", code + self.SERVE.format(name=name)], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.printed = []
+        for line in self.proc.stdout:
+            if line.startswith("-- serving"):
+                return
+            self.printed.append(line.rstrip("\n"))
+        raise RuntimeError(f"the script ended before it served (exit {self.proc.wait()}): " + " | ".join(self.printed))
+
+    def __call__(self):
+        self.proc.stdin.write("\n")
+        if not self.proc.stdout.readline():
+            raise RuntimeError(f"the script ended while serving (exit {self.proc.wait()})")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
 
 
 def fmt_time(s: float) -> str:
