@@ -545,20 +545,28 @@ def require_full(truncate):
                          "BPTT (truncate=None)")
 
 
-def gradients(stack, x, y, *, truncate=None, h0=None, reduction="sum", scan="sequential"):
-    """Loss and gradients of a stack: (loss, grads), grads.params by the flat names (U_l0, ...)."""
-    require_full(truncate)
-    heads.check_reduction(reduction)
-    return backward(forward(stack, x, h0, scan=scan), y, reduction=reduction)
+def entry_points(forward, backward):
+    """(gradients, loss) of an engine for stacks from its forward(stack, x, h0, scan=) and
+    backward(trace, y, truncate=, reduction=): this module's, and the fast backend's (fast.stacked)."""
+    def gradients(stack, x, y, *, truncate=None, h0=None, reduction="sum", scan="sequential"):
+        """Loss and gradients of a stack: (loss, grads), grads.params by the flat names (U_l0, ...)."""
+        require_full(truncate)
+        heads.check_reduction(reduction)
+        return backward(forward(stack, x, h0, scan=scan), y, reduction=reduction)
+
+    @core.reports_overflow
+    def loss(stack, x, y, *, h0=None, reduction="sum") -> float:
+        """The loss E alone (a forward pass)."""
+        trace = forward(stack, x, h0)
+        value, _ = heads.error(stack.head, trace.Q, validate.targets(stack, y, trace.inputs), reduction)
+        if not np.isfinite(value):
+            raise FloatingPointError(nonfinite_message(trace))
+        return value
+
+    return gradients, loss
 
 
-@core.reports_overflow
-def loss(stack, x, y, *, h0=None, reduction="sum") -> float:
-    trace = forward(stack, x, h0)
-    value, _ = heads.error(stack.head, trace.Q, validate.targets(stack, y, trace.inputs), reduction)
-    if not np.isfinite(value):
-        raise FloatingPointError(nonfinite_message(trace))
-    return value
+gradients, loss = entry_points(forward, backward)
 
 
 # --- overflow ------------------------------------------------------------------------------

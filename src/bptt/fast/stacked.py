@@ -139,18 +139,4 @@ def backward(trace, y, *, truncate=None, reduction="sum"):
     return stacks.finite(trace, loss, grads, errors)
 
 
-def gradients(stack, x, y, *, truncate=None, h0=None, reduction="sum", scan="sequential"):
-    """Loss and gradients of a stack: (loss, grads), grads.params by the flat names (U_l0, ...)."""
-    stacks.require_full(truncate)
-    heads.check_reduction(reduction)
-    return backward(forward(stack, x, h0, scan=scan), y, reduction=reduction)
-
-
-@core.reports_overflow
-def loss(stack, x, y, *, h0=None, reduction="sum") -> float:
-    """The loss E alone (a forward pass)."""
-    trace = forward(stack, x, h0)
-    value, _ = heads.error(stack.head, trace.Q, validate.targets(stack, y, trace.inputs), reduction)
-    if not np.isfinite(value):
-        raise FloatingPointError(stacks.nonfinite_message(trace))
-    return value
+gradients, loss = stacks.entry_points(forward, backward)
