@@ -1,4 +1,5 @@
 """Long work says what it does: each stage as it starts, and a heartbeat while it lasts."""
+import sys
 import time
 
 from bptt.cli import main
@@ -45,9 +46,13 @@ def test_a_delayed_stage_inside_another_leaves_the_talking_to_the_outer_one():
     assert inner == [] and len(outer) >= 2
 
 
-def test_off_a_terminal_the_bar_is_plain_lines_on_stderr_with_its_count_and_its_end(capsys):
+def test_off_a_terminal_the_bar_is_plain_lines_on_stderr_with_its_count_and_its_end(capsys, monkeypatch):
+    import types
+
     from bptt.progress import Lines, bar
 
+    # a suite that runs notebooks has imported ipykernel: that alone is no notebook
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
     b = bar(5, "job", "step", delay=0)
     assert isinstance(b, Lines)  # pytest's stderr is not a terminal
     for i in range(5):

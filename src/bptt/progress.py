@@ -157,12 +157,23 @@ class Lines:
         return False
 
 
+def _in_notebook() -> bool:
+    """Whether this code runs in a Jupyter kernel (IPython's shell of one), not merely in a process
+    that has imported ipykernel (a test suite that runs notebooks does)."""
+    ipython = sys.modules.get("IPython")
+    try:
+        shell = ipython.get_ipython() if ipython is not None else None
+    except Exception:  # noqa: BLE001 - an IPython too old or half imported: no notebook
+        return False
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
 def bar(total, desc, unit="it", *, initial=0, quiet=False, delay=1.0, **tqdm_options):
     """A progress bar for `total` units of work: tqdm in a terminal, plain lines on stderr elsewhere
     or when quiet (no bar: after `delay` seconds, then every HEARTBEAT seconds).
     Both have .n, .update(n), .set_postfix(dict, refresh=False), .set_postfix_str(text), .close() and work
     as a context."""
-    if not quiet and (sys.stderr.isatty() or "ipykernel" in sys.modules):  # a terminal or a notebook
+    if not quiet and (sys.stderr.isatty() or _in_notebook()):
         from tqdm.auto import tqdm
         return tqdm(total=total, desc=desc, unit=unit, initial=initial, delay=delay, **tqdm_options)
     return Lines(total, desc, unit, initial=initial, delay=delay)
