@@ -32,7 +32,8 @@ FIGURES = [("experiments/results/curse_of_memory.json", "experiments/curse_of_me
            ("experiments/results/copy_1000.json", "experiments/copy_1000.py")]
 REGION = re.compile(r"(<!-- generated: (\S+) ([^>]*?) -->\n)(.*?)(<!-- end -->)", re.S)
 METHODS = {"vanilla": "vanilla", "clip": "clip", "clip+Omega": "clip+Ω", "IRNN": "IRNN", "LSTM": "LSTM", "GRU": "GRU",
-           "LRU": "LRU", "minGRU": "minGRU", "exp": "expm(A), Henaff, modReLU", "coRNN": "coRNN"}
+           "LRU": "LRU", "minGRU": "minGRU", "exp": "expm(A), Henaff, modReLU", "coRNN": "coRNN",
+           "floss": "clip + flossing (k = 5)"}
 TASK_TITLES = {"adding": "adding (Le et al.)", "temporal": "temporal order"}
 
 

@@ -20,6 +20,9 @@ Methods (H = 50, batch 20, the same optimiser and the same number of updates for
              from Henaff's initialisation and trained at the same lr, modReLU with its bias, clipping at 1
   coRNN      the coupled oscillator cell (Rusch & Mishra 2021; H = 50, the cell's default dt, gamma,
              eps: the authors' sMNIST settings), clipping at 1
+  floss      clip's network and clipping, after gradient flossing of its 5 leading Lyapunov exponents
+             before training (Engelken 2023; bptt.floss, `bptt train --floss 5`: 100 Adam updates of
+             the regulariser alone on batches of the task)
 (With H = 50 the gated networks have more weights: 4x and 3x the Elman cell's U, W, b. The LRU
 and the minGRU have no recurrent matrix: one layer, read by the same linear head as the others.)
 Each run stops at the first evaluation (every 250 updates) that meets the task's criterion: the
@@ -50,6 +53,7 @@ METHODS = {
     "minGRU": {"cell": "mingru", "clip_norm": 1.0},
     "exp": {"activation": "modrelu", "param": "exp", "init": "henaff", "clip_norm": 1.0},
     "coRNN": {"cell": "cornn", "clip_norm": 1.0},
+    "floss": {"activation": "tanh", "init": "normal", "std": 0.1, "clip_norm": 1.0, "floss": 5},
 }
 TASKS = {"adding": {"task": "adding", "variant": "le"}, "temporal": {"task": "temporal"}}
 
@@ -128,7 +132,7 @@ def figure(rows):
     handles = {}
     for ax, task in zip(axes, tasks):
         allT = sorted({r["T"] for r in rows if r["task"] == task})
-        for i, (method, marker) in enumerate(zip(METHODS, "osD^vPXh*<")):
+        for i, (method, marker) in enumerate(zip(METHODS, "osD^vPXh*<>")):
             rs = [r for r in rows if r["task"] == task and r["method"] == method]
             Ts = sorted({r["T"] for r in rs})
             if not Ts:
