@@ -112,12 +112,12 @@ def test_torch_import_gives_torch_autograd_gradients():
 def test_torch_refuses_what_it_cannot_express():
     torch = need("torch")
     for act in ("sigmoid", "identity"):
-        with pytest.raises(ValueError, match=f"'tanh' and 'relu' only.*{act}"):
+        with pytest.raises(ValueError, match=f"activation='tanh' or activation='relu' only.*{act}"):
             to_torch(model(act))
     lin = torch.nn.Linear(4, 2)
     with pytest.raises(ValueError, match="takes 4 inputs but the RNN's output is 8 wide"):
         from_torch(torch.nn.RNN(3, 4, bidirectional=True), lin)  # both directions: 8 columns
-    with pytest.raises(ValueError, match="nn.RNN, nn.LSTM or nn.GRU, got LSTMCell"):
+    with pytest.raises(ValueError, match="nn.RNN, nn.GRU or nn.LSTM, got LSTMCell"):
         from_torch(torch.nn.LSTMCell(3, 4), lin)
     with pytest.raises(ValueError, match="takes 5 inputs but the RNN's output is 4 wide"):
         from_torch(torch.nn.RNN(3, 4), torch.nn.Linear(5, 2))
@@ -337,7 +337,7 @@ def test_torch_refuses_gated_modules_bptt_does_not_model():
         from_torch(torch.nn.LSTM(3, 4), torch.nn.Linear(4, 2, dtype=torch.bfloat16))
     with pytest.raises(ValueError, match="takes 5 inputs but the LSTM's output is 4 wide"):
         from_torch(torch.nn.LSTM(3, 4), torch.nn.Linear(5, 2))
-    with pytest.raises(ValueError, match="reset_after=False, which PyTorch has no module for"):
+    with pytest.raises(ValueError, match="nn.GRU computes reset_after=True only; this gru model has reset_after=False, which PyTorch has no module for"):
         to_torch(gated("gru", reset_after=False))
     module = torch.nn.GRU(3, 4, bias=False)
     m = from_torch(module, lin)

@@ -64,7 +64,7 @@ class Stack:
             for j, m in enumerate(pair):
                 if not isinstance(m, Model) or m.head is not None:
                     raise TypeError(f"layer {k}{' (reverse)' if j else ''} must be a model made with head=None "
-                                    f"(e.g. bptt.LSTM(U=..., W=..., head=None)), got {show(m)}")
+                                    f"(e.g. bptt.RNN(U=..., W=..., head=None)), got {show(m)}")
             if len(pair) == 2 and (type(pair[0]) is not type(pair[1]) or pair[0].H != pair[1].H
                                    or pair[0].D != pair[1].D or pair[0].cell.values != pair[1].cell.values):
                 raise ValueError(f"layer {k}'s two directions must be the same cell with the same sizes and "

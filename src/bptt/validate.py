@@ -403,3 +403,10 @@ def read_npy(path, what: str) -> np.ndarray:
             return npformat.read_array(f, allow_pickle=False)
         except (ValueError, EOFError, OSError) as e:
             raise ValueError(f"{shown} is a damaged .npy file: {e}") from None
+
+
+def listed(words, prefix="", last="or") -> str:
+    """Words as a list in a sentence, each after prefix: ("RNN", "LSTM", "GRU"), "nn." -> "nn.RNN, nn.LSTM
+    or nn.GRU" (last="and": "... and nn.GRU"), for messages and help texts built from the registry."""
+    words = [prefix + w for w in words]
+    return f" {last} ".join(filter(None, (", ".join(words[:-1]), words[-1]))) if words else ""

@@ -9,7 +9,7 @@ import importlib
 import pkgutil
 
 from .base import ROLES, Cell, Param, sizes
-from .registry import canonical, get, make, names, owners, register, resolve, variants
+from .registry import canonical, get, layers, make, names, owners, register, resolve, variants
 
 _LATER = ("cornn",)  # modules registered after the others: a new built-in cell joins the end of every
 # listing (names(), --cell's help, the messages that name the cells an option fits), and rnn stays first
@@ -18,4 +18,4 @@ for _m in sorted(pkgutil.iter_modules(__path__), key=lambda m: (m.name in _LATER
     if _m.name not in ("base", "registry"):
         importlib.import_module(f"{__name__}.{_m.name}")
 
-__all__ = ["Cell", "Param", "ROLES", "register", "names", "get", "resolve", "make", "sizes", "variants", "canonical", "owners"]
+__all__ = ["Cell", "Param", "ROLES", "register", "names", "get", "resolve", "make", "sizes", "variants", "canonical", "owners", "layers"]

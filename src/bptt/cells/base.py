@@ -97,6 +97,12 @@ class Cell:
               recurrence: the LRU, the linear cell; not the minGRU, whose coefficient is the input's
               gate): the error then goes back multiplied by A^l at lag l, and the theory reads its
               verdict from A's eigenvalues
+    torch     the torch.nn layer that computes the cell, by class name ("LSTM"), or None;
+              torch_allows: {setting: the values that layer has} where it has fewer than the cell
+              (an nn.RNN's nonlinearity is tanh or relu)
+    keras     the Keras layer that computes the cell ("LSTM"), or None; keras_gates: where that layer
+              keeps the gate blocks in bptt's order (a Keras GRU's z, r, h are bptt's blocks 1, 0, 2),
+              None for the same order
     """
 
     name = None
@@ -112,6 +118,10 @@ class Cell:
     memory_text = None
     pascanu = False
     time_invariant = False
+    torch = None
+    torch_allows: dict = {}
+    keras = None
+    keras_gates = None
 
     def __init__(self, **settings):
         unknown = sorted(set(settings) - set(self.settings))

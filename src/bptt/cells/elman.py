@@ -41,6 +41,8 @@ class Elman(Cell):
     settings = {"activation": "tanh"}
     state = ("s",)
     pascanu = True
+    torch, torch_allows = "RNN", {"activation": ("tanh", "relu")}
+    keras = "SimpleRNN"
 
     def __init__(self, **settings):
         super().__init__(**settings)

@@ -30,6 +30,8 @@ class GRU(Cell):
               "bh": Param(("3H",), optional=True, role="recurrent bias")}
     settings = {"reset_after": True}
     state = ("h",)
+    torch, torch_allows = "GRU", {"reset_after": (True,)}  # nn.GRU computes the reset-after form only
+    keras, keras_gates = "GRU", (1, 0, 2)  # Keras's z, r, h
     gates = ("r", "z", "n")
     sigmoid_gates = ("r", "z")
     memory = ("h", "z")

@@ -27,6 +27,7 @@ class LSTM(Cell):
               "b": Param(("4H",), optional=True, role="input bias"),
               "bh": Param(("4H",), optional=True, role="recurrent bias")}
     state = ("h", "c")
+    torch = keras = "LSTM"  # both in bptt's gate order i, f, g, o (Keras calls g c)
     gates = ("i", "f", "g", "o")
     sigmoid_gates = ("i", "f", "o")
     memory = ("c", "f")

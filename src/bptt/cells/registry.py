@@ -62,6 +62,14 @@ def names() -> tuple:
     return tuple(_CELLS)
 
 
+def layers(framework) -> dict:
+    """{layer class name: Cell subclass} for framework "torch" (torch.nn's modules) or "keras": the
+    registered cells that one of its layers computes (Cell.torch, Cell.keras), in registry order."""
+    if framework not in ("torch", "keras"):
+        raise ValueError(f"framework must be 'torch' or 'keras', got {show(framework)}")
+    return {getattr(c, framework): c for c in _CELLS.values() if getattr(c, framework)}
+
+
 def variants() -> tuple:
     """Every registered cell's name and each alias that names other settings of one (e.g.
     "gru-before", Keras's reset-before GRU): the spellings a sweep or a stress test draws from."""

@@ -19,19 +19,23 @@ summed over the scored steps. See docs/diagnose.md.
 
 
 def add_arguments(p):
+    from .. import cells
+    from ..validate import listed
+
     p.epilog = EPILOG
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--torch", metavar="FILE.pt", help="a state dict saved with torch.save(model.state_dict()), "
                      "read without PyTorch and without running pickled code (tensors only, as "
-                     "torch.load(weights_only=True) reads them): one nn.RNN / nn.LSTM / nn.GRU (any layers, "
-                     "bidirectional), a Linear head and optionally an Embedding")
+                     "torch.load(weights_only=True) reads them): one "
+                     f"{listed(cells.layers('torch'), 'nn.')} (any layers, bidirectional), a Linear head and "
+                     "optionally an Embedding")
     src.add_argument("--keras", metavar="FILE.keras", help="a Keras model saved with model.save('NAME.keras'), "
                      "read with keras.saving.load_model(safe_mode=True) and diagnosed as saved: its consecutive "
-                     "SimpleRNN / LSTM / GRU layers (or Bidirectional ones), under its own head")
+                     f"{listed(cells.layers('keras'))} layers (or Bidirectional ones), under its own head")
     p.add_argument("--input", metavar="FILE.npz", required=True, help="the batch: arrays x and y (below)")
     p.add_argument("--out", metavar="FILE.html", help="write the page, one self-contained HTML file, into a folder "
                    "that exists (written atomically there; an existing file is replaced)")
-    p.add_argument("--prefix", help="the recurrent module's name in the state dict (e.g. lstm), when it holds "
+    p.add_argument("--prefix", help="the recurrent module's name in the state dict (e.g. rnn), when it holds "
                    "more than one")
     p.add_argument("--head", help="the Linear head's name, when more than one weight has the recurrent module's "
                    "output width as in-features")

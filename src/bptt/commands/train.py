@@ -58,7 +58,7 @@ def _bool(text):
 
 
 def add_arguments(p):
-    from .. import cells
+    from .. import cells, floss
 
     p.epilog = _epilog()
     from ..cli import HelpFormatter
@@ -111,7 +111,8 @@ def add_arguments(p):
                         "paper's IMEX step) or at z_(n-1) (false: the authors' code)")
     p.add_argument("--floss", type=int, metavar="K",
                    help="gradient flossing (Engelken 2023) of the K leading Lyapunov exponents, towards 0, by their "
-                        "exact gradient: before training, then every --floss-every updates (rnn, lstm; default off)")
+                        "exact gradient: before training, then every --floss-every updates "
+                        f"({', '.join(floss.supported())}; default off)")
     p.add_argument("--floss-steps", type=int, help="with --floss: flossing-only Adam updates before training, on "
                    "one batch drawn for them (default 100)")
     p.add_argument("--floss-every", type=int, help="with --floss: every N-th update adds --floss-weight times the "

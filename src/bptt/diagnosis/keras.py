@@ -95,8 +95,9 @@ def _all_layers(model):
 
 
 def _kind(layer):
-    name = type(getattr(layer, "forward_layer", layer)).__name__
-    return {"SimpleRNN": "rnn"}.get(name, name.lower())
+    from ..frameworks.keras_layout import cell_of
+
+    return cell_of(type(getattr(layer, "forward_layer", layer)).__name__)
 
 
 def _names(part, suffix):

@@ -19,9 +19,6 @@ import numpy as np
 from ..files import printable
 from ..validate import regular_file
 
-RECURRENT = ("SimpleRNN", "LSTM", "GRU")
-
-
 def load(path):
     """The Keras model in a .keras file, loaded safely; a one-line ValueError otherwise."""
     try:
@@ -41,8 +38,10 @@ def load(path):
 
 def _kind(keras, layer):
     inner = layer.forward_layer if isinstance(layer, keras.layers.Bidirectional) else layer
+    from ..frameworks.keras_layout import cell_of
+
     name = type(inner).__name__
-    return name if name in RECURRENT else None
+    return name if cell_of(name) else None
 
 
 def functional(model, x):
@@ -60,7 +59,9 @@ def functional(model, x):
         model = keras.Model(inp, h)
     layers = [v for v in model.layers if _kind(keras, v)]
     if not layers:
-        raise ValueError("the Keras model has no recurrent layer (SimpleRNN, LSTM, GRU or a Bidirectional one)")
+        from ..frameworks.keras_layout import named_layers
+
+        raise ValueError(f"the Keras model has no recurrent layer ({named_layers()}, or a Bidirectional one)")
     at = [model.layers.index(v) for v in layers]
     if at != list(range(at[0], at[0] + len(at))):
         between = [type(model.layers[i]).__name__ for i in range(at[0], at[-1] + 1) if i not in at]

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import cells
 from ..files import printable, read_bytes
-from ..validate import read_npz, show, too_big
+from ..validate import listed, read_npz, show, too_big
 from . import torchfile
 
 RECURRENT = re.compile(r"^(.*)weight_hh_l(\d+)(_reverse)?$")
 PARAM = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
-KINDS = {1: "RNN", 3: "GRU", 4: "LSTM"}  # weight_hh's rows per hidden unit -> the torch.nn module
 MAX_BYTES = 2**31  # a state dict larger than 2 GiB is refused before it is read
 
 
@@ -56,6 +56,13 @@ class Parts:
         return self.H * (2 if self.bidirectional else 1)
 
 
+def kinds() -> dict:
+    """{weight_hh's rows per hidden unit: the torch.nn module's name} for the modules bptt maps (Cell.torch):
+    the recurrent parameter's declared shape, e.g. ("4H", "H") -> 4."""
+    return {cells.sizes(next(p.shape for p in c.params.values() if p.role == "recurrent"), 1, 1)[0]: name
+            for name, c in cells.layers("torch").items()}
+
+
 def load_state_dict(path) -> dict:
     """The arrays of a file saved with torch.save(model.state_dict()), by name: read without PyTorch
     and without running pickled code (torchfile); anything else is a one-line ValueError."""
@@ -66,8 +73,8 @@ def parts(sd, prefix=None, head=None, embedding=None) -> Parts:
     """Find the recurrent module, the head and the embedding in a state dict (the module's notes)."""
     found = sorted({m.group(1) for k in sd if (m := RECURRENT.match(k))})
     if not found:
-        raise ValueError("the state dict holds no recurrent module: expected keys like lstm.weight_hh_l0 "
-                         "(an nn.RNN, nn.LSTM or nn.GRU's parameters)")
+        raise ValueError("the state dict holds no recurrent module: expected keys like rnn.weight_hh_l0 "
+                         f"(the parameters of an {listed(cells.layers('torch'), 'nn.')})")
     if prefix is not None:
         prefix = prefix if prefix == "" or prefix.endswith(".") else prefix + "."
         if prefix not in found:
@@ -80,11 +87,14 @@ def parts(sd, prefix=None, head=None, embedding=None) -> Parts:
         prefix = found[0]
     own = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix) and PARAM.match(k[len(prefix):])}
     if prefix + "weight_hr_l0" in sd:
-        raise ValueError("the LSTM has a projection (weight_hr_l0, proj_size > 0), which bptt's LSTM has not")
+        raise ValueError(f"the module has a projection of h ({prefix}weight_hr_l0, proj_size > 0), which bptt's "
+                         "cells have not")
     G, H = own["weight_hh_l0"].shape
-    if G % H or G // H not in KINDS:
-        raise ValueError(f"{prefix}weight_hh_l0 has shape ({G}, {H}): expected (H, H), (3H, H) or (4H, H) for "
-                         "an nn.RNN, nn.GRU or nn.LSTM")
+    kind = kinds()
+    if G % H or G // H not in kind:
+        shapes = listed([f"({k if k > 1 else ''}H, H)" for k in kind])
+        raise ValueError(f"{prefix}weight_hh_l0 has shape ({G}, {H}): expected {shapes} for an "
+                         f"{listed(kind.values(), 'nn.')}")
     L = 1 + max(int(PARAM.match(k).group(2)) for k in own)
     bi = any(k.endswith("_reverse") for k in own)
     bias = "bias_ih_l0" in own
@@ -125,7 +135,7 @@ def parts(sd, prefix=None, head=None, embedding=None) -> Parts:
         embedding = embs[0] if embs else None
     if embedding is not None:
         used.add(embedding + "weight")
-    return Parts(prefix, KINDS[G // H], int(D), int(H), L, bi, bias, head, int(sd[head + "weight"].shape[0]),
+    return Parts(prefix, kind[G // H], int(D), int(H), L, bi, bias, head, int(sd[head + "weight"].shape[0]),
                  embedding, tuple(k for k in sd if k not in used))
 
 
@@ -179,15 +189,16 @@ def network(sd, p: Parts, x, y, ids, *, dtype="float64", nonlinearity="tanh") ->
     T, D) (the ids through the embedding, as one-hot columns, or the vectors), the targets (the
     cross-entropy summed over the scored steps; a label per sequence scores the last step) and
     PyTorch's names of the module's parameters."""
-    from ..frameworks.torch_stack import KINDS as CELLS, layers_of
+    from ..frameworks.torch_stack import kinds as cell_of, layers_of
     from ..stack import Stack
 
     dt = np.dtype(dtype)
     own = {k[len(p.prefix):]: np.asarray(v, dt) for k, v in sd.items()
            if k.startswith(p.prefix) and PARAM.match(k[len(p.prefix):])}
     _check_shapes(own, p)
-    cell = CELLS[p.kind]
-    pairs, names = layers_of(own, cell, p.layers, p.bidirectional, p.bias, nonlinearity)
+    cell = cell_of()[p.kind]
+    pairs, names = layers_of(own, cell, p.layers, p.bidirectional, p.bias,
+                             nonlinearity if "activation" in cells.get(cell).torch_allows else None)
     c = np.asarray(sd[p.head + "bias"], dt) if p.head + "bias" in sd else None
     stack = Stack(pairs, np.asarray(sd[p.head + "weight"], dt), c)
     if ids:

@@ -22,16 +22,15 @@ def capture(model, rnn, inputs, loss_fn):
     names: PyTorch's parameter names of the rnn by bptt's flat names; and the loss's value."""
     import torch
 
-    from ..frameworks.torch_stack import KINDS, layers
+    from ..frameworks.torch_stack import kinds, layers, modules, named_modules
 
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    kinds = (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU)
-    if not isinstance(rnn, kinds):
-        raise TypeError(f"rnn must be the torch.nn.RNN, nn.LSTM or nn.GRU inside model, got {type(rnn).__name__}")
+    if not isinstance(rnn, modules(torch)):
+        raise TypeError(f"rnn must be the torch.{named_modules()} inside model, got {type(rnn).__name__}")
     if not any(m is rnn for m in model.modules()):
         raise ValueError("rnn is not a submodule of model: pass the recurrent module that model calls "
-                         "(e.g. model.lstm)")
+                         "(e.g. model.rnn)")
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be a function of the model's output returning a scalar loss, got "
                         f"{show(loss_fn)}")
@@ -65,7 +64,8 @@ def capture(model, rnn, inputs, loss_fn):
         for h in hooks:
             h.remove()
     if getattr(rnn, "proj_size", 0) > 0:
-        raise ValueError(f"bptt's LSTM has no projection of h; this nn.LSTM has proj_size={rnn.proj_size}")
+        raise ValueError(f"bptt's cells have no projection of h; this nn.{type(rnn).__name__} has "
+                         f"proj_size={rnn.proj_size}")
     if rnn.dropout and rnn.training:
         raise ValueError(f"the nn.{type(rnn).__name__} has dropout={rnn.dropout} between its layers and is in "
                          "training mode, where its output is random: call model.eval() first")
@@ -97,5 +97,5 @@ def capture(model, rnn, inputs, loss_fn):
     stack = Stack(pairs, np.eye(width, dtype=x.dtype), head="mse")
     final = [tuple(s[i] for s in states) for i in range(len(stack.entries))]
     return {"stack": stack, "x": x, "out": out, "h0": h0, "dY": np.swapaxes(dY, 0, 1), "final": final,
-            "names": names, "loss": float(loss.detach()), "kind": KINDS[type(rnn).__name__],
+            "names": names, "loss": float(loss.detach()), "kind": kinds()[type(rnn).__name__],
             "framework": "PyTorch", "dtype": str(x.dtype)}

@@ -14,11 +14,29 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import cells
 from ..model import model_class
+from ..validate import listed
 
 RNN, LSTM, GRU = (model_class(name) for name in ("rnn", "lstm", "gru"))
 
 KERAS_ACTIVATIONS = {"tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid", "identity": "linear"}
+
+
+def layer_classes(keras) -> tuple:
+    """The Keras layer classes bptt maps (SimpleRNN, ...; Cell.keras), in registry order."""
+    return tuple(getattr(keras.layers, name) for name in cells.layers("keras"))
+
+
+def named_layers(last="or") -> str:
+    """ "SimpleRNN, LSTM or GRU": the Keras layers bptt maps, for messages."""
+    return listed(cells.layers("keras"), last=last)
+
+
+def cell_of(layer_name) -> str | None:
+    """bptt's cell name for a Keras layer's class name ("SimpleRNN" -> "rnn"), or None."""
+    cell = cells.layers("keras").get(layer_name)
+    return cell.name if cell is not None else None
 
 
 def keras_dtype(model):

@@ -1,4 +1,5 @@
-"""Stacked and bidirectional Keras SimpleRNN, LSTM and GRU as a bptt.Stack, and back.
+"""Stacked and bidirectional Keras recurrent layers (SimpleRNN, LSTM, GRU: every cell whose declaration
+names one, Cell.keras) as a bptt.Stack, and back.
 
 A keras.Sequential of recurrent layers, each with return_sequences=True (bptt scores every step,
 so the top one too), some of them wrapped in keras.layers.Bidirectional(merge_mode="concat"), and
@@ -57,12 +58,12 @@ def _layers(keras, network, dense):
 def check_layer(keras, layer, k, sequences=True):
     """The layer's class name ("SimpleRNN", ...) after the checks that apply inside a Sequential
     (sequences=False: a layer that returns its last output only is fine, as bptt.diagnose reads it)."""
-    kinds = (keras.layers.SimpleRNN, keras.layers.LSTM, keras.layers.GRU)
+    kinds = kl.layer_classes(keras)
     if isinstance(layer, keras.layers.Masking):
         raise ValueError(f"layer {k} is a Masking layer: bptt reads every step of every sequence and has no masks")
     if not isinstance(layer, kinds):
-        raise ValueError(f"layer {k} is a {type(layer).__name__}: from_keras reads stacks of SimpleRNN, LSTM, GRU "
-                         "and Bidirectional layers under one Dense head, nothing between them")
+        raise ValueError(f"layer {k} is a {type(layer).__name__}: from_keras reads stacks of recurrent layers "
+                         f"({kl.named_layers()}, plain or Bidirectional) under one Dense head, nothing between them")
     kind = next(c.__name__ for c in kinds if isinstance(layer, c))
     where = f"layer {k} ({kind})"
     if not layer.built:
@@ -138,8 +139,8 @@ def to_keras(keras, stack):
     Bidirectional(merge_mode="concat") where the layer has two directions, then Dense(O)."""
     dtype = kl.keras_dtype(stack)
     for k, j, m in stack.entries:
-        if not isinstance(m, (kl.RNN, kl.LSTM, kl.GRU)):
-            raise ValueError(f"Keras has SimpleRNN, LSTM and GRU layers only; layer {k} of this stack is a "
+        if not m.cell.keras:
+            raise ValueError(f"Keras has {kl.named_layers('and')} layers only; layer {k} of this stack is a "
                              f"{m.cell.name} layer")
         kl.keras_bias(m, f"_l{k}" + ("_reverse" if j else ""))
 

@@ -38,7 +38,7 @@ from ._common import check_terms_args, problem, windows
 RNN, LSTM, GRU = (model_class(name) for name in ("rnn", "lstm", "gru"))
 
 from . import torch_stack
-from .torch_stack import MODULES, torch_dtype as _torch_dtype  # noqa: E402  (bptt's cell -> the torch.nn module)
+from .torch_stack import torch_dtype as _torch_dtype  # noqa: E402
 
 
 CELLS = ("rnn", "lstm", "gru") + torch_modern.CELLS  # the cells this framework computes (both GRU forms)
@@ -131,7 +131,7 @@ def _runner(torch, p, P):
     from torch.func import functional_call
 
     D, H = p.params["U"].shape[1], p.params["W"].shape[1]
-    module = getattr(torch.nn, MODULES[p.cell])(D, H, device="meta", dtype=torch.float64)  # no values: no RNG
+    module = getattr(torch.nn, torch_stack.module_name(p.cell))(D, H, device="meta", dtype=torch.float64)  # no RNG
     zero = torch.zeros(p.params["W"].shape[0], dtype=torch.float64)  # a bias the model lacks
     weights = {"weight_ih_l0": P["U"], "weight_hh_l0": P["W"], "bias_ih_l0": P.get("b", zero),
                "bias_hh_l0": P.get("bh", zero)}
@@ -232,7 +232,7 @@ def to_torch(model):
     biases = [getattr(model, k, None) for k in ("b", "bh")]
     has_bias = any(v is not None for v in biases)
     extra = {"nonlinearity": model.activation} if isinstance(model, RNN) else {}
-    module = getattr(torch.nn, MODULES[model.cell.name])(model.D, model.H, num_layers=1, bias=has_bias,
+    module = getattr(torch.nn, model.cell.torch)(model.D, model.H, num_layers=1, bias=has_bias,
                                                          batch_first=True, dtype=dtype, **extra)
     linear = torch.nn.Linear(model.H, model.O, bias=model.c is not None, dtype=dtype)
     with torch.no_grad():
@@ -262,9 +262,9 @@ def from_torch(module, linear, *, head="softmax"):
     """
     import torch
 
-    kinds = (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU)
+    kinds = torch_stack.modules(torch)
     if not isinstance(module, kinds):
-        raise ValueError(f"from_torch expects a torch.nn.RNN, nn.LSTM or nn.GRU, got {type(module).__name__}")
+        raise ValueError(f"from_torch expects a torch.{torch_stack.named_modules()}, got {type(module).__name__}")
     kind = next(k.__name__ for k in kinds if isinstance(module, k))
     if not isinstance(linear, torch.nn.Linear):
         raise ValueError(f"from_torch expects a torch.nn.Linear head, got {type(linear).__name__}")

@@ -1,4 +1,5 @@
-"""Stacked and bidirectional torch.nn.RNN, nn.LSTM and nn.GRU as a bptt.Stack, and back.
+"""Stacked and bidirectional torch.nn recurrent modules (nn.RNN, nn.LSTM, nn.GRU: every cell whose
+declaration names one, Cell.torch) as a bptt.Stack, and back.
 
 PyTorch names layer k's weights weight_ih_lk, weight_hh_lk, bias_ih_lk, bias_hh_lk, and the reverse
 direction's the same with the suffix _reverse; bptt's Stack names them U_lk, W_lk, b_lk, bh_lk (and
@@ -16,11 +17,30 @@ import warnings
 
 import numpy as np
 
+from .. import cells
 from ..model import model_class
 from ..stack import Stack
+from ..validate import listed
 
-KINDS = {"RNN": "rnn", "LSTM": "lstm", "GRU": "gru"}  # the torch.nn module -> bptt's cell
-MODULES = {cell: kind for kind, cell in KINDS.items()}
+
+def kinds() -> dict:
+    """{torch.nn module's name: bptt's cell name}, from the registry (Cell.torch)."""
+    return {module: cell.name for module, cell in cells.layers("torch").items()}
+
+
+def module_name(cell) -> str | None:
+    """The torch.nn module's name for a bptt cell's name (Cell.torch), or None."""
+    return cells.get(cell).torch if cell in cells.names() else None
+
+
+def modules(torch) -> tuple:
+    """The torch.nn module classes bptt maps (nn.RNN, ...), in registry order."""
+    return tuple(getattr(torch.nn, name) for name in cells.layers("torch"))
+
+
+def named_modules() -> str:
+    """ "nn.RNN, nn.LSTM or nn.GRU": the modules bptt maps, for messages."""
+    return listed(cells.layers("torch"), "nn.")
 
 
 def torch_dtype(torch, dtype, what):
@@ -31,18 +51,22 @@ def torch_dtype(torch, dtype, what):
 
 
 def expressible(model):
-    """A ValueError for a model (or layer) of rnn, lstm or gru that no torch.nn module computes:
-    nn.RNN has tanh and relu only, nn.GRU the reset-after form only."""
-    if model.cell.name == "rnn" and model.activation not in ("tanh", "relu"):
-        raise ValueError(f"torch.nn.RNN supports the nonlinearities 'tanh' and 'relu' only; this model uses "
-                         f"{model.activation!r}, which it cannot express")
-    if model.cell.name == "gru" and not model.reset_after:
-        raise ValueError("torch.nn.GRU computes the reset gate after W_n h (reset_after=True) only; this GRU has "
-                         "reset_after=False, which PyTorch has no module for")
+    """A ValueError for a model (or layer) that no torch.nn module computes: a cell without one, or
+    settings its module lacks (Cell.torch_allows: nn.RNN has tanh and relu only, nn.GRU the
+    reset-after form only)."""
+    cell = model.cell
+    if not cell.torch:
+        raise ValueError(f"torch.nn has no layer for the {cell.name} cell; to_torch exports "
+                         f"{listed([c.name for c in cells.layers('torch').values()])}")
+    for setting, allowed in cell.torch_allows.items():
+        if cell.values[setting] not in allowed:
+            want = listed([f"{setting}={v!r}" for v in allowed])
+            raise ValueError(f"torch.nn.{cell.torch} computes {want} only; this {cell.name} model has "
+                             f"{setting}={cell.values[setting]!r}, which PyTorch has no module for")
 
 
 def from_torch(module, linear, head="softmax"):
-    """A bptt.Stack from a multi-layer or bidirectional nn.RNN / nn.LSTM / nn.GRU and its nn.Linear."""
+    """A bptt.Stack from a multi-layer or bidirectional torch.nn recurrent module and its nn.Linear."""
     kind = type(module).__name__
     if module.dropout and module.training:
         raise ValueError(f"this nn.{kind} has dropout={module.dropout} between its layers and is in training mode, "
@@ -59,16 +83,16 @@ def layers(module):
     """(the module's layers as pairs of bptt layers, {bptt's flat name: PyTorch's name})."""
     arrays = {k: v.detach().cpu().numpy().copy() for k, v in module.named_parameters()}
     kind = type(module).__name__
-    return layers_of(arrays, KINDS[kind], module.num_layers, module.bidirectional, module.bias,
-                     module.nonlinearity if kind == "RNN" else None)
+    return layers_of(arrays, kinds()[kind], module.num_layers, module.bidirectional, module.bias,
+                     getattr(module, "nonlinearity", None))
 
 
 def layers_of(arrays, cell, num_layers, bidirectional, bias, nonlinearity=None):
     """(the layers as pairs of bptt layers, {bptt's flat name: PyTorch's name}) from a module's
-    parameters by PyTorch's names (weight_ih_l0, ...; NumPy arrays): cell rnn, lstm or gru, and for
-    rnn its nonlinearity."""
+    parameters by PyTorch's names (weight_ih_l0, ...; NumPy arrays): cell, the name of a cell that a
+    torch.nn module computes, and nonlinearity an nn.RNN's (the Elman cell's activation)."""
     cls = model_class(cell)
-    settings = {"activation": nonlinearity} if cell == "rnn" else {}
+    settings = {"activation": nonlinearity} if nonlinearity is not None else {}
     pairs, names = [], {}
     for k in range(num_layers):
         pair = []
@@ -85,7 +109,7 @@ def layers_of(arrays, cell, num_layers, bidirectional, bias, nonlinearity=None):
 
 
 def to_torch(stack):
-    """(module, nn.Linear) holding a stack's weights: one nn.RNN / nn.LSTM / nn.GRU with num_layers
+    """(module, nn.Linear) holding a stack's weights: one torch.nn recurrent module with num_layers
     = its depth, batch_first=True, bidirectional when its layers are, in the stack's dtype."""
     import torch
 
@@ -93,18 +117,16 @@ def to_torch(stack):
     cell = first.cell
     for k, j, m in stack.entries:
         if m.cell.name != cell.name or m.cell.values != cell.values or m.H != first.H:
-            raise ValueError(f"torch.nn.{MODULES.get(cell.name, 'RNN')} has one cell and one hidden size for every "
+            raise ValueError(f"torch.nn.{cell.torch or 'RNN'} has one cell and one hidden size for every "
                              f"layer; layer {k} is {m!r}, layer 0 {first!r}")
     if len(set(stack.directions)) != 1:
         raise ValueError("torch's recurrent modules are bidirectional in every layer or in none; this stack mixes "
                          f"them ({stack.directions})")
-    if cell.name not in MODULES:
-        raise ValueError(f"torch.nn has no layer for the {cell.name} cell; to_torch exports rnn, lstm and gru")
     expressible(first)
     dtype = torch_dtype(torch, stack.dtype, "to_torch")
     has_bias = any(k in m.params for _, _, m in stack.entries for k in ("b", "bh"))
-    extra = {"nonlinearity": first.activation} if cell.name == "rnn" else {}
-    module = getattr(torch.nn, MODULES[cell.name])(first.D, first.H, num_layers=stack.depth, bias=has_bias,
+    extra = {"nonlinearity": first.activation} if "activation" in cell.torch_allows else {}
+    module = getattr(torch.nn, cell.torch)(first.D, first.H, num_layers=stack.depth, bias=has_bias,
                                                    batch_first=True, bidirectional=stack.directions[0] == 2,
                                                    dtype=dtype, **extra)
     linear = torch.nn.Linear(stack.V.shape[1], stack.O, bias=stack.c is not None, dtype=dtype)
