@@ -1,13 +1,17 @@
 """The Keras layout of one recurrent layer and its Dense head, both ways: what from_keras and
 to_keras (bptt.frameworks.tensorflow) and the stacks' (keras_stack) share. No TensorFlow here:
-the callers pass the keras module in.
+the callers pass the keras module in. Which Keras layer computes a cell, and the order in which it
+keeps the gate blocks, are the cell's declaration (Cell.keras, Cell.keras_gates); this module
+holds only what every layer has in common:
 
     bptt     Keras
-    U        kernel               = U.T   (D, G)   (G = H, 4H or 3H)
+    U        kernel               = U.T   (D, G)   (G = H, 4H or 3H), gate blocks in Keras's order
     W        recurrent_kernel     = W.T   (H, G)
-    b, bh    bias: SimpleRNN, LSTM and a reset_after=False GRU b (no bh); a reset_after=True GRU
-             the (2, G) pair [b, bh]
-    gates    LSTM i, f, c, o = PyTorch's i, f, g, o; GRU Keras z, r, h <-> bptt r, z, n
+    b, bh    bias: one vector b (G,) (no bh), or the (2, G) pair [b, bh] in a layer with
+             reset_after=True (a GRU's recurrent bias kept apart)
+    gates    a SimpleRNN has none; an LSTM keeps i, f, c, o = bptt's (PyTorch's) i, f, g, o; a GRU
+             z, r, h against bptt's r, z, n (its keras_gates (1, 0, 2))
+    f        a SimpleRNN's activation: bptt's identity is Keras's "linear"
     V, c     Dense kernel = V.T (H, O), bias = c (O,)
 """
 from __future__ import annotations
@@ -17,8 +21,6 @@ import numpy as np
 from .. import cells
 from ..model import model_class
 from ..validate import listed
-
-RNN, LSTM, GRU = (model_class(name) for name in ("rnn", "lstm", "gru"))
 
 KERAS_ACTIVATIONS = {"tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid", "identity": "linear"}
 
@@ -45,49 +47,66 @@ def keras_dtype(model):
     return str(model.dtype)
 
 
-def keras_gate_order(a):
-    """A GRU's gate blocks (rows of U, W, b, bh) swapped between bptt's r, z, n and Keras's z, r, h:
-    a (3H, ...) -> (3H, ...). The swap is its own inverse."""
-    H = a.shape[0] // 3
-    return np.concatenate([a[H:2 * H], a[:H], a[2 * H:]])
+def to_keras_order(cell, a):
+    """The gate blocks of a (G, ...) (rows of U, W, b or bh) in the order the cell's Keras layer keeps
+    them (Cell.keras_gates; a itself where the orders agree)."""
+    order = cell.keras_gates
+    if order is None or a is None:
+        return a
+    blocks = np.split(a, len(order))
+    return np.concatenate([blocks[k] for k in order])
+
+
+def from_keras_order(cell, a):
+    """The inverse of to_keras_order: Keras's gate blocks back in bptt's order."""
+    order = cell.keras_gates
+    if order is None or a is None:
+        return a
+    blocks = np.split(a, len(order))
+    return np.concatenate([blocks[k] for k in np.argsort(order)])
+
+
+def _paired(cell) -> bool:
+    """Whether the cell's Keras layer keeps the pair [b, bh] (a layer with reset_after=True)."""
+    return bool(cell.values.get("reset_after"))
 
 
 def keras_bias(model, suffix=""):
-    """The layer's bias as Keras holds it, or None: SimpleRNN and LSTM b; a GRU's in Keras's gate
-    order, reset_after=True the (2, 3H) pair [b, bh] with zeros for a missing one, reset_after=False
-    b. A Keras SimpleRNN, LSTM or reset-before GRU holds no recurrent bias: a model with bh is a
-    ValueError (suffix: a stack layer's, "_l0", "_l1_reverse", ..., for the message)."""
-    if isinstance(model, GRU) and model.reset_after:
+    """The layer's bias as Keras holds it, or None: b in Keras's gate order, or the (2, G) pair
+    [b, bh] (zeros for a missing one) in a layer with reset_after=True. Any other Keras layer holds
+    no recurrent bias: a model with bh is a ValueError (suffix: a stack layer's, "_l0",
+    "_l1_reverse", ..., for the message)."""
+    cell = model.cell
+    if _paired(cell):
         if model.b is None and model.bh is None:
             return None
-        zero = np.zeros(3 * model.H, dtype=model.dtype)
-        return np.stack([keras_gate_order(v) if v is not None else zero for v in (model.b, model.bh)])
+        zero = np.zeros(model.W.shape[0], dtype=model.dtype)
+        return np.stack([to_keras_order(cell, v) if v is not None else zero for v in (model.b, model.bh)])
     if model.bh is not None:
-        kind = {RNN: "SimpleRNN", LSTM: "LSTM"}.get(type(model), "GRU with reset_after=False")
+        kind = cell.keras + (" with reset_after=False" if "reset_after" in cell.values else "")
         b, bh, who = f"b{suffix}", f"bh{suffix}", "stack" if suffix else "model"
         raise ValueError(f"a Keras {kind} holds one bias vector, but this {who} has a recurrent bias {bh}: "
                          f"pass {who}.replace({b}={b} + {bh}, {bh}=None) ({b} = {bh} if it has no {b}), which "
                          "computes the same network")
-    return model.b if not isinstance(model, GRU) or model.b is None else keras_gate_order(model.b)
+    return to_keras_order(cell, model.b)
 
 
 def keras_layer(keras, model, dtype, suffix=""):
-    """(layer, weights): an unbuilt Keras SimpleRNN / LSTM / GRU (return_sequences=True) for a bptt
-    RNN, LSTM or GRU (a model or a stack's layer), and the list its set_weights takes."""
-    if isinstance(model, RNN) and model.activation not in KERAS_ACTIVATIONS:
-        raise ValueError(f"a Keras SimpleRNN takes the activations {', '.join(KERAS_ACTIVATIONS)}; this model "
-                         f"uses {model.activation!r}, which it cannot express")
+    """(layer, weights): an unbuilt Keras layer (return_sequences=True) for a bptt model of a cell
+    that declares one (a model or a stack's layer), and the list its set_weights takes."""
+    cell = model.cell
+    options = {}
+    if "activation" in cell.values:  # the SimpleRNN's: the gated layers' are fixed (tanh, sigmoid)
+        if cell.values["activation"] not in KERAS_ACTIVATIONS:
+            raise ValueError(f"a Keras {cell.keras} takes the activations {', '.join(KERAS_ACTIVATIONS)}; this model "
+                             f"uses {cell.values['activation']!r}, which it cannot express")
+        options["activation"] = KERAS_ACTIVATIONS[cell.values["activation"]]
+    if "reset_after" in cell.values:
+        options["reset_after"] = bool(cell.values["reset_after"])
     bias = keras_bias(model, suffix)
-    U, W = model.U, model.W
-    if isinstance(model, RNN):
-        layer = keras.layers.SimpleRNN(model.H, activation=KERAS_ACTIVATIONS[model.activation],
-                                       use_bias=bias is not None, return_sequences=True, dtype=dtype)
-    elif isinstance(model, LSTM):
-        layer = keras.layers.LSTM(model.H, use_bias=bias is not None, return_sequences=True, dtype=dtype)
-    else:
-        U, W = keras_gate_order(U), keras_gate_order(W)
-        layer = keras.layers.GRU(model.H, reset_after=bool(model.reset_after), use_bias=bias is not None,
-                                 return_sequences=True, dtype=dtype)
+    layer = getattr(keras.layers, cell.keras)(model.H, use_bias=bias is not None, return_sequences=True,
+                                              dtype=dtype, **options)
+    U, W = to_keras_order(cell, model.U), to_keras_order(cell, model.W)
     return layer, [U.T, W.T] + ([bias] if bias is not None else [])
 
 
@@ -113,30 +132,31 @@ def _weights_dtype(weights):
 
 
 def layer_arrays(keras, layer, kind):
-    """(class, arrays, settings) of a built Keras SimpleRNN, LSTM or GRU (kind: its class name):
+    """(class, arrays, settings) of a built Keras layer (kind: its class name, one a cell declares):
     from_keras's checks of the cell and its layout of U, W, b, bh."""
-    cell = layer.cell
-    act = activation_name(keras, cell.activation)
+    cell = cells.layers("keras")[kind]
+    keras_cell = layer.cell
+    act = activation_name(keras, keras_cell.activation)
     ours = {v: k for k, v in KERAS_ACTIVATIONS.items()}
-    if kind == "SimpleRNN" and act not in ours:
-        raise ValueError(f"the SimpleRNN's activation {act!r} is not one bptt models: expected one of "
-                         f"{', '.join(sorted(ours))}")
-    if kind != "SimpleRNN":
-        rec = activation_name(keras, cell.recurrent_activation)
+    settings = {}
+    if "activation" in cell.settings:
+        if act not in ours:
+            raise ValueError(f"the {kind}'s activation {act!r} is not one bptt models: expected one of "
+                             f"{', '.join(sorted(ours))}")
+        settings["activation"] = ours[act]
+    else:
+        rec = activation_name(keras, keras_cell.recurrent_activation)
         if (act, rec) != ("tanh", "sigmoid"):
             raise ValueError(f"bptt's {kind} uses activation 'tanh' and recurrent_activation 'sigmoid'; "
                              f"this layer has {act!r} and {rec!r}")
-    _weights_dtype([cell.kernel, cell.recurrent_kernel] + ([cell.bias] if cell.use_bias else []))
-    U, W = _arr(cell.kernel).T, _arr(cell.recurrent_kernel).T
-    bias = _arr(cell.bias) if cell.use_bias else None
-    if kind == "SimpleRNN":
-        return RNN, {"U": U, "W": W, "b": bias}, {"activation": ours[act]}
-    if kind == "LSTM":
-        return LSTM, {"U": U, "W": W, "b": bias}, {}
-    b, bh = (bias[0], bias[1]) if cell.reset_after and bias is not None else (bias, None)
-    return GRU, {"U": keras_gate_order(U), "W": keras_gate_order(W),
-                 "b": None if b is None else keras_gate_order(b),
-                 "bh": None if bh is None else keras_gate_order(bh)}, {"reset_after": bool(cell.reset_after)}
+    if "reset_after" in cell.settings:
+        settings["reset_after"] = bool(keras_cell.reset_after)
+    _weights_dtype([keras_cell.kernel, keras_cell.recurrent_kernel] + ([keras_cell.bias] if keras_cell.use_bias else []))
+    made = cell(**settings)
+    bias = _arr(keras_cell.bias) if keras_cell.use_bias else None
+    b, bh = (bias[0], bias[1]) if _paired(made) and bias is not None else (bias, None)
+    arrays = {"U": _arr(keras_cell.kernel).T, "W": _arr(keras_cell.recurrent_kernel).T, "b": b, "bh": bh}
+    return model_class(cell.name), {k: from_keras_order(made, v) for k, v in arrays.items()}, settings
 
 
 def dense_arrays(keras, dense, head):

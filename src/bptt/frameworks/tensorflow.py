@@ -20,7 +20,7 @@ Weight layout (Keras computes with row vectors, x_t @ kernel + h_{t-1} @ recurre
     c        dense bias           (O,)
     f        SimpleRNN activation "tanh", "relu", "sigmoid", or "linear" (bptt's "identity")
     gates    LSTM: i, f, c, o, PyTorch's i, f, g, o. GRU: Keras z, r, h against bptt's (PyTorch's)
-             r, z, n: the first two blocks of rows swap (keras_gate_order)
+             r, z, n: the first two blocks of rows swap (the GRU cell's keras_gates)
 
 to_keras builds the layer (return_sequences=True) and Dense(O) in the model's dtype; the layer's
 output sequence is h_0..h_{T-1} (bptt's trace.states[1:]) and dense(output) is q. A Dense with
@@ -35,8 +35,8 @@ import os
 import numpy as np
 
 from ._common import check_terms_args, problem, windows
-from .keras_layout import GRU, LSTM, RNN, dense_arrays, keras_bias, keras_dtype, keras_layer, layer_arrays
-from .keras_layout import keras_gate_order  # noqa: F401  (kept here too: bptt.frameworks.tensorflow.keras_gate_order)
+from ..model import RNN
+from .keras_layout import dense_arrays, keras_bias, keras_dtype, keras_layer, layer_arrays, layer_classes, named_layers
 
 CELLS = ("rnn", "lstm", "gru")  # the cells this framework computes (both GRU forms)
 
@@ -226,8 +226,12 @@ def to_keras(model):
     if isinstance(model, Stack):
         from . import keras_stack
         return keras_stack.to_keras(_load("keras"), model)
-    if not isinstance(model, (RNN, LSTM, GRU)):
-        raise ValueError(f"to_keras expects a bptt.Stack or a bptt.RNN, LSTM or GRU, got {type(model).__name__}")
+    if not getattr(getattr(model, "cell", None), "keras", None):
+        from .. import cells
+        from ..validate import listed
+
+        models = listed([c.model for c in cells.layers("keras").values()])
+        raise ValueError(f"to_keras expects a bptt.Stack or a bptt.{models}, got {type(model).__name__}")
     dtype = keras_dtype(model)
     keras_bias(model)
     keras = _load("keras")
@@ -261,9 +265,9 @@ def from_keras(layer, dense=None, *, head="softmax"):
     if isinstance(layer, (list, tuple, keras.Model, keras.layers.Bidirectional)):
         from . import keras_stack
         return keras_stack.from_keras(keras, layer, dense, head)
-    kinds = (keras.layers.SimpleRNN, keras.layers.LSTM, keras.layers.GRU)
+    kinds = layer_classes(keras)
     if not isinstance(layer, kinds):
-        raise ValueError(f"from_keras expects a keras.layers.SimpleRNN, LSTM or GRU, got {type(layer).__name__}")
+        raise ValueError(f"from_keras expects a keras.layers.{named_layers()}, got {type(layer).__name__}")
     kind = next(k.__name__ for k in kinds if isinstance(layer, k))
     if not isinstance(dense, keras.layers.Dense):
         raise ValueError(f"from_keras expects a keras.layers.Dense head, got {type(dense).__name__}")
