@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+import bptt
 from conftest import need
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -26,6 +28,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 SCRIPT = """
 import hashlib, json, sys
 import numpy as np
+import bptt
 import bptt
 from bptt.model import random_gated
 
@@ -101,6 +104,7 @@ GATED = """
 import sys
 import numpy as np
 import bptt
+import bptt
 from bptt.model import random_gated
 rng = np.random.default_rng(3)
 got = {}
@@ -132,6 +136,7 @@ def test_without_the_jit_the_gated_gradients_are_the_compiled_ones(tmp_path):
 LINEAR = """
 import sys
 import numpy as np
+import bptt
 import bptt
 rng = np.random.default_rng(3)
 got = {}
@@ -195,6 +200,7 @@ def test_without_the_jit_the_numerics_run_as_python_with_the_compiled_arithmetic
     code = """
 import sys
 import numpy as np
+import bptt
 from bptt.fast import numerics
 z = np.load(sys.argv[1])
 out = {}
@@ -215,3 +221,41 @@ np.savez(sys.argv[2], **out)
             want = np.empty_like(z.astype(dtype))
             getattr(numerics, name + "_values")(z.astype(dtype), want)
             np.testing.assert_array_max_ulp(got, want, maxulp=2, dtype=np.dtype(dtype))
+
+
+def _digests_under(policy):
+    """{case: bytes of every result} for calls that hand work to the helper thread where it exists:
+    the products over steps in halves, a batch in two halves (the linear cells), the pipeline of
+    blocks, a stack's two directions at once; every task run by the helper thread ("always") or by
+    the calling thread ("never", what a machine with no free core gets)."""
+    from bptt.fast import runtime
+
+    out = {}
+    with runtime.helper_policy(policy):
+        for cell, (N, T, H) in (("rnn", (1, 300, 128)), ("rnn", (32, 64, 256)), ("lstm", (32, 40, 96)),
+                                ("gru", (1, 300, 128)), ("lru", (32, 80, 96)), ("mingru", (32, 80, 96))):
+            for dtype in (np.float32, np.float64):
+                rng = np.random.default_rng([N, T, H])
+                m = bptt.random_model(cell, H, 16, 16, seed=1, dtype=dtype)
+                x, y = rng.integers(0, 16, (N, T)), rng.integers(-1, 16, (N, T))
+                loss, g = bptt.gradients(m, x, y)
+                lb, gb = bptt.backward(bptt.forward(m, x), y)
+                out[f"{cell} {N} {T} {H} {np.dtype(dtype).name}"] = b"".join(
+                    np.ascontiguousarray(a).tobytes() for a in
+                    [np.float64(loss), np.float64(lb), *g.params.values(), *g.state0, *gb.params.values()])
+        s = bptt.random_stack("lstm", 96, 16, 16, layers=2, bidirectional=True, seed=1)
+        x, y = np.random.default_rng(0).integers(0, 16, (2, 32, 60))
+        loss, g = bptt.gradients(s, x, y)
+        out["stack"] = b"".join(a.tobytes() for a in [np.float64(loss), *g.params.values(), *g.state0])
+    return out
+
+
+def test_the_helper_thread_or_none_gives_the_same_bits():
+    """Whether the work off the loop's chain runs on a second thread (a free core) or in the calling
+    thread (every core busy) changes the time of a call, never its numbers."""
+    need("numba")
+    threaded, alone = _digests_under("always"), _digests_under("never")
+    assert threaded.keys() == alone.keys()
+    differ = [k for k in threaded if threaded[k] != alone[k]]
+    assert not differ, f"different bits with and without the helper thread: {differ}"
+    assert _digests_under("auto") == alone

@@ -286,10 +286,14 @@ def _split(cell, model, xin, plan) -> bool:
 
 def _halved(cell, model, xin, plan) -> bool:
     """Whether a call of gradients() that is not split runs its products over steps in halves on two
-    threads (runtime.halves): for an adapter that splits, where the outputs' product is one that
-    BLAS would run on all its threads."""
-    return getattr(cell, "splits", False) and not plan.threaded and not plan.one_blas \
-        and xin.T * xin.N * model.params["V"].size >= runtime.ONE_THREAD_MAX_PRODUCT and runtime.blas_threads() >= 2
+    threads (runtime.halves), each on one BLAS thread: where one of them (the outputs' or the
+    recurrent weight's gradient) is one that BLAS would run on all its threads. BLAS's own threads
+    wait for each other at every product, and on a machine whose cores are busy each wait can take
+    milliseconds; the halves' second thread is used only where a core is free (runtime.helper), and
+    the arithmetic is the same either way."""
+    widest = max(model.params["V"].size, runtime.width(model) * model.H)
+    return not plan.threaded and not plan.one_blas and runtime.blas_threads() >= 2 \
+        and xin.T * xin.N * widest >= runtime.ONE_THREAD_MAX_PRODUCT
 
 
 def _half(xin, state0, tg, n0, n1):

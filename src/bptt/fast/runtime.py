@@ -218,7 +218,40 @@ def _in_halves(A, B, tn, out):
 # not pay, everything runs in one thread, as one block.
 PIPELINE_BLOCKS = 16  # blocks of steps in a pipeline
 PIPELINE_MIN_BLOCK_WORK = 1 << 23  # multiply-adds of a block's step products, at least
-_helper = {"executor": None}
+_helper = {"executor": None, "policy": "auto"}
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def free_core() -> bool:
+    """Whether a core is free for a second thread now: fewer threads ready to run on the machine
+    (Linux's /proc/loadavg, which counts this one) than the cores this process may use. True where
+    that cannot be read (other systems)."""
+    try:
+        with open("/proc/loadavg", "rb") as f:
+            running = int(f.read().split()[3].split(b"/")[0])
+    except (OSError, ValueError, IndexError):
+        return True
+    return running < _cores()
+
+
+@contextlib.contextmanager
+def helper_policy(policy):
+    """A context in which helper() follows policy: "auto" (the default: a thread where a core is
+    free), "always" (a thread) or "never" (Inline(): every task in the calling thread). Results
+    are bit for bit the same under each (tests/test_same_bits.py)."""
+    if policy not in ("auto", "always", "never"):
+        raise ValueError(f"policy must be 'auto', 'always' or 'never', got {policy!r}")
+    previous, _helper["policy"] = _helper["policy"], policy
+    try:
+        yield
+    finally:
+        _helper["policy"] = previous
 
 
 class Inline:
@@ -254,7 +287,9 @@ class Plan:
 
     @property
     def threaded(self):
-        return not isinstance(self.helper, Inline)
+        """Whether the call runs as a pipeline of blocks (the arithmetic is the same whether the
+        helper is a thread or Inline(), which runs each task at once in this thread)."""
+        return len(self.blocks) > 1
 
     @property
     def pinned(self):
@@ -271,7 +306,12 @@ class Plan:
 
 
 def helper():
-    """The executor of the one helper thread, made when first needed."""
+    """The executor of the one helper thread (made when first needed) where a core is free for it,
+    else Inline(): on a machine whose cores are all busy, a second thread waits for a core at every
+    hand-over, and this thread for it (helper_policy). The work and its results are the same."""
+    policy = _helper["policy"]
+    if policy == "never" or (policy == "auto" and not free_core()):
+        return Inline()
     if _helper["executor"] is None:
         from concurrent.futures import ThreadPoolExecutor
         _helper["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bptt")
