@@ -514,12 +514,14 @@ def flat_names(grads, k, j) -> dict:
     return {f"{name}{_suffix(k, j)}": a for name, a in grads.items()}
 
 
-def head_grads(trace, dQ) -> dict:
-    """dV = sum_t dQ_t^T h_t (h_t the top layer's outputs) and dc = sum_t dQ_t, from dQ (T, N, O)."""
+def head_grads(trace, dQ, product=None) -> dict:
+    """dV = sum_t dQ_t^T h_t (h_t the top layer's outputs) and dc = sum_t dQ_t, from dQ (T, N, O);
+    product(A, B, tn=True) computes A^T B (the fast backend's, on its threads; NumPy's by default)."""
     stack = trace.model
     Y = trace.outputs(stack.depth - 1)
     Q2 = dQ.reshape(-1, stack.O)
-    g = {"V": (Q2.T @ Y.reshape(-1, Y.shape[-1])).astype(stack.dtype, copy=False)}
+    Y2 = Y.reshape(-1, Y.shape[-1])
+    g = {"V": (Q2.T @ Y2 if product is None else product(Q2, Y2, tn=True)).astype(stack.dtype, copy=False)}
     if stack.c is not None:
         g["c"] = Q2.sum(axis=0).astype(stack.dtype, copy=False)
     return g

@@ -14,6 +14,7 @@ Between the layers the outputs stay time-major (T, N, out): a layer above reads 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
@@ -73,6 +74,27 @@ def _both(pair, N, T, fn, args):
     return first, second
 
 
+def _head_products():
+    """The context of the head's products over all steps (q_t = V y_t, dQ V, dV): on one BLAS thread
+    each, the large ones in two halves, the second on the helper where a core is free (runtime.matmul
+    within runtime.halves): BLAS's own threads wait for each other, for milliseconds on a busy
+    machine, and which thread computes a half does not change its bits."""
+    if runtime.blas_threads() < 2:
+        return contextlib.nullcontext()
+    return _pinned_halves()
+
+
+@contextlib.contextmanager
+def _pinned_halves():
+    with runtime.one_blas_thread(), runtime.halves():
+        yield
+
+
+def _product(A, B, tn=False):
+    """A @ B (A^T @ B when tn) for the head, on the BLAS threads the caller has set: A, B 2-D."""
+    return runtime.matmul(A, B, tn=tn, threaded=True)
+
+
 def forward(stack, x, h0=None, *, scan="sequential"):
     """Run the stack over x: a bptt.stack.StackTrace. x: ids (T,) / (N, T) or dense (T, D) /
     (N, T, D); h0: see bptt.stack.initial_states."""
@@ -95,8 +117,8 @@ def run(stack, xin, states0, scan="sequential"):
         else:
             Y = np.concatenate([traces[0].S[1:], traces[1].S[:0:-1]], axis=-1)  # the reverse run's in time order
         below = validate.Inputs(None, np.swapaxes(Y, 0, 1), xin.N, xin.T, xin.batched)
-    with np.errstate(over="ignore", invalid="ignore"):
-        Q = Y @ stack.V.T  # (T, N, O)
+    with np.errstate(over="ignore", invalid="ignore"), _head_products():
+        Q = _product(Y.reshape(-1, Y.shape[-1]), stack.V.T).reshape(Y.shape[:-1] + (stack.O,))  # (T, N, O)
         if stack.c is not None:
             Q += stack.c
     return stacks.StackTrace(stack, xin, tuple(layers), Q, scan)
@@ -133,8 +155,11 @@ def backward(trace, y, *, truncate=None, reduction="sum"):
     stack = trace.model
     tg = validate.targets(stack, y, trace.inputs)
     loss, dQ = heads.error(stack.head, trace.Q, tg, reduction)
-    errors, grads = backprop(trace, dQ @ stack.V)
-    grads.update(stacks.head_grads(trace, dQ))
+    with _head_products():
+        dY = _product(dQ.reshape(-1, stack.O), stack.V).reshape(dQ.shape[:-1] + (stack.V.shape[1],))
+    errors, grads = backprop(trace, dY)
+    with _head_products():
+        grads.update(stacks.head_grads(trace, dQ, _product))
     grads = core.Grads({k: grads[k] for k in stack.params}, stacks.state_grads(trace, errors))
     return stacks.finite(trace, loss, grads, errors)
 
