@@ -24,7 +24,7 @@ def project(xin, UT, bias, A, t0, t1):
         np.take(UT, xin.ids.T[t0:t1], axis=0, out=A[t0:t1], mode="clip")
     else:
         X = np.swapaxes(xin.X[:, t0:t1], 0, 1).reshape(-1, UT.shape[0])  # time-major rows (a copy)
-        np.matmul(X, UT, out=A[t0:t1].reshape(-1, UT.shape[1]))
+        runtime.matmul(X, UT, threaded=True, out=A[t0:t1].reshape(-1, UT.shape[1]))  # in halves within halves()
     if bias is not None:
         A[t0:t1] += bias
 
