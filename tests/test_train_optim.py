@@ -163,3 +163,13 @@ def test_adagrad_gives_the_plain_expressions_bits_and_layouts():
                 assert np.asarray(got).dtype == ref.dtype
                 assert np.asarray(got).strides == np.asarray(ref).strides
                 np.testing.assert_array_equal(got, ref)
+
+
+def test_adagrad_overflow_warns_as_numpy_does():
+    p = {"W": np.ones((3, 3))}
+    g = {"W": np.full((3, 3), 1e200)}  # g * g overflows
+    with pytest.warns(RuntimeWarning, match="overflow encountered in multiply"):
+        new, state = adagrad(0.1).update(g, {"mem": {"W": np.zeros((3, 3))}}, p)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(state["mem"]["W"], g["W"] * g["W"])
+    np.testing.assert_array_equal(new["W"], p["W"] - 0.1 * g["W"] / np.sqrt(state["mem"]["W"] + 1e-8))

@@ -16,6 +16,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from .. import fast
 from ..validate import show
 
 Params = dict  # name -> np.ndarray
@@ -109,8 +110,12 @@ def _spare(t, other):
 
 
 def _adagrad_step(p, g, mem, lr, eps):
-    """(p - lr g / sqrt(mem + g^2 + eps), mem + g^2), new arrays: the plain expressions, with their
-    temporaries written over where _spare allows."""
+    """(p - lr g / sqrt(mem + g^2 + eps), mem + g^2), new arrays: the fast backend's one pass where it
+    applies (the same bits), else the plain expressions, with their temporaries written over where
+    _spare allows."""
+    done = fast.adagrad_update(p, g, mem, lr, eps)
+    if done is not None:
+        return done
     square = g * g
     mem = np.add(mem, square, out=_spare(square, mem))
     den = mem + eps
