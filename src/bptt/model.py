@@ -49,7 +49,7 @@ def _first_nonfinite(params):
     entries; a sum that overflowed is looked at entry by entry."""
     with np.errstate(over="ignore", invalid="ignore"):  # the sums' overflows are not the caller's
         for k, a in params.items():
-            if not (math.isfinite(float(a.sum())) or np.isfinite(a).all()):
+            if not (math.isfinite(float(np.add.reduce(a, axis=None))) or np.isfinite(a).all()):
                 return k
     return None
 

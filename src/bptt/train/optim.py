@@ -92,7 +92,9 @@ def adagrad(lr, eps=1e-8) -> Optimizer:
 
     def update(grads, state, params):
         _check(grads, params)
-        new = {k: _adagrad_step(params[k], grads[k], state["mem"][k], lr, eps) for k in params}
+        mems = state["mem"]
+        done = fast.adagrad_update(params, grads, mems, lr, eps)  # one compiled pass, the same bits
+        new = {k: done[k] if k in done else _adagrad_step(params[k], grads[k], mems[k], lr, eps) for k in params}
         return {k: p for k, (p, _) in new.items()}, {"mem": {k: m for k, (_, m) in new.items()}}
 
     return Optimizer("adagrad", {"lr": lr, "eps": eps}, init, update)
@@ -110,12 +112,8 @@ def _spare(t, other):
 
 
 def _adagrad_step(p, g, mem, lr, eps):
-    """(p - lr g / sqrt(mem + g^2 + eps), mem + g^2), new arrays: the fast backend's one pass where it
-    applies (the same bits), else the plain expressions, with their temporaries written over where
-    _spare allows."""
-    done = fast.adagrad_update(p, g, mem, lr, eps)
-    if done is not None:
-        return done
+    """(p - lr g / sqrt(mem + g^2 + eps), mem + g^2), new arrays: the plain expressions, with their
+    temporaries written over where _spare allows."""
     square = g * g
     mem = np.add(mem, square, out=_spare(square, mem))
     den = mem + eps
