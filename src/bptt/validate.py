@@ -158,7 +158,6 @@ def targets(model, y, xin: Inputs) -> Targets:
     N, T, O, batched = xin.N, xin.T, model.O, xin.batched
     y = _array(y, "y")
     lead = (N, T) if batched else (T,)
-    shape_words = f"(N, T) = {lead}" if batched else f"(T,) = {lead}"
     if model.head == "mse":
         if y.shape != lead + (O,):
             raise ValueError(f"targets for the mse head must have shape {lead + (O,)} (x has "
@@ -181,6 +180,7 @@ def targets(model, y, xin: Inputs) -> Targets:
         if y.ndim == len(lead) and y.shape[:-1] == lead[:-1]:
             raise ValueError(f"x and y have different lengths: x has {T} steps, y has {y.shape[-1]}")
         if y.shape[:len(lead)] == lead or y.ndim == len(lead):
+            shape_words = f"(N, T) = {lead}" if batched else f"(T,) = {lead}"
             raise ValueError(f"targets must be ids of shape {shape_words} or one-hot rows of shape "
                              f"{lead + (O,)}, got {y.shape}")
         raise ValueError(f"x and y have different lengths: x has {T} steps, y has shape {y.shape}")

@@ -272,7 +272,8 @@ class Elman:
     def accepts(model):
         """The kernels compute the plain activations, and NumPy's loop modReLU (b and bh both as
         one bias of the inputs' part, _bias)."""
-        return model.activation in ACT_CODES or model.activation == "modrelu"
+        activation = model.activation
+        return activation in ACT_CODES or activation == "modrelu"
 
     @staticmethod
     def step_work(model, N):
