@@ -166,9 +166,11 @@ def step_kernel(kind, N, H, threaded=False):
     w = N * H * H
     if not runtime.compiled() or (not threaded and w >= runtime.ONE_THREAD_MAX_PRODUCT):
         return None
-    blas = N == 1 or w > COMPILED_MAX_WORK
-    return {("forward", False): forward_steps, ("forward", True): forward_steps_blas,
-            ("backward", False): backward_steps, ("backward", True): backward_steps_blas}[kind, blas]
+    return _STEP_KERNELS[kind, N == 1 or w > COMPILED_MAX_WORK]
+
+
+_STEP_KERNELS = {("forward", False): forward_steps, ("forward", True): forward_steps_blas,
+                 ("backward", False): backward_steps, ("backward", True): backward_steps_blas}
 
 
 def _weights(model):
