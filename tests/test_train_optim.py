@@ -137,3 +137,39 @@ def test_pascanu_guard():
     assert not any(np.any(v) for v in fallback(p, p, mode="skip").values())
     clipped, n = clip_by_global_norm({"W": np.full((2, 2), np.inf)}, 1.0)
     assert np.isinf(n)  # reported, left for the guard to handle
+
+
+def test_adagrad_gives_the_plain_expressions_bits_and_layouts():
+    # a gradient laid out column-major (the fast backend's dU is a transposed view), a state of
+    # another layout, float32, and 0-d arrays: the numbers and layouts of the plain formulas
+    rng = np.random.default_rng(3)
+    for dtype in (np.float64, np.float32):
+        p = {"U": rng.normal(size=(4, 3)).astype(dtype), "b": rng.normal(size=4).astype(dtype),
+             "s": np.array(0.5, dtype=dtype)}
+        g = {"U": np.asfortranarray(rng.normal(size=(4, 3))).astype(dtype, order="K"),
+             "b": rng.normal(size=4).astype(dtype), "s": np.array(-2.0, dtype=dtype)}
+        mem = {"U": np.asfortranarray(rng.uniform(size=(4, 3))).astype(dtype, order="K") if dtype == np.float32
+               else rng.uniform(size=(4, 3)).astype(dtype), "b": rng.uniform(size=4).astype(dtype),
+               "s": np.array(0.25, dtype=dtype)}
+        before = [{k: v.copy() for k, v in d.items()} for d in (p, g, mem)]
+        new, state = adagrad(0.1).update(g, {"mem": mem}, p)
+        for d, kept in zip((p, g, mem), before):  # the inputs untouched
+            for k in d:
+                np.testing.assert_array_equal(d[k], kept[k])
+        for k in p:
+            want_mem = mem[k] + g[k] * g[k]
+            want = p[k] - 0.1 * g[k] / np.sqrt(want_mem + 1e-8)
+            for got, ref in ((new[k], want), (state["mem"][k], want_mem)):
+                assert np.asarray(got).dtype == ref.dtype
+                assert np.asarray(got).strides == np.asarray(ref).strides
+                np.testing.assert_array_equal(got, ref)
+
+
+def test_adagrad_overflow_warns_as_numpy_does():
+    p = {"W": np.ones((3, 3))}
+    g = {"W": np.full((3, 3), 1e200)}  # g * g overflows
+    with pytest.warns(RuntimeWarning, match="overflow encountered in multiply"):
+        new, state = adagrad(0.1).update(g, {"mem": {"W": np.zeros((3, 3))}}, p)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(state["mem"]["W"], g["W"] * g["W"])
+    np.testing.assert_array_equal(new["W"], p["W"] - 0.1 * g["W"] / np.sqrt(state["mem"]["W"] + 1e-8))

@@ -1,4 +1,7 @@
 """Bad input is a ValueError in words, never a wrong number."""
+import re
+import warnings
+
 import numpy as np
 import pytest
 
@@ -76,3 +79,49 @@ def test_mse_targets_need_the_output_size():
     y[1, 0] = np.nan
     with pytest.raises(ValueError, match="partly NaN"):
         bptt.gradients(m2, np.zeros((4, 2)), y)
+
+
+def _made_alike(a, b):
+    """Two models the same: class, settings, dimensions, arrays (bits, dtype, layout, read-only)."""
+    assert type(a) is type(b) and a.settings == b.settings and (a.H, a.D, a.O, a.dtype) == (b.H, b.D, b.O, b.dtype)
+    assert list(a.params) == list(b.params) and a.cell is not b.cell
+    for k in a.params:
+        x, y = a.params[k], b.params[k]
+        assert x.dtype == y.dtype and x.strides == y.strides and not x.flags.writeable and not y.flags.writeable
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_replace_makes_what_the_constructor_makes(cell):
+    m = bptt.random_model(cell, 4, 3, 5, seed=0, bias=True)
+    rng = np.random.default_rng(1)
+    W = np.asfortranarray(rng.normal(size=m.W.shape))  # the layout is kept, as the constructor keeps it
+    b = rng.normal(size=m.b.shape)
+    new = m.replace(W=W, b=b)
+    _made_alike(new, type(m)(**{**m.params, **m.settings, "W": W, "b": b}))
+    W[0, 0] = 7.0  # copied: the new model does not see later changes
+    assert new.W[0, 0] != 7.0 and new.V is m.V
+    # changes of another kind take the constructor's path, with its checks and messages
+    _made_alike(m.replace(W=W.astype(np.float32)), type(m)(**{**m.params, **m.settings, "W": W.astype(np.float32)}))
+    for wrong in (np.ones((2, 2)), np.ma.masked_array(W), np.array([["a"] * 4] * 4)):
+        with pytest.raises((TypeError, ValueError)) as made:
+            type(m)(**{**m.params, **m.settings, "W": wrong})
+        with pytest.raises(made.type, match=re.escape(str(made.value))):
+            m.replace(W=wrong)
+    bad = W.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"W must be finite, but it holds nan at index \(1, 2\)"):
+        m.replace(W=bad).check_finite()
+    big = np.full(m.W.shape, 1e308)  # finite entries whose sum overflows: no error, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.replace(W=big).check_finite()
+        type(m)(**{**m.params, **m.settings, "W": -big}).check_finite()
+
+
+def test_replace_runs_the_cells_own_check():
+    m = bptt.random_model("rnn", 4, 3, 5, seed=0, activation="modrelu", bias=True)
+    plain = bptt.random_model("rnn", 4, 3, 5, seed=0)
+    with pytest.raises(ValueError, match="bm is the bias of activation 'modrelu'"):
+        plain.replace(bm=m.bm)
+    assert m.replace(bm=2 * m.bm).bm[0] == 2 * m.bm[0]

@@ -375,8 +375,8 @@ def loss(model, x, y, *, h0=None, reduction="sum") -> float:
 def finite(trace, loss, grads, dQ):
     """(loss, grads) when all are finite; else a FloatingPointError naming where it first broke.
     dQ (T, N, O): the output errors the gradients came from."""
-    if math.isfinite(loss) and all(all_finite(g) for g in grads.params.values()) \
-            and all(all_finite(s) for s in grads.state0):
+    arrays = (*grads.params.values(), *grads.state0)
+    if math.isfinite(loss) and (_finite_sum(arrays) or all(all_finite(a) for a in arrays)):
         return loss, grads
     raise FloatingPointError(nonfinite_message(trace, dQ))
 
@@ -384,7 +384,14 @@ def finite(trace, loss, grads, dQ):
 def all_finite(a) -> bool:
     """Whether every entry of the array a is finite: its sum is, unless it overflowed (then entry
     by entry). One reduction, where np.isfinite(a).all() makes an array and reduces it."""
-    return math.isfinite(float(a.sum())) or bool(np.isfinite(a).all())
+    return math.isfinite(float(np.add.reduce(a, axis=None))) or bool(np.isfinite(a).all())
+
+
+def _finite_sum(arrays) -> bool:
+    """Whether the sum of the arrays' sums is finite, which makes every entry finite (all_finite
+    looks at each array where it is not: a sum may overflow)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return math.isfinite(sum(float(np.add.reduce(a, axis=None)) for a in arrays))
 
 
 def _first_nonfinite(trace, arrays, what):

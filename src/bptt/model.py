@@ -23,6 +23,7 @@ optional parameters, c; its settings (e.g. activation) by keyword; and head.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,16 @@ def _finite(name: str, a: np.ndarray) -> None:
         bad = np.argwhere(~np.isfinite(a))[0]
         where = f" at index {tuple(int(i) for i in bad)}" if a.ndim else ""
         raise ValueError(f"{name} must be finite, but it holds {a[tuple(bad)]}{where}")
+
+
+def _first_nonfinite(params):
+    """The name of the first array holding a NaN or Inf, or None. A finite sum means finite
+    entries; a sum that overflowed is looked at entry by entry."""
+    with np.errstate(over="ignore", invalid="ignore"):  # the sums' overflows are not the caller's
+        for k, a in params.items():
+            if not (math.isfinite(float(np.add.reduce(a, axis=None))) or np.isfinite(a).all()):
+                return k
+    return None
 
 
 class Model:
@@ -143,8 +154,7 @@ class Model:
         put(self, "D", D)
         put(self, "O", O)
         put(self, "dtype", np.dtype(dtype))
-        nonfinite = [k for k, a in self.params.items() if not np.isfinite(a).all()]
-        put(self, "_nonfinite", nonfinite[0] if nonfinite else None)
+        put(self, "_nonfinite", _first_nonfinite(self.params))
 
     def __getattr__(self, name):
         """A parameter by name (None for an optional one the model leaves out), or a cell setting."""
@@ -182,7 +192,39 @@ class Model:
     def replace(self, **changes):
         """A new model with some parameters or settings changed: model.replace(W=2 * model.W)
         (None leaves out an optional parameter)."""
+        same = self._same_form(changes)
+        if same is not None:
+            return same
         return type(self)(**{**self.params, **self.settings, **changes})
+
+    def _same_form(self, changes):
+        """replace's shortcut, or None: where every change is a plain array of the shape and dtype of
+        a parameter the model has (a training step's), none of the constructor's checks of kinds,
+        shapes and sizes can fail and H, D, O and the dtype stay, so only the copies, the cell's own
+        check and the finite test are left. The same model as the constructor would make."""
+        params = self.params
+        for k, v in changes.items():
+            old = params.get(k)
+            if old is None or type(v) is not np.ndarray or v.shape != old.shape or v.dtype != old.dtype:
+                return None
+        new = object.__new__(type(self))
+        put = object.__setattr__
+        put(new, "cell", type(self).CELL(**self.cell.values))
+        put(new, "head", self.head)
+        arrays = {}
+        for k in {**self.cell.params, **HEAD_PARAMS}:  # the constructor's order, for check_params
+            if k in changes:
+                a = np.array(changes[k], copy=True)  # order "K", as the constructor's copy
+                a.flags.writeable = False
+                arrays[k] = a
+            elif k in params:
+                arrays[k] = params[k]  # read-only already, and the model's own
+        new.cell.check_params(arrays)
+        put(new, "params", {k: arrays[k] for k in params})
+        for k in ("H", "D", "O", "dtype"):
+            put(new, k, self.__dict__[k])
+        put(new, "_nonfinite", _first_nonfinite(new.params))
+        return new
 
     def astype(self, dtype):
         return self.replace(**{k: v.astype(dtype) for k, v in self.params.items()})

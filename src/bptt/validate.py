@@ -128,7 +128,8 @@ def inputs(model, x) -> Inputs:
                 f"(x.argmax(-1) = {x.argmax(-1).tolist()}) or one-hot rows as floats (np.asarray(x, float))")
         if x.ndim not in (1, 2):
             raise ValueError(f"token ids must have shape (T,) or (N, T), got shape {x.shape}")
-        if x.min() < 0 or x.max() >= D:  # two reductions; the mask only to name the culprit
+        # two reductions (x.min() and x.max() less their wrappers); the mask only to name the culprit
+        if np.minimum.reduce(x, axis=None) < 0 or np.maximum.reduce(x, axis=None) >= D:
             pos = _first_bad((x < 0) | (x >= D))
             raise ValueError(f"token id {int(x[pos])} at position {pos if len(pos) > 1 else pos[0]} is out of "
                              f"range: the model has D = {D} inputs, so ids must lie in 0..{D - 1}")
@@ -158,7 +159,6 @@ def targets(model, y, xin: Inputs) -> Targets:
     N, T, O, batched = xin.N, xin.T, model.O, xin.batched
     y = _array(y, "y")
     lead = (N, T) if batched else (T,)
-    shape_words = f"(N, T) = {lead}" if batched else f"(T,) = {lead}"
     if model.head == "mse":
         if y.shape != lead + (O,):
             raise ValueError(f"targets for the mse head must have shape {lead + (O,)} (x has "
@@ -181,6 +181,7 @@ def targets(model, y, xin: Inputs) -> Targets:
         if y.ndim == len(lead) and y.shape[:-1] == lead[:-1]:
             raise ValueError(f"x and y have different lengths: x has {T} steps, y has {y.shape[-1]}")
         if y.shape[:len(lead)] == lead or y.ndim == len(lead):
+            shape_words = f"(N, T) = {lead}" if batched else f"(T,) = {lead}"
             raise ValueError(f"targets must be ids of shape {shape_words} or one-hot rows of shape "
                              f"{lead + (O,)}, got {y.shape}")
         raise ValueError(f"x and y have different lengths: x has {T} steps, y has shape {y.shape}")
@@ -198,7 +199,7 @@ def targets(model, y, xin: Inputs) -> Targets:
 def _in_range(y, O):
     """Target ids in -1..O-1, compared in their own dtype (no cast that could wrap them): two
     reductions, the mask only to name the culprit."""
-    if (y.dtype.kind != "u" and y.min() < -1) or y.max() > O - 1:
+    if (y.dtype.kind != "u" and np.minimum.reduce(y, axis=None) < -1) or np.maximum.reduce(y, axis=None) > O - 1:
         bad = (y < -1) | (y > O - 1) if y.dtype.kind != "u" else y > O - 1
         pos = _first_bad(bad)
         raise ValueError(f"target id {y[pos]} at position {pos} is out of range: the model has O = {O} "
@@ -226,7 +227,7 @@ def initial_state(model, h0, xin: Inputs, H=None) -> np.ndarray:
         h = np.broadcast_to(h, (N, H))
     elif h.shape != want:
         raise ValueError(f"h0 must have shape {want} (H = {H}{', N = %d' % N if xin.batched else ''}), got {h.shape}")
-    if h.dtype.kind not in "biuf" or not np.all(np.isfinite(h)):
+    if h.dtype.kind not in "biuf" or not np.isfinite(h).all():
         raise ValueError("h0 must be a finite array of numbers")
     return np.array(h, dtype=model.dtype).reshape(N, H)
 

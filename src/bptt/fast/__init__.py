@@ -10,7 +10,8 @@ arrays) and shared.py (inputs' part, output errors, weight products); numerics.p
 and the kernels every cell shares; one module per cell with its step kernels and its adapter to
 the driver (elman.py with window.py, lstm.py, gru.py), and linear.py, the adapter of every cell
 whose step is linear in its state, with the compiled steps of lru.py, mingru.py and minlstm.py;
-stacked.py, a bptt.Stack's loop through its layers, each by the driver's headless pair.
+stacked.py, a bptt.Stack's loop through its layers, each by the driver's headless pair; updates.py,
+optimisers' element-wise updates in one compiled pass (bptt.train.optim's Adagrad).
 
 A call's numbers depend on its inputs, sizes, dtype and set_compiled only: the same call gives the
 same bits first in a process or hundredth, the kernels cached or not.
@@ -18,6 +19,7 @@ same bits first in a process or hundredth, the kernels cached or not.
 from . import stacked  # a bptt.Stack's engine (backend.engine returns it)
 from .driver import backward, forward, gradients, loss, supports, wait_for_kernels
 from .runtime import one_blas_thread, set_compiled
+from .updates import adagrad as adagrad_update
 
-__all__ = ["backward", "forward", "gradients", "loss", "one_blas_thread", "set_compiled", "supports",
-           "wait_for_kernels"]
+__all__ = ["adagrad_update", "backward", "forward", "gradients", "loss", "one_blas_thread", "set_compiled",
+           "supports", "wait_for_kernels"]

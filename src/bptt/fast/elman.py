@@ -166,9 +166,11 @@ def step_kernel(kind, N, H, threaded=False):
     w = N * H * H
     if not runtime.compiled() or (not threaded and w >= runtime.ONE_THREAD_MAX_PRODUCT):
         return None
-    blas = N == 1 or w > COMPILED_MAX_WORK
-    return {("forward", False): forward_steps, ("forward", True): forward_steps_blas,
-            ("backward", False): backward_steps, ("backward", True): backward_steps_blas}[kind, blas]
+    return _STEP_KERNELS[kind, N == 1 or w > COMPILED_MAX_WORK]
+
+
+_STEP_KERNELS = {("forward", False): forward_steps, ("forward", True): forward_steps_blas,
+                 ("backward", False): backward_steps, ("backward", True): backward_steps_blas}
 
 
 def _weights(model):
@@ -272,7 +274,8 @@ class Elman:
     def accepts(model):
         """The kernels compute the plain activations, and NumPy's loop modReLU (b and bh both as
         one bias of the inputs' part, _bias)."""
-        return model.activation in ACT_CODES or model.activation == "modrelu"
+        activation = model.activation
+        return activation in ACT_CODES or activation == "modrelu"
 
     @staticmethod
     def step_work(model, N):

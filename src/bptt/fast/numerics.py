@@ -56,14 +56,14 @@ def _njit(fn, **extra):
     if numba is None:
         return fn
     try:
-        return numba.njit(cache=True, **OPTIONS, **extra)(fn)
+        return numba.njit(cache=True, **{**OPTIONS, **extra})(fn)
     except RuntimeError:  # Numba: "cannot cache function ...: no locator available"
         if not uncached:
             warnings.warn_explicit("bptt: no writable cache directory for the compiled kernels (set "
                                    "NUMBA_CACHE_DIR to one): each process compiles those it uses",
                                    RuntimeWarning, "bptt.fast", 0)
         uncached.append(fn.__name__)
-        return numba.njit(cache=False, **OPTIONS, **extra)(fn)
+        return numba.njit(cache=False, **{**OPTIONS, **extra})(fn)
 
 
 def kernel(fn):
@@ -318,3 +318,21 @@ def softmax_error(Q, ids, scale, P):
             o = p[i] / total
             p[i] = ((o - 1.0) if i == y else o) * scale
     return -loss * scale
+
+
+def _adagrad_step(p, g, mem, lr, eps, new_p, new_mem) -> bool:
+    """new_mem = mem + g g, new_p = p - lr g / sqrt(new_mem + eps), element by element, in NumPy's
+    order of operations and without fused multiply-adds (the bits of the NumPy expression); all
+    (M,) float64. Returns whether every result is finite."""
+    finite = True
+    for i in range(p.shape[0]):
+        gi = g[i]
+        m = mem[i] + gi * gi
+        q = p[i] - lr * gi / math.sqrt(m + eps)
+        new_mem[i] = m
+        new_p[i] = q
+        finite &= math.isfinite(m) & math.isfinite(q)
+    return finite
+
+
+adagrad_step = _njit(_adagrad_step, nogil=True, fastmath=False)  # no "contract": NumPy's roundings

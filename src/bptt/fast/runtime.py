@@ -41,7 +41,10 @@ def kernels():
     """numerics.py (Numba imported) when calls run compiled kernels, else None."""
     if not _state["enabled"]:
         return None
-    from . import numerics
+    numerics = _state.get("numerics")
+    if numerics is None:  # imported once (an import statement costs a microsecond at every call)
+        from . import numerics
+        _state["numerics"] = numerics
     return numerics if numerics.JIT else None
 
 

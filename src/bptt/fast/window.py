@@ -32,10 +32,12 @@ def _window_by_lag(dS, df, W, K):
     g = np.zeros((T + 1, N, H), dtype=dS.dtype)  # g[p]: at s_{p-1}
     g[1:] = dS
     B = g
+    dz, back = np.empty((2, T, N, H), dtype=dS.dtype)  # each lag's two results, written over (no new pages a lag)
     for lag in range(1, min(K, T) + 1):
-        B = B[1:] * df[:T - lag + 1]  # (T-lag+1, N, H): dE/dz at steps 0..T-lag
-        B = (B.reshape(-1, H) @ W).reshape(-1, N, H)  # at s_{-1}..s_{T-1-lag}
-        g[:T - lag + 1] += B
+        n = T - lag + 1
+        Z = np.multiply(B[1:], df[:n], out=dz[:n])  # (n, N, H): dE/dz at steps 0..T-lag
+        B = np.matmul(Z.reshape(-1, H), W, out=back[:n].reshape(-1, H)).reshape(n, N, H)  # at s_{-1}..s_{T-1-lag}
+        g[:n] += B
     return g[1:], g[0]
 
 

@@ -33,7 +33,8 @@ def clip_by_value(grads, c):
     """Each element clipped into [-c, c]."""
     if not c > 0:
         raise ValueError(f"the clipping value must be positive, got {show(c)}")
-    return {k: np.clip(g, -c, c) for k, g in _table(grads).items()}
+    return {k: g.clip(-c, c) if type(g) is np.ndarray else np.clip(g, -c, c)  # np.clip's method, less its wrappers
+            for k, g in _table(grads).items()}
 
 
 def clip_by_global_norm(grads, max_norm):

@@ -16,6 +16,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from .. import fast
 from ..validate import show
 
 Params = dict  # name -> np.ndarray
@@ -91,10 +92,35 @@ def adagrad(lr, eps=1e-8) -> Optimizer:
 
     def update(grads, state, params):
         _check(grads, params)
-        mem = {k: state["mem"][k] + grads[k] * grads[k] for k in params}
-        return {k: params[k] - lr * grads[k] / np.sqrt(mem[k] + eps) for k in params}, {"mem": mem}
+        mems = state["mem"]
+        done = fast.adagrad_update(params, grads, mems, lr, eps)  # one compiled pass, the same bits
+        new = {k: done[k] if k in done else _adagrad_step(params[k], grads[k], mems[k], lr, eps) for k in params}
+        return {k: p for k, (p, _) in new.items()}, {"mem": {k: m for k, (_, m) in new.items()}}
 
     return Optimizer("adagrad", {"lr": lr, "eps": eps}, init, update)
+
+
+def _spare(t, other):
+    """t, a temporary of an update, as the out= of an element-wise operation on t and other where
+    a new result would be laid out as t is (other an array of t's shape, strides and dtype); else
+    None (a new array). Same numbers, one allocation fewer; the arrays an update returns keep the
+    layout the plain expression gives them."""
+    if type(t) is np.ndarray and type(other) is np.ndarray and t.shape == other.shape \
+            and t.strides == other.strides and t.dtype == other.dtype:
+        return t
+    return None
+
+
+def _adagrad_step(p, g, mem, lr, eps):
+    """(p - lr g / sqrt(mem + g^2 + eps), mem + g^2), new arrays: the plain expressions, with their
+    temporaries written over where _spare allows."""
+    square = g * g
+    mem = np.add(mem, square, out=_spare(square, mem))
+    den = mem + eps
+    den = np.sqrt(den, out=_spare(den, den))
+    step = lr * g
+    step = np.divide(step, den, out=_spare(step, den))
+    return np.subtract(p, step, out=_spare(step, p)), mem
 
 
 def rmsprop(lr, decay=0.9, eps=1e-8) -> Optimizer:
