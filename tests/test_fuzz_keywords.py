@@ -374,6 +374,7 @@ BASE = {
     "bptt.cells.variants": lambda w: {},
     "bptt.cells.canonical": lambda w: dict(name="elman"),
     "bptt.cells.owners": lambda w: dict(option="radius"),
+    "bptt.cells.layers": lambda w: dict(framework="torch"),
     # bptt.approx
     "bptt.approx.rtrl": MODEL_XY,
     "bptt.approx.snap": lambda w: dict(model=w.m, x=w.x, y=w.y, order=1),
