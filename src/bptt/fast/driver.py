@@ -255,6 +255,7 @@ def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum", scan="seq
     if K is not None and K < xin.T:
         return _backward_truncated(cell, _forward_blocks(cell, model, xin, state0, plan, mem, scan=scan)[0], tg, K,
                                    reduction)
+    _expect(cell, model, xin, plan)
     if _split(cell, model, xin, plan):
         return _gradients_split(cell, model, xin, state0, tg, scale, scan)
     if _halved(cell, model, xin, plan):  # too few sequences to split: the large products in halves
@@ -262,6 +263,21 @@ def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum", scan="seq
             plan = runtime.Plan(plan.blocks, plan.helper, set_by_caller=True)
             return _gradients_full(cell, model, xin, state0, tg, scale, plan, mem, scan)
     return _gradients_full(cell, model, xin, state0, tg, scale, plan, mem, scan)
+
+
+def _expect(cell, model, xin, plan):
+    """Name the kernels a full gradients() call runs, in order, to ahead.py (which compiles them on
+    two cores when they are not in Numba's cache): the cell's forward loops (its adapter's kernels,
+    where it has that), the softmax errors, its backward loops, and dU's gather for ids."""
+    numerics, kernels = runtime.kernels(), getattr(cell, "kernels", None)
+    if numerics is None or kernels is None:
+        return
+    from . import ahead
+    forward, backward = kernels(model, xin.N, plan.threaded)
+    rows, ids = ahead.array(model.dtype, 2), ahead.array(np.int64, 1)
+    errors = [] if model.head == "mse" else [(numerics.softmax_error, (rows, ids, ahead.FLOAT, rows))]
+    gather = [] if xin.ids is None else [(numerics.scatter_rows, (ids, rows, rows))]
+    ahead.expect(forward + errors + backward + gather)
 
 
 def _gradients_full(cell, model, xin, state0, tg, scale, plan, mem, scan):

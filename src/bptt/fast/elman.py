@@ -294,6 +294,19 @@ class Elman:
         return N * model.H * model.H  # W s_{t-1}
 
     @staticmethod
+    def kernels(model, N, threaded):
+        """The compiled loops a call on N sequences runs, with their argument types (ahead.py):
+        ([forward], [backward]), empty where NumPy's loops run."""
+        fw, bw = step_kernel("forward", N, model.H, threaded), step_kernel("backward", N, model.H, threaded)
+        if fw is None or bw is None or model.activation not in ACT_CODES:
+            return [], []
+        from . import ahead
+        act, arrays, step = act_code(model), ahead.array(model.dtype, 3), ahead.INDEX
+        WT = ahead.type_of(runtime.prepared(model, _weights)[0])
+        return ([(fw[act], (arrays, arrays, WT, step, step))],
+                [(bw[act], (arrays, arrays, arrays, ahead.type_of(model.W), ahead.array(model.dtype, 2), step, step))])
+
+    @staticmethod
     def pipelines(step_work):
         return True
 
