@@ -18,8 +18,10 @@ compiles what it lacks itself. BPTT_COMPILE_AHEAD=0 turns it off.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -150,7 +152,7 @@ class Forker(event.Listener):
             if not expected or _state["child"] is not None or not enabled():
                 return
             d, args = ev.data["dispatcher"], tuple(ev.data["args"])
-            todo = [(e, s) for e, s in expected if not (e is d and s == args)]
+            todo = [(e, s) for e, s in expected if s not in e.overloads and not (e is d and s == args)]
             if not todo:
                 return
             _state.update(dir=tempfile.mkdtemp(prefix="bptt-compile-"), todo=todo)
@@ -185,6 +187,18 @@ def _child():
         os._exit(code)
 
 
+def _at_exit():
+    """At this process's exit, end the other one if it still compiles (for nothing now: a kernel it
+    had not saved is compiled again when needed; Numba writes each file whole or not at all)."""
+    pid = _state["child"]
+    if pid is not None and not _state["in_child"]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _reap(block=True)
+
+
 _installed = []
 
 
@@ -192,4 +206,5 @@ def install():
     """Listen to Numba's compilations (once per process)."""
     if not _installed:
         event.register("numba:compile", Forker())
+        atexit.register(_at_exit)
         _installed.append(True)

@@ -265,10 +265,17 @@ def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum", scan="seq
     return _gradients_full(cell, model, xin, state0, tg, scale, plan, mem, scan)
 
 
+_expected = set()  # the kinds of call named to ahead.py already
+
+
 def _expect(cell, model, xin, plan):
     """Name the kernels a full gradients() call runs, in order, to ahead.py (which compiles them on
     two cores when they are not in Numba's cache): the cell's forward loops (its adapter's kernels,
     where it has that), the softmax errors, its backward loops, and dU's gather for ids."""
+    key = (cell, model.dtype, model.activation, model.head, xin.ids is None, xin.N, model.H, plan.threaded)
+    if key in _expected:  # named once: a microsecond a later call
+        return
+    _expected.add(key)
     numerics, kernels = runtime.kernels(), getattr(cell, "kernels", None)
     if numerics is None or kernels is None:
         return
