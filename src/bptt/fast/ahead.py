@@ -33,7 +33,7 @@ from numba import from_dtype, typeof, types
 from numba.core import event
 
 POLL = 0.002  # seconds between looks at the other process's progress
-_state = {"expected": [], "child": None, "dir": None, "todo": [], "in_child": False, "uncached": False}
+_state = {"expected": [], "run": None, "in_child": False, "uncached": False}
 _lock = threading.RLock()
 
 
@@ -68,9 +68,8 @@ def expect(kernels):
     """The kernels a call is about to need: (dispatcher, argument types) pairs, in the order the
     call needs them. Those not compiled in this process yet are kept for the first compile."""
     with _lock:
-        if _state["child"] is not None:
-            _reap(block=False)
-        if _state["child"] is None:
+        run = _state["run"]
+        if run is None or not run.running():
             _state["expected"] = [(d, tuple(sig)) for d, sig in kernels if tuple(sig) not in d.overloads]
 
 
@@ -79,9 +78,10 @@ def wrap(dispatcher):
     original = dispatcher.compile
 
     def compile(sig):
-        i = _index(dispatcher, sig)
-        if i is not None and not _claim(i):  # the other process has it: a kernel of our own meanwhile
-            _wait_for(i)
+        run = _state["run"]
+        i = None if run is None or _state["in_child"] else run.index(dispatcher, sig)
+        if i is not None and not run.claim(i):  # the other process has it
+            run.wait_for(i)
         return original(sig)
 
     compile.original = original
@@ -89,57 +89,60 @@ def wrap(dispatcher):
     return dispatcher
 
 
-def _index(dispatcher, sig):
-    """The kernel's place in the shared list while the other process runs, else None."""
-    if _state["child"] is None or _state["in_child"]:
-        return None
-    sig = tuple(sig)
-    return next((i for i, (d, s) in enumerate(_state["todo"]) if d is dispatcher and s == sig), None)
+class Run:
+    """The other process (pid), its folder of claim files and the list it shares with this one."""
 
+    def __init__(self, pid, folder, todo):
+        self.pid, self.folder, self.todo, self.ended = pid, folder, todo, False
 
-def _claim(i) -> bool:
-    """Take kernel i of the list for this process; False if the other has it."""
-    try:
-        os.close(os.open(os.path.join(_state["dir"], str(i)), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        return True
-    except FileExistsError:
-        return False
+    def index(self, dispatcher, sig):
+        """The kernel's place in the list, or None."""
+        sig = tuple(sig)
+        return next((i for i, (d, s) in enumerate(self.todo) if d is dispatcher and s == sig), None)
 
+    def claim(self, i) -> bool:
+        """Take kernel i for this process: False if the other has it (True once the other has ended)."""
+        try:
+            os.close(os.open(os.path.join(self.folder, str(i)), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return True
+        except FileExistsError:
+            return False
+        except FileNotFoundError:  # the folder is gone with the other process
+            return True
 
-def _done(i) -> bool:
-    return os.path.exists(os.path.join(_state["dir"], f"{i}.done"))
+    def done(self, i) -> bool:
+        """Whether the other process has saved kernel i to the cache."""
+        return os.path.exists(os.path.join(self.folder, f"{i}.done"))
 
+    def wait_for(self, i):
+        """Until kernel i is in the cache or the other process has ended, compiling unclaimed kernels
+        of the list meanwhile (counted as compiling by compiling.py's lines)."""
+        from .compiling import ANNOUNCER
+        ANNOUNCER.busy(True)
+        try:
+            while not self.done(i) and self.running():
+                free = next((j for j in range(len(self.todo)) if j != i and self.claim(j)), None)
+                if free is None:
+                    time.sleep(POLL)
+                else:
+                    d, s = self.todo[free]
+                    d.compile.original(s)
+        finally:
+            ANNOUNCER.busy(False)
 
-def _wait_for(i):
-    """Until kernel i is in the cache or the other process has ended, compiling unclaimed kernels
-    of the list meanwhile (counted as compiling by compiling.py's lines)."""
-    from .compiling import ANNOUNCER
-    ANNOUNCER.busy(True)
-    try:
-        while not _done(i) and _reap(block=False):
-            free = next((j for j in range(len(_state["todo"])) if j != i and _claim(j)), None)
-            if free is None:
-                time.sleep(POLL)
-            else:
-                d, s = _state["todo"][free]
-                d.compile.original(s)
-    finally:
-        ANNOUNCER.busy(False)
-
-
-def _reap(block) -> bool:
-    """Whether the other process still runs; once it has ended, forget it and its files."""
-    pid = _state["child"]
-    if pid is None:
-        return False
-    try:
-        ended = os.waitpid(pid, 0 if block else os.WNOHANG)[0] == pid
-    except ChildProcessError:
-        ended = True
-    if ended:
-        shutil.rmtree(_state["dir"], ignore_errors=True)
-        _state.update(child=None, dir=None, todo=[])
-    return not ended
+    def running(self, block=False) -> bool:
+        """Whether the other process still runs; once it has ended, its files are removed."""
+        with _lock:
+            if not self.ended:
+                try:
+                    self.ended = os.waitpid(self.pid, 0 if block else os.WNOHANG)[0] == self.pid
+                except ChildProcessError:
+                    self.ended = True
+                if self.ended:
+                    shutil.rmtree(self.folder, ignore_errors=True)
+                    if _state["run"] is self:
+                        _state["run"] = None
+            return not self.ended
 
 
 class Forker(event.Listener):
@@ -149,25 +152,25 @@ class Forker(event.Listener):
     def on_start(self, ev):
         with _lock:
             expected, _state["expected"] = _state["expected"], []
-            if not expected or _state["child"] is not None or not enabled():
+            if not expected or _state["run"] is not None or not enabled():
                 return
             d, args = ev.data["dispatcher"], tuple(ev.data["args"])
             todo = [(e, s) for e, s in expected if s not in e.overloads and not (e is d and s == args)]
             if not todo:
                 return
-            _state.update(dir=tempfile.mkdtemp(prefix="bptt-compile-"), todo=todo)
+            folder = tempfile.mkdtemp(prefix="bptt-compile-")
             with warnings.catch_warnings():  # Python 3.12 warns of fork in a process with threads
                 warnings.simplefilter("ignore", DeprecationWarning)
                 pid = os.fork()
             if pid == 0:
-                _child()
-            _state["child"] = pid
+                _child(Run(os.getpid(), folder, todo))
+            _state["run"] = Run(pid, folder, todo)
 
     def on_end(self, ev):
         pass
 
 
-def _child():
+def _child(run):
     """The forked process: compile the unclaimed kernels of the list into the cache, then end."""
     code = 0
     try:
@@ -177,10 +180,10 @@ def _child():
         null = os.open(os.devnull, os.O_WRONLY)
         os.dup2(null, 1)
         os.dup2(null, 2)
-        for i, (d, s) in enumerate(_state["todo"]):
-            if _claim(i):
+        for i, (d, s) in enumerate(run.todo):
+            if run.claim(i):
                 d.compile.original(s)
-                os.close(os.open(os.path.join(_state["dir"], f"{i}.done"), os.O_CREAT | os.O_WRONLY))
+                os.close(os.open(os.path.join(run.folder, f"{i}.done"), os.O_CREAT | os.O_WRONLY))
     except BaseException:  # noqa: BLE001 - the parent compiles what is missing
         code = 1
     finally:
@@ -190,13 +193,13 @@ def _child():
 def _at_exit():
     """At this process's exit, end the other one if it still compiles (for nothing now: a kernel it
     had not saved is compiled again when needed; Numba writes each file whole or not at all)."""
-    pid = _state["child"]
-    if pid is not None and not _state["in_child"]:
+    run = _state["run"]
+    if run is not None and not _state["in_child"]:
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(run.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        _reap(block=True)
+        run.running(block=True)
 
 
 _installed = []

@@ -272,12 +272,16 @@ def _expect(cell, model, xin, plan):
     """Name the kernels a full gradients() call runs, in order, to ahead.py (which compiles them on
     two cores when they are not in Numba's cache): the cell's forward loops (its adapter's kernels,
     where it has that), the softmax errors, its backward loops, and dU's gather for ids."""
-    key = (cell, model.dtype, model.activation, model.head, xin.ids is None, xin.N, model.H, plan.threaded)
+    kernels = getattr(cell, "kernels", None)
+    if kernels is None:
+        return
+    key = (cell, model.dtype, getattr(model, "activation", None), model.head, xin.ids is None, xin.N, model.H,
+           plan.threaded)
     if key in _expected:  # named once: a microsecond a later call
         return
     _expected.add(key)
-    numerics, kernels = runtime.kernels(), getattr(cell, "kernels", None)
-    if numerics is None or kernels is None:
+    numerics = runtime.kernels()
+    if numerics is None:
         return
     from . import ahead
     forward, backward = kernels(model, xin.N, plan.threaded)
