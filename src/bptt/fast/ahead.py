@@ -82,7 +82,11 @@ def wrap(dispatcher):
         i = None if run is None or _state["in_child"] else run.index(dispatcher, sig)
         if i is not None and not run.claim(i):  # the other process has it
             run.wait_for(i)
-        return original(sig)
+        try:
+            return original(sig)
+        finally:
+            if run is not None:
+                run.running()  # reaped once it has ended
 
     compile.original = original
     dispatcher.compile = compile
