@@ -107,3 +107,31 @@ def test_compiling_ahead_gives_the_serial_compiles_bits_and_the_warm_ones(tmp_pa
         assert ahead["from the cache"] >= 1
     assert serial["from the cache"] == 0
     assert warm["from the cache"] == 8  # four kernels a dtype
+
+
+# a call that names a kernel with types it cannot compile for (and one it never runs) still runs,
+# with the bits of a serial compile
+WRONG = """
+import hashlib, json
+import numpy as np
+import bptt
+from bptt.fast import ahead, driver, elman, numerics
+
+driver._registered()
+kernels = elman.Elman.kernels
+wrong = (numerics.softmax_error, (ahead.array(np.float32, 3),) * 4)
+never = (numerics.scatter_rows, (ahead.array(np.int64, 1), ahead.array(np.float64, 2), ahead.array(np.float64, 2)))
+elman.Elman.kernels = staticmethod(lambda model, N, threaded: (lambda fw, bw: ([wrong] + fw, [never] + bw))(
+    *kernels(model, N, threaded)))
+rng = np.random.default_rng(0)
+m = bptt.random_rnn(128, 64, 64, seed=rng, dtype=np.float32)
+x, y = rng.integers(0, 64, (32, 100)), rng.integers(0, 64, (32, 100))
+loss, g = bptt.gradients(m, x, y)
+print(json.dumps({"float32": hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in
+                                                     [np.float64(loss), *g.params.values(), g.h0])).hexdigest()}))
+"""
+
+
+def test_a_kernel_named_wrongly_costs_nothing_but_time(tmp_path):
+    need("numba")
+    assert _run(WRONG, tmp_path, "wrong")["float32"] == _run(RESULTS, tmp_path, "serial", BPTT_COMPILE_AHEAD="0")["float32"]

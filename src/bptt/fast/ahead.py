@@ -130,7 +130,10 @@ class Run:
                     time.sleep(POLL)
                 else:
                     d, s = self.todo[free]
-                    d.compile.original(s)
+                    try:
+                        d.compile.original(s)
+                    except Exception:  # noqa: BLE001 - a kernel named wrongly: the call compiles what it runs
+                        pass
         finally:
             ANNOUNCER.busy(False)
 
@@ -162,10 +165,17 @@ class Forker(event.Listener):
             todo = [(e, s) for e, s in expected if s not in e.overloads and not (e is d and s == args)]
             if not todo:
                 return
-            folder = tempfile.mkdtemp(prefix="bptt-compile-")
-            with warnings.catch_warnings():  # Python 3.12 warns of fork in a process with threads
-                warnings.simplefilter("ignore", DeprecationWarning)
-                pid = os.fork()
+            try:
+                folder = tempfile.mkdtemp(prefix="bptt-compile-")
+            except OSError:  # no temporary folder: this process compiles alone
+                return
+            try:
+                with warnings.catch_warnings():  # Python 3.12 warns of fork in a process with threads
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    pid = os.fork()
+            except OSError:  # no fork here (a process limit, say): this process compiles alone
+                shutil.rmtree(folder, ignore_errors=True)
+                return
             if pid == 0:
                 _child(Run(os.getpid(), folder, todo))
             _state["run"] = Run(pid, folder, todo)
