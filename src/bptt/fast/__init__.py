@@ -11,7 +11,9 @@ and the kernels every cell shares; one module per cell with its step kernels and
 the driver (elman.py with window.py, lstm.py, gru.py), and linear.py, the adapter of every cell
 whose step is linear in its state, with the compiled steps of lru.py, mingru.py and minlstm.py;
 stacked.py, a bptt.Stack's loop through its layers, each by the driver's headless pair; updates.py,
-optimisers' element-wise updates in one compiled pass (bptt.train.optim's Adagrad).
+optimisers' element-wise updates in one compiled pass (bptt.train.optim's Adagrad); compiling.py,
+the lines a call says while Numba compiles, and ahead.py, which on a cold cache has a forked
+process compile some of a call's kernels while this one compiles the others.
 
 A call's numbers depend on its inputs, sizes, dtype and set_compiled only: the same call gives the
 same bits first in a process or hundredth, the kernels cached or not.

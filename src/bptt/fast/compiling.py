@@ -31,21 +31,25 @@ class Announcer(event.Listener):
         self.depth, self.since, self.last, self.watching, self.said = 0, 0.0, 0.0, False, False
 
     def on_start(self, ev):
-        if not _ours(ev):
-            return
+        if _ours(ev):
+            self.busy(True)
+
+    def on_end(self, ev):
+        if _ours(ev):
+            self.busy(False)
+
+    def busy(self, starts: bool):
+        """A compile (or a wait for one another process runs: ahead.py) starts, or ends."""
         with self.lock:
             now = time.monotonic()
+            if not starts:
+                self.depth -= 1
+                self.last = now
+                return
             if not self.watching:
                 self.since, self.watching = now, True
                 threading.Thread(target=self._watch, name="bptt-compiling", daemon=True).start()
             self.depth += 1
-
-    def on_end(self, ev):
-        if not _ours(ev):
-            return
-        with self.lock:
-            self.depth -= 1
-            self.last = time.monotonic()
 
     def finish(self):
         """At exit: the closing line of a compile that was announced and had not been closed yet."""

@@ -255,6 +255,7 @@ def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum", scan="seq
     if K is not None and K < xin.T:
         return _backward_truncated(cell, _forward_blocks(cell, model, xin, state0, plan, mem, scan=scan)[0], tg, K,
                                    reduction)
+    _expect(cell, model, xin, plan)
     if _split(cell, model, xin, plan):
         return _gradients_split(cell, model, xin, state0, tg, scale, scan)
     if _halved(cell, model, xin, plan):  # too few sequences to split: the large products in halves
@@ -262,6 +263,32 @@ def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum", scan="seq
             plan = runtime.Plan(plan.blocks, plan.helper, set_by_caller=True)
             return _gradients_full(cell, model, xin, state0, tg, scale, plan, mem, scan)
     return _gradients_full(cell, model, xin, state0, tg, scale, plan, mem, scan)
+
+
+_expected = set()  # the kinds of call named to ahead.py already
+
+
+def _expect(cell, model, xin, plan):
+    """Name the kernels a full gradients() call runs, in order, to ahead.py (which compiles them on
+    two cores when they are not in Numba's cache): the cell's forward loops (its adapter's kernels,
+    where it has that), the softmax errors, its backward loops, and dU's gather for ids."""
+    kernels = getattr(cell, "kernels", None)
+    if kernels is None:
+        return
+    key = (cell, model.dtype, getattr(model, "activation", None), model.head, xin.ids is None, xin.N, model.H,
+           plan.threaded)
+    if key in _expected:  # named once: a microsecond a later call
+        return
+    _expected.add(key)
+    numerics = runtime.kernels()
+    if numerics is None:
+        return
+    from . import ahead
+    forward, backward = kernels(model, xin.N, plan.threaded)
+    rows, ids = ahead.array(model.dtype, 2), ahead.array(np.int64, 1)
+    errors = [] if model.head == "mse" else [(numerics.softmax_error, (rows, ids, ahead.FLOAT, rows))]
+    gather = [] if xin.ids is None else [(numerics.scatter_rows, (ids, rows, rows))]
+    ahead.expect(forward + errors + backward + gather)
 
 
 def _gradients_full(cell, model, xin, state0, tg, scale, plan, mem, scan):

@@ -26,7 +26,7 @@ import numpy as np
 from .. import activations
 from ..core import Trace
 from . import driver, runtime
-from .numerics import inline, kernel, tanh, tanh32
+from .numerics import PerCode, inline, tanh, tanh32
 from .window import window
 
 ACT_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}
@@ -56,99 +56,113 @@ def df(s, act):
     return 1.0
 
 
-@kernel
-def forward_steps(Z, S, WT, act, t0, t1):
-    """In place, for the steps t0 <= t < t1. Z (T, N, H): U x_t + b on entry, z_t on exit.
-    S (T+1, N, H): s_{t0-1} in S[t0] on entry, s_t in S[t+1] on exit. WT (H, H) = W^T,
-    contiguous, so row j of WT is column j of W."""
-    T, N, H = Z.shape
-    for t in range(t0, t1):
-        for n in range(N):
-            z = Z[t, n]  # (H,)
-            s_prev = S[t, n]  # (H,)
-            for j in range(H):  # z += W[:, j] s_{t-1}[j]: an axpy over i, contiguous, vectorised
-                sj = s_prev[j]
-                w = WT[j]
-                for i in range(H):
-                    z[i] += w[i] * sj
-            s = S[t + 1, n]
-            if act == 0:
-                for i in range(H):
-                    s[i] = tanh(z[i])
-            elif act == 4:
-                for i in range(H):
-                    s[i] = tanh32(z[i])
-            else:
-                for i in range(H):
-                    s[i] = f(z[i], act)
+def _forward_steps(act):
+    """The axpy forward loop for the activation code act (numerics.PerCode)."""
+    def forward_steps(Z, S, WT, t0, t1):
+        """In place, for the steps t0 <= t < t1. Z (T, N, H): U x_t + b on entry, z_t on exit.
+        S (T+1, N, H): s_{t0-1} in S[t0] on entry, s_t in S[t+1] on exit. WT (H, H) = W^T,
+        contiguous, so row j of WT is column j of W."""
+        T, N, H = Z.shape
+        for t in range(t0, t1):
+            for n in range(N):
+                z = Z[t, n]  # (H,)
+                s_prev = S[t, n]  # (H,)
+                for j in range(H):  # z += W[:, j] s_{t-1}[j]: an axpy over i, contiguous, vectorised
+                    sj = s_prev[j]
+                    w = WT[j]
+                    for i in range(H):
+                        z[i] += w[i] * sj
+                s = S[t + 1, n]
+                if act == 0:
+                    for i in range(H):
+                        s[i] = tanh(z[i])
+                elif act == 4:
+                    for i in range(H):
+                        s[i] = tanh32(z[i])
+                else:
+                    for i in range(H):
+                        s[i] = f(z[i], act)
+    return forward_steps
 
 
-@kernel
-def backward_steps(dS, dZ, S, W, dh, act, t0, t1):
-    """In place, t = t1-1 down to t0. dS (T, N, H): dE_t/ds_t from output t (overwritten).
-    dZ (T, N, H): delta_t on exit, with f'(z_t) from s_t = S[t+1]. dh (N, H): dE/ds_{t1-1} from
-    the steps after t1-1 on entry (zeros for t1 = T), dE/ds_{t0-1} on exit."""
-    T, N, H = dS.shape
-    for t in range(t1 - 1, t0 - 1, -1):
-        for n in range(N):
-            ds = dS[t, n]
-            dz = dZ[t, n]
-            s = S[t + 1, n]
-            h = dh[n]
-            for i in range(H):
-                ds[i] += h[i]  # dE/ds_t: from output t, and from step t + 1 through W
-                dz[i] = ds[i] * df(s[i], act)  # delta_t = dE/ds_t * f'(z_t)
-                h[i] = 0
-            for i in range(H):  # dE/ds_{t-1} = W^T delta_t: row i of W times delta_t[i], an axpy
-                di = dz[i]
-                w = W[i]
-                for j in range(H):
-                    h[j] += w[j] * di
-
-
-@kernel
-def forward_steps_blas(Z, S, WT, act, t0, t1):
-    """forward_steps with each step's product W s_{t-1} by BLAS (np.dot, through SciPy's BLAS),
-    for the sizes where BLAS beats the axpys; the rest of the step is one fused pass."""
-    N, H = Z.shape[1], Z.shape[2]
-    for t in range(t0, t1):
-        s = S[t + 1]
-        np.dot(S[t], WT, s)  # W s_{t-1}, parked in s_t until f(z_t) overwrites it
-        z = Z[t]
-        for n in range(N):
-            zn = z[n]
-            sn = s[n]
-            if act == 0:
+def _backward_steps(act):
+    """The axpy backward loop for the activation code act (numerics.PerCode)."""
+    def backward_steps(dS, dZ, S, W, dh, t0, t1):
+        """In place, t = t1-1 down to t0. dS (T, N, H): dE_t/ds_t from output t (overwritten).
+        dZ (T, N, H): delta_t on exit, with f'(z_t) from s_t = S[t+1]. dh (N, H): dE/ds_{t1-1} from
+        the steps after t1-1 on entry (zeros for t1 = T), dE/ds_{t0-1} on exit."""
+        T, N, H = dS.shape
+        for t in range(t1 - 1, t0 - 1, -1):
+            for n in range(N):
+                ds = dS[t, n]
+                dz = dZ[t, n]
+                s = S[t + 1, n]
+                h = dh[n]
                 for i in range(H):
-                    zn[i] += sn[i]  # z_t = U x_t + b + W s_{t-1}
-                    sn[i] = tanh(zn[i])
-            elif act == 4:
-                for i in range(H):
-                    zn[i] += sn[i]
-                    sn[i] = tanh32(zn[i])
-            else:
-                for i in range(H):
-                    zn[i] += sn[i]
-                    sn[i] = f(zn[i], act)
+                    ds[i] += h[i]  # dE/ds_t: from output t, and from step t + 1 through W
+                    dz[i] = ds[i] * df(s[i], act)  # delta_t = dE/ds_t * f'(z_t)
+                    h[i] = 0
+                for i in range(H):  # dE/ds_{t-1} = W^T delta_t: row i of W times delta_t[i], an axpy
+                    di = dz[i]
+                    w = W[i]
+                    for j in range(H):
+                        h[j] += w[j] * di
+    return backward_steps
 
 
-@kernel
-def backward_steps_blas(dS, dZ, S, W, dh, act, t0, t1):
-    """backward_steps with each step's product W^T delta_t by BLAS (np.dot): see forward_steps_blas."""
-    N, H = dS.shape[1], dS.shape[2]
-    for t in range(t1 - 1, t0 - 1, -1):
-        ds = dS[t]
-        dz = dZ[t]
-        s = S[t + 1]
-        for n in range(N):
-            dsn = ds[n]
-            dzn = dz[n]
-            sn = s[n]
-            h = dh[n]
-            for i in range(H):
-                dsn[i] += h[i]  # dE/ds_t: from output t, and from step t + 1 through W
-                dzn[i] = dsn[i] * df(sn[i], act)  # delta_t = dE/ds_t * f'(z_t)
-        np.dot(dz, W, dh)  # dE/ds_{t-1} from step t
+def _forward_steps_blas(act):
+    """The BLAS forward loop for the activation code act (numerics.PerCode)."""
+    def forward_steps_blas(Z, S, WT, t0, t1):
+        """forward_steps with each step's product W s_{t-1} by BLAS (np.dot, through SciPy's BLAS),
+        for the sizes where BLAS beats the axpys; the rest of the step is one fused pass."""
+        N, H = Z.shape[1], Z.shape[2]
+        for t in range(t0, t1):
+            s = S[t + 1]
+            np.dot(S[t], WT, s)  # W s_{t-1}, parked in s_t until f(z_t) overwrites it
+            z = Z[t]
+            for n in range(N):
+                zn = z[n]
+                sn = s[n]
+                if act == 0:
+                    for i in range(H):
+                        zn[i] += sn[i]  # z_t = U x_t + b + W s_{t-1}
+                        sn[i] = tanh(zn[i])
+                elif act == 4:
+                    for i in range(H):
+                        zn[i] += sn[i]
+                        sn[i] = tanh32(zn[i])
+                else:
+                    for i in range(H):
+                        zn[i] += sn[i]
+                        sn[i] = f(zn[i], act)
+    return forward_steps_blas
+
+
+def _backward_steps_blas(act):
+    """The BLAS backward loop for the activation code act (numerics.PerCode)."""
+    def backward_steps_blas(dS, dZ, S, W, dh, t0, t1):
+        """backward_steps with each step's product W^T delta_t by BLAS (np.dot): see forward_steps_blas."""
+        N, H = dS.shape[1], dS.shape[2]
+        for t in range(t1 - 1, t0 - 1, -1):
+            ds = dS[t]
+            dz = dZ[t]
+            s = S[t + 1]
+            for n in range(N):
+                dsn = ds[n]
+                dzn = dz[n]
+                sn = s[n]
+                h = dh[n]
+                for i in range(H):
+                    dsn[i] += h[i]  # dE/ds_t: from output t, and from step t + 1 through W
+                    dzn[i] = dsn[i] * df(sn[i], act)  # delta_t = dE/ds_t * f'(z_t)
+            np.dot(dz, W, dh)  # dE/ds_{t-1} from step t
+    return backward_steps_blas
+
+
+# each loop compiled for the one activation a call needs: a kernel with every code's branches
+# took about twice as long to compile
+forward_steps, backward_steps = PerCode(_forward_steps), PerCode(_backward_steps)
+forward_steps_blas, backward_steps_blas = PerCode(_forward_steps_blas), PerCode(_backward_steps_blas)
 
 
 def act_code(model):
@@ -158,7 +172,8 @@ def act_code(model):
 
 
 def step_kernel(kind, N, H, threaded=False):
-    """The compiled time loop ("forward" or "backward") for this size, or None (NumPy's loop):
+    """The compiled time loops ("forward" or "backward", numerics.PerCode: one kernel for each
+    activation code) for this size, or None (NumPy's loop):
     axpys up to COMPILED_MAX_WORK multiply-adds a step; a BLAS call per step for one sequence (a
     matrix-vector product, which BLAS does well at every size; its matrix products of a few rows
     are slow) and above COMPILED_MAX_WORK. Outside a pipeline (threaded), NumPy's loop from
@@ -224,7 +239,7 @@ class Forward:
         """z_t and s_t for t0 <= t < t1."""
         Z, S, WT, model = self.A, self.S, self.WT, self.model
         if self.compiled is not None:
-            return self.compiled(Z, S, WT, act_code(model), t0, t1)
+            return self.compiled[act_code(model)](Z, S, WT, t0, t1)
         f_into = _F_INTO.get(model.activation)
         for t in range(t0, t1):
             s_prev, s, z = S[t], S[t + 1], Z[t]  # (N, H) views
@@ -253,7 +268,7 @@ class Backward:
         """t = t1-1 down to t0."""
         model, S, dS, dZ, dh, W = self.trace.model, self.trace.S, self.dS, self.dA, self.dh, self.trace.model.W
         if self.compiled is not None:  # the loop below, compiled, with f'(z_t) from s_t on the way
-            return self.compiled(dS, dZ, S, W, dh, act_code(model), t0, t1)
+            return self.compiled[act_code(model)](dS, dZ, S, W, dh, t0, t1)
         _df_into(model, S[t0 + 1:t1 + 1], dZ[t0:t1])
         for t in range(t1 - 1, t0 - 1, -1):
             ds, dz = dS[t], dZ[t]  # (N, H) views
@@ -280,6 +295,19 @@ class Elman:
     @staticmethod
     def step_work(model, N):
         return N * model.H * model.H  # W s_{t-1}
+
+    @staticmethod
+    def kernels(model, N, threaded):
+        """The compiled loops a call on N sequences runs, with their argument types (ahead.py):
+        ([forward], [backward]), empty where NumPy's loops run."""
+        fw, bw = step_kernel("forward", N, model.H, threaded), step_kernel("backward", N, model.H, threaded)
+        if fw is None or bw is None or model.activation not in ACT_CODES:
+            return [], []
+        from . import ahead
+        act, arrays, step = act_code(model), ahead.array(model.dtype, 3), ahead.INDEX
+        WT = ahead.type_of(runtime.prepared(model, _weights)[0])
+        return ([(fw[act], (arrays, arrays, WT, step, step))],
+                [(bw[act], (arrays, arrays, arrays, ahead.type_of(model.W), ahead.array(model.dtype, 2), step, step))])
 
     @staticmethod
     def pipelines(step_work):

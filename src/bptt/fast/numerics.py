@@ -44,9 +44,11 @@ except ImportError:  # no Numba: the functions below run as Python, and the runt
     numba = None
 
 JIT = numba is not None and not numba.config.DISABLE_JIT  # whether `kernel` gives machine code
-if JIT:  # a first call that compiles says so while it waits (compiling.py)
+if JIT:  # a first call that compiles says so while it waits (compiling.py), and compiles on two cores (ahead.py)
+    from . import ahead
     from .compiling import install
     install()
+    ahead.install()
 OPTIONS = dict(error_model="numpy", fastmath={"contract"})
 uncached = []  # the kernels compiled without a cache: the warning is given at the first
 
@@ -63,17 +65,37 @@ def _njit(fn, **extra):
                                    "NUMBA_CACHE_DIR to one): each process compiles those it uses",
                                    RuntimeWarning, "bptt.fast", 0)
         uncached.append(fn.__name__)
+        if JIT:
+            ahead.uncached()
         return numba.njit(cache=False, **{**OPTIONS, **extra})(fn)
 
 
 def kernel(fn):
-    """A kernel Python calls: compiled, the GIL released while it runs."""
-    return _njit(fn, nogil=True)
+    """A kernel Python calls: compiled, the GIL released while it runs (and, cold, perhaps compiled
+    by another process: ahead.py)."""
+    compiled = _njit(fn, nogil=True)
+    return ahead.wrap(compiled) if JIT else compiled
 
 
 def inline(fn):
     """A function inlined into the kernels that call it (by Numba, before typing)."""
     return _njit(fn, inline="always")
+
+
+class PerCode:
+    """A kernel for each value of a small integer code (an activation's, say), each compiled the
+    first time a call needs it: kernels[code] is kernel(make(code)), make's function reading code
+    as a constant of its closure. Numba then compiles only that code's branch, not every code's
+    (a third of the time for the Elman cell's loops), and caches each by the code's value."""
+
+    def __init__(self, make):
+        self.make, self.made = make, {}
+
+    def __getitem__(self, code):
+        found = self.made.get(code)
+        if found is None:
+            found = self.made[code] = kernel(self.make(code))
+        return found
 
 
 if JIT:
