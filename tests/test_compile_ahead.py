@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import need
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -135,3 +136,30 @@ print(json.dumps({"float32": hashlib.sha256(b"".join(np.ascontiguousarray(a).tob
 def test_a_kernel_named_wrongly_costs_nothing_but_time(tmp_path):
     need("numba")
     assert _run(WRONG, tmp_path, "wrong")["float32"] == _run(RESULTS, tmp_path, "serial", BPTT_COMPILE_AHEAD="0")["float32"]
+
+
+def test_a_stuck_other_process_is_ended_and_this_one_goes_on(tmp_path, monkeypatch):
+    """The other process holds a kernel and never finishes it (stuck, say, on a lock a thread held
+    when the process forked): after WAIT_MAX this process ends it and compiles the kernel itself."""
+    need("numba")
+    import time
+
+    from bptt.fast import ahead
+
+    stuck = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        folder = tmp_path / "claims"
+        folder.mkdir()
+        run = ahead.Run(stuck.pid, str(folder), [(None, ()), (None, ())])
+        assert run.claim(0)  # this process's claim of 0 ...
+        (folder / "1").touch()  # ... and the other's of 1, which it never finishes
+        monkeypatch.setattr(ahead, "WAIT_MAX", 0.3)
+        t = time.monotonic()
+        run.wait_for(1)
+        assert time.monotonic() - t < 10
+        assert not run.running() and not folder.exists()  # ended, reaped, its files removed
+        with pytest.raises(ProcessLookupError):
+            os.kill(stuck.pid, 0)
+    finally:
+        stuck.kill()
+        stuck.wait()

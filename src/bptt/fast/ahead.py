@@ -33,6 +33,7 @@ from numba import from_dtype, typeof, types
 from numba.core import event
 
 POLL = 0.002  # seconds between looks at the other process's progress
+WAIT_MAX = 20.0  # seconds this process waits for a kernel the other compiles, then ends it and compiles alone
 _state = {"expected": [], "run": None, "in_child": False, "uncached": False}
 _lock = threading.RLock()
 
@@ -123,8 +124,12 @@ class Run:
         of the list meanwhile (counted as compiling by compiling.py's lines)."""
         from .compiling import ANNOUNCER
         ANNOUNCER.busy(True)
+        deadline = time.monotonic() + WAIT_MAX  # a compile takes a second or two: the other is stuck
         try:
             while not self.done(i) and self.running():
+                if time.monotonic() > deadline:
+                    self.stop()
+                    break
                 free = next((j for j in range(len(self.todo)) if j != i and self.claim(j)), None)
                 if free is None:
                     time.sleep(POLL)
@@ -136,6 +141,14 @@ class Run:
                         pass
         finally:
             ANNOUNCER.busy(False)
+
+    def stop(self):
+        """End the other process (a kernel it had not saved is compiled again when needed) and reap it."""
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.running(block=True)
 
     def running(self, block=False) -> bool:
         """Whether the other process still runs; once it has ended, its files are removed."""
@@ -209,11 +222,7 @@ def _at_exit():
     had not saved is compiled again when needed; Numba writes each file whole or not at all)."""
     run = _state["run"]
     if run is not None and not _state["in_child"]:
-        try:
-            os.kill(run.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        run.running(block=True)
+        run.stop()
 
 
 _installed = []
