@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 
@@ -224,23 +225,61 @@ PIPELINE_MIN_BLOCK_WORK = 1 << 23  # multiply-adds of a block's step products, a
 _helper = {"executor": None, "policy": "auto"}
 
 
-def _cores() -> int:
+def _cores() -> set:
+    """The CPUs this process may run on (all of them where that cannot be read)."""
     try:
-        return len(os.sched_getaffinity(0))
+        return set(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        return set(range(os.cpu_count() or 1))
+
+
+# Whether another job keeps the cores busy, from the time the machine's CPUs (those this process
+# may use) spent busy, less this process's own, over the last LOAD_WINDOW seconds or more: Linux's
+# /proc/stat, in clock ticks. Read at most once a window, so a call pays a few microseconds.
+LOAD_WINDOW = 0.1
+_load = {"at": None, "busy": 0, "ours": 0.0, "free": True}
+
+
+def _busy_ticks(cpus):
+    """Clock ticks the CPUs numbered cpus have spent busy (not idle, not waiting for I/O), or None."""
+    busy = 0
+    with open("/proc/stat", "rb") as f:
+        for line in f:
+            if not line.startswith(b"cpu"):
+                break
+            name, *ticks = line.split()
+            if name == b"cpu" or int(name[3:]) not in cpus:
+                continue
+            ticks = [int(v) for v in ticks[:8]]  # user nice system idle iowait irq softirq steal
+            busy += sum(ticks) - ticks[3] - ticks[4]
+    return busy
 
 
 def free_core() -> bool:
-    """Whether a core is free for a second thread now: fewer threads ready to run on the machine
-    (Linux's /proc/loadavg, which counts this one) than the cores this process may use. True where
-    that cannot be read (other systems)."""
+    """Whether a core is free for a second thread: over the last window, other processes kept busy
+    less than all but one and a half of the CPUs this process may use (on 2 cores: less than half
+    of one). Measured from /proc/stat and this process's CPU time (os.times), so this process's own
+    threads never count; True where /proc/stat cannot be read (other systems) and until a first
+    window has passed."""
+    now = time.monotonic()
+    last = _load["at"]
+    if last is not None and now - last < LOAD_WINDOW:
+        return _load["free"]
     try:
-        with open("/proc/loadavg", "rb") as f:
-            running = int(f.read().split()[3].split(b"/")[0])
-    except (OSError, ValueError, IndexError):
+        cpus = _cores()
+        busy = _busy_ticks(cpus)
+    except (OSError, ValueError):
         return True
-    return running < _cores()
+    t = os.times()
+    ours = t.user + t.system
+    if last is not None:
+        others = (busy - _load["busy"]) / _TICKS - (ours - _load["ours"])  # CPU-seconds
+        _load["free"] = others / (now - last) < len(cpus) - 1.5
+    _load.update(at=now, busy=busy, ours=ours)
+    return _load["free"]
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 @contextlib.contextmanager
