@@ -6,6 +6,8 @@ to 1e-11 relative in float64 (they differ only in the order of additions inside 
 hypothesis-drawn cases; and each must match PyTorch autograd, an independent computation.
 No timings here: those are in benchmarks/.
 """
+import os
+import sys
 import tracemalloc
 
 import numpy as np
@@ -483,3 +485,29 @@ def test_an_elman_cell_with_pytorch_s_second_bias_on_the_fast_backend(act, biase
     for k, a in ref[1].params.items():
         np.testing.assert_allclose(got[1].params[k], a, rtol=1e-11, atol=1e-13 * np.abs(a).max(), err_msg=k)
     assert bptt.check(m, x, y).backend == "fast"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the load is read from Linux's /proc/stat")
+def test_a_machine_whose_cores_are_busy_has_no_free_core_for_the_helper():
+    """With one spinning process per core beside it, the fast backend's helper thread is not used
+    (runtime.free_core is False): the calling thread does the work, at the same bits."""
+    import subprocess
+    import time
+
+    from bptt.fast import runtime
+
+    cores = len(os.sched_getaffinity(0))
+    if cores > 16:
+        pytest.skip("one spinning process per core on a large machine would cost more than it shows")
+    spin = "import time\nend = time.time() + 60\nwhile time.time() < end:\n    pass\n"
+    procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(cores)]
+    try:
+        time.sleep(0.5)
+        runtime.free_core()
+        time.sleep(2 * runtime.LOAD_WINDOW)
+        assert not runtime.free_core()
+        assert isinstance(runtime.helper(), runtime.Inline)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
