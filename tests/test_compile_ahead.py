@@ -163,3 +163,17 @@ def test_a_stuck_other_process_is_ended_and_this_one_goes_on(tmp_path, monkeypat
     finally:
         stuck.kill()
         stuck.wait()
+
+
+def test_no_fork_beside_a_threaded_framework():
+    """With JAX (or PyTorch, TensorFlow) loaded the process never forks: their threads could hold a
+    lock the copy needs, and JAX warns of it on stderr."""
+    from bptt.fast import ahead
+
+    saved = sys.modules.get("jax")
+    sys.modules["jax"] = saved or type(sys)("jax")
+    try:
+        assert not ahead.enabled()
+    finally:
+        if saved is None:
+            del sys.modules["jax"]

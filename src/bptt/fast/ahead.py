@@ -38,10 +38,16 @@ _state = {"expected": [], "run": None, "in_child": False, "uncached": False}
 _lock = threading.RLock()
 
 
+# libraries whose own threads make a fork of the process unsafe (a lock one of them holds stays
+# held in the copy) and which say so when the process forks (JAX warns of a deadlock)
+THREADED = ("jax", "torch", "tensorflow")
+
+
 def enabled() -> bool:
-    """Whether a cold call may compile on two processes here."""
+    """Whether a cold call may compile on two processes here: not where one of THREADED is loaded."""
     if os.environ.get("BPTT_COMPILE_AHEAD", "1") == "0" or not sys.platform.startswith("linux") \
-            or not hasattr(os, "fork") or _state["uncached"] or _state["in_child"]:
+            or not hasattr(os, "fork") or _state["uncached"] or _state["in_child"] \
+            or any(name in sys.modules for name in THREADED):
         return False
     return len(os.sched_getaffinity(0)) >= 2
 
