@@ -15,18 +15,19 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import bptt
 from bptt import activations, backend
-from bptt.fast import runtime
+from bptt.fast import driver, runtime
 from bptt.model import random_gated
 
 CELLS = ["lstm", "gru", "gru-before"]  # the GRU in PyTorch's form (reset after) and Keras's other form
-REGIMES = ["numpy", "loop", "steps", "pipeline", "pipeline-numpy"]
+REGIMES = ["numpy", "loop", "steps", "pipeline", "pipeline-numpy", "split"]
 
 
 @pytest.fixture
 def regime(monkeypatch):
     """regime(name): NumPy's loops; the compiled time loop ("loop") at every size; a Python loop of
-    NumPy's products and compiled steps ("steps", for N > 1); or the two-thread pipeline (blocks
-    of steps, with the helper thread), compiled or in NumPy."""
+    NumPy's products and compiled steps ("steps", for N > 1); the two-thread pipeline (blocks
+    of steps, with the helper thread), compiled or in NumPy; or every batch as two halves, the
+    second on the helper thread ("split", for N > 1)."""
     def set_(name):
         if "numpy" not in name:
             need("numba")
@@ -37,6 +38,7 @@ def regime(monkeypatch):
         monkeypatch.setattr(runtime, "PIPELINE_MIN_STEP_WORK", 0 if name.startswith("pipeline") else 1 << 62)
         monkeypatch.setattr(runtime, "PIPELINE_MIN_BLOCK_WORK", 0 if name.startswith("pipeline") else 1 << 62)
         monkeypatch.setattr(runtime, "blas_threads", lambda: 2)
+        monkeypatch.setattr(driver, "SPLIT_MIN_WORK", 0 if name == "split" else 1 << 62)
     previous = runtime.set_compiled(True)
     yield set_
     runtime.set_compiled(previous)
