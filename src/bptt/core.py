@@ -364,10 +364,15 @@ def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum", scan="seq
 @reports_overflow
 def loss(model, x, y, *, h0=None, reduction="sum") -> float:
     """The loss E alone (a forward pass)."""
-    trace = forward(model, x, h0)
-    value, _ = heads.error(model.head, trace.Q, validate.targets(model, y, trace.inputs), reduction)
+    return trace_loss(forward(model, x, h0), y, reduction)
+
+
+def trace_loss(trace, y, reduction, message=None) -> float:
+    """The loss E of a forward trace (of a model or a stack) against y; a FloatingPointError, in
+    message(trace)'s words (nonfinite_message's by default), where it is not finite."""
+    value, _ = heads.error(trace.model.head, trace.Q, validate.targets(trace.model, y, trace.inputs), reduction)
     if not np.isfinite(value):
-        raise FloatingPointError(nonfinite_message(trace))
+        raise FloatingPointError((message or nonfinite_message)(trace))
     return value
 
 

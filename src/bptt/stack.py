@@ -559,11 +559,7 @@ def entry_points(forward, backward):
     @core.reports_overflow
     def loss(stack, x, y, *, h0=None, reduction="sum") -> float:
         """The loss E alone (a forward pass)."""
-        trace = forward(stack, x, h0)
-        value, _ = heads.error(stack.head, trace.Q, validate.targets(stack, y, trace.inputs), reduction)
-        if not np.isfinite(value):
-            raise FloatingPointError(nonfinite_message(trace))
-        return value
+        return core.trace_loss(forward(stack, x, h0), y, reduction, nonfinite_message)
 
     return gradients, loss
 
