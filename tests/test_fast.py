@@ -464,6 +464,28 @@ def test_long_windows_by_blocks_equal_the_reference(T, K, H, N, rho, act):
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12 * np.abs(a).max(), err_msg=k)
 
 
+@pytest.mark.parametrize("T,K,H,N,tile", [(50, 3, 4, 0, 5), (61, 7, 6, 2, 7), (40, 1, 3, 3, 1), (29, 11, 8, 1, 12),
+                                          (100, 9, 7, 0, 4)])
+def test_short_windows_by_tiles_equal_the_reference(monkeypatch, T, K, H, N, tile):
+    # 2K < 3H: lag by lag, tile by tile of positions (each tile carries its K lags past its end);
+    # tiles of a few positions force many tiles, tails shorter than K, and both threads' halves
+    from bptt.fast import window
+    assert 2 * K < 3 * H
+    monkeypatch.setattr(window, "LAG_TILE_BYTES", tile * max(N, 1) * H * 8)
+    m = bptt.random_rnn(H, 3, 3, seed=T, radius=1.3, bias=True).replace(b=np.full(H, 0.1))
+    rng = np.random.default_rng(K)
+    lead = (N, T) if N else (T,)
+    x, y, h0 = rng.integers(0, 3, lead), rng.integers(-1, 3, lead), rng.normal(size=lead[:-1] + (H,))
+    want = bptt.gradients(m, x, y, truncate=K, h0=h0, backend="reference")
+    for policy in ("always", "never"):
+        with bptt.fast.runtime.helper_policy(policy):
+            got = bptt.gradients(m, x, y, truncate=K, h0=h0, backend="fast")
+        assert got[0] == pytest.approx(want[0], rel=1e-12)
+        for k, a in list(want[1].params.items()) + [("h0", want[1].h0)]:
+            b = got[1].h0 if k == "h0" else got[1].params[k]
+            np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12 * np.abs(a).max(), err_msg=k)
+
+
 @pytest.mark.parametrize("act", ["tanh", "relu", "modrelu"])
 @pytest.mark.parametrize("biases", ["both", "bh"])
 @pytest.mark.parametrize("N,K", [(0, None), (3, None), (3, 2), (1, 30)])

@@ -252,17 +252,26 @@ def gradients(model, x, y, *, truncate=None, h0=None, reduction="sum", scan="seq
     scale = heads.scale(tg, reduction)
     cell, plan = _setup(model, xin)
     mem = runtime.Memory.reused(model, xin)  # the trace and the errors: gradients() returns none of them
-    if K is not None and K < xin.T:
-        return _backward_truncated(cell, _forward_blocks(cell, model, xin, state0, plan, mem, scan=scan)[0], tg, K,
-                                   reduction)
-    _expect(cell, model, xin, plan)
-    if _split(cell, model, xin, plan):
-        return _gradients_split(cell, model, xin, state0, tg, scale, scan)
-    if _halved(cell, model, xin, plan):  # too few sequences to split: the large products in halves
-        with runtime.one_blas_thread(), runtime.halves():
-            plan = runtime.Plan(plan.blocks, plan.helper, set_by_caller=True)
-            return _gradients_full(cell, model, xin, state0, tg, scale, plan, mem, scan)
-    return _gradients_full(cell, model, xin, state0, tg, scale, plan, mem, scan)
+    if K is None or K >= xin.T:
+        _expect(cell, model, xin, plan)
+        if _split(cell, model, xin, plan):
+            return _gradients_split(cell, model, xin, state0, tg, scale, scan)
+    with _halves_where_due(cell, model, xin, plan) as plan:
+        if K is not None and K < xin.T:
+            trace = _forward_blocks(cell, model, xin, state0, plan, mem, scan=scan)[0]
+            return _backward_truncated(cell, trace, tg, K, reduction)
+        return _gradients_full(cell, model, xin, state0, tg, scale, plan, mem, scan)
+
+
+@contextlib.contextmanager
+def _halves_where_due(cell, model, xin, plan):
+    """The plan of a call, within runtime.halves() and BLAS on one thread where _halved finds it
+    due (too few sequences to split: the large products in halves), else as it is."""
+    if not _halved(cell, model, xin, plan):
+        yield plan
+        return
+    with runtime.one_blas_thread(), runtime.halves():
+        yield runtime.Plan(plan.blocks, plan.helper, set_by_caller=True)
 
 
 _expected = set()  # the kinds of call named to ahead.py already

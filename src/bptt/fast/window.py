@@ -18,27 +18,61 @@ def window(dS, df, W, K):
     by lag, O(T N K H^2), for short windows; by blocks, O(T N H^3) whatever K, for long ones."""
     T, N, H = dS.shape
     if 2 * K < 3 * H:
-        with runtime.blas_for(T * N * H * H):  # the policy of runtime.matmul, set once for the loop
-            return _window_by_lag(dS, df, W, K)
-    with runtime.blas_for((T + 1) // (K + 1) * N * H ** 3):
-        return _window_by_blocks(dS, df, W, K)
+        return _window_by_lag(dS, df, W, K)
+    return _window_by_blocks(dS, df, W, K)
+
+
+LAG_TILE_BYTES = 1 << 18  # one array's rows of a tile of positions (the lags run tile by tile in cache)
 
 
 def _window_by_lag(dS, df, W, K):
-    """The window lag by lag, every step at once: B_l[p] = dE_{p-1+l}/ds_{p-1} at the positions
-    p = 0..T-l (p = 0 is s_{-1}), B_l[p] = (B_{l-1}[p+1] f'(z_p)) W, one (T N, H) x (H, H) product
-    per lag; g sums l = 0..K."""
+    """The window lag by lag: B_l[p] = dE_{p-1+l}/ds_{p-1} at the positions p = 0..T-l (p = 0 is
+    s_{-1}), B_0[p] = dE_{p-1}/ds_{p-1}, B_l[p] = (B_{l-1}[p+1] f'(z_p)) W; g sums l = 0..K.
+
+    By tiles of R positions, each taken through all K lags while its rows stay in the core's cache:
+    a tile [a, b) needs B_{l-1} on [a, b+K-l+1), so its lags start K positions past its end and
+    shrink by one a lag (the arithmetic of every entry is the same as lag by lag over all
+    positions). The tiles are independent: the later half runs on the helper thread, each half's
+    products on one BLAS thread."""
     T, N, H = dS.shape
+    K = min(K, T)
     g = np.zeros((T + 1, N, H), dtype=dS.dtype)  # g[p]: at s_{p-1}
     g[1:] = dS
-    B = g
-    dz, back = np.empty((2, T, N, H), dtype=dS.dtype)  # each lag's two results, written over (no new pages a lag)
-    for lag in range(1, min(K, T) + 1):
-        n = T - lag + 1
-        Z = np.multiply(B[1:], df[:n], out=dz[:n])  # (n, N, H): dE/dz at steps 0..T-lag
-        B = np.matmul(Z.reshape(-1, H), W, out=back[:n].reshape(-1, H)).reshape(n, N, H)  # at s_{-1}..s_{T-1-lag}
-        g[:n] += B
+    e = g.copy()  # B_0
+    R = max(K, LAG_TILE_BYTES // (N * H * dS.itemsize))
+    tiles = [(a, min(a + R, T + 1)) for a in range(0, T + 1, R)]
+
+    def run(part):
+        z, b = np.empty((2, R + K, N, H), dtype=dS.dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # as the caller's (NumPy's are per thread)
+            for t0, t1 in part:
+                _lag_tile(e, df, W, K, t0, t1, g, z, b)
+
+    if len(tiles) < 2:
+        run(tiles)
+        return g[1:], g[0]
+    h = len(tiles) // 2
+    with runtime.one_blas_thread():
+        second = [runtime.helper().submit(run, tiles[h:])]
+        run(tiles[:h])
+        runtime.claim(second, 0, run, tiles[h:])
     return g[1:], g[0]
+
+
+def _lag_tile(e, df, W, K, a, b, g, z, back):
+    """Adds lags 1..K of the positions [a, b) into g (see _window_by_lag); z and back: (R + K, N,
+    H) working rows."""
+    P, N, H = e.shape  # P = T + 1 positions
+    B = e[a:]
+    for lag in range(1, K + 1):
+        end = min(b + K - lag, P - lag)  # B_lag is needed on [a, end)
+        n = end - a
+        if n <= 0:
+            break
+        Z = np.multiply(B[1:n + 1], df[a:a + n], out=z[:n])  # dE/dz at steps a..end-1
+        B = np.matmul(Z.reshape(-1, H), W, out=back[:n].reshape(-1, H)).reshape(n, N, H)
+        m = min(b, end) - a
+        g[a:a + m] += B[:m]
 
 
 def _window_by_blocks(dS, df, W, K):
@@ -59,23 +93,40 @@ def _window_by_blocks(dS, df, W, K):
     e[1:T + 1], F[1:T + 1] = dS, df  # e_p = dE_{p-1}/ds_{p-1} from output p-1; F_p: J_p's diagonal
     e, F = e.reshape(nb, L, N, H), F.reshape(nb, L, N, H)
     g = np.empty_like(e)
-    g[:, L - 1] = e[:, L - 1]
-    for i in range(L - 2, -1, -1):  # within each block, from its end
-        g[:, i] = e[:, i] + ((g[:, i + 1] * F[:, i + 1]).reshape(-1, H) @ W).reshape(nb, N, H)
-    m = nb - 1  # block pairs (c, c+1)
-    if m:
-        eye = np.broadcast_to(np.eye(H, dtype=dS.dtype), (m, N, H, H))
-        u = np.zeros((m, L, N, H), dtype=dS.dtype)  # u[c, i]: block c+1's outputs j < i, at its start
+    if nb < 2:
+        _blocks(e, F, W, g, 0, nb)
+    else:  # the blocks are independent: the later half on the helper thread, each on one BLAS thread
+        h = nb // 2
+        with runtime.one_blas_thread():
+            second = [runtime.helper().submit(_blocks, e, F, W, g, h, nb)]
+            _blocks(e, F, W, g, 0, h)
+            runtime.claim(second, 0, _blocks, e, F, W, g, h, nb)
+    g = g.reshape(-1, N, H)
+    return g[1:T + 1], g[0]
+
+
+def _blocks(e, F, W, g, c0, c1):
+    """g of the blocks c0 <= c < c1 (see _window_by_blocks); e, F, g: (blocks, L, N, H)."""
+    nb, L, N, H = e.shape
+    with np.errstate(over="ignore", invalid="ignore"):  # as the caller's (NumPy's are per thread)
+        e, F, gb = e[c0:c1 + 1], F[c0:c1 + 1], g[c0:c1]  # and the block after the last, where there is one
+        n = c1 - c0
+        gb[:, L - 1] = e[:n, L - 1]
+        for i in range(L - 2, -1, -1):  # within each block, from its end
+            gb[:, i] = e[:n, i] + ((gb[:, i + 1] * F[:n, i + 1]).reshape(-1, H) @ W).reshape(n, N, H)
+        m = min(c1, nb - 1) - c0  # block pairs (c, c+1)
+        if m <= 0:
+            return
+        eye = np.broadcast_to(np.eye(H, dtype=e.dtype), (m, N, H, H))
+        u = np.zeros((m, L, N, H), dtype=e.dtype)  # u[c, i]: block c+1's outputs j < i, at its start
         PreT, WT = eye.copy(), np.ascontiguousarray(W.T)
         for j in range(L - 1):
             if j:
                 PreT = (PreT.reshape(-1, H) @ WT).reshape(m, N, H, H)  # Pre_j^T = Pre_{j-1}^T W^T diag(F)
-                PreT *= F[1:, j][:, :, None, :]
-            u[:, j + 1] = u[:, j] + (PreT @ e[1:, j][..., None])[..., 0]
+                PreT *= F[1:m + 1, j][:, :, None, :]
+            u[:, j + 1] = u[:, j] + (PreT @ e[1:m + 1, j][..., None])[..., 0]
         Suf = eye.copy()
         for i in range(L - 1, -1, -1):
-            Suf *= (F[1:, 0] if i == L - 1 else F[:-1, i + 1])[:, :, None, :]  # Suf_i = Suf_{i+1} J_{p+1}
+            Suf *= (F[1:m + 1, 0] if i == L - 1 else F[:m, i + 1])[:, :, None, :]  # Suf_i = Suf_{i+1} J_{p+1}
             Suf = (Suf.reshape(-1, H) @ W).reshape(m, N, H, H)
-            g[:-1, i] += (u[:, i][:, :, None, :] @ Suf)[:, :, 0]
-    g = g.reshape(-1, N, H)
-    return g[1:T + 1], g[0]
+            gb[:m, i] += (u[:, i][:, :, None, :] @ Suf)[:, :, 0]
