@@ -7,6 +7,8 @@ f'(z_t), W (H, H) the recurrent weights.
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from . import runtime
@@ -22,7 +24,7 @@ def window(dS, df, W, K):
     return _window_by_blocks(dS, df, W, K)
 
 
-LAG_TILE_BYTES = 1 << 18  # one array's rows of a tile of positions (the lags run tile by tile in cache)
+LAG_TILE_BYTES = 1 << 19  # one array's rows of a tile of positions (the lags run tile by tile in cache)
 
 
 def _window_by_lag(dS, df, W, K):
@@ -32,8 +34,8 @@ def _window_by_lag(dS, df, W, K):
     By tiles of R positions, each taken through all K lags while its rows stay in the core's cache:
     a tile [a, b) needs B_{l-1} on [a, b+K-l+1), so its lags start K positions past its end and
     shrink by one a lag (the arithmetic of every entry is the same as lag by lag over all
-    positions). The tiles are independent: the later half runs on the helper thread, each half's
-    products on one BLAS thread."""
+    positions). The tiles are independent: this thread and the helper take them one at a time,
+    each with its products on one BLAS thread."""
     T, N, H = dS.shape
     K = min(K, T)
     g = np.zeros((T + 1, N, H), dtype=dS.dtype)  # g[p]: at s_{p-1}
@@ -41,21 +43,23 @@ def _window_by_lag(dS, df, W, K):
     e = g.copy()  # B_0
     R = max(K, LAG_TILE_BYTES // (N * H * dS.itemsize))
     tiles = [(a, min(a + R, T + 1)) for a in range(0, T + 1, R)]
+    taken = itertools.count()  # the tiles go to whichever thread asks next (next() is atomic)
 
-    def run(part):
+    def run():
         z, b = np.empty((2, R + K, N, H), dtype=dS.dtype)
         with np.errstate(over="ignore", invalid="ignore"):  # as the caller's (NumPy's are per thread)
-            for t0, t1 in part:
-                _lag_tile(e, df, W, K, t0, t1, g, z, b)
+            for i in taken:
+                if i >= len(tiles):
+                    return
+                _lag_tile(e, df, W, K, *tiles[i], g, z, b)
 
     if len(tiles) < 2:
-        run(tiles)
-        return g[1:], g[0]
-    h = len(tiles) // 2
-    with runtime.one_blas_thread():
-        second = [runtime.helper().submit(run, tiles[h:])]
-        run(tiles[:h])
-        runtime.claim(second, 0, run, tiles[h:])
+        run()
+    else:  # this thread and the helper take the tiles one at a time (a helper slow to start takes fewer)
+        with runtime.one_blas_thread():
+            other = [runtime.helper().submit(run)]
+            run()
+            runtime.claim(other, 0, run)
     return g[1:], g[0]
 
 
