@@ -15,7 +15,6 @@ import pytest
 from conftest import need
 
 import bptt
-from bptt import core, heads
 from bptt.fast import driver, elman, runtime, shared
 
 ACTS = ["tanh", "relu", "sigmoid", "identity"]
