@@ -24,7 +24,7 @@ def window(dS, df, W, K):
     return _window_by_blocks(dS, df, W, K)
 
 
-LAG_TILE_BYTES = 1 << 19  # one array's rows of a tile of positions (the lags run tile by tile in cache)
+LAG_TILE_BYTES = 1 << 19  # one array's rows in a tile of positions (a tile goes through its lags in cache)
 
 
 def _window_by_lag(dS, df, W, K):
