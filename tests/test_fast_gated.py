@@ -19,15 +19,15 @@ from bptt.fast import driver, runtime
 from bptt.model import random_gated
 
 CELLS = ["lstm", "gru", "gru-before"]  # the GRU in PyTorch's form (reset after) and Keras's other form
-REGIMES = ["numpy", "loop", "steps", "pipeline", "pipeline-numpy", "split"]
+REGIMES = ["numpy", "loop", "steps", "pipeline", "pipeline-numpy", "split", "parts"]
 
 
 @pytest.fixture
 def regime(monkeypatch):
     """regime(name): NumPy's loops; the compiled time loop ("loop") at every size; a Python loop of
     NumPy's products and compiled steps ("steps", for N > 1); the two-thread pipeline (blocks
-    of steps, with the helper thread), compiled or in NumPy; or every batch as two halves, the
-    second on the helper thread ("split", for N > 1)."""
+    of steps, with the helper thread), compiled or in NumPy; or every batch as two halves, taken
+    by this thread and the helper ("split", for N > 1), or as one part a sequence ("parts")."""
     def set_(name):
         if "numpy" not in name:
             need("numba")
@@ -38,7 +38,8 @@ def regime(monkeypatch):
         monkeypatch.setattr(runtime, "PIPELINE_MIN_STEP_WORK", 0 if name.startswith("pipeline") else 1 << 62)
         monkeypatch.setattr(runtime, "PIPELINE_MIN_BLOCK_WORK", 0 if name.startswith("pipeline") else 1 << 62)
         monkeypatch.setattr(runtime, "blas_threads", lambda: 2)
-        monkeypatch.setattr(driver, "SPLIT_MIN_WORK", 0 if name == "split" else 1 << 62)
+        monkeypatch.setattr(driver, "SPLIT_MIN_WORK", 0 if name in ("split", "parts") else 1 << 62)
+        monkeypatch.setattr(driver, "SPLIT_STEP_WORK", 1 if name == "parts" else 1 << 62)
     previous = runtime.set_compiled(True)
     yield set_
     runtime.set_compiled(previous)
@@ -134,6 +135,9 @@ def test_every_regime_gives_the_references_numbers(regime, name, cell, head, den
     if name.startswith("pipeline") and N > 1:
         work = N * 9 * model.W.shape[0]
         assert len(runtime.plan(37, N, work, runtime.gated_pipelines(work)).blocks) == runtime.PIPELINE_BLOCKS
+    if name == "parts" and N > 1:  # one part a sequence: several parts a thread, summed in order
+        xin = bptt.validate.inputs(model, x)
+        assert driver._parts(driver.adapter(model), model, xin) == [(n, n + 1) for n in range(N)]
     for reduction in ("sum", "mean"):
         ref = bptt.gradients(model, x, y, h0=s0, reduction=reduction, backend="reference")
         assert_same(bptt.gradients(model, x, y, h0=s0, reduction=reduction, backend="fast"), ref, np.float64,

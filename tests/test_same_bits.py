@@ -225,15 +225,16 @@ np.savez(sys.argv[2], **out)
 
 def _digests_under(policy):
     """{case: bytes of every result} for calls that hand work to the helper thread where it exists:
-    the products over steps in halves, a batch in two halves (the linear cells), the pipeline of
-    blocks, a stack's two directions at once; every task run by the helper thread ("always") or by
-    the calling thread ("never", what a machine with no free core gets)."""
+    the products over steps in halves, a batch in parts (two, or four for the LSTM of H = 128), a
+    truncation window's tiles and blocks, the pipeline of blocks, a stack's two directions at once;
+    every task run by the helper thread ("always") or by the calling thread ("never", what a
+    machine with no free core gets)."""
     from bptt.fast import runtime
 
     out = {}
     with runtime.helper_policy(policy):
         for cell, (N, T, H) in (("rnn", (1, 300, 128)), ("rnn", (32, 64, 256)), ("lstm", (32, 40, 96)),
-                                ("gru", (1, 300, 128)), ("lru", (32, 80, 96)), ("mingru", (32, 80, 96))):
+                                ("lstm", (32, 40, 128)), ("gru", (1, 300, 128)), ("lru", (32, 80, 96)), ("mingru", (32, 80, 96))):
             for dtype in (np.float32, np.float64):
                 rng = np.random.default_rng([N, T, H])
                 m = bptt.random_model(cell, H, 16, 16, seed=1, dtype=dtype)
@@ -243,6 +244,11 @@ def _digests_under(policy):
                 out[f"{cell} {N} {T} {H} {np.dtype(dtype).name}"] = b"".join(
                     np.ascontiguousarray(a).tobytes() for a in
                     [np.float64(loss), np.float64(lb), *g.params.values(), *g.state0, *gb.params.values()])
+        m = bptt.random_model("rnn", 64, 16, 16, seed=1)
+        x, y = np.random.default_rng(1).integers(0, 16, (2, 1, 3000))
+        for K in (10, 100):  # the window by lag (tiles) and by blocks (halves)
+            loss, g = bptt.gradients(m, x, y, truncate=K)
+            out[f"window {K}"] = b"".join(a.tobytes() for a in [np.float64(loss), *g.params.values(), *g.state0])
         s = bptt.random_stack("lstm", 96, 16, 16, layers=2, bidirectional=True, seed=1)
         x, y = np.random.default_rng(0).integers(0, 16, (2, 32, 60))
         loss, g = bptt.gradients(s, x, y)

@@ -21,8 +21,8 @@ not the input's or the head's (W, bh, the cell's own):
     weight_terms(trace, dA, dR, t0, t1, threaded) -> {"W": ..., and "bh" where the cell has it}
     step_work(model, N) -> the multiply-adds of a step's products (0 for a step without any)
     pipelines(step_work) -> whether a step of step_work multiply-adds may run in the pipeline
-    splits (optional, False if absent) -> whether gradients() may run a large batch as two halves
-        of its sequences on two threads (SPLIT_MIN_WORK)
+    splits (optional, False if absent) -> whether gradients() may run a large batch as parts of
+        its sequences on two threads (SPLIT_MIN_WORK)
     backward's object may have .arrive(d), which sets the error arriving at the last state from
         beyond (a tuple like the state) before the steps; without it the state has one entry,
         whose error backprop_layer adds to dS[T-1] (the same sum the first step back makes)
@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import itertools
 import pkgutil
 from pathlib import Path
 from typing import NamedTuple
@@ -308,14 +309,14 @@ def _gradients_full(cell, model, xin, state0, tg, scale, plan, mem, scan):
         return _backward_full(cell, trace, plan, errors, losses, block, mem, F)
 
 
-# A batch with at least this much work, T N (G + O), runs as two halves of its sequences, one on
-# the helper thread, for an adapter that asks for it (splits): each half is the whole computation
-# on one BLAS thread, and the loss and gradients are the halves' sums (their h0's side by side).
+# A batch with at least this much work, T N (G + O), runs as parts of its sequences on this thread
+# and the helper, for an adapter that asks for it (splits): each part is the whole computation on
+# one BLAS thread, and the loss and gradients are the parts' sums (their h0's side by side).
 SPLIT_MIN_WORK = 1 << 17
 
 
 def _split(cell, model, xin, plan) -> bool:
-    """Whether a call of gradients() runs as two halves of its batch on two threads."""
+    """Whether a call of gradients() runs as parts of its batch on two threads (_gradients_split)."""
     return getattr(cell, "splits", False) and xin.N >= 2 and not plan.threaded \
         and xin.T * xin.N * (runtime.width(model) + model.O) >= SPLIT_MIN_WORK and runtime.blas_threads() >= 2
 
@@ -332,7 +333,7 @@ def _halved(cell, model, xin, plan) -> bool:
         and xin.T * xin.N * widest >= runtime.ONE_THREAD_MAX_PRODUCT
 
 
-def _half(xin, state0, tg, n0, n1):
+def _part(xin, state0, tg, n0, n1):
     """The inputs, initial state and targets of sequences n0 <= n < n1."""
     part = validate.Inputs(None if xin.ids is None else xin.ids[n0:n1], None if xin.X is None else xin.X[n0:n1],
                            n1 - n0, xin.T, True)
@@ -342,29 +343,58 @@ def _half(xin, state0, tg, n0, n1):
 
 
 def _gradients_split(cell, model, xin, state0, tg, scale, scan):
-    """gradients() as two halves of the batch, the second on the helper thread (taken back by this
-    one if the helper has not started it when this one is done with the first: another process
-    can have its core). A half whose numbers are not finite sends the call the whole way, for the
-    error's message to name the step and the sequence."""
-    h = xin.N // 2
+    """gradients() as parts of the batch (_parts), taken one at a time by this thread and the
+    helper (a helper slow to start takes fewer: another process can have its core). The loss and
+    gradients are the parts' sums in the parts' order, whichever thread computed each. A part whose
+    numbers are not finite sends the call the whole way, for the error's message to name the step
+    and the sequence."""
+    parts = _parts(cell, model, xin)
+    done = [None] * len(parts)
+    taken = itertools.count()  # next() is atomic: each part goes to one thread
 
     @reports_overflow  # NumPy's error settings are per thread: the helper's as this one's
-    def half(n0, n1):
-        part, s0, targets = _half(xin, state0, tg, n0, n1)
-        plan = runtime.Plan([(0, xin.T)], runtime.Inline(), set_by_caller=True)
-        return _gradients_full(cell, model, part, s0, targets, scale, plan, runtime.Memory.reused(model, part), scan)
+    def work():
+        for i in taken:
+            if i >= len(parts):
+                return
+            part, s0, targets = _part(xin, state0, tg, *parts[i])
+            plan = runtime.Plan([(0, xin.T)], runtime.Inline(), set_by_caller=True)
+            done[i] = _gradients_full(cell, model, part, s0, targets, scale, plan,
+                                      runtime.Memory.reused(model, part), scan)
 
     try:
         with runtime.one_blas_thread():
-            second = [runtime.helper().submit(half, h, xin.N)]
-            first = half(0, h)
-            second = runtime.claim(second, 0, half, h, xin.N)
+            other = [runtime.helper().submit(work)]
+            try:
+                work()
+            finally:
+                runtime.claim(other, 0, work)
     except FloatingPointError:
         plan = runtime.Plan([(0, xin.T)], runtime.Inline())
         return _gradients_full(cell, model, xin, state0, tg, scale, plan, runtime.Memory.reused(model, xin), scan)
-    grads = {k: first[1].params[k] + second[1].params[k] for k in first[1].params}
-    state0 = tuple(np.concatenate([a, b]) for a, b in zip(first[1].state0, second[1].state0))
-    return first[0] + second[0], Grads(grads, state0)
+    loss, grads = done[0][0], dict(done[0][1].params)
+    for d in done[1:]:
+        loss += d[0]
+        grads = {k: grads[k] + d[1].params[k] for k in grads}
+    state0 = tuple(np.concatenate(parts_of) for parts_of in zip(*(d[1].state0 for d in done)))
+    return loss, Grads(grads, state0)
+
+
+# A step's product of at most this many multiply-adds (N H G) runs in OpenBLAS's kernels for
+# small matrices, which skip the packing of the operands: measured here, an LSTM's gradient at
+# (T, H) = (100, 128), float32, one thread, costs 0.55-0.63 ms a sequence for 4 to 15 sequences
+# and 0.72-0.86 ms from 16 on, where a step's product passes 10^6 multiply-adds
+SPLIT_STEP_WORK = 10 ** 6
+
+
+def _parts(cell, model, xin):
+    """The parts of a split batch, [(n0, n1)]: an even number of about equal parts (two threads),
+    as few as keep each part's step products within SPLIT_STEP_WORK multiply-adds."""
+    per = cell.step_work(model, 1)
+    most = max(1, SPLIT_STEP_WORK // per) if per else xin.N
+    k = min(xin.N, 2 * -(-xin.N // (2 * most)))
+    edges = [xin.N * i // k for i in range(k + 1)]
+    return list(zip(edges, edges[1:]))
 
 
 @reports_overflow

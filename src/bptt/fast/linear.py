@@ -329,7 +329,7 @@ class Linear:
     """The adapter of every cell whose step is linear in its state."""
 
     forward, backward = Forward, Backward
-    splits = True  # a large batch runs as two halves on two threads (driver.py)
+    splits = True  # a large batch runs as parts on two threads (driver.py): two, with no step products
 
     @staticmethod
     def step_work(model, N):

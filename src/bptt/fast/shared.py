@@ -155,8 +155,9 @@ class Gated:
     """What the adapters of the cells whose step is one product for all the gates share."""
 
     pipelines = staticmethod(runtime.gated_pipelines)
-    splits = True  # a large batch outside the pipeline runs as two halves, one on the helper (driver.py):
-    # each half's chain of steps is one core's work, where one chain would leave the second core idle
+    splits = True  # a large batch outside the pipeline runs as parts on this thread and the helper
+    # (driver.py): each part's chain of steps is one core's work, where one chain would leave the
+    # second core idle
 
     @staticmethod
     def step_work(model, N):
