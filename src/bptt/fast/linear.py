@@ -240,7 +240,7 @@ class Backward:
         self.dA = self.dR = self.d0 = None
 
     def steps(self, t0, t1):
-        trace, cell, model = self.trace, self.trace.model.cell, self.trace.model
+        trace, model = self.trace, self.trace.model
         T = trace.inputs.T
         if (t0, t1) != (0, T):
             raise ValueError(f"the linear cells' backward pass runs all {T} steps at once, got steps {t0}..{t1 - 1}")
