@@ -82,3 +82,18 @@ def test_tanh32_edges(kernels):
     np.testing.assert_array_equal(np.isnan(out), np.isnan(exact))
     ok = ~np.isnan(exact)
     assert np.all(np.abs(out[ok] - exact[ok]) <= 2 * np.spacing(np.abs(exact[ok]).astype(np.float32)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (1, 7, 1), (5, 7, 1), (1, 7, 6), (5, 7, 6), (33, 128, 512)])
+def test_dot_is_numpys_product_in_every_shape(kernels, dtype, m, k, n):
+    # the kernels' BLAS product: a dot product, a matrix-vector product either way, a matrix product
+    import numba
+    rng = np.random.default_rng([m, k, n])
+    a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+    b.flags.writeable = False  # the kernels pass the weights read-only
+    out = np.full((m, n), np.nan, dtype=dtype)
+    numba.njit(lambda a, b, out: kernels.dot(a, b, out))(a, b, out)
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_allclose(out, want, rtol=1e-5 if dtype == np.float32 else 1e-13,
+                               atol=(1e-5 if dtype == np.float32 else 1e-13) * np.sqrt(k))

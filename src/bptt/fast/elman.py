@@ -10,7 +10,7 @@ and S (T+1, N, H), s_{-1}, ..., s_{T-1}; the backward pass writes delta_t into d
 Why compiled: at small N * H a step is a few thousand multiply-adds, while NumPy spends a fixed
 overhead on each call (three a step); a compiled loop over the steps removes it. The axpy kernels
 do the step's product as axpys over the output index (contiguous, vectorised, no sum reordered);
-the _blas kernels hand it to BLAS (np.dot, through SciPy's BLAS) and do the rest of the step in
+the _blas kernels hand it to BLAS (numerics.dot: np.dot's BLAS call, SciPy's BLAS) and do the rest of the step in
 one fused pass. step_kernel picks by size; NumPy's loop runs where neither pays, or without
 compiled kernels. Activation codes (ACT_CODES): 0 tanh, 1 relu, 2 sigmoid, 3 identity, and 4 tanh
 in float32 arithmetic (numerics.tanh32, for float32 arrays: eight values to a vector instruction).
@@ -26,7 +26,7 @@ import numpy as np
 from .. import activations
 from ..core import Trace
 from . import driver, runtime
-from .numerics import PerCode, inline, tanh, tanh32
+from .numerics import PerCode, dot, inline, tanh, tanh32
 from .window import window
 
 ACT_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}
@@ -113,12 +113,12 @@ def _backward_steps(act):
 def _forward_steps_blas(act):
     """The BLAS forward loop for the activation code act (numerics.PerCode)."""
     def forward_steps_blas(Z, S, WT, t0, t1):
-        """forward_steps with each step's product W s_{t-1} by BLAS (np.dot, through SciPy's BLAS),
+        """forward_steps with each step's product W s_{t-1} by BLAS (numerics.dot, SciPy's BLAS),
         for the sizes where BLAS beats the axpys; the rest of the step is one fused pass."""
         N, H = Z.shape[1], Z.shape[2]
         for t in range(t0, t1):
             s = S[t + 1]
-            np.dot(S[t], WT, s)  # W s_{t-1}, parked in s_t until f(z_t) overwrites it
+            dot(S[t], WT, s)  # W s_{t-1}, parked in s_t until f(z_t) overwrites it
             z = Z[t]
             for n in range(N):
                 zn = z[n]
@@ -141,7 +141,7 @@ def _forward_steps_blas(act):
 def _backward_steps_blas(act):
     """The BLAS backward loop for the activation code act (numerics.PerCode)."""
     def backward_steps_blas(dS, dZ, S, W, dh, t0, t1):
-        """backward_steps with each step's product W^T delta_t by BLAS (np.dot): see forward_steps_blas."""
+        """backward_steps with each step's product W^T delta_t by BLAS (numerics.dot): see forward_steps_blas."""
         N, H = dS.shape[1], dS.shape[2]
         for t in range(t1 - 1, t0 - 1, -1):
             ds = dS[t]
@@ -155,7 +155,7 @@ def _backward_steps_blas(act):
                 for i in range(H):
                     dsn[i] += h[i]  # dE/ds_t: from output t, and from step t + 1 through W
                     dzn[i] = dsn[i] * df(sn[i], act)  # delta_t = dE/ds_t * f'(z_t)
-            np.dot(dz, W, dh)  # dE/ds_{t-1} from step t
+            dot(dz, W, dh)  # dE/ds_{t-1} from step t
     return backward_steps_blas
 
 

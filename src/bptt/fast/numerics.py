@@ -39,6 +39,7 @@ try:
     import scipy.linalg.cython_blas  # noqa: F401
     from llvmlite import ir
     from numba import types
+    from numba.core import cgutils
     from numba.extending import intrinsic, overload
 except ImportError:  # no Numba: the functions below run as Python, and the runtime uses NumPy's loops
     numba = None
@@ -247,13 +248,50 @@ if JIT:
         return impl
 
 
-@inline
-def dot(a, b, out):
-    """out = a @ b: (N, K) @ (K, M) -> (N, M) by BLAS (np.dot, through SciPy's BLAS); a
-    matrix-vector product when N = 1."""
-    if a.shape[0] == 1:
-        np.dot(a[0], b, out[0])
-    else:
+try:  # Numba's own BLAS calls, which its np.dot makes (not a public interface: np.dot without them)
+    from numba.np.linalg import call_xxdot, call_xxgemm, call_xxgemv, ensure_blas
+except ImportError:
+    ensure_blas = None
+
+if JIT and ensure_blas is not None:
+    @intrinsic
+    def dot(typingctx, a, b, out):
+        """out = a @ b for C-contiguous 2-D arrays of one float dtype, (N, K) @ (K, M) -> (N, M), by
+        the BLAS calls np.dot(a, b, out) makes (SciPy's BLAS: a dot product, a matrix-vector
+        product where N or M is 1, else gemm), without np.dot's argument checks: Numba compiles
+        those as a function of their own for every signature, about 0.1 s each of a cold call's
+        compile, and a kernel's arrays have the right shapes by construction."""
+        if not all(isinstance(t, types.Array) and t.ndim == 2 and t.layout == "C" for t in (a, b, out)) \
+                or not a.dtype == b.dtype == out.dtype or a.dtype not in (types.float32, types.float64):
+            return None
+        ensure_blas()
+
+        def codegen(context, builder, signature, args):
+            at, bt, ot = signature.args
+            x, y, o = (context.make_array(t)(context, builder, v) for t, v in zip(signature.args, args))
+            xs, ys, os_ = (cgutils.unpack_tuple(builder, v.shape) for v in (x, y, o))
+            m, k = xs
+            n = ys[1]
+            one = context.get_constant(types.intp, 1)
+            with builder.if_else(builder.icmp_signed("==", n, one)) as (right_vector, right_matrix):
+                with right_vector:
+                    with builder.if_else(builder.icmp_signed("==", m, one)) as (vv, mv):
+                        with vv:
+                            call_xxdot(context, builder, False, at.dtype, k, x.data, y.data, o.data)
+                        with mv:
+                            call_xxgemv(context, builder, True, at, xs, x.data, y.data, o.data)
+                with right_matrix:
+                    with builder.if_else(builder.icmp_signed("==", m, one)) as (vm, mm):
+                        with vm:
+                            call_xxgemv(context, builder, False, bt, ys, y.data, x.data, o.data)
+                        with mm:
+                            call_xxgemm(context, builder, at, xs, x.data, bt, ys, y.data, ot, os_, o.data)
+            return context.get_dummy_value()
+        return types.void(a, b, out), codegen
+else:
+    @inline
+    def dot(a, b, out):
+        """out = a @ b: (N, K) @ (K, M) -> (N, M), by np.dot (through SciPy's BLAS where compiled)."""
         np.dot(a, b, out)
 
 
