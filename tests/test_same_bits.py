@@ -233,7 +233,8 @@ def _digests_under(policy):
     out = {}
     with runtime.helper_policy(policy):
         for cell, (N, T, H) in (("rnn", (1, 300, 128)), ("rnn", (32, 64, 256)), ("lstm", (32, 40, 96)),
-                                ("lstm", (32, 40, 128)), ("gru", (1, 300, 128)), ("lru", (32, 80, 96)), ("mingru", (32, 80, 96))):
+                                ("lstm", (32, 40, 128)), ("gru", (1, 300, 128)), ("lru", (32, 80, 96)),
+                                ("mingru", (32, 80, 96))):
             for dtype in (np.float32, np.float64):
                 rng = np.random.default_rng([N, T, H])
                 m = bptt.random_model(cell, H, 16, 16, seed=1, dtype=dtype)
