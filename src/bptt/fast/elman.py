@@ -189,9 +189,10 @@ _STEP_KERNELS = {("forward", False): forward_steps, ("forward", True): forward_s
 
 
 def _weights(model):
-    """(WT, UT): W^T as the compiled forward loops read it (row j is W's column j) and U^T, whose
-    rows the inputs' part gathers for ids; contiguous, read-only, made once per model."""
-    got = tuple(np.ascontiguousarray(w.T) for w in (model.W, model.U))
+    """(WT, UT, W): W^T as the compiled forward loops read it (row j is W's column j), U^T, whose
+    rows the inputs' part gathers for ids, and W as the compiled backward loops read it (the
+    product by BLAS takes C-ordered arrays); contiguous, read-only, made once per model."""
+    got = tuple(np.ascontiguousarray(w) for w in (model.W.T, model.U.T, model.W))
     for a in got:
         a.flags.writeable = False
     return got
@@ -230,7 +231,7 @@ class Forward:
         self.S = mem.empty("S", (T + 1, N, H))
         self.S[0] = state0[0]
         self.trace = Trace(model, xin, (self.S,), (self.A,), mem.empty("Q", (T, N, model.O)))
-        WT, UT = runtime.prepared(model, _weights)
+        WT, UT, _ = runtime.prepared(model, _weights)
         self.UT, self.bias = UT if xin.ids is not None else model.U.T, _bias(model)
         self.compiled = None if model.activation not in ACT_CODES else step_kernel("forward", N, H, threaded)
         self.WT = WT if self.compiled is not None else model.W.T
@@ -268,7 +269,7 @@ class Backward:
         """t = t1-1 down to t0."""
         model, S, dS, dZ, dh, W = self.trace.model, self.trace.S, self.dS, self.dA, self.dh, self.trace.model.W
         if self.compiled is not None:  # the loop below, compiled, with f'(z_t) from s_t on the way
-            return self.compiled[act_code(model)](dS, dZ, S, W, dh, t0, t1)
+            return self.compiled[act_code(model)](dS, dZ, S, runtime.prepared(model, _weights)[2], dh, t0, t1)
         _df_into(model, S[t0 + 1:t1 + 1], dZ[t0:t1])
         for t in range(t1 - 1, t0 - 1, -1):
             ds, dz = dS[t], dZ[t]  # (N, H) views
@@ -305,9 +306,9 @@ class Elman:
             return [], []
         from . import ahead
         act, arrays, step = act_code(model), ahead.array(model.dtype, 3), ahead.INDEX
-        WT = ahead.type_of(runtime.prepared(model, _weights)[0])
+        WT, _, W = (ahead.type_of(w) for w in runtime.prepared(model, _weights))
         return ([(fw[act], (arrays, arrays, WT, step, step))],
-                [(bw[act], (arrays, arrays, arrays, ahead.type_of(model.W), ahead.array(model.dtype, 2), step, step))])
+                [(bw[act], (arrays, arrays, arrays, W, ahead.array(model.dtype, 2), step, step))])
 
     @staticmethod
     def pipelines(step_work):
