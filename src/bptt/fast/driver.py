@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
-import itertools
 import pkgutil
 from pathlib import Path
 from typing import NamedTuple
@@ -344,31 +343,21 @@ def _part(xin, state0, tg, n0, n1):
 
 def _gradients_split(cell, model, xin, state0, tg, scale, scan):
     """gradients() as parts of the batch (_parts), taken one at a time by this thread and the
-    helper (a helper slow to start takes fewer: another process can have its core). The loss and
-    gradients are the parts' sums in the parts' order, whichever thread computed each. A part whose
-    numbers are not finite sends the call the whole way, for the error's message to name the step
-    and the sequence."""
+    helper (runtime.each: a helper slow to start takes fewer, another process can have its core).
+    The loss and gradients are the parts' sums in the parts' order, whichever thread computed each.
+    A part whose numbers are not finite sends the call the whole way, for the error's message to
+    name the step and the sequence."""
     parts = _parts(cell, model, xin)
     done = [None] * len(parts)
-    taken = itertools.count()  # next() is atomic: each part goes to one thread
 
     @reports_overflow  # NumPy's error settings are per thread: the helper's as this one's
-    def work():
-        for i in taken:
-            if i >= len(parts):
-                return
-            part, s0, targets = _part(xin, state0, tg, *parts[i])
-            plan = runtime.Plan([(0, xin.T)], runtime.Inline(), set_by_caller=True)
-            done[i] = _gradients_full(cell, model, part, s0, targets, scale, plan,
-                                      runtime.Memory.reused(model, part), scan)
+    def part(i):
+        sub, s0, targets = _part(xin, state0, tg, *parts[i])
+        plan = runtime.Plan([(0, xin.T)], runtime.Inline(), set_by_caller=True)
+        done[i] = _gradients_full(cell, model, sub, s0, targets, scale, plan, runtime.Memory.reused(model, sub), scan)
 
     try:
-        with runtime.one_blas_thread():
-            other = [runtime.helper().submit(work)]
-            try:
-                work()
-            finally:
-                runtime.claim(other, 0, work)
+        runtime.each(len(parts), lambda: part)
     except FloatingPointError:
         plan = runtime.Plan([(0, xin.T)], runtime.Inline())
         return _gradients_full(cell, model, xin, state0, tg, scale, plan, runtime.Memory.reused(model, xin), scan)

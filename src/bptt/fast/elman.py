@@ -264,12 +264,13 @@ class Backward:
         self.dA = self.dR = mem.empty("dA", dS.shape)
         self.dh = mem.zeros("dh", (N, H))
         self.compiled = None if trace.model.activation not in ACT_CODES else step_kernel("backward", N, H, threaded)
+        self.W = trace.model.W if self.compiled is None else runtime.prepared(trace.model, _weights)[2]
 
     def steps(self, t0, t1):
         """t = t1-1 down to t0."""
-        model, S, dS, dZ, dh, W = self.trace.model, self.trace.S, self.dS, self.dA, self.dh, self.trace.model.W
+        model, S, dS, dZ, dh, W = self.trace.model, self.trace.S, self.dS, self.dA, self.dh, self.W
         if self.compiled is not None:  # the loop below, compiled, with f'(z_t) from s_t on the way
-            return self.compiled[act_code(model)](dS, dZ, S, runtime.prepared(model, _weights)[2], dh, t0, t1)
+            return self.compiled[act_code(model)](dS, dZ, S, W, dh, t0, t1)
         _df_into(model, S[t0 + 1:t1 + 1], dZ[t0:t1])
         for t in range(t1 - 1, t0 - 1, -1):
             ds, dz = dS[t], dZ[t]  # (N, H) views

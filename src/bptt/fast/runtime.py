@@ -13,6 +13,7 @@ bits in every process, first call or hundredth. docs/performance.md says what ea
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import threading
 import time
@@ -384,6 +385,32 @@ def claim(futures, i, fn, *args):
     if futures[i].cancel():
         futures[i] = Inline().submit(fn, *args)
     return futures[i].result()
+
+
+def each(n, worker):
+    """Runs item i for i = 0..n-1, each once, the items taken one at a time, in order, by this
+    thread and the helper, whichever asks next (a helper slow to start takes fewer; with Inline(),
+    this thread takes them all). worker() is called once in each thread that takes items and gives
+    that thread's function of i (it may keep working arrays of its own); BLAS runs on one thread.
+    Returns once every item is done; an item's exception is raised here, after both threads have
+    stopped. Which thread ran an item never changes its arithmetic."""
+    taken = itertools.count()  # next() is atomic: each item goes to one thread
+
+    def take():
+        run = None
+        for i in taken:
+            if i >= n:
+                return
+            run = run or worker()
+            run(i)
+
+    with one_blas_thread():
+        other = [helper().submit(take)] if n > 1 else []
+        try:
+            take()
+        finally:
+            if other:
+                claim(other, 0, take)
 
 
 def results(futures):

@@ -7,8 +7,6 @@ f'(z_t), W (H, H) the recurrent weights.
 """
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
 from . import runtime
@@ -34,8 +32,8 @@ def _window_by_lag(dS, df, W, K):
     By tiles of R positions, each taken through all K lags while its rows stay in the core's cache:
     a tile [a, b) needs B_{l-1} on [a, b+K-l+1), so its lags start K positions past its end and
     shrink by one a lag (the arithmetic of every entry is the same as lag by lag over all
-    positions). The tiles are independent: this thread and the helper take them one at a time,
-    each with its products on one BLAS thread."""
+    positions). The tiles are independent: this thread and the helper take them one at a time
+    (runtime.each)."""
     T, N, H = dS.shape
     K = min(K, T)
     g = np.zeros((T + 1, N, H), dtype=dS.dtype)  # g[p]: at s_{p-1}
@@ -43,23 +41,12 @@ def _window_by_lag(dS, df, W, K):
     e = g.copy()  # B_0
     R = max(K, LAG_TILE_BYTES // (N * H * dS.itemsize))
     tiles = [(a, min(a + R, T + 1)) for a in range(0, T + 1, R)]
-    taken = itertools.count()  # the tiles go to whichever thread asks next (next() is atomic)
 
-    def run():
+    def worker():  # a thread's working rows, and its function of a tile
         z, b = np.empty((2, R + K, N, H), dtype=dS.dtype)
-        with np.errstate(over="ignore", invalid="ignore"):  # as the caller's (NumPy's are per thread)
-            for i in taken:
-                if i >= len(tiles):
-                    return
-                _lag_tile(e, df, W, K, *tiles[i], g, z, b)
+        return lambda i: _lag_tile(e, df, W, K, *tiles[i], g, z, b)
 
-    if len(tiles) < 2:
-        run()
-    else:  # this thread and the helper take the tiles one at a time (a helper slow to start takes fewer)
-        with runtime.one_blas_thread():
-            other = [runtime.helper().submit(run)]
-            run()
-            runtime.claim(other, 0, run)
+    runtime.each(len(tiles), worker)
     return g[1:], g[0]
 
 
@@ -68,15 +55,16 @@ def _lag_tile(e, df, W, K, a, b, g, z, back):
     H) working rows."""
     P, N, H = e.shape  # P = T + 1 positions
     B = e[a:]
-    for lag in range(1, K + 1):
-        end = min(b + K - lag, P - lag)  # B_lag is needed on [a, end)
-        n = end - a
-        if n <= 0:
-            break
-        Z = np.multiply(B[1:n + 1], df[a:a + n], out=z[:n])  # dE/dz at steps a..end-1
-        B = np.matmul(Z.reshape(-1, H), W, out=back[:n].reshape(-1, H)).reshape(n, N, H)
-        m = min(b, end) - a
-        g[a:a + m] += B[:m]
+    with np.errstate(over="ignore", invalid="ignore"):  # as the caller's (NumPy's are per thread)
+        for lag in range(1, K + 1):
+            end = min(b + K - lag, P - lag)  # B_lag is needed on [a, end)
+            n = end - a
+            if n <= 0:
+                break
+            Z = np.multiply(B[1:n + 1], df[a:a + n], out=z[:n])  # dE/dz at steps a..end-1
+            B = np.matmul(Z.reshape(-1, H), W, out=back[:n].reshape(-1, H)).reshape(n, N, H)
+            m = min(b, end) - a
+            g[a:a + m] += B[:m]
 
 
 def _window_by_blocks(dS, df, W, K):
@@ -97,14 +85,8 @@ def _window_by_blocks(dS, df, W, K):
     e[1:T + 1], F[1:T + 1] = dS, df  # e_p = dE_{p-1}/ds_{p-1} from output p-1; F_p: J_p's diagonal
     e, F = e.reshape(nb, L, N, H), F.reshape(nb, L, N, H)
     g = np.empty_like(e)
-    if nb < 2:
-        _blocks(e, F, W, g, 0, nb)
-    else:  # the blocks are independent: the later half on the helper thread, each on one BLAS thread
-        h = nb // 2
-        with runtime.one_blas_thread():
-            second = [runtime.helper().submit(_blocks, e, F, W, g, h, nb)]
-            _blocks(e, F, W, g, 0, h)
-            runtime.claim(second, 0, _blocks, e, F, W, g, h, nb)
+    halves = [(0, nb // 2), (nb // 2, nb)] if nb > 1 else [(0, nb)]  # the blocks are independent
+    runtime.each(len(halves), lambda: lambda i: _blocks(e, F, W, g, *halves[i]))
     g = g.reshape(-1, N, H)
     return g[1:T + 1], g[0]
 
