@@ -532,3 +532,58 @@ def test_a_machine_whose_cores_are_busy_has_no_free_core_for_the_helper():
         for p in procs:
             p.kill()
             p.wait()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="thread affinity is Linux's")
+def test_each_holds_its_two_threads_on_two_cpus_and_gives_the_cpus_back():
+    """runtime.each with the helper: while the items run, the calling thread is held on one CPU and
+    the helper on another (Linux may otherwise run both on one core for tens of milliseconds); after,
+    both may use every CPU they could before. With one CPU allowed, or no helper, nothing changes."""
+    import threading
+
+    from bptt.fast import runtime
+
+    allowed = os.sched_getaffinity(0)
+    seen = {}
+
+    def worker():
+        def run(i):
+            seen.setdefault(threading.get_ident(), set()).add(frozenset(os.sched_getaffinity(0)))
+            threading.Event().wait(0.02)  # long enough for both threads to take items
+        return run
+
+    with runtime.helper_policy("always"):
+        runtime.each(6, worker)
+        helper_thread = runtime.helper().submit(threading.get_ident).result()
+        assert runtime.helper().submit(os.sched_getaffinity, 0).result() == allowed
+    assert os.sched_getaffinity(0) == allowed
+    main = threading.get_ident()
+    assert set(seen) == {main, helper_thread}
+    if len(allowed) >= 2:
+        (mine,), (theirs,) = seen[main], seen[helper_thread]
+        assert len(mine) == len(theirs) == 1 and mine != theirs and mine | theirs <= allowed
+    else:
+        assert seen[main] == seen[helper_thread] == {frozenset(allowed)}
+    seen.clear()
+    with runtime.helper_policy("never"):
+        runtime.each(3, worker)
+    assert seen == {main: {frozenset(allowed)}}
+
+
+def test_each_gives_the_cpus_back_when_an_item_raises():
+    from bptt.fast import runtime
+
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+
+    def worker():
+        def run(i):
+            if i == 2:
+                raise ValueError("item 2")
+        return run
+
+    with runtime.helper_policy("always"):
+        with pytest.raises(ValueError, match="item 2"):
+            runtime.each(5, worker)
+        if allowed is not None:
+            assert os.sched_getaffinity(0) == allowed
+            assert runtime.helper().submit(os.sched_getaffinity, 0).result() == allowed
