@@ -587,3 +587,24 @@ def test_each_gives_the_cpus_back_when_an_item_raises():
         if allowed is not None:
             assert os.sched_getaffinity(0) == allowed
             assert runtime.helper().submit(os.sched_getaffinity, 0).result() == allowed
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="thread affinity is Linux's")
+def test_a_pipeline_s_section_holds_its_two_threads_apart_once_even_nested():
+    from bptt.fast import runtime
+
+    allowed = os.sched_getaffinity(0)
+    with runtime.helper_policy("always"):
+        plan = runtime.Plan([(0, 5), (5, 10)], runtime.helper())
+        with plan.section():
+            mine = os.sched_getaffinity(0)
+            with plan.section():  # nested: still held, and not given back at its end
+                pass
+            theirs = plan.helper.submit(os.sched_getaffinity, 0).result()
+            assert os.sched_getaffinity(0) == mine
+        after = plan.helper.submit(os.sched_getaffinity, 0).result()
+    assert os.sched_getaffinity(0) == after == allowed
+    if len(allowed) >= 2:
+        assert len(mine) == len(theirs) == 1 and not mine & theirs and mine | theirs <= allowed
+    else:
+        assert mine == theirs == allowed

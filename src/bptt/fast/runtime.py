@@ -340,12 +340,17 @@ class Plan:
         threaded): in the pipeline, where every one of them is small, or as the caller set them."""
         return self.threaded or self.one_blas or self.set_by_caller
 
+    @contextlib.contextmanager
     def section(self):
         """The context a call runs in: BLAS on one thread when threaded, or where every product
-        over steps is small (one switch of BLAS's threads for the call, not one per product)."""
-        if self.set_by_caller or not (self.threaded or self.one_blas) or not _blas():
-            return contextlib.nullcontext()
-        return _blas().limit(limits=1)
+        over steps is small (one switch of BLAS's threads for the call, not one per product); in
+        the pipeline, this thread and the helper each on a CPU of its own (apart)."""
+        with contextlib.ExitStack() as stack:
+            if not self.set_by_caller and (self.threaded or self.one_blas) and _blas():
+                stack.enter_context(_blas().limit(limits=1))
+            if self.threaded:
+                stack.enter_context(apart(self.helper))
+            yield
 
 
 def helper():
@@ -405,9 +410,8 @@ def each(n, worker):
             run(i)
 
     executor = helper() if n > 1 else Inline()
-    threads = not isinstance(executor, Inline)
-    with one_blas_thread(), apart(threads) as away:
-        other = [executor.submit(away, take)] if n > 1 else []
+    with one_blas_thread(), apart(executor):
+        other = [executor.submit(take)] if n > 1 else []
         try:
             take()
         finally:
@@ -420,7 +424,8 @@ def each(n, worker):
 # 2-core virtual machine), after the process had been idle for 0.15 s, an LSTM's gradient at
 # (N, T, H) = (32, 100, 128) in four parts took 15-20 ms for its first calls, each thread's parts
 # twice as long as back to back, the two threads on the same CPU (sched_getcpu) while the other
-# CPU idled; 10 ms back to back. Held each on a CPU of its own for the call, 10-11 ms either way.
+# CPU idled; 10 ms back to back. Held each on a CPU of its own for the call (apart), 10.7-11.4 ms
+# on average over the first five calls after such pauses.
 _cpu = {}
 
 
@@ -439,48 +444,48 @@ def _getcpu():
     return _cpu["fn"]
 
 
+_apart = threading.local()  # whether this thread is in a section held apart already
+
+
 @contextlib.contextmanager
-def apart(threads=True):
-    """A context for a section of work on this thread and the helper: this thread held on the
-    CPU it runs on, and yields away(fn, *args), which the helper runs: fn(*args) with the helper
-    held on another CPU (the one it runs on, unless that is this thread's). Each thread gets back
-    the CPUs it may use (this thread's set before the section) when its part ends. Where the
-    process may use one CPU, without two threads, or off Linux: no change (away calls fn)."""
-    getcpu = _getcpu() if threads else None
-    if getcpu is None:
-        yield _call
-        return
+def apart(executor):
+    """A context for a section of work on this thread and the executor's thread (the helper): this
+    thread held on the CPU it runs on, the helper on another (the one it runs on, unless that is
+    this thread's), from its first task of the section to its last; then both may again use the
+    CPUs this thread could use before. Nested sections are the outermost's. Where the executor is
+    Inline(), the process may use one CPU, or off Linux: no change."""
+    getcpu = None if isinstance(executor, Inline) or getattr(_apart, "on", False) else _getcpu()
     try:
-        allowed = os.sched_getaffinity(0)
-        here = getcpu()
+        allowed = os.sched_getaffinity(0) if getcpu else set()
+        here = getcpu() if getcpu else None
     except OSError:
-        yield _call
-        return
+        allowed = set()
     if len(allowed) < 2 or here not in allowed:
-        yield _call
+        yield
         return
-
-    def away(fn, *args):
-        now = getcpu()
-        cpu = now if now in allowed and now != here else min(allowed - {here})
-        try:
-            os.sched_setaffinity(0, {cpu})
-        except OSError:
-            return fn(*args)
-        try:
-            return fn(*args)
-        finally:
-            os.sched_setaffinity(0, allowed)
-
     os.sched_setaffinity(0, {here})
+    _apart.on = True
+    executor.submit(_hold, getcpu, here, allowed)  # one worker, its tasks in order: before the section's
     try:
-        yield away
+        yield
     finally:
+        executor.submit(_affinity, allowed)  # after the section's
+        _apart.on = False
         os.sched_setaffinity(0, allowed)
 
 
-def _call(fn, *args):
-    return fn(*args)
+def _hold(getcpu, other, allowed):
+    """Hold the calling thread on the CPU it runs on, or another of allowed if that is `other`."""
+    now = getcpu()
+    _affinity({now if now in allowed and now != other else min(allowed - {other})})
+
+
+def _affinity(cpus):
+    """Let the calling thread run on the CPUs (where it may)."""
+    try:
+        os.sched_setaffinity(0, cpus)
+    except OSError:  # a CPU taken from the process meanwhile: it stays where it was let
+        pass
 
 
 def results(futures):
