@@ -177,3 +177,38 @@ def test_no_fork_beside_a_threaded_framework():
     finally:
         if saved is None:
             del sys.modules["jax"]
+
+
+# the collector while the kernels import, load and compile: off (its full collections traverse
+# Numba's objects), and afterwards as the caller had it, on or off
+COLLECTOR = """
+import gc, json
+import numpy as np
+from numba.core import event
+import bptt
+
+during = []
+
+class Compiling(event.Listener):
+    def on_start(self, ev):
+        if ev.data["dispatcher"].py_func.__module__.startswith("bptt."):
+            during.append(gc.isenabled())
+    def on_end(self, ev):
+        pass
+
+event.register("numba:compile", Compiling())
+x = np.random.default_rng(0).integers(0, 5, (4, 12))
+bptt.gradients(bptt.random_rnn(16, 5, 5, seed=0), x, x)
+on_after = gc.isenabled()
+gc.disable()
+bptt.gradients(bptt.random_rnn(16, 5, 5, seed=0, activation="relu"), x, x)
+print(json.dumps({"during": during, "on_after": on_after, "off_after": gc.isenabled()}))
+"""
+
+
+def test_the_garbage_collector_is_held_off_while_kernels_compile_and_set_back_after(tmp_path):
+    need("numba")
+    for ahead in ("0", "1"):  # this process compiles all of them, or some (the other process the rest)
+        got = _run(COLLECTOR, tmp_path, f"cache-{ahead}", BPTT_COMPILE_AHEAD=ahead)
+        assert got["during"] and not any(got["during"]), got
+        assert got["on_after"] is True and got["off_after"] is False, got

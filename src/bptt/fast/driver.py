@@ -67,8 +67,9 @@ def register_family(test, adapter):
 def _registered() -> dict:
     """CELLS, once every module of this package has been imported (each cell's registers it)."""
     if not _found:
-        for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
-            importlib.import_module(f"{__package__}.{module.name}")
+        with runtime.collector_held():  # Numba's import among them
+            for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
+                importlib.import_module(f"{__package__}.{module.name}")
         _found.append(True)
     return CELLS
 
