@@ -32,7 +32,7 @@ import numpy as np
 from numba import from_dtype, typeof, types
 from numba.core import event
 
-from .runtime import collector_held
+from . import collector
 
 POLL = 0.002  # seconds between looks at the other process's progress
 WAIT_MAX = 20.0  # seconds this process waits for a kernel the other compiles, then ends it and compiles alone
@@ -84,11 +84,11 @@ def expect(kernels):
 
 def wrap(dispatcher):
     """Make the dispatcher's compile() wait for (or take over) a kernel the other process compiles,
-    with the garbage collector held off while it loads or compiles (runtime.collector_held)."""
+    with the garbage collector held off while it loads or compiles (collector.held)."""
     original = dispatcher.compile
 
     def compile(sig):
-        with collector_held():  # loading or compiling: Numba's many objects, no full collections
+        with collector.held():  # loading or compiling: Numba's many objects, no full collections
             run = _state["run"]
             i = None if run is None or _state["in_child"] else run.index(dispatcher, sig)
             if i is not None and not run.claim(i):  # the other process has it

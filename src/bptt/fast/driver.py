@@ -46,7 +46,7 @@ import numpy as np
 
 from .. import heads, validate
 from ..core import Grads, finite, initial_state, nonfinite_message, reports_overflow, scan_method, truncation
-from . import runtime, shared
+from . import collector, runtime, shared
 
 CELLS = {}  # cell name -> its adapter, filled by the cells' modules (register)
 FAMILIES = []  # (test, adapter): the adapter of every other cell for which test(cell) holds
@@ -67,7 +67,7 @@ def register_family(test, adapter):
 def _registered() -> dict:
     """CELLS, once every module of this package has been imported (each cell's registers it)."""
     if not _found:
-        with runtime.collector_held():  # Numba's import among them
+        with collector.held():  # Numba's import among them
             for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
                 importlib.import_module(f"{__package__}.{module.name}")
         _found.append(True)

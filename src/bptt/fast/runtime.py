@@ -13,7 +13,6 @@ bits in every process, first call or hundredth. docs/performance.md says what ea
 from __future__ import annotations
 
 import contextlib
-import gc
 import itertools
 import os
 import threading
@@ -54,31 +53,6 @@ def kernels():
 def compiled() -> bool:
     """Whether calls run compiled kernels."""
     return kernels() is not None
-
-
-_collector = {"depth": 0, "was": False}
-_collector_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def collector_held():
-    """A section in which Python's cyclic garbage collector does not run: the fast backend's
-    imports and each kernel's loading or compiling. Numba makes hundreds of thousands of objects,
-    and a full collection traverses them all: on a cold cache, two to four collections cost 0.05 to
-    0.1 s of a first gradient's second (docs/performance.md). Reference counting frees what it
-    always frees; the collector is set back as it was when the outermost section ends."""
-    with _collector_lock:
-        if _collector["depth"] == 0:
-            _collector["was"] = gc.isenabled()
-            gc.disable()
-        _collector["depth"] += 1
-    try:
-        yield
-    finally:
-        with _collector_lock:
-            _collector["depth"] -= 1
-            if _collector["depth"] == 0 and _collector["was"]:
-                gc.enable()
 
 
 # cells whose step is one product for all the gates, then an element-wise part (numerics-compiled)
