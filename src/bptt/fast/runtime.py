@@ -13,6 +13,7 @@ bits in every process, first call or hundredth. docs/performance.md says what ea
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import threading
@@ -426,22 +427,18 @@ def each(n, worker):
 # twice as long as back to back, the two threads on the same CPU (sched_getcpu) while the other
 # CPU idled; 10 ms back to back. Held each on a CPU of its own for the call (apart), 10.7-11.4 ms
 # on average over the first five calls after such pauses.
-_cpu = {}
-
-
+@functools.cache
 def _getcpu():
-    """Linux's sched_getcpu (through ctypes, looked up once), or None where there is none."""
-    if "fn" not in _cpu:
-        fn = None
-        if hasattr(os, "sched_setaffinity"):
-            try:
-                import ctypes
-                fn = ctypes.CDLL(None).sched_getcpu
-                fn.restype, fn.argtypes = ctypes.c_int, []
-            except (ImportError, OSError, AttributeError):
-                fn = None
-        _cpu["fn"] = fn
-    return _cpu["fn"]
+    """Linux's sched_getcpu (through ctypes), or None where there is none."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    try:
+        import ctypes
+        fn = ctypes.CDLL(None).sched_getcpu
+    except (ImportError, OSError, AttributeError):
+        return None
+    fn.restype, fn.argtypes = ctypes.c_int, []
+    return fn
 
 
 _apart = threading.local()  # whether this thread is in a section held apart already
@@ -455,15 +452,16 @@ def apart(executor):
     CPUs this thread could use before. Nested sections are the outermost's. Where the executor is
     Inline(), the process may use one CPU, or off Linux: no change."""
     getcpu = None if isinstance(executor, Inline) or getattr(_apart, "on", False) else _getcpu()
-    try:
-        allowed = os.sched_getaffinity(0) if getcpu else set()
-        here = getcpu() if getcpu else None
-    except OSError:
-        allowed = set()
+    allowed, here = set(), None
+    if getcpu is not None:
+        try:
+            allowed, here = os.sched_getaffinity(0), getcpu()
+        except OSError:
+            pass
     if len(allowed) < 2 or here not in allowed:
         yield
         return
-    os.sched_setaffinity(0, {here})
+    _affinity({here})
     _apart.on = True
     executor.submit(_hold, getcpu, here, allowed)  # one worker, its tasks in order: before the section's
     try:
@@ -471,7 +469,7 @@ def apart(executor):
     finally:
         executor.submit(_affinity, allowed)  # after the section's
         _apart.on = False
-        os.sched_setaffinity(0, allowed)
+        _affinity(allowed)
 
 
 def _hold(getcpu, other, allowed):
